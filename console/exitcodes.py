@@ -1,0 +1,13 @@
+"""Exit codes of the lifeboat CLI, documented in one place (../shared/CONTRACT.md)."""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0  # done, or durably journaled
+    UNEXPECTED = 1  # a bug or an unforeseen failure; see the log by its error id
+    USAGE = 2  # bad flags or arguments
+    DENIED = 3  # authentication or permission denied
+    REJECTED = 4  # rejected by policy, risk check or the main system (partly, for multi-leg)
+    UNAVAILABLE = 5  # main system unavailable and backup mode not possible
+    HELD = 6  # held for a person's decision (replay conflicts or stale entries)

@@ -1,0 +1,1 @@
+"""The reference main trading backend: a real FastAPI server for demos, drills and tests."""

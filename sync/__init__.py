@@ -1,0 +1,1 @@
+"""BOD snapshot, live mirror, journal replay and reconciliation. Never imports Textual."""
