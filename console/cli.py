@@ -67,6 +67,18 @@ def sim(
     )
 
 
+audit_app = typer.Typer(help="The hash-chained audit log of this console.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(ctx: typer.Context) -> None:
+    """Check the audit chain: exit 0 when intact, 1 naming the first bad row."""
+    from console.cmd_audit import verify_command
+
+    raise typer.Exit(verify_command(ctx.obj.home if ctx.obj else None))
+
+
 def main() -> None:
     app()
 

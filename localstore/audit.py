@@ -1,0 +1,233 @@
+"""Tamper-evident audit log: every action, in every mode, hash-chained.
+
+Why a chain: an operator (or an intruder with the file) could edit the SQLite
+file after an outage.  Each row stores ``hash = SHA-256(canonical JSON of
+{id, at, user_id, mode, action, payload} + prev_hash)``; rows are numbered
+1, 2, 3 ... with no gaps; and ``audit_head`` (updated in the same transaction as
+each append) records the last id, last hash and count.  So an edit, a deleted or
+inserted row, a reordering, or a cut-off tail is found, and ``verify`` names the
+first row where the chain stops being provable.
+
+Secrets never enter the log: keys such as ``password``, ``token``,
+``access_token``, ``secret``, ``signature``, ``verifier`` are replaced with
+``"[redacted]"`` (at any depth) before hashing and storing.
+
+Call ``append`` inside the caller's write transaction (``store.write()``) so the
+action and its audit row commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from localstore.models import GENESIS_HASH, AuditHead, AuditRow
+
+REDACTED = "[redacted]"
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "passwd",
+        "new_password",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "secret",
+        "client_secret",
+        "signature",
+        "verifier",
+        "authorization",
+        "api_key",
+        "private_key",
+        "otp",
+        "pin",
+    }
+)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Outcome of ``verify``: ``ok`` and, when broken, the first bad row's id and why."""
+
+    ok: bool
+    first_bad_id: int | None
+    reason: str
+    rows: int
+
+
+# --------------------------------------------------------------------------- canonical form
+
+
+def _is_secret_key(key: str) -> bool:
+    k = key.lower()
+    return k in SECRET_KEYS or k.endswith(("_token", "_password", "_secret"))
+
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` with every secret-looking key's value replaced."""
+    if isinstance(value, dict):
+        return {k: (REDACTED if isinstance(k, str) and _is_secret_key(k) else redact(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if hasattr(value, "model_dump"):  # pydantic models (wire)
+        return value.model_dump(mode="json")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"cannot put a {type(value).__name__} in the audit log")
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON: sorted keys, no whitespace, Decimals as strings."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default, allow_nan=False
+    )
+
+
+def row_hash(*, id: int, at: str, user_id: str | None, mode: str, action: str, payload: Any, prev_hash: str) -> str:
+    body = canonical_json(
+        {"id": id, "at": at, "user_id": user_id, "mode": mode, "action": action, "payload": payload}
+    )
+    return hashlib.sha256((body + prev_hash).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- append
+
+
+def append(
+    session: Session,
+    *,
+    user_id: str | None,
+    mode: str,
+    action: str,
+    payload: dict[str, Any],
+    at: datetime | None = None,
+) -> AuditRow:
+    """Append one audited action in the caller's (write) transaction; returns the row.
+
+    ``mode`` is the console mode at the time (ONLINE, BACKUP, ...), ``action`` a
+    short verb (login, logout, bod_sync, order_place, square_off, mode_change,
+    replay_decision, policy_change ...), ``payload`` any JSON-able dict (Decimal,
+    datetime, enums and wire models are converted; secrets are redacted).
+    """
+    if not isinstance(payload, dict):
+        raise TypeError("audit payload must be a dict")
+    when = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    at_text = when.isoformat(timespec="microseconds")
+    clean = json.loads(canonical_json(redact(payload)))  # the exact value verify will re-read
+    head = _lock_head(session)
+    new_id = head.last_id + 1
+    digest = row_hash(
+        id=new_id, at=at_text, user_id=user_id, mode=str(mode), action=action, payload=clean, prev_hash=head.last_hash
+    )
+    row = AuditRow(
+        id=new_id,
+        at=at_text,
+        user_id=user_id,
+        mode=str(mode),
+        action=action,
+        payload=canonical_json(clean),
+        prev_hash=head.last_hash,
+        hash=digest,
+    )
+    session.add(row)
+    head.last_id = new_id
+    head.last_hash = digest
+    head.count = head.count + 1
+    session.flush()
+    return row
+
+
+def _lock_head(session: Session) -> AuditHead:
+    # FOR UPDATE serialises appenders on PostgreSQL; SQLite ignores it (the write
+    # transaction is already BEGIN IMMEDIATE).
+    head = session.scalars(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one_or_none()
+    if head is None:
+        head = AuditHead(id=1, last_id=0, last_hash=GENESIS_HASH, count=0)
+        session.add(head)
+    return head
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def verify(session: Session) -> AuditResult:
+    """Walk the chain from row 1; report the first row that does not verify."""
+    expected_prev = GENESIS_HASH
+    expected_id = 1
+    count = 0
+    last_hash = GENESIS_HASH
+    last_id = 0
+    rows = session.execute(
+        select(
+            AuditRow.id, AuditRow.at, AuditRow.user_id, AuditRow.mode, AuditRow.action,
+            AuditRow.payload, AuditRow.prev_hash, AuditRow.hash,
+        ).order_by(AuditRow.id)
+    )
+    for row in rows:
+        count += 1
+        if row.id != expected_id:
+            return AuditResult(
+                False, expected_id, f"row {expected_id} is missing (the next row found is {row.id})", count - 1
+            )
+        if row.prev_hash != expected_prev:
+            return AuditResult(
+                False, row.id,
+                "its link to the row before does not match (a row was deleted, inserted or reordered here)",
+                count - 1,
+            )
+        try:
+            payload = json.loads(row.payload)
+        except (TypeError, ValueError):
+            return AuditResult(False, row.id, "its payload is not valid JSON (the row was edited)", count - 1)
+        digest = row_hash(
+            id=row.id, at=row.at, user_id=row.user_id, mode=row.mode, action=row.action,
+            payload=payload, prev_hash=row.prev_hash,
+        )
+        if digest != row.hash:
+            return AuditResult(False, row.id, "its content does not match its hash (the row was edited)", count - 1)
+        expected_prev = row.hash
+        expected_id += 1
+        last_hash = row.hash
+        last_id = row.id
+
+    head = session.get(AuditHead, 1)
+    if head is None:
+        if count:
+            return AuditResult(False, last_id, "the chain's head record is missing", count)
+        return AuditResult(True, None, "no audit rows yet", 0)
+    if head.last_id > last_id or head.count > count:
+        return AuditResult(
+            False, last_id + 1,
+            f"row {last_id + 1} and after are missing (the head records {head.count} rows ending at row {head.last_id})",
+            count,
+        )
+    if head.last_id != last_id or head.count != count or head.last_hash != last_hash:
+        bad = head.last_id + 1 if head.last_id < last_id else last_id
+        return AuditResult(
+            False, bad,
+            f"the chain does not end where the head says (head: {head.count} rows ending at row {head.last_id}; "
+            f"found {count} ending at row {last_id})",
+            count,
+        )
+    return AuditResult(True, None, f"{count} rows intact", count)

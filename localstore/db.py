@@ -1,0 +1,316 @@
+"""Opening the local store: integrity first, then migrations, then durable sessions.
+
+Why it is built this way:
+
+* A store is refused, untouched, when it is not SQLite, is corrupt, or was written
+  by a newer Lifeboat: all three are checked on a read-only connection
+  (``file:...?mode=ro``) *before* anything writes, so a bad file is never
+  "repaired" into an empty book on an outage morning.
+* SQLite runs in WAL with ``synchronous=FULL`` (a commit is on disk before
+  ``write()`` returns), foreign keys on and a busy timeout.  Python 3.11's sqlite3
+  starts transactions on its own (and not for SELECT), so the driver's transaction
+  control is switched off (``isolation_level=None``) and SQLAlchemy's ``begin``
+  event emits the BEGIN: ``BEGIN IMMEDIATE`` for ``write()`` sessions (a
+  read-then-write transaction cannot fail with SQLITE_BUSY_SNAPSHOT), plain
+  ``BEGIN`` for ``read()`` sessions (a consistent snapshot).
+* The store is a URL: on any other database (PostgreSQL for a desk's shared DR
+  store) the same code runs without the SQLite pragmas.
+
+Usage::
+
+    store = open_store(store_path(home))
+    with store.write() as session:          # BEGIN IMMEDIATE ... COMMIT (durable)
+        session.add(...)
+        audit.append(session, user_id=..., mode=..., action=..., payload={...})
+    with store.read() as session:
+        session.scalars(select(PositionRow)).all()
+    store.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from localstore.errors import StoreError
+from localstore.models import GENESIS_HASH, AuditHead, ConsoleIdentity, ReplayLease, SyncState
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 5000
+_WRITE_OPTION = "lifeboat_write"
+_CONSOLE_ID_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud over a phone
+_CONSOLE_ID_LENGTH = 6
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+_FIX_CORRUPT = "move it aside (keep it for support) and run `lifeboat sync bod` to build a fresh store"
+
+
+@dataclass
+class Store:
+    """An open local store.  ``write()`` and ``read()`` give Sessions; objects stay
+    usable after the block (``expire_on_commit=False``)."""
+
+    engine: Engine
+    url: URL
+    path: Path | None  # the SQLite file, or None for a server database
+    console_id: str
+    _write_sessions: sessionmaker
+    _read_sessions: sessionmaker
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A Session in one write transaction (``BEGIN IMMEDIATE`` on SQLite), committed
+        durably when the block ends, rolled back if it raises."""
+        with self._write_sessions() as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A Session for reads (one consistent snapshot); never commits anything."""
+        with self._read_sessions() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def open_store(target: str | Path, *, create: bool = True) -> Store:
+    """Open (and if needed create and migrate) the store at ``target``: a file path or
+    a SQLAlchemy URL.  Raises ``StoreError`` for a file that is not SQLite, is
+    corrupt, is not a Lifeboat store, or has a newer schema (the file is left
+    untouched), and for a missing store when ``create`` is False."""
+    url = _to_url(target)
+    path: Path | None = None
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
+            raise StoreError(f"the local store must be a file, not {url.render_as_string(hide_password=True)!r}")
+        path = Path(url.database).expanduser().resolve()
+        url = url.set(database=str(path))
+        _check_sqlite_file(path, create=create)
+        engine = _sqlite_engine(url)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+        _check_server_revision(engine, url)
+
+    try:
+        _migrate(engine)
+        write_sessions = sessionmaker(
+            bind=engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
+        )
+        read_sessions = sessionmaker(bind=engine, expire_on_commit=False)
+        console_id = _ensure_singletons(write_sessions)
+    except StoreError:
+        engine.dispose()
+        raise
+    except Exception as exc:
+        engine.dispose()
+        where = path or url.render_as_string(hide_password=True)
+        raise StoreError(f"cannot open the local store {where}: {exc}", path=path) from exc
+    return Store(engine, url, path, console_id, write_sessions, read_sessions)
+
+
+def _to_url(target: str | Path) -> URL:
+    if isinstance(target, Path) or "://" not in str(target):
+        return URL.create("sqlite", database=str(Path(target).expanduser()))
+    try:
+        return make_url(str(target))
+    except Exception as exc:
+        raise StoreError(f"not a database URL: {target!r} ({exc})") from exc
+
+
+# --------------------------------------------------------------------------- integrity (read-only)
+
+
+def _check_sqlite_file(path: Path, *, create: bool) -> None:
+    """Refuse a file that must not be touched; create an empty private file if missing."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory, not a Lifeboat store; give the path of a file", path=path)
+    if not path.exists() or path.stat().st_size == 0:
+        if not create:
+            raise StoreError(
+                f"no local store at {path}; run `lifeboat login` or `lifeboat sync bod` to create it", path=path
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)  # private; SQLite gives -wal/-shm the same mode
+        os.close(fd)
+        return
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreError(f"cannot read the local store {path}: {exc.strerror}", path=path) from exc
+    if header != SQLITE_HEADER:
+        raise StoreError(
+            f"{path} is not a SQLite database (it may be another program's file); "
+            f"nothing was changed. Point --home elsewhere, or move it aside and run `lifeboat sync bod`",
+            path=path,
+        )
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the local store {path} read-only: {exc}", path=path) from exc
+    try:
+        try:
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                detail = "; ".join(str(p) for p in problems[:3])
+                raise StoreError(f"the local store {path} is corrupt ({detail}); {_FIX_CORRUPT}", path=path)
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "alembic_version" in tables:
+                revisions = [row[0] for row in conn.execute("SELECT version_num FROM alembic_version")]
+            else:
+                revisions = []
+        except sqlite3.DatabaseError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreError(f"the local store {path} is locked by another process; try again", path=path) from exc
+            raise StoreError(f"the local store {path} is corrupt ({exc}); {_FIX_CORRUPT}", path=path) from exc
+    finally:
+        conn.close()
+    if not revisions and tables - {"sqlite_sequence"}:
+        raise StoreError(
+            f"{path} is a SQLite database but not a Lifeboat store (tables: {', '.join(sorted(tables)[:5])}); "
+            f"nothing was changed. Point --home elsewhere",
+            path=path,
+        )
+    _check_known_revisions(revisions, str(path), path)
+
+
+def _check_server_revision(engine: Engine, url: URL) -> None:
+    from sqlalchemy import inspect, text
+
+    where = url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return
+            revisions = [row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))]
+    except Exception as exc:
+        engine.dispose()
+        raise StoreError(f"cannot open the local store {where}: {exc}") from exc
+    try:
+        _check_known_revisions(revisions, where, None)
+    except StoreError:
+        engine.dispose()
+        raise
+
+
+def _check_known_revisions(revisions: list[str], where: str, path: Path | None) -> None:
+    known = _known_revisions()
+    unknown = [r for r in revisions if r not in known]
+    if unknown:
+        raise StoreError(
+            f"the local store {where} has schema revision {', '.join(unknown)}, newer than this Lifeboat "
+            f"knows (up to {_script_directory().get_current_head()}); upgrade lifeboat, "
+            f"or move the file aside and run `lifeboat sync bod`. Nothing was changed",
+            path=path,
+        )
+
+
+# --------------------------------------------------------------------------- engine, migrations
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        dbapi_conn.isolation_level = None  # the begin event below emits BEGIN, not the driver
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"cannot switch {url.database} to WAL (journal_mode is {mode})")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:
+        if conn.get_execution_options().get(_WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _alembic_config():
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def _script_directory():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config())
+
+
+def _known_revisions() -> set[str]:
+    return {script.revision for script in _script_directory().walk_revisions()}
+
+
+def _migrate(engine: Engine) -> None:
+    """Bring the schema to head inside one write transaction (DDL is transactional
+    on SQLite once BEGIN is ours: a failed migration leaves the old schema)."""
+    from alembic import command
+    from alembic.migration import MigrationContext
+
+    head = _script_directory().get_current_head()
+    with engine.connect() as conn:
+        if MigrationContext.configure(conn).get_current_revision() == head:
+            return
+    cfg = _alembic_config()
+    with engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def _ensure_singletons(write_sessions: sessionmaker) -> str:
+    """Create the single-row tables on first open; return the console id.  Checked with
+    a read first so a routine open does not take the write lock."""
+    with write_sessions.kw["bind"].connect() as conn:
+        row = conn.execute(select(ConsoleIdentity.console_id)).first()
+        complete = row is not None and all(
+            conn.execute(select(model.id)).first() is not None for model in (AuditHead, SyncState, ReplayLease)
+        )
+    if complete:
+        return row[0]
+    with write_sessions() as session, session.begin():
+        identity = session.get(ConsoleIdentity, 1)
+        if identity is None:
+            identity = ConsoleIdentity(id=1, console_id=new_console_id())
+            session.add(identity)
+        if session.get(AuditHead, 1) is None:
+            session.add(AuditHead(id=1, last_id=0, last_hash=GENESIS_HASH, count=0))
+        if session.get(SyncState, 1) is None:
+            session.add(SyncState(id=1))
+        if session.get(ReplayLease, 1) is None:
+            session.add(ReplayLease(id=1))
+        return identity.console_id
+
+
+def new_console_id() -> str:
+    """A short random id, e.g. ``C7K2QX``: stable once stored, unambiguous read aloud."""
+    return "".join(secrets.choice(_CONSOLE_ID_ALPHABET) for _ in range(_CONSOLE_ID_LENGTH))
+
+
+def read_console_id(session: Session) -> str:
+    return session.scalars(select(ConsoleIdentity.console_id)).one()
