@@ -1,0 +1,167 @@
+"""Assemble and run mainsim: open (and seed) the database, build the book, the
+market, the stream hub and the app, serve with uvicorn (behind the fault proxy
+when faults are allowed), announce readiness, and shut down cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from backend_client import wire
+
+from mainsim import seed as demo
+from mainsim.activity import Activity
+from mainsim.api import Sim, create_app
+from mainsim.auth import Authority, new_user_row
+from mainsim.book import Book
+from mainsim.market import Market
+from mainsim.store import Changes, Store
+from mainsim.stream import Hub
+from mainsim.tradingday import today_ist
+
+log = logging.getLogger("mainsim")
+
+
+@dataclass
+class SimConfig:
+    host: str = "127.0.0.1"
+    port: int = 8700
+    db: Path = Path("mainsim.db")
+    seed: int = 7
+    heartbeat_ms: int = 250
+    allow_faults: bool = False
+    ready_file: Path | None = None
+    activity: float = 0.0
+    tick_ms: int = 500
+    trading_date: date | None = None
+    retention: int = 200_000
+
+
+def open_store(cfg: SimConfig, trading_date: date) -> Store:
+    store = Store(cfg.db)
+    if not store.is_seeded():
+        data = demo.build(cfg.seed, trading_date)
+        ch = Changes()
+        for n, (order, req) in enumerate(data.orders, start=1):
+            ch.orders[order.order_id] = (n, order, req.model_dump_json())
+        for p in data.positions:
+            ch.positions[(p.client_id, p.exchange.value, p.symbol, p.product.value)] = p
+        store.write_seed(
+            meta={"seed": str(cfg.seed), "seed_trading_date": trading_date.isoformat()},
+            users=[new_user_row(u, role, demo.DEMO_PASSWORD) for u, role in demo.USERS],
+            clients=data.clients, limits=data.limits, instruments=data.instruments, changes=ch,
+        )
+    return store
+
+
+def build(cfg: SimConfig, faults=None) -> tuple[Sim, Store]:
+    """The app and its parts; faults is a FaultControl or None."""
+    trading_date = cfg.trading_date or today_ist()
+    store = open_store(cfg, trading_date)
+    hub_ref: list[Hub] = []
+    book = Book(store, trading_date, publish=lambda events: hub_ref[0].publish_events(events), retention=cfg.retention)
+    hub = Hub(lambda: book.seq, cfg.heartbeat_ms, trading_date)
+    hub_ref.append(hub)
+    auth = Authority(store, trading_date, book.clients_of)
+    market = Market(book, cfg.seed, cfg.tick_ms, hub.broadcast)
+    activity = Activity(book, cfg.seed, cfg.activity)
+    sim = Sim(book=book, auth=auth, hub=hub, faults=faults,
+              background=(market.run, hub.heartbeats, activity.run))
+    sim.market = market
+    return sim, store
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _write_ready(path: Path | None, info: dict) -> None:
+    line = json.dumps(info)
+    if path is not None:
+        path = Path(path)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(line)
+        os.replace(tmp, path)
+    print(line, flush=True)
+
+
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+async def run(cfg: SimConfig) -> int:
+    import uvicorn
+
+    from mainsim.faultcontrol import FaultControl
+    from mainsim.faultproxy import FaultProxy
+
+    proxy = control = None
+    if cfg.allow_faults:
+        inner = _listen("127.0.0.1", 0)
+        proxy = FaultProxy(cfg.host, cfg.port, "127.0.0.1", inner.getsockname()[1])
+        control = FaultControl(proxy)
+    else:
+        inner = _listen(cfg.host, cfg.port)
+    sim, store = build(cfg, control)
+    app = create_app(sim)
+    config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", ws_per_message_deflate=False,
+                            lifespan="on", timeout_graceful_shutdown=3, access_log=False)
+    server = uvicorn.Server(config)
+    serving = asyncio.ensure_future(server.serve(sockets=[inner]))
+    while not server.started:
+        if serving.done():
+            store.close()
+            return 1
+        await asyncio.sleep(0.01)
+    inner_port = inner.getsockname()[1]
+    if proxy is not None:
+        await proxy.start()
+        url = f"http://{_loopback(cfg.host)}:{proxy.port}"
+        control_url = f"http://127.0.0.1:{inner_port}"
+    else:
+        url, control_url = f"http://{_loopback(cfg.host)}:{inner_port}", None
+    _write_ready(cfg.ready_file, {"url": url, "control_url": control_url, "pid": os.getpid()})
+    try:
+        await serving
+    finally:
+        if proxy is not None:
+            await proxy.stop()
+        try:
+            sim.market.save_prices()
+        except Exception:
+            log.exception("could not save last prices")
+        store.close()
+    return 0
+
+
+def serve(host: str = "127.0.0.1", port: int = 8700, db: Path = Path("mainsim.db"), seed: int = 7,
+          heartbeat_ms: int = 250, allow_faults: bool = False, ready_file: Path | None = None,
+          activity: float = 0.0, tick_ms: int = 500, trading_date: date | None = None,
+          retention: int = 200_000) -> int:
+    """Run mainsim until SIGTERM/SIGINT.  Returns the process exit code."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    cfg = SimConfig(host=host, port=port, db=Path(db), seed=seed, heartbeat_ms=heartbeat_ms,
+                    allow_faults=allow_faults, ready_file=Path(ready_file) if ready_file else None,
+                    activity=activity, tick_ms=tick_ms, trading_date=trading_date, retention=retention)
+    try:
+        return asyncio.run(run(cfg))
+    except OSError as exc:
+        print(f"mainsim: cannot serve on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,29 @@
+"""The trading day as the exchanges see it: Indian Standard Time, no DST.
+
+Kept apart so the date rule (today in Asia/Kolkata unless told otherwise) and the
+end-of-day instant that bounds offline grants live in one place.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+
+IST = timezone(timedelta(hours=5, minutes=30), "IST")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def today_ist(now: datetime | None = None) -> date:
+    return (now or utcnow()).astimezone(IST).date()
+
+
+def end_of_day_utc(trading_date: date) -> datetime:
+    """23:59:59 IST of the trading date, as UTC: the end of an offline grant."""
+    return datetime.combine(trading_date, time(23, 59, 59), IST).astimezone(timezone.utc)
+
+
+def market_open_utc(trading_date: date) -> datetime:
+    """09:15 IST: the timestamp seeded (start-of-day) rows carry, so seeds are reproducible."""
+    return datetime.combine(trading_date, time(9, 15), IST).astimezone(timezone.utc)
