@@ -68,6 +68,7 @@ class BackendClient:
     """Async typed client of the main backend's REST API (../shared/CONTRACT.md).
 
     ``retries`` is the number of extra attempts for calls that are safe to repeat.
+    ``control_url`` is where the fault switch lives (mainsim's ready file gives it).
     ``latency_ms`` is the round trip of the last request that got an answer (for the
     status bar); None until one has.
     """
@@ -81,6 +82,7 @@ class BackendClient:
         read_timeout: float = 5.0,
         verify: bool | str = True,
         retries: int = 2,
+        control_url: str | None = None,
     ) -> None:
         if retries < 0:
             raise ValueError("retries must be >= 0")
@@ -89,6 +91,9 @@ class BackendClient:
             raise ValueError(f"bad backend URL {base_url!r}: expected http(s)://host:port")
         self._base_url = base_url.rstrip("/")
         self._token = token
+        # mainsim --allow-faults serves the fault switch on a direct (unproxied) listener too,
+        # so a supervisor can end an outage it staged on the public address.
+        self._control_url = (control_url or self._base_url).rstrip("/")
         self._retries = retries
         self.latency_ms: float | None = None
         try:
@@ -199,11 +204,14 @@ class BackendClient:
     # ------------------------------------------------------------------ faults (mainsim --allow-faults)
 
     async def get_fault(self) -> wire.FaultState:
-        return await self._get("/admin/fault", _FAULT)
+        """Supervisor only; sent to ``control_url`` when given."""
+        return await self._get(self._control_url + wire.API_PREFIX + "/admin/faults", _FAULT)
 
     async def set_fault(self, request: wire.FaultRequest) -> wire.FaultState:
+        """Supervisor only; setting a mode twice is harmless, so it may be retried."""
         body = request.model_dump(mode="json", exclude_none=True)
-        _, state = await self._call("PUT", "/admin/fault", _FAULT, json=body, safe=True)
+        _, state = await self._call("POST", self._control_url + wire.API_PREFIX + "/admin/faults", _FAULT,
+                                    json=body, safe=True)
         return state
 
     # ------------------------------------------------------------------ plumbing
