@@ -75,12 +75,11 @@ class Store:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
-        """A Session for reads (one consistent snapshot); never commits anything."""
+        """A Session for reads (one consistent snapshot); never commits anything.  The
+        block's end closes the session (its transaction is rolled back) without
+        expiring loaded objects, so they stay readable after the block."""
         with self._read_sessions() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     def close(self) -> None:
         self.engine.dispose()
@@ -160,6 +159,22 @@ def _check_sqlite_file(path: Path, *, create: bool) -> None:
             f"nothing was changed. Point --home elsewhere, or move it aside and run `lifeboat sync bod`",
             path=path,
         )
+    # A read-only open of a WAL-mode file may create empty -wal/-shm files beside it;
+    # when the file is refused, those we created are removed again.
+    side_files = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    pre_existing = {p for p in side_files if p.exists()}
+    try:
+        _check_readonly(path)
+    except StoreError:
+        for side in side_files:
+            if side not in pre_existing and side.exists() and (side.name.endswith("-shm") or side.stat().st_size == 0):
+                with contextlib.suppress(OSError):
+                    side.unlink()
+        raise
+
+
+def _check_readonly(path: Path) -> None:
+    """quick_check and the schema revision, on a read-only connection."""
     try:
         conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
     except sqlite3.Error as exc:
