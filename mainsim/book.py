@@ -97,7 +97,7 @@ class Book:
             raise
         if ch.events:
             self.publish(ch.events)
-            if self.seq - self.pruned_to > self.retention + max(1000, self.retention // 10):
+            if self.seq - self.pruned_to > self.retention + max(1, self.retention // 10):
                 self.pruned_to = self.seq - self.retention
                 self.store.prune_events(self.pruned_to)
 

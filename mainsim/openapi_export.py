@@ -1,0 +1,31 @@
+"""``python -m mainsim.openapi_export [PATH]``: write mainsim's OpenAPI document
+(sorted, stable) to PATH, by default mainsim/openapi.json, which is committed:
+it is the contract the client and schemathesis are tested against.  The admin
+fault paths are left out (they exist only with --allow-faults)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_PATH = Path(__file__).with_name("openapi.json")
+
+
+def schema_text() -> str:
+    from mainsim.api import Sim, create_app
+
+    app = create_app(Sim(book=None, auth=None, hub=None))  # routes only: no state is touched to describe them
+    return json.dumps(app.openapi(), sort_keys=True, indent=2) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0]) if args else DEFAULT_PATH
+    path.write_text(schema_text())
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
