@@ -42,7 +42,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy import Enum as SAEnum
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from backend_client.wire import Exchange, OrderStatus, OrderType, Product, Role, Side, Validity
 
@@ -252,6 +252,8 @@ class ClientLimitRow(Base):
     )
     max_order_value: Mapped[Decimal] = mapped_column(Money(), nullable=False)
     max_gross_exposure: Mapped[Decimal] = mapped_column(Money(), nullable=False)
+    # the relationship also tells the unit of work to insert the client first
+    client: Mapped[ClientRow] = relationship(lazy="joined", passive_deletes=True)
 
 
 # --------------------------------------------------------------------------- users and offline login
@@ -284,6 +286,8 @@ class OfflineCredential(Base):
     valid_until: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     trading_date: Mapped[date] = mapped_column(Date, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
+    # the relationship also tells the unit of work to insert the user first
+    user: Mapped[UserRow] = relationship(lazy="joined", passive_deletes=True)
 
 
 class LoginThrottle(Base):

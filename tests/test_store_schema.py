@@ -250,3 +250,16 @@ def test_datetimes_are_aware_utc_and_naive_refused(store):
     with pytest.raises(StatementError, match="naive"):
         with store.write() as s:
             s.get(SyncState, 1).bod_at = datetime(2026, 3, 2, 9, 0)
+
+
+def test_localstore_never_imports_textual_and_paths_stays_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, localstore.paths; light = 'sqlalchemy' not in sys.modules; "
+        "import localstore.db, localstore.audit, localstore.credentials, localstore.secrets, localstore.models; "
+        "print(light, 'textual' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["True", "False"]

@@ -1,0 +1,151 @@
+"""Offline-login material in the store: scrypt verifier, failure throttle that
+survives a restart, clock watermark that never moves back.  Real SQLite files."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from localstore import credentials
+from localstore.credentials import (
+    check_verifier,
+    clock_rolled_back,
+    delay_for,
+    make_verifier,
+    observe_clock,
+    parse_verifier,
+    record_failure,
+    record_success,
+)
+from localstore.db import open_store
+from localstore.models import SyncState
+
+T0 = datetime(2026, 3, 2, 4, 0, tzinfo=timezone.utc)
+FAST_N = 2**10  # TEST ONLY: cheap scrypt so the suite stays fast; production uses 2**17
+
+
+def test_right_and_wrong_password():
+    stored = make_verifier("demo-Pa55", n=FAST_N)
+    assert check_verifier(stored, "demo-Pa55")
+    assert not check_verifier(stored, "demo-pa55")
+    assert not check_verifier(stored, "")
+    assert "demo-Pa55" not in stored
+
+
+def test_salt_is_random_per_verifier():
+    a, b = make_verifier("x", n=FAST_N), make_verifier("x", n=FAST_N)
+    assert a != b and parse_verifier(a)[3] != parse_verifier(b)[3]
+    assert len(parse_verifier(a)[3]) == 16
+
+
+def test_stored_parameters_are_used_for_checking(monkeypatch):
+    # made with N=2**11; the default N changing afterwards must not matter
+    stored = make_verifier("secret", n=2**11)
+    n, r, p, salt, digest = parse_verifier(stored)
+    assert (n, r, p) == (2**11, 8, 1)
+    expected = hashlib.scrypt(b"secret", salt=salt, n=2**11, r=8, p=1, maxmem=64 * 2**20, dklen=len(digest))
+    assert expected == digest
+    monkeypatch.setenv(credentials.TEST_N_ENV, str(2**12))
+    assert check_verifier(stored, "secret")
+    assert parse_verifier(make_verifier("secret"))[0] == 2**12  # new verifiers follow the (test) override
+
+
+def test_default_parameters_are_owasp():
+    assert (credentials.SCRYPT_N, credentials.SCRYPT_R, credentials.SCRYPT_P) == (2**17, 8, 1)
+
+
+def test_test_override_is_validated(monkeypatch):
+    monkeypatch.setenv(credentials.TEST_N_ENV, "1000")
+    with pytest.raises(ValueError, match="power of two"):
+        make_verifier("x")
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ["", "plain", "scrypt$abc$8$1$AAAA$AAAA", "scrypt$1073741824$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA==",
+     "bcrypt$1024$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA=="],
+)
+def test_malformed_or_hostile_verifier_never_matches(stored):
+    assert check_verifier(stored, "anything") is False
+
+
+def test_throttle_grows_caps_and_survives_reopen(tmp_path):
+    path = tmp_path / "lifeboat.db"
+    s = open_store(path)
+    delays = []
+    for i in range(4):
+        with s.write() as session:
+            delays.append(record_failure(session, "dealer1", T0 + timedelta(seconds=i)))
+    s.close()
+    assert delays == [0.0, 1.0, 2.0, 4.0]
+
+    s = open_store(path)  # a restart: the count is in the database
+    try:
+        with s.read() as session:
+            assert credentials.failures(session, "dealer1") == 4
+            assert delay_for(session, "dealer1", T0 + timedelta(seconds=3)) == 4.0
+            assert delay_for(session, "dealer1", T0 + timedelta(seconds=5)) == 2.0
+            assert delay_for(session, "dealer1", T0 + timedelta(seconds=60)) == 0.0
+            # a clock set back a day does not stretch the wait beyond the delay imposed
+            assert delay_for(session, "dealer1", T0 - timedelta(days=1)) == 4.0
+            assert delay_for(session, "dealer2", T0) == 0.0
+        with s.write() as session:
+            for i in range(20):
+                last = record_failure(session, "dealer1", T0 + timedelta(minutes=i))
+        assert last == 300.0
+        with s.write() as session:
+            record_success(session, "dealer1")
+        with s.read() as session:
+            assert credentials.failures(session, "dealer1") == 0
+            assert delay_for(session, "dealer1", T0) == 0.0
+    finally:
+        s.close()
+
+
+def test_clock_watermark_never_moves_back(tmp_path):
+    path = tmp_path / "lifeboat.db"
+    s = open_store(path)
+    with s.write() as session:
+        assert observe_clock(session, T0) == T0
+    with s.write() as session:
+        assert observe_clock(session, T0 - timedelta(hours=3)) == T0  # rolled back: effective time is T0
+    with s.write() as session:
+        assert observe_clock(session, T0 + timedelta(seconds=10)) == T0 + timedelta(seconds=10)
+    s.close()
+    s = open_store(path)
+    try:
+        with s.read() as session:
+            assert session.get(SyncState, 1).clock_watermark == T0 + timedelta(seconds=10)
+            assert clock_rolled_back(session, T0 - timedelta(hours=1))
+            assert not clock_rolled_back(session, T0 + timedelta(seconds=9))  # within NTP tolerance
+            assert not clock_rolled_back(session, T0 + timedelta(minutes=1))
+        with pytest.raises(ValueError, match="timezone"):
+            with s.write() as session:
+                observe_clock(session, datetime(2026, 3, 2, 4, 0))
+    finally:
+        s.close()
+
+
+def test_offline_credential_row_holds_no_password(tmp_path):
+    from localstore.models import OfflineCredential, UserRow
+    from backend_client.wire import Role
+
+    s = open_store(tmp_path / "c.db")
+    try:
+        with s.write() as session:
+            session.add(UserRow(user_id="dealer1", role=Role.DEALER, client_ids='["C1"]', last_online_login_at=T0))
+            session.add(
+                OfflineCredential(
+                    user_id="dealer1", verifier=make_verifier("demo", n=FAST_N), grant_json="{}", key_id="k1",
+                    public_key="AAAA", valid_until=T0 + timedelta(hours=14), trading_date=T0.date(),
+                )
+            )
+        with s.read() as session:
+            cred = session.get(OfflineCredential, "dealer1")
+            assert check_verifier(cred.verifier, "demo") and not check_verifier(cred.verifier, "demo2")
+            assert cred.user.role is Role.DEALER
+    finally:
+        s.close()
+    assert b"demo" not in (tmp_path / "c.db").read_bytes()
