@@ -67,6 +67,76 @@ def sim(
     )
 
 
+@app.command()
+def login(ctx: typer.Context) -> None:
+    """Log in online: token to the OS keyring; offline grant and local verifier to the store."""
+    from console import cmd_book
+
+    raise typer.Exit(cmd_book.login(ctx.obj))
+
+
+@app.command()
+def logout(ctx: typer.Context) -> None:
+    """Forget the saved session token."""
+    from console import cmd_book
+
+    raise typer.Exit(cmd_book.logout(ctx.obj))
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
+    """Mode, backend, journal depth, replay state, last BOD, mirror staleness."""
+    from console import cmd_book
+
+    raise typer.Exit(cmd_book.status(ctx.obj, as_json))
+
+
+@app.command()
+def agent(ctx: typer.Context) -> None:
+    """The console's runtime with no screen: live mirror (failure detector and replay come later)."""
+    from console import cmd_book
+
+    raise typer.Exit(cmd_book.agent(ctx.obj))
+
+
+@app.command()
+def positions(
+    ctx: typer.Context,
+    client: Optional[str] = typer.Option(None, "--client", help="One client."),
+    local: bool = typer.Option(False, "--local", help="From the local store instead of the main system."),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Net positions, from the main system or the local store."""
+    from console import cmd_book
+
+    raise typer.Exit(cmd_book.book(ctx.obj, "positions", client, local, as_json))
+
+
+@app.command()
+def orders(
+    ctx: typer.Context,
+    client: Optional[str] = typer.Option(None, "--client", help="One client."),
+    local: bool = typer.Option(False, "--local", help="From the local store instead of the main system."),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Orders, from the main system or the local store."""
+    from console import cmd_book
+
+    raise typer.Exit(cmd_book.book(ctx.obj, "orders", client, local, as_json))
+
+
+sync_app = typer.Typer(help="Start-of-day snapshot, journal replay, reconciliation.", no_args_is_help=True)
+app.add_typer(sync_app, name="sync")
+
+
+@sync_app.command("bod")
+def sync_bod(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
+    """Take the start-of-day snapshot of your scope (replaces the previous one in one transaction)."""
+    from console import cmd_book
+
+    raise typer.Exit(cmd_book.sync_bod(ctx.obj, as_json))
+
+
 audit_app = typer.Typer(help="The hash-chained audit log of this console.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 

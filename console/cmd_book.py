@@ -1,0 +1,210 @@
+"""Implementations of the CLI commands that go through the service layer.
+
+console/cli.py declares the flags (cheap to import); this module does the work and
+is imported only when such a command runs.  Every failure becomes a short message
+on stderr with an error id (the same id is in the JSON log) and the documented exit
+code; data goes to stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import signal
+import sys
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from console import eventlog
+from console.exitcodes import ExitCode
+from console.service import Service, ServiceError, translate
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False)
+
+
+class UsageProblem(ServiceError):
+    exit_code = ExitCode.USAGE
+
+
+def read_password(g, *, required: bool = True) -> str | None:
+    """--password-stdin for scripts; a prompt only on a terminal; else a usage error."""
+    if g.password_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise UsageProblem("--password-stdin given but standard input had no password")
+        return line
+    if not required:
+        return None
+    if sys.stdin.isatty():
+        return getpass.getpass("Password: ")
+    raise UsageProblem("no password: pass --password-stdin (scripts) or run on a terminal")
+
+
+def run(g, action: Callable[[Service], Any]) -> int:
+    """Run one command: build the service, set up logs, map errors to exit codes."""
+    service = Service(backend_url=g.backend, home=g.home, user=g.user)
+    try:
+        eventlog.setup(service.data_dir / "logs")
+        eventlog.set_context(user=g.user)
+        result = action(service)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # every failure ends as a message and an exit code, never a traceback
+        problem = translate(exc)
+        error_id = eventlog.log_error("command_failed", exc)
+        code = problem.exit_code if isinstance(problem, ServiceError) else ExitCode.UNEXPECTED
+        err.print(f"lifeboat: {problem.message} [{error_id}]", markup=False)
+        return int(code)
+    finally:
+        service.close()
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=None, default=str) + "\n")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def login(g) -> int:
+    def action(svc: Service):
+        if not g.user:
+            raise UsageProblem("which user? pass --user USER (or set LIFEBOAT_USER)")
+        password = read_password(g)
+
+        async def go():
+            res = await svc.login(g.user, password)
+            kept = "token kept in the OS keyring" if res.token_kept else "token NOT kept (no keyring)"
+            err.print(f"Logged in as {res.user.user_id} ({res.user.role.value}, {len(res.user.client_ids)} clients) "
+                      f"on console {res.console_id}; {kept}; offline login possible until "
+                      f"{res.grant_valid_until.isoformat()}", markup=False)
+            return 0
+
+        return go()
+
+    return run(g, action)
+
+
+def logout(g) -> int:
+    def action(svc: Service):
+        user = svc.logout()
+        err.print(f"Logged out {user}: token removed from the keyring", markup=False)
+        return 0
+
+    return run(g, action)
+
+
+def sync_bod(g, as_json: bool) -> int:
+    def action(svc: Service):
+        password = read_password(g, required=False)
+
+        async def go():
+            res = await svc.sync_bod(password)
+            if as_json:
+                emit_json(res.as_dict())
+            else:
+                err.print(f"BOD snapshot for {res.trading_date}: {res.instruments} instruments, {res.clients} clients, "
+                          f"{res.positions} positions, {res.open_orders} open orders, {res.trades} trades "
+                          f"(event seq {res.seq})", markup=False)
+            return 0
+
+        return go()
+
+    return run(g, action)
+
+
+_POSITION_COLS = ("client_id", "exchange", "symbol", "product", "net_quantity", "average_price", "last_price", "mtm")
+_ORDER_COLS = ("order_id", "client_id", "exchange", "symbol", "side", "quantity", "filled_quantity", "product",
+               "order_type", "price", "status")  # --json has every field
+
+
+def _table(rows, cols, title: str) -> None:
+    t = Table(title=title, show_lines=False, header_style="bold")
+    for c in cols:
+        t.add_column(c, justify="right" if c in ("net_quantity", "quantity", "filled_quantity") else "left")
+    for r in rows:
+        d = r.model_dump(mode="json")
+        t.add_row(*["" if d[c] is None else str(d[c]) for c in cols])
+    out.print(t)
+
+
+def book(g, what: str, client: str | None, local: bool, as_json: bool) -> int:
+    def action(svc: Service):
+        password = None if local else read_password(g, required=False)
+
+        async def go():
+            if what == "positions":
+                rows = await svc.positions(client, local=local, password=password)
+                cols = _POSITION_COLS
+            else:
+                rows = await svc.orders(client, local=local, password=password)
+                cols = _ORDER_COLS
+            if as_json:
+                emit_json([r.model_dump(mode="json") for r in rows])
+            else:
+                _table(rows, cols, f"{what} ({'local store' if local else 'main system'}): {len(rows)}")
+            return 0
+
+        return go()
+
+    return run(g, action)
+
+
+def status(g, as_json: bool) -> int:
+    def action(svc: Service):
+        async def go():
+            st = await svc.status()
+            if as_json:
+                emit_json(st)
+            else:
+                b = st["backend"]
+                m = st["mirror"]
+                out.print(f"mode           {st['mode']}", markup=False)
+                out.print(f"backend        {b['url']} "
+                          f"{'reachable, ' + str(b['latency_ms']) + ' ms' if b['reachable'] else 'UNREACHABLE: ' + b.get('error', '')}",
+                          markup=False)
+                out.print(f"console        {st['console_id']} ({st['store']})", markup=False)
+                out.print(f"journal depth  {st['journal_depth']}", markup=False)
+                out.print(f"replay         {st['replay']}", markup=False)
+                lb = st["last_bod"]
+                out.print(f"last BOD       {lb['at'] + ' for ' + lb['trading_date'] if lb else 'never'}", markup=False)
+                stale = m["staleness_s"]
+                out.print(f"mirror         seq {m['last_event_seq']}, "
+                          f"{'current ' + str(stale) + ' s ago' if stale is not None else 'never synced'}", markup=False)
+            return 0
+
+        return go()
+
+    return run(g, action)
+
+
+def agent(g) -> int:
+    def action(svc: Service):
+        password = read_password(g, required=False)
+
+        async def go():
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, task.cancel)
+
+            def ready(runtime):
+                err.print(f"agent running for {svc.current_user()} against {svc.backend_url} "
+                          f"(store {svc.store.path}); Ctrl-C to stop", markup=False)
+
+            try:
+                await svc.run_agent(password, ready=ready)
+            except asyncio.CancelledError:
+                err.print("agent stopped", markup=False)
+            return 0
+
+        return go()
+
+    return run(g, action)

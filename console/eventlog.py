@@ -1,0 +1,78 @@
+"""Structured JSON-lines logs under the data dir, ready for an ELK or Loki shipper.
+
+One event per line: time, level, console_id, user, mode, event, message, and any
+ids passed in ``extra=`` (client_order_id, seq, error_id ...).  People see short
+messages with an error id; the same id is in the log line with the details.
+Secrets never reach a line: keys that name one are redacted, and exception
+tracebacks are logged as their type and message only through ``log_error``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+
+_SECRET_WORDS = ("password", "token", "secret", "signature", "verifier", "grant")
+_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_context: dict = {"console_id": None, "user": None, "mode": None}
+
+
+def _clean(key: str, value):
+    if any(w in key.lower() for w in _SECRET_WORDS):
+        return "[redacted]"
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            **_context,
+            "event": getattr(record, "event", None) or record.getMessage(),
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STD_ATTRS and key != "event":
+                line[key] = _clean(key, value)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def setup(log_dir: Path, *, level: int = logging.INFO) -> Path:
+    """Send the ``lifeboat`` and library loggers to ``log_dir/lifeboat.jsonl`` (rotating)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / "lifeboat.jsonl"
+    root = logging.getLogger()
+    if not any(getattr(h, "_lifeboat", False) for h in root.handlers):
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8")
+        handler._lifeboat = True  # type: ignore[attr-defined]
+        handler.setFormatter(JsonLines())
+        root.addHandler(handler)
+        root.setLevel(level)
+    return path
+
+
+def set_context(**values) -> None:
+    """Fields stamped on every line from now on (console_id, user, mode)."""
+    _context.update({k: v for k, v in values.items() if k in _context})
+
+
+def new_error_id() -> str:
+    return "E-" + secrets.token_hex(3).upper()
+
+
+def log_error(event: str, exc: BaseException, **extra) -> str:
+    """Log an error with a fresh error id; returns the id to show the person."""
+    error_id = new_error_id()
+    logging.getLogger("lifeboat").error(
+        "%s: %s", type(exc).__name__, str(exc)[:500],
+        extra={"event": event, "error_id": error_id, "error_type": type(exc).__name__, **extra},
+    )
+    return error_id

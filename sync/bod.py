@@ -1,0 +1,109 @@
+"""Start-of-day (BOD) sync: replace the local book with the main system's snapshot.
+
+Why one transaction: backup mode starts from whatever this leaves behind.  A
+failure or a kill -9 halfway must leave the previous snapshot whole and usable,
+never half of each; SQLite's atomic commit gives exactly that when the delete of
+the old book and the insert of the new one share one BEGIN IMMEDIATE transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+from sqlalchemy import delete, insert, select
+
+from backend_client import wire
+from localstore import audit
+from localstore.db import Store
+from localstore.models import (
+    ClientLimitRow,
+    ClientRow,
+    InstrumentRow,
+    OrderRow,
+    PositionRow,
+    RecordSource,
+    SyncState,
+    TradeRow,
+    UserRow,
+)
+from sync.rows import to_row_values
+
+# Test hook only: seconds to pause inside the replace transaction, after the old book
+# is deleted and before the commit, so a test can kill -9 the process mid-sync.
+_PAUSE_ENV = "LIFEBOAT_TEST_BOD_PAUSE"
+
+
+@dataclass(frozen=True)
+class BodResult:
+    trading_date: date
+    seq: int
+    synced_at: datetime
+    instruments: int
+    clients: int
+    positions: int
+    open_orders: int
+    trades: int
+
+    def as_dict(self) -> dict:
+        return {
+            "trading_date": self.trading_date.isoformat(),
+            "seq": self.seq,
+            "synced_at": self.synced_at.isoformat(),
+            "instruments": self.instruments,
+            "clients": self.clients,
+            "positions": self.positions,
+            "open_orders": self.open_orders,
+            "trades": self.trades,
+        }
+
+
+def replace_book(store: Store, snap: wire.BodSnapshot, *, mode: str, reason: str = "bod") -> BodResult:
+    """Replace instruments, clients, limits, positions, orders and trades with ``snap``
+    in one durable transaction, record the sync in sync_state and the audit log."""
+    now = datetime.now(timezone.utc)
+    src = RecordSource.BOD
+    with store.write() as s:
+        for row_cls in (TradeRow, OrderRow, PositionRow, ClientLimitRow, ClientRow, InstrumentRow):
+            s.execute(delete(row_cls))
+        pause = os.environ.get(_PAUSE_ENV)
+        if pause:
+            time.sleep(float(pause))
+        _bulk(s, InstrumentRow, [to_row_values(i, InstrumentRow, updated_at=now) for i in snap.instruments])
+        _bulk(s, ClientRow, [to_row_values(c, ClientRow) for c in snap.clients])
+        _bulk(s, ClientLimitRow, [to_row_values(l, ClientLimitRow) for l in snap.limits])
+        _bulk(s, PositionRow, [to_row_values(p, PositionRow, source=src, updated_seq=snap.seq) for p in snap.positions])
+        _bulk(s, OrderRow, [to_row_values(o, OrderRow, source=src, updated_seq=snap.seq) for o in snap.open_orders])
+        _bulk(s, TradeRow, [to_row_values(t, TradeRow, source=src, updated_seq=snap.seq) for t in snap.trades])
+        user = s.get(UserRow, snap.user.user_id)
+        if user is None:
+            s.add(UserRow(user_id=snap.user.user_id, role=snap.user.role,
+                          client_ids=_json_list(snap.user.client_ids)))
+        else:
+            user.role = snap.user.role
+            user.client_ids = _json_list(snap.user.client_ids)
+        state = s.scalars(select(SyncState).where(SyncState.id == 1)).one()
+        state.trading_date = snap.trading_date
+        state.bod_at = now
+        state.bod_seq = snap.seq
+        state.last_event_seq = snap.seq
+        state.last_event_at = snap.generated_at
+        state.last_applied_at = now
+        result = BodResult(snap.trading_date, snap.seq, now, len(snap.instruments), len(snap.clients),
+                           len(snap.positions), len(snap.open_orders), len(snap.trades))
+        audit.append(s, user_id=snap.user.user_id, mode=mode, action="bod_sync",
+                     payload={"reason": reason, **result.as_dict()})
+    return result
+
+
+def _bulk(session, row_cls, rows: list[dict]) -> None:
+    if rows:
+        session.execute(insert(row_cls), rows)
+
+
+def _json_list(items: list[str]) -> str:
+    import json
+
+    return json.dumps(sorted(items))

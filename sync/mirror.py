@@ -1,0 +1,166 @@
+"""The live mirror: order, trade and position events from the main system's stream,
+applied to the local store in small batched transactions.
+
+Why: when the main system dies, backup mode must start from a book that is seconds
+old.  Rules that keep the mirror exact:
+
+- an event whose seq is at or below the snapshot's seq (``floor``) is already in the
+  snapshot and is ignored; so is an event older than the row it would overwrite
+  (``updated_seq``), so a re-delivered or late event never rolls a row back;
+- a batch of events and the new resume point (``last_event_seq``) commit together,
+  so a crash between them cannot skip or double-apply anything.
+
+Staleness: ``last_event_at`` is the server time of the newest applied event;
+``last_applied_at`` is the local time the mirror was last known current (an event
+applied, or a heartbeat received with nothing pending before it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import select, tuple_
+
+from backend_client import wire
+from localstore.db import Store
+from localstore.models import OrderRow, PositionRow, RecordSource, SyncState, TradeRow
+from sync.rows import to_row_values
+
+Event = wire.OrderEvent | wire.TradeEvent | wire.PositionEvent
+
+
+@dataclass
+class MirrorState:
+    last_event_seq: int | None
+    last_event_at: datetime | None
+    current_at: datetime | None  # local time the mirror was last known current
+    floor: int  # events at or below this are in the snapshot already
+
+
+class Mirror:
+    def __init__(self, store: Store, *, clock=lambda: datetime.now(timezone.utc)):
+        self.store = store
+        self.clock = clock
+        with store.read() as s:
+            st = s.get(SyncState, 1)
+            self.state = MirrorState(st.last_event_seq, st.last_event_at, st.last_applied_at, st.bod_seq or 0)
+        self.applied = 0
+        self.skipped = 0
+
+    def staleness(self, now: datetime | None = None) -> float | None:
+        """Seconds since the mirror was last known current (None before any sync)."""
+        if self.state.current_at is None:
+            return None
+        return max(0.0, ((now or self.clock()) - self.state.current_at).total_seconds())
+
+    def snapshot_taken(self, seq: int) -> None:
+        """A fresh snapshot (consistent with ``seq``) replaced the book."""
+        self.state.floor = seq
+        self.state.last_event_seq = seq
+        self.state.current_at = self.clock()
+
+    def apply(self, events: list[Event]) -> int:
+        """Apply a batch in one durable transaction; returns how many changed a row."""
+        fresh = [e for e in events if e.seq > self.state.floor]
+        now = self.clock()
+        changed = 0
+        with self.store.write() as s:
+            changed += self._upsert_orders(s, [e for e in fresh if e.type == "order"])
+            changed += self._insert_trades(s, [e for e in fresh if e.type == "trade"])
+            changed += self._upsert_positions(s, [e for e in fresh if e.type == "position"])
+            st = s.get(SyncState, 1)
+            if fresh:
+                newest = max(fresh, key=lambda e: e.seq)
+                if st.last_event_seq is None or newest.seq > st.last_event_seq:
+                    st.last_event_seq = newest.seq
+                    st.last_event_at = _event_time(newest)
+            st.last_applied_at = now
+            self.state.last_event_seq = st.last_event_seq
+            self.state.last_event_at = st.last_event_at
+            self.state.current_at = now
+        self.applied += changed
+        self.skipped += len(events) - changed
+        return changed
+
+    def confirm_current(self) -> None:
+        """A heartbeat arrived and nothing before it is pending: the mirror is current.
+        Kept in memory; persisted with the next batch or by ``persist_current``."""
+        self.state.current_at = self.clock()
+
+    def persist_current(self) -> None:
+        with self.store.write() as s:
+            s.get(SyncState, 1).last_applied_at = self.state.current_at
+
+    # ------------------------------------------------------------------ per table
+
+    @staticmethod
+    def _upsert_orders(s, events: list[wire.OrderEvent]) -> int:
+        if not events:
+            return 0
+        latest = _latest(events, lambda e: e.data.order_id)
+        existing = {r.order_id: r for r in s.scalars(select(OrderRow).where(OrderRow.order_id.in_(latest)))}
+        changed = 0
+        for oid, ev in latest.items():
+            row = existing.get(oid)
+            if row is not None and row.updated_seq is not None and row.updated_seq >= ev.seq:
+                continue
+            values = to_row_values(ev.data, OrderRow, source=RecordSource.STREAM, updated_seq=ev.seq)
+            if row is None:
+                s.add(OrderRow(**values))
+            else:
+                for k, v in values.items():
+                    setattr(row, k, v)
+            changed += 1
+        return changed
+
+    @staticmethod
+    def _insert_trades(s, events: list[wire.TradeEvent]) -> int:
+        if not events:
+            return 0
+        latest = _latest(events, lambda e: e.data.trade_id)
+        known = set(s.scalars(select(TradeRow.trade_id).where(TradeRow.trade_id.in_(latest))))
+        for tid, ev in latest.items():
+            if tid not in known:
+                s.add(TradeRow(**to_row_values(ev.data, TradeRow, source=RecordSource.STREAM, updated_seq=ev.seq)))
+        return len(latest) - len(known)
+
+    @staticmethod
+    def _upsert_positions(s, events: list[wire.PositionEvent]) -> int:
+        if not events:
+            return 0
+        key = lambda e: (e.data.client_id, e.data.exchange, e.data.symbol, e.data.product)  # noqa: E731
+        latest = _latest(events, key)
+        cols = (PositionRow.client_id, PositionRow.exchange, PositionRow.symbol, PositionRow.product)
+        existing = {
+            (r.client_id, r.exchange, r.symbol, r.product): r
+            for r in s.scalars(select(PositionRow).where(tuple_(*cols).in_(list(latest))))
+        }
+        changed = 0
+        for k, ev in latest.items():
+            row = existing.get(k)
+            if row is not None and row.updated_seq is not None and row.updated_seq >= ev.seq:
+                continue
+            values = to_row_values(ev.data, PositionRow, source=RecordSource.STREAM, updated_seq=ev.seq)
+            if row is None:
+                s.add(PositionRow(**values))
+            else:
+                for name, v in values.items():
+                    setattr(row, name, v)
+            changed += 1
+        return changed
+
+
+def _latest(events, key) -> dict:
+    """The newest event (highest seq) per key."""
+    out: dict = {}
+    for e in events:
+        k = key(e)
+        if k not in out or e.seq > out[k].seq:
+            out[k] = e
+    return out
+
+
+def _event_time(ev: Event) -> datetime:
+    data = ev.data
+    return getattr(data, "updated_at", None) or getattr(data, "traded_at")
