@@ -263,3 +263,13 @@ def test_localstore_never_imports_textual_and_paths_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["True", "False"]
+
+
+def test_known_revisions_match_the_migrations_directory():
+    from alembic.script import ScriptDirectory
+
+    from localstore import db
+
+    script = ScriptDirectory.from_config(db._alembic_config())
+    assert tuple(reversed([s.revision for s in script.walk_revisions()])) == db.KNOWN_REVISIONS
+    assert script.get_current_head() == db.HEAD_REVISION
