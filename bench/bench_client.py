@@ -10,7 +10,7 @@ shared and noisy, so each figure is printed beside a same-run baseline as a rati
 Orders: sequential POST /orders through BackendClient.place_order vs raw
 httpx.AsyncClient.post of the same JSON to the same mainsim, in alternating blocks
 (unique client_order_ids).  Stream: StreamClient vs a raw websockets reader of the
-same mainsim stream (--activity high, small --tick-ms) over the same window, and the
+same mainsim stream (busy: --activity 200 orders/s, --tick-ms 5) over the same window, and the
 per-message decode cost (pydantic validation vs json.loads) on the frames received.
 """
 
@@ -92,14 +92,26 @@ async def bench_orders(sim: SimProcess, n: int, block: int = 100) -> None:
                 t2 = time.perf_counter()
                 spent["raw"] += t1 - t0
                 spent["client"] += t2 - t1
+            sample = (await raw.get(f"/orders/by-client-id/{raws[0]['client_order_id']}")).content
     raw_rate, client_rate = n / spent["raw"], n / spent["client"]
     print(f"orders: N={n} sequential POST /orders, alternating blocks of {block}")
     print(f"  raw httpx.AsyncClient     {raw_rate:8.0f} orders/s   (non-2xx: {failures['raw']})")
     print(f"  BackendClient.place_order {client_rate:8.0f} orders/s   (errors: {failures['client']})")
     print(f"  ratio client/raw          {client_rate / raw_rate:8.2f}")
+    adapter, reps = TypeAdapter(wire.Order), 5000
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        json.loads(sample)
+    t1 = time.perf_counter()
+    for _ in range(reps):
+        adapter.validate_json(sample)
+    t2 = time.perf_counter()
+    print(f"  reply decode per order: json.loads {(t1 - t0) / reps * 1e6:.1f} us, "
+          f"wire.Order validation {(t2 - t1) / reps * 1e6:.1f} us "
+          f"(vs {1e6 / client_rate:.0f} us per round trip)")
 
 
-async def bench_stream(sim: SimProcess, seconds: float) -> None:
+async def bench_stream(sim: SimProcess, seconds: float, activity: float, tick_ms: int) -> None:
     async with BackendClient(sim.url) as client:
         await client.login("super1", "demo")
         token = client.token
@@ -134,7 +146,7 @@ async def bench_stream(sim: SimProcess, seconds: float) -> None:
                     frames.append(text)
 
     await asyncio.gather(ours(), raw())
-    print(f"stream: both readers on one mainsim stream for {seconds:g} s (--activity high)")
+    print(f"stream: both readers on one mainsim stream for {seconds:g} s (--activity {activity:g}, --tick-ms {tick_ms})")
     print(f"  raw websockets + json.loads {counts['raw'] / seconds:8.0f} msg/s")
     print(f"  StreamClient (validated)    {counts['client'] / seconds:8.0f} msg/s")
     if counts["raw"]:
@@ -161,6 +173,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=None, help="orders per path")
     parser.add_argument("--seconds", type=float, default=None, help="stream window")
     parser.add_argument("--tick-ms", type=int, default=5, help="mainsim tick interval for the stream bench")
+    parser.add_argument("--activity", type=float, default=200.0, help="mainsim background orders/s for the stream bench")
     args = parser.parse_args()
     n = args.n or (200 if args.quick else 1000)
     seconds = args.seconds or (2.0 if args.quick else 5.0)
@@ -174,9 +187,9 @@ def main() -> None:
         finally:
             sim.kill()
         busy = SimProcess(db=work / "b" / "mainsim.db", workdir=work / "b",
-                          extra_args=["--activity", "high", "--tick-ms", str(args.tick_ms)]).start()
+                          extra_args=["--activity", str(args.activity), "--tick-ms", str(args.tick_ms)]).start()
         try:
-            asyncio.run(bench_stream(busy, seconds))
+            asyncio.run(bench_stream(busy, seconds, args.activity, args.tick_ms))
         finally:
             busy.kill()
 
