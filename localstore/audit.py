@@ -118,7 +118,7 @@ def append(
     session: Session,
     *,
     user_id: str | None,
-    mode: str,
+    mode: str | Enum,
     action: str,
     payload: dict[str, Any],
     at: datetime | None = None,
@@ -135,16 +135,17 @@ def append(
     when = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
     at_text = when.isoformat(timespec="microseconds")
     clean = json.loads(canonical_json(redact(payload)))  # the exact value verify will re-read
+    mode = mode.value if isinstance(mode, Enum) else str(mode)  # str() of a str-Enum is "Mode.X" on 3.11
     head = _lock_head(session)
     new_id = head.last_id + 1
     digest = row_hash(
-        id=new_id, at=at_text, user_id=user_id, mode=str(mode), action=action, payload=clean, prev_hash=head.last_hash
+        id=new_id, at=at_text, user_id=user_id, mode=mode, action=action, payload=clean, prev_hash=head.last_hash
     )
     row = AuditRow(
         id=new_id,
         at=at_text,
         user_id=user_id,
-        mode=str(mode),
+        mode=mode,
         action=action,
         payload=canonical_json(clean),
         prev_hash=head.last_hash,
@@ -154,14 +155,17 @@ def append(
     head.last_id = new_id
     head.last_hash = digest
     head.count = head.count + 1
-    session.flush()
-    return row
+    return row  # flushed with the caller's transaction (many appends become one executemany)
 
 
 def _lock_head(session: Session) -> AuditHead:
-    # FOR UPDATE serialises appenders on PostgreSQL; SQLite ignores it (the write
-    # transaction is already BEGIN IMMEDIATE).
-    head = session.scalars(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one_or_none()
+    if session.get_bind().dialect.name == "sqlite":
+        # the write transaction is BEGIN IMMEDIATE: nobody else can append; after the
+        # first append the head comes from the session's identity map, no SQL
+        head = session.get(AuditHead, 1)
+    else:
+        # FOR UPDATE serialises appenders on a shared server database
+        head = session.scalars(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one_or_none()
     if head is None:
         head = AuditHead(id=1, last_id=0, last_hash=GENESIS_HASH, count=0)
         session.add(head)

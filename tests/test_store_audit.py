@@ -61,6 +61,22 @@ def test_intact_chain_verifies(chain):
     assert result.ok and result.first_bad_id is None and result.rows == 8
 
 
+def test_mode_enum_stored_by_value(tmp_path):
+    import enum
+
+    class Mode(str, enum.Enum):
+        BACKUP = "BACKUP"
+
+    s = open_store(tmp_path / "m.db")
+    try:
+        with s.write() as session:
+            row = audit.append(session, user_id=None, mode=Mode.BACKUP, action="mode_change", payload={})
+        with s.read() as session:
+            assert session.get(AuditRow, row.id).mode == "BACKUP" and audit.verify(session).ok
+    finally:
+        s.close()
+
+
 def test_empty_chain_verifies(tmp_path):
     result = _verify(tmp_path / "e.db")
     assert result.ok and result.rows == 0
