@@ -240,10 +240,14 @@ class BackendClient:
         headers = {"Authorization": f"Bearer {self._token}"} if auth and self._token else None
         query = {k: v for k, v in (params or {}).items() if v is not None} or None
         attempt = 0
+        maybe_sent = False
         while True:
             try:
                 return await self._attempt(method, path, adapter, query, json, headers, ok)
             except Unavailable as exc:
+                # An earlier attempt that may have arrived leaves the outcome unknown,
+                # even if the last one was refused before sending.
+                maybe_sent = exc.sent = maybe_sent or exc.sent
                 if attempt >= self._retries or not (safe or not exc.sent):
                     raise
             attempt += 1

@@ -71,7 +71,7 @@ HTTP_MODES: dict[str, tuple[int, str | None, bytes]] = {
     "redirect_302": (302, "text/html", b""),
 }
 # modes with raw behaviour instead of a canned reply
-RAW_MODES = ("hang", "reset_mid_body", "close_no_response", "not_http")
+RAW_MODES = ("hang", "reset_mid_body", "close_no_response", "close_and_stop_listening", "not_http")
 
 
 @dataclass
@@ -146,6 +146,9 @@ class GarbageServer:
             await reader.read()  # until the client gives up and closes
             return False
         if mode == "close_no_response":
+            return False
+        if mode == "close_and_stop_listening":  # later connects are refused
+            self._server.close()
             return False
         if mode == "not_http":
             writer.write(b"SSH-2.0-OpenSSH_9.6\r\ngarbage garbage\r\n\r\n")

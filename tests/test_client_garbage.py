@@ -158,6 +158,20 @@ def test_place_order_is_retried_with_the_same_client_order_id():
     assert bodies[0]["client_order_id"] == "C-1" and bodies[0]["price"] == 1500.5
 
 
+def test_outcome_stays_unknown_when_a_later_attempt_is_refused():
+    async def scenario():
+        async with GarbageServer(mode="order_ok", script=["close_and_stop_listening"]) as server:
+            async with BackendClient(server.url, token="t", retries=2) as client:
+                with pytest.raises(Unavailable) as caught:
+                    await client.place_order(ORDER_REQUEST)
+        return caught.value, server
+
+    exc, server = run(scenario())
+    assert exc.kind == "refused"  # the last attempt found nobody listening...
+    assert exc.sent is True  # ...but the first may have placed the order: look it up before resending
+    assert len(server.requests) == 1
+
+
 def test_place_order_201_is_created():
     async def scenario():
         async with GarbageServer(mode="order_created") as server:
