@@ -77,6 +77,14 @@ def test_corrupt_file_refused_untouched(tmp_path):
     assert "move it aside" in str(err)
 
 
+def test_truncated_file_refused_untouched(tmp_path):
+    path = tmp_path / "lifeboat.db"
+    _make_store(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])  # a copy cut short (disk full, interrupted scp)
+    _assert_refused_untouched(path, "corrupt")
+
+
 def test_future_schema_refused_untouched(tmp_path):
     path = tmp_path / "lifeboat.db"
     _make_store(path)
