@@ -6,16 +6,17 @@ when faults are allowed), announce readiness, and shut down cleanly on SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from backend_client import wire
 
 from mainsim import seed as demo
 from mainsim.activity import Activity
@@ -118,9 +119,21 @@ async def run(cfg: SimConfig) -> int:
         inner = _listen(cfg.host, cfg.port)
     sim, store = build(cfg, control)
     app = create_app(sim)
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            # uvicorn re-raises SIGTERM after its shutdown, which would skip ours (last prices,
+            # closing the store): take the signal as a request for a clean exit with code 0.
+            originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in originals.items():
+                    signal.signal(sig, handler)
+
     config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", ws_per_message_deflate=False,
                             lifespan="on", timeout_graceful_shutdown=3, access_log=False)
-    server = uvicorn.Server(config)
+    server = Server(config)
     serving = asyncio.ensure_future(server.serve(sockets=[inner]))
     while not server.started:
         if serving.done():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Iterable
 
@@ -111,7 +112,7 @@ class Store:
         out = []
         for data, last in self.db.execute("SELECT data, last_price FROM instruments ORDER BY exchange, symbol"):
             inst = wire.Instrument.model_validate_json(data)
-            inst.last_price = wire.Decimal(last)
+            inst.last_price = Decimal(last)
             out.append(inst)
         return out
 

@@ -4,7 +4,6 @@ login and scope, order validation with reasons, idempotency, fills and the book.
 from __future__ import annotations
 
 import base64
-import json
 from datetime import datetime, timezone
 
 import httpx
@@ -12,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from backend_client import wire
-from tests.mainsim_support import API, Desk, error_code, new_coid, order_body, start_sim, ticks
+from tests.mainsim_support import API, Desk, error_code, order_body, start_sim, ticks
 
 
 @pytest.fixture(scope="module")

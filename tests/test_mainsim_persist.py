@@ -44,6 +44,8 @@ def test_kill_9_after_a_burst_loses_no_acknowledged_order(sim_factory):
     assert desk.get("/bod").json()["seq"] > seq_before + 1
     order_ids = [o["order_id"] for o in desk.get("/orders").json()]
     assert len(order_ids) == len(set(order_ids))
+    sim.stop()  # SIGTERM: a clean shutdown
+    assert sim.proc.returncode == 0
 
 
 def _desk_state(url: str) -> dict:

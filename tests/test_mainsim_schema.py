@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from mainsim.openapi_export import DEFAULT_PATH, schema_text
 from tests.mainsim_support import login, start_sim
