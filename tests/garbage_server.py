@@ -71,7 +71,7 @@ HTTP_MODES: dict[str, tuple[int, str | None, bytes]] = {
     "redirect_302": (302, "text/html", b""),
 }
 # modes with raw behaviour instead of a canned reply
-RAW_MODES = ("hang", "reset_mid_body", "close_no_response", "close_and_stop_listening", "not_http")
+RAW_MODES = ("hang", "reset_mid_body", "close_no_response", "close_and_stop_listening", "not_http", "raw")
 
 
 @dataclass
@@ -90,6 +90,7 @@ class GarbageServer:
     ws_script: list = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     ws_requests: list[Request] = field(default_factory=list)
+    raw_reply: bytes = b""  # written verbatim by mode "raw", then the connection closes
     port: int = 0
     _server: Any = None
     _writers: set = field(default_factory=set)
@@ -146,6 +147,10 @@ class GarbageServer:
             await reader.read()  # until the client gives up and closes
             return False
         if mode == "close_no_response":
+            return False
+        if mode == "raw":
+            writer.write(self.raw_reply)
+            await writer.drain()
             return False
         if mode == "close_and_stop_listening":  # later connects are refused
             self._server.close()
