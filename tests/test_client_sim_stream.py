@@ -206,3 +206,52 @@ def test_hung_server_is_noticed_by_the_silence_timer(sim):
     # Behaviour, not speed: our own timer, not websockets' 10 s close_timeout.
     assert noticed_after < 5.0
     assert probe_error.kind == "timeout" and probe_error.sent is True
+
+
+def test_staged_outages_hang_refuse_error_then_recovery(sim_factory):
+    sim = sim_factory(allow_faults=True)
+
+    async def set_mode(sup: BackendClient, mode: wire.FaultMode) -> None:
+        assert (await sup.set_fault(wire.FaultRequest(mode=mode))).mode is mode
+
+    async def scenario():
+        sup = BackendClient(sim.url, control_url=sim.control_url, read_timeout=0.3, connect_timeout=0.3,
+                            retries=0)
+        await sup.login("super1", "demo")
+        rec = Recorder(StreamClient(sim.url, sup.token, silence_timeout=0.4, backoff_initial=0.05,
+                                    backoff_max=0.2, open_timeout=0.4))
+        errors = {}
+        try:
+            await rec.wait(lambda i: isinstance(i, wire.HeartbeatMsg))
+            await set_mode(sup, wire.FaultMode.HANG)
+            down = await rec.wait(is_down)
+            with pytest.raises(Unavailable) as caught:
+                await sup.health()
+            errors["hang"] = caught.value
+
+            await set_mode(sup, wire.FaultMode.REFUSE)
+            refused = await rec.wait(lambda i: is_down(i) and "refused" in i.reason.lower(), start=down + 1)
+            with pytest.raises(Unavailable) as caught:
+                await sup.health()
+            errors["refuse"] = caught.value
+
+            await set_mode(sup, wire.FaultMode.ERROR)
+            await rec.wait(lambda i: is_down(i) and "503" in i.reason, start=refused + 1)
+            with pytest.raises(Unavailable) as caught:
+                await sup.health()
+            errors["error"] = caught.value
+
+            await set_mode(sup, wire.FaultMode.NONE)
+            up = await rec.wait(is_up, start=refused + 1, timeout=10)
+            await rec.wait(lambda i: isinstance(i, wire.HeartbeatMsg), start=up)
+            assert (await sup.health()).status == "ok"
+        finally:
+            await rec.close()
+            await sup.aclose()
+        return rec.items[down], errors
+
+    first_down, errors = run(scenario())
+    assert first_down.reason == "silent for 0.4 s"
+    assert (errors["hang"].kind, errors["hang"].sent) == ("timeout", True)
+    assert (errors["refuse"].kind, errors["refuse"].sent) == ("refused", False)
+    assert (errors["error"].kind, errors["error"].status) == ("server_error", 503)
