@@ -64,6 +64,15 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+def checked_token(token: str | None) -> str | None:
+    """A bearer token goes into an HTTP header: printable ASCII, no spaces."""
+    if token is None:
+        return None
+    if not isinstance(token, str) or not token or not all("!" <= ch <= "~" for ch in token):
+        raise ValueError("bad access token: expected printable ASCII without spaces")
+    return token
+
+
 class BackendClient:
     """Async typed client of the main backend's REST API (../shared/CONTRACT.md).
 
@@ -90,7 +99,7 @@ class BackendClient:
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"bad backend URL {base_url!r}: expected http(s)://host:port")
         self._base_url = base_url.rstrip("/")
-        self._token = token
+        self._token = checked_token(token)
         # mainsim --allow-faults serves the fault switch on a direct (unproxied) listener too,
         # so a supervisor can end an outage it staged on the public address.
         self._control_url = (control_url or self._base_url).rstrip("/")
@@ -120,7 +129,7 @@ class BackendClient:
 
     @token.setter
     def token(self, value: str | None) -> None:
-        self._token = value
+        self._token = checked_token(value)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -259,6 +268,8 @@ class BackendClient:
             response = await self._http.request(method, path, params=query, json=json, headers=headers)
         except httpx.HTTPError as exc:
             raise transport_error(exc, method, path) from None
+        except (httpx.InvalidURL, UnicodeError, ValueError, TypeError) as exc:  # the request itself could not be encoded
+            raise ProtocolError(f"{method} {path}: request could not be encoded ({type(exc).__name__})") from None
         except OSError as exc:  # anything the transport let through unwrapped
             raise Unavailable(f"{method} {path}: {exc}", kind="reset", sent=True) from None
         self.latency_ms = (time.perf_counter() - started) * 1000.0

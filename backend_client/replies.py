@@ -57,6 +57,8 @@ def transport_error(exc: httpx.HTTPError, method: str, path: str) -> BackendErro
         return ProtocolError(f"{where}: the server's reply is not valid HTTP ({exc})")
     if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.CloseError, httpx.NetworkError)):
         return Unavailable(f"{where}: connection reset ({exc or type(exc).__name__})", kind="reset", sent=True)
+    if isinstance(exc, (httpx.LocalProtocolError, httpx.UnsupportedProtocol)):
+        return ProtocolError(f"{where}: request could not be sent as HTTP ({exc})")
     if isinstance(exc, httpx.DecodingError):
         return ProtocolError(f"{where}: the reply body could not be decoded ({exc})")
     if isinstance(exc, httpx.TransportError):

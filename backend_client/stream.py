@@ -34,6 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
 from backend_client import wire
+from backend_client.client import checked_token
 from backend_client.errors import Forbidden, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class StreamClient:
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | None,
         *,
         since: int | None = None,
         silence_timeout: float = 0.75,
@@ -101,7 +102,7 @@ class StreamClient:
             raise ValueError("jitter must be in [0, 1)")
         stream_url(base_url, None)  # validate early
         self._base_url = base_url
-        self.token = token
+        self._token = checked_token(token or None)  # "" or None: no token (the server says 401)
         self.silence_timeout = silence_timeout
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -138,6 +139,15 @@ class StreamClient:
 
     # ------------------------------------------------------------------ control
 
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        """After a fresh login: used from the next (re)connect on."""
+        self._token = checked_token(value or None)
+
     def resync(self, seq: int) -> None:
         """After taking a snapshot consistent with ``seq``, resume from there."""
         self.last_seq = seq
@@ -168,7 +178,7 @@ class StreamClient:
             try:
                 ws = await connect(
                     url,
-                    additional_headers={"Authorization": f"Bearer {self.token}"},
+                    additional_headers={"Authorization": f"Bearer {self._token}"} if self._token else None,
                     open_timeout=self.open_timeout,
                     ping_interval=None,  # our own silence timer notices a hang
                     close_timeout=_CLOSE_TIMEOUT_S,

@@ -137,6 +137,8 @@ class GarbageServer:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:  # the test's loop is shutting down
+            return
         finally:
             self._writers.discard(writer)
             writer.transport.abort()

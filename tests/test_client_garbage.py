@@ -233,3 +233,12 @@ def test_query_parameters_drop_none():
 def test_bad_base_url_is_a_clear_error():
     with pytest.raises(ValueError, match="bad backend URL"):
         BackendClient("not a url at all://")
+
+
+def test_bad_token_is_refused_before_sending():
+    with pytest.raises(ValueError, match="bad access token"):
+        BackendClient("http://127.0.0.1:1", token="t\u00f6k")
+    client = BackendClient("http://127.0.0.1:1")
+    with pytest.raises(ValueError, match="bad access token"):
+        client.token = "a\nb"
+    run(client.aclose())

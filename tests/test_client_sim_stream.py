@@ -14,7 +14,7 @@ import pytest
 
 from backend_client import wire
 from backend_client.client import BackendClient
-from backend_client.errors import Unavailable
+from backend_client.errors import Unauthorized, Unavailable
 from backend_client.stream import StreamClient, StreamStatus
 
 
@@ -255,3 +255,14 @@ def test_staged_outages_hang_refuse_error_then_recovery(sim_factory):
     assert (errors["hang"].kind, errors["hang"].sent) == ("timeout", True)
     assert (errors["refuse"].kind, errors["refuse"].sent) == ("refused", False)
     assert (errors["error"].kind, errors["error"].status) == ("server_error", 503)
+
+
+def test_stream_without_a_valid_token_raises_unauthorized(sim):
+    async def scenario():
+        for token in ("", "not.a.jwt"):
+            stream = StreamClient(sim.url, token)
+            with pytest.raises(Unauthorized):
+                async for _ in stream.messages():
+                    pass
+
+    run(scenario())
