@@ -78,7 +78,7 @@ class StreamClient:
     not ``messages``, which is the iterator),
     ``reconnects`` (connections opened after the first), ``last_seq`` (last event seq
     seen, the resume point), ``last_message_at`` (clock time of the last message),
-    ``duplicates``, ``gaps``, ``protocol_errors``, ``connect_failures``.
+    ``duplicates``, ``gaps``, ``protocol_errors``, ``connect_failures``, ``connected``.
     """
 
     def __init__(
@@ -122,6 +122,7 @@ class StreamClient:
         self.gaps = 0
         self.protocol_errors = 0
         self.connect_failures = 0
+        self.connected = False  # as of the last StreamStatus yielded
         self._connections = 0
 
     @staticmethod
@@ -207,6 +208,7 @@ class StreamClient:
                 try:
                     if self._stopped.is_set():
                         return
+                    self.connected = True
                     yield StreamStatus(True, "connected", self._clock())
                     async with aclosing(self._read(ws)) as items:
                         async for item in items:
@@ -219,6 +221,7 @@ class StreamClient:
                             return  # stopped
                 finally:
                     self._ws = None
+                    self.connected = False
                     if ws.transport is not None:
                         ws.transport.abort()
                 if healthy:

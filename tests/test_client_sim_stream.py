@@ -86,6 +86,7 @@ def test_heartbeats_and_order_events_arrive(sim):
         rec = Recorder(StreamClient(sim.url, client.token))
         try:
             await rec.wait(lambda i: isinstance(i, wire.HelloMsg))
+            assert rec.stream.connected
             req = _market(inst, session.user.client_ids[0])
             placed = await client.place_order(req)
             await rec.wait(order_event_for(req.client_order_id))

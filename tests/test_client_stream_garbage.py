@@ -138,6 +138,7 @@ def test_resume_drops_duplicates_and_turns_a_lower_sequence_into_a_resnapshot():
             return items, stream, server
 
     items, stream, server = run(scenario())
+    assert stream.connected is False  # stopped
     events = [(i.seq, i.data.order_id) for i in items if isinstance(i, wire.OrderEvent)]
     assert events == [(6, "A"), (7, "B"), (8, "C")]
     resnaps = [i for i in items if isinstance(i, wire.ResnapshotMsg)]
