@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -95,10 +95,15 @@ class Cli:
         if stdin:
             p.stdin.write(stdin)
         p.stdin.close()
+        p.stdin = None  # so communicate() does not touch it again
         return p
 
     def login(self, user: str | None = None, password: str = PASSWORD) -> CliResult:
         return self("--user", user or self.user or "", "--password-stdin", "login", stdin=password + "\n")
+
+    def pointed_at(self, backend_url: str) -> "Cli":
+        """The same console (home, keyring) talking to another backend URL."""
+        return replace(self, backend_url=backend_url)
 
     def service(self):
         """The same console's service layer, in this process (cheaper than a subprocess

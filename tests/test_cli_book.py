@@ -1,0 +1,207 @@
+"""The issue-3 CLI as a script sees it: `lifeboat login|logout|status|sync bod|
+positions|orders|agent|audit verify` run as real subprocesses against a real
+mainsim, checked by exit code, stdout JSON, stderr message and the files they leave
+(store, JSON-lines log).  One mainsim serves the whole module; each test that
+needs a clean console gets its own LIFEBOAT_HOME."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.cli_env import DEAD_URL, PASSWORD, Cli, raw_get, raw_session
+from tests.simproc import SimProcess
+
+
+@pytest.fixture(scope="module")
+def book_sim(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("cli-book-sim")
+    sim = SimProcess(db=workdir / "mainsim.db", workdir=workdir).start()
+    yield sim
+    sim.kill()
+
+
+def new_console(tmp_path_factory, url: str, name: str, user: str = "dealer1") -> Cli:
+    base = tmp_path_factory.mktemp(name)
+    return Cli(home=base / "home", backend_url=url, keyring_file=base / "keyring.json", user=user)
+
+
+@pytest.fixture(scope="module")
+def desk(book_sim, tmp_path_factory) -> Cli:
+    """dealer1's console, logged in with a BOD taken."""
+    cli = new_console(tmp_path_factory, book_sim.url, "desk")
+    cli.login().ok()
+    cli("sync", "bod").ok()
+    return cli
+
+
+def assert_clean_failure(r, code: int, *words: str) -> None:
+    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
+    assert r.stderr.startswith("lifeboat: ") and "[E-" in r.stderr  # short message + error id
+    for w in words:
+        assert w in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------- session
+
+
+def test_session_lifecycle_and_no_secret_in_the_log(book_sim, tmp_path_factory):
+    cli = new_console(tmp_path_factory, book_sim.url, "session")
+
+    bad = cli("--user", "dealer1", "--password-stdin", "login", stdin="not-the-password\n")
+    assert_clean_failure(bad, 3, "refused", "Wrong user id or password")
+
+    good = cli.login().ok()
+    assert "Logged in as dealer1" in good.stderr and "token kept" in good.stderr
+    token = next(iter(json.loads(cli.keyring_file.read_text()).values()))
+    con = sqlite3.connect(cli.store_file)
+    try:
+        grant_json, verifier = con.execute("SELECT grant_json, verifier FROM offline_credentials").fetchone()
+    finally:
+        con.close()
+    signature = json.loads(grant_json)["signature"]
+
+    # Commands that carry the token, then a logout that must forget it.
+    assert cli("sync", "bod", "--json").ok().json()["positions"] > 0
+    assert cli("positions", "--json").ok().json()
+    cli("logout").ok()
+    assert token not in cli.keyring_file.read_text()
+    after = cli("positions", "--json")
+    assert_clean_failure(after, 3, "no saved session")
+
+    raw_token = raw_session(book_sim.url)["access_token"]
+    log = cli.log_file.read_text()
+    events = [json.loads(line) for line in log.splitlines()]
+    assert {"login", "command_failed"} <= {e.get("event") for e in events}
+    for secret in (token, raw_token, signature, str(verifier)):
+        assert secret not in log
+    assert not any(v == PASSWORD for e in events for v in e.values())
+
+    con = sqlite3.connect(cli.store_file)  # the audit log names actions, never secrets
+    try:
+        audit_text = "\n".join(p for (p,) in con.execute("SELECT payload FROM audit_log"))
+    finally:
+        con.close()
+    assert "login" in {a for (a,) in sqlite3.connect(cli.store_file).execute("SELECT action FROM audit_log")}
+    for secret in (token, signature, str(verifier)):
+        assert secret not in audit_text
+
+
+def test_login_with_main_down_exits_5(tmp_path_factory):
+    cli = new_console(tmp_path_factory, DEAD_URL, "down")
+    r = cli.login()
+    assert_clean_failure(r, 5, "unavailable")
+
+
+# --------------------------------------------------------------------------- status
+
+
+def test_status_json_online_then_backup(desk):
+    online = desk("status", "--json").ok().json()
+    assert online["mode"] == "ONLINE"
+    assert online["backend"]["reachable"] is True and online["backend"]["url"] == desk.backend_url
+    assert online["journal_depth"] == 0 and online["replay"] == "idle"
+    assert online["console_id"] and online["store"] == str(desk.store_file)
+    assert online["last_bod"]["seq"] is not None and online["last_bod"]["trading_date"]
+    assert set(online["mirror"]) == {"last_event_seq", "newest_event_at", "current_at", "staleness_s"}
+    assert online["mirror"]["staleness_s"] >= 0
+
+    backup = desk.pointed_at(DEAD_URL)("status", "--json").ok().json()
+    assert backup["mode"] == "BACKUP"
+    assert backup["backend"]["reachable"] is False and "refused" in backup["backend"]["error"]
+    assert backup["console_id"] == online["console_id"] and backup["last_bod"] == online["last_bod"]
+
+
+# --------------------------------------------------------------------------- book
+
+
+def test_local_book_equals_main_right_after_bod(desk):
+    local = desk("positions", "--local", "--json").ok().json()
+    main = desk("positions", "--json").ok().json()
+    key = lambda p: (p["client_id"], p["exchange"], p["symbol"], p["product"])  # noqa: E731
+    assert local and {key(p): p["net_quantity"] for p in local} == {key(p): p["net_quantity"] for p in main}
+
+    local_orders = desk("orders", "--local", "--json").ok().json()
+    main_open = [o for o in desk("orders", "--json").ok().json() if o["status"] in ("OPEN", "TRIGGER_PENDING")]
+    assert local_orders and {o["order_id"] for o in local_orders} == {o["order_id"] for o in main_open}
+
+
+def test_other_dealers_client_and_unknown_client_are_refused(desk, book_sim):
+    other = raw_session(book_sim.url, "dealer2")["user"]["client_ids"][0]
+    mine = raw_session(book_sim.url, "dealer1")["user"]["client_ids"]
+    assert other not in mine
+
+    r = desk("orders", "--client", other, "--json")
+    assert_clean_failure(r, 3, other)
+    assert r.stdout == ""
+    r = desk("positions", "--local", "--client", "UNKNOWN", "--json")
+    assert_clean_failure(r, 4, "UNKNOWN")
+    assert r.stdout == ""
+
+
+def test_audit_verify_after_login_and_bod(desk):
+    r = desk("audit", "verify").ok()
+    assert "audit chain intact" in r.stdout
+
+
+# --------------------------------------------------------------------------- import discipline
+
+_PROBE = ("import sys; sys.argv=['lifeboat', *sys.argv[1:]]; import console.cli as c\n"
+          "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
+          "print('TEXTUAL_IMPORTED', 'textual' in sys.modules)")
+
+
+@pytest.mark.parametrize("args", [["status", "--json"], ["--help"]])
+def test_cli_path_never_imports_textual(desk, args):
+    p = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True,
+                       env=desk.env(), cwd=str(desk.home), timeout=60)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert lines[-1] == "TEXTUAL_IMPORTED False", p.stdout
+    assert len(lines) > 1  # the command itself ran and printed
+
+
+# --------------------------------------------------------------------------- agent
+
+
+def test_agent_mirrors_orders_until_sigterm(desk, book_sim):
+    token = raw_session(book_sim.url)["access_token"]
+    client = raw_get(book_sim.url, token, "/clients")[0]["client_id"]
+    inst = next(i for i in raw_get(book_sim.url, token, "/instruments") if i["exchange"] == "NSE")
+    agent = desk.popen("agent")
+    try:
+        r = httpx.post(f"{book_sim.url}/api/v1/orders", headers={"Authorization": f"Bearer {token}"}, timeout=10,
+                       json={"client_order_id": "cli-agent-1", "client_id": client, "exchange": "NSE",
+                             "symbol": inst["symbol"], "side": "BUY", "quantity": 1, "product": "MIS",
+                             "order_type": "MARKET", "validity": "DAY"})
+        assert r.status_code == 201, r.text
+        order_id = r.json()["order_id"]
+        deadline = time.monotonic() + 30
+        while True:
+            assert agent.poll() is None, agent.stderr.read()
+            con = sqlite3.connect(desk.store_file)
+            try:
+                row = con.execute("SELECT status FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+            finally:
+                con.close()
+            if row is not None:
+                break
+            assert time.monotonic() < deadline, "the agent never mirrored the order"
+            time.sleep(0.1)
+        assert row[0] == "COMPLETE"
+        agent.send_signal(signal.SIGTERM)
+        _, err = agent.communicate(timeout=15)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.communicate(timeout=10)
+    assert agent.returncode == 0, err
+    assert "agent running for dealer1" in err and "agent stopped" in err and "Traceback" not in err
