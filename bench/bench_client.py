@@ -12,6 +12,8 @@ httpx.AsyncClient.post of the same JSON to the same mainsim, in alternating bloc
 (unique client_order_ids).  Stream: StreamClient vs a raw websockets reader of the
 same mainsim stream (busy: --activity 200 orders/s, --tick-ms 5) over the same window, and the
 per-message decode cost (pydantic validation vs json.loads) on the frames received.
+Detection: how long the stream client takes to report a SIGSTOPped (hung) and a
+kill -9ed mainsim, against its silence_timeout.
 """
 
 from __future__ import annotations
@@ -167,6 +169,51 @@ async def bench_stream(sim: SimProcess, seconds: float, activity: float, tick_ms
         print(f"    wire.StreamMessage        {valid_rate:8.0f} msg/s   ratio {valid_rate / loads_rate:.2f}")
 
 
+async def bench_detection(sim: SimProcess, silence_timeout: float = 0.3, rounds: int = 3) -> None:
+    """How fast the stream client reports a hung (SIGSTOP) and a killed (kill -9) server."""
+    import os
+    import signal
+
+    async with BackendClient(sim.url) as client:
+        await client.login("dealer1", "demo")
+        token = client.token
+    stream = StreamClient(sim.url, token, silence_timeout=silence_timeout, backoff_initial=0.05, backoff_max=0.2)
+    items = stream.messages()
+
+    async def next_status(connected: bool) -> float:
+        async for item in items:
+            if isinstance(item, StreamStatus) and item.connected is connected:
+                return time.monotonic()
+        raise RuntimeError("stream ended")
+
+    await next_status(True)
+    hang, kill, back = [], [], []
+    for _ in range(rounds):
+        await asyncio.sleep(0.3)
+        t0 = time.monotonic()
+        os.kill(sim.proc.pid, signal.SIGSTOP)
+        try:
+            hang.append(await next_status(False) - t0)
+        finally:
+            os.kill(sim.proc.pid, signal.SIGCONT)
+        await next_status(True)
+    for _ in range(rounds):
+        await asyncio.sleep(0.3)
+        t0 = time.monotonic()
+        await asyncio.to_thread(sim.kill)
+        kill.append(await next_status(False) - t0)
+        t1 = time.monotonic()
+        await asyncio.to_thread(sim.start)
+        back.append(await next_status(True) - t1)
+    stream.stop()
+    await items.aclose()
+    ms = lambda xs: "/".join(f"{x * 1000:.0f}" for x in xs)  # noqa: E731
+    print(f"detection: stream client, silence_timeout {silence_timeout * 1000:.0f} ms ({rounds} rounds, ms)")
+    print(f"  hung (SIGSTOP) reported after     {ms(hang)}")
+    print(f"  killed (kill -9) reported after   {ms(kill)}")
+    print(f"  reconnected after restart began   {ms(back)}   (includes mainsim start-up)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (N=200 orders, 2 s of stream)")
@@ -184,6 +231,7 @@ def main() -> None:
         sim = SimProcess(db=work / "a" / "mainsim.db", workdir=work / "a").start()
         try:
             asyncio.run(bench_orders(sim, n))
+            asyncio.run(bench_detection(sim))
         finally:
             sim.kill()
         busy = SimProcess(db=work / "b" / "mainsim.db", workdir=work / "b",
