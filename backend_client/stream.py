@@ -123,6 +123,7 @@ class StreamClient:
         self.protocol_errors = 0
         self.connect_failures = 0
         self.connected = False  # as of the last StreamStatus yielded
+        self.last_backoff: float | None = None  # the last pause before a reconnect, in seconds
         self._connections = 0
 
     @staticmethod
@@ -215,7 +216,8 @@ class StreamClient:
                             if isinstance(item, StreamStatus):
                                 reason = item.reason
                                 break
-                            healthy = True
+                            if not isinstance(item, wire.HelloMsg):
+                                healthy = True  # it served more than a greeting
                             yield item
                         else:
                             return  # stopped
@@ -225,12 +227,10 @@ class StreamClient:
                     if ws.transport is not None:
                         ws.transport.abort()
                 if healthy:
-                    failures = 0
+                    failures = 0  # a working connection dropped: start again from backoff_initial
                 if self._stopped.is_set():
                     return
                 yield StreamStatus(False, reason, self._clock())
-                if healthy:
-                    continue  # reconnect at once after a drop of a good connection
                 failures += 1
                 await self._pause(failures)
                 continue
@@ -244,6 +244,7 @@ class StreamClient:
     async def _pause(self, failures: int) -> None:
         delay = min(self.backoff_max, self.backoff_initial * 2 ** max(0, failures - 1))
         delay *= 1 + self._rng.uniform(-self.jitter, self.jitter)
+        self.last_backoff = delay
         try:
             await asyncio.wait_for(self._stopped.wait(), timeout=delay)
         except TimeoutError:

@@ -98,6 +98,27 @@ def test_hello_then_silence_is_noticed_and_reconnected():
     assert since_of(server.ws_requests[1]) == 0  # resumes from the hello's seq
 
 
+def test_backoff_grows_while_connections_fail_and_resets_after_a_working_one():
+    greet_and_close = [hello(0), "close"]  # a greeting alone does not make a connection healthy
+    works = [hello(0), heartbeat(0), "close"]
+
+    async def scenario():
+        async with GarbageServer(ws_script=[greet_and_close] * 5 + [works], ws_mode=greet_and_close) as server:
+            stream = fast_stream(server.url, backoff_initial=0.01, backoff_max=0.08, jitter=0.1)
+            pauses = []
+            async for item in stream.messages():
+                if isinstance(item, StreamStatus) and item.connected and stream.last_backoff is not None:
+                    pauses.append(stream.last_backoff)
+                if len(pauses) == 7:
+                    stream.stop()
+            return pauses
+
+    pauses = run(scenario())
+    # doubling from 0.01 up to the 0.08 cap (+-10% jitter), then back to 0.01 after the working connection
+    for got, want in zip(pauses, [0.01, 0.02, 0.04, 0.08, 0.08, 0.01, 0.02]):
+        assert want * 0.9 <= got <= want * 1.1, pauses
+
+
 def test_refused_and_rejected_handshakes_back_off_and_retry():
     async def scenario():
         stream = fast_stream(f"http://127.0.0.1:{closed_port()}")
