@@ -88,6 +88,15 @@ class Cli:
                            text=True, env=self.env(**env), cwd=REPO_ROOT, timeout=timeout)
         return CliResult(tuple(args), p.returncode, p.stdout, p.stderr)
 
+    def many(self, *commands: tuple[str, ...], timeout: float = 60) -> list[CliResult]:
+        """Run independent read-only commands at the same time (start-up dominates each)."""
+        procs = [(args, self.popen(*args)) for args in commands]
+        results = []
+        for args, p in procs:
+            out, err = p.communicate(timeout=timeout)
+            results.append(CliResult(tuple(args), p.returncode, out, err))
+        return results
+
     def popen(self, *args: str, stdin: str | None = None, **env: str) -> subprocess.Popen:
         """Start a command and return at once (stdin, if given, is written and closed)."""
         p = subprocess.Popen(self.argv(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -71,7 +71,6 @@ def test_session_lifecycle_and_no_secret_in_the_log(book_sim, tmp_path_factory):
 
     # Commands that carry the token, then a logout that must forget it.
     assert cli("sync", "bod", "--json").ok().json()["positions"] > 0
-    assert cli("positions", "--json").ok().json()
     cli("logout").ok()
     assert token not in cli.keyring_file.read_text()
     after = cli("positions", "--json")
@@ -105,7 +104,8 @@ def test_login_with_main_down_exits_5(tmp_path_factory):
 
 
 def test_status_json_online_then_backup(desk):
-    online = desk("status", "--json").ok().json()
+    online_r, backup_r = desk.many(("status", "--json"), ("--backend", DEAD_URL, "status", "--json"))
+    online = online_r.ok().json()
     assert online["mode"] == "ONLINE"
     assert online["backend"]["reachable"] is True and online["backend"]["url"] == desk.backend_url
     assert online["journal_depth"] == 0 and online["replay"] == "idle"
@@ -114,7 +114,7 @@ def test_status_json_online_then_backup(desk):
     assert set(online["mirror"]) == {"last_event_seq", "newest_event_at", "current_at", "staleness_s"}
     assert online["mirror"]["staleness_s"] >= 0
 
-    backup = desk.pointed_at(DEAD_URL)("status", "--json").ok().json()
+    backup = backup_r.ok().json()  # the same console, pointed at a backend that is down
     assert backup["mode"] == "BACKUP"
     assert backup["backend"]["reachable"] is False and "refused" in backup["backend"]["error"]
     assert backup["console_id"] == online["console_id"] and backup["last_bod"] == online["last_bod"]
@@ -124,13 +124,13 @@ def test_status_json_online_then_backup(desk):
 
 
 def test_local_book_equals_main_right_after_bod(desk):
-    local = desk("positions", "--local", "--json").ok().json()
-    main = desk("positions", "--json").ok().json()
+    results = desk.many(("positions", "--local", "--json"), ("positions", "--json"),
+                        ("orders", "--local", "--json"), ("orders", "--json"))
+    local, main, local_orders, main_orders = (r.ok().json() for r in results)
     key = lambda p: (p["client_id"], p["exchange"], p["symbol"], p["product"])  # noqa: E731
     assert local and {key(p): p["net_quantity"] for p in local} == {key(p): p["net_quantity"] for p in main}
 
-    local_orders = desk("orders", "--local", "--json").ok().json()
-    main_open = [o for o in desk("orders", "--json").ok().json() if o["status"] in ("OPEN", "TRIGGER_PENDING")]
+    main_open = [o for o in main_orders if o["status"] in ("OPEN", "TRIGGER_PENDING")]
     assert local_orders and {o["order_id"] for o in local_orders} == {o["order_id"] for o in main_open}
 
 
@@ -139,10 +139,11 @@ def test_other_dealers_client_and_unknown_client_are_refused(desk, book_sim):
     mine = raw_session(book_sim.url, "dealer1")["user"]["client_ids"]
     assert other not in mine
 
-    r = desk("orders", "--client", other, "--json")
+    r, unknown = desk.many(("orders", "--client", other, "--json"),
+                           ("positions", "--local", "--client", "UNKNOWN", "--json"))
     assert_clean_failure(r, 3, other)
     assert r.stdout == ""
-    r = desk("positions", "--local", "--client", "UNKNOWN", "--json")
+    r = unknown
     assert_clean_failure(r, 4, "UNKNOWN")
     assert r.stdout == ""
 
