@@ -21,6 +21,7 @@ from backend_client import errors as be
 from backend_client import wire
 from backend_client.client import BackendClient
 from backend_client.grants import GrantInvalid, key_for, verify_grant
+from console import eventlog
 from console.exitcodes import ExitCode
 from localstore import audit, credentials, secrets
 from localstore.db import Store, open_store
@@ -119,6 +120,7 @@ class Service:
                 self._store = open_store(store_path(self.home))
             except StoreError as exc:
                 raise StoreProblem(str(exc)) from exc
+            eventlog.set_context(console_id=self._store.console_id)  # every log line names the console
         return self._store
 
     def close(self) -> None:
