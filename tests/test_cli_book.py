@@ -80,6 +80,13 @@ def test_session_lifecycle_and_no_secret_in_the_log(book_sim, tmp_path_factory):
     log = cli.log_file.read_text()
     events = [json.loads(line) for line in log.splitlines()]
     assert {"login", "command_failed"} <= {e.get("event") for e in events}
+    con = sqlite3.connect(cli.store_file)
+    try:
+        (console_id,) = con.execute("SELECT console_id FROM console_identity").fetchone()
+    finally:
+        con.close()
+    login_line = next(e for e in events if e.get("event") == "login")
+    assert login_line["console_id"] == console_id and login_line["user"] == "dealer1"
     for secret in (token, raw_token, signature, str(verifier)):
         assert secret not in log
     assert not any(v == PASSWORD for e in events for v in e.values())
