@@ -42,7 +42,16 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from localstore.errors import StoreError
-from localstore.models import GENESIS_HASH, AuditHead, ConsoleIdentity, ReplayLease, SyncState
+from localstore.models import (
+    GENESIS_HASH,
+    AuditHead,
+    ConsoleIdentity,
+    ConsoleState,
+    OrderIdCounter,
+    Policy,
+    ReplayLease,
+    SyncState,
+)
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
@@ -53,7 +62,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Every Alembic revision this version knows, oldest first (a test keeps it equal to
 # migrations/versions).  Known here so a routine open of an up-to-date store does
 # not import Alembic at all (~0.3 s of a CLI command's start).
-KNOWN_REVISIONS: tuple[str, ...] = ("0001",)
+KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 _FIX_CORRUPT = "move it aside (keep it for support) and run `lifeboat sync bod` to build a fresh store"
@@ -298,13 +307,16 @@ def _migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+_SINGLETONS = (AuditHead, SyncState, ReplayLease, ConsoleState, Policy, OrderIdCounter)
+
+
 def _ensure_singletons(write_sessions: sessionmaker) -> str:
     """Create the single-row tables on first open; return the console id.  Checked with
     a read first so a routine open does not take the write lock."""
     with write_sessions.kw["bind"].connect() as conn:
         row = conn.execute(select(ConsoleIdentity.console_id)).first()
         complete = row is not None and all(
-            conn.execute(select(model.id)).first() is not None for model in (AuditHead, SyncState, ReplayLease)
+            conn.execute(select(model.id)).first() is not None for model in _SINGLETONS
         )
     if complete:
         return row[0]
@@ -319,6 +331,12 @@ def _ensure_singletons(write_sessions: sessionmaker) -> str:
             session.add(SyncState(id=1))
         if session.get(ReplayLease, 1) is None:
             session.add(ReplayLease(id=1))
+        if session.get(ConsoleState, 1) is None:
+            session.add(ConsoleState(id=1, mode="ONLINE"))
+        if session.get(Policy, 1) is None:
+            session.add(Policy(id=1, allow_new_exposure=False, killswitch=False, stale_after_minutes=30))
+        if session.get(OrderIdCounter, 1) is None:
+            session.add(OrderIdCounter(id=1, last_value=0))
         return identity.console_id
 
 

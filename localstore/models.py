@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -482,3 +483,48 @@ class ReconciliationReport(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow)
     json: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+# --------------------------------------------------------------------------- console state, policy (revision 0002)
+
+
+class ConsoleState(Base):
+    """The console's mode as its runtime (agent or TUI) last decided it, and a
+    supervisor's forced mode, if any.  One-shot CLI commands read it: a forced mode
+    wins over their own probe."""
+
+    __tablename__ = "console_state"
+    __table_args__ = (_singleton(),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, default=1)
+    mode: Mapped[str] = mapped_column(String(16), nullable=False, default="ONLINE")
+    mode_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    mode_reason: Mapped[str | None] = mapped_column(Text)
+    forced_mode: Mapped[str | None] = mapped_column(String(16))  # None: the detector decides
+    forced_by: Mapped[str | None] = mapped_column(String(64))
+    forced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Policy(Base):
+    """Backup-mode policy, changed only by a supervisor (audited).  Reduce-only unless
+    ``allow_new_exposure``; the kill switch blocks new exposure in every mode."""
+
+    __tablename__ = "policy"
+    __table_args__ = (_singleton(), CheckConstraint("stale_after_minutes > 0", name="stale_positive"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, default=1)
+    allow_new_exposure: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    killswitch: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    stale_after_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=30)
+    updated_by: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class OrderIdCounter(Base):
+    """The last number used in this console's client_order_ids (never reused)."""
+
+    __tablename__ = "order_id_counter"
+    __table_args__ = (_singleton(),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, default=1)
+    last_value: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)

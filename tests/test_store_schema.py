@@ -16,10 +16,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Column, Integer, MetaData, Table, func, insert, select, text
+from sqlalchemy import Column, Integer, MetaData, Table, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from localstore.db import open_store
+from localstore import audit
+from localstore.db import HEAD_REVISION, open_store
 from localstore.models import (
     Base,
     ClientLimitRow,
@@ -45,7 +46,36 @@ def test_migrated_schema_equals_models(store):
         diff = compare_metadata(ctx, Base.metadata)
         revision = ctx.get_current_revision()
     assert diff == []
-    assert revision == "0001"
+    assert revision == HEAD_REVISION
+
+
+def test_store_at_an_older_revision_is_migrated_keeping_its_data(tmp_path):
+    """A store written by an earlier Lifeboat (revision 0001) is upgraded in place at open."""
+    from alembic import command
+
+    from localstore.db import _alembic_config
+
+    path = tmp_path / "old.db"
+    s = open_store(path)
+    with s.write() as session:
+        audit.append(session, user_id="dealer1", mode="ONLINE", action="login", payload={"how": "online"})
+    console_id = s.console_id
+    with s.engine.begin() as conn:
+        cfg = _alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
+        assert "console_state" not in inspect(conn).get_table_names()
+    s.close()
+    s = open_store(path)
+    try:
+        with s.engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == HEAD_REVISION
+            assert "console_state" in inspect(conn).get_table_names()
+        assert s.console_id == console_id
+        with s.read() as session:
+            assert audit.verify(session).ok and audit.verify(session).rows == 1
+    finally:
+        s.close()
 
 
 def test_pragmas_in_effect_on_pooled_connections(store):
