@@ -407,6 +407,10 @@ class JournalEntry(Base):
     main_order_id: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    # When the person or script was told "accepted" (revision 0002).  NULL on a committed
+    # entry means the process died between the durable commit and the answer: on
+    # restart it is shown as "committed, never acknowledged" (it is still replayed).
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 # --------------------------------------------------------------------------- audit

@@ -1,4 +1,4 @@
-"""Console mode state, backup policy and the client_order_id counter.
+"""Console mode state, backup policy, the client_order_id counter, journal acknowledgement time.
 
 Revision ID: 0002
 Revises: 0001
@@ -15,6 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("journal") as batch:
+        batch.add_column(sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "console_state",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
@@ -52,3 +54,5 @@ def downgrade() -> None:
     op.drop_table("order_id_counter")
     op.drop_table("policy")
     op.drop_table("console_state")
+    with op.batch_alter_table("journal") as batch:
+        batch.drop_column("acknowledged_at")
