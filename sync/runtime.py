@@ -20,11 +20,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from sqlalchemy import select
+
 from backend_client import wire
 from backend_client.client import BackendClient
 from backend_client.stream import StreamClient, StreamStatus
 from localstore.db import Store
-from localstore.models import SyncState
+from localstore.models import ClientRow, SyncState
 from sync.bod import replace_book
 from sync.mirror import Mirror
 
@@ -76,11 +78,17 @@ class Runtime:
             self.stream.stop()
 
     async def ensure_snapshot(self, reason: str) -> None:
-        """Take a BOD snapshot when the store has none for the main system's trading day."""
+        """Take a BOD snapshot when the store has none for the main system's trading day,
+        or when it holds another scope (another user's book on a shared console: resuming
+        it with this user's stream would mix the two)."""
         health = await self.client.health()
         state = await asyncio.to_thread(self._sync_state)
         if state.bod_seq is None or state.trading_date != health.trading_date:
             await self.resnapshot(reason)
+            return
+        scope = {c.client_id for c in await self.client.clients()}
+        if scope != await asyncio.to_thread(self._local_clients):
+            await self.resnapshot(f"{reason}: the local book is another scope")
 
     async def resnapshot(self, reason: str) -> None:
         snap = await self.client.bod()
@@ -90,6 +98,10 @@ class Runtime:
             self.stream.resync(snap.seq)
         self.status.resnapshots += 1
         log.info("snapshot taken", extra={"event": "resnapshot", "reason": reason, "seq": snap.seq})
+
+    def _local_clients(self) -> set[str]:
+        with self.store.read() as s:
+            return set(s.scalars(select(ClientRow.client_id)))
 
     def _sync_state(self) -> SyncState:
         with self.store.read() as s:
