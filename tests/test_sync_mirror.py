@@ -350,3 +350,24 @@ def test_a_gap_the_stream_cannot_fill_takes_a_fresh_snapshot(sim_factory, tmp_pa
         dealer.close()
         second.stop()
         store.close()
+
+
+def test_another_users_agent_on_the_same_console_mirrors_its_own_scope(sim, tmp_path):
+    """A shared desk console: dealer1's runtime took today's BOD; dealer2 then runs the
+    agent on the same store.  Resuming dealer1's book with dealer2's stream would mix two
+    scopes (and show dealer1's clients to dealer2 in backup mode): it must re-snapshot."""
+    store = open_store(tmp_path / "lifeboat.db")
+    first = RuntimeThread(store, sim.url, user="dealer1").start()
+    first.stop()
+    other = Dealer(sim.url, user="dealer2")
+    second = RuntimeThread(store, sim.url, user="dealer2").start()
+    try:
+        simple_burst(other, 4)
+        wait_until_mirrored(other, store)
+        with store.read() as s:
+            local_clients = {p.client_id for p in s.scalars(select(PositionRow))}
+        assert local_clients and local_clients <= set(other.scope)
+    finally:
+        other.close()
+        second.stop()
+        store.close()
