@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -109,10 +109,6 @@ class Cli:
 
     def login(self, user: str | None = None, password: str = PASSWORD) -> CliResult:
         return self("--user", user or self.user or "", "--password-stdin", "login", stdin=password + "\n")
-
-    def pointed_at(self, backend_url: str) -> "Cli":
-        """The same console (home, keyring) talking to another backend URL."""
-        return replace(self, backend_url=backend_url)
 
     def service(self):
         """The same console's service layer, in this process (cheaper than a subprocess

@@ -15,7 +15,6 @@ import json
 import threading
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 from hypothesis import HealthCheck, given, settings
