@@ -132,3 +132,243 @@ def decide_one_shot(probe: ProbeResult, forced_mode: str | None) -> Mode:
     if forced_mode:
         return Mode(forced_mode)
     return Mode.ONLINE if probe.ok else Mode.BACKUP
+
+
+# --------------------------------------------------------------------------- the state machine
+
+_EPS = 1e-9
+# Failures that may switch before the dwell is over: main is not there at all.  A 503 or
+# a reply we cannot read ("server_error", "protocol") is main answering badly: it needs
+# the same confirmation and also waits out the dwell, so a sick-but-alive main cannot
+# make the console oscillate.
+_SOFT_KINDS = frozenset({"server_error", "protocol"})
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One change of the console's visible mode."""
+
+    from_mode: Mode
+    to_mode: Mode
+    at: float  # the detector's clock (monotonic seconds)
+    reason: str
+    by: str | None = None  # the supervisor, for a forced change
+
+
+@dataclass
+class Detector:
+    """Decides the console's mode from what it hears of main.  Pure logic: no I/O, no
+    clock of its own (every input takes ``now``, monotonic seconds).
+
+    Fall: a stream message late by ``suspect_after`` heartbeat intervals shows SUSPECT
+    (no switch); ``missed_heartbeats`` intervals of silence switch to BACKUP.  A failure
+    (stream closed/refused/reset, failed probe, failed real request) shows SUSPECT and
+    asks for an immediate probe; ``fall_probes`` consecutive failures (by default: one
+    failure confirmed by one probe) switch to BACKUP at once, whatever the dwell.
+    Rise: in BACKUP, ``rise_probes`` consecutive good answers (probes or stream
+    messages) once ``min_dwell`` has passed since entering BACKUP move to RECOVERING;
+    ``replay_done`` moves RECOVERING to ONLINE; any failure in RECOVERING goes back to
+    BACKUP.  So BACKUP is entered and left at most once per dwell: a flapping link
+    cannot make the console oscillate.  A supervisor's ``force`` overrides all of it
+    until released; the automatic machine keeps listening underneath.
+    """
+
+    heartbeat_interval: float = 0.25
+    missed_heartbeats: int = 3
+    suspect_after: float = 1.5  # heartbeat intervals
+    fall_probes: int = 2  # consecutive failures that confirm an outage
+    rise_probes: int = 3
+    min_dwell: float = 5.0
+    probe_interval_online: float = 1.0
+    probe_interval_backup: float = 0.5
+    now: float = 0.0  # the clock at construction
+    initial_mode: Mode = Mode.ONLINE
+
+    mode: Mode = field(init=False)
+    since: float = field(init=False)
+    reason: str = field(init=False)
+    forced: Mode | None = field(init=False, default=None)
+    forced_by: str | None = field(init=False, default=None)
+    probe_wanted: bool = field(init=False, default=False)
+    transitions: list[Transition] = field(init=False, default_factory=list)
+    callbacks: list[Callable[[Transition], None]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_interval <= 0 or self.min_dwell < 0:
+            raise ValueError("heartbeat_interval must be > 0 and min_dwell >= 0")
+        if self.missed_heartbeats < 1 or self.rise_probes < 1 or self.fall_probes < 1:
+            raise ValueError("missed_heartbeats, rise_probes and fall_probes must be >= 1")
+        if not 0 < self.suspect_after <= self.missed_heartbeats:
+            raise ValueError("suspect_after must be > 0 and <= missed_heartbeats")
+        if self.probe_interval_online <= 0 or self.probe_interval_backup <= 0:
+            raise ValueError("probe intervals must be > 0")
+        start = Mode(self.initial_mode)
+        if start not in (Mode.ONLINE, Mode.BACKUP):
+            raise ValueError("a detector starts ONLINE or BACKUP")
+        self._auto = start  # the automatic machine's mode (visible unless forced)
+        self._auto_since = self.now
+        self._auto_reason = "start" if start is Mode.ONLINE else "start: the console was in backup mode"
+        self.mode, self.since, self.reason = start, self.now, self._auto_reason
+        self._last_message = self.now
+        self._last_good_probe = float("-inf")
+        self._fail_streak = 0
+        self._good_streak = 0
+        self._last_up = float("-inf")  # last time BACKUP was left (or RECOVERING -> ONLINE)
+        self._stream_up = False  # the silence rule needs a connected stream; probes judge otherwise
+
+    # ------------------------------------------------------------------ what the runtime asks
+
+    @property
+    def probe_interval(self) -> float:
+        """How often the runtime should probe main in the current mode."""
+        if self._auto is Mode.ONLINE and self._fail_streak == 0 and self._stream_up:
+            return self.probe_interval_online
+        return self.probe_interval_backup
+
+    @property
+    def silence_limit(self) -> float:
+        return self.missed_heartbeats * self.heartbeat_interval
+
+    @property
+    def stream_up(self) -> bool:
+        return self._stream_up
+
+    def silence(self, now: float) -> float:
+        """Seconds since main last showed life (a stream message or a good probe)."""
+        return now - max(self._last_message, self._last_good_probe)
+
+    # ------------------------------------------------------------------ inputs
+
+    def on_message(self, now: float) -> Transition | None:
+        """Any stream message (heartbeat, hello, tick, event)."""
+        self._last_message = max(self._last_message, now)
+        self._stream_up = True
+        return self._good(now, "stream message")
+
+    def on_connect(self, now: float) -> Transition | None:
+        """The stream connected (its greeting follows)."""
+        self._last_message = max(self._last_message, now)
+        self._stream_up = True
+        return self._good(now, "stream connected")
+
+    def on_disconnect(self, now: float, reason: str) -> Transition | None:
+        """The stream closed, was reset or refused: ask for an immediate probe.  Until
+        it is back, probes alone judge main (the silence rule needs a stream)."""
+        if self._stream_up:
+            silent = self.evaluate(now)  # a hang the stream noticed first is still a silence
+            self._stream_up = False
+            if self._auto is Mode.BACKUP:
+                return silent
+        return self._failure(now, "reset", f"stream down: {reason}")
+
+    def on_probe(self, now: float, result: ProbeResult) -> Transition | None:
+        self.probe_wanted = False
+        if result.ok:
+            self._last_good_probe = max(self._last_good_probe, now)
+            return self._good(now, "probe ok")
+        return self._failure(now, result.kind, f"probe {result.kind}: {result.detail}")
+
+    def on_request_error(self, now: float, kind: str, detail: str = "") -> Transition | None:
+        """A real request failed: refused/reset/timeout count like failed probes; other
+        kinds (main said no, or answered oddly) say nothing about main's health."""
+        if kind not in HARD_KINDS:
+            return None
+        return self._failure(now, kind, f"request {kind}" + (f": {detail}" if detail else ""))
+
+    def evaluate(self, now: float) -> Transition | None:
+        """Periodic: SUSPECT when a heartbeat is late, BACKUP after the silence limit."""
+        if not self._stream_up:
+            return None
+        quiet = self.silence(now)
+        if self._auto in (Mode.ONLINE, Mode.SUSPECT, Mode.RECOVERING) and quiet + _EPS >= self.silence_limit:
+            return self._set(now, Mode.BACKUP, f"main silent for {quiet:.3f} s "
+                                               f"({self.missed_heartbeats} heartbeats missed)")
+        if self._auto is Mode.ONLINE and quiet > self.suspect_after * self.heartbeat_interval + _EPS:
+            return self._set(now, Mode.SUSPECT, f"heartbeat late ({quiet * 1000:.0f} ms)")
+        if self._auto is Mode.SUSPECT and self._fail_streak == 0 \
+                and quiet <= self.suspect_after * self.heartbeat_interval + _EPS:
+            return self._set(now, Mode.ONLINE, "heard from main again")
+        return None
+
+    def replay_done(self, now: float) -> Transition | None:
+        """The journal is replayed (or was empty): RECOVERING -> ONLINE."""
+        if self._auto is not Mode.RECOVERING:
+            return None
+        self._last_up = now
+        return self._set(now, Mode.ONLINE, "journal replayed")
+
+    def force(self, mode: Mode | str | None, by: str, now: float) -> Transition | None:
+        """A supervisor's override (ONLINE or BACKUP); None releases it.  Releasing a
+        forced BACKUP while main answers goes through RECOVERING, so whatever was
+        journaled meanwhile is replayed before the console is ONLINE again."""
+        if mode is None:
+            if self.forced is None:
+                return None
+            was, self.forced, self.forced_by = self.forced, None, None
+            if was is Mode.BACKUP and self._auto in (Mode.ONLINE, Mode.SUSPECT):
+                self._auto, self._auto_since = Mode.RECOVERING, now
+                self._auto_reason = "override released: replay what was journaled"
+                self._last_up = now
+            return self._show(now, f"override released by {by}: {self._auto_reason}", by=by)
+        try:
+            target = Mode(mode)
+        except ValueError:
+            raise ValueError(f"cannot force mode {mode!r}: expected ONLINE or BACKUP") from None
+        if target not in (Mode.ONLINE, Mode.BACKUP):
+            raise ValueError(f"cannot force mode {target.value}: expected ONLINE or BACKUP")
+        if self.forced is target:
+            return None
+        self.forced, self.forced_by = target, by
+        return self._show(now, f"forced {target.value} by {by}", by=by)
+
+    # ------------------------------------------------------------------ rules
+
+    def _good(self, now: float, what: str) -> Transition | None:
+        self._fail_streak = 0
+        self.probe_wanted = False
+        if self._auto is Mode.SUSPECT:
+            return self._set(now, Mode.ONLINE, f"{what}: main answers")
+        if self._auto is Mode.BACKUP:
+            self._good_streak += 1
+            if self._good_streak >= self.rise_probes and now - self._auto_since + _EPS >= self.min_dwell:
+                self._last_up = now
+                return self._set(now, Mode.RECOVERING,
+                                 f"main answered {self._good_streak} times in a row ({what})")
+        return None
+
+    def _failure(self, now: float, kind: str, why: str) -> Transition | None:
+        self._good_streak = 0
+        if self._auto is Mode.BACKUP:
+            return None
+        self._fail_streak += 1
+        if self._fail_streak >= self.fall_probes:
+            soft = kind in _SOFT_KINDS
+            if not soft or now - self._last_up + _EPS >= self.min_dwell:
+                return self._set(now, Mode.BACKUP, f"{why} (failure {self._fail_streak} in a row)")
+        self.probe_wanted = True
+        if self._auto is Mode.ONLINE:
+            return self._set(now, Mode.SUSPECT, f"{why}; probing")
+        return None
+
+    def _set(self, now: float, mode: Mode, reason: str) -> Transition | None:
+        if mode is self._auto:
+            return None
+        self._auto, self._auto_since, self._auto_reason = mode, now, reason
+        if mode is Mode.BACKUP:
+            self._fail_streak = 0
+            self._good_streak = 0
+            self.probe_wanted = False
+        return self._show(now, reason)
+
+    def _show(self, now: float, reason: str, by: str | None = None) -> Transition | None:
+        visible = self.forced or self._auto
+        if visible is self.mode:
+            return None
+        change = Transition(self.mode, visible, now, reason, by)
+        self.mode, self.since, self.reason = visible, now, reason
+        self.transitions.append(change)
+        if len(self.transitions) > 1000:
+            del self.transitions[:500]
+        for callback in list(self.callbacks):
+            callback(change)
+        return change
