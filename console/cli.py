@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -135,6 +136,150 @@ def sync_bod(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", h
     from console import cmd_book
 
     raise typer.Exit(cmd_book.sync_bod(ctx.obj, as_json))
+
+
+# --------------------------------------------------------------------------- trading (issue 4)
+
+# Choices as small local enums (not backend_client.wire's: that would import pydantic at start-up).
+SideChoice = Enum("SideChoice", {"BUY": "BUY", "SELL": "SELL"}, type=str)
+ProductChoice = Enum("ProductChoice", {"MIS": "MIS", "NRML": "NRML", "CNC": "CNC"}, type=str)
+TypeChoice = Enum("TypeChoice", {"MARKET": "MARKET", "LIMIT": "LIMIT", "SL": "SL", "SL_M": "SL-M"}, type=str)
+ValidityChoice = Enum("ValidityChoice", {"DAY": "DAY", "IOC": "IOC"}, type=str)
+ExchangeChoice = Enum("ExchangeChoice", {"NSE": "NSE", "BSE": "BSE", "NFO": "NFO"}, type=str)
+
+
+@app.command()
+def squareoff(
+    ctx: typer.Context,
+    client: Optional[str] = typer.Option(None, "--client", help="Flatten this client."),
+    symbol: Optional[str] = typer.Option(None, "--symbol", help="Only this symbol (with --client)."),
+    all_: bool = typer.Option(False, "--all", help="Flatten your whole scope."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the legs; send and journal nothing."),
+    yes: bool = typer.Option(False, "--yes", help="No confirmation prompt (scripts)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout: every leg and the mode."),
+    keep_orders: bool = typer.Option(False, "--keep-orders", help="Do not cancel the scope's open orders."),
+) -> None:
+    """Flatten positions in every mode (online: MARKET orders; main down: journaled)."""
+    from console import cmd_trade
+
+    raise typer.Exit(cmd_trade.squareoff(ctx.obj, client=client, symbol=symbol, all_=all_, dry_run=dry_run,
+                                         yes=yes, as_json=as_json, keep_orders=keep_orders))
+
+
+order_app = typer.Typer(help="Place, modify or cancel one order.", no_args_is_help=True)
+app.add_typer(order_app, name="order")
+
+
+@order_app.command("place")
+def order_place(
+    ctx: typer.Context,
+    client: str = typer.Option(..., "--client", help="Client id."),
+    exchange: ExchangeChoice = typer.Option(..., "--exchange", case_sensitive=False, help="NSE, BSE or NFO."),
+    symbol: str = typer.Option(..., "--symbol", help="Trading symbol."),
+    side: SideChoice = typer.Option(..., "--side", case_sensitive=False, help="BUY or SELL."),
+    quantity: int = typer.Option(..., "--quantity", help="Quantity (a multiple of the lot size)."),
+    product: ProductChoice = typer.Option(..., "--product", case_sensitive=False, help="MIS, NRML or CNC."),
+    order_type: TypeChoice = typer.Option(..., "--type", case_sensitive=False, help="MARKET, LIMIT, SL or SL-M."),
+    price: Optional[str] = typer.Option(None, "--price", help="Limit price (LIMIT, SL)."),
+    trigger: Optional[str] = typer.Option(None, "--trigger", help="Trigger price (SL, SL-M)."),
+    validity: ValidityChoice = typer.Option("DAY", "--validity", case_sensitive=False, help="DAY or IOC."),
+    disclosed: Optional[int] = typer.Option(None, "--disclosed", help="Disclosed quantity."),
+    yes: bool = typer.Option(False, "--yes", help="No confirmation prompt (scripts)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Place an order (main down: reduce-only unless a supervisor allows new exposure)."""
+    from console import cmd_trade
+
+    raise typer.Exit(cmd_trade.place(ctx.obj, client=client, exchange=exchange.value, symbol=symbol,
+                                     side=side.value, quantity=quantity, product=product.value,
+                                     order_type=order_type.value, price=price, trigger=trigger,
+                                     validity=validity.value if isinstance(validity, Enum) else validity, disclosed=disclosed, yes=yes,
+                                     as_json=as_json))
+
+
+@order_app.command("modify")
+def order_modify(
+    ctx: typer.Context,
+    order_id: Optional[str] = typer.Option(None, "--order-id", help="The main system's order id."),
+    client_order_id: Optional[str] = typer.Option(None, "--client-order-id", help="Or the client order id."),
+    quantity: Optional[int] = typer.Option(None, "--quantity", help="New quantity."),
+    price: Optional[str] = typer.Option(None, "--price", help="New price."),
+    trigger: Optional[str] = typer.Option(None, "--trigger", help="New trigger price."),
+    yes: bool = typer.Option(False, "--yes", help="No confirmation prompt (scripts)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Modify an open order (main down: downwards only)."""
+    from console import cmd_trade
+
+    raise typer.Exit(cmd_trade.modify(ctx.obj, order_id=order_id, client_order_id=client_order_id,
+                                      quantity=quantity, price=price, trigger=trigger, yes=yes, as_json=as_json))
+
+
+@order_app.command("cancel")
+def order_cancel(
+    ctx: typer.Context,
+    order_id: Optional[str] = typer.Option(None, "--order-id", help="The main system's order id."),
+    client_order_id: Optional[str] = typer.Option(None, "--client-order-id", help="Or the client order id."),
+    yes: bool = typer.Option(False, "--yes", help="No confirmation prompt (scripts)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Cancel an open order."""
+    from console import cmd_trade
+
+    raise typer.Exit(cmd_trade.cancel(ctx.obj, order_id=order_id, client_order_id=client_order_id, yes=yes,
+                                      as_json=as_json))
+
+
+@app.command()
+def killswitch(
+    ctx: typer.Context,
+    off: bool = typer.Option(False, "--off", help="Release the kill switch (supervisor)."),
+    yes: bool = typer.Option(False, "--yes", help="Accepted for scripts; the kill switch never prompts."),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Cancel all open orders in scope and block new exposure (every mode)."""
+    from console import cmd_trade
+
+    raise typer.Exit(cmd_trade.killswitch(ctx.obj, off=off, yes=yes, as_json=as_json))
+
+
+@app.command()
+def mode(
+    ctx: typer.Context,
+    what: str = typer.Argument("show", help="show, force, or auto."),
+    target: Optional[str] = typer.Argument(None, help="With force: ONLINE, BACKUP or RECOVERING."),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Show the mode, or (supervisor, audited) force one / go back to automatic."""
+    from console import cmd_trade
+
+    raise typer.Exit(cmd_trade.mode(ctx.obj, what=what, target=target, as_json=as_json))
+
+
+@app.command()
+def policy(
+    ctx: typer.Context,
+    what: str = typer.Argument("show", help="show or set."),
+    allow: Optional[bool] = typer.Option(None, "--allow-new-exposure/--reduce-only",
+                                         help="With set: allow new exposure in backup, or reduce-only."),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Show the backup policy, or (supervisor, audited) change it."""
+    from console import cmd_trade
+
+    raise typer.Exit(cmd_trade.policy(ctx.obj, what=what, allow=allow, as_json=as_json))
+
+
+@app.command()
+def journal(
+    ctx: typer.Context,
+    unfinished: bool = typer.Option(False, "--unfinished", help="Only entries not yet replayed."),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """The backup journal, with entries committed but never acknowledged marked."""
+    from console import cmd_trade
+
+    raise typer.Exit(cmd_trade.journal_view(ctx.obj, unfinished=unfinished, as_json=as_json))
 
 
 audit_app = typer.Typer(help="The hash-chained audit log of this console.", no_args_is_help=True)

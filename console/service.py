@@ -8,11 +8,12 @@ so `lifeboat --help` stays fast.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -32,6 +33,8 @@ from localstore.models import (
     OfflineCredential,
     OrderRow,
     PositionRow,
+    ConsoleState,
+    Policy,
     SyncState,
     UserRow,
 )
@@ -71,6 +74,25 @@ class StoreProblem(ServiceError):
     exit_code = ExitCode.UNEXPECTED
 
 
+class Refused(ServiceError):
+    """Refused locally by policy or a risk check (exit 4); ``code`` says which rule."""
+
+    exit_code = ExitCode.REJECTED
+
+    def __init__(self, message: str, code: str = "refused"):
+        super().__init__(message)
+        self.code = code
+
+
+class NotAccepted(ServiceError):
+    """The journal write failed: the action was NOT accepted and nothing was written."""
+
+    exit_code = ExitCode.UNEXPECTED
+
+
+_DENIED_CODES = frozenset({"out_of_scope", "read_only", "supervisor_only"})
+
+
 def translate(exc: BaseException) -> ServiceError:
     """Backend and store errors as the service's own, with a message for a person."""
     if isinstance(exc, ServiceError):
@@ -87,7 +109,28 @@ def translate(exc: BaseException) -> ServiceError:
         return MainUnavailable(f"the main system answered something unreadable: {exc.message}")
     if isinstance(exc, StoreError):
         return StoreProblem(str(exc))
+    from sync.journal import JournalWriteFailed
+    from sync.offline import BackupImpossible, OfflineDenied
+    from sync.policy import Refusal
+
+    if isinstance(exc, Refusal):
+        if exc.code in _DENIED_CODES:
+            return Denied(f"not allowed: {exc.message}")
+        return Refused(f"refused ({exc.code}): {exc.message}", exc.code)
+    if isinstance(exc, OfflineDenied):
+        return Denied(f"offline login refused: {exc.message}")
+    if isinstance(exc, BackupImpossible):
+        return MainUnavailable(f"the main system is unavailable and {exc.message}")
+    if isinstance(exc, JournalWriteFailed):
+        return NotAccepted(f"NOT accepted: {exc}; nothing was journaled, try again once the disk is fixed")
     return ServiceError(f"{type(exc).__name__}: {exc}")
+
+
+@dataclass
+class ModeDecision:
+    mode: str  # ONLINE, BACKUP, RECOVERING (SUSPECT only from a runtime)
+    probe: object  # backend_client.detector.ProbeResult
+    forced: str | None
 
 
 @dataclass
@@ -98,7 +141,300 @@ class LoginResult:
     console_id: str
 
 
-class Service:
+# --------------------------------------------------------------------------- trading (issue 4)
+
+
+@dataclass
+class ActionResult:
+    """What one trading command did, for both faces.  ``journal_seqs`` are the entries
+    to acknowledge once the answer has been shown (``Service.acknowledge``)."""
+
+    action: str
+    mode: str
+    user: str
+    legs: list = field(default_factory=list)
+    cancels: list = field(default_factory=list)
+    order: dict | None = None
+    journal_seqs: list = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def rejected(self) -> bool:
+        return any(leg.get("outcome") in ("rejected", "unknown") for leg in self.legs) or (
+            self.order is not None and self.order.get("outcome") == "rejected")
+
+    @property
+    def exit_code(self) -> int:
+        return int(ExitCode.REJECTED if self.rejected else ExitCode.OK)
+
+    def as_dict(self) -> dict:
+        d = {"action": self.action, "mode": self.mode, "user": self.user, "dry_run": self.dry_run}
+        if self.order is not None:
+            d["order"] = self.order
+        if self.action in ("squareoff", "killswitch"):
+            d["legs"] = self.legs
+            d["cancels"] = self.cancels
+        d["outcome"] = "rejected" if self.rejected else ("dry_run" if self.dry_run else (
+            "journaled" if self.mode != "ONLINE" else "done"))
+        return d
+
+
+def _target_dict(t) -> dict:
+    if isinstance(t, dict):
+        return t
+    return {"client_id": t.client_id, "exchange": t.exchange, "symbol": t.symbol, "order_id": t.order_id,
+            "client_order_id": t.client_order_id, "journaled_order": t.journaled}
+
+
+class TradingMixin:
+    """place / modify / cancel / square-off / kill switch / mode / policy, routed by mode."""
+
+    async def _actor(self, mode: str, password: str | None, c=None):
+        """Backup and RECOVERING: offline login (the signed grant gives the scope).
+        ONLINE: the main system's session (its role and clients, kept at login)."""
+        from sync import offline
+        from sync.desk import Actor
+
+        user = self.current_user()
+        eventlog.set_context(user=user)
+        if mode != "ONLINE":
+            if password is None:
+                raise NotLoggedIn("the main system is down: offline login needs your password "
+                                  "(--password-stdin, or run on a terminal)")
+            sess = await asyncio.to_thread(offline.login, self.store, user, password, mode=mode)
+            return Actor(user, sess.role, sess.client_ids, sess.trading_date)
+        scope = offline.stored_scope(self.store, user)
+        if scope is None:
+            raise NotLoggedIn(f"{user} has not logged in on this console: run `lifeboat login --user {user}`")
+        role, clients = scope
+        td = self._mode.probe.trading_date if self._mode and self._mode.probe.trading_date else date.today()
+        return Actor(user, role, frozenset(clients), td)
+
+    def _log_result(self, res: "ActionResult") -> None:
+        for leg in res.legs or ([res.order] if res.order else []):
+            log.info(res.action, extra={"event": res.action, "client_order_id": leg.get("client_order_id"),
+                                        "outcome": leg.get("outcome"), "client_id": leg.get("client_id")})
+
+    async def _route(self, password, online, backup, action: str) -> "ActionResult":
+        decision = await self.decide_mode()
+        try:
+            if decision.mode == "ONLINE":
+                async with self.session_client(password) as c:
+                    actor = await self._actor("ONLINE", password, c)
+                    res = await online(c, actor)
+            else:
+                actor = await self._actor(decision.mode, password)
+                res = await asyncio.to_thread(backup, actor, decision.mode)
+        except ServiceError:
+            raise
+        except Exception as exc:  # backend, policy, offline-login and journal errors as the service's own
+            problem = translate(exc)
+            if type(problem) is ServiceError:  # not one we know: let the face log it as unexpected
+                raise
+            raise problem from exc
+        res.user = actor.user_id
+        self._log_result(res)
+        return res
+
+    def acknowledge(self, result: "ActionResult") -> None:
+        """Call once the answer has been shown: stamps acknowledged_at (never un-accepts)."""
+        from sync import journal
+
+        try:
+            journal.acknowledge(self.store, result.journal_seqs)
+        except Exception as exc:  # the entries are durable; only the stamp is missing
+            eventlog.log_error("acknowledge_failed", exc)
+
+    # ------------------------------------------------------------------ one order
+
+    async def place(self, ticket, *, validity: str = "DAY", disclosed_quantity: int | None = None,
+                    password: str | None = None) -> "ActionResult":
+        from sync import desk, online_desk
+
+        async def online(c, actor):
+            order = await online_desk.place(self.store, c, actor, ticket, validity=validity,
+                                            disclosed_quantity=disclosed_quantity)
+            o = order.model_dump(mode="json")
+            o["outcome"] = "rejected" if order.status is wire.OrderStatus.REJECTED else order.status.value.lower()
+            return ActionResult("order_place", "ONLINE", actor.user_id, order=o)
+
+        def backup(actor, mode):
+            r = desk.place(self.store, actor, ticket, mode=mode, validity=validity,
+                           disclosed_quantity=disclosed_quantity)
+            o = {"client_order_id": r.client_order_id, "seq": r.seq, "client_id": ticket.client_id,
+                 "exchange": ticket.exchange, "symbol": ticket.symbol.upper(), "side": ticket.side.value,
+                 "quantity": ticket.quantity, "product": ticket.product, "outcome": "journaled"}
+            return ActionResult("order_place", mode, actor.user_id, order=o, journal_seqs=[r.seq])
+
+        return await self._route(password, online, backup, "order_place")
+
+    async def modify(self, *, order_id: str | None = None, client_order_id: str | None = None,
+                     quantity: int | None = None, price=None, trigger_price=None,
+                     password: str | None = None) -> "ActionResult":
+        from sync import desk, online_desk
+
+        async def online(c, actor):
+            order = await online_desk.modify(self.store, c, actor, order_id=order_id, client_order_id=client_order_id,
+                                             quantity=quantity, price=price, trigger_price=trigger_price)
+            return ActionResult("order_modify", "ONLINE", actor.user_id,
+                                order={**order.model_dump(mode="json"), "outcome": "modified"})
+
+        def backup(actor, mode):
+            r = desk.modify(self.store, actor, order_id=order_id, client_order_id=client_order_id,
+                            quantity=quantity, price=price, trigger_price=trigger_price, mode=mode)
+            return ActionResult("order_modify", mode, actor.user_id, journal_seqs=[r.seq], order={
+                "client_order_id": r.client_order_id, "seq": r.seq, "target_order_id": order_id,
+                "target_client_order_id": client_order_id, "outcome": "journaled"})
+
+        return await self._route(password, online, backup, "order_modify")
+
+    async def cancel(self, *, order_id: str | None = None, client_order_id: str | None = None,
+                     password: str | None = None) -> "ActionResult":
+        from sync import desk, online_desk
+
+        async def online(c, actor):
+            order = await online_desk.cancel(self.store, c, actor, order_id=order_id, client_order_id=client_order_id)
+            return ActionResult("order_cancel", "ONLINE", actor.user_id,
+                                order={**order.model_dump(mode="json"), "outcome": order.status.value.lower()})
+
+        def backup(actor, mode):
+            r = desk.cancel(self.store, actor, order_id=order_id, client_order_id=client_order_id, mode=mode)
+            return ActionResult("order_cancel", mode, actor.user_id, journal_seqs=[r.seq], order={
+                "client_order_id": r.client_order_id, "seq": r.seq, "target_order_id": order_id,
+                "target_client_order_id": client_order_id, "outcome": "journaled"})
+
+        return await self._route(password, online, backup, "order_cancel")
+
+    # ------------------------------------------------------------------ square-off, kill switch
+
+    async def squareoff(self, *, client_id: str | None = None, symbol: str | None = None,
+                        keep_orders: bool = False, dry_run: bool = False,
+                        password: str | None = None) -> "ActionResult":
+        from sync import desk, online_desk
+
+        async def online(c, actor):
+            legs, cancels = await online_desk.squareoff(self.store, c, actor, client_id=client_id, symbol=symbol,
+                                                        keep_orders=keep_orders, dry_run=dry_run)
+            return ActionResult("squareoff", "ONLINE", actor.user_id, legs=[leg.as_dict() for leg in legs],
+                                cancels=cancels, dry_run=dry_run)
+
+        def backup(actor, mode):
+            legs, cancels, receipts = desk.squareoff(self.store, actor, client_id=client_id, symbol=symbol,
+                                                     keep_orders=keep_orders, mode=mode, dry_run=dry_run)
+            ctargets = [_target_dict(t) for t in cancels]
+            for t, r in zip(ctargets, receipts):
+                t["cancel_client_order_id"], t["outcome"] = r.client_order_id, "journaled"
+            return ActionResult("squareoff", mode, actor.user_id, legs=[leg.as_dict() for leg in legs],
+                                cancels=ctargets, journal_seqs=[r.seq for r in receipts], dry_run=dry_run)
+
+        return await self._route(password, online, backup, "squareoff")
+
+    async def killswitch(self, *, off: bool = False, password: str | None = None) -> "ActionResult":
+        from sync import desk, online_desk
+
+        if off:  # a supervisor's decision, checked locally in every mode (audited)
+            decision = await self.decide_mode()
+            actor = await self._supervisor(password, "release the kill switch", decision.mode)
+            await asyncio.to_thread(online_desk.set_killswitch, self.store, actor, False, mode=decision.mode)
+            return ActionResult("killswitch_off", decision.mode, actor.user_id)
+
+        async def online(c, actor):
+            cancels = await online_desk.killswitch(self.store, c, actor)
+            return ActionResult("killswitch", "ONLINE", actor.user_id, cancels=cancels)
+
+        def backup(actor, mode):
+            cancels, receipts = desk.killswitch(self.store, actor, mode=mode)
+            ctargets = [_target_dict(t) for t in cancels]
+            for t, r in zip(ctargets, receipts):
+                t["cancel_client_order_id"], t["outcome"] = r.client_order_id, "journaled"
+            return ActionResult("killswitch", mode, actor.user_id, cancels=ctargets,
+                                journal_seqs=[r.seq for r in receipts])
+
+        return await self._route(password, online, backup, "killswitch")
+
+    # ------------------------------------------------------------------ supervisor: mode, policy
+
+    async def _supervisor(self, password: str | None, what: str, mode: str):
+        """A supervisor proves who they are against this console's local verifier and
+        signed grant (works whether or not main is up)."""
+        from sync.policy import check_supervisor
+
+        try:
+            actor = await self._actor("LOCAL", password)
+            check_supervisor(actor.role, what)
+        except ServiceError:
+            raise
+        except Exception as exc:
+            problem = translate(exc)
+            if type(problem) is ServiceError:
+                raise
+            raise problem from exc
+        return actor
+
+    def mode_show(self) -> dict:
+        with self.store.read() as s:
+            cs = s.get(ConsoleState, 1)
+            return {"mode": cs.mode, "mode_since": cs.mode_since.isoformat() if cs.mode_since else None,
+                    "forced_mode": cs.forced_mode, "forced_by": cs.forced_by,
+                    "forced_at": cs.forced_at.isoformat() if cs.forced_at else None}
+
+    async def mode_force(self, mode: str | None, *, password: str | None = None) -> dict:
+        """Force ONLINE/BACKUP/RECOVERING (or None: back to automatic); audited."""
+        from backend_client.detector import Mode
+
+        if mode is not None:
+            try:
+                mode = Mode(mode.upper()).value
+            except ValueError:
+                raise Refused(f"unknown mode {mode!r}: ONLINE, BACKUP or RECOVERING", "invalid_mode") from None
+            if mode == "SUSPECT":
+                raise Refused("SUSPECT is the detector's own state and cannot be forced", "invalid_mode")
+        actor = await self._supervisor(password, "override the mode", "LOCAL")
+        now = datetime.now(timezone.utc)
+
+        def save():
+            with self.store.write() as s:
+                cs = s.get(ConsoleState, 1)
+                before = cs.forced_mode
+                cs.forced_mode, cs.forced_by, cs.forced_at = mode, actor.user_id if mode else None, now if mode else None
+                audit.append(s, user_id=actor.user_id, mode=mode or cs.mode, action="mode_change",
+                             payload={"forced_mode": mode, "before": before})
+
+        await asyncio.to_thread(save)
+        log.info("mode_change", extra={"event": "mode_change", "forced_mode": mode})
+        return self.mode_show()
+
+    def policy_show(self) -> dict:
+        with self.store.read() as s:
+            p = s.get(Policy, 1)
+            return {"reduce_only": not p.allow_new_exposure, "allow_new_exposure": p.allow_new_exposure,
+                    "killswitch": p.killswitch, "stale_after_minutes": p.stale_after_minutes,
+                    "updated_by": p.updated_by, "updated_at": p.updated_at.isoformat() if p.updated_at else None}
+
+    async def policy_set(self, *, allow_new_exposure: bool, password: str | None = None) -> dict:
+        actor = await self._supervisor(password, "change the backup policy", "LOCAL")
+        now = datetime.now(timezone.utc)
+
+        def save():
+            with self.store.write() as s:
+                p = s.get(Policy, 1)
+                before = p.allow_new_exposure
+                p.allow_new_exposure, p.updated_by, p.updated_at = allow_new_exposure, actor.user_id, now
+                audit.append(s, user_id=actor.user_id, mode="LOCAL", action="policy_change",
+                             payload={"allow_new_exposure": allow_new_exposure, "before": before})
+
+        await asyncio.to_thread(save)
+        log.info("policy_change", extra={"event": "policy_change", "allow_new_exposure": allow_new_exposure})
+        return self.policy_show()
+
+    def journal_entries(self, *, limit: int = 1000, unfinished_only: bool = False) -> list[dict]:
+        from sync import journal
+
+        with self.store.read() as s:
+            return journal.entries(s, limit=limit, unfinished_only=unfinished_only)
+
+
+class Service(TradingMixin):
     """One console's view of the world: its store, its backend, its user."""
 
     def __init__(self, *, backend_url: str | None = None, home: Path | None = None, user: str | None = None):
@@ -106,6 +442,7 @@ class Service:
         self.home = home
         self.user = user
         self._store: Store | None = None
+        self._mode: ModeDecision | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -285,30 +622,58 @@ class Service:
 
     # ------------------------------------------------------------------ status
 
+    async def decide_mode(self) -> ModeDecision:
+        """The one-shot mode of a CLI command (about a second at most): a supervisor's
+        forced mode wins; else one health probe.  Main up while the journal still holds
+        unreplayed intents is RECOVERING: new actions queue behind the replay."""
+        if self._mode is not None:
+            return self._mode
+        from backend_client.detector import Mode, decide_one_shot, probe_once
+        from sync import journal
+
+        with self.store.read() as s:
+            cs = s.get(ConsoleState, 1)
+            forced = cs.forced_mode if cs is not None else None
+            unfinished = s.scalar(select(func.count()).select_from(JournalEntry)
+                                  .where(JournalEntry.state.in_(list(journal.UNFINISHED_STATES))))
+        probe = await probe_once(self.backend_url)
+        mode = decide_one_shot(probe, forced)
+        if not forced and mode is Mode.ONLINE and unfinished:
+            mode = Mode.RECOVERING
+        self._mode = ModeDecision(mode.value, probe, forced)
+        eventlog.set_context(mode=mode.value)
+        return self._mode
+
     async def status(self) -> dict:
         """What support staff look at first.  Probes the main system once (about a second at most)."""
-        import time
+        from sync import journal
 
-        probe: dict = {"reachable": False}
-        try:
-            async with BackendClient(self.backend_url, connect_timeout=0.5, read_timeout=1.0, retries=0) as c:
-                t0 = time.perf_counter()
-                h = await c.health()
-            probe = {"reachable": True, "latency_ms": round((time.perf_counter() - t0) * 1000, 1),
-                     "trading_date": h.trading_date.isoformat()}
-        except be.BackendError as exc:
-            probe = {"reachable": False, "error": exc.message}
+        decision = await self.decide_mode()
+        probe = decision.probe
+        backend = {"url": self.backend_url, "reachable": probe.ok}
+        if probe.ok:
+            backend.update(latency_ms=round(probe.latency_ms, 1), trading_date=probe.trading_date.isoformat())
+        else:
+            backend.update(error=probe.detail, kind=probe.kind)
         now = datetime.now(timezone.utc)
         with self.store.read() as s:
             st = s.get(SyncState, 1)
-            depth = s.scalar(select(func.count()).select_from(JournalEntry)
-                             .where(JournalEntry.state.not_in(list(FINAL_JOURNAL_STATES))))
+            depth = journal.depth(s)
+            unacked = journal.unacknowledged(s, limit=20)
+            n_unacked = journal.count_unacknowledged(s)
+            pol = s.get(Policy, 1)
+            cs = s.get(ConsoleState, 1)
         return {
-            "mode": "ONLINE" if probe["reachable"] else "BACKUP",
-            "backend": {"url": self.backend_url, **probe},
+            "mode": decision.mode,
+            "forced_mode": decision.forced,
+            "mode_since": cs.forced_at.isoformat() if decision.forced and cs.forced_at else None,
+            "backend": backend,
             "console_id": self.store.console_id,
             "store": str(self.store.path),
             "journal_depth": depth,
+            "journal": {"depth": depth, "unacknowledged": n_unacked, "unacknowledged_entries": unacked},
+            "policy": {"reduce_only": not pol.allow_new_exposure, "allow_new_exposure": pol.allow_new_exposure,
+                       "killswitch": pol.killswitch, "updated_by": pol.updated_by},
             "replay": "idle",
             "last_bod": None if st.bod_at is None else {
                 "at": st.bod_at.isoformat(), "trading_date": st.trading_date.isoformat(), "seq": st.bod_seq},

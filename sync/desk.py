@@ -1,0 +1,301 @@
+"""Backup-mode actions: check locally, then journal durably.
+
+Why: in BACKUP (and RECOVERING, where new actions queue behind the replay) the
+console is the only line of defence, so every action is checked against the
+local book (BOD + live mirror), the journal's unfinished intents and the policy
+*inside* the journal's write transaction (BEGIN IMMEDIATE): two consoles or two
+CLI processes cannot both spend the same "reducible" quantity.  A refusal raises
+``policy.Refusal`` and nothing is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from backend_client.wire import Exchange, OrderStatus, OrderType, Product, Side
+from localstore.models import (
+    ClientLimitRow,
+    ClientRow,
+    InstrumentRow,
+    JournalKind,
+    OrderRow,
+    Policy,
+    PositionRow,
+)
+from sync import journal, policy
+from sync.journal import Intent, Receipt
+from sync.policy import OrderTicket, Refusal
+from sync.squareoff import Leg, position_legs
+
+OPEN_STATUSES = (OrderStatus.OPEN, OrderStatus.TRIGGER_PENDING)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: from the signed grant (backup) or the main system's session (online)."""
+
+    user_id: str
+    role: str
+    client_ids: frozenset[str]
+    trading_date: date
+
+    def in_scope(self, client_id: str) -> bool:
+        return self.role == "supervisor" or client_id in self.client_ids
+
+
+# --------------------------------------------------------------------------- lookups
+
+
+def known_client(s, client_id: str) -> None:
+    if s.get(ClientRow, client_id) is None:
+        known = list(s.scalars(select(ClientRow.client_id)))
+        raise Refusal("unknown_client", f"unknown client {client_id!r}{policy.suggest(client_id, known)}")
+
+
+def instrument(s, exchange: str, symbol: str) -> InstrumentRow:
+    try:
+        exch = Exchange(exchange)
+    except ValueError:
+        raise Refusal("unknown_exchange", f"unknown exchange {exchange!r} (NSE, BSE or NFO)") from None
+    inst = s.get(InstrumentRow, (exch, symbol.upper()))
+    if inst is None:
+        known = list(s.scalars(select(InstrumentRow.symbol).where(InstrumentRow.exchange == exch)))
+        raise Refusal("unknown_symbol", f"no instrument {symbol!r} on {exch.value}{policy.suggest(symbol, known)}")
+    return inst
+
+
+def net_of(s, client_id, exchange, symbol, product) -> int:
+    row = s.get(PositionRow, (client_id, Exchange(exchange), symbol, Product(product)))
+    return row.net_quantity if row is not None else 0
+
+
+def journaled_reducing(unfinished: list[dict], key: tuple, net: int) -> int:
+    """Quantity of ``key``'s position already journaled to be reduced."""
+    total = 0
+    for e in unfinished:
+        if (e["client_id"], _v(e["exchange"]), e["symbol"], _v(e["product"])) != key:
+            continue
+        if e["kind"] is JournalKind.SQUARE_OFF:
+            return abs(net)
+        if e["kind"] is JournalKind.PLACE:
+            side = e["payload"].get("side")
+            if net and side == (Side.SELL.value if net > 0 else Side.BUY.value):
+                total += int(e["payload"].get("quantity", 0))
+    return total
+
+
+def policy_view(s) -> policy.PolicyView:
+    p = s.get(Policy, 1)
+    return policy.PolicyView(bool(p.allow_new_exposure), bool(p.killswitch))
+
+
+def _v(value):
+    return getattr(value, "value", value)
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def place(store, actor: Actor, t: OrderTicket, *, mode: str, validity: str = "DAY",
+          disclosed_quantity: int | None = None) -> Receipt:
+    policy.check_scope(actor.role, actor.client_ids, t.client_id)
+
+    def build(s):
+        known_client(s, t.client_id)
+        inst = instrument(s, t.exchange, t.symbol)
+        policy.check_ticket_shape(t, inst)
+        key = (t.client_id, inst.exchange.value, inst.symbol, t.product)
+        net = net_of(s, *key)
+        reducing = policy.check_exposure(
+            t, net=net, journaled_reducing=journaled_reducing(journal.unfinished_for(s, [t.client_id]), key, net),
+            policy=policy_view(s), backup=True)
+        limit = s.get(ClientLimitRow, t.client_id)
+        policy.check_order_value(t, inst, limit.max_order_value if limit else None, reducing)
+        return [Intent(JournalKind.PLACE, t.client_id, inst.exchange, inst.symbol, Product(t.product), payload={
+            "side": t.side.value, "quantity": t.quantity, "order_type": t.order_type.value,
+            "price": t.price, "trigger_price": t.trigger_price, "validity": validity,
+            "disclosed_quantity": disclosed_quantity, "reducing": reducing, "net_at_intent": net})]
+
+    return journal.write(store, build, user_id=actor.user_id, mode=mode, trading_date=actor.trading_date,
+                         audit_action="order_place")[0]
+
+
+@dataclass
+class Target:
+    """An order to modify or cancel: a main order in the mirror, or a journaled PLACE."""
+
+    client_id: str
+    exchange: str
+    symbol: str
+    product: str
+    side: Side
+    quantity: int
+    filled_quantity: int
+    order_id: str | None
+    client_order_id: str
+    journaled: bool
+
+
+def resolve(s, *, order_id: str | None, client_order_id: str | None) -> Target:
+    row = None
+    if order_id:
+        row = s.get(OrderRow, order_id)
+    elif client_order_id:
+        row = s.scalars(select(OrderRow).where(OrderRow.client_order_id == client_order_id)).first()
+    if row is not None:
+        if row.status not in OPEN_STATUSES:
+            raise Refusal("order_not_open", f"order {row.order_id} is {row.status.value}, not open")
+        return Target(row.client_id, row.exchange.value, row.symbol, row.product.value, row.side, row.quantity,
+                      row.filled_quantity, row.order_id, row.client_order_id, False)
+    if client_order_id:
+        for e in journal.unfinished_for(s):
+            if e["client_order_id"] == client_order_id and e["kind"] is JournalKind.PLACE:
+                p = e["payload"]
+                return Target(e["client_id"], _v(e["exchange"]), e["symbol"], _v(e["product"]), Side(p["side"]),
+                              int(p["quantity"]), 0, None, client_order_id, True)
+    which = f"order id {order_id}" if order_id else f"client order id {client_order_id}"
+    raise Refusal("unknown_order", f"no open order with {which} in the local book or the journal")
+
+
+def _target_intent(kind: JournalKind, tgt: Target, payload: dict) -> Intent:
+    return Intent(kind, tgt.client_id, Exchange(tgt.exchange), tgt.symbol, Product(tgt.product),
+                  target_order_id=tgt.order_id,
+                  target_client_order_id=None if tgt.order_id else tgt.client_order_id, payload=payload)
+
+
+def _cancelled_targets(unfinished: list[dict]) -> set[str]:
+    return {e["target_order_id"] or e["target_client_order_id"] for e in unfinished if e["kind"] is JournalKind.CANCEL}
+
+
+def modify(store, actor: Actor, *, order_id: str | None, client_order_id: str | None, quantity: int | None,
+           price: Decimal | None, trigger_price: Decimal | None, mode: str) -> Receipt:
+    def build(s):
+        tgt = resolve(s, order_id=order_id, client_order_id=client_order_id)
+        policy.check_scope(actor.role, actor.client_ids, tgt.client_id)
+        if (tgt.order_id or tgt.client_order_id) in _cancelled_targets(journal.unfinished_for(s, [tgt.client_id])):
+            raise Refusal("order_not_open", "a cancel of this order is already journaled")
+        inst = instrument(s, tgt.exchange, tgt.symbol)
+        net = net_of(s, tgt.client_id, tgt.exchange, tgt.symbol, tgt.product)
+        policy.check_modify_down(tgt, quantity=quantity, price=price, trigger_price=trigger_price, net=net,
+                                 inst=inst)
+        return [_target_intent(JournalKind.MODIFY, tgt, {"quantity": quantity, "price": price,
+                                                         "trigger_price": trigger_price})]
+
+    return journal.write(store, build, user_id=actor.user_id, mode=mode, trading_date=actor.trading_date,
+                         audit_action="order_modify")[0]
+
+
+def cancel(store, actor: Actor, *, order_id: str | None, client_order_id: str | None, mode: str) -> Receipt:
+    policy.check_can_act(actor.role)
+
+    def build(s):
+        tgt = resolve(s, order_id=order_id, client_order_id=client_order_id)
+        policy.check_scope(actor.role, actor.client_ids, tgt.client_id)
+        if (tgt.order_id or tgt.client_order_id) in _cancelled_targets(journal.unfinished_for(s, [tgt.client_id])):
+            raise Refusal("order_not_open", "a cancel of this order is already journaled")
+        return [_target_intent(JournalKind.CANCEL, tgt, {"reason": "dealer cancel"})]
+
+    return journal.write(store, build, user_id=actor.user_id, mode=mode, trading_date=actor.trading_date,
+                         audit_action="order_cancel")[0]
+
+
+def open_orders_in_scope(s, actor: Actor, client_id: str | None, symbol: str | None = None) -> list[Target]:
+    """Open mirror orders and journaled PLACEs of the scope that no journaled CANCEL targets yet."""
+    q = select(OrderRow).where(OrderRow.status.in_(OPEN_STATUSES)).order_by(OrderRow.created_at, OrderRow.order_id)
+    if client_id:
+        q = q.where(OrderRow.client_id == client_id)
+    unfinished = journal.unfinished_for(s, [client_id] if client_id else None)
+    done = _cancelled_targets(unfinished)
+    out = []
+    for r in s.scalars(q):
+        if actor.in_scope(r.client_id) and r.order_id not in done and (symbol is None or r.symbol == symbol):
+            out.append(Target(r.client_id, r.exchange.value, r.symbol, r.product.value, r.side, r.quantity,
+                              r.filled_quantity, r.order_id, r.client_order_id, False))
+    for e in unfinished:
+        if e["kind"] is JournalKind.PLACE and e["client_order_id"] not in done and actor.in_scope(e["client_id"]) \
+                and (symbol is None or e["symbol"] == symbol) \
+                and e["payload"].get("order_type") != OrderType.MARKET.value:
+            p = e["payload"]
+            out.append(Target(e["client_id"], _v(e["exchange"]), e["symbol"], _v(e["product"]), Side(p["side"]),
+                              int(p["quantity"]), 0, None, e["client_order_id"], True))
+    return out
+
+
+def squareoff_plan(s, actor: Actor, *, client_id: str | None, symbol: str | None,
+                   keep_orders: bool) -> tuple[list[Leg], list[Target]]:
+    if client_id is not None:
+        known_client(s, client_id)
+        policy.check_scope(actor.role, actor.client_ids, client_id)
+    else:
+        policy.check_can_act(actor.role)
+    if symbol is not None:
+        symbol = symbol.upper()
+        if s.scalars(select(InstrumentRow.symbol).where(InstrumentRow.symbol == symbol)).first() is None:
+            known = list(s.scalars(select(InstrumentRow.symbol)))
+            raise Refusal("unknown_symbol", f"no instrument {symbol!r}{policy.suggest(symbol, known)}")
+    q = select(PositionRow).where(PositionRow.net_quantity != 0)
+    if client_id:
+        q = q.where(PositionRow.client_id == client_id)
+    legs = position_legs(s.scalars(q), client_id=client_id, symbol=symbol, in_scope=actor.in_scope)
+    cancels = [] if keep_orders else open_orders_in_scope(s, actor, client_id, symbol)
+    return legs, cancels
+
+
+def squareoff(store, actor: Actor, *, client_id: str | None, symbol: str | None, keep_orders: bool,
+              mode: str, dry_run: bool = False) -> tuple[list[Leg], list[Target], list[Receipt]]:
+    """Journal CANCELs of the scope's open orders, then one SQUARE_OFF per position: ONE
+    transaction.  Dry run: the same plan, nothing written."""
+    plan: dict = {}
+
+    def build(s):
+        legs, cancels = squareoff_plan(s, actor, client_id=client_id, symbol=symbol, keep_orders=keep_orders)
+        plan["legs"], plan["cancels"] = legs, cancels
+        intents = [_target_intent(JournalKind.CANCEL, t, {"reason": "square-off"}) for t in cancels]
+        intents += [Intent(JournalKind.SQUARE_OFF, leg.client_id, Exchange(leg.exchange), leg.symbol,
+                           Product(leg.product), payload={"flatten": True, "side_at_intent": leg.side,
+                                                          "quantity_at_intent": leg.quantity})
+                    for leg in legs]
+        return intents
+
+    if dry_run:
+        with store.read() as s:
+            build(s)
+        for leg in plan["legs"]:
+            leg.outcome = "dry_run"
+        return plan["legs"], plan["cancels"], []
+    receipts = journal.write(store, build, user_id=actor.user_id, mode=mode, trading_date=actor.trading_date,
+                             audit_action="square_off",
+                             audit_payload={"scope": client_id or "all", "symbol": symbol,
+                                            "keep_orders": keep_orders})
+    legs, cancels = plan["legs"], plan["cancels"]
+    for leg, r in zip(legs, receipts[len(cancels):]):
+        leg.client_order_id, leg.outcome = r.client_order_id, "journaled"
+    return legs, cancels, receipts
+
+
+def killswitch(store, actor: Actor, *, mode: str) -> tuple[list[Target], list[Receipt]]:
+    """Kill switch on (blocks new exposure in every mode) and CANCEL of every open order
+    in scope: one transaction."""
+    policy.check_can_act(actor.role)
+    plan: dict = {}
+
+    def build(s):
+        from datetime import datetime, timezone
+
+        p = s.get(Policy, 1)
+        p.killswitch, p.updated_by, p.updated_at = True, actor.user_id, datetime.now(timezone.utc)
+        plan["cancels"] = cancels = open_orders_in_scope(s, actor, None)
+        intents = [_target_intent(JournalKind.CANCEL, t, {"reason": "kill switch"}) for t in cancels]
+        if not intents:
+            from localstore import audit
+
+            audit.append(s, user_id=actor.user_id, mode=mode, action="killswitch_on", payload={"cancels": 0})
+        return intents
+
+    receipts = journal.write(store, build, user_id=actor.user_id, mode=mode, trading_date=actor.trading_date,
+                             audit_action="killswitch_on")
+    return plan["cancels"], receipts

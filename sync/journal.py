@@ -1,0 +1,228 @@
+"""Durable journal writes: the promise behind "accepted" in backup mode.
+
+Why it is built this way:
+
+* An intent is committed (BEGIN IMMEDIATE, ``synchronous=FULL``) *before* anyone
+  is told it was accepted; ``acknowledge`` then stamps ``acknowledged_at`` once the
+  answer went out.  A row with ``acknowledged_at`` NULL after a crash is
+  "committed, never acknowledged": it is still replayed, and ``status`` lists it.
+* Every intent gets a deterministic client_order_id,
+  ``{console_id}-{yymmdd}-{n:06d}``, with ``n`` taken from ``order_id_counter`` in
+  the same transaction, so ids are unique across consoles and days and a retry of
+  the same entry reuses its id.  Orders sent online use the same allocator.
+* One call is one transaction: a multi-leg square-off journals all its legs (and
+  the cancels of the scope's open orders, and its audit row) or nothing.  A failed
+  write (disk full, I/O error) rolls back and raises ``JournalWriteFailed``.
+* Rows are written with Core ``insert()`` statements: the ORM unit of work costs
+  about 2 ms a row here (see FLOORS.md), Core a fraction of that.
+* The acknowledgement commit runs with ``synchronous=NORMAL``: in WAL mode that is
+  still atomic and survives a process crash (only an OS crash could lose it, and
+  then the entry merely shows as "never acknowledged", the conservative side); it
+  saves one fsync per accepted action.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Callable, Iterable
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from localstore import audit
+from localstore.db import _WRITE_OPTION, Store
+from localstore.models import (
+    FINAL_JOURNAL_STATES,
+    JournalEntry,
+    JournalKind,
+    JournalState,
+    OrderIdCounter,
+)
+
+_JOURNAL = JournalEntry.__table__
+_COUNTER = OrderIdCounter.__table__
+UNFINISHED_STATES = (JournalState.PENDING, JournalState.SENT)
+
+
+class JournalWriteFailed(Exception):
+    """The intent was NOT accepted: the store could not commit it (nothing was written)."""
+
+
+@dataclass
+class Intent:
+    """One row to journal.  ``payload`` is the intent itself (side, quantity, prices ...)."""
+
+    kind: JournalKind
+    client_id: str
+    exchange: Any = None
+    symbol: str | None = None
+    product: Any = None
+    target_order_id: str | None = None
+    target_client_order_id: str | None = None
+    payload: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    seq: int
+    client_order_id: str
+    kind: JournalKind
+    client_id: str
+
+
+def format_client_order_id(console_id: str, trading_date: date, n: int) -> str:
+    return f"{console_id}-{trading_date:%y%m%d}-{n:06d}"
+
+
+def _take_numbers(conn, count: int) -> int:
+    """Reserve ``count`` numbers in the caller's write transaction; returns the first."""
+    last = conn.execute(
+        update(_COUNTER).where(_COUNTER.c.id == 1)
+        .values(last_value=_COUNTER.c.last_value + count).returning(_COUNTER.c.last_value)
+    ).scalar_one()
+    return last - count + 1
+
+
+def allocate_ids(store: Store, trading_date: date, count: int = 1) -> list[str]:
+    """client_order_ids for orders sent online (committed, so never reused)."""
+    try:
+        with store.write() as s:
+            first = _take_numbers(s.connection(), count)
+    except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+        raise JournalWriteFailed(f"could not reserve an order id in the local store: {_why(exc)}") from exc
+    return [format_client_order_id(store.console_id, trading_date, first + i) for i in range(count)]
+
+
+def _why(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) if isinstance(exc, DBAPIError) else None
+    return str(orig or exc).splitlines()[0][:200]
+
+
+def _json_default(value: Any):
+    if hasattr(value, "value"):
+        return value.value
+    return str(value)
+
+
+def write(store: Store, intents: "list[Intent] | Callable[[Session], list[Intent]]", *, user_id: str, mode: str,
+          trading_date: date, audit_action: str, audit_payload: dict | None = None,
+          now: datetime | None = None) -> list[Receipt]:
+    """Journal ``intents`` and one audit row in ONE durable transaction; returns their
+    receipts in order.  ``intents`` may be a function of the write Session: it runs
+    inside the transaction (BEGIN IMMEDIATE), so checks made there against the book
+    and the journal cannot be raced by another writer; whatever it raises rolls the
+    whole transaction back.  Raises JournalWriteFailed (nothing written) on any store
+    error."""
+    now = now or datetime.now(timezone.utc)
+    try:
+        with store.write() as s:
+            if callable(intents):
+                intents = intents(s)
+            if not intents:
+                return []
+            conn = s.connection()
+            first = _take_numbers(conn, len(intents))
+            rows = []
+            for i, it in enumerate(intents):
+                rows.append({
+                    "created_at": now, "trading_date": trading_date, "console_id": store.console_id,
+                    "user_id": user_id, "mode": mode, "kind": it.kind,
+                    "client_order_id": format_client_order_id(store.console_id, trading_date, first + i),
+                    "client_id": it.client_id, "exchange": it.exchange, "symbol": it.symbol,
+                    "product": it.product, "target_order_id": it.target_order_id,
+                    "target_client_order_id": it.target_client_order_id,
+                    "payload": json.dumps(it.payload, sort_keys=True, default=_json_default),
+                    "state": JournalState.PENDING, "attempts": 0, "updated_at": now,
+                })
+            seqs = conn.execute(
+                insert(_JOURNAL).returning(_JOURNAL.c.seq, sort_by_parameter_order=True), rows
+            ).scalars().all()
+            receipts = [Receipt(seq, r["client_order_id"], r["kind"], r["client_id"]) for seq, r in zip(seqs, rows)]
+            summary = {"entries": [{"seq": r.seq, "kind": r.kind.value, "client_order_id": r.client_order_id,
+                                    "client_id": r.client_id} for r in receipts[:50]],
+                       "count": len(receipts), **(audit_payload or {})}
+            audit.append(s, user_id=user_id, mode=mode, action=audit_action, payload=summary, at=now)
+    except JournalWriteFailed:
+        raise
+    except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+        raise JournalWriteFailed(f"the local store could not commit it: {_why(exc)}") from exc
+    return receipts
+
+
+def acknowledge(store: Store, seqs: Iterable[int], now: datetime | None = None) -> None:
+    """Stamp ``acknowledged_at`` on entries whose answer went out (cheap commit, see
+    module docstring).  A failure here is logged by the caller, never un-accepts."""
+    seqs = list(seqs)
+    if not seqs:
+        return
+    now = now or datetime.now(timezone.utc)
+    sqlite = store.engine.dialect.name == "sqlite"
+    with store.engine.execution_options(**{_WRITE_OPTION: True}).connect() as conn:
+        raw = conn.connection.dbapi_connection if sqlite else None  # outside any transaction
+        if raw is not None:
+            raw.execute("PRAGMA synchronous = NORMAL")
+        try:
+            with conn.begin():
+                for i in range(0, len(seqs), 500):
+                    conn.execute(update(_JOURNAL).where(_JOURNAL.c.seq.in_(seqs[i:i + 500]))
+                                 .values(acknowledged_at=now))
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA synchronous = FULL")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def depth(session) -> int:
+    return session.scalar(select(func.count()).select_from(_JOURNAL)
+                          .where(_JOURNAL.c.state.not_in([s.value for s in FINAL_JOURNAL_STATES])))
+
+
+def unacknowledged(session, limit: int = 100) -> list[dict]:
+    """Entries committed but never acknowledged (the process died before answering)."""
+    rows = session.execute(
+        select(_JOURNAL.c.seq, _JOURNAL.c.kind, _JOURNAL.c.client_order_id, _JOURNAL.c.client_id,
+               _JOURNAL.c.symbol, _JOURNAL.c.state, _JOURNAL.c.created_at)
+        .where(_JOURNAL.c.acknowledged_at.is_(None)).order_by(_JOURNAL.c.seq).limit(limit)
+    )
+    return [{"seq": r.seq, "kind": _v(r.kind), "client_order_id": r.client_order_id, "client_id": r.client_id,
+             "symbol": r.symbol, "state": _v(r.state), "created_at": r.created_at.isoformat()} for r in rows]
+
+
+def count_unacknowledged(session) -> int:
+    return session.scalar(select(func.count()).select_from(_JOURNAL).where(_JOURNAL.c.acknowledged_at.is_(None)))
+
+
+def entries(session, *, limit: int = 1000, unfinished_only: bool = False) -> list[dict]:
+    q = select(_JOURNAL).order_by(_JOURNAL.c.seq).limit(limit)
+    if unfinished_only:
+        q = q.where(_JOURNAL.c.state.in_([s.value for s in UNFINISHED_STATES]))
+    out = []
+    for r in session.execute(q).mappings():
+        d = {k: _v(v) for k, v in r.items()}
+        d["payload"] = json.loads(r["payload"] or "{}")
+        d["acknowledged"] = r["acknowledged_at"] is not None
+        out.append(d)
+    return out
+
+
+def unfinished_for(session, client_ids: Iterable[str] | None = None) -> list[dict]:
+    """Pending/sent intents (optionally for some clients): what backup checks build on."""
+    q = select(_JOURNAL.c.kind, _JOURNAL.c.client_id, _JOURNAL.c.exchange, _JOURNAL.c.symbol, _JOURNAL.c.product,
+               _JOURNAL.c.target_order_id, _JOURNAL.c.target_client_order_id, _JOURNAL.c.client_order_id,
+               _JOURNAL.c.payload).where(_JOURNAL.c.state.in_([s.value for s in UNFINISHED_STATES]))
+    if client_ids is not None:
+        q = q.where(_JOURNAL.c.client_id.in_(list(client_ids)))
+    return [{**dict(r._mapping), "kind": JournalKind(_v(r.kind)), "payload": json.loads(r.payload or "{}")}
+            for r in session.execute(q.order_by(_JOURNAL.c.seq))]
+
+
+def _v(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return getattr(value, "value", value)

@@ -1,0 +1,139 @@
+"""Offline login: who may act while the main system is down.
+
+Why these checks, in this order:
+
+1. The user logged in online on this console (an OfflineCredential exists), else
+   backup mode is not possible for them.
+2. The failure throttle (count kept in the store, so a restart does not reset it)
+   is checked before any password work, so guessing stays slow.
+3. The clock: if now is before the newest time the store has seen, the clock was
+   set back and would extend the grant: refused.
+4. The grant: its Ed25519 signature must verify with the public key stored at the
+   online login, it must name this user, and valid_until is compared with
+   max(now, watermark).
+5. The scrypt verifier (about 0.8 s at OWASP parameters, done outside any write
+   transaction so other writers are not blocked).
+
+Failures and successes are audited (never the password).  Scope comes from the
+signed grant (role, client_ids), not from anything editable in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+from backend_client import wire
+from backend_client.grants import GrantInvalid, check_validity, verify_grant
+from localstore import audit, credentials
+from localstore.db import Store
+from localstore.models import OfflineCredential, SyncState
+
+
+class OfflineDenied(Exception):
+    """Wrong password or throttled: authentication denied (exit 3)."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class BackupImpossible(Exception):
+    """No usable offline grant for this user on this console (exit 5)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class OfflineSession:
+    user_id: str
+    role: str
+    client_ids: frozenset[str]
+    trading_date: date
+    valid_until: datetime
+
+
+def login(store: Store, user_id: str, password: str, *, now: datetime | None = None,
+          mode: str = "BACKUP") -> OfflineSession:
+    """Check ``password`` for ``user_id`` against this console's offline material."""
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    with store.read() as s:
+        cred = s.get(OfflineCredential, user_id)
+        if cred is None:
+            verifier = None
+        else:
+            verifier, grant_json, public_key = cred.verifier, cred.grant_json, cred.public_key
+        wait = credentials.delay_for(s, user_id, now) if cred is not None else 0.0
+        rolled_back = credentials.clock_rolled_back(s, now)
+        st = s.get(SyncState, 1)
+        watermark = st.clock_watermark if st is not None else None
+
+    if verifier is None:
+        _audit_failure(store, user_id, mode, "never_online_here")
+        raise BackupImpossible(f"backup mode not possible: {user_id} has never logged in online on this console "
+                               f"(an online login is needed before an outage)")
+    if wait > 0:
+        secs = math.ceil(wait)
+        _audit_failure(store, user_id, mode, "throttled")
+        raise OfflineDenied(f"too many failed logins for {user_id}: try again in {secs} s", retry_after_s=secs)
+    if rolled_back:
+        _audit_failure(store, user_id, mode, "clock_rolled_back")
+        raise BackupImpossible(f"backup mode not possible: the clock reads {now.isoformat(timespec='seconds')}, "
+                               f"before the newest time this console has seen "
+                               f"({watermark.isoformat(timespec='seconds')}); fix the clock")
+    try:
+        grant = wire.OfflineGrant.model_validate_json(grant_json)
+        verify_grant(grant, public_key)
+        if grant.claims.user_id != user_id:
+            raise GrantInvalid("the stored offline grant names another user")
+        effective = max(now, watermark) if watermark is not None else now
+        check_validity(grant, effective)
+    except GrantInvalid as exc:
+        _audit_failure(store, user_id, mode, "grant_invalid")
+        raise BackupImpossible(f"backup mode not possible: {exc}; log in online when the main system is back") \
+            from None
+    except ValueError:  # a grant that does not parse: edited store
+        _audit_failure(store, user_id, mode, "grant_invalid")
+        raise BackupImpossible("backup mode not possible: the stored offline grant is unreadable") from None
+
+    ok = credentials.check_verifier(verifier, password)
+    with store.write() as s:
+        if not ok:
+            delay = credentials.record_failure(s, user_id, now)
+            audit.append(s, user_id=user_id, mode=mode, action="login_failed",
+                         payload={"how": "offline", "reason": "wrong_password",
+                                  "failures": credentials.failures(s, user_id)})
+        else:
+            credentials.record_success(s, user_id)
+            credentials.observe_clock(s, now)
+            audit.append(s, user_id=user_id, mode=mode, action="login",
+                         payload={"how": "offline", "role": grant.claims.role.value,
+                                  "clients": len(grant.claims.client_ids),
+                                  "grant_valid_until": grant.claims.valid_until.isoformat()})
+    if not ok:
+        hint = f"; next attempt allowed in {math.ceil(delay)} s" if delay > 0 else ""
+        raise OfflineDenied(f"wrong password for {user_id}{hint}", retry_after_s=delay or None)
+    c = grant.claims
+    return OfflineSession(user_id, c.role.value, frozenset(c.client_ids), c.trading_date, c.valid_until)
+
+
+def _audit_failure(store: Store, user_id: str, mode: str, reason: str) -> None:
+    with store.write() as s:
+        audit.append(s, user_id=user_id, mode=mode, action="login_failed",
+                     payload={"how": "offline", "reason": reason})
+
+
+def stored_scope(store: Store, user_id: str) -> tuple[str, list[str]] | None:
+    """(role, client_ids) the main system gave at the last online login, if any."""
+    from localstore.models import UserRow
+
+    with store.read() as s:
+        u = s.get(UserRow, user_id)
+        if u is None:
+            return None
+        return u.role.value, json.loads(u.client_ids or "[]")
