@@ -123,6 +123,11 @@ def translate(exc: BaseException) -> ServiceError:
         return MainUnavailable(f"the main system is unavailable and {exc.message}")
     if isinstance(exc, JournalWriteFailed):
         return NotAccepted(f"NOT accepted: {exc}; nothing was journaled, try again once the disk is fixed")
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(exc, OperationalError):  # a commit outside the journal (login audit ...) failed the same way
+        why = str(exc.orig).splitlines()[0][:200]
+        return NotAccepted(f"NOT accepted: the local store could not commit ({why}); nothing was done")
     return ServiceError(f"{type(exc).__name__}: {exc}")
 
 
