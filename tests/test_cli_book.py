@@ -13,11 +13,13 @@ import subprocess
 import sys
 import time
 
-import httpx
 import pytest
 
+from localstore import audit
+from localstore.db import open_store
 from tests.cli_env import DEAD_URL, PASSWORD, Cli, raw_get, raw_session
 from tests.simproc import SimProcess
+from tests.sync_env import Dealer, simple_burst, wait_until_mirrored
 
 
 @pytest.fixture(scope="module")
@@ -131,15 +133,21 @@ def test_status_json_online_then_backup(desk):
 # --------------------------------------------------------------------------- book
 
 
-def test_local_book_equals_main_right_after_bod(desk):
-    results = desk.many(("positions", "--local", "--json"), ("positions", "--json"),
-                        ("orders", "--local", "--json"), ("orders", "--json"))
-    local, main, local_orders, main_orders = (r.ok().json() for r in results)
+def test_local_book_equals_main_right_after_bod(desk, book_sim):
+    local, main = (r.ok().json() for r in desk.many(("positions", "--local", "--json"), ("positions", "--json")))
     key = lambda p: (p["client_id"], p["exchange"], p["symbol"], p["product"])  # noqa: E731
     assert local and {key(p): p["net_quantity"] for p in local} == {key(p): p["net_quantity"] for p in main}
 
-    main_open = [o for o in main_orders if o["status"] in ("OPEN", "TRIGGER_PENDING")]
-    assert local_orders and {o["order_id"] for o in local_orders} == {o["order_id"] for o in main_open}
+    # open orders too (read in-process through the service and plain HTTP: cheaper than two more subprocesses)
+    svc = desk.service()
+    try:
+        local_orders = {o.order_id for o in svc.local_orders()}
+    finally:
+        svc.close()
+    token = raw_session(book_sim.url)["access_token"]
+    main_open = {o["order_id"] for o in raw_get(book_sim.url, token, "/orders")
+                 if o["status"] in ("OPEN", "TRIGGER_PENDING")}
+    assert local_orders and local_orders == main_open
 
 
 def test_other_dealers_client_and_unknown_client_are_refused(desk, book_sim):
@@ -181,36 +189,78 @@ def test_cli_path_never_imports_textual(desk, args):
 # --------------------------------------------------------------------------- agent
 
 
-def test_agent_mirrors_orders_until_sigterm(desk, book_sim):
-    token = raw_session(book_sim.url)["access_token"]
-    client = raw_get(book_sim.url, token, "/clients")[0]["client_id"]
-    inst = next(i for i in raw_get(book_sim.url, token, "/instruments") if i["exchange"] == "NSE")
-    agent = desk.popen("agent")
+def _wait_for_agent_mirror(agent, dealer: Dealer, store) -> None:
+    assert agent.poll() is None, agent.communicate()[1]
+    wait_until_mirrored(dealer, store, timeout=30)
+    assert agent.poll() is None, agent.communicate()[1]
+
+
+def _stop(agent, sig=signal.SIGTERM) -> str:
     try:
-        r = httpx.post(f"{book_sim.url}/api/v1/orders", headers={"Authorization": f"Bearer {token}"}, timeout=10,
-                       json={"client_order_id": "cli-agent-1", "client_id": client, "exchange": "NSE",
-                             "symbol": inst["symbol"], "side": "BUY", "quantity": 1, "product": "MIS",
-                             "order_type": "MARKET", "validity": "DAY"})
-        assert r.status_code == 201, r.text
-        order_id = r.json()["order_id"]
-        deadline = time.monotonic() + 30
-        while True:
-            assert agent.poll() is None, agent.stderr.read()
-            con = sqlite3.connect(desk.store_file)
-            try:
-                row = con.execute("SELECT status FROM orders WHERE order_id = ?", (order_id,)).fetchone()
-            finally:
-                con.close()
-            if row is not None:
-                break
-            assert time.monotonic() < deadline, "the agent never mirrored the order"
-            time.sleep(0.1)
-        assert row[0] == "COMPLETE"
-        agent.send_signal(signal.SIGTERM)
+        agent.send_signal(sig)
         _, err = agent.communicate(timeout=15)
     finally:
         if agent.poll() is None:
             agent.kill()
             agent.communicate(timeout=10)
-    assert agent.returncode == 0, err
-    assert "agent running for dealer1" in err and "agent stopped" in err and "Traceback" not in err
+    return err
+
+
+def test_agent_killed_mid_burst_resumes_without_loss(book_sim, tmp_path_factory):
+    """`lifeboat agent` mirrors; kill -9 while orders flow; a new agent resumes from the
+    committed resume point (a batch and its seq commit together) and loses nothing.
+    dealer2's console, so dealer1's book in this module's other tests is untouched."""
+    cli = new_console(tmp_path_factory, book_sim.url, "agent", user="dealer2")
+    cli.login().ok()
+    dealer = Dealer(book_sim.url, user="dealer2")
+    agent = cli.popen("agent")
+    store = None
+    try:
+        deadline = time.monotonic() + 30
+        while not cli.store_file.exists() or _bod_seq(cli.store_file) is None:  # the agent's own BOD
+            assert agent.poll() is None and time.monotonic() < deadline, agent.communicate()[1]
+            time.sleep(0.1)
+        store = open_store(cli.store_file)
+        simple_burst(dealer, 4)
+        _wait_for_agent_mirror(agent, dealer, store)
+
+        simple_burst(dealer, 10, start=4)
+        err = _stop(agent, signal.SIGKILL)  # mid-burst: some events received, some committed, some not
+        assert agent.returncode == -signal.SIGKILL, err
+        simple_burst(dealer, 10, start=14)  # and the desk goes on trading
+
+        agent = cli.popen("agent")
+        _wait_for_agent_mirror(agent, dealer, store)
+        err = _stop(agent)
+        assert agent.returncode == 0, err
+        assert "agent running for dealer2" in err and "agent stopped" in err and "Traceback" not in err
+    finally:
+        if agent.poll() is None:
+            _stop(agent, signal.SIGKILL)
+        dealer.close()
+        if store is not None:
+            store.close()
+    con = sqlite3.connect(cli.store_file)
+    try:
+        reasons = [json.loads(p)["reason"] for (p,) in con.execute(
+            "SELECT payload FROM audit_log WHERE action = 'bod_sync' ORDER BY id")]
+    finally:
+        con.close()
+    assert reasons == ["start of agent"]  # the second agent resumed by sequence, no fresh snapshot
+    store = open_store(cli.store_file)
+    try:
+        with store.read() as s:
+            assert audit.verify(s).ok
+    finally:
+        store.close()
+
+
+def _bod_seq(store_file):
+    con = sqlite3.connect(store_file)
+    try:
+        row = con.execute("SELECT bod_seq FROM sync_state WHERE id = 1").fetchone()
+    except sqlite3.OperationalError:  # the agent has not created the schema yet
+        return None
+    finally:
+        con.close()
+    return row[0] if row else None
