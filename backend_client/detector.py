@@ -230,6 +230,11 @@ class Detector:
         return self.missed_heartbeats * self.heartbeat_interval
 
     @property
+    def automatic(self) -> Mode:
+        """The mode the evidence says, whatever a supervisor forced."""
+        return self._auto
+
+    @property
     def stream_up(self) -> bool:
         return self._stream_up
 

@@ -1,10 +1,17 @@
 """The console's long-running runtime, with no screen: ``lifeboat agent`` runs it
 alone and the TUI hosts the same object.
 
-Today it keeps the live mirror (stream -> batched transactions, resume by sequence,
-fresh snapshot on a gap it cannot fill); the failure detector and automatic replay
-plug in here in later issues.  Store writes run in a worker thread so the event loop
-(and the stream's silence timer) never waits on a disk flush.
+It keeps the live mirror (stream -> batched transactions, resume by sequence, fresh
+snapshot on a gap it cannot fill) and runs the failure detector: every stream item
+feeds ``runtime.detector`` as it is read (before any disk write, so detection never
+waits on a flush), a probe loop asks main's health (at once after a disconnect), an
+evaluate timer notices silence, and every mode change is written (ConsoleState and an
+audit row, one transaction) and announced to ``mode_callbacks``.  A supervisor's
+override stored by ``lifeboat mode`` is read every probe cycle.  When main dies the
+runtime keeps running: the stream keeps reconnecting and the detector keeps probing.
+Automatic replay plugs in at RECOVERING in the next issue; until then RECOVERING ends
+as soon as the journal holds nothing to replay.  Store writes run in a worker thread
+so the event loop (and the stream's silence timer) never waits on a disk flush.
 
 Batching is natural: a reader task queues stream items; the writer takes everything
 queued since its last commit (up to ``batch_max``) and commits it in one
@@ -24,9 +31,12 @@ from sqlalchemy import select
 
 from backend_client import wire
 from backend_client.client import BackendClient
+from backend_client.detector import Detector, Mode, Transition, probe_http_client, probe_once
+from backend_client.errors import Unavailable
 from backend_client.stream import StreamClient, StreamStatus
 from localstore.db import Store
 from localstore.models import ClientRow, SyncState
+from sync import detector_store
 from sync.bod import replace_book
 from sync.mirror import Mirror
 
@@ -50,16 +60,37 @@ class Runtime:
         store: Store,
         client: BackendClient,
         *,
-        mode: str = "ONLINE",
+        mode: str | None = None,
         batch_max: int = 1000,
-        silence_timeout: float = 0.75,
+        silence_timeout: float | None = None,
         stream_factory=None,
+        detector: Detector | None = None,
+        clock=time.monotonic,
+        probe_timeout: float = 0.8,
+        user_id: str | None = None,
+        verify: bool | str = True,
     ) -> None:
         self.store = store
         self.client = client
-        self.mode = mode
         self.batch_max = batch_max
-        self.silence_timeout = silence_timeout
+        self.clock = clock
+        if detector is None:
+            start = Mode(mode) if mode else detector_store.read_stored_mode(store)
+            detector = Detector(now=clock(), initial_mode=Mode.ONLINE if start is Mode.ONLINE else Mode.BACKUP)
+        self.detector = detector
+        # The stream's own silence timer only reconnects a hung stream; the detector's
+        # evaluate timer must see the silence first, so the stream waits a little longer.
+        self.silence_timeout = silence_timeout or detector.silence_limit + detector.heartbeat_interval
+        self.probe_timeout = probe_timeout
+        self.user_id = user_id
+        self.verify = verify
+        self.mode_callbacks: list = []  # f(Transition) after each mode change is committed (the TUI)
+        self.probes = 0
+        self._wake_probe = asyncio.Event()
+        self._mode_queue: asyncio.Queue = asyncio.Queue()
+        self._override_applied: tuple | None = None
+        self._tasks: list[asyncio.Task] = []
+        detector.callbacks.append(self._on_transition)
         self.mirror = Mirror(store)
         self.status = RuntimeStatus()
         self._stream_factory = stream_factory or self._default_stream
@@ -72,8 +103,14 @@ class Runtime:
         return StreamClient(self.client.base_url, self.client.token or "", since=since,
                             silence_timeout=self.silence_timeout)
 
+    @property
+    def mode(self) -> str:
+        """The console's mode as the detector sees it now (ONLINE, SUSPECT, BACKUP, RECOVERING)."""
+        return self.detector.mode.value
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake_probe.set()
         if self.stream is not None:
             self.stream.stop()
 
@@ -91,13 +128,25 @@ class Runtime:
             await self.resnapshot(f"{reason}: the local book is another scope")
 
     async def resnapshot(self, reason: str) -> None:
-        snap = await self.client.bod()
+        try:
+            snap = await self.client.bod()
+        except Unavailable as exc:
+            self.detector.on_request_error(self.clock(), exc.kind, str(exc))
+            raise
         await asyncio.to_thread(replace_book, self.store, snap, mode=self.mode, reason=reason)
         self.mirror.snapshot_taken(snap.seq)
         if self.stream is not None:
             self.stream.resync(snap.seq)
         self.status.resnapshots += 1
         log.info("snapshot taken", extra={"event": "resnapshot", "reason": reason, "seq": snap.seq})
+
+    async def _resnapshot_while_up(self, reason: str) -> None:
+        """A snapshot the stream asked for; if main went away meanwhile, the stream
+        will ask again when it reconnects (its resume point is unchanged)."""
+        try:
+            await self.resnapshot(reason)
+        except Unavailable as exc:
+            log.warning("snapshot failed: main unreachable", extra={"event": "resnapshot_failed", "reason": str(exc)})
 
     def _local_clients(self) -> set[str]:
         with self.store.read() as s:
@@ -108,25 +157,146 @@ class Runtime:
             return s.get(SyncState, 1)
 
     async def run(self) -> None:
-        """Mirror the stream until ``stop()``.  Raises Unauthorized/Forbidden when the
-        session is refused (retrying cannot fix that)."""
-        await self.ensure_snapshot("start of agent")
-        self.stream = self._stream_factory(self.mirror.state.last_event_seq)
-        queue: asyncio.Queue = asyncio.Queue()
-        reader = asyncio.create_task(self._read(queue))
+        """Mirror the stream and watch main until ``stop()``.  Raises Unauthorized/
+        Forbidden when the session is refused (retrying cannot fix that); main being
+        down (at start or later) is not an error: the console is then in BACKUP."""
+        self._tasks = [
+            asyncio.create_task(self._record_modes(), name="lifeboat-modes"),
+            asyncio.create_task(self._probe_loop(), name="lifeboat-probe"),
+            asyncio.create_task(self._evaluate_loop(), name="lifeboat-evaluate"),
+        ]
+        reader: asyncio.Task | None = None
+        await self._record_start()
         try:
+            if not await self._first_snapshot():
+                return
+            self.stream = self._stream_factory(self.mirror.state.last_event_seq)
+            queue: asyncio.Queue = asyncio.Queue()
+            reader = asyncio.create_task(self._read(queue))
             await self._write(queue, reader)
         finally:
-            self.stream.stop()
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            if self.stream is not None:
+                self.stream.stop()
+            workers = [t for t in (reader, *self._tasks[1:]) if t is not None]
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            self._mode_queue.put_nowait(None)  # record what is queued, then end
+            await asyncio.gather(self._tasks[0], return_exceptions=True)
+
+    async def _record_start(self) -> None:
+        """Make the stored mode agree with the detector's starting mode."""
+        stored = await asyncio.to_thread(detector_store.read_stored_mode, self.store)
+        if stored is not self.detector.mode:
+            self._on_transition(Transition(stored, self.detector.mode, self.clock(), f"agent start: {self.detector.reason}"))
+
+    async def _first_snapshot(self) -> bool:
+        """The start-of-agent snapshot, retried while main is unreachable."""
+        while not self._stop.is_set():
+            try:
+                await self.ensure_snapshot("start of agent")
+                return True
+            except Unavailable as exc:
+                self.detector.on_request_error(self.clock(), exc.kind, str(exc))
+                self._wake_probe.set()
+                log.warning("main unreachable at start; retrying", extra={"event": "start_unreachable"})
+                try:
+                    await asyncio.wait_for(self._stop.wait(), timeout=self.detector.probe_interval_backup * 2)
+                except asyncio.TimeoutError:
+                    pass
+        return False
 
     async def _read(self, queue: asyncio.Queue) -> None:
         try:
             async for item in self.stream.messages():
+                self._observe(item)
                 queue.put_nowait(item)
         finally:
             queue.put_nowait(None)  # end of stream (stopped, or refused: the task's exception says)
+
+    # ------------------------------------------------------------------ failure detector
+
+    def _observe(self, item) -> None:
+        """Feed the detector as soon as an item is read (the writer may be mid-flush)."""
+        now = self.clock()
+        if isinstance(item, StreamStatus):
+            if item.connected:
+                self.detector.on_connect(now)
+            else:
+                self.detector.on_disconnect(now, item.reason)
+                if self.detector.probe_wanted:
+                    self._wake_probe.set()
+        else:
+            self.detector.on_message(now)
+
+    def _on_transition(self, change: Transition) -> None:
+        """Detector callback (on the loop, at the instant of the change)."""
+        self._mode_queue.put_nowait((change, datetime.now(timezone.utc)))
+        log.info("mode change", extra={"event": "mode_change", "from": change.from_mode.value,
+                                       "to": change.to_mode.value, "reason": change.reason})
+        if change.to_mode is not Mode.ONLINE:
+            self._wake_probe.set()  # probe at the new mode's pace from now on
+
+    async def _record_modes(self) -> None:
+        """Commit mode changes in order (worker thread), then tell the screens."""
+        while True:
+            entry = await self._mode_queue.get()
+            if entry is None:
+                return
+            change, wall_at = entry
+            try:
+                await asyncio.to_thread(detector_store.record_transition, self.store, change,
+                                        wall_at=wall_at, user_id=self.user_id)
+            except Exception:  # noqa: BLE001 - the console must keep its mode even if the disk fails
+                log.exception("could not record a mode change", extra={"event": "mode_record_failed"})
+            for cb in list(self.mode_callbacks):
+                try:
+                    cb(change)
+                except Exception:  # noqa: BLE001 - a screen's bug must not stop the detector
+                    log.exception("mode callback failed", extra={"event": "mode_callback_failed"})
+
+    async def _evaluate_loop(self) -> None:
+        pause = self.detector.heartbeat_interval / 2
+        while True:
+            await asyncio.sleep(pause)
+            self.detector.evaluate(self.clock())
+            await self._finish_recovery()
+
+    async def _probe_loop(self) -> None:
+        async with probe_http_client(verify=self.verify) as http:
+            while not self._stop.is_set():
+                try:
+                    await asyncio.wait_for(self._wake_probe.wait(), timeout=self.detector.probe_interval)
+                except asyncio.TimeoutError:
+                    pass
+                self._wake_probe.clear()
+                if self._stop.is_set():
+                    return
+                await self._apply_override()
+                result = await probe_once(self.client.base_url, timeout=self.probe_timeout, http=http)
+                self.probes += 1
+                self.detector.on_probe(self.clock(), result)
+                await self._finish_recovery()
+
+    async def _apply_override(self) -> None:
+        try:
+            override = await asyncio.to_thread(detector_store.read_override, self.store)
+        except Exception:  # noqa: BLE001 - an unreadable store must not stop the probes
+            log.exception("could not read the mode override", extra={"event": "override_read_failed"})
+            return
+        key = (override.mode, override.by)
+        if key == self._override_applied:
+            return
+        self._override_applied = key
+        self.detector.force(override.mode, override.by or "supervisor", self.clock())
+
+    async def _finish_recovery(self) -> None:
+        """RECOVERING ends when the journal has nothing left to replay (the replay
+        itself is the next issue's; until then entries waiting keep it RECOVERING)."""
+        if self.detector.automatic is not Mode.RECOVERING:
+            return
+        if await asyncio.to_thread(detector_store.replay_work, self.store) == 0:
+            self.detector.replay_done(self.clock())
 
     async def _write(self, queue: asyncio.Queue, reader: asyncio.Task) -> None:
         while not self._stop.is_set():
@@ -151,13 +321,13 @@ class Runtime:
             elif isinstance(item, wire.ResnapshotMsg):
                 await self._flush(events)
                 events = []
-                await self.resnapshot(f"stream asked: {item.reason}")
+                await self._resnapshot_while_up(f"stream asked: {item.reason}")
             elif isinstance(item, wire.HelloMsg):
                 state = await asyncio.to_thread(self._sync_state)
                 if state.trading_date != item.trading_date:
                     await self._flush(events)
                     events = []
-                    await self.resnapshot("new trading day")
+                    await self._resnapshot_while_up("new trading day")
             elif isinstance(item, StreamStatus):
                 self.status.connected = item.connected
                 self.status.reason = item.reason
