@@ -19,11 +19,15 @@ possible; 1 the journal write failed (nothing accepted).
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from decimal import Decimal, InvalidOperation
 
 from console.cmd_book import UsageProblem, emit_json, err, out, read_password, run
 from console.service import ActionResult, Service
+
+_ACK_PAUSE_ENV = "LIFEBOAT_TEST_ACK_PAUSE"  # TEST ONLY (tests/test_backup_crash.py); never set in production
 
 
 def _decimal(value: str | None, flag: str) -> Decimal | None:
@@ -66,6 +70,9 @@ def _finish(svc: Service, res: ActionResult, as_json: bool, human) -> int:
     else:
         human(res)
     sys.stdout.flush()
+    pause = os.environ.get(_ACK_PAUSE_ENV)
+    if pause and res.journal_seqs:  # TEST ONLY: a window to kill -9 between answer and acknowledgement
+        time.sleep(float(pause))
     svc.acknowledge(res)
     return res.exit_code
 
