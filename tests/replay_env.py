@@ -1,0 +1,181 @@
+"""Shared scene for the replay and reconciliation tests: a real mainsim, a console
+whose store holds super1's BOD, a backup journal written with sync/desk.py calls
+(the same code the CLI runs in backup mode), and main as a dealer sees it over
+plain HTTP.  The keyring is the file-backed test backend (no OS keyring runs on
+this headless machine: a fake by necessity); nothing else is faked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select
+
+from backend_client.client import BackendClient
+from backend_client.wire import OrderType, Side
+from localstore.db import Store, open_store
+from localstore.models import InstrumentRow, JournalEntry, PositionRow
+from localstore.paths import store_path
+from sync import desk
+from sync.desk import Actor
+from sync.policy import OrderTicket
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "demo"
+SUPER = "super1"
+
+
+def test_env(tmp: Path) -> dict[str, str]:
+    """Environment for in-process logins and for subprocess runners."""
+    return {"LIFEBOAT_TEST_SCRYPT_N": "1024", "PYTHON_KEYRING_BACKEND": "tests.keyring_backend.TestKeyring",
+            "LIFEBOAT_TEST_KEYRING_FILE": str(tmp / "keyring.json")}
+
+
+@dataclass
+class Console:
+    home: Path
+    url: str
+    trading_date: date
+    env: dict[str, str]
+    _store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(store_path(self.home))
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(SUPER, "supervisor", frozenset(), self.trading_date)
+
+    # -------------------------------------------------------------- the backup journal (desk calls)
+
+    def squareoff(self, client_id: str, symbol: str | None = None, keep_orders: bool = True):
+        return desk.squareoff(self.store, self.actor, client_id=client_id, symbol=symbol, keep_orders=keep_orders,
+                              mode="BACKUP")
+
+    def place(self, client_id: str, exchange: str, symbol: str, side: str, quantity: int, product: str,
+              order_type: str = "MARKET", price=None):
+        t = OrderTicket(client_id, exchange, symbol, Side(side), quantity, product, OrderType(order_type), price)
+        return desk.place(self.store, self.actor, t, mode="BACKUP")
+
+    def cancel(self, order_id: str | None = None, client_order_id: str | None = None):
+        return desk.cancel(self.store, self.actor, order_id=order_id, client_order_id=client_order_id, mode="BACKUP")
+
+    def positions(self, client_id: str | None = None) -> list[PositionRow]:
+        with self.store.read() as s:
+            q = select(PositionRow).where(PositionRow.net_quantity != 0).order_by(
+                PositionRow.client_id, PositionRow.symbol)
+            if client_id:
+                q = q.where(PositionRow.client_id == client_id)
+            return list(s.scalars(q))
+
+    def instrument(self, exchange: str, symbol: str) -> InstrumentRow:
+        with self.store.read() as s:
+            return s.get(InstrumentRow, (exchange, symbol))
+
+    def journal(self) -> list[JournalEntry]:
+        with self.store.read() as s:
+            return list(s.scalars(select(JournalEntry).order_by(JournalEntry.seq)))
+
+    # -------------------------------------------------------------- replay in this process
+
+    def replay(self, user: str = SUPER, **kw):
+        from sync.reconcile import reconcile
+        from sync.replay import Replayer
+
+        async def go():
+            async with BackendClient(self.url) as c:
+                await c.login(user, PASSWORD)
+                result = await Replayer(self.store, c, **kw).run()
+                report = None
+                if result.status != "busy":
+                    report = await reconcile(self.store, c, result)
+                return result, report
+
+        return asyncio.run(go())
+
+    # -------------------------------------------------------------- replay in a subprocess
+
+    def runner(self, *args: str, url: str | None = None, **env: str) -> subprocess.Popen:
+        full = {**os.environ, **self.env, "PYTHONPATH": str(REPO_ROOT), **env}
+        return subprocess.Popen([sys.executable, "-m", "tests.replay_runner", "--home", str(self.home),
+                                 "--url", url or self.url, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=full, cwd=REPO_ROOT)
+
+    def run_runner(self, *args: str, url: str | None = None, timeout: float = 60, **env: str):
+        p = self.runner(*args, url=url, **env)
+        out, err = p.communicate(timeout=timeout)
+        return p.returncode, out, err
+
+
+def make_console(url: str, tmp: Path, name: str = "console") -> Console:
+    """super1 logs in online and takes the BOD of the whole book (in this process)."""
+    env = test_env(tmp)
+    os.environ.update(env)
+    from console.service import Service
+
+    home = tmp / name
+    svc = Service(backend_url=url, home=home, user=SUPER)
+    try:
+        res = asyncio.run(svc.sync_bod(PASSWORD))
+    finally:
+        svc.close()
+    return Console(home, url, res.trading_date, env)
+
+
+class Main:
+    """Main as a supervisor sees it over plain HTTP (no lifeboat code in between)."""
+
+    def __init__(self, url: str, user: str = SUPER):
+        r = httpx.post(f"{url}/api/v1/session", json={"user_id": user, "password": PASSWORD}, timeout=10)
+        r.raise_for_status()
+        self.http = httpx.Client(base_url=f"{url}/api/v1", timeout=10,
+                                 headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+
+    def close(self) -> None:
+        self.http.close()
+
+    def orders(self) -> list[dict]:
+        return self.http.get("/orders").json()
+
+    def orders_with_prefix(self, prefix: str) -> list[dict]:
+        return [o for o in self.orders() if o["client_order_id"].startswith(prefix)]
+
+    def net(self, client_id: str, exchange: str, symbol: str, product: str) -> int:
+        for p in self.http.get("/positions", params={"client_id": client_id}).json():
+            if (p["exchange"], p["symbol"], p["product"]) == (exchange, symbol, product):
+                return p["net_quantity"]
+        return 0
+
+    def place(self, client_id: str, exchange: str, symbol: str, side: str, quantity: int, product: str,
+              coid: str) -> dict:
+        r = self.http.post("/orders", json={"client_order_id": coid, "client_id": client_id, "exchange": exchange,
+                                            "symbol": symbol, "side": side, "quantity": quantity,
+                                            "product": product, "order_type": "MARKET", "validity": "DAY"})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def coid_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for o in self.orders():
+            counts[o["client_order_id"]] = counts.get(o["client_order_id"], 0) + 1
+        return counts
+
+
+def parse_runner(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
