@@ -242,6 +242,16 @@ class Detector:
         """Seconds since main last showed life (a stream message or a good probe)."""
         return now - max(self._last_message, self._last_good_probe)
 
+    def next_deadline(self) -> float | None:
+        """When ``evaluate`` could next change something if nothing is heard (the clock
+        value), so a runtime can wake exactly then rather than poll; None: no deadline."""
+        if not self._stream_up or self._auto is Mode.BACKUP:
+            return None
+        alive = max(self._last_message, self._last_good_probe)
+        if self._auto is Mode.ONLINE:
+            return alive + self.suspect_after * self.heartbeat_interval + 2 * _EPS
+        return alive + self.silence_limit
+
     # ------------------------------------------------------------------ inputs
 
     def on_message(self, now: float) -> Transition | None:

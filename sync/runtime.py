@@ -256,9 +256,14 @@ class Runtime:
                     log.exception("mode callback failed", extra={"event": "mode_callback_failed"})
 
     async def _evaluate_loop(self) -> None:
+        """Evaluate at least every half heartbeat, and exactly at the detector's next
+        deadline (a hang is then seen when the silence limit is reached, not up to half
+        an interval later)."""
         pause = self.detector.heartbeat_interval / 2
         while True:
-            await asyncio.sleep(pause)
+            deadline = self.detector.next_deadline()
+            wait = pause if deadline is None else min(pause, max(0.0, deadline - self.clock()))
+            await asyncio.sleep(wait)
             self.detector.evaluate(self.clock())
             await self._finish_recovery()
 

@@ -339,3 +339,16 @@ def test_property_no_two_switches_the_same_way_within_the_dwell(events):
             assert x.from_mode is Mode.BACKUP
         prev = x.to_mode
     assert prev is d.mode
+
+
+def test_next_deadline_is_when_evaluate_would_act():
+    d = Detector(now=0.0)
+    assert d.next_deadline() is None  # no stream yet: probes judge
+    d.on_message(10.0)
+    at = d.next_deadline()
+    assert d.evaluate(at - 0.001) is None
+    assert d.evaluate(at).to_mode is Mode.SUSPECT
+    at = d.next_deadline()
+    assert at == pytest.approx(10.75)
+    assert d.evaluate(at).to_mode is Mode.BACKUP
+    assert d.next_deadline() is None
