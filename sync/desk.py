@@ -111,7 +111,8 @@ def place(store, actor: Actor, t: OrderTicket, *, mode: str, validity: str = "DA
         key = (t.client_id, inst.exchange.value, inst.symbol, t.product)
         net = net_of(s, *key)
         reducing = policy.check_exposure(
-            t, net=net, journaled_reducing=journaled_reducing(journal.unfinished_for(s, [t.client_id]), key, net),
+            t, net=net, journaled_reducing=journaled_reducing(
+                journal.unfinished_for(s, key=(t.client_id, inst.exchange, inst.symbol, Product(t.product))), key, net),
             policy=policy_view(s), backup=True)
         limit = s.get(ClientLimitRow, t.client_id)
         policy.check_order_value(t, inst, limit.max_order_value if limit else None, reducing)
@@ -237,10 +238,11 @@ def squareoff_plan(s, actor: Actor, *, client_id: str | None, symbol: str | None
         if s.scalars(select(InstrumentRow.symbol).where(InstrumentRow.symbol == symbol)).first() is None:
             known = list(s.scalars(select(InstrumentRow.symbol)))
             raise Refusal("unknown_symbol", f"no instrument {symbol!r}{policy.suggest(symbol, known)}")
-    q = select(PositionRow).where(PositionRow.net_quantity != 0)
+    q = select(PositionRow.client_id, PositionRow.exchange, PositionRow.symbol, PositionRow.product,
+               PositionRow.net_quantity).where(PositionRow.net_quantity != 0)  # rows, not ORM objects: cheaper
     if client_id:
         q = q.where(PositionRow.client_id == client_id)
-    legs = position_legs(s.scalars(q), client_id=client_id, symbol=symbol, in_scope=actor.in_scope)
+    legs = position_legs(s.execute(q), client_id=client_id, symbol=symbol, in_scope=actor.in_scope)
     cancels = [] if keep_orders else open_orders_in_scope(s, actor, client_id, symbol)
     return legs, cancels
 

@@ -211,13 +211,18 @@ def entries(session, *, limit: int = 1000, unfinished_only: bool = False) -> lis
     return out
 
 
-def unfinished_for(session, client_ids: Iterable[str] | None = None) -> list[dict]:
-    """Pending/sent intents (optionally for some clients): what backup checks build on."""
+def unfinished_for(session, client_ids: Iterable[str] | None = None, key: tuple | None = None) -> list[dict]:
+    """Pending/sent intents (optionally for some clients, or one (client, exchange,
+    symbol, product) position): what backup checks build on."""
     q = select(_JOURNAL.c.kind, _JOURNAL.c.client_id, _JOURNAL.c.exchange, _JOURNAL.c.symbol, _JOURNAL.c.product,
                _JOURNAL.c.target_order_id, _JOURNAL.c.target_client_order_id, _JOURNAL.c.client_order_id,
                _JOURNAL.c.payload).where(_JOURNAL.c.state.in_([s.value for s in UNFINISHED_STATES]))
     if client_ids is not None:
         q = q.where(_JOURNAL.c.client_id.in_(list(client_ids)))
+    if key is not None:
+        c, e, sym, p = key
+        q = q.where(_JOURNAL.c.client_id == c, _JOURNAL.c.exchange == e, _JOURNAL.c.symbol == sym,
+                    _JOURNAL.c.product == p)
     return [{**dict(r._mapping), "kind": JournalKind(_v(r.kind)), "payload": json.loads(r.payload or "{}")}
             for r in session.execute(q.order_by(_JOURNAL.c.seq))]
 
