@@ -1,0 +1,195 @@
+"""LifeboatApp: the dealer console's shell.
+
+It owns what outlives a screen: the service session, the runtime (the same Runtime as
+``lifeboat agent``, in a thread worker on its own loop), the live Feed, the config
+(keymap, idle lock, market watch) and the clock.  Screens live in console/tui/screens,
+widgets in console/tui/widgets, messages in console/tui/messages.py, CSS in app.tcss.
+
+Every network or disk call runs in a worker thread; results come back as typed
+messages; the one ``on_worker_state_changed`` turns an unexpected worker error into a
+notification, so nothing blocks the event loop and nothing dies with a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+from functools import partial
+from typing import Callable, Iterable
+
+from textual import events
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from console.tui import keymap
+from console.tui.config import ConsoleConfig
+from console.tui.feed import Feed, RuntimeHost
+from console.tui.messages import ActionDone, ModeChanged
+from console.tui.outcome import summarize
+from console.tui.session import DealerSession
+
+
+class LifeboatApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "Lifeboat"
+    BINDINGS = keymap.bindings(keymap.APP_KEYS)
+
+    def __init__(self, service, config: ConsoleConfig | None = None, *, user: str | None = None,
+                 clock: Callable[[], datetime] | None = None, status_every: float = 2.0,
+                 start_runtime: bool = True) -> None:
+        super().__init__()
+        self.service = service
+        self.config = config or ConsoleConfig()
+        self.session = DealerSession(service)
+        self.feed = Feed()
+        self.host: RuntimeHost | None = None
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.status_every = status_every
+        self.start_runtime = start_runtime
+        self.watch_symbols = list(self.config.watch_symbols)
+        self.locked = False
+        self.last_input = time.monotonic()
+        self._user = user or service.user
+
+    # ------------------------------------------------------------------ start
+
+    def on_mount(self) -> None:
+        from console.tui.screens.login import LoginScreen
+
+        if self.config.theme in self.available_themes:
+            self.theme = self.config.theme
+        else:
+            self.notify(f"unknown theme {self.config.theme!r}; using the default", severity="warning")
+        if self.config.keys:
+            self.set_keymap(self.config.keys)
+        minutes = self.config.idle_lock_minutes
+        if minutes > 0:
+            self.set_interval(min(max(minutes * 60 / 4, 0.05), 5.0), self.idle_lock_check, name="idle-lock")
+        self.push_screen(LoginScreen(self._user))
+
+    def open_desk(self) -> None:
+        from console.tui.screens.desk import DeskScreen
+
+        self.switch_screen(DeskScreen())
+        if self.start_runtime and self.host is None:
+            ident = self.session.identity
+            self.host = RuntimeHost(self.service, self.feed, on_mode=self._runtime_mode,
+                                    user_id=ident.user_id if ident else None)
+            self.run_worker(self.host.run, thread=True, group="runtime", name="runtime", exit_on_error=False)
+
+    def _runtime_mode(self, mode: str, previous: str, reason: str, at: datetime) -> None:
+        self.post_message(ModeChanged(mode, previous, reason, at))  # runtime thread: post is thread-safe
+
+    def on_mode_changed(self, msg: ModeChanged) -> None:
+        self.session.pin_mode(msg.mode)
+        desk = self.desk
+        if desk is not None:
+            desk.set_mode(msg)
+        if msg.mode != msg.previous:
+            self.notify(f"{msg.previous} -> {msg.mode}: {msg.reason}", title="Mode",
+                        severity="information" if msg.mode == "ONLINE" else "warning")
+
+    @property
+    def desk(self):
+        from console.tui.screens.desk import DeskScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, DeskScreen):
+                return screen
+        return None
+
+    # ------------------------------------------------------------------ actions through the service
+
+    def run_trade(self, factory: Callable, reply_to) -> Worker:
+        """Run ``factory(session)`` (a coroutine: place, cancel, squareoff ...) in a worker
+        thread; reply with ActionDone (a ServiceError becomes its one-sentence reason)."""
+
+        def body() -> None:
+            from console.service import ServiceError
+
+            try:
+                res = asyncio.run(factory(self.session))
+            except ServiceError as exc:
+                reply_to.post_message(ActionDone(None, exc.message))
+                return
+            text, _ok = summarize(res)
+            reply_to.post_message(ActionDone(res, text))
+
+        return self.run_worker(body, thread=True, group="actions", name="action", exit_on_error=False)
+
+    def on_action_done(self, msg: ActionDone) -> None:
+        """Bubbled up after the screen showed it: now stamp the journal entries acknowledged."""
+        res = msg.result
+        if res is not None and res.journal_seqs:
+            self.run_worker(partial(self.service.acknowledge, res), thread=True, group="ack",
+                            name="acknowledge", exit_on_error=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is not WorkerState.ERROR:
+            return
+        err = event.worker.error
+        text = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
+        if event.worker.name == "runtime":
+            self.notify(f"live mirror stopped: {text}", title="Runtime", severity="error", timeout=30)
+        else:
+            self.notify(text, title=event.worker.name or "error", severity="error", timeout=10)
+
+    # ------------------------------------------------------------------ market watch list (config)
+
+    def watch_add(self, item: str) -> None:
+        if item not in self.watch_symbols:
+            self.watch_symbols.append(item)
+
+    def watch_remove(self, item: str) -> None:
+        if item in self.watch_symbols:
+            self.watch_symbols.remove(item)
+
+    # ------------------------------------------------------------------ lock, help, palette, quit
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.Key, events.MouseDown)):
+            self.last_input = time.monotonic()
+        await super().on_event(event)
+
+    def idle_lock_check(self) -> None:
+        idle = time.monotonic() - self.last_input
+        if not self.locked and self.session.identity is not None and idle >= self.config.idle_lock_minutes * 60:
+            self.action_lock()
+
+    def action_lock(self) -> None:
+        from console.tui.screens.lock import LockScreen
+
+        if self.locked or self.session.identity is None:
+            return
+        self.locked = True
+        self.push_screen(LockScreen(self.session.identity.user_id))
+
+    def action_help(self) -> None:
+        from console.tui.screens.help import HelpScreen, live_keys
+
+        if self.locked:
+            return
+        self.push_screen(HelpScreen(live_keys(self.screen)))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette offers what fits the screen: the desk's trading keys on the desk."""
+        if self.locked:
+            return
+        offer = getattr(screen, "palette_commands", None)
+        if offer is not None:
+            for title, action, help_text in offer():
+                yield SystemCommand(title, help_text, partial(screen.run_action, action))
+        if self.session.identity is not None:
+            yield SystemCommand("Lock screen", "lock the console until the password is given", self.action_lock)
+        yield from super().get_system_commands(screen)
+
+    def stop_runtime(self) -> None:
+        if self.host is not None:
+            self.host.stop()
+
+    def exit(self, *args, **kw) -> None:
+        self.stop_runtime()
+        self.session.forget()
+        super().exit(*args, **kw)

@@ -1,0 +1,98 @@
+"""Every message the console's workers send to its screens, in one place.
+
+Why typed messages: workers (threads running the service and the runtime) never touch
+widgets; they post one of these (``post_message`` is thread-safe) and the screen that
+cares handles it on the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from textual.message import Message
+
+
+class ModeChanged(Message):
+    """The runtime's detector changed the console's mode (committed to the store)."""
+
+    def __init__(self, mode: str, previous: str, reason: str, at: datetime) -> None:
+        super().__init__()
+        self.mode, self.previous, self.reason, self.at = mode, previous, reason, at
+
+
+class LoginProbed(Message):
+    """Login screen: whether main answered, so it can say ONLINE or OFFLINE."""
+
+    def __init__(self, ok: bool, detail: str, latency_ms: float | None) -> None:
+        super().__init__()
+        self.ok, self.detail, self.latency_ms = ok, detail, latency_ms
+
+
+class LoggedIn(Message):
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how  # ONLINE | OFFLINE
+
+
+class LoginFailed(Message):
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+
+@dataclass
+class Book:
+    positions: list
+    orders: list
+    trades: list
+    instruments: dict
+    clients: list
+
+
+class BookLoaded(Message):
+    """The local book (positions, orders, trades, reference data) read in a worker."""
+
+    def __init__(self, book: Book) -> None:
+        super().__init__()
+        self.book = book
+
+
+class StatusSampled(Message):
+    """A status sample for the status bar (service.status() plus the runtime's view)."""
+
+    def __init__(self, status: dict) -> None:
+        super().__init__()
+        self.status = status
+
+
+class JournalLoaded(Message):
+    def __init__(self, entries: list[dict]) -> None:
+        super().__init__()
+        self.entries = entries
+
+
+class ActionDone(Message):
+    """A trading action came back (sent, journaled, or rejected with a reason)."""
+
+    def __init__(self, result, summary: str) -> None:
+        super().__init__()
+        self.result, self.summary = result, summary
+
+
+class PreviewReady(Message):
+    """A square-off dry run came back: the legs to confirm."""
+
+    def __init__(self, result, scope: dict) -> None:
+        super().__init__()
+        self.result, self.scope = result, scope
+
+
+class Unlocked(Message):
+    pass
+
+
+class UnlockFailed(Message):
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message

@@ -1,0 +1,289 @@
+"""The desk: mode banner, the dealer's panels, the status bar.
+
+Panels (one visible at a time, switched by the terminal keys): market watch (F4), net
+positions with MTM (Alt+F6), order book (F3), trade book (F8), journal (F9, what backup
+mode wrote).  Live data arrives through the Feed, drained a few times a second and
+staged into the grids, which repaint only the rows that changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, Footer, Static
+
+from console.tui import keymap
+from console.tui.feed import position_key
+from console.tui.messages import BookLoaded, JournalLoaded, ModeChanged, StatusSampled
+from console.tui.widgets import panels
+from console.tui.widgets.banner import ModeBanner
+from console.tui.widgets.grid import BookGrid
+from console.tui.widgets.status_bar import StatusBar
+
+PANELS = {
+    "watch": ("Market watch", panels.WATCH),
+    "positions": ("Net positions", panels.POSITIONS),
+    "orders": ("Order book", panels.ORDERS),
+    "trades": ("Trade book", panels.TRADES),
+    "journal": ("Journal", panels.JOURNAL),
+}
+OPEN_STATUSES = ("OPEN", "TRIGGER_PENDING")
+
+
+class DeskScreen(Screen):
+    BINDINGS = keymap.bindings(keymap.DESK_KEYS)
+    DRAIN_FPS = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.panel = "positions"
+        self.book = None
+        self._by_symbol: dict[tuple[str, str], set] = {}
+        self._resnapshots_seen = 0
+        self.status: dict = {}
+
+    def compose(self) -> ComposeResult:
+        yield ModeBanner(id="banner")
+        yield Static("", id="panel-title")
+        with ContentSwitcher(initial=f"grid-{self.panel}", id="panels"):
+            for name, (_title, cols) in PANELS.items():
+                yield BookGrid(cols, id=f"grid-{name}")
+        yield StatusBar(self.app.clock, id="status")
+        yield Footer()
+
+    def grid(self, name: str) -> BookGrid:
+        return self.query_one(f"#grid-{name}", BookGrid)
+
+    def on_mount(self) -> None:
+        self.action_show(self.panel)
+        banner = self.query_one(ModeBanner)
+        banner.mode = self.app.session.mode
+        self.load_book()
+        self.set_interval(1 / self.DRAIN_FPS, self.drain, name="desk-drain")
+        self.sample_status()
+
+    # ------------------------------------------------------------------ data
+
+    @work(thread=True, exclusive=True, group="desk-book", exit_on_error=False)
+    def load_book(self) -> None:
+        self.post_message(BookLoaded(self.app.session.local_book()))
+
+    def on_book_loaded(self, msg: BookLoaded) -> None:
+        book = self.book = msg.book
+        self._by_symbol.clear()
+        rows = []
+        for p in book.positions:
+            key = position_key(p)
+            rows.append((key, panels.position_row(p)))
+            self._by_symbol.setdefault((key[1], key[2]), set()).add(key)
+        self.grid("positions").set_rows(rows)
+        self.grid("orders").set_rows((o.order_id, panels.order_row(o)) for o in book.orders)
+        self.grid("trades").set_rows((t.trade_id, panels.trade_row(t)) for t in book.trades)
+        self._fill_watch()
+
+    def _fill_watch(self) -> None:
+        book = self.book
+        wanted = self.app.watch_symbols
+        if not wanted:
+            wanted = [f"{e}:{s}" for (e, s) in sorted(book.instruments)][:40]
+        rows = []
+        for item in wanted:
+            exch, _, sym = item.partition(":")
+            inst = book.instruments.get((exch, sym))
+            if inst is not None:
+                rows.append(((exch, sym), panels.watch_row(inst)))
+        self.grid("watch").set_rows(rows)
+
+    def drain(self) -> None:
+        ticks, positions, orders, trades = self.app.feed.drain()
+        if not (ticks or positions or orders or trades):
+            return
+        watch, pos = self.grid("watch"), self.grid("positions")
+        for key, p in positions.items():
+            pos.stage(key, panels.position_row(p))
+            self._by_symbol.setdefault((key[1], key[2]), set()).add(key)
+        for (exch, sym), ltp in ticks.items():
+            if self.book is not None and watch.row((exch, sym)) is not None:
+                inst = self.book.instruments.get((exch, sym))
+                if inst is not None:
+                    watch.stage((exch, sym), panels.watch_row(inst, ltp))
+            for key in self._by_symbol.get((exch, sym), ()):
+                row = pos.row(key)
+                if row is not None and key not in positions:
+                    pos.stage(key, {"last_price": Decimal(ltp), "mtm": panels.mtm(row, ltp)})
+        og = self.grid("orders")
+        for oid, o in orders.items():
+            og.stage(oid, panels.order_row(o))
+        tg = self.grid("trades")
+        for t in trades:
+            tg.stage(t.trade_id, panels.trade_row(t))
+
+    @work(thread=True, exclusive=True, group="desk-status", exit_on_error=False)
+    def sample_status(self) -> None:
+        host = self.app.host
+        runtime = host.runtime if host is not None else None
+        try:
+            st = asyncio.run(self.app.session.sample_status(runtime))
+        finally:
+            self.app.call_from_thread(self._next_sample)
+        self.post_message(StatusSampled(st))
+        if st.get("mode") != "ONLINE" or self.panel == "journal":
+            self.post_message(JournalLoaded(self.app.session.service.journal_entries(limit=500)))
+
+    def _next_sample(self) -> None:
+        if self.is_attached:
+            self.set_timer(self.app.status_every, self.sample_status, name="desk-status-next")
+
+    def on_status_sampled(self, msg: StatusSampled) -> None:
+        self.status = msg.status
+        self.query_one(StatusBar).show(msg.status)
+        rs = (msg.status.get("runtime") or {}).get("resnapshots", 0)
+        if rs != self._resnapshots_seen:
+            self._resnapshots_seen = rs
+            self.load_book()
+
+    def on_journal_loaded(self, msg: JournalLoaded) -> None:
+        self.grid("journal").set_rows((e["seq"], panels.journal_row(e)) for e in msg.entries)
+
+    def set_mode(self, msg: ModeChanged) -> None:
+        self.query_one(ModeBanner).mode = msg.mode
+        self.query_one(StatusBar).show(mode_since=msg.at)
+        if msg.mode in ("BACKUP", "RECOVERING"):
+            self.sample_status()
+
+    # ------------------------------------------------------------------ keys
+
+    def action_show(self, panel: str) -> None:
+        self.panel = panel
+        self.query_one(ContentSwitcher).current = f"grid-{panel}"
+        title, _cols = PANELS[panel]
+        g = self.grid(panel)
+        self.query_one("#panel-title", Static).update(f" {title}  ({g.row_count} rows)")
+        g.focus()
+        if panel == "journal":
+            self.post_message(JournalLoaded(self.app.session.service.journal_entries(limit=500)))
+
+    def cursor_position(self) -> dict | None:
+        g = self.grid("positions")
+        return g.row(g.cursor_key) if g.cursor_key is not None else None
+
+    def _ticket_defaults(self) -> dict:
+        src = None
+        if self.panel in ("positions", "orders", "watch"):
+            g = self.grid(self.panel)
+            src = g.row(g.cursor_key) if g.cursor_key is not None else None
+        d = {}
+        if src:
+            d = {k: src[k] for k in ("client_id", "exchange", "symbol", "product") if k in src}
+        if "client_id" not in d and self.book and self.book.clients:
+            d["client_id"] = self.book.clients[0]
+        return d
+
+    def action_buy(self) -> None:
+        self._order("BUY")
+
+    def action_sell(self) -> None:
+        self._order("SELL")
+
+    def _order(self, side: str) -> None:
+        from console.tui.screens.order_entry import OrderEntryScreen
+
+        if self.book is None:
+            self.notify("The book is still loading.", severity="warning")
+            return
+        self.app.push_screen(OrderEntryScreen(side, self._ticket_defaults(), self.book))
+
+    def _cursor_order(self) -> dict | None:
+        if self.panel != "orders":
+            self.notify("Select an order in the order book (F3) first.", severity="warning")
+            return None
+        g = self.grid("orders")
+        row = g.row(g.cursor_key) if g.cursor_key is not None else None
+        if row is None or row["status"] not in OPEN_STATUSES:
+            self.notify("Select an open order.", severity="warning")
+            return None
+        return row
+
+    def action_modify(self) -> None:
+        from console.tui.screens.order_entry import ModifyScreen
+
+        row = self._cursor_order()
+        if row is not None:
+            self.app.push_screen(ModifyScreen(row))
+
+    def action_cancel(self) -> None:
+        from console.tui.screens.confirm import ConfirmScreen
+
+        row = self._cursor_order()
+        if row is None:
+            return
+        oid = row["order_id"]
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.app.run_trade(lambda s: s.cancel(order_id=oid), reply_to=self)
+
+        self.app.push_screen(ConfirmScreen(
+            f"Cancel order {oid}: {row['side']} {row['quantity']} {row['symbol']} for {row['client_id']}?"), done)
+
+    def action_squareoff(self) -> None:
+        from console.tui.screens.squareoff import SquareOffScreen
+
+        pos = self.cursor_position() if self.panel == "positions" else None
+        client = (pos or {}).get("client_id") or self._ticket_defaults().get("client_id")
+        self.app.push_screen(SquareOffScreen(position=pos, client_id=client,
+                                             clients=self.book.clients if self.book else []))
+
+    def action_killswitch(self) -> None:
+        from console.tui.screens.confirm import ConfirmScreen
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.app.run_trade(lambda s: s.killswitch(), reply_to=self)
+
+        self.app.push_screen(ConfirmScreen("KILL SWITCH: cancel every open order in your scope and block new "
+                                           "exposure?"), done)
+
+    def action_watch_add(self) -> None:
+        from console.tui.screens.confirm import AskScreen
+
+        def done(text: str | None) -> None:
+            if not text:
+                return
+            item = text.strip().upper()
+            if ":" not in item:
+                item = f"NSE:{item}"
+            exch, _, sym = item.partition(":")
+            if self.book is None or (exch, sym) not in self.book.instruments:
+                self.notify(f"No instrument {item} in the local reference data.", severity="error")
+                return
+            self.grid("watch").stage((exch, sym), panels.watch_row(self.book.instruments[(exch, sym)]))
+            self.grid("watch").flush()
+            self.app.watch_add(item)
+
+        self.app.push_screen(AskScreen("Add to market watch (EXCHANGE:SYMBOL)", "NSE:INFY"), done)
+
+    def action_watch_remove(self) -> None:
+        g = self.grid("watch")
+        if self.panel != "watch" or g.cursor_key is None:
+            self.notify("Select a symbol in the market watch (F4) first.", severity="warning")
+            return
+        exch, sym = g.cursor_key
+        g.stage(g.cursor_key, None)
+        g.flush()
+        self.app.watch_remove(f"{exch}:{sym}")
+
+    def on_action_done(self, msg) -> None:
+        ok = msg.result is not None and not msg.result.rejected
+        self.notify(msg.summary, severity="information" if ok else "error", timeout=8)
+        self.sample_status()
+
+    def palette_commands(self):
+        """What the command palette offers on the desk (the desk's keys, by name)."""
+        for k in keymap.DESK_KEYS:
+            yield k.description, k.action, f"key {k.key}"

@@ -1,0 +1,58 @@
+"""The lock screen: covers everything until the user's password is given again.
+
+The check is the offline verifier and signed grant on this console (through the session,
+in a worker), so unlocking works whether main is up or down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static
+
+from console.tui.messages import UnlockFailed, Unlocked
+
+
+class LockScreen(ModalScreen[None]):
+    def __init__(self, user: str) -> None:
+        super().__init__()
+        self.user = user
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="lock-box"):
+            yield Static(f"LOCKED  -  {self.user}", id="lock-title")
+            yield Static("Enter your password to unlock.")
+            yield Input(password=True, id="lock-password")
+            yield Static("", id="lock-error")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        if event.value:
+            self.query_one("#lock-error", Static).update("Checking…")
+            self.check(event.value)
+
+    @work(thread=True, exclusive=True, group="unlock", exit_on_error=False)
+    def check(self, password: str) -> None:
+        from console.service import ServiceError
+
+        try:
+            asyncio.run(self.app.session.check_password(password))
+        except ServiceError as exc:
+            self.post_message(UnlockFailed(exc.message))
+            return
+        self.post_message(Unlocked())
+
+    def on_unlocked(self, _msg: Unlocked) -> None:
+        self.app.locked = False
+        self.dismiss(None)
+
+    def on_unlock_failed(self, msg: UnlockFailed) -> None:
+        self.query_one("#lock-error", Static).update(msg.message)
+        self.query_one(Input).value = ""

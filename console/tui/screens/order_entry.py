@@ -1,0 +1,254 @@
+"""Order entry (F1 buy, F2 sell) and modify (Shift+F2): every field of the contract,
+checked as the dealer types against the local reference data (lot size, tick size,
+band, freeze quantity, required fields) with the same checks the backup desk applies
+(sync.policy.check_ticket_shape), then sent through the service.  The outcome (sent,
+journaled, or rejected with the reason) stays on the form when it is a rejection.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+
+from backend_client.wire import OrderType, Side
+from console.tui.messages import ActionDone
+
+EXCHANGES = ("NSE", "BSE", "NFO")
+PRODUCTS = ("MIS", "NRML", "CNC")
+TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
+VALIDITIES = ("DAY", "IOC")
+
+
+def _opts(values):
+    return [(v, v) for v in values]
+
+
+class Invalid(Exception):
+    pass
+
+
+def _int(text: str, what: str, *, required: bool) -> int | None:
+    text = text.strip()
+    if not text:
+        if required:
+            raise Invalid(f"{what} is required")
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise Invalid(f"{what} must be a whole number, not {text!r}") from None
+
+
+def _price(text: str, what: str) -> Decimal | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise Invalid(f"{what} must be a number, not {text!r}") from None
+    if not value.is_finite() or value <= 0:
+        raise Invalid(f"{what} must be greater than zero")
+    return value
+
+
+def build_ticket(fields: dict, instruments: dict, clients: list[str]):
+    """(ticket, validity, disclosed) from the form's text, or raise Invalid with one sentence."""
+    from sync.policy import OrderTicket, Refusal, check_ticket_shape
+
+    client = fields["client"].strip().upper()
+    if not client:
+        raise Invalid("client is required")
+    if clients and client not in clients:
+        raise Invalid(f"client {client} is not in your scope")
+    exch, symbol = fields["exchange"], fields["symbol"].strip().upper()
+    if not symbol:
+        raise Invalid("symbol is required")
+    inst = instruments.get((exch, symbol))
+    if inst is None:
+        raise Invalid(f"no instrument {symbol} on {exch} in the local reference data")
+    qty = _int(fields["quantity"], "quantity", required=True)
+    disclosed = _int(fields["disclosed"], "disclosed quantity", required=False)
+    ticket = OrderTicket(client_id=client, exchange=exch, symbol=symbol, side=Side(fields["side"]), quantity=qty,
+                         product=fields["product"], order_type=OrderType(fields["order_type"]),
+                         price=_price(fields["price"], "price"), trigger_price=_price(fields["trigger"], "trigger price"))
+    try:
+        check_ticket_shape(ticket, inst)
+    except Refusal as exc:
+        raise Invalid(exc.message.replace("--price", "a price").replace("--trigger", "a trigger price")) from None
+    if disclosed is not None and not 0 <= disclosed <= qty:
+        raise Invalid(f"disclosed quantity must be between 0 and the quantity {qty}")
+    return ticket, fields["validity"], disclosed, inst
+
+
+class OrderEntryScreen(ModalScreen[object]):
+    BINDINGS = [
+        Binding("escape", "close", "Close", id="order.close"),
+        Binding("ctrl+s", "submit", "Submit", id="order.submit", priority=True),
+    ]
+
+    def __init__(self, side: str, defaults: dict, book) -> None:
+        super().__init__()
+        self.side = side
+        self.defaults = defaults
+        self.book = book
+        self.sending = False
+
+    def compose(self) -> ComposeResult:
+        d = self.defaults
+        with Vertical(classes="dialog", id="order-box"):
+            yield Static(f"{self.side} ORDER", id="order-title", classes=f"side-{self.side.lower()}")
+            with Grid(id="order-grid"):
+                yield Label("Client")
+                yield Input(d.get("client_id", ""), id="f-client")
+                yield Label("Exchange")
+                yield Select(_opts(EXCHANGES), value=d.get("exchange", "NSE"), allow_blank=False, id="f-exchange")
+                yield Label("Symbol")
+                yield Input(d.get("symbol", ""), id="f-symbol")
+                yield Label("Side")
+                yield Select(_opts(("BUY", "SELL")), value=self.side, allow_blank=False, id="f-side")
+                yield Label("Quantity")
+                yield Input("", id="f-quantity", type="integer")
+                yield Label("Product")
+                yield Select(_opts(PRODUCTS), value=d.get("product", "MIS"), allow_blank=False, id="f-product")
+                yield Label("Order type")
+                yield Select(_opts(TYPES), value="MARKET", allow_blank=False, id="f-order_type")
+                yield Label("Price")
+                yield Input("", id="f-price")
+                yield Label("Trigger price")
+                yield Input("", id="f-trigger")
+                yield Label("Validity")
+                yield Select(_opts(VALIDITIES), value="DAY", allow_blank=False, id="f-validity")
+                yield Label("Disclosed qty")
+                yield Input("", id="f-disclosed", type="integer")
+            yield Static("", id="order-hint")
+            yield Static("", id="order-error")
+            with Horizontal(classes="buttons"):
+                yield Button(f"{self.side} (Ctrl+S)", id="order-go", variant="success" if self.side == "BUY" else "error")
+                yield Button("Close (Esc)", id="order-close")
+
+    def on_mount(self) -> None:
+        self.query_one("#f-quantity", Input).focus()
+        self.validate()
+
+    def fields(self) -> dict:
+        q = lambda i: self.query_one(f"#f-{i}")  # noqa: E731
+        return {"client": q("client").value, "exchange": q("exchange").value, "symbol": q("symbol").value,
+                "side": q("side").value, "quantity": q("quantity").value, "product": q("product").value,
+                "order_type": q("order_type").value, "price": q("price").value, "trigger": q("trigger").value,
+                "validity": q("validity").value, "disclosed": q("disclosed").value}
+
+    def set_fields(self, **values) -> None:
+        """Fill the form (tests, and the palette's pre-filled orders)."""
+        for name, value in values.items():
+            self.query_one(f"#f-{name}").value = value
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def validate(self) -> bool:
+        hint = self.query_one("#order-hint", Static)
+        err = self.query_one("#order-error", Static)
+        f = self.fields()
+        inst = self.book.instruments.get((f["exchange"], f["symbol"].strip().upper()))
+        hint.update(f"{inst.symbol}: LTP {inst.last_price}  lot {inst.lot_size}  tick {inst.tick_size}  "
+                    f"band {inst.lower_band}-{inst.upper_band}  freeze {inst.freeze_quantity}" if inst else "")
+        try:
+            build_ticket(f, self.book.instruments, self.book.clients)
+        except Invalid as exc:
+            err.update(str(exc))
+            err.set_classes("invalid")
+            return False
+        err.update("ready")
+        err.set_classes("valid")
+        return True
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#order-go")
+    def action_submit(self) -> None:
+        if self.sending:
+            return
+        if not self.validate():
+            return
+        ticket, validity, disclosed, _inst = build_ticket(self.fields(), self.book.instruments, self.book.clients)
+        self.sending = True
+        self.query_one("#order-error", Static).update("sending…")
+        self.app.run_trade(lambda s: s.place(ticket, validity=validity, disclosed_quantity=disclosed), reply_to=self)
+
+    def on_action_done(self, msg: ActionDone) -> None:
+        self.sending = False
+        ok = msg.result is not None and not msg.result.rejected
+        if ok:
+            self.app.notify(msg.summary, title="Order")
+            self.dismiss(msg.result)
+            return
+        err = self.query_one("#order-error", Static)
+        err.update(msg.summary)
+        err.set_classes("invalid")
+
+    @on(Button.Pressed, "#order-close")
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class ModifyScreen(ModalScreen[object]):
+    BINDINGS = [
+        Binding("escape", "close", "Close", id="modify.close"),
+        Binding("ctrl+s", "submit", "Submit", id="modify.submit", priority=True),
+    ]
+
+    def __init__(self, order: dict) -> None:
+        super().__init__()
+        self.order = order
+
+    def compose(self) -> ComposeResult:
+        o = self.order
+        with Vertical(classes="dialog"):
+            yield Static(f"MODIFY {o['order_id']}: {o['side']} {o['symbol']} for {o['client_id']} ({o['order_type']})")
+            yield Label("Quantity")
+            yield Input(str(o["quantity"]), id="m-quantity", type="integer")
+            yield Label("Price")
+            yield Input("" if o.get("price") is None else str(o["price"]), id="m-price")
+            yield Label("Trigger price")
+            yield Input("" if o.get("trigger_price") is None else str(o["trigger_price"]), id="m-trigger")
+            yield Static("", id="modify-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Modify (Ctrl+S)", id="modify-go", variant="primary")
+                yield Button("Close (Esc)", id="modify-close")
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#modify-go")
+    def action_submit(self) -> None:
+        err = self.query_one("#modify-error", Static)
+        try:
+            qty = _int(self.query_one("#m-quantity", Input).value, "quantity", required=True)
+            price = _price(self.query_one("#m-price", Input).value, "price")
+            trigger = _price(self.query_one("#m-trigger", Input).value, "trigger price")
+        except Invalid as exc:
+            err.update(str(exc))
+            return
+        o = self.order
+        change = {"quantity": qty if qty != o["quantity"] else None,
+                  "price": price if price != o.get("price") else None,
+                  "trigger_price": trigger if trigger != o.get("trigger_price") else None}
+        if all(v is None for v in change.values()):
+            err.update("nothing changed")
+            return
+        err.update("sending…")
+        self.app.run_trade(lambda s: s.modify(order_id=o["order_id"], **change), reply_to=self)
+
+    def on_action_done(self, msg: ActionDone) -> None:
+        if msg.result is not None and not msg.result.rejected:
+            self.app.notify(msg.summary, title="Modify")
+            self.dismiss(msg.result)
+        else:
+            self.query_one("#modify-error", Static).update(msg.summary)
+
+    @on(Button.Pressed, "#modify-close")
+    def action_close(self) -> None:
+        self.dismiss(None)

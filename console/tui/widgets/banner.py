@@ -1,0 +1,33 @@
+"""The mode banner: one line, always on screen, impossible to misread.
+
+ONLINE green, SUSPECT amber, BACKUP red, RECOVERING amber with the replay progress.
+The text says what the mode means for the dealer's next action, not only its name.
+"""
+
+from __future__ import annotations
+
+from textual.reactive import reactive
+from textual.widgets import Static
+
+MEANING = {
+    "ONLINE": "orders go to the main system",
+    "SUSPECT": "main is late answering; not switched yet",
+    "BACKUP": "main is down: actions are journaled locally (reduce-only unless allowed)",
+    "RECOVERING": "main is back: replaying the journal, new actions queue behind it",
+}
+
+
+class ModeBanner(Static):
+    mode: reactive[str] = reactive("ONLINE")
+    progress: reactive[str] = reactive("")
+
+    def render(self) -> str:
+        extra = f"  replay {self.progress}" if self.mode == "RECOVERING" and self.progress else ""
+        return f" {self.mode}  -  {MEANING.get(self.mode, '')}{extra}"
+
+    def watch_mode(self, old: str, new: str) -> None:
+        self.remove_class(f"mode-{old.lower()}")
+        self.add_class(f"mode-{new.lower()}")
+
+    def on_mount(self) -> None:
+        self.add_class(f"mode-{self.mode.lower()}")

@@ -1,0 +1,301 @@
+"""BookGrid: a keyed, live-updating table for the big blotters (net positions, order book).
+
+Why not the stock DataTable: it repaints the whole visible table on any cell change
+(~51 ms a frame at 5,000 rows here, FLOORS.md), so under streaming ticks the screen
+drops to ~10 frames/s and keys lag.  This grid uses Textual's Line API (ScrollView +
+``render_line``): each visible line is one ``Strip``, cached in an LRU keyed by the
+row's version, so an update re-renders only the rows it touched, and only if they are
+on screen.  Updates are staged (``stage``, latest value wins per key) and applied at
+most ``max_fps`` times a second, so a 1,000 ticks/s feed costs a few small repaints a
+second, not a thousand.  Loading 5,000 rows is a dict build (no rendering), so it never
+stalls the screen.
+
+Rendering is a pure function of (columns, row values, cursor, width): given fixed
+prices it draws the same lines every time (snapshot tests rely on it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Iterable
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding
+from textual.cache import LRUCache
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+RowKey = Hashable
+_SEP = " "
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: ``key`` into the row's values, a header, a width and how to show a value.
+
+    ``fmt`` turns a value into text; ``tone`` picks a style from the value (e.g. red when
+    negative).  Numbers are right-aligned by default."""
+
+    key: str
+    label: str
+    width: int
+    align: str = "left"  # left | right
+    fmt: Callable[[Any], str] = str
+    tone: Callable[[Any], Style | None] | None = None
+
+
+def _fit(text: str, width: int, align: str) -> str:
+    if len(text) > width:
+        return text[: max(width - 1, 0)] + "…" if width > 1 else text[:width]
+    return text.rjust(width) if align == "right" else text.ljust(width)
+
+
+class BookGrid(ScrollView, can_focus=True):
+    """A keyed table with a sticky header, a cursor row and batched, throttled updates."""
+
+    DEFAULT_CSS = """
+    BookGrid { height: 1fr; }
+    """
+
+    BINDINGS = [
+        Binding("up", "cursor(-1)", "Up", show=False, id="grid.up"),
+        Binding("down", "cursor(1)", "Down", show=False, id="grid.down"),
+        Binding("pageup", "page(-1)", "Page up", show=False, id="grid.page_up"),
+        Binding("pagedown", "page(1)", "Page down", show=False, id="grid.page_down"),
+        Binding("home", "jump(0)", "First row", show=False, id="grid.first"),
+        Binding("end", "jump(-1)", "Last row", show=False, id="grid.last"),
+    ]
+
+    class CursorMoved(Message):
+        """The highlighted row changed (``key`` is None when the grid is empty)."""
+
+        def __init__(self, grid: "BookGrid", key: RowKey | None) -> None:
+            super().__init__()
+            self.grid = grid
+            self.key = key
+
+    HEADER = Style(bold=True, reverse=True)
+    CURSOR = Style(reverse=True)
+
+    def __init__(self, columns: Iterable[Column], *, max_fps: float = 8.0, cache_size: int = 512,
+                 name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.columns: list[Column] = list(columns)
+        self._keys: list[RowKey] = []
+        self._index: dict[RowKey, int] = {}
+        self._values: dict[RowKey, dict] = {}
+        self._version: dict[RowKey, int] = {}
+        self._pending: dict[RowKey, dict | None] = {}  # None: remove
+        self._cache: LRUCache[tuple, Strip] = LRUCache(cache_size)
+        self._header: Strip | None = None
+        self.cursor: int = 0
+        self.max_fps = max_fps
+        self.frames = 0  # applied batches (the bench counts them)
+        self.lines_rendered = 0  # strips built, cache misses (tests check only touched rows repaint)
+        self._line_width = sum(c.width for c in self.columns) + len(_SEP) * (len(self.columns) - 1)
+
+    # ------------------------------------------------------------------ data in
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0 / self.max_fps, self.flush, name="grid-flush")
+        self._resize_virtual()
+
+    def set_rows(self, rows: Iterable[tuple[RowKey, dict]]) -> None:
+        """Replace every row at once (a snapshot); keeps the cursor on the same key if it is still there."""
+        keep = self.cursor_key
+        self._keys, self._values, self._version, self._index = [], {}, {}, {}
+        self._pending.clear()
+        for key, values in rows:
+            if key not in self._index:
+                self._index[key] = len(self._keys)
+                self._keys.append(key)
+            self._values[key] = dict(values)
+            self._version[key] = 0
+        self._cache.clear()
+        self.cursor = self._index.get(keep, min(self.cursor, max(len(self._keys) - 1, 0)))
+        self._resize_virtual()
+        self.refresh()
+        self._announce()
+
+    def stage(self, key: RowKey, values: dict | None) -> None:
+        """Queue an update (partial values merge into the row; a new key adds a row;
+        ``None`` removes it).  Applied at the next frame, latest value wins."""
+        if values is None:
+            self._pending[key] = None
+            return
+        prior = self._pending.get(key)
+        self._pending[key] = {**prior, **values} if prior else dict(values)
+
+    def flush(self) -> int:
+        """Apply staged updates and repaint only the visible rows they touched; returns
+        how many rows changed.  Runs on the frame timer; call it directly in tests."""
+        if not self._pending:
+            return 0
+        pending, self._pending = self._pending, {}
+        structure = False
+        dirty: list[int] = []
+        for key, values in pending.items():
+            if values is None:
+                if key in self._index:
+                    self._remove(key)
+                    structure = True
+                continue
+            row = self._values.get(key)
+            if row is None:
+                self._index[key] = len(self._keys)
+                self._keys.append(key)
+                self._values[key] = dict(values)
+                self._version[key] = 0
+                structure = True
+                continue
+            changed = False
+            for k, v in values.items():
+                if row.get(k) != v:
+                    row[k] = v
+                    changed = True
+            if changed:
+                self._version[key] += 1
+                dirty.append(self._index[key])
+        self.frames += 1
+        if structure:
+            self._cache.clear()
+            self.cursor = min(self.cursor, max(len(self._keys) - 1, 0))
+            self._resize_virtual()
+            self.refresh()
+            self._announce()
+        else:
+            top = int(self.scroll_offset.y)
+            height = self.size.height
+            for i in dirty:
+                y = i - top + 1
+                if 1 <= y < height:
+                    self.refresh(Region(0, y, self.size.width, 1))
+        return len(dirty) + (1 if structure else 0)
+
+    def _remove(self, key: RowKey) -> None:
+        i = self._index.pop(key)
+        del self._keys[i]
+        del self._values[key]
+        del self._version[key]
+        for j in range(i, len(self._keys)):
+            self._index[self._keys[j]] = j
+
+    # ------------------------------------------------------------------ data out
+
+    @property
+    def row_count(self) -> int:
+        return len(self._keys)
+
+    @property
+    def cursor_key(self) -> RowKey | None:
+        return self._keys[self.cursor] if 0 <= self.cursor < len(self._keys) else None
+
+    def row(self, key: RowKey) -> dict | None:
+        return self._values.get(key)
+
+    def keys(self) -> list[RowKey]:
+        return list(self._keys)
+
+    def move_to(self, key: RowKey) -> bool:
+        if key not in self._index:
+            return False
+        self._set_cursor(self._index[key])
+        return True
+
+    # ------------------------------------------------------------------ cursor
+
+    def _set_cursor(self, i: int) -> None:
+        if not self._keys:
+            return
+        i = max(0, min(i, len(self._keys) - 1))
+        old, self.cursor = self.cursor, i
+        top = int(self.scroll_offset.y)
+        body = max(self.size.height - 1, 1)
+        if i < top:
+            self.scroll_to(y=i, animate=False)
+        elif i >= top + body:
+            self.scroll_to(y=i - body + 1, animate=False)
+        self.refresh()
+        if old != i:
+            self._announce()
+
+    def _announce(self) -> None:
+        self.post_message(self.CursorMoved(self, self.cursor_key))
+
+    def action_cursor(self, delta: int) -> None:
+        self._set_cursor(self.cursor + delta)
+
+    def action_page(self, direction: int) -> None:
+        self._set_cursor(self.cursor + direction * max(self.size.height - 2, 1))
+
+    def action_jump(self, where: int) -> None:
+        self._set_cursor(where if where >= 0 else len(self._keys) - 1)
+
+    def on_click(self, event: events.Click) -> None:
+        if event.y >= 1:
+            self._set_cursor(int(self.scroll_offset.y) + event.y - 1)
+
+    # ------------------------------------------------------------------ rendering (Line API)
+
+    def _resize_virtual(self) -> None:
+        self.virtual_size = Size(self._line_width, len(self._keys) + 1)
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.size.width
+        if y == 0:
+            if self._header is None:
+                text = _SEP.join(_fit(c.label, c.width, c.align) for c in self.columns)
+                self._header = Strip([Segment(text, self.HEADER)])
+            return self._header.crop_extend(scroll_x, scroll_x + width, self.HEADER)
+        i = scroll_y + y - 1
+        if i >= len(self._keys):
+            return Strip.blank(width, self.rich_style)
+        key = self._keys[i]
+        on_cursor = i == self.cursor and self.has_focus
+        ck = (key, self._version[key], on_cursor)
+        strip = self._cache.get(ck)
+        if strip is None:
+            strip = self._render_row(self._values[key], on_cursor)
+            self._cache.set(ck, strip)
+            self.lines_rendered += 1
+        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+
+    def _render_row(self, values: dict, on_cursor: bool) -> Strip:
+        base = self.rich_style
+        segments: list[Segment] = []
+        for n, col in enumerate(self.columns):
+            if n:
+                segments.append(Segment(_SEP, base))
+            value = values.get(col.key)
+            text = "" if value is None else col.fmt(value)
+            style = base
+            if col.tone is not None and value is not None:
+                tone = col.tone(value)
+                if tone is not None:
+                    style = base + tone
+            if on_cursor:
+                style = style + self.CURSOR
+            segments.append(Segment(_fit(text, col.width, col.align), style))
+        return Strip(segments, self._line_width)
+
+    def on_focus(self) -> None:
+        self._cache.clear()
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self._cache.clear()
+        self.refresh()
+
+    def visible_text(self) -> list[str]:
+        """The rows as drawn (header first), for tests and snapshots."""
+        out = [_SEP.join(_fit(c.label, c.width, c.align) for c in self.columns)]
+        for key in self._keys:
+            v = self._values[key]
+            out.append(_SEP.join(_fit("" if v.get(c.key) is None else c.fmt(v.get(c.key)), c.width, c.align)
+                                 for c in self.columns))
+        return out

@@ -1,0 +1,66 @@
+"""The status bar: what support staff look at first.
+
+Mode since, backend latency, journal depth, replay progress, mirror staleness, last BOD
+sync, user and role.  The clock is injected (``clock`` returns an aware datetime) so a
+snapshot with a frozen clock draws the same bar every time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Callable
+
+from textual.widgets import Static
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+class StatusBar(Static):
+    def __init__(self, clock: Callable[[], datetime], **kw) -> None:
+        super().__init__("", **kw)
+        self.clock = clock
+        self.status: dict = {}
+        self.mode_since: datetime | None = None
+
+    def show(self, status: dict | None = None, mode_since: datetime | None = None) -> None:
+        if status is not None:
+            self.status = status
+        if mode_since is not None:
+            self.mode_since = mode_since
+        self.update(self.line())
+
+    def line(self) -> str:
+        st, now = self.status, self.clock()
+        parts = []
+        if self.mode_since is not None:
+            parts.append(f"since {self.mode_since.astimezone(timezone.utc):%H:%M:%S}Z "
+                         f"({_ago((now - self.mode_since).total_seconds())})")
+        probe = st.get("probe") or {}
+        if probe:
+            parts.append(f"main {probe['latency_ms']:.0f} ms" if probe.get("ok") and probe.get("latency_ms") is not None
+                         else f"main down ({probe.get('kind', '?')})")
+        if "journal_depth" in st:
+            parts.append(f"journal {st['journal_depth']}")
+        parts.append(f"replay {st.get('replay', 'idle')}")
+        mirror = st.get("mirror") or {}
+        if mirror.get("current_at"):
+            age = (now - datetime.fromisoformat(mirror["current_at"])).total_seconds()
+            parts.append(f"mirror {_ago(age)} old")
+        elif st:
+            parts.append("mirror -")
+        bod = st.get("last_bod")
+        if bod:
+            parts.append(f"BOD {datetime.fromisoformat(bod['at']).astimezone(timezone.utc):%H:%M}Z {bod['trading_date']}")
+        elif st:
+            parts.append("BOD none")
+        user = st.get("user")
+        if user:
+            parts.append(f"{user['user_id']} ({user['role']}, {user['how'].lower()})")
+        return "  |  ".join(parts)
