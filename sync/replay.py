@@ -51,6 +51,7 @@ from backend_client import wire
 from backend_client.client import BackendClient
 from localstore.db import Store
 from localstore.models import InstrumentRow, JournalEntry, JournalKind, JournalState, Policy, ReplayLease
+from sync.held import RELEASED_PREFIX
 from sync.squareoff import slices
 
 log = logging.getLogger("lifeboat.replay")
@@ -108,6 +109,7 @@ class ReplayResult:
     stopped_reason: str | None = None
     busy_holder: str | None = None
     busy_since: datetime | None = None
+    steps: int = 0  # committed state moves + answers from main (what the crash hook counts)
 
     @property
     def message(self) -> str:
@@ -126,7 +128,7 @@ class ReplayResult:
             "main_trading_date": self.main_trading_date.isoformat() if self.main_trading_date else None,
             "stopped_reason": self.stopped_reason, "busy_holder": self.busy_holder,
             "busy_since": self.busy_since.isoformat() if self.busy_since else None,
-            "processed": len(self.outcomes), "outcomes": [asdict(o) for o in self.outcomes],
+            "processed": len(self.outcomes), "steps": self.steps, "outcomes": [asdict(o) for o in self.outcomes],
         }
 
 
@@ -259,6 +261,7 @@ class Replayer:
             except Exception:  # noqa: BLE001 - an expired lease frees itself
                 log.exception("could not release the replay lease", extra={"event": "replay_lease_release_failed"})
         result.finished_at = self.clock()
+        result.steps = self.steps
         log.info("replay pass", extra={"event": "replay_pass", "status": result.status,
                                        "processed": len(result.outcomes), "reason": result.stopped_reason})
         return result
@@ -326,7 +329,9 @@ class Replayer:
     def _commit_move(self, seq: int, state: JournalState, reason: str | None, main_order_id: str | None,
                      sent: bool) -> None:
         now = self.clock()
-        values: dict[str, Any] = {"state": state.value, "state_reason": reason, "updated_at": now}
+        values: dict[str, Any] = {"state": state.value, "updated_at": now}
+        if state is not JournalState.SENT:  # SENT keeps the reason (a supervisor's release, for one)
+            values["state_reason"] = reason
         if main_order_id is not None:
             values["main_order_id"] = main_order_id
         if sent:
@@ -353,6 +358,8 @@ class Replayer:
     # ------------------------------------------------------------------ one entry
 
     def _stale(self, e: dict, main_date: date, stale_after_min: int) -> str | None:
+        if (e.get("state_reason") or "").startswith(RELEASED_PREFIX):
+            return None  # a supervisor decided to send it anyway
         if e["trading_date"] < main_date:
             return f"from trading day {e['trading_date']:%Y-%m-%d}; main is on {main_date:%Y-%m-%d}"
         age = self.clock() - e["created_at"]

@@ -94,7 +94,7 @@ class Console:
 
     # -------------------------------------------------------------- replay in this process
 
-    def replay(self, user: str = SUPER, **kw):
+    def replay(self, user: str = SUPER, *, reconciled: bool = True, **kw):
         from sync.reconcile import reconcile
         from sync.replay import Replayer
 
@@ -103,7 +103,7 @@ class Console:
                 await c.login(user, PASSWORD)
                 result = await Replayer(self.store, c, **kw).run()
                 report = None
-                if result.status != "busy":
+                if result.status != "busy" and reconciled:
                     report = await reconcile(self.store, c, result)
                 return result, report
 
