@@ -277,10 +277,12 @@ class Runtime:
                 self._wake_probe.clear()
                 if self._stop.is_set():
                     return
-                await self._apply_override()
+                # Probe first: after a disconnect this probe is the confirmation that
+                # decides BACKUP, and the store read below would only delay it.
                 result = await probe_once(self.client.base_url, timeout=self.probe_timeout, http=http)
                 self.probes += 1
                 self.detector.on_probe(self.clock(), result)
+                await self._apply_override()
                 await self._finish_recovery()
 
     async def _apply_override(self) -> None:
