@@ -138,6 +138,48 @@ def sync_bod(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", h
     raise typer.Exit(cmd_book.sync_bod(ctx.obj, as_json))
 
 
+@sync_app.command("replay")
+def sync_replay(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
+    """Replay the journal to the main system now, then reconcile (exit 6: held for a person)."""
+    from console import cmd_sync
+
+    raise typer.Exit(cmd_sync.replay(ctx.obj, as_json))
+
+
+@sync_app.command("report")
+def sync_report(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
+    """The last reconciliation report."""
+    from console import cmd_sync
+
+    raise typer.Exit(cmd_sync.report(ctx.obj, as_json))
+
+
+@sync_app.command("held")
+def sync_held(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
+    """Journal entries held for a supervisor's decision (exit 6 when there are any)."""
+    from console import cmd_sync
+
+    raise typer.Exit(cmd_sync.held(ctx.obj, as_json))
+
+
+@sync_app.command("release")
+def sync_release(ctx: typer.Context, seq: int = typer.Argument(..., help="Journal sequence number."),
+                 as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
+    """Supervisor (audited): send a held entry on the next replay."""
+    from console import cmd_sync
+
+    raise typer.Exit(cmd_sync.decide(ctx.obj, seq, release=True, as_json=as_json))
+
+
+@sync_app.command("discard")
+def sync_discard(ctx: typer.Context, seq: int = typer.Argument(..., help="Journal sequence number."),
+                 as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
+    """Supervisor (audited): never send a held entry."""
+    from console import cmd_sync
+
+    raise typer.Exit(cmd_sync.decide(ctx.obj, seq, release=False, as_json=as_json))
+
+
 # --------------------------------------------------------------------------- trading (issue 4)
 
 # Choices as small local enums (not backend_client.wire's: that would import pydantic at start-up).

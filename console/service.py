@@ -555,7 +555,7 @@ class Service(TradingMixin):
 
         await asyncio.to_thread(persist)
         kept = secrets.save_token(user_id, session.access_token)
-        log.info("login", extra={"event": "login", "user_id": user_id, "token_kept": kept})
+        log.info("login", extra={"event": "login", "user_id": user_id, "keyring_kept": kept})
         return LoginResult(session.user, kept, grant.claims.valid_until, store.console_id)
 
     def logout(self) -> str:
@@ -599,29 +599,42 @@ class Service(TradingMixin):
         except be.BackendError as exc:
             raise translate(exc) from exc
 
-    def _scope_check(self, client_id: str | None) -> None:
-        if client_id is None:
-            return
-        from localstore.models import ClientRow
-
+    def _local_scope(self) -> list[str] | None:
+        """The current user's clients as recorded at their last online login (None: every
+        client, for a supervisor or viewer).  A console shared by two dealers keeps one
+        book; each sees only their own clients in it."""
+        user = self.current_user()
         with self.store.read() as s:
-            if s.get(ClientRow, client_id) is None:
+            row = s.get(UserRow, user)
+        if row is None:
+            raise NotLoggedIn(f"{user} has never logged in on this console: run `lifeboat login --user {user}`")
+        if row.role != wire.Role.DEALER:
+            return None
+        return json.loads(row.client_ids or "[]")
+
+    def _scoped(self, q, column, client_id: str | None):
+        scope = self._local_scope()
+        if client_id is not None:
+            from localstore.models import ClientRow
+
+            with self.store.read() as s:
+                known = s.get(ClientRow, client_id) is not None
+            if not known:
                 raise RejectedByMain(f"unknown client {client_id!r} in the local book (not in your scope, or no BOD yet)")
+            if scope is not None and client_id not in scope:
+                raise Denied(f"client {client_id} is not in {self.user}'s scope")
+            return q.where(column == client_id)
+        return q if scope is None else q.where(column.in_(scope))
 
     def local_positions(self, client_id: str | None = None) -> list[wire.Position]:
-        self._scope_check(client_id)
         q = select(PositionRow).order_by(PositionRow.client_id, PositionRow.exchange, PositionRow.symbol,
                                          PositionRow.product)
-        if client_id:
-            q = q.where(PositionRow.client_id == client_id)
+        q = self._scoped(q, PositionRow.client_id, client_id)
         with self.store.read() as s:
             return [to_model(r, wire.Position) for r in s.scalars(q)]
 
     def local_orders(self, client_id: str | None = None) -> list[wire.Order]:
-        self._scope_check(client_id)
-        q = select(OrderRow).order_by(OrderRow.created_at, OrderRow.order_id)
-        if client_id:
-            q = q.where(OrderRow.client_id == client_id)
+        q = self._scoped(select(OrderRow).order_by(OrderRow.created_at, OrderRow.order_id), OrderRow.client_id, client_id)
         with self.store.read() as s:
             return [to_model(r, wire.Order) for r in s.scalars(q)]
 
@@ -699,9 +712,65 @@ class Service(TradingMixin):
 
         try:
             async with self.session_client(password) as c:
-                runtime = Runtime(self.store, c)
+                runtime = Runtime(self.store, c, user_id=self.current_user())
                 if ready is not None:
                     ready(runtime)
                 await runtime.run()
         except be.BackendError as exc:
             raise translate(exc) from exc
+
+    # ------------------------------------------------------------------ replay and reconciliation (issue 5)
+
+    async def replay(self, password: str | None = None, *, wait_s: float = 0.0) -> dict:
+        """Replay the journal to main now (one pass holding the store's replay lease), then
+        reconcile.  Returns {"replay": ReplayResult dict, "report": report dict or None};
+        "busy" (another replayer) and "stopped" (main went away) are in replay.status."""
+        from sync.reconcile import reconcile
+        from sync.replay import Replayer
+
+        try:
+            async with self.session_client(password) as c:
+                result = await Replayer(self.store, c).run(wait_s=wait_s)
+                report = None
+                if result.status != "busy":
+                    try:
+                        report = await reconcile(self.store, c, result, mode="RECOVERING")
+                    except (be.Unavailable, be.ProtocolError) as exc:
+                        if result.status == "done":
+                            result.status, result.stopped_reason = "stopped", f"reconciliation: {exc.message}"
+        except be.BackendError as exc:
+            raise translate(exc) from exc
+        log.info("replay", extra={"event": "replay", "status": result.status, "processed": len(result.outcomes)})
+        return {"replay": result.as_dict(), "report": report}
+
+    def last_report(self) -> dict | None:
+        from sync.reconcile import last_report
+
+        return last_report(self.store)
+
+    def held_entries(self) -> list[dict]:
+        from sync.held import held_entries
+
+        return held_entries(self.store)
+
+    async def release_held(self, seq: int, *, password: str | None = None) -> dict:
+        """Supervisor: send a held entry on the next replay (audited)."""
+        return await self._decide_held(seq, password, release=True)
+
+    async def discard_held(self, seq: int, *, password: str | None = None) -> dict:
+        """Supervisor: never send a held entry (moot, "discarded by <user>"; audited)."""
+        return await self._decide_held(seq, password, release=False)
+
+    async def _decide_held(self, seq: int, password: str | None, *, release: bool) -> dict:
+        from sync import held
+
+        actor = await self._supervisor(password, "decide held journal entries", "LOCAL")
+        fn = held.release if release else held.discard
+        try:
+            row = await asyncio.to_thread(fn, self.store, seq, user_id=actor.user_id, mode="LOCAL")
+        except held.NotHeld as exc:
+            raise Refused(str(exc), "not_held") from exc
+        log.info("replay_release" if release else "replay_discard",
+                 extra={"event": "replay_release" if release else "replay_discard", "seq": seq,
+                        "client_order_id": row["client_order_id"]})
+        return row
