@@ -17,7 +17,7 @@ import pytest
 
 from localstore import audit
 from localstore.db import open_store
-from tests.cli_env import DEAD_URL, PASSWORD, Cli, raw_get, raw_session
+from tests.cli_env import DEAD_URL, PASSWORD, Cli, cli_factory, raw_get, raw_session  # noqa: F401 (fixture)
 from tests.simproc import SimProcess
 from tests.sync_env import Dealer, simple_burst, wait_until_mirrored
 
@@ -264,3 +264,26 @@ def _bod_seq(store_file):
     finally:
         con.close()
     return row[0] if row else None
+
+
+def test_a_shared_console_shows_each_dealer_only_their_own_clients(sim, cli_factory):
+    """dealer1 took the BOD on this console; dealer2 logs in on the same console: the
+    local book answers dealer2 with dealer2's clients only, and refuses dealer1's."""
+    console = cli_factory(sim.url)
+    console.login("dealer1").ok()
+    console.bod_in_process()
+    d1_clients = set(raw_session(sim.url, "dealer1")["user"]["client_ids"])
+    console.login("dealer2").ok()
+    d2 = raw_session(sim.url, "dealer2")["user"]["client_ids"]
+
+    as_d1 = console("--user", "dealer1", "positions", "--local", "--json").ok().json()
+    assert as_d1 and {p["client_id"] for p in as_d1} <= d1_clients
+
+    as_d2 = console("--user", "dealer2", "positions", "--local", "--json").ok().json()
+    assert {p["client_id"] for p in as_d2} <= set(d2)
+    assert not {p["client_id"] for p in as_d2} & d1_clients
+
+    other = sorted(d1_clients)[0]
+    refused = console("--user", "dealer2", "orders", "--local", "--client", other)
+    assert refused.returncode == 3, refused.stderr
+    assert other in refused.stderr and "scope" in refused.stderr
