@@ -39,6 +39,7 @@ from localstore.models import ClientRow, SyncState
 from sync import detector_store
 from sync.bod import replace_book
 from sync.mirror import Mirror
+from sync.recovery import Recovery
 
 log = logging.getLogger("lifeboat.runtime")
 
@@ -98,6 +99,7 @@ class Runtime:
         self._stop = asyncio.Event()
         self._last_persist = 0.0
         self.applied_seq_callbacks: list = []  # f(seq, applied_at) after each committed batch (benches)
+        self.recovery = Recovery(self)  # automatic replay + reconciliation at RECOVERING (issue 5)
 
     def _default_stream(self, since: int | None) -> StreamClient:
         return StreamClient(self.client.base_url, self.client.token or "", since=since,
@@ -302,6 +304,7 @@ class Runtime:
         itself is the next issue's; until then entries waiting keep it RECOVERING)."""
         if self.detector.automatic is not Mode.RECOVERING:
             return
+        self.recovery.start()  # replays the journal, then calls replay_done and reconciles
         if await asyncio.to_thread(detector_store.replay_work, self.store) == 0:
             self.detector.replay_done(self.clock())
 
