@@ -50,8 +50,14 @@ APP_KEYS: tuple[Key, ...] = (
     Key("quit", "ctrl+q", "quit", "Quit", priority=True),
 )
 
+# `lifeboat demo` only (console/tui/drill.py): stage an outage through mainsim's fault
+# control; the same key ends it.  Not in ALL_KEYS: the real console has no such key.
+DEMO_KEYS: tuple[Key, ...] = (
+    Key("outage", "ctrl+o", "outage", "Demo: stage / end outage", priority=True),
+)
+
 ALL_KEYS: tuple[Key, ...] = DESK_KEYS + APP_KEYS
-KEY_IDS = frozenset(k.id for k in ALL_KEYS)
+KEY_IDS = frozenset(k.id for k in ALL_KEYS + DEMO_KEYS)
 
 
 def bindings(keys: tuple[Key, ...]) -> list[Binding]:
@@ -62,5 +68,5 @@ def bindings(keys: tuple[Key, ...]) -> list[Binding]:
 def markdown_table() -> str:
     """The key map as a Markdown table (README, help)."""
     rows = ["| key | what | id |", "|---|---|---|"]
-    rows += [f"| {k.key} | {k.description} | `{k.id}` |" for k in ALL_KEYS]
+    rows += [f"| {k.key} | {k.description} | `{k.id}` |" for k in ALL_KEYS + DEMO_KEYS]
     return "\n".join(rows)
