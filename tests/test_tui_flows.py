@@ -32,3 +32,158 @@ async def _online_login(sim, tmp_path):
         await wait_for(pilot, lambda: "dealer1 (dealer, online)" in bar.line(), what="status bar user")
         assert "main " in bar.line() and "journal 0" in bar.line()
         app.exit()
+
+
+async def _main_orders(url: str, home):
+    """What mainsim itself holds (another Service on the same console, token from the keyring)."""
+    from console.service import Service
+
+    svc = Service(backend_url=url, home=home, user="dealer1")
+    try:
+        return await svc.orders()
+    finally:
+        svc.close()
+
+
+def _resting_limit(book, client_id):
+    """A BUY LIMIT two ticks above the lower band: valid, and it will rest (OPEN)."""
+    inst = sorted((i for (e, _s), i in book.instruments.items() if e == "NSE"), key=lambda i: i.symbol)[0]
+    return inst, inst.lower_band + 2 * inst.tick_size
+
+
+def test_order_entry_reaches_main_then_modify_and_cancel_from_the_order_book(sim, tmp_path, tui_keyring):
+    run(_order_lifecycle(sim, tmp_path))
+
+
+async def _order_lifecycle(sim, tmp_path):
+    from console.tui.screens.confirm import ConfirmScreen
+    from console.tui.screens.order_entry import ModifyScreen, OrderEntryScreen
+
+    home = tmp_path / "home"
+    app = make_app(sim.url, home)
+    async with app.run_test(size=SIZE) as pilot:
+        desk = await login(pilot)
+        client = desk.book.clients[0]
+        inst, price = _resting_limit(desk.book, client)
+        await pilot.press("f1")
+        form = await wait_for(pilot, lambda: isinstance(app.screen, OrderEntryScreen) and app.screen, what="order form")
+        # inline validation: a quantity off the lot size and a price off the tick are refused before sending
+        form.set_fields(client=client, exchange="NSE", symbol=inst.symbol, order_type="LIMIT",
+                        quantity=str(inst.lot_size + 1) if inst.lot_size > 1 else "0", price=str(price))
+        await pilot.pause()
+        assert not form.validate()
+        assert "lot size" in str(form.query_one("#order-error").render()) or "greater than zero" in str(
+            form.query_one("#order-error").render())
+        form.set_fields(quantity=str(inst.lot_size), price=str(price + inst.tick_size / 2))
+        await pilot.pause()
+        assert not form.validate() and "tick size" in str(form.query_one("#order-error").render())
+        form.set_fields(price=str(inst.upper_band + inst.tick_size))
+        await pilot.pause()
+        assert not form.validate() and "band" in str(form.query_one("#order-error").render())
+        form.set_fields(price=str(price))
+        await pilot.pause()
+        assert form.validate()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen is desk, what="the form to close on success")
+        main = [o for o in await _main_orders(sim.url, home) if o.symbol == inst.symbol and o.client_id == client]
+        assert len(main) == 1 and main[0].status.value == "OPEN" and main[0].price == price
+        assert main[0].quantity == inst.lot_size and main[0].side.value == "BUY"
+        oid = main[0].order_id
+
+        # the order book shows it (from the live stream), select it and modify the quantity
+        await pilot.press("f3")
+        og = desk.grid("orders")
+        await wait_for(pilot, lambda: og.row(oid) is not None, what="the order in the order book")
+        assert og.move_to(oid)
+        await pilot.press("shift+f2")
+        mod = await wait_for(pilot, lambda: isinstance(app.screen, ModifyScreen) and app.screen, what="modify form")
+        mod.query_one("#m-quantity").value = str(2 * inst.lot_size)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen is desk, what="modify to finish")
+        await wait_for(pilot, lambda: og.row(oid)["quantity"] == 2 * inst.lot_size, what="modified quantity")
+
+        # cancel from the order book: Delete, confirm with y
+        og.move_to(oid)
+        await pilot.press("delete")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="cancel confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: og.row(oid)["status"] == "CANCELLED", what="CANCELLED in the order book")
+        main = {o.order_id: o for o in await _main_orders(sim.url, home)}
+        assert main[oid].status.value == "CANCELLED" and main[oid].quantity == 2 * inst.lot_size
+        app.exit()
+
+
+async def _main_positions(url: str, home, client_id: str):
+    from console.service import Service
+
+    svc = Service(backend_url=url, home=home, user="dealer1")
+    try:
+        return await svc.positions(client_id)
+    finally:
+        svc.close()
+
+
+def test_squareoff_client_scope_preview_then_confirm(sim, tmp_path, tui_keyring):
+    run(_squareoff_client(sim, tmp_path))
+
+
+async def _squareoff_client(sim, tmp_path):
+    from textual.widgets import DataTable, Select
+
+    from console.tui.screens.squareoff import SquareOffScreen
+
+    home = tmp_path / "home"
+    app = make_app(sim.url, home)
+    async with app.run_test(size=SIZE) as pilot:
+        desk = await login(pilot)
+        pos = desk.grid("positions")
+        await wait_for(pilot, lambda: pos.row_count > 0, what="positions")
+        client = pos.row(pos.cursor_key)["client_id"]
+        before = [p for p in await _main_positions(sim.url, home, client) if p.net_quantity]
+        assert before, "the demo data gives every client open positions"
+        await pilot.press("f10")
+        so = await wait_for(pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="square-off")
+        so.query_one("#so-scope", Select).value = "client"
+        await wait_for(pilot, lambda: so.preview is not None and so.preview_scope == {"client_id": client},
+                       what="the client preview")
+        legs = so.preview.legs
+        assert so.preview.dry_run and len(legs) == len(before)
+        assert {(leg["symbol"], leg["quantity"], leg["side"]) for leg in legs} == {
+            (p.symbol, abs(p.net_quantity), "SELL" if p.net_quantity > 0 else "BUY") for p in before}
+        assert so.query_one("#so-legs", DataTable).row_count == len(legs)
+        # nothing was sent by the preview
+        nets = lambda ps: sorted((p.symbol, p.product.value, p.net_quantity) for p in ps if p.net_quantity)  # noqa: E731
+        assert nets(await _main_positions(sim.url, home, client)) == nets(before)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: so.result is not None, what="the square-off result")
+        assert not so.result.rejected and so.result.mode == "ONLINE"
+        assert nets(await _main_positions(sim.url, home, client)) == []
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: all(pos.row(k)["net_quantity"] == 0 for k in pos.keys() if k[0] == client),
+                       what="flat positions on the desk")
+        app.exit()
+
+
+def test_banner_follows_main_down_and_back(sim_factory, tmp_path, tui_keyring):
+    run(_banner(sim_factory(), tmp_path))
+
+
+async def _banner(sim, tmp_path):
+    from console.tui.widgets.banner import ModeBanner
+
+    app = make_app(sim.url, tmp_path / "home")
+    async with app.run_test(size=SIZE) as pilot:
+        desk = await login(pilot)
+        banner = desk.query_one(ModeBanner)
+        await wait_for(pilot, lambda: app.host and app.host.runtime and app.host.runtime.status.connected,
+                       what="the stream")
+        sim.kill()
+        await wait_for(pilot, lambda: banner.mode == "BACKUP", what="BACKUP on the banner")
+        assert banner.has_class("mode-backup") and "BACKUP" in str(banner.render())
+        assert "SUSPECT" in app.mode_history
+        sim.start()  # same port, same data
+        await wait_for(pilot, lambda: banner.mode == "ONLINE", timeout=30, what="ONLINE again")
+        assert banner.has_class("mode-online")
+        hist = app.mode_history
+        assert hist.index("BACKUP") < hist.index("RECOVERING") < len(hist) - 1 and hist[-1] == "ONLINE", hist
+        app.exit()

@@ -64,7 +64,7 @@ async def login(pilot, password: str = PASSWORD, expect: str = "ONLINE"):
     screen.query_one("#login-password").value = password
     await pilot.press("enter")
     desk = await wait_for(pilot, lambda: isinstance(app.screen, DeskScreen) and app.screen, what="the desk")
-    await wait_for(pilot, lambda: desk.book is not None, what="the book")
+    await wait_for(pilot, lambda: desk.book is not None and desk.book.clients, what="the book (BOD taken)")
     return desk
 
 

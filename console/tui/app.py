@@ -50,6 +50,7 @@ class LifeboatApp(App):
         self.start_runtime = start_runtime
         self.watch_symbols = list(self.config.watch_symbols)
         self.locked = False
+        self.mode_history: list[str] = []  # every mode the banner showed, in order (drills, tests)
         self.last_input = time.monotonic()
         self._user = user or service.user
 
@@ -84,6 +85,8 @@ class LifeboatApp(App):
 
     def on_mode_changed(self, msg: ModeChanged) -> None:
         self.session.pin_mode(msg.mode)
+        if not self.mode_history or self.mode_history[-1] != msg.mode:
+            self.mode_history.append(msg.mode)
         desk = self.desk
         if desk is not None:
             desk.set_mode(msg)
@@ -102,9 +105,10 @@ class LifeboatApp(App):
 
     # ------------------------------------------------------------------ actions through the service
 
-    def run_trade(self, factory: Callable, reply_to) -> Worker:
+    def run_trade(self, factory: Callable, reply_to, tag=None) -> Worker:
         """Run ``factory(session)`` (a coroutine: place, cancel, squareoff ...) in a worker
-        thread; reply with ActionDone (a ServiceError becomes its one-sentence reason)."""
+        thread; reply with ActionDone (a ServiceError becomes its one-sentence reason), carrying
+        ``tag`` so a screen can drop a late answer to an older question."""
 
         def body() -> None:
             from console.service import ServiceError
@@ -112,10 +116,10 @@ class LifeboatApp(App):
             try:
                 res = asyncio.run(factory(self.session))
             except ServiceError as exc:
-                reply_to.post_message(ActionDone(None, exc.message))
+                reply_to.post_message(ActionDone(None, exc.message, tag))
                 return
             text, _ok = summarize(res)
-            reply_to.post_message(ActionDone(res, text))
+            reply_to.post_message(ActionDone(res, text, tag))
 
         return self.run_worker(body, thread=True, group="actions", name="action", exit_on_error=False)
 
@@ -188,6 +192,9 @@ class LifeboatApp(App):
     def stop_runtime(self) -> None:
         if self.host is not None:
             self.host.stop()
+
+    def on_unmount(self) -> None:
+        self.stop_runtime()
 
     def exit(self, *args, **kw) -> None:
         self.stop_runtime()

@@ -75,9 +75,9 @@ class JournalLoaded(Message):
 class ActionDone(Message):
     """A trading action came back (sent, journaled, or rejected with a reason)."""
 
-    def __init__(self, result, summary: str) -> None:
+    def __init__(self, result, summary: str, tag=None) -> None:
         super().__init__()
-        self.result, self.summary = result, summary
+        self.result, self.summary, self.tag = result, summary, tag
 
 
 class PreviewReady(Message):

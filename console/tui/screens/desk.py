@@ -67,6 +67,9 @@ class DeskScreen(Screen):
         self.set_interval(1 / self.DRAIN_FPS, self.drain, name="desk-drain")
         self.sample_status()
 
+    def on_unmount(self) -> None:
+        self.app.stop_runtime()  # the runtime's thread must end with the desk, even on an error
+
     # ------------------------------------------------------------------ data
 
     @work(thread=True, exclusive=True, group="desk-book", exit_on_error=False)

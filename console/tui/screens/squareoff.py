@@ -32,6 +32,9 @@ class SquareOffScreen(ModalScreen[object]):
         self.preview = None
         self.result = None
         self.busy = False
+        self.asked = 0  # the newest question; older answers are dropped
+        self.asked_scope: dict | None = None
+        self.preview_scope: dict | None = None  # the scope the preview on screen is for
 
     def compose(self) -> ComposeResult:
         scope = "position" if self.position else ("client" if self.client_id else "all")
@@ -81,9 +84,13 @@ class SquareOffScreen(ModalScreen[object]):
         self.query_one("#so-what", Static).update(f"Flatten {self.describe(scope)}; open orders in it are cancelled.")
         self.query_one("#so-status", Static).update("previewing…")
         self.busy = True
-        self.app.run_trade(lambda s: s.squareoff(dry_run=True, **scope), reply_to=self)
+        self.asked += 1
+        self.asked_scope = scope
+        self.app.run_trade(lambda s: s.squareoff(dry_run=True, **scope), reply_to=self, tag=self.asked)
 
     def on_action_done(self, msg: ActionDone) -> None:
+        if msg.tag != self.asked:
+            return  # an answer to a scope the dealer has since changed
         self.busy = False
         res = msg.result
         status = self.query_one("#so-status", Static)
@@ -97,7 +104,7 @@ class SquareOffScreen(ModalScreen[object]):
                           leg.get("side"), str(leg.get("quantity")),
                           leg.get("outcome") + (f": {leg['reason']}" if leg.get("reason") else ""))
         if res.dry_run:
-            self.preview = res
+            self.preview, self.preview_scope = res, self.asked_scope
             cancels = len(res.cancels)
             if not res.legs and not cancels:
                 status.update("Nothing to square off in this scope.")
@@ -118,7 +125,8 @@ class SquareOffScreen(ModalScreen[object]):
         self.busy = True
         self.query_one("#so-go", Button).disabled = True
         self.query_one("#so-status", Static).update("squaring off…")
-        self.app.run_trade(lambda s: s.squareoff(**scope), reply_to=self)
+        self.asked += 1
+        self.app.run_trade(lambda s: s.squareoff(**scope), reply_to=self, tag=self.asked)
 
     @on(Button.Pressed, "#so-close")
     def action_close(self) -> None:

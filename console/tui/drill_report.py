@@ -1,0 +1,87 @@
+"""The reconciliation report on screen: after a replay, line by line, do both sides agree?
+
+Why here and modal: the drill and the demo show it the moment the automatic replay has
+reconciled, over the desk, so a newcomer sees the end of the story without a keystroke;
+Esc goes back to the desk.  It draws a report dict exactly as sync/reconcile.py stores it
+(``lifeboat sync report --json`` prints the same), plus the drill's timings when given.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+from console.demo_report import TIMING_LABELS
+
+_STATE_STYLE = {"applied": "green", "moot": "dim", "rejected": "red", "conflict": "bold red",
+                "held": "bold yellow", "pending": "cyan", "sent": "cyan"}
+
+
+def headline(report: dict) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in (report.get("counts") or {}).items() if v) or "no entries"
+    agree = "local book EQUALS main" if report.get("local_equals_main") else "local book DIFFERS from main"
+    held = report.get("for_a_person") or 0
+    tail = f"; {held} held for a supervisor" if held else ""
+    return (f"Reconciliation #{report.get('id', '-')}  trading day {report.get('trading_date', '-')}  "
+            f"({report.get('user', '-')}): {counts}; {agree}{tail}")
+
+
+class ReconciliationScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    ReconciliationScreen #recon-box { width: 96%; height: 90%; }
+    ReconciliationScreen #recon-title { text-style: bold; }
+    ReconciliationScreen #recon-entries { height: 1fr; }
+    ReconciliationScreen #recon-mismatches { height: auto; max-height: 8; }
+    ReconciliationScreen .recon-ok { color: $success; text-style: bold; }
+    ReconciliationScreen .recon-bad { color: $error; text-style: bold; }
+    """
+    BINDINGS = [Binding("escape,enter,q", "close", "Back to the desk", id="recon.close")]
+
+    def __init__(self, report: dict, *, timings: dict[str, float] | None = None, verdict: str | None = None) -> None:
+        super().__init__()
+        self.report = report
+        self.timings = timings or {}
+        self.verdict = verdict
+
+    def compose(self) -> ComposeResult:
+        r = self.report
+        with Vertical(classes="dialog", id="recon-box"):
+            yield Static("REPLAY AND RECONCILIATION", id="recon-title")
+            ok = bool(r.get("local_equals_main")) and not r.get("for_a_person") and not r.get("mismatches")
+            yield Static(headline(r), id="recon-headline", classes="recon-ok" if ok else "recon-bad")
+            replay = r.get("replay") or {}
+            if replay:
+                yield Static(f"Replay: {replay.get('message', replay.get('status', '-'))}", id="recon-replay")
+            entries = DataTable(id="recon-entries", cursor_type="row", zebra_stripes=True)
+            entries.add_columns("Seq", "Kind", "Client", "Symbol", "Prod", "Client order id", "State", "Main order",
+                                "Reason")
+            for e in r.get("entries") or []:
+                style = _STATE_STYLE.get(e.get("state"), "")
+                state = f"[{style}]{e.get('state')}[/]" if style else str(e.get("state"))
+                entries.add_row(str(e.get("seq")), e.get("kind") or "", e.get("client_id") or "",
+                                e.get("symbol") or "", e.get("product") or "", e.get("client_order_id") or "",
+                                state, e.get("main_order_id") or "", e.get("reason") or "")
+            yield entries
+            mism = r.get("mismatches") or []
+            if mism:
+                table = DataTable(id="recon-mismatches", cursor_type="row")
+                table.add_columns("Mismatch", "Client", "Symbol", "Local / expected", "Main", "Detail")
+                for x in mism:
+                    table.add_row(x.get("kind", ""), x.get("client_id") or "", x.get("symbol") or "",
+                                  str(x.get("expected", x.get("local", ""))), str(x.get("main", "")),
+                                  x.get("detail", ""))
+                yield table
+            else:
+                yield Static("No mismatches: main holds what the journal meant.", id="recon-nomismatch")
+            if self.timings:
+                parts = [f"{TIMING_LABELS.get(k, k)} {v:.2f} s" for k, v in self.timings.items() if k in TIMING_LABELS]
+                yield Static("Drill timings: " + "  |  ".join(parts), id="recon-timings")
+            if self.verdict:
+                yield Static(self.verdict, id="recon-verdict")
+            yield Static("Esc: back to the desk", id="recon-hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
