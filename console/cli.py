@@ -69,6 +69,19 @@ def sim(
 
 
 @app.command()
+def demo(
+    drill: bool = typer.Option(False, "--drill", help="Play the DR drill by itself and write its report."),
+    directory: Optional[Path] = typer.Option(None, "--dir", help="Data dir (default: a new temp dir)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Where --drill writes its report (default: --dir)."),
+    headless: bool = typer.Option(False, "--headless", hidden=True, help="No screen (tests, CI)."),
+) -> None:
+    """mainsim on loopback with demo data and the console logged in (ctrl+o: outage)."""
+    from console.cmd_demo import run_demo
+
+    raise typer.Exit(run_demo(drill=drill, data_dir=directory, report_dir=report, headless=headless))
+
+
+@app.command()
 def login(ctx: typer.Context) -> None:
     """Log in online: token to the OS keyring; offline grant and local verifier to the store."""
     from console import cmd_book

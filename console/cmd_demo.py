@@ -1,0 +1,100 @@
+"""`lifeboat demo [--drill]`: start mainsim, open the demo console, stop mainsim on the way out.
+
+Why apart from console/demo.py: this is the command's lifecycle (flags, messages on
+stderr, exit codes, signals) around the pieces; it is imported only when `demo` runs,
+and it imports Textual only once the screen is about to open.
+
+Exit codes: 0 (demo closed; drill flat and reconciled), 1 (drill did not end flat and
+reconciled, or an unexpected error), 2 (bad flags, config or --dir), 5 (mainsim did not
+start), 6 (drill: something held for a supervisor's decision).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+from console.exitcodes import ExitCode
+
+
+def _say(text: str) -> None:
+    print(f"lifeboat demo: {text}", file=sys.stderr, flush=True)
+
+
+def run_demo(*, drill: bool, data_dir: Path | None, report_dir: Path | None, headless: bool = False,
+             activity: float | None = None, pause_s: float | None = None, linger_s: float | None = None) -> int:
+    from console import eventlog
+    from console.demo import DEFAULT_ACTIVITY, DemoBackend, DemoError, console_home, make_data_dir, use_private_keyring
+    from console.tui.config import ConfigError, load_config
+
+    try:
+        data = make_data_dir(data_dir)
+    except DemoError as exc:
+        _say(str(exc))
+        return int(ExitCode.USAGE)
+    home = console_home(data)
+    os.environ["LIFEBOAT_HOME"] = str(home)  # this process and anything it starts use the demo's store
+    try:
+        config = load_config(home=home)
+    except ConfigError as exc:
+        _say(str(exc))
+        return int(ExitCode.USAGE)
+    eventlog.setup(home / "logs")  # log lines go to the file, never over the screen
+    use_private_keyring()
+    # the drill runs without background orders, so "flat" at the end means what the drill did
+    backend = DemoBackend(data, activity=(0.0 if drill else DEFAULT_ACTIVITY) if activity is None else activity)
+    _say(f"starting mainsim on 127.0.0.1 (data dir {data}) ...")
+    try:
+        backend.start()
+    except DemoError as exc:
+        _say(str(exc))
+        return int(ExitCode.UNAVAILABLE)
+    _say(f"mainsim ready at {backend.url} (pid {backend.pid}); opening the console as dealer1")
+    try:
+        return _run_screen(backend, home, data, config, drill=drill, report_dir=report_dir or data,
+                           headless=headless, pause_s=pause_s, linger_s=linger_s)
+    finally:
+        code = backend.stop()
+        _say(f"mainsim stopped (exit {code}). Data dir: {data} (mainsim.db, mainsim.log, home/ with the "
+             f"console's store and logs); remove it when done.")
+
+
+def _run_screen(backend, home: Path, data: Path, config, *, drill: bool, report_dir: Path, headless: bool,
+                pause_s: float | None, linger_s: float | None) -> int:
+    from console.demo import DEMO_USER, OutageSwitch
+    from console.demo_report import DrillReport
+    from console.service import Service
+    from console.tui.drill import DemoApp, DrillDriver
+
+    service = Service(backend_url=backend.url, home=home, user=DEMO_USER)
+    driver = None
+    if drill:
+        report = DrillReport(backend_url=backend.url, data_dir=str(data), user=DEMO_USER)
+        driver = DrillDriver(report, report_dir,
+                             pause_s=(0.2 if headless else 1.5) if pause_s is None else pause_s,
+                             linger_s=(0.0 if headless else 6.0) if linger_s is None else linger_s)
+    app = DemoApp(service, config, switch=OutageSwitch(backend.control_url), drill=driver)
+
+    def on_signal(signum, _frame):  # tmux kill-session (SIGHUP), kill (SIGTERM): stop mainsim, leave cleanly
+        backend.stop(grace_s=2.0)
+        app.exit(return_code=128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    try:
+        app.run(headless=headless)
+    finally:
+        service.close()
+    if driver is None:
+        return int(app.return_code or 0)
+    if not driver.finished:
+        _say("the drill was stopped before its end; no report written")
+        return int(app.return_code or ExitCode.UNEXPECTED) or int(ExitCode.UNEXPECTED)
+    jpath, mpath = driver.paths
+    rep = driver.report
+    _say(("drill PASSED: the book ended flat and reconciled" if rep.ok else f"drill FAILED: {rep.failure or '-'}")
+         + f"; timings {rep.timings_s}")
+    _say(f"drill report: {mpath} and {jpath}")
+    return rep.exit_code

@@ -1,0 +1,234 @@
+"""`lifeboat demo`: a running main backend on loopback and the console logged in, in one command.
+
+Why its own module: the demo owns things no other command has - a child process (mainsim)
+that must never outlive it, a data dir that must never touch the user's real store or
+keyring, and a fault switch that stages an outage on purpose.  The screen side (keys, the
+drill on screen) lives in console/tui/drill.py; this module never imports Textual, so the
+drill's bookkeeping can be tested and reused without a screen.
+
+Layout of the demo's data dir (a new temp dir, or ``--dir``)::
+
+    mainsim.db   mainsim's own SQLite file (kept: a second run with --dir resumes it)
+    mainsim.log  its output
+    home/        LIFEBOAT_HOME of the demo console: store, logs, config.toml
+    drill-report.json / .md   written by --drill (or into --report DIR)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEMO_USER = "dealer1"
+DEMO_PASSWORD = "demo"  # the seeded demo data's password (CONTRACT.md); loopback only
+SUPERVISOR = "super1"
+DEFAULT_ACTIVITY = 0.5  # background orders per second: books move, a newcomer sees fills
+READY_TIMEOUT_S = 30.0
+
+
+class DemoError(Exception):
+    """The demo could not start (mainsim did not come up, the dir is unusable); one sentence."""
+
+
+# --------------------------------------------------------------------------- data dir
+
+
+def make_data_dir(given: Path | None) -> Path:
+    """The given dir (created if missing) or a fresh temp dir."""
+    if given is None:
+        return Path(tempfile.mkdtemp(prefix="lifeboat-demo-"))
+    path = given.expanduser()
+    if path.exists() and not path.is_dir():
+        raise DemoError(f"--dir {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DemoError(f"cannot create --dir {path}: {exc.strerror or exc}") from None
+    return path.resolve()
+
+
+# --------------------------------------------------------------------------- mainsim, the child
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: SIGTERM this child when the demo process dies, even by kill -9."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class DemoBackend:
+    """mainsim as a child process on 127.0.0.1 (ephemeral port, faults allowed)."""
+
+    data_dir: Path
+    activity: float = DEFAULT_ACTIVITY
+    seed: int = 7
+    tick_ms: int = 500
+    proc: subprocess.Popen | None = None
+    url: str = ""
+    control_url: str = ""
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "mainsim.log"
+
+    def start(self, timeout: float = READY_TIMEOUT_S) -> "DemoBackend":
+        ready = self.data_dir / "mainsim-ready.json"
+        ready.unlink(missing_ok=True)
+        args = [sys.executable, "-m", "mainsim", "--host", "127.0.0.1", "--port", "0",
+                "--db", str(self.data_dir / "mainsim.db"), "--seed", str(self.seed),
+                "--ready-file", str(ready), "--allow-faults", "--activity", str(self.activity),
+                "--tick-ms", str(self.tick_ms), *self.extra_args]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True,
+                                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DemoError(f"mainsim exited with code {self.proc.returncode} before it was ready; "
+                                f"see {self.log_path}")
+            try:
+                info = json.loads(ready.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                time.sleep(0.05)
+                continue
+            self.url = info["url"]
+            self.control_url = info.get("control_url") or info["url"]
+            return self
+        self.stop()
+        raise DemoError(f"mainsim was not ready after {timeout:.0f} s; see {self.log_path}")
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace_s: float = 5.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``grace_s``; returns the exit code (None: never started)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+            except ProcessLookupError:
+                pass
+        return self.proc.returncode
+
+
+# --------------------------------------------------------------------------- the fault switch
+
+
+class OutageSwitch:
+    """Stages and ends an outage through mainsim's fault control, as supervisor super1.
+
+    The control URL is a direct listener that the fault never touches, so the switch
+    works while the public address refuses connections.  Blocking calls (each its own
+    short event loop): the screen calls them from a worker thread."""
+
+    def __init__(self, control_url: str, *, user: str = SUPERVISOR, password: str = DEMO_PASSWORD) -> None:
+        self.control_url = control_url
+        self.user, self.password = user, password
+        self.active = False
+
+    async def _set(self, mode: str):
+        from backend_client import wire
+        from backend_client.client import BackendClient
+
+        async with BackendClient(self.control_url, control_url=self.control_url, retries=1) as c:
+            await c.login(self.user, self.password)
+            return await c.set_fault(wire.FaultRequest(mode=wire.FaultMode(mode)))
+
+    def set(self, mode: str) -> str:
+        state = asyncio.run(self._set(mode))
+        self.active = state.mode.value != "none"
+        return state.mode.value
+
+    def stage(self, mode: str = "refuse") -> str:
+        return self.set(mode)
+
+    def end(self) -> str:
+        return self.set("none")
+
+    def toggle(self) -> str:
+        return self.end() if self.active else self.stage()
+
+
+# --------------------------------------------------------------------------- the console's side
+
+
+def use_private_keyring() -> None:
+    """Keep the demo's session token in this process only.
+
+    The demo's token is for a throwaway server on loopback: it must neither overwrite a
+    real ``dealer1`` token in the user's OS keyring nor be lost on a headless machine
+    (where keyring has no backend and the console's runtime would have no session).
+    An in-memory backend does both; nothing is written anywhere."""
+    import keyring
+    from keyring.backend import KeyringBackend
+
+    class DemoKeyring(KeyringBackend):
+        priority = 1  # type: ignore[assignment]
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._items: dict[tuple[str, str], str] = {}
+
+        def get_password(self, service, username):
+            return self._items.get((service, username))
+
+        def set_password(self, service, username, password):
+            self._items[(service, username)] = password
+
+        def delete_password(self, service, username):
+            self._items.pop((service, username), None)
+
+    keyring.set_keyring(DemoKeyring())
+
+
+def console_home(data_dir: Path) -> Path:
+    home = data_dir / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+async def login_and_bod(service, user: str = DEMO_USER, password: str = DEMO_PASSWORD):
+    """Online login (token to the private keyring, offline grant to the store), then the BOD."""
+    res = await service.login(user, password)
+    bod = await service.sync_bod()
+    return res, bod
+
+
+def flat_on_main(positions, client_id: str) -> bool:
+    """Every position of ``client_id`` on main has net quantity 0 (no rows is flat too)."""
+    return all(p.net_quantity == 0 for p in positions if p.client_id == client_id)
+
+
+def pick_drill_client(positions) -> tuple[str, int] | None:
+    """The client with the most open legs (ties: the smallest id): the square-off to show."""
+    legs: dict[str, int] = {}
+    for p in positions:
+        if p.net_quantity != 0:
+            legs[p.client_id] = legs.get(p.client_id, 0) + 1
+    if not legs:
+        return None
+    client = sorted(legs.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+    return client
