@@ -187,3 +187,108 @@ async def _banner(sim, tmp_path):
         hist = app.mode_history
         assert hist.index("BACKUP") < hist.index("RECOVERING") < len(hist) - 1 and hist[-1] == "ONLINE", hist
         app.exit()
+
+
+def test_offline_login_when_main_is_down_and_backup_squareoff_is_journaled(sim, tmp_path, tui_keyring):
+    from console.service import Service
+
+    home = tmp_path / "home"
+    svc = Service(backend_url=sim.url, home=home, user="dealer1")  # the earlier online login and BOD
+    try:
+        run(svc.login("dealer1", "demo"))
+        run(svc.sync_bod())
+    finally:
+        svc.close()
+    port = sim.port
+    sim.kill()
+    run(_offline(f"http://127.0.0.1:{port}", home))
+
+
+async def _offline(url, home):
+    from console.tui.screens.login import LoginScreen
+    from console.tui.screens.squareoff import SquareOffScreen
+    from console.tui.widgets.banner import ModeBanner
+
+    app = make_app(url, home)
+    async with app.run_test(size=SIZE) as pilot:
+        # a wrong password is refused on the login screen, inline
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen) and app.screen.online is False
+                                and app.screen, what="the OFFLINE login hint")
+        screen.query_one("#login-password").value = "wrong"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "wrong password" in str(screen.query_one("#login-error").render()),
+                       what="the inline error")
+        desk = await login(pilot, expect="OFFLINE")
+        assert app.session.identity.how == "OFFLINE"
+        banner = desk.query_one(ModeBanner)
+        await wait_for(pilot, lambda: banner.mode == "BACKUP", what="BACKUP")
+        pos = desk.grid("positions")
+        assert pos.row_count == len(app.service.local_positions())
+        open_key = next(k for k in pos.keys() if pos.row(k)["net_quantity"] != 0)
+        pos.move_to(open_key)
+        await pilot.press("f10")
+        so = await wait_for(pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="square-off")
+        await wait_for(pilot, lambda: so.preview is not None, what="the preview")
+        assert so.preview.mode == "BACKUP" and len(so.preview.legs) >= 1
+        assert {leg["symbol"] for leg in so.preview.legs} == {open_key[2]}
+        await pilot.press("y")
+        await wait_for(pilot, lambda: so.result is not None, what="the journaled square-off")
+        assert so.result.mode == "BACKUP" and so.result.journal_seqs
+        await pilot.press("escape")
+        await pilot.press("f9")
+        jg = desk.grid("journal")
+        await wait_for(pilot, lambda: jg.row_count >= 1, what="the journal view")
+        row = jg.row(jg.keys()[-1])
+        assert row["kind"] == "SQUARE_OFF" and row["symbol"] == open_key[2] and row["client_id"] == open_key[0]
+        app.exit()
+
+
+def test_idle_lock_help_and_a_rebound_key(sim, tmp_path, tui_keyring):
+    run(_lock_help_rebind(sim, tmp_path))
+
+
+async def _lock_help_rebind(sim, tmp_path):
+    from textual.widgets import DataTable
+
+    from console.tui import keymap
+    from console.tui.config import parse_config
+    from console.tui.screens.help import HelpScreen
+    from console.tui.screens.lock import LockScreen
+    from console.tui.screens.order_entry import OrderEntryScreen
+
+    cfg = parse_config({"console": {"idle_lock_minutes": 0.02}, "keys": {"order.buy": "f5"}})
+    app = make_app(sim.url, tmp_path / "home", config=cfg)
+    async with app.run_test(size=SIZE) as pilot:
+        desk = await login(pilot)
+        # idle for 1.2 s: the lock covers the desk; a wrong password keeps it, the right one opens it
+        lock = await wait_for(pilot, lambda: isinstance(app.screen, LockScreen) and app.screen, what="the idle lock")
+        lock.query_one("#lock-password").value = "nope"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "wrong password" in str(lock.query_one("#lock-error").render()), what="refusal")
+        assert isinstance(app.screen, LockScreen)
+        await pilot.press("f2")  # trading keys do nothing while locked
+        assert isinstance(app.screen, LockScreen)
+        lock.query_one("#lock-password").value = "demo"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is desk, what="unlocked")
+        assert not app.locked
+        app.config.idle_lock_minutes = 60  # no lock during the rest
+        # help lists every key in force, the rebound one with its new key
+        await pilot.press("question_mark")
+        help_screen = await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen, what="help")
+        rows = {row[2]: row[0] for row in help_screen.rows}
+        ids = {k.id for k in keymap.ALL_KEYS}  # the console's keys (the demo adds its own)
+        assert set(rows) == ids, ids ^ set(rows)
+        assert rows["order.buy"] == "f5" and rows["order.sell"] == "f2" and rows["view.positions"] == "alt+f6"
+        assert help_screen.query_one(DataTable).row_count == len(ids)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is desk, what="help closed")
+        # the rebound key works, the old one no longer does
+        await pilot.press("f1")
+        await pilot.pause(0.2)
+        assert app.screen is desk
+        await pilot.press("f5")
+        form = await wait_for(pilot, lambda: isinstance(app.screen, OrderEntryScreen) and app.screen, what="F5 buy")
+        assert form.side == "BUY"
+        await pilot.press("escape")
+        app.exit()
