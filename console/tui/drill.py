@@ -31,6 +31,12 @@ HINT = ("Demo: ctrl+o stages an outage (main refuses connections) and ends it ag
         "F9 shows the journal, ? lists every key, ctrl+q quits.")
 
 
+HINT_LINE = (" DEMO   ctrl+o  stage / end an outage of the main system   |   F10  square off   |   F9  journal   |   "
+             "?  every key   |   ctrl+q  quit (stops mainsim)")
+DRILL_LINE = (" DRILL  plays by itself: outage -> BACKUP -> square-off journaled -> outage ended -> RECOVERING -> "
+              "replay -> reconciliation -> ONLINE; the report is written at the end")
+
+
 class Recovered(Message):
     """The runtime's automatic replay finished a pass (report None: it did not reconcile)."""
 
@@ -79,10 +85,28 @@ class DemoApp(LifeboatApp):
 
     def _signed_in(self) -> None:
         self.open_desk()
-        self.notify(HINT, title="Lifeboat demo", timeout=25)
+        self.notify(HINT, title="Lifeboat demo", timeout=12)
+        self.call_after_refresh(self._show_hint_line)
         self.set_interval(0.1, self._hook_recovery, name="demo-hook")
         if self.driver is not None:
             self.run_worker(self.driver.run(), group="drill", name="drill", exit_on_error=False)
+
+    def _show_hint_line(self) -> None:
+        """A line above the status bar that stays: the footer is too full to show the demo's key."""
+        from textual.widgets import Static
+
+        from console.tui.widgets.status_bar import StatusBar
+
+        desk = self.desk
+        if desk is None or not desk.is_mounted:
+            self.call_after_refresh(self._show_hint_line)
+            return
+        text = DRILL_LINE if self.driver is not None else HINT_LINE
+        line = Static(text, id="demo-hint")
+        line.styles.height = 1
+        line.styles.background = "#005f87"
+        line.styles.color = "white"
+        desk.mount(line, before=desk.query_one(StatusBar))
 
     def _hook_recovery(self) -> None:
         """Once the runtime exists: hear about every automatic replay pass."""
@@ -100,6 +124,8 @@ class DemoApp(LifeboatApp):
 
     def on_recovered(self, msg: Recovered) -> None:
         self.recoveries.append(msg)
+        if msg.report is not None and self.desk is not None:
+            self.desk.load_book()  # reconciliation replaced the local book with main's: show it
         if self.driver is None and msg.report is not None:
             from console.tui.drill_report import ReconciliationScreen
 

@@ -31,7 +31,7 @@ def headline(report: dict) -> str:
 
 class ReconciliationScreen(ModalScreen[None]):
     DEFAULT_CSS = """
-    ReconciliationScreen #recon-box { width: 96%; height: 90%; }
+    ReconciliationScreen #recon-box { height: 90%; }
     ReconciliationScreen #recon-title { text-style: bold; }
     ReconciliationScreen #recon-entries { height: 1fr; }
     ReconciliationScreen #recon-mismatches { height: auto; max-height: 8; }
@@ -82,6 +82,9 @@ class ReconciliationScreen(ModalScreen[None]):
             if self.verdict:
                 yield Static(self.verdict, id="recon-verdict")
             yield Static("Esc: back to the desk", id="recon-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#recon-box").styles.width = "96%"  # wider than the console's dialogs: the entries table
 
     def action_close(self) -> None:
         self.dismiss(None)
