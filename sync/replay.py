@@ -6,12 +6,28 @@ Why it is built this way (issue 5; DESIGN.md "The journal"):
   replay runs is journaled behind it (a higher seq) and is picked up in the same
   pass, so nothing overtakes anything for a client.
 * Every state move is committed before the next step.  Before anything is sent for
-  an entry it is marked SENT (a durable commit); then the request goes out; then the
+  an entry it is marked SENT (a commit); then the request goes out; then the
   outcome is committed.  A pass cut off at any point (kill -9, main gone, power)
   resumes with no loss and no duplicate, because an entry found SENT is first looked
   up on main by its client_order_id and only sent again when main has no such order.
   The client_order_id is main's idempotency key, so even a blind repeat of a PLACE
   would be one order; we still never repeat blindly.
+* State moves commit with ``synchronous=NORMAL`` (the intent itself was journaled with
+  FULL by sync/journal.py; this is only the replay's bookkeeping).  In WAL mode a
+  NORMAL commit is atomic and survives a crash of this process; only an OS crash or
+  power loss can lose the last few moves.  That is safe here: a lost SENT mark makes
+  the entry look PENDING again, and resending it is harmless because every request
+  carries the journaled client_order_id (main answers 200 with the order it already
+  has, never a second order) and a square-off looks its derived slice ids up on main
+  before computing anything; a lost APPLIED/MOOT/... mark makes the entry SENT or
+  PENDING again and it is looked up the same way.  This saves one fsync per move
+  (two per entry), as ``journal.acknowledge`` does for the acknowledgement.
+* Main's positions are fetched once per client per pass and fetched again only
+  after something was sent for that client (any send may change them: a place or a
+  modify can fill) or when the fetch is older than ``POSITION_MAX_AGE_S``.  So the
+  quantity of every square-off slice is computed from a position fetched after the
+  last send for that client: a whole-book square-off costs one GET and one POST a
+  leg, not two GETs, and still never overshoots.
 * A SQUARE_OFF is an intent ("flatten"), recomputed against main's LIVE position at
   replay time and sent as MARKET orders of at most the freeze quantity.  Slice k has
   the deterministic id ``{client_order_id}-{k}``; on resume every slice is looked up
@@ -36,20 +52,22 @@ accepted it" and "we recorded it" is covered too).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import socket
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from backend_client import errors as be
 from backend_client import wire
 from backend_client.client import BackendClient
-from localstore.db import Store
+from localstore.db import _WRITE_OPTION, Store
 from localstore.models import InstrumentRow, JournalEntry, JournalKind, JournalState, Policy, ReplayLease
 from sync.held import RELEASED_PREFIX
 from sync.squareoff import slices
@@ -61,11 +79,34 @@ CRASH_EXIT_CODE = 77
 LEASE_TTL_S = 30.0
 BATCH = 200
 MAX_SLICES = 1000  # a square-off that needs more orders than this is surely wrong: stop and hold it
+POSITION_MAX_AGE_S = 2.0  # a client's positions fetched longer ago than this are fetched again before use
 
 _J = JournalEntry.__table__
 _L = ReplayLease.__table__
 _WORK = (JournalState.PENDING.value, JournalState.SENT.value)
 _OPEN = wire.OPEN_STATUSES
+# One state move: renew the lease (only while we still hold it), then move the entry.
+_RENEW = (update(_L).where(_L.c.id == 1, _L.c.holder == bindparam("b_holder"))
+          .values(expires_at=bindparam("b_expires_at")))
+
+
+@contextlib.contextmanager
+def bookkeeping_write(store: Store):
+    """A Core write transaction (BEGIN IMMEDIATE) committed with ``synchronous=NORMAL``
+    on SQLite: for the replay's state moves (see the module docstring for why that is
+    safe).  The pragma is set outside the transaction and put back to FULL before the
+    connection returns to the pool, as ``journal.acknowledge`` does."""
+    sqlite = store.engine.dialect.name == "sqlite"
+    with store.engine.execution_options(**{_WRITE_OPTION: True}).connect() as conn:
+        raw = conn.connection.dbapi_connection if sqlite else None
+        if raw is not None:
+            raw.execute("PRAGMA synchronous = NORMAL")
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA synchronous = FULL")
 
 
 def utcnow() -> datetime:
@@ -223,6 +264,8 @@ class Replayer:
         crash = os.environ.get(CRASH_ENV)
         self._crash_after = int(crash) if crash and crash.strip().isdigit() else None
         self._instruments: dict[tuple[str, str], tuple[int, int]] = {}
+        # client_id -> (monotonic time of the fetch, {(exchange, symbol, product): net}); dropped on any send
+        self._positions: dict[str, tuple[float, dict[tuple[str, str, str], int]]] = {}
         self.progress: tuple[int, int] = (0, 0)  # (processed, seen) for a status bar
 
     async def _db(self, fn, *args, **kw):
@@ -336,12 +379,12 @@ class Replayer:
             values["main_order_id"] = main_order_id
         if sent:
             values["attempts"] = _J.c.attempts + 1
-        with self.store.write() as s:
-            renewed = s.execute(update(_L).where(_L.c.id == 1, _L.c.holder == self.holder)
-                                .values(expires_at=now + timedelta(seconds=self.lease_ttl_s))).rowcount
+        with bookkeeping_write(self.store) as conn:
+            renewed = conn.execute(_RENEW, {"b_holder": self.holder,
+                                            "b_expires_at": now + timedelta(seconds=self.lease_ttl_s)}).rowcount
             if renewed != 1:
                 raise _LeaseLost("the replay lease was taken by another replayer; stopped")
-            s.execute(update(_J).where(_J.c.seq == seq).values(**values))
+            conn.execute(update(_J).where(_J.c.seq == seq).values(**values))
 
     async def _move(self, e: dict, state: JournalState, reason: str | None = None,
                     main_order_id: str | None = None) -> EntryOutcome | None:
@@ -387,6 +430,12 @@ class Replayer:
         self._step()
         return value
 
+    async def _sent(self, client_id: str, coro):
+        """A request that may change main's book for ``client_id``: its cached positions
+        are dropped before it goes out (whatever the answer, even none)."""
+        self._positions.pop(client_id, None)
+        return await self._answered(coro)
+
     # PLACE ------------------------------------------------------------
 
     def _order_request(self, e: dict) -> wire.OrderRequest:
@@ -415,7 +464,7 @@ class Replayer:
             return await self._move(e, JournalState.REJECTED, f"unreadable journal payload: {exc}")
         await self._move(e, JournalState.SENT)
         try:
-            res = await self._answered(self.client.place_order(request))
+            res = await self._sent(e["client_id"], self.client.place_order(request))
         except be.Rejected as exc:
             return await self._move(e, JournalState.REJECTED, f"{exc.code or 'rejected'}: {exc.message}")
         except be.IdempotencyConflict as exc:
@@ -432,11 +481,16 @@ class Replayer:
     # SQUARE_OFF -------------------------------------------------------
 
     async def _live_net(self, e: dict) -> int:
-        key = (_v(e["exchange"]), e["symbol"], _v(e["product"]))
-        for p in await self._answered(self.client.positions(e["client_id"])):
-            if (p.exchange.value, p.symbol, p.product.value) == key:
-                return p.net_quantity
-        return 0
+        """Main's net for the entry's position, from a fetch made after the last send
+        for this client (see the module docstring)."""
+        client_id = e["client_id"]
+        cached = self._positions.get(client_id)
+        if cached is None or time.monotonic() - cached[0] > POSITION_MAX_AGE_S:
+            fetched_at = time.monotonic()
+            rows = await self._answered(self.client.positions(client_id))
+            cached = (fetched_at, {(p.exchange.value, p.symbol, p.product.value): p.net_quantity for p in rows})
+            self._positions[client_id] = cached
+        return cached[1].get((_v(e["exchange"]), e["symbol"], _v(e["product"])), 0)
 
     async def _square_off(self, e: dict, main_date: date, stale_after: int) -> EntryOutcome | None:
         coid = e["client_order_id"]
@@ -488,7 +542,7 @@ class Replayer:
                 await self._move(e, JournalState.SENT)
             after = f" after {len(ours)} order(s)" if ours else ""
             try:
-                res = await self._answered(self.client.place_order(request))
+                res = await self._sent(e["client_id"], self.client.place_order(request))
             except be.Rejected as exc:
                 return await self._move(e, JournalState.REJECTED, f"{exc.code or 'rejected'}{after}: {exc.message}",
                                         done_ids)
@@ -561,9 +615,9 @@ class Replayer:
             await self._move(e, JournalState.SENT)
         try:
             if kind is JournalKind.CANCEL:
-                done = await self._answered(self.client.cancel_order(order.order_id))
+                done = await self._sent(order.client_id, self.client.cancel_order(order.order_id))
             else:
-                done = await self._answered(self.client.modify_order(order.order_id, change))
+                done = await self._sent(order.client_id, self.client.modify_order(order.order_id, change))
         except be.Rejected as exc:
             if exc.code == "not_open":
                 return await self._move(e, JournalState.MOOT, f"order {order.order_id} closed meanwhile: {exc.message}",

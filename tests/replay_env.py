@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from backend_client.client import BackendClient
 from backend_client.wire import OrderType, Side
 from localstore.db import Store, open_store
 from localstore.models import InstrumentRow, JournalEntry, PositionRow
+from mainsim.faultproxy import FaultProxy, ThreadedFaultProxy, _rst
 from localstore.paths import store_path
 from sync import desk
 from sync.desk import Actor
@@ -179,3 +181,88 @@ class Main:
 
 def parse_runner(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- faults
+
+
+class DropRepliesProxy(ThreadedFaultProxy):
+    """The fault proxy plus one mode for these tests: the answer to the next ``drop``
+    POST /orders requests is thrown away and the connection reset, after main has
+    processed the request (the "accepted, reply lost" case).  Counts POST /orders."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        outer = self
+        self.drop = 0
+        self.posts = 0
+        base_pump = FaultProxy._pump
+
+        async def pump(proxy, reader, writer):
+            doomed = next((link for link in list(proxy._links) if link.upstream is writer), None)
+            if doomed is None:  # main -> client: drop the answer if this link's request was marked
+                link = next((x for x in list(proxy._links) if x.client is writer), None)
+                if link is None:
+                    return await base_pump(proxy, reader, writer)
+                while True:
+                    data = await reader.read(65536)
+                    if not data:
+                        return
+                    if getattr(link, "drop_reply", False):
+                        _rst(writer)
+                        return
+                    writer.write(data)
+                    await writer.drain()
+            while True:  # client -> main
+                data = await reader.read(65536)
+                if not data:
+                    return
+                if data.startswith(b"POST /api/v1/orders"):
+                    outer.posts += 1
+                    if outer.drop > 0:
+                        outer.drop -= 1
+                        doomed.drop_reply = True
+                writer.write(data)
+                await writer.drain()
+
+        self.proxy._pump = pump.__get__(self.proxy)
+
+
+# --------------------------------------------------------------------------- a replay in a forked child
+
+
+def _replay_in_child(home: str, url: str, crash_after: int | None, token: str | None, timeouts: dict) -> None:
+    """The child's whole life: a fresh store connection and client, one pass."""
+    from sync.replay import CRASH_ENV, Replayer
+
+    if crash_after is not None:
+        os.environ[CRASH_ENV] = str(crash_after)
+
+    async def go():
+        store = open_store(Path(home) / "lifeboat.db")
+        try:
+            async with BackendClient(url, token=token, **timeouts) as c:
+                if token is None:
+                    await c.login(SUPER, PASSWORD)
+                result = await Replayer(store, c).run()
+        except Exception as exc:  # noqa: BLE001 - main unreachable at login: a stopped pass
+            print(f"child: {type(exc).__name__}: {exc}", flush=True)
+            os._exit(3)
+        print(f"steps={result.steps}", flush=True)
+        os._exit(0 if result.status == "done" else 3)
+
+    asyncio.run(go())
+
+
+def replay_in_child(con: Console, crash_after: int | None = None, *, url: str | None = None,
+                    token: str | None = None, **timeouts) -> int:
+    """A replay in a forked child process (the imports are already done, so a trial
+    costs milliseconds, not an interpreter start); returns its exit code: 0 done,
+    3 stopped, sync.replay.CRASH_EXIT_CODE when the crash hook fired."""
+    con.close()  # no store connection crosses the fork
+    p = multiprocessing.get_context("fork").Process(
+        target=_replay_in_child, args=(str(con.home), url or con.url, crash_after, token, timeouts))
+    p.start()
+    p.join(60)
+    assert p.exitcode is not None, "the replaying child did not finish"
+    return p.exitcode

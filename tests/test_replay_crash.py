@@ -13,9 +13,6 @@ cancel of the LIMIT order, which at journal time exists only in the journal.
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing
-import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -24,7 +21,7 @@ import pytest
 
 from localstore.models import JournalState
 from sync.replay import CRASH_EXIT_CODE
-from tests.replay_env import Console, Main, make_console, parse_runner
+from tests.replay_env import Console, Main, make_console, parse_runner, replay_in_child
 
 _ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 
@@ -35,37 +32,6 @@ def clone(tpl: Console, dest: Path, k: int) -> Console:
     with sqlite3.connect(home / "lifeboat.db") as con:
         con.execute("UPDATE console_identity SET console_id = ?", (f"T{_ALPHABET[k // 31]}{_ALPHABET[k % 31]}X",))
     return Console(home, tpl.url, tpl.trading_date, tpl.env)
-
-
-def _replay_in_child(home: str, url: str, crash_after: int | None) -> None:
-    """The child's whole life: a fresh store connection and client, one pass."""
-    from backend_client.client import BackendClient
-    from localstore.db import open_store
-    from sync.replay import Replayer
-
-    if crash_after is not None:
-        os.environ["LIFEBOAT_TEST_REPLAY_CRASH_AFTER"] = str(crash_after)
-
-    async def go():
-        store = open_store(Path(home) / "lifeboat.db")
-        async with BackendClient(url) as c:
-            await c.login("super1", "demo")
-            result = await Replayer(store, c).run()
-        print(f"steps={result.steps}", flush=True)
-        os._exit(0 if result.status == "done" else 3)
-
-    asyncio.run(go())
-
-
-def replay_in_child(con: Console, crash_after: int | None = None) -> int:
-    """A replay in a forked child process (the imports are already done, so a trial
-    costs milliseconds, not an interpreter start); returns its exit code."""
-    p = multiprocessing.get_context("fork").Process(target=_replay_in_child,
-                                                    args=(str(con.home), con.url, crash_after))
-    p.start()
-    p.join(60)
-    assert p.exitcode is not None, "the replaying child did not finish"
-    return p.exitcode
 
 
 def journal_trial(con: Console, client_id: str) -> dict:

@@ -12,53 +12,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from localstore.models import JournalState
-from mainsim.faultproxy import FaultProxy, ThreadedFaultProxy, _rst
+from mainsim.faultproxy import ThreadedFaultProxy
 from sync import held
 from sync.replay import default_holder, release_lease, take_lease
-from tests.replay_env import Main, make_console, parse_runner
+from tests.replay_env import DropRepliesProxy, Main, make_console, parse_runner
 from tests.simproc import SimProcess
-
-
-class DropRepliesProxy(ThreadedFaultProxy):
-    """The fault proxy plus one mode for these tests: the answer to the next ``drop``
-    POST /orders requests is thrown away and the connection reset, after main has
-    processed the request (the "accepted, reply lost" case).  Counts POST /orders."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        outer = self
-        self.drop = 0
-        self.posts = 0
-        base_pump = FaultProxy._pump
-
-        async def pump(proxy, reader, writer):
-            doomed = next((link for link in list(proxy._links) if link.upstream is writer), None)
-            if doomed is None:  # main -> client: drop the answer if this link's request was marked
-                link = next((x for x in list(proxy._links) if x.client is writer), None)
-                if link is None:
-                    return await base_pump(proxy, reader, writer)
-                while True:
-                    data = await reader.read(65536)
-                    if not data:
-                        return
-                    if getattr(link, "drop_reply", False):
-                        _rst(writer)
-                        return
-                    writer.write(data)
-                    await writer.drain()
-            while True:  # client -> main
-                data = await reader.read(65536)
-                if not data:
-                    return
-                if data.startswith(b"POST /api/v1/orders"):
-                    outer.posts += 1
-                    if outer.drop > 0:
-                        outer.drop -= 1
-                        doomed.drop_reply = True
-                writer.write(data)
-                await writer.drain()
-
-        self.proxy._pump = pump.__get__(self.proxy)
 
 
 @pytest.fixture(scope="module")
@@ -316,7 +274,15 @@ def test_stale_and_next_day_entries_are_held_then_released_or_discarded(world):
     from localstore import audit
 
     with con.store.read() as s:
-        assert audit.verify(s).ok if hasattr(audit, "verify") else True
+        chain = audit.verify(s)
+    assert chain.ok and chain.first_bad_id is None, chain.reason
+    with sqlite3.connect(con.home / "lifeboat.db") as db:
+        release_id = db.execute("SELECT id FROM audit_log WHERE action = 'replay_release'").fetchone()[0]
+        assert chain.rows >= release_id + 1  # the chain walked covers both decisions
+        db.execute("UPDATE audit_log SET user_id = 'someone-else' WHERE id = ?", (release_id,))
+    with con.store.read() as s:
+        tampered = audit.verify(s)  # an edit of the release row is found at that exact row
+    assert not tampered.ok and tampered.first_bad_id == release_id, tampered
 
 
 def test_actions_journaled_during_replay_queue_behind(world):
