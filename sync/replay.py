@@ -62,7 +62,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Integer, String, bindparam, case, func, select, update
 
 from backend_client import errors as be
 from backend_client import wire
@@ -88,6 +88,13 @@ _OPEN = wire.OPEN_STATUSES
 # One state move: renew the lease (only while we still hold it), then move the entry.
 _RENEW = (update(_L).where(_L.c.id == 1, _L.c.holder == bindparam("b_holder"))
           .values(expires_at=bindparam("b_expires_at")))
+# ... built once (building and cache-keying a statement costs about as much as running it).
+_MOVE = update(_J).where(_J.c.seq == bindparam("b_seq")).values(
+    state=bindparam("b_state"), updated_at=bindparam("b_at"),
+    state_reason=case((bindparam("b_keep_reason", type_=Integer) == 1, _J.c.state_reason),
+                      else_=bindparam("b_reason", type_=String)),
+    main_order_id=func.coalesce(bindparam("b_main_order_id", type_=String), _J.c.main_order_id),
+    attempts=_J.c.attempts + bindparam("b_sent", type_=Integer))
 
 
 @contextlib.contextmanager
@@ -372,19 +379,16 @@ class Replayer:
     def _commit_move(self, seq: int, state: JournalState, reason: str | None, main_order_id: str | None,
                      sent: bool) -> None:
         now = self.clock()
-        values: dict[str, Any] = {"state": state.value, "updated_at": now}
-        if state is not JournalState.SENT:  # SENT keeps the reason (a supervisor's release, for one)
-            values["state_reason"] = reason
-        if main_order_id is not None:
-            values["main_order_id"] = main_order_id
-        if sent:
-            values["attempts"] = _J.c.attempts + 1
+        values: dict[str, Any] = {
+            "b_seq": seq, "b_state": state.value, "b_at": now, "b_reason": reason,
+            "b_keep_reason": int(state is JournalState.SENT),  # SENT keeps the reason (a supervisor's release)
+            "b_main_order_id": main_order_id, "b_sent": int(sent)}
         with bookkeeping_write(self.store) as conn:
             renewed = conn.execute(_RENEW, {"b_holder": self.holder,
                                             "b_expires_at": now + timedelta(seconds=self.lease_ttl_s)}).rowcount
             if renewed != 1:
                 raise _LeaseLost("the replay lease was taken by another replayer; stopped")
-            conn.execute(update(_J).where(_J.c.seq == seq).values(**values))
+            conn.execute(_MOVE, values)
 
     async def _move(self, e: dict, state: JournalState, reason: str | None = None,
                     main_order_id: str | None = None) -> EntryOutcome | None:
