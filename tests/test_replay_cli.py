@@ -3,21 +3,27 @@ mainsim.  A supervisor squares off the whole book from the CLI while main is dow
 main comes back, the replay is killed halfway (the engine's test hook
 LIFEBOAT_TEST_REPLAY_CRASH_AFTER), run again: the book is flat with one order per
 leg and the report reads clean.  Held entries: `sync replay` exits 6, `sync held`
-lists them, `sync release` / `sync discard` (supervisor, audited) decide them."""
+lists them, `sync release` / `sync discard` (supervisor, audited) decide them.
+
+The scene (login, BOD, journaling in the held test) is set in this process where it
+is not what the test is about; a subprocess runs every command under test."""
 
 from __future__ import annotations
 
 import dataclasses
 import sqlite3
 
+from localstore import audit
+from sync import held as held_entries
+from sync.reconcile import last_report
 from sync.replay import CRASH_EXIT_CODE
 from tests.cli_env import DEAD_URL, PASSWORD, cli_factory, raw_get, raw_session  # noqa: F401 (fixture)
 
 
 def test_whole_book_squareoff_in_backup_killed_replay_resumed(sim, cli_factory):
     cli = cli_factory(sim.url, user="super1")
-    cli.login().ok()
-    cli("sync", "bod").ok()
+    cli.login().ok()  # the token the CLI's online commands use
+    cli.bod_in_process()
     down = dataclasses.replace(cli, backend_url=DEAD_URL)
     so = down("--password-stdin", "squareoff", "--all", "--yes", "--json", stdin=PASSWORD + "\n").ok().json()
     legs = so["legs"]
@@ -49,20 +55,30 @@ def test_whole_book_squareoff_in_backup_killed_replay_resumed(sim, cli_factory):
 
     text = cli("sync", "report").ok()
     assert "Reconciliation" in text.stdout and "applied" in text.stdout
-    assert cli("sync", "report", "--json").ok().json()["id"] == report["id"]
+    svc = cli.service()
+    try:
+        assert last_report(svc.store)["id"] == report["id"]  # the one `sync report` shows
+    finally:
+        svc.close()
 
 
 def test_held_entries_exit_6_then_release_and_discard(sim, cli_factory):
+    from sync import desk
+    from sync.desk import Actor
+
     cli = cli_factory(sim.url, user="super1")
     cli.login().ok()
-    cli("sync", "bod").ok()
+    bod = cli.bod_in_process()
     token = raw_session(sim.url, "super1")["access_token"]
     client = raw_get(sim.url, token, "/clients")[0]["client_id"]
     symbols = [p["symbol"] for p in raw_get(sim.url, token, "/positions", client_id=client) if p["net_quantity"]][:2]
-    down = dataclasses.replace(cli, backend_url=DEAD_URL)
-    for symbol in symbols:
-        down("--password-stdin", "squareoff", "--client", client, "--symbol", symbol, "--keep-orders", "--yes",
-             stdin=PASSWORD + "\n").ok()
+    svc = cli.service()  # journaled in backup as the CLI's squareoff does (the desk call it makes)
+    try:
+        actor = Actor("super1", "supervisor", frozenset(), bod.trading_date)
+        for symbol in symbols:
+            desk.squareoff(svc.store, actor, client_id=client, symbol=symbol, keep_orders=True, mode="BACKUP")
+    finally:
+        svc.close()
     with sqlite3.connect(cli.store_file) as db:
         db.execute("UPDATE journal SET created_at = datetime(created_at, '-2 hours')")
         seqs = [r[0] for r in db.execute("SELECT seq FROM journal ORDER BY seq")]
@@ -81,8 +97,14 @@ def test_held_entries_exit_6_then_release_and_discard(sim, cli_factory):
     assert again.returncode == 0, again.stderr
     states = {e["seq"]: e["state"] for e in again.json()["report"]["entries"]}
     assert states[seqs[0]] == "applied" and all(states[s] == "moot" for s in seqs[1:])
-    assert cli("sync", "held", "--json").ok().json() == []
+    svc = cli.service()
+    try:
+        assert held_entries.held_entries(svc.store) == []
+        with svc.store.read() as s:
+            chain = audit.verify(s)
+    finally:
+        svc.close()
+    assert chain.ok, chain.reason
     with sqlite3.connect(cli.store_file) as db:
         audited = [r[0] for r in db.execute("SELECT action FROM audit_log WHERE action LIKE 'replay_%'")]
     assert audited == ["replay_release"] + ["replay_discard"] * (len(seqs) - 1)
-    cli("audit", "verify").ok()
