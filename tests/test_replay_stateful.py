@@ -241,7 +241,7 @@ def _run(stage, **kw) -> None:
 
 
 def test_replay_state_machine(stage):
-    _run(stage, max_examples=5, stateful_step_count=9)
+    _run(stage, max_examples=4, stateful_step_count=9)
 
 
 @pytest.mark.soak
