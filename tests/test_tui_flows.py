@@ -10,30 +10,6 @@ from tests.tui_env import SIZE, login, run, make_app, tui_keyring, wait_for  # n
 pytestmark = pytest.mark.timeout(90)
 
 
-def test_online_login_shows_the_desk(sim, tmp_path, tui_keyring):
-    run(_online_login(sim, tmp_path))
-
-
-async def _online_login(sim, tmp_path):
-    from console.tui.widgets.banner import ModeBanner
-    from console.tui.widgets.status_bar import StatusBar
-
-    app = make_app(sim.url, tmp_path / "home")
-    async with app.run_test(size=SIZE) as pilot:
-        desk = await login(pilot)
-        assert app.session.identity.how == "ONLINE"
-        assert str(desk.query_one(ModeBanner).render()).startswith(" ONLINE")
-        # the runtime's first snapshot lands in the grid
-        pos = desk.grid("positions")
-        await wait_for(pilot, lambda: pos.row_count > 0, what="positions")
-        local = app.service.local_positions()
-        assert pos.row_count == len(local)
-        bar = desk.query_one(StatusBar)
-        await wait_for(pilot, lambda: "dealer1 (dealer, online)" in bar.line(), what="status bar user")
-        assert "main " in bar.line() and "journal 0" in bar.line()
-        app.exit()
-
-
 async def _main_orders(url: str, home):
     """What mainsim itself holds (another Service on the same console, token from the keyring)."""
     from console.service import Service
@@ -123,7 +99,7 @@ async def _main_positions(url: str, home, client_id: str):
         svc.close()
 
 
-def test_squareoff_client_scope_preview_then_confirm(sim, tmp_path, tui_keyring):
+def test_online_login_desk_then_client_squareoff_preview_and_confirm(sim, tmp_path, tui_keyring):
     run(_squareoff_client(sim, tmp_path))
 
 
@@ -131,13 +107,21 @@ async def _squareoff_client(sim, tmp_path):
     from textual.widgets import DataTable, Select
 
     from console.tui.screens.squareoff import SquareOffScreen
+    from console.tui.widgets.banner import ModeBanner
+    from console.tui.widgets.status_bar import StatusBar
 
     home = tmp_path / "home"
     app = make_app(sim.url, home)
     async with app.run_test(size=SIZE) as pilot:
-        desk = await login(pilot)
+        desk = await login(pilot)  # asserts the login screen said ONLINE
+        assert app.session.identity.how == "ONLINE"
+        assert str(desk.query_one(ModeBanner).render()).startswith(" ONLINE")
         pos = desk.grid("positions")
         await wait_for(pilot, lambda: pos.row_count > 0, what="positions")
+        assert pos.row_count == len(app.service.local_positions())  # the runtime's snapshot, on screen
+        bar = desk.query_one(StatusBar)
+        await wait_for(pilot, lambda: "dealer1 (dealer, online)" in bar.line(), what="status bar user")
+        assert "main " in bar.line() and "journal 0" in bar.line() and "BOD " in bar.line()
         client = pos.row(pos.cursor_key)["client_id"]
         before = [p for p in await _main_positions(sim.url, home, client) if p.net_quantity]
         assert before, "the demo data gives every client open positions"

@@ -16,6 +16,7 @@ import asyncio
 import time
 from datetime import datetime, timezone
 from functools import partial
+from pathlib import Path
 from typing import Callable, Iterable
 
 from textual import events
@@ -32,7 +33,7 @@ from console.tui.session import DealerSession
 
 
 class LifeboatApp(App):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses elsewhere find it too
     TITLE = "Lifeboat"
     BINDINGS = keymap.bindings(keymap.APP_KEYS)
 
@@ -57,8 +58,6 @@ class LifeboatApp(App):
     # ------------------------------------------------------------------ start
 
     def on_mount(self) -> None:
-        from console.tui.screens.login import LoginScreen
-
         if self.config.theme in self.available_themes:
             self.theme = self.config.theme
         else:
@@ -68,7 +67,13 @@ class LifeboatApp(App):
         minutes = self.config.idle_lock_minutes
         if minutes > 0:
             self.set_interval(min(max(minutes * 60 / 4, 0.05), 5.0), self.idle_lock_check, name="idle-lock")
-        self.push_screen(LoginScreen(self._user))
+        self.push_screen(self.first_screen())
+
+    def first_screen(self) -> Screen:
+        """The login screen; a subclass (the bench) may start elsewhere."""
+        from console.tui.screens.login import LoginScreen
+
+        return LoginScreen(self._user)
 
     def open_desk(self) -> None:
         from console.tui.screens.desk import DeskScreen

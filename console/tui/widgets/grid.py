@@ -10,6 +10,13 @@ most ``max_fps`` times a second, so a 1,000 ticks/s feed costs a few small repai
 second, not a thousand.  Loading 5,000 rows is a dict build (no rendering), so it never
 stalls the screen.
 
+Prices are "live quotes", not row updates: a tick on a symbol held by 25 clients would
+otherwise be 25 row updates.  ``set_quotes`` records the newest price per quote key;
+rows pick their quote up when drawn (``quote_of`` says which quote a row follows,
+``with_quote`` derives the shown values, e.g. LTP and MTM), and each frame checks only
+the visible rows for a changed quote.  The cost of a tick is then O(1), and the cost of a
+frame O(visible rows), whatever the book's size.
+
 Rendering is a pure function of (columns, row values, cursor, width): given fixed
 prices it draws the same lines every time (snapshot tests rely on it).
 """
@@ -82,8 +89,15 @@ class BookGrid(ScrollView, can_focus=True):
     CURSOR = Style(reverse=True)
 
     def __init__(self, columns: Iterable[Column], *, max_fps: float = 8.0, cache_size: int = 512,
+                 quote_of: Callable[[dict], Hashable] | None = None,
+                 with_quote: Callable[[dict, Any], dict] | None = None,
                  name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
+        self.quote_of = quote_of
+        self.with_quote = with_quote
+        self.quotes: dict = {}
+        self._quotes_changed = False
+        self._drawn_quote: dict = {}
         self.columns: list[Column] = list(columns)
         self._keys: list[RowKey] = []
         self._index: dict[RowKey, int] = {}
@@ -92,6 +106,7 @@ class BookGrid(ScrollView, can_focus=True):
         self._pending: dict[RowKey, dict | None] = {}  # None: remove
         self._cache: LRUCache[tuple, Strip] = LRUCache(cache_size)
         self._header: Strip | None = None
+        self._base: Style | None = None
         self.cursor: int = 0
         self.max_fps = max_fps
         self.frames = 0  # applied batches (the bench counts them)
@@ -130,9 +145,26 @@ class BookGrid(ScrollView, can_focus=True):
         prior = self._pending.get(key)
         self._pending[key] = {**prior, **values} if prior else dict(values)
 
+    def set_quotes(self, quotes: dict) -> None:
+        """Newest prices by quote key (e.g. (exchange, symbol)); drawn at the next frame."""
+        if self.quote_of is not None and quotes:
+            self.quotes.update(quotes)
+            self._quotes_changed = True
+
+    def _refresh_quoted(self) -> None:
+        """Repaint the visible rows whose quote moved since they were drawn."""
+        self._quotes_changed = False
+        top, height = int(self.scroll_offset.y), self.size.height
+        for i in range(top, min(top + height - 1, len(self._keys))):
+            key = self._keys[i]
+            if self._drawn_quote.get(key) != self.quotes.get(self.quote_of(self._values[key])):
+                self.refresh(Region(0, i - top + 1, self.size.width, 1))
+
     def flush(self) -> int:
         """Apply staged updates and repaint only the visible rows they touched; returns
         how many rows changed.  Runs on the frame timer; call it directly in tests."""
+        if self._quotes_changed:
+            self._refresh_quoted()
         if not self._pending:
             return 0
         pending, self._pending = self._pending, {}
@@ -195,7 +227,12 @@ class BookGrid(ScrollView, can_focus=True):
         return self._keys[self.cursor] if 0 <= self.cursor < len(self._keys) else None
 
     def row(self, key: RowKey) -> dict | None:
-        return self._values.get(key)
+        """The row as shown (its live quote applied)."""
+        values = self._values.get(key)
+        if values is None or self.quote_of is None:
+            return values
+        q = self.quotes.get(self.quote_of(values))
+        return values if q is None else self.with_quote(values, q)
 
     def keys(self) -> list[RowKey]:
         return list(self._keys)
@@ -217,9 +254,13 @@ class BookGrid(ScrollView, can_focus=True):
         body = max(self.size.height - 1, 1)
         if i < top:
             self.scroll_to(y=i, animate=False)
+            self.refresh()
         elif i >= top + body:
             self.scroll_to(y=i - body + 1, animate=False)
-        self.refresh()
+            self.refresh()
+        else:  # only the two rows whose highlight changed
+            for row in (old, i):
+                self.refresh(Region(0, row - top + 1, self.size.width, 1))
         if old != i:
             self._announce()
 
@@ -244,9 +285,14 @@ class BookGrid(ScrollView, can_focus=True):
     def _resize_virtual(self) -> None:
         self.virtual_size = Size(self._line_width, len(self._keys) + 1)
 
+    def render_lines(self, crop):
+        self._base = self.rich_style  # once per paint, not once per line (it walks the DOM)
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.size.width
+        base = self._base if self._base is not None else self.rich_style
         if y == 0:
             if self._header is None:
                 text = _SEP.join(_fit(c.label, c.width, c.align) for c in self.columns)
@@ -254,19 +300,25 @@ class BookGrid(ScrollView, can_focus=True):
             return self._header.crop_extend(scroll_x, scroll_x + width, self.HEADER)
         i = scroll_y + y - 1
         if i >= len(self._keys):
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, base)
         key = self._keys[i]
+        values = self._values[key]
         on_cursor = i == self.cursor and self.has_focus
-        ck = (key, self._version[key], on_cursor)
+        quote = None
+        if self.quote_of is not None:
+            quote = self.quotes.get(self.quote_of(values))
+            self._drawn_quote[key] = quote
+        ck = (key, self._version[key], on_cursor, quote)
         strip = self._cache.get(ck)
         if strip is None:
-            strip = self._render_row(self._values[key], on_cursor)
+            if quote is not None:
+                values = self.with_quote(values, quote)
+            strip = self._render_row(values, on_cursor, base)
             self._cache.set(ck, strip)
             self.lines_rendered += 1
-        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+        return strip.crop_extend(scroll_x, scroll_x + width, base)
 
-    def _render_row(self, values: dict, on_cursor: bool) -> Strip:
-        base = self.rich_style
+    def _render_row(self, values: dict, on_cursor: bool, base: Style) -> Strip:
         segments: list[Segment] = []
         for n, col in enumerate(self.columns):
             if n:
@@ -295,7 +347,7 @@ class BookGrid(ScrollView, can_focus=True):
         """The rows as drawn (header first), for tests and snapshots."""
         out = [_SEP.join(_fit(c.label, c.width, c.align) for c in self.columns)]
         for key in self._keys:
-            v = self._values[key]
+            v = self.row(key)
             out.append(_SEP.join(_fit("" if v.get(c.key) is None else c.fmt(v.get(c.key)), c.width, c.align)
                                  for c in self.columns))
         return out

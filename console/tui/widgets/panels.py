@@ -89,6 +89,15 @@ def position_row(p) -> dict:
             "mtm": p.mtm, "realised_pnl": p.realised_pnl}
 
 
+def position_quote(row: dict) -> tuple[str, str]:
+    return (row["exchange"], row["symbol"])
+
+
+def position_with_quote(row: dict, ltp) -> dict:
+    """A position as shown at last price ``ltp``: LTP and MTM follow the tick."""
+    return {**row, "last_price": ltp, "mtm": mtm(row, ltp)}
+
+
 def mtm(row: dict, ltp) -> Decimal:
     return Decimal(row["realised_pnl"]) + (Decimal(ltp) - Decimal(row["average_price"])) * row["net_quantity"]
 
