@@ -44,8 +44,14 @@ def main_callback(
 ) -> None:
     ctx.obj = Globals(backend=backend, home=home, user=user, password_stdin=password_stdin)
     if ctx.invoked_subcommand is None:
-        typer.echo("The console screen is not built yet; see `lifeboat --help` for the commands.", err=True)
-        raise typer.Exit(ExitCode.USAGE)
+        import sys
+
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            typer.echo("The console needs a terminal; see `lifeboat --help` for the commands.", err=True)
+            raise typer.Exit(ExitCode.USAGE)
+        from console.tui import run_console  # Textual only here: other commands never import it
+
+        raise typer.Exit(run_console(backend=backend, home=home, user=user))
 
 
 @app.command()
