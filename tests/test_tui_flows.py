@@ -236,6 +236,7 @@ async def _lock_help_rebind(sim, tmp_path):
 
     from console.tui import keymap
     from console.tui.config import parse_config
+    from console.tui.screens.confirm import AskScreen
     from console.tui.screens.help import HelpScreen
     from console.tui.screens.lock import LockScreen
     from console.tui.screens.order_entry import OrderEntryScreen
@@ -265,6 +266,10 @@ async def _lock_help_rebind(sim, tmp_path):
         assert set(rows) == ids, ids ^ set(rows)
         assert rows["order.buy"] == "f5" and rows["order.sell"] == "f2" and rows["view.positions"] == "alt+f6"
         assert help_screen.query_one(DataTable).row_count == len(ids)
+        # the command palette offers the desk's actions on the desk (and not on the help screen)
+        offered = {c.title for c in app.get_system_commands(desk)}
+        assert {"Buy order", "Square off", "Kill switch", "Order book", "Lock screen"} <= offered
+        assert "Buy order" not in {c.title for c in app.get_system_commands(help_screen)}
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is desk, what="help closed")
         # the rebound key works, the old one no longer does
@@ -275,4 +280,24 @@ async def _lock_help_rebind(sim, tmp_path):
         form = await wait_for(pilot, lambda: isinstance(app.screen, OrderEntryScreen) and app.screen, what="F5 buy")
         assert form.side == "BUY"
         await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is desk, what="form closed")
+        # market watch: remove the highlighted symbol, add it back by name; an unknown one is refused
+        await pilot.press("f4")
+        watch = desk.grid("watch")
+        first = watch.cursor_key
+        assert first is not None and desk.panel == "watch"
+        await pilot.press("ctrl+d")
+        assert watch.row(first) is None and f"{first[0]}:{first[1]}" not in app.watch_symbols
+        await pilot.press("insert")
+        ask = await wait_for(pilot, lambda: isinstance(app.screen, AskScreen) and app.screen, what="add symbol")
+        ask.query_one("#ask-input").value = f"{first[0]}:{first[1]}"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: watch.row(first) is not None, what="the symbol back in the watch")
+        assert app.watch_symbols[-1] == f"{first[0]}:{first[1]}"
+        await pilot.press("insert")
+        ask = await wait_for(pilot, lambda: isinstance(app.screen, AskScreen) and app.screen, what="add symbol")
+        ask.query_one("#ask-input").value = "NSE:NOSUCHTHING"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any("No instrument NSE:NOSUCHTHING" in str(n.message)
+                                          for n in app._notifications), what="the refusal")
         app.exit()

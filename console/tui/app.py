@@ -82,7 +82,7 @@ class LifeboatApp(App):
         if self.start_runtime and self.host is None:
             ident = self.session.identity
             self.host = RuntimeHost(self.service, self.feed, on_mode=self._runtime_mode,
-                                    user_id=ident.user_id if ident else None)
+                                    user_id=ident.user_id if ident else None, clock=self.clock)
             self.run_worker(self.host.run, thread=True, group="runtime", name="runtime", exit_on_error=False)
 
     def _runtime_mode(self, mode: str, previous: str, reason: str, at: datetime) -> None:

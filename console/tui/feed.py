@@ -101,8 +101,10 @@ class TappedStream(StreamClient):
 class RuntimeHost:
     """Runs the console's Runtime in a worker thread on its own loop until ``stop``."""
 
-    def __init__(self, service, feed: Feed, *, on_mode: Callable, user_id: str | None) -> None:
+    def __init__(self, service, feed: Feed, *, on_mode: Callable, user_id: str | None,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.service = service
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.feed = feed
         self.on_mode = on_mode
         self.user_id = user_id
@@ -139,9 +141,9 @@ class RuntimeHost:
     def _mode(self, change) -> None:
         rt = self.runtime
         if change is None:
-            self.on_mode(rt.mode, rt.mode, rt.detector.reason, datetime.now(timezone.utc))
+            self.on_mode(rt.mode, rt.mode, rt.detector.reason, self.clock())
         else:
-            self.on_mode(change.to_mode.value, change.from_mode.value, change.reason, datetime.now(timezone.utc))
+            self.on_mode(change.to_mode.value, change.from_mode.value, change.reason, self.clock())
 
     def stop(self) -> None:
         self._stopping = True

@@ -99,9 +99,9 @@ class DeskScreen(Screen):
 
     def _fill_watch(self) -> None:
         book = self.book
+        if not self.app.watch_symbols:  # none configured: the book's first 40 instruments, then the dealer's edits
+            self.app.watch_symbols = [f"{e}:{s}" for (e, s) in sorted(book.instruments)][:40]
         wanted = self.app.watch_symbols
-        if not wanted:
-            wanted = [f"{e}:{s}" for (e, s) in sorted(book.instruments)][:40]
         rows = []
         for item in wanted:
             exch, _, sym = item.partition(":")
@@ -151,6 +151,8 @@ class DeskScreen(Screen):
     def on_status_sampled(self, msg: StatusSampled) -> None:
         self.status = msg.status
         self.query_one(StatusBar).show(msg.status)
+        replay = msg.status.get("replay")
+        self.query_one(ModeBanner).progress = "" if replay in (None, "idle") else str(replay)
         rs = (msg.status.get("runtime") or {}).get("resnapshots", 0)
         if rs != self._resnapshots_seen:
             self._resnapshots_seen = rs
