@@ -15,15 +15,29 @@ import signal
 import sys
 from typing import Any, Callable
 
-from rich.console import Console
-from rich.table import Table
-
 from console import eventlog
 from console.exitcodes import ExitCode
 from console.service import Service, ServiceError, translate
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False)
+
+class _LazyConsole:
+    """A rich Console made on first use: `status --json` and other data-only runs
+    never import rich (bench P7)."""
+
+    def __init__(self, **options):
+        self._options = options
+        self._console = None
+
+    def __getattr__(self, name):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+err = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+out = _LazyConsole(highlight=False)
 
 
 class UsageProblem(ServiceError):
@@ -126,6 +140,8 @@ _ORDER_COLS = ("order_id", "client_id", "exchange", "symbol", "side", "quantity"
 
 
 def _table(rows, cols, title: str) -> None:
+    from rich.table import Table
+
     t = Table(title=title, show_lines=False, header_style="bold")
     for c in cols:
         t.add_column(c, justify="right" if c in ("net_quantity", "quantity", "filled_quantity") else "left")

@@ -2,7 +2,8 @@
 
 Neither face touches httpx or SQLAlchemy: they call these methods and get wire
 models, plain dataclasses, or one of the ``ServiceError`` subclasses below (each
-knows its CLI exit code).  Heavy modules are imported here, not in console/cli.py,
+knows its CLI exit code).  Heavy modules are imported in the methods that need
+them, not at import time and not in console/cli.py,
 so `lifeboat --help` stays fast.
 """
 
@@ -16,31 +17,24 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import func, select
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
 
 from backend_client import errors as be
-from backend_client import wire
-from backend_client.client import BackendClient
-from backend_client.grants import GrantInvalid, key_for, verify_grant
 from console import eventlog
 from console.exitcodes import ExitCode
-from localstore import audit, credentials, secrets
 from localstore.db import Store, open_store
 from localstore.errors import StoreError
-from localstore.models import (
-    FINAL_JOURNAL_STATES,
-    JournalEntry,
-    OfflineCredential,
-    OrderRow,
-    PositionRow,
-    ConsoleState,
-    Policy,
-    SyncState,
-    UserRow,
-)
 from localstore.paths import data_dir, store_path
-from sync.bod import BodResult, replace_book
-from sync.rows import to_model
+
+# Heavy modules (pydantic wire models, the ORM models, httpx client, cryptography,
+# keyring) are imported inside the methods that use them: `lifeboat status` runs
+# on Core reads and one probe and must start fast (bench P7).
+if TYPE_CHECKING:
+    from backend_client import wire
+    from backend_client.client import BackendClient
+    from sync.bod import BodResult
 
 DEFAULT_BACKEND = "http://127.0.0.1:8700"
 log = logging.getLogger("lifeboat.service")
@@ -254,6 +248,7 @@ class TradingMixin:
 
     async def place(self, ticket, *, validity: str = "DAY", disclosed_quantity: int | None = None,
                     password: str | None = None) -> "ActionResult":
+        from backend_client import wire
         from sync import desk, online_desk
 
         async def online(c, actor):
@@ -377,6 +372,8 @@ class TradingMixin:
         return actor
 
     def mode_show(self) -> dict:
+        from localstore.models import ConsoleState
+
         with self.store.read() as s:
             cs = s.get(ConsoleState, 1)
             return {"mode": cs.mode, "mode_since": cs.mode_since.isoformat() if cs.mode_since else None,
@@ -386,6 +383,8 @@ class TradingMixin:
     async def mode_force(self, mode: str | None, *, password: str | None = None) -> dict:
         """Force ONLINE/BACKUP/RECOVERING (or None: back to automatic); audited."""
         from backend_client.detector import Mode
+        from localstore import audit
+        from localstore.models import ConsoleState
 
         if mode is not None:
             try:
@@ -410,6 +409,8 @@ class TradingMixin:
         return self.mode_show()
 
     def policy_show(self) -> dict:
+        from localstore.models import Policy
+
         with self.store.read() as s:
             p = s.get(Policy, 1)
             return {"reduce_only": not p.allow_new_exposure, "allow_new_exposure": p.allow_new_exposure,
@@ -417,6 +418,9 @@ class TradingMixin:
                     "updated_by": p.updated_by, "updated_at": p.updated_at.isoformat() if p.updated_at else None}
 
     async def policy_set(self, *, allow_new_exposure: bool, password: str | None = None) -> dict:
+        from localstore import audit
+        from localstore.models import Policy
+
         actor = await self._supervisor(password, "change the backup policy", "LOCAL")
         now = datetime.now(timezone.utc)
 
@@ -474,6 +478,8 @@ class Service(TradingMixin):
         """--user / LIFEBOAT_USER, else the last user who logged in online on this console."""
         if self.user:
             return self.user
+        from localstore.models import UserRow
+
         with self.store.read() as s:
             uid = s.scalars(
                 select(UserRow.user_id).where(UserRow.last_online_login_at.is_not(None))
@@ -485,12 +491,16 @@ class Service(TradingMixin):
         return uid
 
     def client(self, token: str | None = None) -> BackendClient:
+        from backend_client.client import BackendClient
+
         return BackendClient(self.backend_url, token=token)
 
     @asynccontextmanager
     async def session_client(self, password: str | None = None):
         """A client carrying the current user's token (from the keyring), or a fresh
         login when a password is given (scripts: --password-stdin)."""
+        from localstore import secrets
+
         user = self.current_user()
         async with self.client() as c:
             if password is not None:
@@ -515,6 +525,10 @@ class Service(TradingMixin):
             raise translate(exc) from exc
 
     async def _login(self, c: BackendClient, user_id: str, password: str) -> LoginResult:
+        from backend_client.grants import GrantInvalid, key_for, verify_grant
+        from localstore import audit, credentials, secrets
+        from localstore.models import OfflineCredential, UserRow
+
         session = await c.login(user_id, password)
         keys = await c.keys()
         grant = session.offline_grant
@@ -559,6 +573,8 @@ class Service(TradingMixin):
         return LoginResult(session.user, kept, grant.claims.valid_until, store.console_id)
 
     def logout(self) -> str:
+        from localstore import audit, secrets
+
         user = self.current_user()
         secrets.delete_token(user)
         with self.store.write() as s:
@@ -569,6 +585,8 @@ class Service(TradingMixin):
 
     async def sync_bod(self, password: str | None = None) -> BodResult:
         import asyncio
+
+        from sync.bod import replace_book
 
         try:
             async with self.session_client(password) as c:
@@ -603,6 +621,9 @@ class Service(TradingMixin):
         """The current user's clients as recorded at their last online login (None: every
         client, for a supervisor or viewer).  A console shared by two dealers keeps one
         book; each sees only their own clients in it."""
+        from backend_client import wire
+        from localstore.models import UserRow
+
         user = self.current_user()
         with self.store.read() as s:
             row = s.get(UserRow, user)
@@ -627,6 +648,10 @@ class Service(TradingMixin):
         return q if scope is None else q.where(column.in_(scope))
 
     def local_positions(self, client_id: str | None = None) -> list[wire.Position]:
+        from backend_client import wire
+        from localstore.models import PositionRow
+        from sync.rows import to_model
+
         q = select(PositionRow).order_by(PositionRow.client_id, PositionRow.exchange, PositionRow.symbol,
                                          PositionRow.product)
         q = self._scoped(q, PositionRow.client_id, client_id)
@@ -634,6 +659,10 @@ class Service(TradingMixin):
             return [to_model(r, wire.Position) for r in s.scalars(q)]
 
     def local_orders(self, client_id: str | None = None) -> list[wire.Order]:
+        from backend_client import wire
+        from localstore.models import OrderRow
+        from sync.rows import to_model
+
         q = self._scoped(select(OrderRow).order_by(OrderRow.created_at, OrderRow.order_id), OrderRow.client_id, client_id)
         with self.store.read() as s:
             return [to_model(r, wire.Order) for r in s.scalars(q)]
@@ -646,14 +675,13 @@ class Service(TradingMixin):
         unreplayed intents is RECOVERING: new actions queue behind the replay."""
         if self._mode is not None:
             return self._mode
-        from backend_client.detector import Mode, decide_one_shot, probe_once
-        from sync import journal
+        import httpx  # noqa: F401  (loaded before the probe's clock starts, as the full client used to)
 
-        with self.store.read() as s:
-            cs = s.get(ConsoleState, 1)
-            forced = cs.forced_mode if cs is not None else None
-            unfinished = s.scalar(select(func.count()).select_from(JournalEntry)
-                                  .where(JournalEntry.state.in_(list(journal.UNFINISHED_STATES))))
+        from backend_client.detector import Mode, decide_one_shot, probe_once
+        from sync import status
+
+        with self.store.read_core() as conn:  # Core: no ORM on the CLI's start-up path
+            forced, unfinished = status.mode_inputs(conn)
         probe = await probe_once(self.backend_url)
         mode = decide_one_shot(probe, forced)
         if not forced and mode is Mode.ONLINE and unfinished:
@@ -664,7 +692,7 @@ class Service(TradingMixin):
 
     async def status(self) -> dict:
         """What support staff look at first.  Probes the main system once (about a second at most)."""
-        from sync import journal
+        from sync import status
 
         decision = await self.decide_mode()
         probe = decision.probe
@@ -674,33 +702,30 @@ class Service(TradingMixin):
         else:
             backend.update(error=probe.detail, kind=probe.kind)
         now = datetime.now(timezone.utc)
-        with self.store.read() as s:
-            st = s.get(SyncState, 1)
-            depth = journal.depth(s)
-            unacked = journal.unacknowledged(s, limit=20)
-            n_unacked = journal.count_unacknowledged(s)
-            pol = s.get(Policy, 1)
-            cs = s.get(ConsoleState, 1)
+        with self.store.read_core() as conn:  # Core reads: no ORM, no models (bench P7)
+            st = status.store_status(conn, unacknowledged_limit=20)
+        depth = st["depth"]
         return {
             "mode": decision.mode,
             "forced_mode": decision.forced,
-            "mode_since": cs.forced_at.isoformat() if decision.forced and cs.forced_at else None,
+            "mode_since": st["forced_at"].isoformat() if decision.forced and st["forced_at"] else None,
             "backend": backend,
             "console_id": self.store.console_id,
             "store": str(self.store.path),
             "journal_depth": depth,
-            "journal": {"depth": depth, "unacknowledged": n_unacked, "unacknowledged_entries": unacked},
-            "policy": {"reduce_only": not pol.allow_new_exposure, "allow_new_exposure": pol.allow_new_exposure,
-                       "killswitch": pol.killswitch, "updated_by": pol.updated_by},
+            "journal": {"depth": depth, "unacknowledged": st["unacknowledged"],
+                        "unacknowledged_entries": st["unacknowledged_entries"]},
+            "policy": {"reduce_only": not st["allow_new_exposure"], "allow_new_exposure": st["allow_new_exposure"],
+                       "killswitch": st["killswitch"], "updated_by": st["policy_updated_by"]},
             "replay": "idle",
-            "last_bod": None if st.bod_at is None else {
-                "at": st.bod_at.isoformat(), "trading_date": st.trading_date.isoformat(), "seq": st.bod_seq},
+            "last_bod": None if st["bod_at"] is None else {
+                "at": st["bod_at"].isoformat(), "trading_date": st["trading_date"], "seq": st["bod_seq"]},
             "mirror": {
-                "last_event_seq": st.last_event_seq,
-                "newest_event_at": st.last_event_at.isoformat() if st.last_event_at else None,
-                "current_at": st.last_applied_at.isoformat() if st.last_applied_at else None,
-                "staleness_s": None if st.last_applied_at is None
-                else round((now - st.last_applied_at).total_seconds(), 3),
+                "last_event_seq": st["last_event_seq"],
+                "newest_event_at": st["last_event_at"].isoformat() if st["last_event_at"] else None,
+                "current_at": st["last_applied_at"].isoformat() if st["last_applied_at"] else None,
+                "staleness_s": None if st["last_applied_at"] is None
+                else round((now - st["last_applied_at"]).total_seconds(), 3),
             },
         }
 

@@ -12,8 +12,9 @@ Secrets never enter the log: keys such as ``password``, ``token``,
 ``access_token``, ``secret``, ``signature``, ``verifier`` are replaced with
 ``"[redacted]"`` (at any depth) before hashing and storing.
 
-Call ``append`` inside the caller's write transaction (``store.write()``) so the
-action and its audit row commit together or not at all.
+Call ``append`` inside the caller's write transaction (``store.write()``), or
+``append_core`` inside ``store.write_core()``, so the action and its audit row
+commit together or not at all.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from localstore.models import GENESIS_HASH, AuditHead, AuditRow
@@ -114,6 +115,18 @@ def row_hash(*, id: int, at: str, user_id: str | None, mode: str, action: str, p
 # --------------------------------------------------------------------------- append
 
 
+def _prepare(user_id: str | None, mode: str | Enum, action: str, payload: dict[str, Any],
+             at: datetime | None) -> tuple[str, str, Any]:
+    """(at_text, mode, clean payload): the exact values hashed and stored by both appenders."""
+    if not isinstance(payload, dict):
+        raise TypeError("audit payload must be a dict")
+    when = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    at_text = when.isoformat(timespec="microseconds")
+    clean = json.loads(canonical_json(redact(payload)))  # the exact value verify will re-read
+    mode = mode.value if isinstance(mode, Enum) else str(mode)  # str() of a str-Enum is "Mode.X" on 3.11
+    return at_text, mode, clean
+
+
 def append(
     session: Session,
     *,
@@ -130,12 +143,7 @@ def append(
     replay_decision, policy_change ...), ``payload`` any JSON-able dict (Decimal,
     datetime, enums and wire models are converted; secrets are redacted).
     """
-    if not isinstance(payload, dict):
-        raise TypeError("audit payload must be a dict")
-    when = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    at_text = when.isoformat(timespec="microseconds")
-    clean = json.loads(canonical_json(redact(payload)))  # the exact value verify will re-read
-    mode = mode.value if isinstance(mode, Enum) else str(mode)  # str() of a str-Enum is "Mode.X" on 3.11
+    at_text, mode, clean = _prepare(user_id, mode, action, payload, at)
     head = _lock_head(session)
     new_id = head.last_id + 1
     digest = row_hash(
@@ -156,6 +164,44 @@ def append(
     head.last_hash = digest
     head.count = head.count + 1
     return row  # flushed with the caller's transaction (many appends become one executemany)
+
+
+_ROWS = AuditRow.__table__
+_HEAD = AuditHead.__table__
+# built once: building and cache-keying a statement costs about as much as running it
+_HEAD_READ = select(_HEAD.c.last_id, _HEAD.c.last_hash, _HEAD.c.count).where(_HEAD.c.id == 1)
+_HEAD_LOCK = _HEAD_READ.with_for_update()
+_ROW_INSERT = insert(_ROWS)
+_HEAD_UPDATE = update(_HEAD).where(_HEAD.c.id == 1).values(
+    last_id=bindparam("h_id"), last_hash=bindparam("h_hash"), count=bindparam("h_count"))
+
+
+def append_core(
+    conn: Connection,
+    *,
+    user_id: str | None,
+    mode: str | Enum,
+    action: str,
+    payload: dict[str, Any],
+    at: datetime | None = None,
+) -> tuple[int, str]:
+    """``append`` for a Core Connection in a write transaction (the journal's hot path:
+    three statements, no unit of work).  Same row, same hash input; returns (id, hash)."""
+    at_text, mode, clean = _prepare(user_id, mode, action, payload, at)
+    # FOR UPDATE serialises appenders on a shared server database (SQLite: BEGIN IMMEDIATE)
+    head = conn.execute(_HEAD_READ if conn.dialect.name == "sqlite" else _HEAD_LOCK).first()
+    if head is None:
+        conn.execute(insert(_HEAD).values(id=1, last_id=0, last_hash=GENESIS_HASH, count=0))
+        last_id, last_hash, count = 0, GENESIS_HASH, 0
+    else:
+        last_id, last_hash, count = head
+    new_id = last_id + 1
+    digest = row_hash(id=new_id, at=at_text, user_id=user_id, mode=mode, action=action, payload=clean,
+                      prev_hash=last_hash)
+    conn.execute(_ROW_INSERT, {"id": new_id, "at": at_text, "user_id": user_id, "mode": mode, "action": action,
+                               "payload": canonical_json(clean), "prev_hash": last_hash, "hash": digest})
+    conn.execute(_HEAD_UPDATE, {"h_id": new_id, "h_hash": digest, "h_count": count + 1})
+    return new_id, digest
 
 
 def _lock_head(session: Session) -> AuditHead:

@@ -37,21 +37,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, select
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.orm import Session, sessionmaker
 
 from localstore.errors import StoreError
-from localstore.models import (
-    GENESIS_HASH,
-    AuditHead,
-    ConsoleIdentity,
-    ConsoleState,
-    OrderIdCounter,
-    Policy,
-    ReplayLease,
-    SyncState,
-)
+
+if TYPE_CHECKING:  # the ORM is imported when a Session is first needed, not to open a store
+    from sqlalchemy.orm import Session
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
@@ -62,7 +56,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Every Alembic revision this version knows, oldest first (a test keeps it equal to
 # migrations/versions).  Known here so a routine open of an up-to-date store does
 # not import Alembic at all (~0.3 s of a CLI command's start).
-KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002")
+KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 _FIX_CORRUPT = "move it aside (keep it for support) and run `lifeboat sync bod` to build a fresh store"
@@ -71,20 +65,30 @@ _FIX_CORRUPT = "move it aside (keep it for support) and run `lifeboat sync bod` 
 @dataclass
 class Store:
     """An open local store.  ``write()`` and ``read()`` give Sessions; objects stay
-    usable after the block (``expire_on_commit=False``)."""
+    usable after the block (``expire_on_commit=False``).  ``write_core()`` and
+    ``read_core()`` give Core Connections (hot paths, and commands that must start
+    fast: the ORM is imported only when a Session is first asked for)."""
 
     engine: Engine
     url: URL
     path: Path | None  # the SQLite file, or None for a server database
     console_id: str
-    _write_sessions: sessionmaker
-    _read_sessions: sessionmaker
+    _write_engine: Engine
+    _sessionmakers: tuple | None = None
+
+    def _makers(self) -> tuple:
+        if self._sessionmakers is None:
+            from sqlalchemy.orm import sessionmaker
+
+            self._sessionmakers = (sessionmaker(bind=self._write_engine, expire_on_commit=False),
+                                   sessionmaker(bind=self.engine, expire_on_commit=False))
+        return self._sessionmakers
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
         """A Session in one write transaction (``BEGIN IMMEDIATE`` on SQLite), committed
         durably when the block ends, rolled back if it raises."""
-        with self._write_sessions() as session, session.begin():
+        with self._makers()[0]() as session, session.begin():
             yield session
 
     @contextlib.contextmanager
@@ -92,8 +96,28 @@ class Store:
         """A Session for reads (one consistent snapshot); never commits anything.  The
         block's end closes the session (its transaction is rolled back) without
         expiring loaded objects, so they stay readable after the block."""
-        with self._read_sessions() as session:
+        with self._makers()[1]() as session:
             yield session
+
+    @property
+    def write_engine(self) -> Engine:
+        """The engine whose transactions begin as writers (``BEGIN IMMEDIATE`` on SQLite)."""
+        return self._write_engine
+
+    @contextlib.contextmanager
+    def write_core(self) -> Iterator[Connection]:
+        """A Core Connection in one write transaction (``BEGIN IMMEDIATE`` on SQLite),
+        committed durably when the block ends, rolled back if it raises.  For the hot
+        paths (journal writes): no ORM unit of work, no identity map."""
+        with self.write_engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def read_core(self) -> Iterator[Connection]:
+        """A Core Connection in one read transaction (a consistent snapshot), rolled back
+        at the end of the block."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
 
     def close(self) -> None:
         self.engine.dispose()
@@ -123,11 +147,8 @@ def open_store(target: str | Path, *, create: bool = True) -> Store:
     try:
         if current != HEAD_REVISION:
             _migrate(engine)
-        write_sessions = sessionmaker(
-            bind=engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
-        )
-        read_sessions = sessionmaker(bind=engine, expire_on_commit=False)
-        console_id = _ensure_singletons(write_sessions)
+        write_engine = engine.execution_options(**{_WRITE_OPTION: True})
+        console_id = _ensure_singletons(write_engine)
     except StoreError:
         engine.dispose()
         raise
@@ -135,7 +156,7 @@ def open_store(target: str | Path, *, create: bool = True) -> Store:
         engine.dispose()
         where = path or url.render_as_string(hide_password=True)
         raise StoreError(f"cannot open the local store {where}: {exc}", path=path) from exc
-    return Store(engine, url, path, console_id, write_sessions, read_sessions)
+    return Store(engine, url, path, console_id, write_engine)
 
 
 def _to_url(target: str | Path) -> URL:
@@ -307,20 +328,36 @@ def _migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-_SINGLETONS = (AuditHead, SyncState, ReplayLease, ConsoleState, Policy, OrderIdCounter)
+_SINGLETON_TABLES = ("audit_head", "sync_state", "replay_lease", "console_state", "policy", "order_id_counter")
+# One statement: the console id, if every single-row table has its row (plain SQL, so
+# a routine open needs neither the ORM nor the models).
+_SINGLETONS_PRESENT = text(
+    "SELECT console_id FROM console_identity WHERE id = 1"
+    + "".join(f" AND EXISTS (SELECT 1 FROM {t} WHERE id = 1)" for t in _SINGLETON_TABLES)
+)
 
 
-def _ensure_singletons(write_sessions: sessionmaker) -> str:
+def _ensure_singletons(write_engine: Engine) -> str:
     """Create the single-row tables on first open; return the console id.  Checked with
     a read first so a routine open does not take the write lock."""
-    with write_sessions.kw["bind"].connect() as conn:
-        row = conn.execute(select(ConsoleIdentity.console_id)).first()
-        complete = row is not None and all(
-            conn.execute(select(model.id)).first() is not None for model in _SINGLETONS
-        )
-    if complete:
-        return row[0]
-    with write_sessions() as session, session.begin():
+    with write_engine.connect() as conn:
+        console_id = conn.execute(_SINGLETONS_PRESENT).scalar()
+    if console_id is not None:
+        return console_id
+    from sqlalchemy.orm import Session
+
+    from localstore.models import (
+        GENESIS_HASH,
+        AuditHead,
+        ConsoleIdentity,
+        ConsoleState,
+        OrderIdCounter,
+        Policy,
+        ReplayLease,
+        SyncState,
+    )
+
+    with Session(write_engine, expire_on_commit=False) as session, session.begin():
         identity = session.get(ConsoleIdentity, 1)
         if identity is None:
             identity = ConsoleIdentity(id=1, console_id=new_console_id())
@@ -346,4 +383,4 @@ def new_console_id() -> str:
 
 
 def read_console_id(session: Session) -> str:
-    return session.scalars(select(ConsoleIdentity.console_id)).one()
+    return session.scalars(text("SELECT console_id FROM console_identity WHERE id = 1")).one()

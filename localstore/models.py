@@ -24,115 +24,28 @@ migrated schema equals these models.
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime, timezone
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any
+from datetime import date, datetime
+from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
     Text,
-    TypeDecorator,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from backend_client.wire import Exchange, OrderStatus, OrderType, Product, Role, Side, Validity
-
-# --------------------------------------------------------------------------- column types
-
-MONEY_SCALE = 10_000  # units per rupee: 4 decimal places, finer than any tick size
-_MONEY_QUANTUM = Decimal("0.0001")
-_BIGINT_MAX = 2**63 - 1
-
-
-class Money(TypeDecorator):
-    """A Decimal amount stored exactly as a BIGINT count of 1/10,000 units.
-
-    Portable (every database has a 64-bit integer) and exact (no float ever).
-    ``exact=True`` (prices, limits, tick sizes) refuses a value with more than four
-    decimal places with ``ValueError`` rather than round it silently;
-    ``exact=False`` (derived figures the main system computes, such as an average
-    price or MTM) rounds half-even to four places.  Reads return ``Decimal`` with
-    four decimal places (``Decimal("12.3400") == Decimal("12.34")``).
-    """
-
-    impl = BigInteger
-    cache_ok = True
-
-    def __init__(self, exact: bool = True) -> None:
-        super().__init__()
-        self.exact = exact
-
-    def process_bind_param(self, value: Any, dialect: Any) -> int | None:
-        if value is None:
-            return None
-        if isinstance(value, float):
-            value = Decimal(repr(value))
-        elif not isinstance(value, Decimal):
-            try:
-                value = Decimal(value)
-            except (InvalidOperation, TypeError, ValueError) as exc:
-                raise ValueError(f"not a money amount: {value!r}") from exc
-        if not value.is_finite():
-            raise ValueError(f"not a finite money amount: {value!r}")
-        units = value * MONEY_SCALE
-        if units != units.to_integral_value():
-            if self.exact:
-                raise ValueError(f"{value} has more than 4 decimal places; it cannot be stored exactly")
-            units = units.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
-        result = int(units)
-        if abs(result) > _BIGINT_MAX:
-            raise ValueError(f"{value} is too large to store")
-        return result
-
-    def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
-        if value is None:
-            return None
-        return (Decimal(int(value)) / MONEY_SCALE).quantize(_MONEY_QUANTUM)
-
-
-class UtcDateTime(TypeDecorator):
-    """A timezone-aware UTC datetime on every database.
-
-    SQLite has no timezone type: values are stored as naive UTC and given
-    ``tzinfo=UTC`` back on read.  PostgreSQL stores ``timestamptz``.  Naive
-    datetimes are refused: a time without a zone is a bug waiting for a DST day.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if not isinstance(value, datetime):
-            raise ValueError(f"not a datetime: {value!r}")
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value.isoformat()} (give it a timezone)")
-        value = value.astimezone(timezone.utc)
-        if dialect.name == "sqlite":
-            return value.replace(tzinfo=None)
-        return value
-
-    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+# column types live in localstore.coltypes so Core-only readers (`lifeboat status`)
+# can use them without importing the ORM models; re-exported here
+from localstore.coltypes import MONEY_SCALE, Money, UtcDateTime, utcnow  # noqa: F401
 
 
 def _enum(cls: type[enum.Enum], name: str) -> SAEnum:
@@ -382,6 +295,8 @@ class JournalEntry(Base):
     __tablename__ = "journal"
     __table_args__ = (
         Index("ix_journal_state_seq", "state", "seq"),
+        # the backup checks read a position's unfinished intents on every action (revision 0003)
+        Index("ix_journal_position", "client_id", "exchange", "symbol", "product"),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
     )
 

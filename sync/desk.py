@@ -4,7 +4,9 @@ Why: in BACKUP (and RECOVERING, where new actions queue behind the replay) the
 console is the only line of defence, so every action is checked against the
 local book (BOD + live mirror), the journal's unfinished intents and the policy
 *inside* the journal's write transaction (BEGIN IMMEDIATE): two consoles or two
-CLI processes cannot both spend the same "reducible" quantity.  A refusal raises
+CLI processes cannot both spend the same "reducible" quantity.  The checks read
+with Core statements on that transaction's Connection (a PLACE reads everything
+but the journal in one statement): an action costs about a millisecond, not tens.  A refusal raises
 ``policy.Refusal`` and nothing is written.
 """
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, select, update
 
 from backend_client.wire import Exchange, OrderStatus, OrderType, Product, Side
 from localstore.models import (
@@ -48,29 +50,96 @@ class Actor:
 
 
 # --------------------------------------------------------------------------- lookups
+# Core statements on the write Connection (no ORM objects: each ORM get costs about a
+# millisecond here, and a check runs on every action).
+
+_CLIENTS = ClientRow.__table__
+_INSTRUMENTS = InstrumentRow.__table__
+_POSITIONS = PositionRow.__table__
+_LIMITS = ClientLimitRow.__table__
+_POLICY = Policy.__table__
+_ORDERS = OrderRow.__table__
+_INSTRUMENT_COLS = tuple(_INSTRUMENTS.c[n] for n in (
+    "exchange", "symbol", "lot_size", "tick_size", "last_price", "lower_band", "upper_band", "freeze_quantity"))
+_PRODUCTS = frozenset(p.value for p in Product)
+_ORDER_COLS = tuple(_ORDERS.c[n] for n in (
+    "order_id", "client_order_id", "client_id", "exchange", "symbol", "product", "side", "quantity",
+    "filled_quantity", "status"))
 
 
 def known_client(s, client_id: str) -> None:
-    if s.get(ClientRow, client_id) is None:
-        known = list(s.scalars(select(ClientRow.client_id)))
-        raise Refusal("unknown_client", f"unknown client {client_id!r}{policy.suggest(client_id, known)}")
+    if s.scalar(select(_CLIENTS.c.client_id).where(_CLIENTS.c.client_id == client_id)) is None:
+        _unknown_client(s, client_id)
 
 
-def instrument(s, exchange: str, symbol: str) -> InstrumentRow:
+def _unknown_client(s, client_id: str):
+    known = list(s.scalars(select(_CLIENTS.c.client_id)))
+    raise Refusal("unknown_client", f"unknown client {client_id!r}{policy.suggest(client_id, known)}")
+
+
+def _exchange(exchange: str) -> Exchange:
     try:
-        exch = Exchange(exchange)
+        return Exchange(exchange)
     except ValueError:
         raise Refusal("unknown_exchange", f"unknown exchange {exchange!r} (NSE, BSE or NFO)") from None
-    inst = s.get(InstrumentRow, (exch, symbol.upper()))
+
+
+def _unknown_symbol(s, exch: Exchange, symbol: str):
+    known = list(s.scalars(select(_INSTRUMENTS.c.symbol).where(_INSTRUMENTS.c.exchange == exch)))
+    raise Refusal("unknown_symbol", f"no instrument {symbol!r} on {exch.value}{policy.suggest(symbol, known)}")
+
+
+def instrument(s, exchange: str, symbol: str):
+    """The instrument's reference data (a row with InstrumentRow's attribute names)."""
+    exch = _exchange(exchange)
+    inst = s.execute(select(*_INSTRUMENT_COLS).where(_INSTRUMENTS.c.exchange == exch,
+                                                     _INSTRUMENTS.c.symbol == symbol.upper())).first()
     if inst is None:
-        known = list(s.scalars(select(InstrumentRow.symbol).where(InstrumentRow.exchange == exch)))
-        raise Refusal("unknown_symbol", f"no instrument {symbol!r} on {exch.value}{policy.suggest(symbol, known)}")
+        _unknown_symbol(s, exch, symbol)
     return inst
 
 
 def net_of(s, client_id, exchange, symbol, product) -> int:
-    row = s.get(PositionRow, (client_id, Exchange(exchange), symbol, Product(product)))
-    return row.net_quantity if row is not None else 0
+    net = s.scalar(select(_POSITIONS.c.net_quantity).where(
+        _POSITIONS.c.client_id == client_id, _POSITIONS.c.exchange == Exchange(exchange),
+        _POSITIONS.c.symbol == symbol, _POSITIONS.c.product == Product(product)))
+    return net or 0
+
+
+_FACTS = (
+    select(*_INSTRUMENT_COLS, _CLIENTS.c.client_id.label("known_client"), _LIMITS.c.max_order_value,
+           _POSITIONS.c.net_quantity, _POLICY.c.allow_new_exposure, _POLICY.c.killswitch)
+    .select_from(_POLICY
+                 .outerjoin(_CLIENTS, _CLIENTS.c.client_id == bindparam("f_client"))
+                 .outerjoin(_LIMITS, _LIMITS.c.client_id == bindparam("f_client"))
+                 .outerjoin(_INSTRUMENTS, and_(_INSTRUMENTS.c.exchange == bindparam("f_exchange"),
+                                               _INSTRUMENTS.c.symbol == bindparam("f_symbol")))
+                 .outerjoin(_POSITIONS, and_(_POSITIONS.c.client_id == bindparam("f_client"),
+                                             _POSITIONS.c.exchange == bindparam("f_exchange"),
+                                             _POSITIONS.c.symbol == bindparam("f_symbol"),
+                                             _POSITIONS.c.product == bindparam("f_product"))))
+    .where(_POLICY.c.id == 1)
+)  # built once: building a statement costs about as much as running it
+
+
+def place_facts(s, t: OrderTicket):
+    """Everything a PLACE check reads from the book, in ONE statement: the instrument
+    (with InstrumentRow's attribute names), whether the client is known, its
+    order-value limit, the position's net quantity and the policy.  Refuses an unknown
+    client, exchange or symbol (in that order)."""
+    try:
+        exch = Exchange(t.exchange)
+    except ValueError:
+        known_client(s, t.client_id)
+        raise Refusal("unknown_exchange", f"unknown exchange {t.exchange!r} (NSE, BSE or NFO)") from None
+    product = Product(t.product) if t.product in _PRODUCTS else None  # a bad one is refused by the shape check
+    row = s.execute(_FACTS, {"f_client": t.client_id, "f_exchange": exch, "f_symbol": t.symbol.upper(),
+                             "f_product": product}).one()
+    if row.known_client is None:
+        _unknown_client(s, t.client_id)
+    if row.symbol is None:
+        _unknown_symbol(s, exch, t.symbol)
+    return row
 
 
 def journaled_reducing(unfinished: list[dict], key: tuple, net: int) -> int:
@@ -89,7 +158,7 @@ def journaled_reducing(unfinished: list[dict], key: tuple, net: int) -> int:
 
 
 def policy_view(s) -> policy.PolicyView:
-    p = s.get(Policy, 1)
+    p = s.execute(select(_POLICY.c.allow_new_exposure, _POLICY.c.killswitch).where(_POLICY.c.id == 1)).one()
     return policy.PolicyView(bool(p.allow_new_exposure), bool(p.killswitch))
 
 
@@ -105,18 +174,16 @@ def place(store, actor: Actor, t: OrderTicket, *, mode: str, validity: str = "DA
     policy.check_scope(actor.role, actor.client_ids, t.client_id)
 
     def build(s):
-        known_client(s, t.client_id)
-        inst = instrument(s, t.exchange, t.symbol)
-        policy.check_ticket_shape(t, inst)
-        key = (t.client_id, inst.exchange.value, inst.symbol, t.product)
-        net = net_of(s, *key)
+        facts = place_facts(s, t)  # also the instrument (InstrumentRow's attribute names)
+        policy.check_ticket_shape(t, facts)
+        key = (t.client_id, facts.exchange.value, facts.symbol, t.product)
+        net = facts.net_quantity or 0
+        unfinished = journal.unfinished_for(s, key=(t.client_id, facts.exchange, facts.symbol, Product(t.product)))
         reducing = policy.check_exposure(
-            t, net=net, journaled_reducing=journaled_reducing(
-                journal.unfinished_for(s, key=(t.client_id, inst.exchange, inst.symbol, Product(t.product))), key, net),
-            policy=policy_view(s), backup=True)
-        limit = s.get(ClientLimitRow, t.client_id)
-        policy.check_order_value(t, inst, limit.max_order_value if limit else None, reducing)
-        return [Intent(JournalKind.PLACE, t.client_id, inst.exchange, inst.symbol, Product(t.product), payload={
+            t, net=net, journaled_reducing=journaled_reducing(unfinished, key, net),
+            policy=policy.PolicyView(bool(facts.allow_new_exposure), bool(facts.killswitch)), backup=True)
+        policy.check_order_value(t, facts, facts.max_order_value, reducing)
+        return [Intent(JournalKind.PLACE, t.client_id, facts.exchange, facts.symbol, Product(t.product), payload={
             "side": t.side.value, "quantity": t.quantity, "order_type": t.order_type.value,
             "price": t.price, "trigger_price": t.trigger_price, "validity": validity,
             "disclosed_quantity": disclosed_quantity, "reducing": reducing, "net_at_intent": net})]
@@ -144,9 +211,9 @@ class Target:
 def resolve(s, *, order_id: str | None, client_order_id: str | None) -> Target:
     row = None
     if order_id:
-        row = s.get(OrderRow, order_id)
+        row = s.execute(select(*_ORDER_COLS).where(_ORDERS.c.order_id == order_id)).first()
     elif client_order_id:
-        row = s.scalars(select(OrderRow).where(OrderRow.client_order_id == client_order_id)).first()
+        row = s.execute(select(*_ORDER_COLS).where(_ORDERS.c.client_order_id == client_order_id)).first()
     if row is not None:
         if row.status not in OPEN_STATUSES:
             raise Refusal("order_not_open", f"order {row.order_id} is {row.status.value}, not open")
@@ -206,13 +273,14 @@ def cancel(store, actor: Actor, *, order_id: str | None, client_order_id: str | 
 
 def open_orders_in_scope(s, actor: Actor, client_id: str | None, symbol: str | None = None) -> list[Target]:
     """Open mirror orders and journaled PLACEs of the scope that no journaled CANCEL targets yet."""
-    q = select(OrderRow).where(OrderRow.status.in_(OPEN_STATUSES)).order_by(OrderRow.created_at, OrderRow.order_id)
+    q = (select(*_ORDER_COLS).where(_ORDERS.c.status.in_(OPEN_STATUSES))
+         .order_by(_ORDERS.c.created_at, _ORDERS.c.order_id))
     if client_id:
-        q = q.where(OrderRow.client_id == client_id)
+        q = q.where(_ORDERS.c.client_id == client_id)
     unfinished = journal.unfinished_for(s, [client_id] if client_id else None)
     done = _cancelled_targets(unfinished)
     out = []
-    for r in s.scalars(q):
+    for r in s.execute(q):
         if actor.in_scope(r.client_id) and r.order_id not in done and (symbol is None or r.symbol == symbol):
             out.append(Target(r.client_id, r.exchange.value, r.symbol, r.product.value, r.side, r.quantity,
                               r.filled_quantity, r.order_id, r.client_order_id, False))
@@ -235,13 +303,13 @@ def squareoff_plan(s, actor: Actor, *, client_id: str | None, symbol: str | None
         policy.check_can_act(actor.role)
     if symbol is not None:
         symbol = symbol.upper()
-        if s.scalars(select(InstrumentRow.symbol).where(InstrumentRow.symbol == symbol)).first() is None:
-            known = list(s.scalars(select(InstrumentRow.symbol)))
+        if s.scalars(select(_INSTRUMENTS.c.symbol).where(_INSTRUMENTS.c.symbol == symbol)).first() is None:
+            known = list(s.scalars(select(_INSTRUMENTS.c.symbol)))
             raise Refusal("unknown_symbol", f"no instrument {symbol!r}{policy.suggest(symbol, known)}")
-    q = select(PositionRow.client_id, PositionRow.exchange, PositionRow.symbol, PositionRow.product,
-               PositionRow.net_quantity).where(PositionRow.net_quantity != 0)  # rows, not ORM objects: cheaper
+    q = select(_POSITIONS.c.client_id, _POSITIONS.c.exchange, _POSITIONS.c.symbol, _POSITIONS.c.product,
+               _POSITIONS.c.net_quantity).where(_POSITIONS.c.net_quantity != 0)
     if client_id:
-        q = q.where(PositionRow.client_id == client_id)
+        q = q.where(_POSITIONS.c.client_id == client_id)
     legs = position_legs(s.execute(q), client_id=client_id, symbol=symbol, in_scope=actor.in_scope)
     cancels = [] if keep_orders else open_orders_in_scope(s, actor, client_id, symbol)
     return legs, cancels
@@ -264,8 +332,8 @@ def squareoff(store, actor: Actor, *, client_id: str | None, symbol: str | None,
         return intents
 
     if dry_run:
-        with store.read() as s:
-            build(s)
+        with store.read_core() as conn:
+            build(conn)
         for leg in plan["legs"]:
             leg.outcome = "dry_run"
         return plan["legs"], plan["cancels"], []
@@ -288,14 +356,14 @@ def killswitch(store, actor: Actor, *, mode: str) -> tuple[list[Target], list[Re
     def build(s):
         from datetime import datetime, timezone
 
-        p = s.get(Policy, 1)
-        p.killswitch, p.updated_by, p.updated_at = True, actor.user_id, datetime.now(timezone.utc)
+        s.execute(update(_POLICY).where(_POLICY.c.id == 1).values(
+            killswitch=True, updated_by=actor.user_id, updated_at=datetime.now(timezone.utc)))
         plan["cancels"] = cancels = open_orders_in_scope(s, actor, None)
         intents = [_target_intent(JournalKind.CANCEL, t, {"reason": "kill switch"}) for t in cancels]
         if not intents:
             from localstore import audit
 
-            audit.append(s, user_id=actor.user_id, mode=mode, action="killswitch_on", payload={"cancels": 0})
+            audit.append_core(s, user_id=actor.user_id, mode=mode, action="killswitch_on", payload={"cancels": 0})
         return intents
 
     receipts = journal.write(store, build, user_id=actor.user_id, mode=mode, trading_date=actor.trading_date,

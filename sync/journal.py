@@ -13,8 +13,9 @@ Why it is built this way:
 * One call is one transaction: a multi-leg square-off journals all its legs (and
   the cancels of the scope's open orders, and its audit row) or nothing.  A failed
   write (disk full, I/O error) rolls back and raises ``JournalWriteFailed``.
-* Rows are written with Core ``insert()`` statements: the ORM unit of work costs
-  about 2 ms a row here (see FLOORS.md), Core a fraction of that.
+* The whole write runs on a Core Connection (``store.write_core()``): the checks,
+  the rows and the audit append (``audit.append_core``) are plain statements; the
+  ORM unit of work costs about 2 ms a row here (see FLOORS.md), Core a fraction.
 * The acknowledgement commit runs with ``synchronous=NORMAL``: in WAL mode that is
   still atomic and survives a process crash (only an OS crash could lose it, and
   then the entry merely shows as "never acknowledged", the conservative side); it
@@ -29,12 +30,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import BigInteger, Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from localstore import audit
-from localstore.db import _WRITE_OPTION, Store
+from localstore.db import Store
 from localstore.models import (
     FINAL_JOURNAL_STATES,
     JournalEntry,
@@ -78,20 +78,40 @@ def format_client_order_id(console_id: str, trading_date: date, n: int) -> str:
     return f"{console_id}-{trading_date:%y%m%d}-{n:06d}"
 
 
+# Hot-path statements built once (building and cache-keying a statement costs about
+# as much as running it); values come in as bound parameters.
+_TAKE = (update(_COUNTER).where(_COUNTER.c.id == 1)
+         .values(last_value=_COUNTER.c.last_value + bindparam("count", type_=BigInteger))
+         .returning(_COUNTER.c.last_value))
+_INSERT_ONE = insert(_JOURNAL).returning(_JOURNAL.c.seq)
+_INSERT_MANY = insert(_JOURNAL)
+_SEQS_OF = select(_JOURNAL.c.client_order_id, _JOURNAL.c.seq).where(
+    _JOURNAL.c.client_order_id.in_(bindparam("coids", expanding=True)))
+_ACK_ONE = update(_JOURNAL).where(_JOURNAL.c.seq == bindparam("ack_seq")).values(
+    acknowledged_at=bindparam("ack_at"))
+_ACK_MANY = update(_JOURNAL).where(_JOURNAL.c.seq.in_(bindparam("ack_seqs", expanding=True))).values(
+    acknowledged_at=bindparam("ack_at"))
+_UNFINISHED_COLS = (_JOURNAL.c.kind, _JOURNAL.c.client_id, _JOURNAL.c.exchange, _JOURNAL.c.symbol,
+                    _JOURNAL.c.product, _JOURNAL.c.target_order_id, _JOURNAL.c.target_client_order_id,
+                    _JOURNAL.c.client_order_id, _JOURNAL.c.payload)
+_UNFINISHED_OF_POSITION = select(*_UNFINISHED_COLS).where(
+    _JOURNAL.c.client_id == bindparam("k_client"), _JOURNAL.c.exchange == bindparam("k_exchange"),
+    _JOURNAL.c.symbol == bindparam("k_symbol"), _JOURNAL.c.product == bindparam("k_product"),
+    _JOURNAL.c.state.in_([s.value for s in UNFINISHED_STATES]),
+).order_by(_JOURNAL.c.seq)
+
+
 def _take_numbers(conn, count: int) -> int:
     """Reserve ``count`` numbers in the caller's write transaction; returns the first."""
-    last = conn.execute(
-        update(_COUNTER).where(_COUNTER.c.id == 1)
-        .values(last_value=_COUNTER.c.last_value + count).returning(_COUNTER.c.last_value)
-    ).scalar_one()
+    last = conn.execute(_TAKE, {"count": count}).scalar_one()
     return last - count + 1
 
 
 def allocate_ids(store: Store, trading_date: date, count: int = 1) -> list[str]:
     """client_order_ids for orders sent online (committed, so never reused)."""
     try:
-        with store.write() as s:
-            first = _take_numbers(s.connection(), count)
+        with store.write_core() as conn:
+            first = _take_numbers(conn, count)
     except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
         raise JournalWriteFailed(f"could not reserve an order id in the local store: {_why(exc)}") from exc
     return [format_client_order_id(store.console_id, trading_date, first + i) for i in range(count)]
@@ -108,23 +128,22 @@ def _json_default(value: Any):
     return str(value)
 
 
-def write(store: Store, intents: "list[Intent] | Callable[[Session], list[Intent]]", *, user_id: str, mode: str,
+def write(store: Store, intents: "list[Intent] | Callable[[Connection], list[Intent]]", *, user_id: str, mode: str,
           trading_date: date, audit_action: str, audit_payload: dict | None = None,
           now: datetime | None = None) -> list[Receipt]:
     """Journal ``intents`` and one audit row in ONE durable transaction; returns their
-    receipts in order.  ``intents`` may be a function of the write Session: it runs
-    inside the transaction (BEGIN IMMEDIATE), so checks made there against the book
-    and the journal cannot be raced by another writer; whatever it raises rolls the
-    whole transaction back.  Raises JournalWriteFailed (nothing written) on any store
-    error."""
+    receipts in order.  ``intents`` may be a function of the write Connection (Core):
+    it runs inside the transaction (BEGIN IMMEDIATE), so checks made there against the
+    book and the journal cannot be raced by another writer; whatever it raises rolls
+    the whole transaction back.  Raises JournalWriteFailed (nothing written) on any
+    store error."""
     now = now or datetime.now(timezone.utc)
     try:
-        with store.write() as s:
+        with store.write_core() as conn:
             if callable(intents):
-                intents = intents(s)
+                intents = intents(conn)
             if not intents:
                 return []
-            conn = s.connection()
             first = _take_numbers(conn, len(intents))
             rows = []
             for i, it in enumerate(intents):
@@ -138,19 +157,32 @@ def write(store: Store, intents: "list[Intent] | Callable[[Session], list[Intent
                     "payload": json.dumps(it.payload, sort_keys=True, default=_json_default),
                     "state": JournalState.PENDING, "attempts": 0, "updated_at": now,
                 })
-            seqs = conn.execute(
-                insert(_JOURNAL).returning(_JOURNAL.c.seq, sort_by_parameter_order=True), rows
-            ).scalars().all()
+            seqs = _insert(conn, rows)
             receipts = [Receipt(seq, r["client_order_id"], r["kind"], r["client_id"]) for seq, r in zip(seqs, rows)]
             summary = {"entries": [{"seq": r.seq, "kind": r.kind.value, "client_order_id": r.client_order_id,
                                     "client_id": r.client_id} for r in receipts[:50]],
                        "count": len(receipts), **(audit_payload or {})}
-            audit.append(s, user_id=user_id, mode=mode, action=audit_action, payload=summary, at=now)
+            audit.append_core(conn, user_id=user_id, mode=mode, action=audit_action, payload=summary, at=now)
     except JournalWriteFailed:
         raise
     except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
         raise JournalWriteFailed(f"the local store could not commit it: {_why(exc)}") from exc
     return receipts
+
+
+def _insert(conn: Connection, rows: list[dict]) -> list[int]:
+    """Insert journal rows; their seqs in the same order.  One row: INSERT ... RETURNING.
+    Many: one executemany, then the seqs looked up by their (unique) client_order_ids
+    (RETURNING with a guaranteed order would cost one statement per row on SQLite)."""
+    if len(rows) == 1:
+        return [conn.execute(_INSERT_ONE, rows[0]).scalar_one()]
+    conn.execute(_INSERT_MANY, rows)
+    coids = [r["client_order_id"] for r in rows]
+    seq_of: dict[str, int] = {}
+    for i in range(0, len(coids), 500):
+        for coid, seq in conn.execute(_SEQS_OF, {"coids": coids[i:i + 500]}):
+            seq_of[coid] = seq
+    return [seq_of[c] for c in coids]
 
 
 def acknowledge(store: Store, seqs: Iterable[int], now: datetime | None = None) -> None:
@@ -161,15 +193,17 @@ def acknowledge(store: Store, seqs: Iterable[int], now: datetime | None = None) 
         return
     now = now or datetime.now(timezone.utc)
     sqlite = store.engine.dialect.name == "sqlite"
-    with store.engine.execution_options(**{_WRITE_OPTION: True}).connect() as conn:
+    with store.write_engine.connect() as conn:
         raw = conn.connection.dbapi_connection if sqlite else None  # outside any transaction
         if raw is not None:
             raw.execute("PRAGMA synchronous = NORMAL")
         try:
             with conn.begin():
-                for i in range(0, len(seqs), 500):
-                    conn.execute(update(_JOURNAL).where(_JOURNAL.c.seq.in_(seqs[i:i + 500]))
-                                 .values(acknowledged_at=now))
+                if len(seqs) == 1:
+                    conn.execute(_ACK_ONE, {"ack_seq": seqs[0], "ack_at": now})
+                else:
+                    for i in range(0, len(seqs), 500):
+                        conn.execute(_ACK_MANY, {"ack_seqs": seqs[i:i + 500], "ack_at": now})
         finally:
             if raw is not None:
                 raw.execute("PRAGMA synchronous = FULL")
@@ -214,17 +248,21 @@ def entries(session, *, limit: int = 1000, unfinished_only: bool = False) -> lis
 def unfinished_for(session, client_ids: Iterable[str] | None = None, key: tuple | None = None) -> list[dict]:
     """Pending/sent intents (optionally for some clients, or one (client, exchange,
     symbol, product) position): what backup checks build on."""
-    q = select(_JOURNAL.c.kind, _JOURNAL.c.client_id, _JOURNAL.c.exchange, _JOURNAL.c.symbol, _JOURNAL.c.product,
-               _JOURNAL.c.target_order_id, _JOURNAL.c.target_client_order_id, _JOURNAL.c.client_order_id,
-               _JOURNAL.c.payload).where(_JOURNAL.c.state.in_([s.value for s in UNFINISHED_STATES]))
-    if client_ids is not None:
-        q = q.where(_JOURNAL.c.client_id.in_(list(client_ids)))
-    if key is not None:
+    if key is not None and client_ids is None:  # the per-action check: one prepared statement
         c, e, sym, p = key
-        q = q.where(_JOURNAL.c.client_id == c, _JOURNAL.c.exchange == e, _JOURNAL.c.symbol == sym,
-                    _JOURNAL.c.product == p)
+        rows = session.execute(_UNFINISHED_OF_POSITION, {"k_client": c, "k_exchange": e, "k_symbol": sym,
+                                                         "k_product": p})
+    else:
+        q = select(*_UNFINISHED_COLS).where(_JOURNAL.c.state.in_([s.value for s in UNFINISHED_STATES]))
+        if client_ids is not None:
+            q = q.where(_JOURNAL.c.client_id.in_(list(client_ids)))
+        if key is not None:
+            c, e, sym, p = key
+            q = q.where(_JOURNAL.c.client_id == c, _JOURNAL.c.exchange == e, _JOURNAL.c.symbol == sym,
+                        _JOURNAL.c.product == p)
+        rows = session.execute(q.order_by(_JOURNAL.c.seq))
     return [{**dict(r._mapping), "kind": JournalKind(_v(r.kind)), "payload": json.loads(r.payload or "{}")}
-            for r in session.execute(q.order_by(_JOURNAL.c.seq))]
+            for r in rows]
 
 
 def _v(value):

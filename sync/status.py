@@ -1,0 +1,62 @@
+"""The store's side of `lifeboat status` and of the CLI's one-shot mode decision.
+
+Why plain SQL here: `status` is what support staff and scripts run first during an
+outage, and it must start fast (bench P7).  These few reads use Core ``text()``
+with the store's column types (localstore.coltypes), so neither the ORM, the
+models nor the pydantic wire schema is imported.  The journal states are spelled
+as stored (JournalState values; a test keeps them equal).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, text
+
+from localstore.coltypes import UtcDateTime
+
+UNFINISHED_STATES = ("pending", "sent")
+FINAL_STATES = ("applied", "moot", "rejected")
+
+_MODE_INPUTS = text(
+    "SELECT (SELECT forced_mode FROM console_state WHERE id = 1) AS forced_mode, "
+    "(SELECT count(*) FROM journal WHERE state IN ('pending', 'sent')) AS unfinished"
+)
+_HEADS = text(
+    "SELECT s.trading_date, s.bod_at, s.bod_seq, s.last_event_seq, s.last_event_at, s.last_applied_at, "
+    "p.allow_new_exposure, p.killswitch, p.updated_by, c.forced_at, "
+    "(SELECT count(*) FROM journal WHERE state NOT IN ('applied', 'moot', 'rejected')) AS depth, "
+    "(SELECT count(*) FROM journal WHERE acknowledged_at IS NULL) AS unacknowledged "
+    "FROM sync_state s, policy p, console_state c WHERE s.id = 1 AND p.id = 1 AND c.id = 1"
+).columns(bod_at=UtcDateTime, last_event_at=UtcDateTime, last_applied_at=UtcDateTime, forced_at=UtcDateTime,
+          allow_new_exposure=Boolean, killswitch=Boolean)
+_UNACKNOWLEDGED = text(
+    "SELECT seq, kind, client_order_id, client_id, symbol, state, created_at FROM journal "
+    "WHERE acknowledged_at IS NULL ORDER BY seq LIMIT :limit"
+).columns(created_at=UtcDateTime)
+
+
+def mode_inputs(conn) -> tuple[str | None, int]:
+    """(a supervisor's forced mode or None, how many journal entries are unfinished)."""
+    row = conn.execute(_MODE_INPUTS).one()
+    return row.forced_mode, int(row.unfinished or 0)
+
+
+def store_status(conn, *, unacknowledged_limit: int = 20) -> dict:
+    """Policy, last BOD, mirror freshness and journal depth, as plain values."""
+    h = conn.execute(_HEADS).one()
+    unacked = [{"seq": r.seq, "kind": r.kind, "client_order_id": r.client_order_id, "client_id": r.client_id,
+                "symbol": r.symbol, "state": r.state, "created_at": r.created_at.isoformat()}
+               for r in conn.execute(_UNACKNOWLEDGED, {"limit": unacknowledged_limit})]
+    return {
+        "trading_date": _date_text(h.trading_date), "bod_at": h.bod_at, "bod_seq": h.bod_seq,
+        "last_event_seq": h.last_event_seq, "last_event_at": h.last_event_at, "last_applied_at": h.last_applied_at,
+        "allow_new_exposure": bool(h.allow_new_exposure), "killswitch": bool(h.killswitch),
+        "policy_updated_by": h.updated_by, "forced_at": h.forced_at,
+        "depth": int(h.depth), "unacknowledged": int(h.unacknowledged), "unacknowledged_entries": unacked,
+    }
+
+
+def _date_text(value) -> str | None:
+    """A DATE column as ISO text (SQLite gives the stored text, a server a date)."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) else value.isoformat()
