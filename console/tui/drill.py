@@ -22,7 +22,7 @@ from textual import work
 from textual.message import Message
 
 from console.demo import DEMO_PASSWORD, DEMO_USER, OutageSwitch, flat_on_main, pick_drill_client
-from console.demo_report import DrillReport, judge_reconciliation
+from console.demo_report import DrillReport, judge_reconciliation, now
 from console.tui import keymap
 from console.tui.app import LifeboatApp
 from console.tui.messages import ModeChanged
@@ -203,7 +203,7 @@ class DrillDriver:
                 except Exception:  # noqa: BLE001 - mainsim is stopped on exit anyway
                     pass
             self.report.timing("total_s", time.monotonic() - t0)
-            self.report.finished_at = datetime.now().astimezone().isoformat()
+            self.report.finished_at = now().isoformat()
             self.paths = await asyncio.to_thread(self.report.write, self.report_dir)
             self.finished = True
         verdict = ("DRILL PASSED: flat and reconciled" if self.report.ok
@@ -280,6 +280,8 @@ class DrillDriver:
         app.notify(text, title="Square-off (backup)", timeout=8)
         app.desk.action_show("journal")
         app.desk.sample_status()
+        await asyncio.sleep(0.5)
+        app.desk.action_show("journal")  # again, once the entries are in: the panel title counts them
         await asyncio.sleep(self.pause_s * 2)
 
         self.say("Ending the outage: main answers again. RECOVERING, replay, reconciliation, then ONLINE.")
