@@ -26,7 +26,6 @@ import argparse
 import fcntl
 import json
 import os
-import pty  # noqa: F401 - documents the mechanism; openpty below
 import random
 import select
 import statistics
@@ -128,9 +127,6 @@ def child(args) -> None:
 
             if isinstance(event, events.Key):
                 keys_seen.append(time.monotonic())
-            if os.environ.get("BENCH_EVENTS"):
-                with open(os.environ["BENCH_EVENTS"], "a") as fh:
-                    fh.write(f"{time.monotonic():.3f} {type(event).__name__}\n")
             await super().on_event(event)
 
         def first_screen(self):
