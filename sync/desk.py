@@ -142,18 +142,18 @@ def place_facts(s, t: OrderTicket):
     return row
 
 
-def journaled_reducing(unfinished: list[dict], key: tuple, net: int) -> int:
-    """Quantity of ``key``'s position already journaled to be reduced."""
+def reduced_by(reducers: list[tuple[JournalKind, dict]], net: int) -> int:
+    """Quantity of a position already journaled to be reduced, from its unfinished
+    (kind, payload) pairs (``journal.position_reducers``): a pending SQUARE_OFF takes
+    all of it; pending PLACEs on the reducing side add their quantity."""
     total = 0
-    for e in unfinished:
-        if (e["client_id"], _v(e["exchange"]), e["symbol"], _v(e["product"])) != key:
-            continue
-        if e["kind"] is JournalKind.SQUARE_OFF:
+    for kind, payload in reducers:
+        if kind is JournalKind.SQUARE_OFF:
             return abs(net)
-        if e["kind"] is JournalKind.PLACE:
-            side = e["payload"].get("side")
+        if kind is JournalKind.PLACE:
+            side = payload.get("side")
             if net and side == (Side.SELL.value if net > 0 else Side.BUY.value):
-                total += int(e["payload"].get("quantity", 0))
+                total += int(payload.get("quantity", 0))
     return total
 
 
@@ -176,11 +176,10 @@ def place(store, actor: Actor, t: OrderTicket, *, mode: str, validity: str = "DA
     def build(s):
         facts = place_facts(s, t)  # also the instrument (InstrumentRow's attribute names)
         policy.check_ticket_shape(t, facts)
-        key = (t.client_id, facts.exchange.value, facts.symbol, t.product)
         net = facts.net_quantity or 0
-        unfinished = journal.unfinished_for(s, key=(t.client_id, facts.exchange, facts.symbol, Product(t.product)))
+        reducers = journal.position_reducers(s, (t.client_id, facts.exchange, facts.symbol, Product(t.product)))
         reducing = policy.check_exposure(
-            t, net=net, journaled_reducing=journaled_reducing(unfinished, key, net),
+            t, net=net, journaled_reducing=reduced_by(reducers, net),
             policy=policy.PolicyView(bool(facts.allow_new_exposure), bool(facts.killswitch)), backup=True)
         policy.check_order_value(t, facts, facts.max_order_value, reducing)
         return [Intent(JournalKind.PLACE, t.client_id, facts.exchange, facts.symbol, Product(t.product), payload={

@@ -94,11 +94,12 @@ _ACK_MANY = update(_JOURNAL).where(_JOURNAL.c.seq.in_(bindparam("ack_seqs", expa
 _UNFINISHED_COLS = (_JOURNAL.c.kind, _JOURNAL.c.client_id, _JOURNAL.c.exchange, _JOURNAL.c.symbol,
                     _JOURNAL.c.product, _JOURNAL.c.target_order_id, _JOURNAL.c.target_client_order_id,
                     _JOURNAL.c.client_order_id, _JOURNAL.c.payload)
-_UNFINISHED_OF_POSITION = select(*_UNFINISHED_COLS).where(
+_REDUCERS_OF_POSITION = select(_JOURNAL.c.kind, _JOURNAL.c.payload).where(
     _JOURNAL.c.client_id == bindparam("k_client"), _JOURNAL.c.exchange == bindparam("k_exchange"),
     _JOURNAL.c.symbol == bindparam("k_symbol"), _JOURNAL.c.product == bindparam("k_product"),
     _JOURNAL.c.state.in_([s.value for s in UNFINISHED_STATES]),
-).order_by(_JOURNAL.c.seq)
+    _JOURNAL.c.kind.in_([JournalKind.PLACE.value, JournalKind.SQUARE_OFF.value]),
+)
 
 
 def _take_numbers(conn, count: int) -> int:
@@ -248,21 +249,25 @@ def entries(session, *, limit: int = 1000, unfinished_only: bool = False) -> lis
 def unfinished_for(session, client_ids: Iterable[str] | None = None, key: tuple | None = None) -> list[dict]:
     """Pending/sent intents (optionally for some clients, or one (client, exchange,
     symbol, product) position): what backup checks build on."""
-    if key is not None and client_ids is None:  # the per-action check: one prepared statement
+    q = select(*_UNFINISHED_COLS).where(_JOURNAL.c.state.in_([s.value for s in UNFINISHED_STATES]))
+    if client_ids is not None:
+        q = q.where(_JOURNAL.c.client_id.in_(list(client_ids)))
+    if key is not None:
         c, e, sym, p = key
-        rows = session.execute(_UNFINISHED_OF_POSITION, {"k_client": c, "k_exchange": e, "k_symbol": sym,
-                                                         "k_product": p})
-    else:
-        q = select(*_UNFINISHED_COLS).where(_JOURNAL.c.state.in_([s.value for s in UNFINISHED_STATES]))
-        if client_ids is not None:
-            q = q.where(_JOURNAL.c.client_id.in_(list(client_ids)))
-        if key is not None:
-            c, e, sym, p = key
-            q = q.where(_JOURNAL.c.client_id == c, _JOURNAL.c.exchange == e, _JOURNAL.c.symbol == sym,
-                        _JOURNAL.c.product == p)
-        rows = session.execute(q.order_by(_JOURNAL.c.seq))
+        q = q.where(_JOURNAL.c.client_id == c, _JOURNAL.c.exchange == e, _JOURNAL.c.symbol == sym,
+                    _JOURNAL.c.product == p)
+    rows = session.execute(q.order_by(_JOURNAL.c.seq))
     return [{**dict(r._mapping), "kind": JournalKind(_v(r.kind)), "payload": json.loads(r.payload or "{}")}
             for r in rows]
+
+
+def position_reducers(conn, key: tuple) -> list[tuple[JournalKind, dict]]:
+    """(kind, payload) of the unfinished PLACEs and SQUARE_OFFs of one (client, exchange,
+    symbol, product) position: all a backup PLACE check needs from the journal (two
+    columns, through the position index)."""
+    c, e, sym, p = key
+    return [(JournalKind(_v(kind)), json.loads(payload or "{}")) for kind, payload in conn.execute(
+        _REDUCERS_OF_POSITION, {"k_client": c, "k_exchange": e, "k_symbol": sym, "k_product": p})]
 
 
 def _v(value):

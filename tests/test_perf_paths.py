@@ -86,8 +86,8 @@ def test_many_intents_get_their_own_seqs_in_order(store):
 def test_pending_lookup_of_a_position_uses_the_position_index(store):
     from localstore.models import Exchange, Product
 
-    stmt = journal._UNFINISHED_OF_POSITION.params(k_client="C1", k_exchange=Exchange.NSE, k_symbol="ITC",
-                                                  k_product=Product.MIS)
+    stmt = journal._REDUCERS_OF_POSITION.params(k_client="C1", k_exchange=Exchange.NSE, k_symbol="ITC",
+                                                k_product=Product.MIS)
     sql = str(stmt.compile(store.engine, compile_kwargs={"literal_binds": True}))
     with store.read_core() as conn:
         plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
