@@ -667,6 +667,89 @@ class Service(TradingMixin):
         with self.store.read() as s:
             return [to_model(r, wire.Order) for r in s.scalars(q)]
 
+    # ------------------------------------------------------------------ the console's session (issue 6)
+    # What the dealer console needs beyond the CLI's commands: route by its runtime's
+    # mode, offline login and unlock, and the rest of the local book.  The TUI calls
+    # these and never touches the store or SQLAlchemy itself.
+
+    def use_mode(self, mode: str | None, probe=None) -> None:
+        """Route the next actions by a running detector's mode (the console's runtime)
+        instead of a one-shot probe.  SUSPECT has not switched yet: ONLINE.  ``None``
+        goes back to the one-shot decision of ``decide_mode``."""
+        if mode is None:
+            self._mode = None
+            return
+        mode = str(getattr(mode, "value", mode)).upper()
+        if mode not in ("ONLINE", "SUSPECT", "BACKUP", "RECOVERING"):
+            raise Refused(f"unknown mode {mode!r}: ONLINE, SUSPECT, BACKUP or RECOVERING", "invalid_mode")
+        route = "ONLINE" if mode == "SUSPECT" else mode
+        if probe is None:
+            from types import SimpleNamespace
+
+            probe = SimpleNamespace(ok=route == "ONLINE", trading_date=None, latency_ms=None, detail="",
+                                    kind="unknown")
+        self._mode = ModeDecision(route, probe, None)
+        eventlog.set_context(mode=route)
+
+    async def _offline_check(self, user_id: str, password: str, mode: str):
+        from sync import offline
+
+        try:
+            return await asyncio.to_thread(offline.login, self.store, user_id, password, mode=mode)
+        except ServiceError:
+            raise
+        except Exception as exc:  # offline denial, no grant, store trouble: one sentence
+            raise translate(exc) from exc
+
+    async def login_offline(self, user_id: str, password: str):
+        """Log in while main is down, against this console's signed grant and local
+        verifier (audited, throttled).  Returns the sync.offline.OfflineSession (role,
+        client_ids from the grant); the user becomes this service's user."""
+        sess = await self._offline_check(user_id, password, "BACKUP")
+        self.user = user_id
+        eventlog.set_context(user=user_id)
+        return sess
+
+    async def unlock(self, password: str) -> None:
+        """The current user's password again (a locked console): the local verifier and
+        signed grant, so it works in every mode.  Raises Denied on a wrong password."""
+        await self._offline_check(self.current_user(), password, "LOCAL")
+
+    def local_trades(self, client_id: str | None = None) -> list[wire.Trade]:
+        from backend_client import wire
+        from localstore.models import TradeRow
+        from sync.rows import to_model
+
+        q = self._scoped(select(TradeRow).order_by(TradeRow.traded_at, TradeRow.trade_id), TradeRow.client_id,
+                         client_id)
+        with self.store.read() as s:
+            return [to_model(r, wire.Trade) for r in s.scalars(q)]
+
+    def local_instruments(self) -> list[wire.Instrument]:
+        """Reference data from the last BOD (not scoped: every dealer sees every instrument)."""
+        from backend_client import wire
+        from localstore.models import InstrumentRow
+        from sync.rows import to_model
+
+        with self.store.read() as s:
+            return [to_model(r, wire.Instrument) for r in
+                    s.scalars(select(InstrumentRow).order_by(InstrumentRow.exchange, InstrumentRow.symbol))]
+
+    def local_clients(self) -> list[wire.Client]:
+        from backend_client import wire
+        from localstore.models import ClientRow
+        from sync.rows import to_model
+
+        q = self._scoped(select(ClientRow).order_by(ClientRow.client_id), ClientRow.client_id, None)
+        with self.store.read() as s:
+            return [to_model(r, wire.Client) for r in s.scalars(q)]
+
+    def replay_backlog(self) -> int:
+        """Journal entries still to be sent to main (pending or sent): the rest of a replay."""
+        from sync.detector_store import replay_work
+
+        return replay_work(self.store)
+
     # ------------------------------------------------------------------ status
 
     async def decide_mode(self) -> ModeDecision:

@@ -148,11 +148,14 @@ async def _squareoff_client(sim, tmp_path):
         app.exit()
 
 
-def test_banner_follows_main_down_and_back(sim_factory, tmp_path, tui_keyring):
+def test_banner_follows_main_down_and_back_and_the_desk_shows_the_reconciled_book(sim_factory, tmp_path,
+                                                                                  tui_keyring):
     run(_banner(sim_factory(), tmp_path))
 
 
 async def _banner(sim, tmp_path):
+    from console.tui.drill_report import ReconciliationScreen
+    from console.tui.screens.squareoff import SquareOffScreen
     from console.tui.widgets.banner import ModeBanner
 
     app = make_app(sim.url, tmp_path / "home")
@@ -165,11 +168,33 @@ async def _banner(sim, tmp_path):
         await wait_for(pilot, lambda: banner.mode == "BACKUP", what="BACKUP on the banner")
         assert banner.has_class("mode-backup") and "BACKUP" in str(banner.render())
         assert "SUSPECT" in app.mode_history
+        # a square-off journaled in BACKUP (the dealer's password from the login)
+        pos = desk.grid("positions")
+        open_key = next(k for k in pos.keys() if pos.row(k)["net_quantity"] != 0)
+        pos.move_to(open_key)
+        await pilot.press("f10")
+        so = await wait_for(pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="square-off")
+        await wait_for(pilot, lambda: so.preview is not None, what="the preview")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: so.result is not None, what="the journaled square-off")
+        assert so.result.mode == "BACKUP" and so.result.journal_seqs
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is desk, what="the desk")
+        assert pos.row(open_key)["net_quantity"] != 0  # journaled, not yet on main nor in the mirror
         sim.start()  # same port, same data
+        # main back: RECOVERING, the runtime replays and reconciles, and the console shows the
+        # report and the reconciled book by itself (no key pressed)
+        await wait_for(pilot, lambda: isinstance(app.screen, ReconciliationScreen), timeout=30,
+                       what="the reconciliation report over the desk")
+        report = app.screen.report
+        assert report is app.recoveries[-1].report and report["counts"]["applied"] >= 1, report
+        await wait_for(pilot, lambda: pos.row(open_key)["net_quantity"] == 0, what="the flat position on the desk")
         await wait_for(pilot, lambda: banner.mode == "ONLINE", timeout=30, what="ONLINE again")
-        assert banner.has_class("mode-online")
+        assert banner.has_class("mode-online") and banner.progress == ""
         hist = app.mode_history
         assert hist.index("BACKUP") < hist.index("RECOVERING") < len(hist) - 1 and hist[-1] == "ONLINE", hist
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is desk, what="the report closed")
         app.exit()
 
 

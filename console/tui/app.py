@@ -8,6 +8,11 @@ widgets in console/tui/widgets, messages in console/tui/messages.py, CSS in app.
 Every network or disk call runs in a worker thread; results come back as typed
 messages; the one ``on_worker_state_changed`` turns an unexpected worker error into a
 notification, so nothing blocks the event loop and nothing dies with a traceback.
+
+Recovery is the console's own, not only the demo's: after each automatic replay pass
+that reconciled, the desk reloads the (reconciled) local book by itself and the report
+is shown over the desk (or announced, when the dealer is in a form or the screen is
+locked: the replay screen, key ``replay``, shows it again).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from textual.worker import Worker, WorkerState
 from console.tui import keymap
 from console.tui.config import ConsoleConfig
 from console.tui.feed import Feed, RuntimeHost
-from console.tui.messages import ActionDone, ModeChanged
+from console.tui.messages import ActionDone, ModeChanged, Recovered
 from console.tui.outcome import summarize
 from console.tui.session import DealerSession
 
@@ -52,6 +57,8 @@ class LifeboatApp(App):
         self.watch_symbols = list(self.config.watch_symbols)
         self.locked = False
         self.mode_history: list[str] = []  # every mode the banner showed, in order (drills, tests)
+        self.recoveries: list[Recovered] = []  # every automatic replay pass the runtime reported
+        self.show_recovery_report = True  # the drill shows its own report with its verdict
         self.last_input = time.monotonic()
         self._user = user or service.user
 
@@ -82,7 +89,8 @@ class LifeboatApp(App):
         if self.start_runtime and self.host is None:
             ident = self.session.identity
             self.host = RuntimeHost(self.service, self.feed, on_mode=self._runtime_mode,
-                                    user_id=ident.user_id if ident else None, clock=self.clock)
+                                    user_id=ident.user_id if ident else None, clock=self.clock,
+                                    on_recovered=self._runtime_recovered)
             self.run_worker(self.host.run, thread=True, group="runtime", name="runtime", exit_on_error=False)
 
     def _runtime_mode(self, mode: str, previous: str, reason: str, at: datetime) -> None:
@@ -98,6 +106,38 @@ class LifeboatApp(App):
         if msg.mode != msg.previous:
             self.notify(f"{msg.previous} -> {msg.mode}: {msg.reason}", title="Mode",
                         severity="information" if msg.mode == "ONLINE" else "warning")
+
+    def _runtime_recovered(self, result, report: dict | None) -> None:
+        self.post_message(Recovered(result, report))  # runtime thread
+
+    def on_recovered(self, msg: Recovered) -> None:
+        """A replay pass ended.  Reconciled: reconciliation replaced the local book with main's,
+        so the desk shows it now, without the dealer doing anything; then the report."""
+        self.recoveries.append(msg)
+        desk = self.desk
+        if msg.report is None:  # stopped or busy: the runtime retries at the next RECOVERING
+            return
+        if desk is not None:
+            desk.load_book()
+            desk.sample_status()
+        if not self.show_recovery_report:
+            return
+        from console.tui.drill_report import ReconciliationScreen, headline
+
+        if desk is not None and self.screen is desk and not self.locked:
+            self.push_screen(ReconciliationScreen(msg.report))
+        else:
+            key = self.binding_key("replay") or "the replay key"
+            self.notify(f"{headline(msg.report)}. {key}: the replay screen.", title="Reconciled", timeout=15)
+
+    def binding_key(self, binding_id: str) -> str | None:
+        """The key bound to ``binding_id`` now (after the config's rebinding), for a hint."""
+        from console.tui import keymap as km
+
+        override = (self.config.keys or {}).get(binding_id)
+        if override:
+            return override
+        return next((k.key for k in km.ALL_KEYS if k.id == binding_id), None)
 
     @property
     def desk(self):

@@ -3,9 +3,11 @@
 Why a subclass of the real console and not a copy: a newcomer must see the product as a
 dealer does (same desk, same runtime, same detector, same automatic replay); the demo
 only adds what a demo needs - the login done for them, a key that stages an outage
-through mainsim's fault control (keymap id ``outage``), the reconciliation report shown
-the moment the replay has reconciled, and for ``--drill`` a driver that plays the whole
-story by itself and writes the drill report (console/demo_report.py).
+through mainsim's fault control (keymap id ``outage``), and for ``--drill`` a driver that
+plays the whole story by itself and writes the drill report (console/demo_report.py).
+Reloading the desk and showing the reconciliation report after an automatic replay are
+the console's own (LifeboatApp.on_recovered); the drill turns the report off and shows
+its own, with the timings and the verdict.
 
 Textual dispatches a message to the handler of every class in the MRO, so the handlers
 here never call ``super()`` for messages: the console's own handlers run as well.
@@ -19,13 +21,12 @@ from datetime import datetime
 from pathlib import Path
 
 from textual import work
-from textual.message import Message
 
 from console.demo import DEMO_PASSWORD, DEMO_USER, OutageSwitch, flat_on_main, pick_drill_client
 from console.demo_report import DrillReport, judge_reconciliation, now
 from console.tui import keymap
 from console.tui.app import LifeboatApp
-from console.tui.messages import ModeChanged
+from console.tui.messages import ModeChanged, Recovered  # noqa: F401 - Recovered: where it used to live
 
 HINT = ("Demo: ctrl+o stages an outage (main refuses connections) and ends it again; F10 squares off, "
         "F9 shows the journal, ? lists every key, ctrl+q quits.")
@@ -35,15 +36,6 @@ HINT_LINE = (" DEMO   ctrl+o  stage / end an outage of the main system   |   F10
              "?  every key   |   ctrl+q  quit (stops mainsim)")
 DRILL_LINE = (" DRILL  plays by itself: outage -> BACKUP -> square-off journaled -> outage ended -> RECOVERING -> "
               "replay -> reconciliation -> ONLINE; the report is written at the end")
-
-
-class Recovered(Message):
-    """The runtime's automatic replay finished a pass (report None: it did not reconcile)."""
-
-    def __init__(self, result, report: dict | None) -> None:
-        super().__init__()
-        self.result, self.report = result, report
-        self.seen = time.monotonic()
 
 
 class DemoApp(LifeboatApp):
@@ -56,11 +48,10 @@ class DemoApp(LifeboatApp):
         self.demo_password = password
         self.mode_now: str | None = None
         self.mode_log: list[tuple[str, float, datetime]] = []  # (mode, monotonic, when) as the runtime said
-        self.recoveries: list[Recovered] = []
         self.driver = drill
         if drill is not None:
             drill.app = self
-        self._hooked = False
+            self.show_recovery_report = False  # the driver shows it, with the drill's timings and verdict
 
     # ------------------------------------------------------------------ start: logged in for the newcomer
 
@@ -87,7 +78,6 @@ class DemoApp(LifeboatApp):
         self.open_desk()
         self.notify(HINT, title="Lifeboat demo", timeout=12)
         self.call_after_refresh(self._show_hint_line)
-        self.set_interval(0.1, self._hook_recovery, name="demo-hook")
         if self.driver is not None:
             self.run_worker(self.driver.run(), group="drill", name="drill", exit_on_error=False)
 
@@ -108,28 +98,11 @@ class DemoApp(LifeboatApp):
         line.styles.color = "white"
         desk.mount(line, before=desk.query_one(StatusBar))
 
-    def _hook_recovery(self) -> None:
-        """Once the runtime exists: hear about every automatic replay pass."""
-        rt = self.host.runtime if self.host is not None else None
-        if self._hooked or rt is None:
-            return
-        rt.recovery.callbacks.append(lambda result, report: self.post_message(Recovered(result, report)))
-        self._hooked = True
-
     # ------------------------------------------------------------------ what the runtime says
 
     def on_mode_changed(self, msg: ModeChanged) -> None:
         self.mode_now = msg.mode
         self.mode_log.append((msg.mode, time.monotonic(), msg.at))
-
-    def on_recovered(self, msg: Recovered) -> None:
-        self.recoveries.append(msg)
-        if msg.report is not None and self.desk is not None:
-            self.desk.load_book()  # reconciliation replaced the local book with main's: show it
-        if self.driver is None and msg.report is not None:
-            from console.tui.drill_report import ReconciliationScreen
-
-            self.push_screen(ReconciliationScreen(msg.report))
 
     def entered(self, mode: str, after: float) -> tuple[float, datetime] | None:
         """When the console first entered ``mode`` after monotonic time ``after``."""
@@ -237,7 +210,7 @@ class DrillDriver:
         svc = app.service
         await self.wait("console ONLINE on the desk",
                         lambda: app.desk is not None and app.desk.book is not None and app.host is not None
-                        and app.host.runtime is not None and app._hooked and app.mode_now == "ONLINE")
+                        and app.host.runtime is not None and app.mode_now == "ONLINE")
         rep.step("console ONLINE", detail=f"{DEMO_USER} logged in online, BOD taken, runtime live")
         positions = await self.blocking(svc.positions)
         chosen = pick_drill_client(positions)

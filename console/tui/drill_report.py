@@ -29,6 +29,41 @@ def headline(report: dict) -> str:
             f"({report.get('user', '-')}): {counts}; {agree}{tail}")
 
 
+def agrees(report: dict) -> bool:
+    """Both sides agree and nothing waits for a person."""
+    return bool(report.get("local_equals_main")) and not report.get("for_a_person") and not report.get("mismatches")
+
+
+def entries_table(report: dict, *, id: str = "recon-entries") -> DataTable:
+    """The report's journal entries, one line each, the state coloured (also the replay screen's)."""
+    entries = DataTable(id=id, cursor_type="row", zebra_stripes=True)
+    entries.add_columns("Seq", "Kind", "Client", "Symbol", "Prod", "Client order id", "State", "Main order",
+                        "Reason")
+    for e in report.get("entries") or []:
+        entries.add_row(str(e.get("seq")), e.get("kind") or "", e.get("client_id") or "",
+                        e.get("symbol") or "", e.get("product") or "", e.get("client_order_id") or "",
+                        styled_state(e.get("state")), e.get("main_order_id") or "", e.get("reason") or "")
+    return entries
+
+
+def styled_state(state) -> str:
+    style = _STATE_STYLE.get(state, "")
+    return f"[{style}]{state}[/]" if style else str(state)
+
+
+def mismatches_table(report: dict, *, id: str = "recon-mismatches") -> DataTable | None:
+    """Every line where the local book and main disagree, or None when they agree."""
+    mism = report.get("mismatches") or []
+    if not mism:
+        return None
+    table = DataTable(id=id, cursor_type="row")
+    table.add_columns("Mismatch", "Client", "Symbol", "Local / expected", "Main", "Detail")
+    for x in mism:
+        table.add_row(x.get("kind", ""), x.get("client_id") or "", x.get("symbol") or "",
+                      str(x.get("expected", x.get("local", ""))), str(x.get("main", "")), x.get("detail", ""))
+    return table
+
+
 class ReconciliationScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     ReconciliationScreen #recon-box { height: 90%; }
@@ -50,32 +85,14 @@ class ReconciliationScreen(ModalScreen[None]):
         r = self.report
         with Vertical(classes="dialog", id="recon-box"):
             yield Static("REPLAY AND RECONCILIATION", id="recon-title")
-            ok = bool(r.get("local_equals_main")) and not r.get("for_a_person") and not r.get("mismatches")
-            yield Static(headline(r), id="recon-headline", classes="recon-ok" if ok else "recon-bad")
+            yield Static(headline(r), id="recon-headline", classes="recon-ok" if agrees(r) else "recon-bad")
             replay = r.get("replay") or {}
             if replay:
                 yield Static(f"Replay: {replay.get('message', replay.get('status', '-'))}", id="recon-replay")
-            entries = DataTable(id="recon-entries", cursor_type="row", zebra_stripes=True)
-            entries.add_columns("Seq", "Kind", "Client", "Symbol", "Prod", "Client order id", "State", "Main order",
-                                "Reason")
-            for e in r.get("entries") or []:
-                style = _STATE_STYLE.get(e.get("state"), "")
-                state = f"[{style}]{e.get('state')}[/]" if style else str(e.get("state"))
-                entries.add_row(str(e.get("seq")), e.get("kind") or "", e.get("client_id") or "",
-                                e.get("symbol") or "", e.get("product") or "", e.get("client_order_id") or "",
-                                state, e.get("main_order_id") or "", e.get("reason") or "")
-            yield entries
-            mism = r.get("mismatches") or []
-            if mism:
-                table = DataTable(id="recon-mismatches", cursor_type="row")
-                table.add_columns("Mismatch", "Client", "Symbol", "Local / expected", "Main", "Detail")
-                for x in mism:
-                    table.add_row(x.get("kind", ""), x.get("client_id") or "", x.get("symbol") or "",
-                                  str(x.get("expected", x.get("local", ""))), str(x.get("main", "")),
-                                  x.get("detail", ""))
-                yield table
-            else:
-                yield Static("No mismatches: main holds what the journal meant.", id="recon-nomismatch")
+            yield entries_table(r)
+            mism = mismatches_table(r)
+            yield mism if mism is not None else Static("No mismatches: main holds what the journal meant.",
+                                                       id="recon-nomismatch")
             if self.timings:
                 parts = [f"{TIMING_LABELS.get(k, k)} {v:.2f} s" for k, v in self.timings.items() if k in TIMING_LABELS]
                 yield Static("Drill timings: " + "  |  ".join(parts), id="recon-timings")

@@ -10,7 +10,8 @@ thread therefore never does per-message work, and the runtime never waits on the
 private asyncio loop inside a Textual thread worker.  Ticks are tapped from the stream
 with a ``StreamClient`` subclass passed as the runtime's ``stream_factory`` (no change
 to the runtime); order/trade/position events come from ``applied_seq_callbacks`` after
-they are committed to the local store; mode changes from ``mode_callbacks``.
+they are committed to the local store; mode changes from ``mode_callbacks``; the end of
+each automatic replay pass (result and reconciliation report) from ``recovery.callbacks``.
 """
 
 from __future__ import annotations
@@ -102,8 +103,9 @@ class RuntimeHost:
     """Runs the console's Runtime in a worker thread on its own loop until ``stop``."""
 
     def __init__(self, service, feed: Feed, *, on_mode: Callable, user_id: str | None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, on_recovered: Callable | None = None) -> None:
         self.service = service
+        self.on_recovered = on_recovered  # f(result, report) after each automatic replay pass
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.feed = feed
         self.on_mode = on_mode
@@ -132,6 +134,8 @@ class RuntimeHost:
             holder["rt"] = rt
             rt.mode_callbacks.append(self._mode)
             rt.applied_seq_callbacks.append(self.feed.events)
+            if self.on_recovered is not None:
+                rt.recovery.callbacks.append(self.on_recovered)
             self.runtime = rt
             if self._stopping:
                 return

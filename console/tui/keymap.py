@@ -39,6 +39,7 @@ DESK_KEYS: tuple[Key, ...] = (
     Key("order.cancel", "delete", "cancel", "Cancel order"),
     Key("squareoff", "f10", "squareoff", "Square off"),
     Key("killswitch", "ctrl+k", "killswitch", "Kill switch"),
+    Key("replay", "ctrl+r", "replay", "Replay and reconciliation", show=False),
     Key("watch.add", "insert", "watch_add", "Add symbol to watch", show=False),
     Key("watch.remove", "ctrl+d", "watch_remove", "Remove symbol from watch", show=False),
 )

@@ -7,6 +7,7 @@ cares handles it on the event loop.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -96,3 +97,44 @@ class UnlockFailed(Message):
     def __init__(self, message: str) -> None:
         super().__init__()
         self.message = message
+
+
+class Recovered(Message):
+    """The runtime's automatic replay finished a pass (report None: it did not reconcile)."""
+
+    def __init__(self, result, report: dict | None) -> None:
+        super().__init__()
+        self.result, self.report = result, report
+        self.seen = time.monotonic()
+
+
+class ReplayProgress(Message):
+    """ "done/total" of the running replay pass (None: no pass runs), for the banner."""
+
+    def __init__(self, progress: str | None) -> None:
+        super().__init__()
+        self.progress = progress
+
+
+class HeldLoaded(Message):
+    """The replay screen's data: the last reconciliation report and the entries held for a person."""
+
+    def __init__(self, report: dict | None, held: list[dict], error: str | None = None) -> None:
+        super().__init__()
+        self.report, self.held, self.error = report, held, error
+
+
+class HeldDecided(Message):
+    """A supervisor's release or discard came back (row: the entry after; error: why not)."""
+
+    def __init__(self, seq: int, release: bool, row: dict | None, error: str | None) -> None:
+        super().__init__()
+        self.seq, self.release, self.row, self.error = seq, release, row, error
+
+
+class ReplayRan(Message):
+    """ "Replay now" came back: the service's {"replay": ..., "report": ...} or why not."""
+
+    def __init__(self, outcome: dict | None, error: str | None) -> None:
+        super().__init__()
+        self.outcome, self.error = outcome, error

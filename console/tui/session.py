@@ -1,12 +1,11 @@
 """The dealer's session as the console needs it, on top of the public service layer.
 
 Why here: the TUI keeps the logged-in user's password in memory (never on disk) so
-backup-mode actions, which need an offline login each time, do not prompt again; it
-routes actions by the *runtime's* mode, not by a one-shot probe; and it needs a few
-local reads the service does not offer yet (trades, instruments, clients, an unlock
-check).  Those are marked ``# for the service`` and listed in the report for moving.
-Everything here is synchronous or a coroutine, called from worker threads, never on
-the event loop.
+backup-mode actions, which need an offline login each time, do not prompt again, and it
+routes actions by the *runtime's* mode (``Service.use_mode``), not by a one-shot probe.
+Every store read and login check is a public Service method: the console never touches
+SQLAlchemy or the store itself (tests/test_tui_layering.py).  Everything here is
+synchronous or a coroutine, called from worker threads, never on the event loop.
 """
 
 from __future__ import annotations
@@ -14,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from types import SimpleNamespace
 
-from console.service import ModeDecision, Service, translate
+from console.service import Service
 
 
 @dataclass
@@ -51,8 +49,7 @@ class DealerSession:
             self.token_kept = res.token_kept
             ident = Identity(res.user.user_id, res.user.role.value, sorted(res.user.client_ids), "ONLINE")
         else:
-            sess = await self._offline(user_id, password, "BACKUP")
-            self.service.user = user_id
+            sess = await self.service.login_offline(user_id, password)
             self.token_kept = _has_token(user_id)
             ident = Identity(user_id, sess.role, sorted(sess.client_ids), "OFFLINE")
             self.mode = "BACKUP"
@@ -60,17 +57,9 @@ class DealerSession:
         self._password = password
         return ident
 
-    async def _offline(self, user_id: str, password: str, mode: str):
-        from sync import offline
-
-        try:
-            return await asyncio.to_thread(offline.login, self.service.store, user_id, password, mode=mode)
-        except Exception as exc:  # offline denial, no grant, store trouble: one sentence
-            raise translate(exc) from exc
-
-    async def check_password(self, password: str) -> None:  # for the service: Service.unlock(password)
+    async def check_password(self, password: str) -> None:
         """Unlock: the local verifier and signed grant (works in every mode); raises ServiceError."""
-        await self._offline(self.identity.user_id, password, "LOCAL")
+        await self.service.unlock(password)
 
     def forget(self) -> None:
         self._password = None
@@ -78,13 +67,9 @@ class DealerSession:
     # ------------------------------------------------------------------ routing
 
     def pin_mode(self, mode: str, probe=None) -> None:
-        """Route the next actions by the runtime's mode (SUSPECT has not switched: ONLINE).
-        Sets the service's one-shot decision; for the service: a public ``use_mode``."""
+        """Route the next actions by the runtime's mode (SUSPECT has not switched: ONLINE)."""
         self.mode = mode
-        route = "ONLINE" if mode == "SUSPECT" else mode
-        probe = probe or self.last_probe or SimpleNamespace(ok=route == "ONLINE", trading_date=None,
-                                                            latency_ms=None, detail="", kind="unknown")
-        self.service._mode = ModeDecision(route, probe, None)  # noqa: SLF001 - see docstring
+        self.service.use_mode(mode, probe or self.last_probe)
 
     @property
     def _action_password(self) -> str | None:
@@ -109,6 +94,24 @@ class DealerSession:
     async def killswitch(self, *, off: bool = False):
         return await self.service.killswitch(off=off, password=self._action_password)
 
+    # ------------------------------------------------------------------ replay and held entries
+
+    @property
+    def is_supervisor(self) -> bool:
+        return self.identity is not None and self.identity.role == "supervisor"
+
+    async def replay(self) -> dict:
+        """Replay the journal now (main must answer), then reconcile."""
+        return await self.service.replay(password=self._action_password)
+
+    async def release_held(self, seq: int) -> dict:
+        """Supervisor: the entry goes to main on the next replay (audited; checked locally)."""
+        return await self.service.release_held(seq, password=self._password)
+
+    async def discard_held(self, seq: int) -> dict:
+        """Supervisor: the entry is never sent (audited; checked locally)."""
+        return await self.service.discard_held(seq, password=self._password)
+
     # ------------------------------------------------------------------ status
 
     async def sample_status(self, runtime=None) -> dict:
@@ -123,35 +126,36 @@ class DealerSession:
         if runtime is not None:
             st["runtime"] = {"connected": runtime.status.connected, "resnapshots": runtime.status.resnapshots,
                              "reason": runtime.status.reason}
+            progress = self.replay_progress(runtime)
+            if progress is not None:
+                st["replay"] = progress
         return st
 
-    # ------------------------------------------------------------------ local reads (for the service)
+    # ------------------------------------------------------------------ local reads
 
     def local_book(self):
-        """Positions, orders, trades, instruments and clients from the local store."""
-        from sqlalchemy import select
-
-        from backend_client import wire
+        """Positions, orders, trades, instruments and clients from the local store (scoped by the service)."""
         from console.tui.messages import Book
-        from localstore.models import ClientRow, InstrumentRow, TradeRow
-        from sync.rows import to_model
 
         svc = self.service
-        positions = svc.local_positions()
-        orders = svc.local_orders()
-        with svc.store.read() as s:
-            trades = [to_model(r, wire.Trade) for r in
-                      s.scalars(select(TradeRow).order_by(TradeRow.traded_at, TradeRow.trade_id))]
-            instruments = {(r.exchange.value, r.symbol): SimpleNamespace(
-                exchange=r.exchange, symbol=r.symbol, name=r.name, lot_size=r.lot_size, tick_size=r.tick_size,
-                last_price=r.last_price, lower_band=r.lower_band, upper_band=r.upper_band,
-                freeze_quantity=r.freeze_quantity, previous_close=r.previous_close)
-                for r in s.scalars(select(InstrumentRow))}
-            clients = sorted(s.scalars(select(ClientRow.client_id)))
-        if self.identity is not None and self.identity.role != "supervisor":
-            mine = set(self.identity.client_ids)
-            clients = [c for c in clients if c in mine]
-        return Book(positions, orders, trades, instruments, clients)
+        instruments = {(_v(i.exchange), i.symbol): i for i in svc.local_instruments()}
+        clients = [c.client_id for c in svc.local_clients()]
+        return Book(svc.local_positions(), svc.local_orders(), svc.local_trades(), instruments, clients)
+
+    def replay_progress(self, runtime) -> str | None:
+        """"done/total" of the runtime's running replay pass, or None when none runs.
+        total = entries done + entries still to send (the backlog shrinks as they land)."""
+        rec = getattr(runtime, "recovery", None)
+        replayer = getattr(rec, "replayer", None)
+        if rec is None or replayer is None or not rec.running:
+            return None
+        done, seen = replayer.progress
+        backlog = self.service.replay_backlog()
+        return f"{done}/{max(seen, done + backlog)}"
+
+
+def _v(x):
+    return getattr(x, "value", x)
 
 
 def _has_token(user_id: str) -> bool:

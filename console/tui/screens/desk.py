@@ -3,7 +3,10 @@
 Panels (one visible at a time, switched by the terminal keys): market watch (F4), net
 positions with MTM (Alt+F6), order book (F3), trade book (F8), journal (F9, what backup
 mode wrote).  Live data arrives through the Feed, drained a few times a second and
-staged into the grids, which repaint only the rows that changed.
+staged into the grids, which repaint only the rows that changed.  The panel title counts
+the rows on screen, so it is set whenever rows land, not only when the panel is chosen.
+While RECOVERING the banner shows the running replay's progress ("12/40"), polled a few
+times a second.  Ctrl+R (key ``replay``) opens the replay and reconciliation screen.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from textual.widgets import ContentSwitcher, Footer, Static
 
 from console.tui import keymap
 from console.tui.feed import position_key
-from console.tui.messages import BookLoaded, JournalLoaded, ModeChanged, StatusSampled
+from console.tui.messages import BookLoaded, JournalLoaded, ModeChanged, ReplayProgress, StatusSampled
 from console.tui.widgets import panels
 from console.tui.widgets.banner import ModeBanner
 from console.tui.widgets.grid import BookGrid
@@ -38,6 +41,7 @@ OPEN_STATUSES = ("OPEN", "TRIGGER_PENDING")
 class DeskScreen(Screen):
     BINDINGS = keymap.bindings(keymap.DESK_KEYS)
     DRAIN_FPS = 20  # the frame clock for live data: stage what arrived, repaint the rows it touched
+    PROGRESS_EVERY = 0.25  # seconds between looks at a running replay's progress (RECOVERING only)
     AUTO_FOCUS = None  # action_show focuses the visible panel (the default would pick the hidden watch grid)
     GRID = BookGrid  # the bench swaps in the stock DataTable (bench/bench_tui.py) for its baseline
 
@@ -47,6 +51,7 @@ class DeskScreen(Screen):
         self.book = None
         self._resnapshots_seen = 0
         self.status: dict = {}
+        self._title_shown: tuple[str, int] | None = None
 
     def compose(self) -> ComposeResult:
         yield ModeBanner(id="banner")
@@ -70,6 +75,7 @@ class DeskScreen(Screen):
         banner.mode = self.app.session.mode
         self.load_book()
         self.set_interval(1 / self.DRAIN_FPS, self.drain, name="desk-drain")
+        self.set_interval(self.PROGRESS_EVERY, self._look_at_replay, name="desk-replay-progress")
         self.sample_status()
 
     def on_unmount(self) -> None:
@@ -91,6 +97,7 @@ class DeskScreen(Screen):
         self.grid("orders").set_rows((o.order_id, panels.order_row(o)) for o in book.orders)
         self.grid("trades").set_rows((t.trade_id, panels.trade_row(t)) for t in book.trades)
         self._fill_watch()
+        self.show_title()
         # A full collection walks every object: with a 5,000-row book that was a ~300 ms pause
         # about once every few seconds under streaming (bench/bench_tui.py).  The book is
         # long-lived, so move it out of the collector's sight; a re-snapshot re-freezes.
@@ -131,6 +138,7 @@ class DeskScreen(Screen):
             tg.stage(t.trade_id, panels.trade_row(t))
         for g in (watch, pos, og, tg):
             g.flush()
+        self.show_title()
 
     @work(thread=True, exclusive=True, group="desk-status", exit_on_error=False)
     def sample_status(self) -> None:
@@ -153,6 +161,7 @@ class DeskScreen(Screen):
         self.query_one(StatusBar).show(msg.status)
         replay = msg.status.get("replay")
         self.query_one(ModeBanner).progress = "" if replay in (None, "idle") else str(replay)
+        self.show_title()
         rs = (msg.status.get("runtime") or {}).get("resnapshots", 0)
         if rs != self._resnapshots_seen:
             self._resnapshots_seen = rs
@@ -160,24 +169,63 @@ class DeskScreen(Screen):
 
     def on_journal_loaded(self, msg: JournalLoaded) -> None:
         self.grid("journal").set_rows((e["seq"], panels.journal_row(e)) for e in msg.entries)
+        self.show_title()
+
+    @work(thread=True, exclusive=True, group="desk-journal", exit_on_error=False)
+    def load_journal(self) -> None:
+        self.post_message(JournalLoaded(self.app.session.service.journal_entries(limit=500)))
+
+    # ------------------------------------------------------------------ replay progress (RECOVERING)
+
+    def _look_at_replay(self) -> None:
+        """Timer: while RECOVERING with a pass running, ask for its progress (off the loop:
+        the total needs the journal's backlog); once it ends, clear the banner's figure."""
+        banner = self.query_one(ModeBanner)
+        host = self.app.host
+        rec = getattr(getattr(host, "runtime", None), "recovery", None)
+        if banner.mode == "RECOVERING" and rec is not None and rec.running:
+            self.sample_replay_progress()
+        elif banner.progress and not (rec is not None and rec.running):
+            self.post_message(ReplayProgress(None))
+
+    @work(thread=True, exclusive=True, group="desk-replay-progress", exit_on_error=False)
+    def sample_replay_progress(self) -> None:
+        host = self.app.host
+        runtime = host.runtime if host is not None else None
+        self.post_message(ReplayProgress(self.app.session.replay_progress(runtime)))
+
+    def on_replay_progress(self, msg: ReplayProgress) -> None:
+        banner = self.query_one(ModeBanner)
+        banner.progress = msg.progress or ""
+        if self.status:
+            self.status["replay"] = msg.progress or "idle"
+            self.query_one(StatusBar).show(self.status)
 
     def set_mode(self, msg: ModeChanged) -> None:
         self.query_one(ModeBanner).mode = msg.mode
         self.query_one(StatusBar).show(mode_since=msg.at)
         if msg.mode in ("BACKUP", "RECOVERING"):
             self.sample_status()
+        if msg.mode == "RECOVERING":
+            self._look_at_replay()
 
     # ------------------------------------------------------------------ keys
 
     def action_show(self, panel: str) -> None:
         self.panel = panel
         self.query_one(ContentSwitcher).current = f"grid-{panel}"
-        title, _cols = PANELS[panel]
-        g = self.grid(panel)
-        self.query_one("#panel-title", Static).update(f" {title}  ({g.row_count} rows)")
-        g.focus()
+        self.show_title()
+        self.grid(panel).focus()
         if panel == "journal":
-            self.post_message(JournalLoaded(self.app.session.service.journal_entries(limit=500)))
+            self.load_journal()
+
+    def show_title(self) -> None:
+        """The visible panel's name and row count; redrawn only when either changed."""
+        title, _cols = PANELS[self.panel]
+        shown = (self.panel, self.grid(self.panel).row_count)
+        if shown != self._title_shown:
+            self._title_shown = shown
+            self.query_one("#panel-title", Static).update(f" {title}  ({shown[1]} rows)")
 
     def cursor_position(self) -> dict | None:
         g = self.grid("positions")
@@ -288,6 +336,11 @@ class DeskScreen(Screen):
         g.stage(g.cursor_key, None)
         g.flush()
         self.app.watch_remove(f"{exch}:{sym}")
+
+    def action_replay(self) -> None:
+        from console.tui.screens.replay import ReplayScreen
+
+        self.app.push_screen(ReplayScreen())
 
     def on_action_done(self, msg) -> None:
         ok = msg.result is not None and not msg.result.rejected
