@@ -173,12 +173,6 @@ def test_squareoff_preview(console, snap_compare):
                                 what="square-off")
         await wait_for(pilot, lambda: screen.preview is not None, what="the preview legs")
         await pilot.pause(0.3)
-        # Textual's DataTable sometimes keeps the header line rendered at the widths it had
-        # before the legs arrived (a stale line cache; seen about one run in two here): redraw it.
-        table = screen.query_one("#so-legs")
-        table._clear_caches()
-        table.refresh()
-        await pilot.pause()
         still(pilot.app)
 
     assert snap_compare(console, terminal_size=SIZE, run_before=run_before)
@@ -219,6 +213,45 @@ def test_reconciliation_report(console, snap_compare):
             REPORT, timings={"detection_s": 0.64, "squareoff_journal_s": 0.91, "replay_s": 0.42,
                              "reconciliation_s": 0.21},
             verdict="DRILL PASSED: the book ended flat and reconciled"))
+        await pilot.pause()
+        still(pilot.app)
+
+    assert snap_compare(console, terminal_size=SIZE, run_before=run_before)
+
+
+HELD = [
+    {"seq": 4, "kind": "SQUARE_OFF", "client_order_id": "DEMO01-260105-000004", "client_id": "C1002",
+     "exchange": "NSE", "symbol": "INFY", "product": "MIS", "state": "held",
+     "reason": "stale after 30 min: journaled 2026-01-05T09:02:11+00:00", "user_id": "dealer1",
+     "created_at": "2026-01-05T09:02:11+00:00", "trading_date": "2026-01-05", "payload": {}},
+    {"seq": 5, "kind": "SQUARE_OFF", "client_order_id": "DEMO01-260105-000005", "client_id": "C1002",
+     "exchange": "NSE", "symbol": "TCS", "product": "CNC", "state": "conflict",
+     "reason": "position flipped on main: was long 40, now short 10", "user_id": "dealer1",
+     "created_at": "2026-01-05T09:31:40+00:00", "trading_date": "2026-01-05", "payload": {}},
+]
+REPORT_HELD = {
+    **REPORT, "id": 2, "created_at": "2026-01-05T09:45:30+00:00",
+    "replay": {"status": "done", "message": "replay done: 3 entries processed, 2 held for a person"},
+    "counts": {**REPORT["counts"], "held": 1, "conflict": 1}, "for_a_person": 2,
+    "entries": [*REPORT["entries"][:1],
+                {**HELD[0], "main_order_id": None}, {**HELD[1], "main_order_id": None}],
+}
+
+
+def test_replay_screen(console, snap_compare):
+    """Ctrl+R as a dealer: the last report, two entries held for a person, the read-only note.
+    The live data (this run's ids and times) is replaced by a fixed report and held list."""
+    from console.tui.messages import HeldLoaded
+    from console.tui.screens.replay import ReplayScreen
+
+    async def run_before(pilot):
+        await desk_ready(pilot)
+        await pilot.press("ctrl+r")
+        screen = await wait_for(pilot, lambda: isinstance(pilot.app.screen, ReplayScreen) and pilot.app.screen,
+                                what="the replay screen")
+        await wait_for(pilot, lambda: screen.loaded >= 1, what="the live load")
+        screen.post_message(HeldLoaded(REPORT_HELD, HELD))
+        await wait_for(pilot, lambda: screen.loaded >= 2, what="the fixed report")
         await pilot.pause()
         still(pilot.app)
 

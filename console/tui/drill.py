@@ -253,8 +253,6 @@ class DrillDriver:
         app.notify(text, title="Square-off (backup)", timeout=8)
         app.desk.action_show("journal")
         app.desk.sample_status()
-        await asyncio.sleep(0.5)
-        app.desk.action_show("journal")  # again, once the entries are in: the panel title counts them
         await asyncio.sleep(self.pause_s * 2)
 
         self.say("Ending the outage: main answers again. RECOVERING, replay, reconciliation, then ONLINE.")

@@ -26,14 +26,13 @@ from console.tui.messages import HeldDecided, HeldLoaded, ReplayRan
 
 HELD_COLUMNS = ("Seq", "Kind", "Client", "Symbol", "Prod", "State", "Journaled (UTC)", "By", "Why held")
 READ_ONLY_NOTE = ("Read only: releasing or discarding a held entry is a supervisor's decision. "
-                  "Ask a supervisor to log in on this console (or use `lifeboat sync` on the CLI).")
+                  "A supervisor logs in here, or runs `lifeboat sync release SEQ` / `sync discard SEQ`.")
 SUPERVISOR_NOTE = ("r: release the highlighted entry (sent on the next replay, looked up on main first)   "
                    "x: discard it (never sent)   both audited")
 
 
 class ReplayScreen(ModalScreen[None]):
     DEFAULT_CSS = """
-    ReplayScreen #replay-box { width: 96%; height: 90%; }
     ReplayScreen #replay-title { text-style: bold; }
     ReplayScreen .replay-section { text-style: bold; margin-top: 1; }
     ReplayScreen #replay-entries { height: 1fr; min-height: 4; }
@@ -69,7 +68,7 @@ class ReplayScreen(ModalScreen[None]):
             yield Static("Loading the last report…", id="replay-headline")
             yield Static("", id="replay-last")
             yield Vertical(id="replay-report")
-            yield Static("Held for a person", classes="replay-section")
+            yield Static("Held for a person", classes="replay-section", id="replay-held-title")
             held = DataTable(id="replay-held", cursor_type="row", zebra_stripes=True)
             held.add_columns(*HELD_COLUMNS)
             yield held
@@ -82,6 +81,8 @@ class ReplayScreen(ModalScreen[None]):
                 yield Button("Close (Esc)", id="replay-close")
 
     def on_mount(self) -> None:
+        box = self.query_one("#replay-box")  # the app's .dialog rule outranks DEFAULT_CSS: wider and taller here
+        box.styles.width, box.styles.height = "96%", "90%"
         note = self.query_one("#replay-note", Static)
         if self.app.session.is_supervisor:
             note.update(SUPERVISOR_NOTE)
@@ -141,8 +142,8 @@ class ReplayScreen(ModalScreen[None]):
         can = self.app.session.is_supervisor and bool(held)
         self.query_one("#replay-release", Button).disabled = not can
         self.query_one("#replay-discard", Button).disabled = not can
-        if not held:
-            self.say("Nothing is held for a person.")
+        self.query_one("#replay-held-title", Static).update(
+            f"Held for a person: {len(held)}" if held else "Held for a person: none")
 
     def say(self, text: str) -> None:
         self.query_one("#replay-status", Static).update(text)
@@ -174,7 +175,7 @@ class ReplayScreen(ModalScreen[None]):
             return
         entry = self.highlighted()
         if entry is None:
-            self.say("Nothing is held for a person.")
+            self.say("Nothing is held for a person: nothing to decide.")
             return
         if self.busy:
             return

@@ -16,6 +16,10 @@ from textual.widgets import Button, DataTable, Select, Static
 from console.tui.messages import ActionDone
 
 SCOPES = (("This position", "position"), ("This client", "client"), ("Whole scope", "all"))
+# Fixed widths: auto-sized columns grew when the legs landed, and the header line stayed
+# painted at the widths it had before (about one preview in two).  With widths that do not
+# depend on the data the header never changes, so it cannot go stale; they fit the dialog.
+LEG_COLUMNS = (("Client", 8), ("Exch", 4), ("Symbol", 14), ("Prod", 4), ("Side", 4), ("Qty", 7), ("Outcome", 28))
 
 
 class SquareOffScreen(ModalScreen[object]):
@@ -46,7 +50,8 @@ class SquareOffScreen(ModalScreen[object]):
                              else Select.BLANK, id="so-client", prompt="client")
             yield Static("", id="so-what")
             table = DataTable(id="so-legs", cursor_type="row")
-            table.add_columns("Client", "Exch", "Symbol", "Prod", "Side", "Qty", "Outcome")
+            for label, width in LEG_COLUMNS:
+                table.add_column(label, width=width)
             yield table
             yield Static("", id="so-status")
             with Horizontal(classes="buttons"):
