@@ -105,12 +105,28 @@ class Store:
         return self._write_engine
 
     @contextlib.contextmanager
-    def write_core(self) -> Iterator[Connection]:
+    def write_core(self, *, durable: bool = True) -> Iterator[Connection]:
         """A Core Connection in one write transaction (``BEGIN IMMEDIATE`` on SQLite),
-        committed durably when the block ends, rolled back if it raises.  For the hot
-        paths (journal writes): no ORM unit of work, no identity map."""
-        with self.write_engine.begin() as conn:
-            yield conn
+        committed when the block ends, rolled back if it raises.  For the hot paths
+        (journal writes): no ORM unit of work, no identity map.
+
+        ``durable=False`` commits with ``synchronous=NORMAL`` on SQLite: in WAL mode still
+        atomic and safe against a process crash, only an OS crash or power cut can lose
+        it.  Only for bookkeeping whose loss is harmless by design (an acknowledgement
+        time, a replay state move that is looked up by client_order_id anyway); the
+        pragma is put back to FULL before the connection returns to the pool."""
+        if durable or self.engine.dialect.name != "sqlite":
+            with self.write_engine.begin() as conn:
+                yield conn
+            return
+        with self.write_engine.connect() as conn:
+            raw = conn.connection.dbapi_connection  # outside any transaction: pragmas apply
+            raw.execute("PRAGMA synchronous = NORMAL")
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                raw.execute("PRAGMA synchronous = FULL")
 
     @contextlib.contextmanager
     def read_core(self) -> Iterator[Connection]:

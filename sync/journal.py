@@ -34,18 +34,13 @@ from sqlalchemy import BigInteger, Connection, bindparam, func, insert, select, 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from localstore import audit
+from localstore.core_tables import FINAL_STATES, KIND_PLACE, KIND_SQUARE_OFF, STATE_PENDING, UNFINISHED_STATES
+from localstore.core_tables import journal as _JOURNAL
+from localstore.core_tables import order_id_counter as _COUNTER
 from localstore.db import Store
-from localstore.models import (
-    FINAL_JOURNAL_STATES,
-    JournalEntry,
-    JournalKind,
-    JournalState,
-    OrderIdCounter,
-)
 
-_JOURNAL = JournalEntry.__table__
-_COUNTER = OrderIdCounter.__table__
-UNFINISHED_STATES = (JournalState.PENDING, JournalState.SENT)
+# Kinds and states are their stored strings here (localstore.core_tables): a caller may
+# pass localstore.models.JournalKind members (str enums, equal to those strings).
 
 
 class JournalWriteFailed(Exception):
@@ -56,7 +51,7 @@ class JournalWriteFailed(Exception):
 class Intent:
     """One row to journal.  ``payload`` is the intent itself (side, quantity, prices ...)."""
 
-    kind: JournalKind
+    kind: Any  # a JournalKind member or its value ("PLACE", "SQUARE_OFF" ...)
     client_id: str
     exchange: Any = None
     symbol: str | None = None
@@ -70,7 +65,7 @@ class Intent:
 class Receipt:
     seq: int
     client_order_id: str
-    kind: JournalKind
+    kind: Any  # a JournalKind member or its value ("PLACE", "SQUARE_OFF" ...)
     client_id: str
 
 
@@ -97,8 +92,8 @@ _UNFINISHED_COLS = (_JOURNAL.c.kind, _JOURNAL.c.client_id, _JOURNAL.c.exchange, 
 _REDUCERS_OF_POSITION = select(_JOURNAL.c.kind, _JOURNAL.c.payload).where(
     _JOURNAL.c.client_id == bindparam("k_client"), _JOURNAL.c.exchange == bindparam("k_exchange"),
     _JOURNAL.c.symbol == bindparam("k_symbol"), _JOURNAL.c.product == bindparam("k_product"),
-    _JOURNAL.c.state.in_([s.value for s in UNFINISHED_STATES]),
-    _JOURNAL.c.kind.in_([JournalKind.PLACE.value, JournalKind.SQUARE_OFF.value]),
+    _JOURNAL.c.state.in_(UNFINISHED_STATES),
+    _JOURNAL.c.kind.in_([KIND_PLACE, KIND_SQUARE_OFF]),
 )
 
 
@@ -150,17 +145,18 @@ def write(store: Store, intents: "list[Intent] | Callable[[Connection], list[Int
             for i, it in enumerate(intents):
                 rows.append({
                     "created_at": now, "trading_date": trading_date, "console_id": store.console_id,
-                    "user_id": user_id, "mode": mode, "kind": it.kind,
+                    "user_id": user_id, "mode": mode, "kind": _v(it.kind),
                     "client_order_id": format_client_order_id(store.console_id, trading_date, first + i),
                     "client_id": it.client_id, "exchange": it.exchange, "symbol": it.symbol,
                     "product": it.product, "target_order_id": it.target_order_id,
                     "target_client_order_id": it.target_client_order_id,
                     "payload": json.dumps(it.payload, sort_keys=True, default=_json_default),
-                    "state": JournalState.PENDING, "attempts": 0, "updated_at": now,
+                    "state": STATE_PENDING, "attempts": 0, "updated_at": now,
                 })
             seqs = _insert(conn, rows)
-            receipts = [Receipt(seq, r["client_order_id"], r["kind"], r["client_id"]) for seq, r in zip(seqs, rows)]
-            summary = {"entries": [{"seq": r.seq, "kind": r.kind.value, "client_order_id": r.client_order_id,
+            receipts = [Receipt(seq, r["client_order_id"], it.kind, r["client_id"])
+                        for seq, r, it in zip(seqs, rows, intents)]
+            summary = {"entries": [{"seq": r.seq, "kind": _v(r.kind), "client_order_id": r.client_order_id,
                                     "client_id": r.client_id} for r in receipts[:50]],
                        "count": len(receipts), **(audit_payload or {})}
             audit.append_core(conn, user_id=user_id, mode=mode, action=audit_action, payload=summary, at=now)
@@ -193,21 +189,12 @@ def acknowledge(store: Store, seqs: Iterable[int], now: datetime | None = None) 
     if not seqs:
         return
     now = now or datetime.now(timezone.utc)
-    sqlite = store.engine.dialect.name == "sqlite"
-    with store.write_engine.connect() as conn:
-        raw = conn.connection.dbapi_connection if sqlite else None  # outside any transaction
-        if raw is not None:
-            raw.execute("PRAGMA synchronous = NORMAL")
-        try:
-            with conn.begin():
-                if len(seqs) == 1:
-                    conn.execute(_ACK_ONE, {"ack_seq": seqs[0], "ack_at": now})
-                else:
-                    for i in range(0, len(seqs), 500):
-                        conn.execute(_ACK_MANY, {"ack_seqs": seqs[i:i + 500], "ack_at": now})
-        finally:
-            if raw is not None:
-                raw.execute("PRAGMA synchronous = FULL")
+    with store.write_core(durable=False) as conn:
+        if len(seqs) == 1:
+            conn.execute(_ACK_ONE, {"ack_seq": seqs[0], "ack_at": now})
+        else:
+            for i in range(0, len(seqs), 500):
+                conn.execute(_ACK_MANY, {"ack_seqs": seqs[i:i + 500], "ack_at": now})
 
 
 # --------------------------------------------------------------------------- reading
@@ -215,7 +202,7 @@ def acknowledge(store: Store, seqs: Iterable[int], now: datetime | None = None) 
 
 def depth(session) -> int:
     return session.scalar(select(func.count()).select_from(_JOURNAL)
-                          .where(_JOURNAL.c.state.not_in([s.value for s in FINAL_JOURNAL_STATES])))
+                          .where(_JOURNAL.c.state.not_in(FINAL_STATES)))
 
 
 def unacknowledged(session, limit: int = 100) -> list[dict]:
@@ -236,7 +223,7 @@ def count_unacknowledged(session) -> int:
 def entries(session, *, limit: int = 1000, unfinished_only: bool = False) -> list[dict]:
     q = select(_JOURNAL).order_by(_JOURNAL.c.seq).limit(limit)
     if unfinished_only:
-        q = q.where(_JOURNAL.c.state.in_([s.value for s in UNFINISHED_STATES]))
+        q = q.where(_JOURNAL.c.state.in_(UNFINISHED_STATES))
     out = []
     for r in session.execute(q).mappings():
         d = {k: _v(v) for k, v in r.items()}
@@ -248,8 +235,9 @@ def entries(session, *, limit: int = 1000, unfinished_only: bool = False) -> lis
 
 def unfinished_for(session, client_ids: Iterable[str] | None = None, key: tuple | None = None) -> list[dict]:
     """Pending/sent intents (optionally for some clients, or one (client, exchange,
-    symbol, product) position): what backup checks build on."""
-    q = select(*_UNFINISHED_COLS).where(_JOURNAL.c.state.in_([s.value for s in UNFINISHED_STATES]))
+    symbol, product) position): what backup checks build on.  ``kind`` is the stored
+    string ("PLACE" ...)."""
+    q = select(*_UNFINISHED_COLS).where(_JOURNAL.c.state.in_(UNFINISHED_STATES))
     if client_ids is not None:
         q = q.where(_JOURNAL.c.client_id.in_(list(client_ids)))
     if key is not None:
@@ -257,16 +245,16 @@ def unfinished_for(session, client_ids: Iterable[str] | None = None, key: tuple 
         q = q.where(_JOURNAL.c.client_id == c, _JOURNAL.c.exchange == e, _JOURNAL.c.symbol == sym,
                     _JOURNAL.c.product == p)
     rows = session.execute(q.order_by(_JOURNAL.c.seq))
-    return [{**dict(r._mapping), "kind": JournalKind(_v(r.kind)), "payload": json.loads(r.payload or "{}")}
+    return [{**dict(r._mapping), "payload": json.loads(r.payload or "{}")}
             for r in rows]
 
 
-def position_reducers(conn, key: tuple) -> list[tuple[JournalKind, dict]]:
+def position_reducers(conn, key: tuple) -> list[tuple[str, dict]]:
     """(kind, payload) of the unfinished PLACEs and SQUARE_OFFs of one (client, exchange,
     symbol, product) position: all a backup PLACE check needs from the journal (two
     columns, through the position index)."""
     c, e, sym, p = key
-    return [(JournalKind(_v(kind)), json.loads(payload or "{}")) for kind, payload in conn.execute(
+    return [(kind, json.loads(payload or "{}")) for kind, payload in conn.execute(
         _REDUCERS_OF_POSITION, {"k_client": c, "k_exchange": e, "k_symbol": sym, "k_product": p})]
 
 

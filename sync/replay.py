@@ -52,7 +52,6 @@ accepted it" and "we recorded it" is covered too).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -67,7 +66,7 @@ from sqlalchemy import Integer, String, bindparam, case, func, select, update
 from backend_client import errors as be
 from backend_client import wire
 from backend_client.client import BackendClient
-from localstore.db import _WRITE_OPTION, Store
+from localstore.db import Store
 from localstore.models import InstrumentRow, JournalEntry, JournalKind, JournalState, Policy, ReplayLease
 from sync.held import RELEASED_PREFIX
 from sync.squareoff import slices
@@ -97,23 +96,10 @@ _MOVE = update(_J).where(_J.c.seq == bindparam("b_seq")).values(
     attempts=_J.c.attempts + bindparam("b_sent", type_=Integer))
 
 
-@contextlib.contextmanager
 def bookkeeping_write(store: Store):
-    """A Core write transaction (BEGIN IMMEDIATE) committed with ``synchronous=NORMAL``
-    on SQLite: for the replay's state moves (see the module docstring for why that is
-    safe).  The pragma is set outside the transaction and put back to FULL before the
-    connection returns to the pool, as ``journal.acknowledge`` does."""
-    sqlite = store.engine.dialect.name == "sqlite"
-    with store.engine.execution_options(**{_WRITE_OPTION: True}).connect() as conn:
-        raw = conn.connection.dbapi_connection if sqlite else None
-        if raw is not None:
-            raw.execute("PRAGMA synchronous = NORMAL")
-        try:
-            with conn.begin():
-                yield conn
-        finally:
-            if raw is not None:
-                raw.execute("PRAGMA synchronous = FULL")
+    """The replay's state moves: a Core write transaction committed with
+    ``synchronous=NORMAL`` on SQLite (see the module docstring for why that is safe)."""
+    return store.write_core(durable=False)
 
 
 def utcnow() -> datetime:
