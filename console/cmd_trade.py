@@ -201,8 +201,8 @@ def cancel(g, *, order_id, client_order_id, yes: bool, as_json: bool) -> int:
 
 
 def killswitch(g, *, off: bool, yes: bool, as_json: bool) -> int:
+    # `yes` is accepted and ignored: an emergency stop never waits for a prompt.
     def action(svc: Service):
-        del yes  # the contract's `killswitch` takes no --yes: an emergency stop must not wait for a prompt
 
         async def go():
             password = read_password(g) if off else await _password_for(svc, g)

@@ -199,3 +199,35 @@ def test_trading_commands_never_import_textual(down, args):
     lines = p.stdout.strip().splitlines()
     assert lines[-1] == "TEXTUAL_IMPORTED False", (p.stdout, p.stderr)
     assert len(lines) > 1 and json.loads(lines[0]) is not None
+
+
+def test_killswitch_cancels_scope_orders_blocks_exposure_and_a_supervisor_releases_it(sim, cli_factory):  # noqa: F811
+    from tests.cli_env import raw_get, raw_session
+
+    cli = cli_factory(sim.url)
+    cli.login().ok()
+    cli.login("super1").ok()
+    cli("sync", "bod").ok()
+    token = raw_session(sim.url, "dealer1")["access_token"]
+    mine = set(raw_session(sim.url, "dealer1")["user"]["client_ids"])
+    open_before = [o for o in raw_get(sim.url, token, "/orders") if o["status"] in ("OPEN", "TRIGGER_PENDING")]
+    assert open_before, "the seeded desk has resting orders for dealer1"
+
+    r = cli("killswitch", "--json")
+    assert r.returncode == 0, r.stderr
+    still_open = [o for o in raw_get(sim.url, token, "/orders")
+                  if o["status"] in ("OPEN", "TRIGGER_PENDING") and o["client_id"] in mine]
+    assert still_open == []
+
+    client = clients_of(cli)[0]
+    exch, sym, prod, _net = a_long_position(cli, client)
+    with sqlite3.connect(cli.store_file) as con:
+        lot = con.execute("SELECT lot_size FROM instruments WHERE exchange=? AND symbol=?", (exch, sym)).fetchone()[0]
+    more = ("order", "place", "--client", client, "--exchange", exch, "--symbol", sym, "--side", "BUY",
+            "--quantity", str(lot), "--product", prod, "--type", "MARKET", "--yes")
+    clean_failure(cli(*more), 4, "kill switch")
+
+    refused = cli("--password-stdin", "killswitch", "--off", stdin=PASSWORD + "\n")  # a dealer cannot release it
+    clean_failure(refused, 3, "supervisor")
+    cli("--user", "super1", "--password-stdin", "killswitch", "--off", stdin=PASSWORD + "\n").ok()
+    assert cli(*more).returncode == 0
