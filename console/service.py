@@ -249,9 +249,11 @@ class TradingMixin:
     async def place(self, ticket, *, validity: str = "DAY", disclosed_quantity: int | None = None,
                     password: str | None = None) -> "ActionResult":
         from backend_client import wire
-        from sync import desk, online_desk
+        from sync import desk
 
         async def online(c, actor):
+            from sync import online_desk  # the ORM models: only the ONLINE route needs them
+
             order = await online_desk.place(self.store, c, actor, ticket, validity=validity,
                                             disclosed_quantity=disclosed_quantity)
             o = order.model_dump(mode="json")
@@ -271,9 +273,11 @@ class TradingMixin:
     async def modify(self, *, order_id: str | None = None, client_order_id: str | None = None,
                      quantity: int | None = None, price=None, trigger_price=None,
                      password: str | None = None) -> "ActionResult":
-        from sync import desk, online_desk
+        from sync import desk
 
         async def online(c, actor):
+            from sync import online_desk  # the ORM models: only the ONLINE route needs them
+
             order = await online_desk.modify(self.store, c, actor, order_id=order_id, client_order_id=client_order_id,
                                              quantity=quantity, price=price, trigger_price=trigger_price)
             return ActionResult("order_modify", "ONLINE", actor.user_id,
@@ -290,9 +294,11 @@ class TradingMixin:
 
     async def cancel(self, *, order_id: str | None = None, client_order_id: str | None = None,
                      password: str | None = None) -> "ActionResult":
-        from sync import desk, online_desk
+        from sync import desk
 
         async def online(c, actor):
+            from sync import online_desk  # the ORM models: only the ONLINE route needs them
+
             order = await online_desk.cancel(self.store, c, actor, order_id=order_id, client_order_id=client_order_id)
             return ActionResult("order_cancel", "ONLINE", actor.user_id,
                                 order={**order.model_dump(mode="json"), "outcome": order.status.value.lower()})
@@ -310,9 +316,11 @@ class TradingMixin:
     async def squareoff(self, *, client_id: str | None = None, symbol: str | None = None,
                         keep_orders: bool = False, dry_run: bool = False,
                         password: str | None = None) -> "ActionResult":
-        from sync import desk, online_desk
+        from sync import desk
 
         async def online(c, actor):
+            from sync import online_desk  # the ORM models: only the ONLINE route needs them
+
             legs, cancels = await online_desk.squareoff(self.store, c, actor, client_id=client_id, symbol=symbol,
                                                         keep_orders=keep_orders, dry_run=dry_run)
             return ActionResult("squareoff", "ONLINE", actor.user_id, legs=[leg.as_dict() for leg in legs],
@@ -758,8 +766,6 @@ class Service(TradingMixin):
         unreplayed intents is RECOVERING: new actions queue behind the replay."""
         if self._mode is not None:
             return self._mode
-        import httpx  # noqa: F401  (loaded before the probe's clock starts, as the full client used to)
-
         from backend_client.detector import Mode, decide_one_shot, probe_once
         from sync import status
 

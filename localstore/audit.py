@@ -25,12 +25,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
-from sqlalchemy.orm import Session
 
-from localstore.models import GENESIS_HASH, AuditHead, AuditRow
+from localstore.core_tables import GENESIS_HASH
+from localstore.core_tables import audit_head as _HEAD
+from localstore.core_tables import audit_log as _ROWS
+
+if TYPE_CHECKING:  # the ORM and the models are imported by append/verify, not by append_core's callers
+    from sqlalchemy.orm import Session
+
+    from localstore.models import AuditHead, AuditRow
 
 REDACTED = "[redacted]"
 SECRET_KEYS = frozenset(
@@ -143,6 +149,8 @@ def append(
     replay_decision, policy_change ...), ``payload`` any JSON-able dict (Decimal,
     datetime, enums and wire models are converted; secrets are redacted).
     """
+    from localstore.models import AuditRow
+
     at_text, mode, clean = _prepare(user_id, mode, action, payload, at)
     head = _lock_head(session)
     new_id = head.last_id + 1
@@ -166,8 +174,6 @@ def append(
     return row  # flushed with the caller's transaction (many appends become one executemany)
 
 
-_ROWS = AuditRow.__table__
-_HEAD = AuditHead.__table__
 # built once: building and cache-keying a statement costs about as much as running it
 _HEAD_READ = select(_HEAD.c.last_id, _HEAD.c.last_hash, _HEAD.c.count).where(_HEAD.c.id == 1)
 _HEAD_LOCK = _HEAD_READ.with_for_update()
@@ -205,6 +211,8 @@ def append_core(
 
 
 def _lock_head(session: Session) -> AuditHead:
+    from localstore.models import AuditHead
+
     if session.get_bind().dialect.name == "sqlite":
         # the write transaction is BEGIN IMMEDIATE: nobody else can append; after the
         # first append the head comes from the session's identity map, no SQL
@@ -223,6 +231,8 @@ def _lock_head(session: Session) -> AuditHead:
 
 def verify(session: Session) -> AuditResult:
     """Walk the chain from row 1; report the first row that does not verify."""
+    from localstore.models import AuditHead, AuditRow
+
     expected_prev = GENESIS_HASH
     expected_id = 1
     count = 0

@@ -28,11 +28,16 @@ import hmac
 import os
 import secrets
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, insert, select, update
 
-from localstore.models import LoginThrottle, SyncState
+from localstore.core_tables import login_throttle as _THROTTLE
+from localstore.core_tables import sync_state as _SYNC
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+    from sqlalchemy.orm import Session
 
 SCRYPT_N = 2**17
 SCRYPT_R = 8
@@ -116,38 +121,48 @@ def throttle_delay(failures: int) -> float:
     return float(min(THROTTLE_CAP_S, 2 ** min(failures - 2, 20)))
 
 
-def record_failure(session: Session, user_id: str, now: datetime) -> float:
+# Core statements on the caller's Connection (or Session: both execute them), so
+# offline login needs neither the ORM nor the models (bench P3); built once.
+_THROTTLE_ROW = select(_THROTTLE.c.failures, _THROTTLE.c.next_allowed_at).where(
+    _THROTTLE.c.user_id == bindparam("t_user"))
+_THROTTLE_BUMP = update(_THROTTLE).where(_THROTTLE.c.user_id == bindparam("t_user")).values(
+    failures=bindparam("t_failures"), last_failure_at=bindparam("t_at"), next_allowed_at=bindparam("t_next"))
+_THROTTLE_NEW = insert(_THROTTLE)
+_THROTTLE_CLEAR = _THROTTLE.delete().where(_THROTTLE.c.user_id == bindparam("t_user"))
+_WATERMARK = select(_SYNC.c.clock_watermark).where(_SYNC.c.id == 1)
+_WATERMARK_LOCK = _WATERMARK.with_for_update()
+_WATERMARK_SET = update(_SYNC).where(_SYNC.c.id == 1).values(clock_watermark=bindparam("w_at"))
+
+
+def record_failure(conn: Connection | Session, user_id: str, now: datetime) -> float:
     """Count one failed attempt (in the caller's write transaction); returns the delay
     in seconds before the next attempt is allowed."""
-    row = session.get(LoginThrottle, user_id)
+    row = conn.execute(_THROTTLE_ROW, {"t_user": user_id}).first()
+    count = (row.failures or 0) + 1 if row is not None else 1
+    delay = throttle_delay(count)
+    values = {"t_user": user_id, "t_failures": count, "t_at": now, "t_next": now + timedelta(seconds=delay)}
     if row is None:
-        row = LoginThrottle(user_id=user_id, failures=0)
-        session.add(row)
-    row.failures = (row.failures or 0) + 1
-    delay = throttle_delay(row.failures)
-    row.last_failure_at = now
-    row.next_allowed_at = now + timedelta(seconds=delay)
-    session.flush()
+        conn.execute(_THROTTLE_NEW, {"user_id": user_id, "failures": count, "last_failure_at": now,
+                                     "next_allowed_at": values["t_next"]})
+    else:
+        conn.execute(_THROTTLE_BUMP, values)
     return delay
 
 
-def record_success(session: Session, user_id: str) -> None:
+def record_success(conn: Connection | Session, user_id: str) -> None:
     """Reset the user's failure count after a successful login."""
-    row = session.get(LoginThrottle, user_id)
-    if row is not None:
-        session.delete(row)
-        session.flush()
+    conn.execute(_THROTTLE_CLEAR, {"t_user": user_id})
 
 
-def failures(session: Session, user_id: str) -> int:
-    row = session.get(LoginThrottle, user_id)
+def failures(conn: Connection | Session, user_id: str) -> int:
+    row = conn.execute(_THROTTLE_ROW, {"t_user": user_id}).first()
     return row.failures if row is not None else 0
 
 
-def delay_for(session: Session, user_id: str, now: datetime) -> float:
+def delay_for(conn: Connection | Session, user_id: str, now: datetime) -> float:
     """Seconds the user must still wait before the next attempt (0 when allowed).
     Never more than the delay last imposed, even if the clock was set back."""
-    row = session.get(LoginThrottle, user_id)
+    row = conn.execute(_THROTTLE_ROW, {"t_user": user_id}).first()
     if row is None or row.next_allowed_at is None:
         return 0.0
     remaining = (row.next_allowed_at - now).total_seconds()
@@ -157,32 +172,31 @@ def delay_for(session: Session, user_id: str, now: datetime) -> float:
 # --------------------------------------------------------------------------- clock watermark
 
 
-def _sync_row(session: Session) -> SyncState:
-    row = session.scalars(select(SyncState).where(SyncState.id == 1).with_for_update()).one_or_none()
-    if row is None:
-        row = SyncState(id=1)
-        session.add(row)
-    return row
+def watermark(conn: Connection | Session) -> datetime | None:
+    """The newest wall-clock time this store has seen (None before the first)."""
+    return conn.execute(_WATERMARK).scalar()
 
 
-def observe_clock(session: Session, now: datetime) -> datetime:
+def observe_clock(conn: Connection | Session, now: datetime) -> datetime:
     """Record ``now`` (aware) as seen; returns the effective time, max(now, watermark).
     Call in a write transaction.  The watermark never moves back."""
     if now.tzinfo is None:
         raise ValueError("observe_clock needs a timezone-aware time")
     now = now.astimezone(timezone.utc)
-    row = _sync_row(session)
+    dialect = conn.get_bind().dialect if hasattr(conn, "get_bind") else conn.dialect  # a Session or a Connection
+    # FOR UPDATE serialises writers on a server database; on SQLite BEGIN IMMEDIATE already has
+    row = conn.execute(_WATERMARK if dialect.name == "sqlite" else _WATERMARK_LOCK).first()
+    if row is None:  # a store opened before its singletons: create the row
+        conn.execute(insert(_SYNC).values(id=1, clock_watermark=now))
+        return now
     if row.clock_watermark is None or now > row.clock_watermark:
-        row.clock_watermark = now
-        session.flush()
+        conn.execute(_WATERMARK_SET, {"w_at": now})
         return now
     return row.clock_watermark
 
 
-def clock_rolled_back(session: Session, now: datetime, *, tolerance: timedelta = CLOCK_TOLERANCE) -> bool:
+def clock_rolled_back(conn: Connection | Session, now: datetime, *, tolerance: timedelta = CLOCK_TOLERANCE) -> bool:
     """True when ``now`` is earlier than the newest time this store has seen (minus a
     small tolerance for NTP slewing): the clock was set back."""
-    row = session.get(SyncState, 1)
-    if row is None or row.clock_watermark is None:
-        return False
-    return now < row.clock_watermark - tolerance
+    seen = watermark(conn)
+    return seen is not None and now < seen - tolerance

@@ -19,15 +19,8 @@ from decimal import Decimal
 from sqlalchemy import and_, bindparam, select, update
 
 from backend_client.wire import Exchange, OrderStatus, OrderType, Product, Side
-from localstore.models import (
-    ClientLimitRow,
-    ClientRow,
-    InstrumentRow,
-    JournalKind,
-    OrderRow,
-    Policy,
-    PositionRow,
-)
+from localstore import core_tables as tables
+from localstore.core_tables import KIND_CANCEL, KIND_MODIFY, KIND_PLACE, KIND_SQUARE_OFF
 from sync import journal, policy
 from sync.journal import Intent, Receipt
 from sync.policy import OrderTicket, Refusal
@@ -53,12 +46,13 @@ class Actor:
 # Core statements on the write Connection (no ORM objects: each ORM get costs about a
 # millisecond here, and a check runs on every action).
 
-_CLIENTS = ClientRow.__table__
-_INSTRUMENTS = InstrumentRow.__table__
-_POSITIONS = PositionRow.__table__
-_LIMITS = ClientLimitRow.__table__
-_POLICY = Policy.__table__
-_ORDERS = OrderRow.__table__
+# (localstore.core_tables: the same columns and types as the models, without the ORM)
+_CLIENTS = tables.clients
+_INSTRUMENTS = tables.instruments
+_POSITIONS = tables.positions
+_LIMITS = tables.client_limits
+_POLICY = tables.policy
+_ORDERS = tables.orders
 _INSTRUMENT_COLS = tuple(_INSTRUMENTS.c[n] for n in (
     "exchange", "symbol", "lot_size", "tick_size", "last_price", "lower_band", "upper_band", "freeze_quantity"))
 _PRODUCTS = frozenset(p.value for p in Product)
@@ -142,15 +136,15 @@ def place_facts(s, t: OrderTicket):
     return row
 
 
-def reduced_by(reducers: list[tuple[JournalKind, dict]], net: int) -> int:
+def reduced_by(reducers: list[tuple[str, dict]], net: int) -> int:
     """Quantity of a position already journaled to be reduced, from its unfinished
     (kind, payload) pairs (``journal.position_reducers``): a pending SQUARE_OFF takes
     all of it; pending PLACEs on the reducing side add their quantity."""
     total = 0
     for kind, payload in reducers:
-        if kind is JournalKind.SQUARE_OFF:
+        if kind == KIND_SQUARE_OFF:
             return abs(net)
-        if kind is JournalKind.PLACE:
+        if kind == KIND_PLACE:
             side = payload.get("side")
             if net and side == (Side.SELL.value if net > 0 else Side.BUY.value):
                 total += int(payload.get("quantity", 0))
@@ -182,7 +176,7 @@ def place(store, actor: Actor, t: OrderTicket, *, mode: str, validity: str = "DA
             t, net=net, journaled_reducing=reduced_by(reducers, net),
             policy=policy.PolicyView(bool(facts.allow_new_exposure), bool(facts.killswitch)), backup=True)
         policy.check_order_value(t, facts, facts.max_order_value, reducing)
-        return [Intent(JournalKind.PLACE, t.client_id, facts.exchange, facts.symbol, Product(t.product), payload={
+        return [Intent(KIND_PLACE, t.client_id, facts.exchange, facts.symbol, Product(t.product), payload={
             "side": t.side.value, "quantity": t.quantity, "order_type": t.order_type.value,
             "price": t.price, "trigger_price": t.trigger_price, "validity": validity,
             "disclosed_quantity": disclosed_quantity, "reducing": reducing, "net_at_intent": net})]
@@ -220,7 +214,7 @@ def resolve(s, *, order_id: str | None, client_order_id: str | None) -> Target:
                       row.filled_quantity, row.order_id, row.client_order_id, False)
     if client_order_id:
         for e in journal.unfinished_for(s):
-            if e["client_order_id"] == client_order_id and e["kind"] is JournalKind.PLACE:
+            if e["client_order_id"] == client_order_id and e["kind"] == KIND_PLACE:
                 p = e["payload"]
                 return Target(e["client_id"], _v(e["exchange"]), e["symbol"], _v(e["product"]), Side(p["side"]),
                               int(p["quantity"]), 0, None, client_order_id, True)
@@ -228,14 +222,14 @@ def resolve(s, *, order_id: str | None, client_order_id: str | None) -> Target:
     raise Refusal("unknown_order", f"no open order with {which} in the local book or the journal")
 
 
-def _target_intent(kind: JournalKind, tgt: Target, payload: dict) -> Intent:
+def _target_intent(kind: str, tgt: Target, payload: dict) -> Intent:
     return Intent(kind, tgt.client_id, Exchange(tgt.exchange), tgt.symbol, Product(tgt.product),
                   target_order_id=tgt.order_id,
                   target_client_order_id=None if tgt.order_id else tgt.client_order_id, payload=payload)
 
 
 def _cancelled_targets(unfinished: list[dict]) -> set[str]:
-    return {e["target_order_id"] or e["target_client_order_id"] for e in unfinished if e["kind"] is JournalKind.CANCEL}
+    return {e["target_order_id"] or e["target_client_order_id"] for e in unfinished if e["kind"] == KIND_CANCEL}
 
 
 def modify(store, actor: Actor, *, order_id: str | None, client_order_id: str | None, quantity: int | None,
@@ -249,7 +243,7 @@ def modify(store, actor: Actor, *, order_id: str | None, client_order_id: str | 
         net = net_of(s, tgt.client_id, tgt.exchange, tgt.symbol, tgt.product)
         policy.check_modify_down(tgt, quantity=quantity, price=price, trigger_price=trigger_price, net=net,
                                  inst=inst)
-        return [_target_intent(JournalKind.MODIFY, tgt, {"quantity": quantity, "price": price,
+        return [_target_intent(KIND_MODIFY, tgt, {"quantity": quantity, "price": price,
                                                          "trigger_price": trigger_price})]
 
     return journal.write(store, build, user_id=actor.user_id, mode=mode, trading_date=actor.trading_date,
@@ -264,7 +258,7 @@ def cancel(store, actor: Actor, *, order_id: str | None, client_order_id: str | 
         policy.check_scope(actor.role, actor.client_ids, tgt.client_id)
         if (tgt.order_id or tgt.client_order_id) in _cancelled_targets(journal.unfinished_for(s, [tgt.client_id])):
             raise Refusal("order_not_open", "a cancel of this order is already journaled")
-        return [_target_intent(JournalKind.CANCEL, tgt, {"reason": "dealer cancel"})]
+        return [_target_intent(KIND_CANCEL, tgt, {"reason": "dealer cancel"})]
 
     return journal.write(store, build, user_id=actor.user_id, mode=mode, trading_date=actor.trading_date,
                          audit_action="order_cancel")[0]
@@ -284,7 +278,7 @@ def open_orders_in_scope(s, actor: Actor, client_id: str | None, symbol: str | N
             out.append(Target(r.client_id, r.exchange.value, r.symbol, r.product.value, r.side, r.quantity,
                               r.filled_quantity, r.order_id, r.client_order_id, False))
     for e in unfinished:
-        if e["kind"] is JournalKind.PLACE and e["client_order_id"] not in done and actor.in_scope(e["client_id"]) \
+        if e["kind"] == KIND_PLACE and e["client_order_id"] not in done and actor.in_scope(e["client_id"]) \
                 and (symbol is None or e["symbol"] == symbol) \
                 and e["payload"].get("order_type") != OrderType.MARKET.value:
             p = e["payload"]
@@ -323,8 +317,8 @@ def squareoff(store, actor: Actor, *, client_id: str | None, symbol: str | None,
     def build(s):
         legs, cancels = squareoff_plan(s, actor, client_id=client_id, symbol=symbol, keep_orders=keep_orders)
         plan["legs"], plan["cancels"] = legs, cancels
-        intents = [_target_intent(JournalKind.CANCEL, t, {"reason": "square-off"}) for t in cancels]
-        intents += [Intent(JournalKind.SQUARE_OFF, leg.client_id, Exchange(leg.exchange), leg.symbol,
+        intents = [_target_intent(KIND_CANCEL, t, {"reason": "square-off"}) for t in cancels]
+        intents += [Intent(KIND_SQUARE_OFF, leg.client_id, Exchange(leg.exchange), leg.symbol,
                            Product(leg.product), payload={"flatten": True, "side_at_intent": leg.side,
                                                           "quantity_at_intent": leg.quantity})
                     for leg in legs]
@@ -358,7 +352,7 @@ def killswitch(store, actor: Actor, *, mode: str) -> tuple[list[Target], list[Re
         s.execute(update(_POLICY).where(_POLICY.c.id == 1).values(
             killswitch=True, updated_by=actor.user_id, updated_at=datetime.now(timezone.utc)))
         plan["cancels"] = cancels = open_orders_in_scope(s, actor, None)
-        intents = [_target_intent(JournalKind.CANCEL, t, {"reason": "kill switch"}) for t in cancels]
+        intents = [_target_intent(KIND_CANCEL, t, {"reason": "kill switch"}) for t in cancels]
         if not intents:
             from localstore import audit
 

@@ -16,6 +16,10 @@ Why these checks, in this order:
 
 Failures and successes are audited (never the password).  Scope comes from the
 signed grant (role, client_ids), not from anything editable in the store.
+
+Every read and write here is a Core statement (``store.read_core()`` /
+``store.write_core()``, ``audit.append_core``): offline login is on the path of a
+backup-mode CLI command, which must not spend ~0.3 s importing the ORM (bench P3).
 """
 
 from __future__ import annotations
@@ -27,9 +31,16 @@ from datetime import date, datetime, timezone
 
 from backend_client import wire
 from backend_client.grants import GrantInvalid, check_validity, verify_grant
+from sqlalchemy import bindparam, select
+
 from localstore import audit, credentials
+from localstore.core_tables import offline_credentials as _CREDS
+from localstore.core_tables import users as _USERS
 from localstore.db import Store
-from localstore.models import OfflineCredential, SyncState
+
+_CREDENTIAL = select(_CREDS.c.verifier, _CREDS.c.grant_json, _CREDS.c.public_key).where(
+    _CREDS.c.user_id == bindparam("c_user"))
+_SCOPE = select(_USERS.c.role, _USERS.c.client_ids).where(_USERS.c.user_id == bindparam("c_user"))
 
 
 class OfflineDenied(Exception):
@@ -62,16 +73,12 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
           mode: str = "BACKUP") -> OfflineSession:
     """Check ``password`` for ``user_id`` against this console's offline material."""
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    with store.read() as s:
-        cred = s.get(OfflineCredential, user_id)
-        if cred is None:
-            verifier = None
-        else:
-            verifier, grant_json, public_key = cred.verifier, cred.grant_json, cred.public_key
-        wait = credentials.delay_for(s, user_id, now) if cred is not None else 0.0
-        rolled_back = credentials.clock_rolled_back(s, now)
-        st = s.get(SyncState, 1)
-        watermark = st.clock_watermark if st is not None else None
+    with store.read_core() as conn:
+        cred = conn.execute(_CREDENTIAL, {"c_user": user_id}).first()
+        verifier, grant_json, public_key = cred if cred is not None else (None, None, None)
+        wait = credentials.delay_for(conn, user_id, now) if cred is not None else 0.0
+        watermark = credentials.watermark(conn)
+        rolled_back = credentials.clock_rolled_back(conn, now)
 
     if verifier is None:
         _audit_failure(store, user_id, mode, "never_online_here")
@@ -101,20 +108,20 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
         _audit_failure(store, user_id, mode, "grant_invalid")
         raise BackupImpossible("backup mode not possible: the stored offline grant is unreadable") from None
 
-    ok = credentials.check_verifier(verifier, password)
-    with store.write() as s:
+    ok = credentials.check_verifier(verifier, password)  # CPU, ~0.8 s: no transaction is open across it
+    with store.write_core() as conn:
         if not ok:
-            delay = credentials.record_failure(s, user_id, now)
-            audit.append(s, user_id=user_id, mode=mode, action="login_failed",
-                         payload={"how": "offline", "reason": "wrong_password",
-                                  "failures": credentials.failures(s, user_id)})
+            delay = credentials.record_failure(conn, user_id, now)
+            audit.append_core(conn, user_id=user_id, mode=mode, action="login_failed",
+                              payload={"how": "offline", "reason": "wrong_password",
+                                       "failures": credentials.failures(conn, user_id)})
         else:
-            credentials.record_success(s, user_id)
-            credentials.observe_clock(s, now)
-            audit.append(s, user_id=user_id, mode=mode, action="login",
-                         payload={"how": "offline", "role": grant.claims.role.value,
-                                  "clients": len(grant.claims.client_ids),
-                                  "grant_valid_until": grant.claims.valid_until.isoformat()})
+            credentials.record_success(conn, user_id)
+            credentials.observe_clock(conn, now)
+            audit.append_core(conn, user_id=user_id, mode=mode, action="login",
+                              payload={"how": "offline", "role": grant.claims.role.value,
+                                       "clients": len(grant.claims.client_ids),
+                                       "grant_valid_until": grant.claims.valid_until.isoformat()})
     if not ok:
         hint = f"; next attempt allowed in {math.ceil(delay)} s" if delay > 0 else ""
         raise OfflineDenied(f"wrong password for {user_id}{hint}", retry_after_s=delay or None)
@@ -123,17 +130,15 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
 
 
 def _audit_failure(store: Store, user_id: str, mode: str, reason: str) -> None:
-    with store.write() as s:
-        audit.append(s, user_id=user_id, mode=mode, action="login_failed",
-                     payload={"how": "offline", "reason": reason})
+    with store.write_core() as conn:
+        audit.append_core(conn, user_id=user_id, mode=mode, action="login_failed",
+                          payload={"how": "offline", "reason": reason})
 
 
 def stored_scope(store: Store, user_id: str) -> tuple[str, list[str]] | None:
     """(role, client_ids) the main system gave at the last online login, if any."""
-    from localstore.models import UserRow
-
-    with store.read() as s:
-        u = s.get(UserRow, user_id)
-        if u is None:
-            return None
-        return u.role.value, json.loads(u.client_ids or "[]")
+    with store.read_core() as conn:
+        u = conn.execute(_SCOPE, {"c_user": user_id}).first()
+    if u is None:
+        return None
+    return u.role.value, json.loads(u.client_ids or "[]")

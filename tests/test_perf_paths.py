@@ -4,12 +4,16 @@ The journal's hot path runs on a Core Connection (checks in one statement, the
 audit row through ``audit.append_core``), `status` reads with plain SQL and opens
 the store without the ORM.  These tests pin that the fast paths write the same
 rows and hashes as the ORM ones, use the position index, and that the status path
-really stays light (a subprocess looks at ``sys.modules``).  Real SQLite files in
+and a backup-mode square-off really stay light (a subprocess looks at
+``sys.modules``).  localstore.core_tables (the ORM-free tables of the backup path)
+is kept equal to the models column by column.  Real SQLite files in
 tmp dirs; nothing mocked.  No timing assertions (speed is in bench/)."""
 
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import subprocess
 import sys
 from datetime import date, datetime, timezone
@@ -18,7 +22,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from localstore import audit
+from localstore import audit, core_tables
 from localstore.db import open_store
 from localstore.models import AuditRow, JournalKind, JournalState
 from sync import journal, status
@@ -95,7 +99,7 @@ def test_pending_lookup_of_a_position_uses_the_position_index(store):
 
 
 def test_status_states_are_the_journal_states():
-    assert set(status.UNFINISHED_STATES) == {s.value for s in journal.UNFINISHED_STATES}
+    assert set(status.UNFINISHED_STATES) == set(journal.UNFINISHED_STATES)
     from localstore.models import FINAL_JOURNAL_STATES
 
     assert set(status.FINAL_STATES) == {s.value for s in FINAL_JOURNAL_STATES}
@@ -150,3 +154,78 @@ def test_opening_a_store_at_head_needs_neither_alembic_nor_the_orm(tmp_path):
                           tmp_path)
     assert "sqlalchemy" in mods
     assert not {"alembic", "sqlalchemy.orm", "localstore.models"} & mods
+
+
+def test_core_tables_match_the_models_column_for_column():
+    from localstore.models import GENESIS_HASH, Base, JournalKind
+
+    assert core_tables.metadata.tables, "no tables to compare"
+    for name, table in core_tables.metadata.tables.items():
+        model = Base.metadata.tables[name]
+        for col in table.columns:
+            assert col.name in model.columns, f"{name}.{col.name} is not in the models"
+            mcol = model.columns[col.name]
+            if name == "journal" and col.name in ("kind", "state"):  # stored strings here, enums in the models
+                assert type(mcol.type).__name__ == "Enum" and col.type.length >= mcol.type.length
+                continue
+            assert type(col.type) is type(mcol.type), (name, col.name, col.type, mcol.type)
+            assert getattr(col.type, "enum_class", None) is getattr(mcol.type, "enum_class", None), (name, col.name)
+            assert getattr(col.type, "exact", None) == getattr(mcol.type, "exact", None), (name, col.name)
+            assert (col.primary_key, col.nullable) == (mcol.primary_key, mcol.nullable), (name, col.name)
+    assert {core_tables.KIND_PLACE, core_tables.KIND_MODIFY, core_tables.KIND_CANCEL,
+            core_tables.KIND_SQUARE_OFF} == {k.value for k in JournalKind}
+    assert core_tables.GENESIS_HASH == GENESIS_HASH == audit.GENESIS_HASH
+
+
+def test_journal_takes_model_enums_and_strings_alike(store):
+    receipts = journal.write(store, [Intent(JournalKind.PLACE, "C1", "NSE", "ITC", "MIS", payload={"side": "SELL"}),
+                                     Intent("SQUARE_OFF", "C1", "NSE", "ITC", "MIS")],
+                             user_id="dealer1", mode="BACKUP", trading_date=date(2026, 3, 2), audit_action="t")
+    assert receipts[0].kind is JournalKind.PLACE and receipts[1].kind == "SQUARE_OFF"
+    with store.read() as s:  # the ORM reads back the enums the models declare
+        from localstore.models import JournalEntry
+
+        rows = s.scalars(select(JournalEntry).order_by(JournalEntry.seq)).all()
+    assert [(r.kind, r.state) for r in rows] == [(JournalKind.PLACE, JournalState.PENDING),
+                                                  (JournalKind.SQUARE_OFF, JournalState.PENDING)]
+    with store.read_core() as conn:
+        assert [k for k, _ in journal.position_reducers(conn, ("C1", "NSE", "ITC", "MIS"))] == ["PLACE", "SQUARE_OFF"]
+
+
+BACKUP_FORBIDDEN = ("sqlalchemy.orm", "localstore.models", "textual", "alembic", "sync.online_desk")
+
+
+def test_backup_squareoff_command_stays_off_the_orm(tmp_path, monkeypatch):
+    """Main killed: `lifeboat --password-stdin squareoff --all --yes --json` logs in offline
+    and journals every leg without importing the ORM, the models or Textual."""
+    from tests.backup_desk import build_template
+
+    # build_template sets these in os.environ; monkeypatch puts the old values back after the test
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyring_backend.TestKeyring")
+    monkeypatch.setenv("LIFEBOAT_TEST_SCRYPT_N", "1024")
+    monkeypatch.setenv("LIFEBOAT_TEST_KEYRING_FILE", str(tmp_path / "keyring.json"))
+    tpl = build_template(tmp_path)
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "LIFEBOAT_HOME": str(tpl.home),
+           "LIFEBOAT_BACKEND_URL": "http://127.0.0.1:9", "LIFEBOAT_USER": "dealer1",
+           "PYTHON_KEYRING_BACKEND": "tests.keyring_backend.TestKeyring",
+           "LIFEBOAT_TEST_KEYRING_FILE": str(tpl.keyring_file)}
+    code = ("import sys; sys.argv = ['lifeboat', '--password-stdin', 'squareoff', '--all', '--yes', '--json']\n"
+            "from console import cli\n"
+            "try:\n    cli.app()\nexcept SystemExit as e:\n    code = e.code\n"
+            "print('=' * 20)\nprint('\\n'.join(sorted(sys.modules)))\nsys.exit(code)\n")
+    out = subprocess.run([sys.executable, "-c", code], input="demo\n", capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    answer, _, modules = out.stdout.partition("=" * 20)
+    res = json.loads(answer)
+    assert res["mode"] == "BACKUP" and res["legs"], res
+    assert all(leg["outcome"] == "journaled" and leg["client_order_id"] for leg in res["legs"])
+    mods = set(modules.split())
+    assert "sync.offline" in mods and "sync.desk" in mods  # it really took the backup path
+    assert not [m for m in mods if m in BACKUP_FORBIDDEN or m.split(".")[0] == "textual"], sorted(
+        m for m in mods if m in BACKUP_FORBIDDEN or m.split(".")[0] == "textual")
+    with sqlite3.connect(tpl.home / "lifeboat.db") as con:  # durably journaled and acknowledged
+        rows = con.execute("SELECT kind, acknowledged_at FROM journal WHERE kind = 'SQUARE_OFF'").fetchall()
+        last = con.execute("SELECT action FROM audit_log ORDER BY id DESC LIMIT 2").fetchall()
+    assert len(rows) == len(res["legs"]) and all(at is not None for _, at in rows)
+    assert [a for (a,) in last] == ["square_off", "login"]
