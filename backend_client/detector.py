@@ -94,16 +94,16 @@ async def probe_once(base_url: str, *, timeout: float = 0.8, verify: bool | str 
         return _failed("protocol", f"bad backend URL {base_url!r}: expected http(s)://host:port", started)
     if not isinstance(timeout, (int, float)) or not timeout > 0:
         return _failed("protocol", f"bad probe timeout {timeout!r}: expected seconds > 0", started)
+    own = None
     try:
-        import httpx
-
         url = base_url.rstrip("/") + HEALTH_PATH
+        if http is None:
+            # Built before the clock starts: a first httpx import and its TLS context
+            # (tens of ms, far more on a loaded machine) are not main's latency.
+            own = http = probe_http_client(verify=verify)
+        started = time.perf_counter()
         async with asyncio.timeout(timeout):
-            if http is None:
-                async with probe_http_client(verify=verify) as own:
-                    response = await own.get(url, headers=_ACCEPT, timeout=timeout)
-            else:
-                response = await http.get(url, headers=_ACCEPT, timeout=timeout)
+            response = await http.get(url, headers=_ACCEPT, timeout=timeout)
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # noqa: BLE001 - the contract is "never raises"
@@ -111,6 +111,9 @@ async def probe_once(base_url: str, *, timeout: float = 0.8, verify: bool | str 
             raise
         kind, detail = _classify(exc)
         return _failed(kind, detail, started)
+    finally:
+        if own is not None:
+            await own.aclose()
     latency = (time.perf_counter() - started) * 1000.0
     if response.status_code >= 500:
         return ProbeResult(False, "server_error", latency, f"HTTP {response.status_code} from health", None)

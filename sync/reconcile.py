@@ -32,7 +32,6 @@ from backend_client.client import BackendClient
 from localstore.db import Store
 from localstore.models import (
     JournalEntry,
-    JournalKind,
     JournalState,
     OrderRow,
     PositionRow,
