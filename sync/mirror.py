@@ -96,23 +96,7 @@ class Mirror:
 
     @staticmethod
     def _upsert_orders(s, events: list[wire.OrderEvent]) -> int:
-        if not events:
-            return 0
-        latest = _latest(events, lambda e: e.data.order_id)
-        existing = {r.order_id: r for r in s.scalars(select(OrderRow).where(OrderRow.order_id.in_(latest)))}
-        changed = 0
-        for oid, ev in latest.items():
-            row = existing.get(oid)
-            if row is not None and row.updated_seq is not None and row.updated_seq >= ev.seq:
-                continue
-            values = to_row_values(ev.data, OrderRow, source=RecordSource.STREAM, updated_seq=ev.seq)
-            if row is None:
-                s.add(OrderRow(**values))
-            else:
-                for k, v in values.items():
-                    setattr(row, k, v)
-            changed += 1
-        return changed
+        return _upsert(s, OrderRow, (OrderRow.order_id,), events)
 
     @staticmethod
     def _insert_trades(s, events: list[wire.TradeEvent]) -> int:
@@ -127,28 +111,32 @@ class Mirror:
 
     @staticmethod
     def _upsert_positions(s, events: list[wire.PositionEvent]) -> int:
-        if not events:
-            return 0
-        key = lambda e: (e.data.client_id, e.data.exchange, e.data.symbol, e.data.product)  # noqa: E731
-        latest = _latest(events, key)
         cols = (PositionRow.client_id, PositionRow.exchange, PositionRow.symbol, PositionRow.product)
-        existing = {
-            (r.client_id, r.exchange, r.symbol, r.product): r
-            for r in s.scalars(select(PositionRow).where(tuple_(*cols).in_(list(latest))))
-        }
-        changed = 0
-        for k, ev in latest.items():
-            row = existing.get(k)
-            if row is not None and row.updated_seq is not None and row.updated_seq >= ev.seq:
-                continue
-            values = to_row_values(ev.data, PositionRow, source=RecordSource.STREAM, updated_seq=ev.seq)
-            if row is None:
-                s.add(PositionRow(**values))
-            else:
-                for name, v in values.items():
-                    setattr(row, name, v)
-            changed += 1
-        return changed
+        return _upsert(s, PositionRow, cols, events)
+
+
+def _upsert(s, row_cls, key_cols: tuple, events: list) -> int:
+    """Insert or update ``row_cls`` rows keyed by ``key_cols`` from the newest event per
+    key, skipping an event older than the row it would overwrite."""
+    if not events:
+        return 0
+    names = [c.key for c in key_cols]
+    latest = _latest(events, lambda e: tuple(getattr(e.data, n) for n in names))
+    where = key_cols[0].in_([k[0] for k in latest]) if len(key_cols) == 1 else tuple_(*key_cols).in_(list(latest))
+    existing = {tuple(getattr(r, n) for n in names): r for r in s.scalars(select(row_cls).where(where))}
+    changed = 0
+    for k, ev in latest.items():
+        row = existing.get(k)
+        if row is not None and row.updated_seq is not None and row.updated_seq >= ev.seq:
+            continue
+        values = to_row_values(ev.data, row_cls, source=RecordSource.STREAM, updated_seq=ev.seq)
+        if row is None:
+            s.add(row_cls(**values))
+        else:
+            for name, v in values.items():
+                setattr(row, name, v)
+        changed += 1
+    return changed
 
 
 def _latest(events, key) -> dict:
