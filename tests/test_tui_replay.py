@@ -133,6 +133,30 @@ async def _supervisor_releases_and_replays(url, home, seq, key):
         rows = _audit(home, "replay_release")
         assert len(rows) == 1 and rows[0][0] == "super1" and rows[0][1]["seq"] == seq
         assert _audit(home, "replay_discard") == []
+        # the banner's replay progress: done / (done + what the journal still has to send).  A
+        # stand-in for the runtime's recovery, because a live pass of one entry is over in
+        # milliseconds; the backlog (the released entry, pending again) is read from the real store.
+        from types import SimpleNamespace
+
+        from console.tui.messages import ModeChanged, ReplayProgress
+        from console.tui.widgets.banner import ModeBanner
+
+        running = SimpleNamespace(recovery=SimpleNamespace(running=True, replayer=SimpleNamespace(progress=(2, 2))))
+        assert app.session.replay_progress(running) == "2/3"
+        running.recovery.running = False
+        assert app.session.replay_progress(running) is None
+        desk = app.desk
+        poll = next(t for t in desk._timers if t.name == "desk-replay-progress")
+        poll.pause()  # no runtime here: the desk's own look would clear the figure at once
+        desk.set_mode(ModeChanged("RECOVERING", "BACKUP", "main answers again", app.clock()))
+        desk.post_message(ReplayProgress("2/3"))
+        banner = desk.query_one(ModeBanner)
+        await wait_for(pilot, lambda: "replay 2/3" in str(banner.render()), what="progress on the banner")
+        desk.post_message(ReplayProgress(None))
+        await wait_for(pilot, lambda: banner.progress == "" and "2/3" not in str(banner.render()),
+                       what="progress cleared")
+        desk.set_mode(ModeChanged("ONLINE", "RECOVERING", "replay done", app.clock()))
+        poll.resume()
         # replay now: the released square-off reaches main and the report says so
         loaded = screen.loaded
         await pilot.press("n")
