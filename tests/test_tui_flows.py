@@ -293,7 +293,8 @@ async def _lock_help_rebind(sim, tmp_path):
         assert help_screen.query_one(DataTable).row_count == len(ids)
         # the command palette offers the desk's actions on the desk (and not on the help screen)
         offered = {c.title for c in app.get_system_commands(desk)}
-        assert {"Buy order", "Square off", "Kill switch", "Order book", "Lock screen"} <= offered
+        assert {"Buy order", "Square off", "Kill switch", "Order book", "Lock screen",
+                "Replay and reconciliation"} <= offered
         assert "Buy order" not in {c.title for c in app.get_system_commands(help_screen)}
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is desk, what="help closed")
