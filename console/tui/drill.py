@@ -26,7 +26,7 @@ from console.demo import DEMO_PASSWORD, DEMO_USER, OutageSwitch, flat_on_main, p
 from console.demo_report import DrillReport, judge_reconciliation, now
 from console.tui import keymap
 from console.tui.app import LifeboatApp
-from console.tui.messages import ModeChanged, Recovered  # noqa: F401 - Recovered: where it used to live
+from console.tui.messages import ModeChanged
 
 HINT = ("Demo: ctrl+o stages an outage (main refuses connections) and ends it again; F10 squares off, "
         "F9 shows the journal, ? lists every key, ctrl+q quits.")
@@ -222,7 +222,7 @@ class DrillDriver:
         rep.step("client to square off", detail=f"{client}: {legs} open legs on main")
         app.desk.action_show("positions")
 
-        self.say(f"Staging an outage: main will refuse connections. Watch the banner.")
+        self.say("Staging an outage: main will refuse connections. Watch the banner.")
         await asyncio.sleep(self.pause_s)
         t_stage = time.monotonic()
         await asyncio.to_thread(app.switch.stage)

@@ -10,7 +10,6 @@ synchronous or a coroutine, called from worker threads, never on the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 

@@ -16,7 +16,6 @@ import gc
 
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Static
 
