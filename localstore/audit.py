@@ -190,12 +190,17 @@ def append_core(
     action: str,
     payload: dict[str, Any],
     at: datetime | None = None,
+    head: tuple[int, str, int] | None = None,
 ) -> tuple[int, str]:
     """``append`` for a Core Connection in a write transaction (the journal's hot path:
-    three statements, no unit of work).  Same row, same hash input; returns (id, hash)."""
+    three statements, no unit of work).  Same row, same hash input; returns (id, hash).
+    ``head``: the chain's (last_id, last_hash, count) when the caller already read it in
+    this same SQLite write transaction (BEGIN IMMEDIATE: nobody can have moved it);
+    saves the read."""
     at_text, mode, clean = _prepare(user_id, mode, action, payload, at)
-    # FOR UPDATE serialises appenders on a shared server database (SQLite: BEGIN IMMEDIATE)
-    head = conn.execute(_HEAD_READ if conn.dialect.name == "sqlite" else _HEAD_LOCK).first()
+    if head is None:
+        # FOR UPDATE serialises appenders on a shared server database (SQLite: BEGIN IMMEDIATE)
+        head = conn.execute(_HEAD_READ if conn.dialect.name == "sqlite" else _HEAD_LOCK).first()
     if head is None:
         conn.execute(insert(_HEAD).values(id=1, last_id=0, last_hash=GENESIS_HASH, count=0))
         last_id, last_hash, count = 0, GENESIS_HASH, 0

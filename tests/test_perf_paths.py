@@ -229,3 +229,20 @@ def test_backup_squareoff_command_stays_off_the_orm(tmp_path, monkeypatch):
         last = con.execute("SELECT action FROM audit_log ORDER BY id DESC LIMIT 2").fetchall()
     assert len(rows) == len(res["legs"]) and all(at is not None for _, at in rows)
     assert [a for (a,) in last] == ["square_off", "login"]
+
+
+def test_journal_writes_chain_onto_other_audit_rows_and_verify(store):
+    """journal.write takes the audit head from its counter bump (SQLite): the chain
+    stays whole when other appenders (ORM and Core) write between its transactions."""
+    for i in range(3):
+        with store.write() as s:
+            audit.append(s, user_id="u", mode="ONLINE", action="orm", payload={"i": i})
+        journal.write(store, [Intent("CANCEL", "C1", "NSE", "ITC", "MIS", target_order_id=f"O{i}")],
+                      user_id="u", mode="BACKUP", trading_date=date(2026, 3, 2), audit_action="order_cancel")
+        with store.write_core() as conn:
+            audit.append_core(conn, user_id="u", mode="BACKUP", action="core", payload={"i": i})
+        journal.write(store, [Intent("SQUARE_OFF", "C1", "NSE", f"S{i}{j}", "MIS") for j in range(3)],
+                      user_id="u", mode="BACKUP", trading_date=date(2026, 3, 2), audit_action="square_off")
+    with store.read() as s:
+        res = audit.verify(s)
+    assert res.ok and res.rows == 12, res
