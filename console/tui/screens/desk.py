@@ -159,7 +159,8 @@ class DeskScreen(Screen):
         self.status = msg.status
         self.query_one(StatusBar).show(msg.status)
         replay = msg.status.get("replay")
-        self.query_one(ModeBanner).progress = "" if replay in (None, "idle") else str(replay)
+        banner = self.query_one(ModeBanner)
+        banner.progress = "" if replay in (None, "idle") or banner.mode != "RECOVERING" else str(replay)
         self.show_title()
         rs = (msg.status.get("runtime") or {}).get("resnapshots", 0)
         if rs != self._resnapshots_seen:
@@ -182,9 +183,10 @@ class DeskScreen(Screen):
         banner = self.query_one(ModeBanner)
         host = self.app.host
         rec = getattr(getattr(host, "runtime", None), "recovery", None)
-        if banner.mode == "RECOVERING" and rec is not None and rec.running:
+        running = rec is not None and rec.running
+        if banner.mode == "RECOVERING" and running:
             self.sample_replay_progress()
-        elif banner.progress and not (rec is not None and rec.running):
+        elif banner.progress and (banner.mode != "RECOVERING" or not running):
             self.post_message(ReplayProgress(None))
 
     @work(thread=True, exclusive=True, group="desk-replay-progress", exit_on_error=False)
@@ -195,6 +197,8 @@ class DeskScreen(Screen):
 
     def on_replay_progress(self, msg: ReplayProgress) -> None:
         banner = self.query_one(ModeBanner)
+        if msg.progress and banner.mode != "RECOVERING":
+            return  # a late sample: the replay is through (reconciling, or ONLINE already)
         banner.progress = msg.progress or ""
         if self.status:
             self.status["replay"] = msg.progress or "idle"
@@ -207,6 +211,8 @@ class DeskScreen(Screen):
             self.sample_status()
         if msg.mode == "RECOVERING":
             self._look_at_replay()
+        else:
+            self.query_one(ModeBanner).progress = ""  # the figure belongs to RECOVERING only
 
     # ------------------------------------------------------------------ keys
 
