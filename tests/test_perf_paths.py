@@ -246,3 +246,41 @@ def test_journal_writes_chain_onto_other_audit_rows_and_verify(store):
     with store.read() as s:
         res = audit.verify(s)
     assert res.ok and res.rows == 12, res
+
+
+def test_fast_executemany_stores_exactly_what_core_stores(tmp_path):
+    """journal._insert_many (driver executemany with the columns' own bind processors)
+    writes the same bytes as SQLAlchemy's own executemany of the same rows."""
+    rows = [{"created_at": AT, "trading_date": date(2026, 3, 2), "console_id": "ABC234", "user_id": "super1",
+             "mode": "BACKUP", "kind": kind, "client_order_id": f"ABC234-260302-{i:06d}", "client_id": "C1",
+             "exchange": exch, "symbol": "ITC", "product": prod, "target_order_id": None,
+             "target_client_order_id": None, "payload": json.dumps({"i": i}), "state": "pending", "attempts": 0,
+             "updated_at": AT}
+            for i, (kind, exch, prod) in enumerate([(JournalKind.SQUARE_OFF, "NSE", "MIS"), ("CANCEL", None, None),
+                                                    ("PLACE", "BSE", "CNC")])]
+    from backend_client.wire import Exchange, Product
+
+    rows[0]["exchange"], rows[0]["product"] = Exchange.NSE, Product.MIS  # enums and their values alike
+    dumped = []
+    for name, how in (("core", lambda c: c.execute(journal._INSERT_MANY, rows)),
+                      ("fast", lambda c: journal._insert_many(c, rows))):
+        st = open_store(tmp_path / f"{name}.db")
+        try:
+            with st.write_core() as conn:
+                how(conn)
+            with st.read_core() as conn:
+                dumped.append(conn.exec_driver_sql("SELECT * FROM journal ORDER BY seq").fetchall())
+        finally:
+            st.close()
+    assert len(dumped[0]) == 3 and dumped[0] == dumped[1]
+    from sqlalchemy.exc import StatementError
+
+    st = open_store(tmp_path / "fast.db")
+    try:
+        with pytest.raises(StatementError, match="NYSE"):  # refused as on Core's own path (JournalWriteFailed)
+            with st.write_core() as conn:
+                journal._insert_many(conn, [{**rows[2], "client_order_id": "X-1", "exchange": "NYSE"}])
+        with st.read_core() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM journal").scalar() == 3
+    finally:
+        st.close()
