@@ -202,7 +202,7 @@ def _insert_many(conn: Connection, rows: list[dict]) -> None:
     if plan is None:
         compiled = _INSERT_MANY.compile(dialect=dialect, column_keys=list(keys))
         order = tuple(compiled.positiontup) if compiled.positional else keys
-        procs = tuple(_JOURNAL.c[k].type.bind_processor(dialect) for k in order)
+        procs = tuple(_JOURNAL.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in order)
         plan = _MANY_PLANS[(dialect.name, keys)] = (compiled.string, order, procs)
     sql, order, procs = plan
     pairs = tuple(zip(order, procs))
