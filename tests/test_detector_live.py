@@ -165,8 +165,14 @@ def test_hung_main_goes_to_backup(sim, tmp_path):
     assert agent.error is None
 
 
-def test_pending_journal_keeps_the_console_recovering(sim, tmp_path):
-    """Until the replay (next issue) empties the journal, RECOVERING does not end."""
+def test_journal_written_in_backup_is_replayed_before_online(sim, tmp_path):
+    """RECOVERING ends through the replay: an entry journaled during the outage is
+    decided (here held: it is from an earlier trading day) before the console is ONLINE,
+    and a held entry waits for a person without keeping the console RECOVERING."""
+    from tests.cli_env import raw_get, raw_session
+
+    token = raw_session(sim.url, "dealer1")["access_token"]
+    resting = next(o for o in raw_get(sim.url, token, "/orders") if o["status"] == "OPEN")
     store = open_store(tmp_path / "lifeboat.db")
     agent = AgentThread(store, sim.url, min_dwell=1.0).start()
     try:
@@ -174,18 +180,19 @@ def test_pending_journal_keeps_the_console_recovering(sim, tmp_path):
         try:
             agent.wait_mode(Mode.BACKUP, timeout=10)
             with store.write() as s:
-                s.add(JournalEntry(kind=JournalKind.CANCEL, client_order_id="T-1", client_id="C1",
-                                   target_order_id="X", user_id="dealer1", mode="BACKUP",
+                s.add(JournalEntry(kind=JournalKind.CANCEL, client_order_id="T-1", client_id=resting["client_id"],
+                                   target_order_id=resting["order_id"], user_id="dealer1", mode="BACKUP",
                                    trading_date=date(2026, 1, 5), console_id=store.console_id))
         finally:
             os.kill(sim.proc.pid, signal.SIGCONT)
-        agent.wait_mode(Mode.RECOVERING, timeout=20)
-        time.sleep(1.0)
-        assert agent.runtime.detector.mode is Mode.RECOVERING
-        with store.write() as s:
-            for entry in s.scalars(select(JournalEntry)):
-                entry.state = JournalState.APPLIED
-        agent.wait_mode(Mode.ONLINE, timeout=10)
+        agent.wait_mode(Mode.ONLINE, timeout=30)
+        assert Mode.RECOVERING in [c.to_mode for c in agent.changes]
+        with store.read() as s:
+            entry = s.scalars(select(JournalEntry)).one()
+        assert entry.state is JournalState.HELD, (entry.state, entry.state_reason)
+        assert "trading day" in (entry.state_reason or "")
+        still = [o for o in raw_get(sim.url, token, "/orders") if o["order_id"] == resting["order_id"]]
+        assert still[0]["status"] == "OPEN"  # held, not sent
     finally:
         agent.stop()
 
