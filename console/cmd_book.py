@@ -188,7 +188,15 @@ def status(g, as_json: bool) -> int:
                           markup=False)
                 out.print(f"console        {st['console_id']} ({st['store']})", markup=False)
                 out.print(f"journal depth  {st['journal_depth']}", markup=False)
-                out.print(f"replay         {st['replay']}", markup=False)
+                rp = st["replay"]
+                extra = f", {rp['unreplayed']} to replay" if rp["unreplayed"] else ""
+                extra += f", {rp['held']} held for a person" if rp["held"] else ""
+                extra += f" (by {rp['holder']} since {rp['since']})" if rp["holder"] else ""
+                out.print(f"replay         {rp['state']}{extra}", markup=False)
+                rm = st["recorded_mode"]
+                if rm["mode"] and rm["since"]:
+                    out.print(f"runtime mode   {rm['mode']} since {rm['since']} ({rm['reason'] or 'no reason recorded'})",
+                              markup=False)
                 lb = st["last_bod"]
                 out.print(f"last BOD       {lb['at'] + ' for ' + lb['trading_date'] if lb else 'never'}", markup=False)
                 stale = m["staleness_s"]

@@ -808,7 +808,10 @@ class Service(TradingMixin):
                         "unacknowledged_entries": st["unacknowledged_entries"]},
             "policy": {"reduce_only": not st["allow_new_exposure"], "allow_new_exposure": st["allow_new_exposure"],
                        "killswitch": st["killswitch"], "updated_by": st["policy_updated_by"]},
-            "replay": "idle",
+            "replay": status.replay_state(st, now, main_reachable=probe.ok),
+            # the mode the console's runtime (agent or screen) last recorded on this store
+            "recorded_mode": {"mode": st["recorded_mode"], "reason": st["mode_reason"],
+                              "since": st["mode_since"].isoformat() if st["mode_since"] else None},
             "last_bod": None if st["bod_at"] is None else {
                 "at": st["bod_at"].isoformat(), "trading_date": st["trading_date"], "seq": st["bod_seq"]},
             "mirror": {

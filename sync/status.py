@@ -23,11 +23,17 @@ _MODE_INPUTS = text(
 _HEADS = text(
     "SELECT s.trading_date, s.bod_at, s.bod_seq, s.last_event_seq, s.last_event_at, s.last_applied_at, "
     "p.allow_new_exposure, p.killswitch, p.updated_by, c.forced_at, "
+    "c.mode AS recorded_mode, c.mode_since, c.mode_reason, "
+    "l.holder AS lease_holder, l.acquired_at AS lease_acquired_at, l.expires_at AS lease_expires_at, "
+    "(SELECT max(created_at) FROM reconciliation_report) AS last_report_at, "
     "(SELECT count(*) FROM journal WHERE state NOT IN ('applied', 'moot', 'rejected')) AS depth, "
+    "(SELECT count(*) FROM journal WHERE state IN ('held', 'conflict')) AS held, "
     "(SELECT count(*) FROM journal WHERE acknowledged_at IS NULL) AS unacknowledged "
-    "FROM sync_state s, policy p, console_state c WHERE s.id = 1 AND p.id = 1 AND c.id = 1"
+    "FROM sync_state s, policy p, console_state c, replay_lease l "
+    "WHERE s.id = 1 AND p.id = 1 AND c.id = 1 AND l.id = 1"
 ).columns(bod_at=UtcDateTime, last_event_at=UtcDateTime, last_applied_at=UtcDateTime, forced_at=UtcDateTime,
-          allow_new_exposure=Boolean, killswitch=Boolean)
+          mode_since=UtcDateTime, lease_acquired_at=UtcDateTime, lease_expires_at=UtcDateTime,
+          last_report_at=UtcDateTime, allow_new_exposure=Boolean, killswitch=Boolean)
 _UNACKNOWLEDGED = text(
     "SELECT seq, kind, client_order_id, client_id, symbol, state, created_at FROM journal "
     "WHERE acknowledged_at IS NULL ORDER BY seq LIMIT :limit"
@@ -51,7 +57,33 @@ def store_status(conn, *, unacknowledged_limit: int = 20) -> dict:
         "last_event_seq": h.last_event_seq, "last_event_at": h.last_event_at, "last_applied_at": h.last_applied_at,
         "allow_new_exposure": bool(h.allow_new_exposure), "killswitch": bool(h.killswitch),
         "policy_updated_by": h.updated_by, "forced_at": h.forced_at,
-        "depth": int(h.depth), "unacknowledged": int(h.unacknowledged), "unacknowledged_entries": unacked,
+        "depth": int(h.depth), "held": int(h.held), "unacknowledged": int(h.unacknowledged),
+        "unacknowledged_entries": unacked,
+        "recorded_mode": h.recorded_mode, "mode_since": h.mode_since, "mode_reason": h.mode_reason,
+        "lease_holder": h.lease_holder, "lease_acquired_at": h.lease_acquired_at,
+        "lease_expires_at": h.lease_expires_at, "last_report_at": h.last_report_at,
+    }
+
+
+def replay_state(st: dict, now, *, main_reachable: bool) -> dict:
+    """What the replay is doing, from the store alone: running (a live lease), waiting
+    (unreplayed entries; main down, or no runtime has started the replay yet), held
+    (entries wait for a supervisor), or idle."""
+    held = st["held"]
+    unfinished = st["depth"] - held
+    if st["lease_holder"] and st["lease_expires_at"] and st["lease_expires_at"] > now:
+        state = "running"
+    elif unfinished:
+        state = "waiting for main" if not main_reachable else "pending"
+    elif held:
+        state = "held for a person"
+    else:
+        state = "idle"
+    return {
+        "state": state, "unreplayed": unfinished, "held": held,
+        "holder": st["lease_holder"] if state == "running" else None,
+        "since": st["lease_acquired_at"].isoformat() if state == "running" and st["lease_acquired_at"] else None,
+        "last_report_at": st["last_report_at"].isoformat() if st["last_report_at"] else None,
     }
 
 

@@ -118,7 +118,7 @@ def test_status_json_online_then_backup(desk):
     online = online_r.ok().json()
     assert online["mode"] == "ONLINE"
     assert online["backend"]["reachable"] is True and online["backend"]["url"] == desk.backend_url
-    assert online["journal_depth"] == 0 and online["replay"] == "idle"
+    assert online["journal_depth"] == 0 and online["replay"]["state"] == "idle"
     assert online["console_id"] and online["store"] == str(desk.store_file)
     assert online["last_bod"]["seq"] is not None and online["last_bod"]["trading_date"]
     assert set(online["mirror"]) == {"last_event_seq", "newest_event_at", "current_at", "staleness_s"}

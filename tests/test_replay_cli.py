@@ -28,6 +28,8 @@ def test_whole_book_squareoff_in_backup_killed_replay_resumed(sim, cli_factory):
     so = down("--password-stdin", "squareoff", "--all", "--yes", "--json", stdin=PASSWORD + "\n").ok().json()
     legs = so["legs"]
     assert so["mode"] == "BACKUP" and len(legs) > 100 and all(leg["outcome"] == "journaled" for leg in legs)
+    waiting = down("status", "--json").ok().json()["replay"]
+    assert waiting["state"] == "waiting for main" and waiting["unreplayed"] >= len(legs)
 
     killed = cli("sync", "replay", "--json", LIFEBOAT_TEST_REPLAY_CRASH_AFTER=str(2 * len(legs)))
     assert killed.returncode == CRASH_EXIT_CODE, killed.stderr
@@ -53,6 +55,8 @@ def test_whole_book_squareoff_in_backup_killed_replay_resumed(sim, cli_factory):
         mine = {c: n for c, n in coids.items() if c.startswith(leg["client_order_id"] + "-")}
         assert mine == {leg["client_order_id"] + "-1": 1}, (leg, mine)  # one order per leg, exactly once
 
+    after = cli("status", "--json").ok().json()["replay"]
+    assert after["state"] == "idle" and after["unreplayed"] == 0 and after["last_report_at"]
     text = cli("sync", "report").ok()
     assert "Reconciliation" in text.stdout and "applied" in text.stdout
     svc = cli.service()

@@ -119,6 +119,7 @@ class DealerSession:
             self.pin_mode(runtime.mode, probe)
         st = await self.service.status()
         st["mode"] = self.mode
+        st["replay"] = replay_text(st.get("replay"))
         st["probe"] = {"ok": probe.ok, "latency_ms": probe.latency_ms, "kind": probe.kind}
         if self.identity is not None:
             st["user"] = {"user_id": self.identity.user_id, "role": self.identity.role, "how": self.identity.how}
@@ -168,3 +169,15 @@ def _has_token(user_id: str) -> bool:
 
 def monotonic_to_wall(at: float, clock=time.time, mono=time.monotonic) -> float:
     return clock() - (mono() - at)
+
+
+def replay_text(replay) -> str:
+    """The status bar's short form of the service's replay state."""
+    if not isinstance(replay, dict):
+        return replay or "idle"
+    state = replay.get("state", "idle")
+    if state == "pending" or state == "waiting for main":
+        return f"{state} ({replay.get('unreplayed', 0)})"
+    if state == "held for a person":
+        return f"{replay.get('held', 0)} held"
+    return state
