@@ -28,7 +28,6 @@ import json
 import os
 import random
 import select
-import statistics
 import struct
 import subprocess
 import sys
