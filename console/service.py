@@ -227,6 +227,10 @@ class TradingMixin:
         except ServiceError:
             raise
         except Exception as exc:  # backend, policy, offline-login and journal errors as the service's own
+            if decision.mode == "ONLINE" and isinstance(exc, (be.Unavailable, be.ProtocolError)):
+                kind = exc.kind if isinstance(exc, be.Unavailable) else "protocol"
+                for hook in self.request_error_hooks:  # the console's runtime hears it (detector input)
+                    hook(kind, exc.message)
             problem = translate(exc)
             if type(problem) is ServiceError:  # not one we know: let the face log it as unexpected
                 raise
@@ -460,6 +464,9 @@ class Service(TradingMixin):
         self.user = user
         self._store: Store | None = None
         self._mode: ModeDecision | None = None
+        # f(kind, detail) for each real request to main that failed as unavailable
+        # (the console connects its runtime's failure detector here)
+        self.request_error_hooks: list = []
 
     # ------------------------------------------------------------------ plumbing
 

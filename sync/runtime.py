@@ -231,6 +231,14 @@ class Runtime:
         else:
             self.detector.on_message(now)
 
+    def request_failed(self, kind: str, detail: str = "") -> None:
+        """A real request to main (an order, a cancel ...) failed as unavailable: one
+        more input for the detector, like a failed probe (it asks for a confirming
+        probe; it never switches on its own).  Call it on the runtime's loop."""
+        self.detector.on_request_error(self.clock(), kind, detail)
+        if self.detector.probe_wanted:
+            self._wake_probe.set()
+
     def _on_transition(self, change: Transition) -> None:
         """Detector callback (on the loop, at the instant of the change)."""
         self._mode_queue.put_nowait((change, datetime.now(timezone.utc)))

@@ -137,6 +137,15 @@ class RuntimeHost:
             if self.on_recovered is not None:
                 rt.recovery.callbacks.append(self.on_recovered)
             self.runtime = rt
+            loop = self._loop
+
+            def request_failed(kind: str, detail: str) -> None:  # from a worker thread
+                try:
+                    loop.call_soon_threadsafe(rt.request_failed, kind, detail)
+                except RuntimeError:  # the runtime's loop is closed: nobody to tell
+                    pass
+
+            self.service.request_error_hooks.append(request_failed)
             if self._stopping:
                 return
             self._mode(None)  # the starting mode
