@@ -245,5 +245,6 @@ def test_replay_state_machine(stage):
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_replay_state_machine_soak(stage):
     _run(stage, max_examples=40, stateful_step_count=25)
