@@ -26,12 +26,10 @@ from sqlalchemy import Enum as SAEnum
 
 from backend_client.wire import Exchange, OrderStatus, Product, Role, Side
 from localstore.coltypes import Money, UtcDateTime
+from localstore.journal_states import FINAL_STATES, STATE_PENDING, STATE_SENT, UNFINISHED_STATES  # noqa: F401
 
 # JournalKind / JournalState values as stored (a test keeps them equal to the models' enums)
 KIND_PLACE, KIND_MODIFY, KIND_CANCEL, KIND_SQUARE_OFF = "PLACE", "MODIFY", "CANCEL", "SQUARE_OFF"
-STATE_PENDING, STATE_SENT = "pending", "sent"
-UNFINISHED_STATES = (STATE_PENDING, STATE_SENT)
-FINAL_STATES = ("applied", "moot", "rejected")
 GENESIS_HASH = "0" * 64  # prev_hash of the first audit row (equal to localstore.models.GENESIS_HASH)
 
 

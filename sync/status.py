@@ -3,8 +3,8 @@
 Why plain SQL here: `status` is what support staff and scripts run first during an
 outage, and it must start fast (bench P7).  These few reads use Core ``text()``
 with the store's column types (localstore.coltypes), so neither the ORM, the
-models nor the pydantic wire schema is imported.  The journal states are spelled
-as stored (JournalState values; a test keeps them equal).
+models nor the pydantic wire schema is imported.  The journal states come from
+localstore.journal_states (JournalState values; a test keeps them equal).
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ from __future__ import annotations
 from sqlalchemy import Boolean, text
 
 from localstore.coltypes import UtcDateTime
+from localstore.journal_states import FINAL_STATES, HELD_STATES, UNFINISHED_STATES
 
-UNFINISHED_STATES = ("pending", "sent")
-FINAL_STATES = ("applied", "moot", "rejected")
+
+def _sql_list(states: tuple[str, ...]) -> str:
+    return ", ".join(f"'{s}'" for s in states)
 
 _MODE_INPUTS = text(
     "SELECT (SELECT forced_mode FROM console_state WHERE id = 1) AS forced_mode, "
-    "(SELECT count(*) FROM journal WHERE state IN ('pending', 'sent')) AS unfinished"
+    f"(SELECT count(*) FROM journal WHERE state IN ({_sql_list(UNFINISHED_STATES)})) AS unfinished"
 )
 _HEADS = text(
     "SELECT s.trading_date, s.bod_at, s.bod_seq, s.last_event_seq, s.last_event_at, s.last_applied_at, "
@@ -26,8 +28,8 @@ _HEADS = text(
     "c.mode AS recorded_mode, c.mode_since, c.mode_reason, "
     "l.holder AS lease_holder, l.acquired_at AS lease_acquired_at, l.expires_at AS lease_expires_at, "
     "(SELECT max(created_at) FROM reconciliation_report) AS last_report_at, "
-    "(SELECT count(*) FROM journal WHERE state NOT IN ('applied', 'moot', 'rejected')) AS depth, "
-    "(SELECT count(*) FROM journal WHERE state IN ('held', 'conflict')) AS held, "
+    f"(SELECT count(*) FROM journal WHERE state NOT IN ({_sql_list(FINAL_STATES)})) AS depth, "
+    f"(SELECT count(*) FROM journal WHERE state IN ({_sql_list(HELD_STATES)})) AS held, "
     "(SELECT count(*) FROM journal WHERE acknowledged_at IS NULL) AS unacknowledged "
     "FROM sync_state s, policy p, console_state c, replay_lease l "
     "WHERE s.id = 1 AND p.id = 1 AND c.id = 1 AND l.id = 1"

@@ -12,7 +12,6 @@ tmp dirs; nothing mocked.  No timing assertions (speed is in bench/)."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -103,7 +102,8 @@ def test_status_states_are_the_journal_states():
     from localstore.models import FINAL_JOURNAL_STATES
 
     assert set(status.FINAL_STATES) == {s.value for s in FINAL_JOURNAL_STATES}
-    assert set(status.UNFINISHED_STATES) | set(status.FINAL_STATES) | {"conflict", "held"} == \
+    assert set(status.HELD_STATES) == {JournalState.HELD.value, JournalState.CONFLICT.value}
+    assert set(status.UNFINISHED_STATES) | set(status.FINAL_STATES) | set(status.HELD_STATES) == \
         {s.value for s in JournalState}
 
 
