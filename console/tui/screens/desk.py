@@ -158,9 +158,9 @@ class DeskScreen(Screen):
     def on_status_sampled(self, msg: StatusSampled) -> None:
         self.status = msg.status
         self.query_one(StatusBar).show(msg.status)
-        replay = msg.status.get("replay")
         banner = self.query_one(ModeBanner)
-        banner.progress = "" if replay in (None, "idle") or banner.mode != "RECOVERING" else str(replay)
+        if banner.mode != "RECOVERING":  # the figure itself comes from the progress poll alone
+            banner.progress = ""
         self.show_title()
         rs = (msg.status.get("runtime") or {}).get("resnapshots", 0)
         if rs != self._resnapshots_seen:
