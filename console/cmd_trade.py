@@ -59,6 +59,11 @@ def _confirm(yes: bool, what: str) -> None:
 
 
 async def _password_for(svc: Service, g) -> str | None:
+    if g.password_stdin:  # known before the mode: the offline check's scrypt runs beside the probe
+        password = read_password(g)
+        svc.start_password_check(password)
+        await svc.decide_mode()
+        return password
     decision = await svc.decide_mode()
     return read_password(g, required=decision.mode != "ONLINE")
 

@@ -45,13 +45,29 @@ class JsonLines(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+class _RotatingJsonLines(logging.handlers.RotatingFileHandler):
+    """The stock rotating handler formats every record twice (once to decide on a
+    rollover, once to write it): a 500-leg square-off logs 500 lines.  Here the second
+    format reuses the first."""
+
+    _last: tuple | None = None
+
+    def format(self, record: logging.LogRecord) -> str:
+        last = self._last
+        if last is not None and last[0] is record:
+            return last[1]
+        line = super().format(record)
+        self._last = (record, line)
+        return line
+
+
 def setup(log_dir: Path, *, level: int = logging.INFO) -> Path:
     """Send the ``lifeboat`` and library loggers to ``log_dir/lifeboat.jsonl`` (rotating)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / "lifeboat.jsonl"
     root = logging.getLogger()
     if not any(getattr(h, "_lifeboat", False) for h in root.handlers):
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8")
+        handler = _RotatingJsonLines(path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8")
         handler._lifeboat = True  # type: ignore[attr-defined]
         handler.setFormatter(JsonLines())
         root.addHandler(handler)

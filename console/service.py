@@ -117,10 +117,14 @@ def translate(exc: BaseException) -> ServiceError:
         return MainUnavailable(f"the main system is unavailable and {exc.message}")
     if isinstance(exc, JournalWriteFailed):
         return NotAccepted(f"NOT accepted: {exc}; nothing was journaled, try again once the disk is fixed")
+    import sqlite3
+
     from sqlalchemy.exc import OperationalError
 
-    if isinstance(exc, OperationalError):  # a commit outside the journal (login audit ...) failed the same way
-        why = str(exc.orig).splitlines()[0][:200]
+    # a commit outside the journal (login audit ...) failed the same way; the journal's hot
+    # statements run on the sqlite3 cursor (localstore.prepared), so its own errors come raw
+    if isinstance(exc, (OperationalError, sqlite3.OperationalError)):
+        why = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
         return NotAccepted(f"NOT accepted: the local store could not commit ({why}); nothing was done")
     return ServiceError(f"{type(exc).__name__}: {exc}")
 
@@ -464,6 +468,7 @@ class Service(TradingMixin):
         self.user = user
         self._store: Store | None = None
         self._mode: ModeDecision | None = None
+        self._early_check = None  # sync.offline.EarlyCheck: a password check started ahead (scripts)
         # f(kind, detail) for each real request to main that failed as unavailable
         # (the console connects its runtime's failure detector here)
         self.request_error_hooks: list = []
@@ -710,11 +715,23 @@ class Service(TradingMixin):
         from sync import offline
 
         try:
-            return await asyncio.to_thread(offline.login, self.store, user_id, password, mode=mode)
+            return await asyncio.to_thread(offline.login, self.store, user_id, password, mode=mode,
+                                           early=self._early_check)
         except ServiceError:
             raise
         except Exception as exc:  # offline denial, no grant, store trouble: one sentence
             raise translate(exc) from exc
+
+    def start_password_check(self, password: str) -> None:
+        """A script gave its password before the mode is known: start the offline check's
+        scrypt (about half a second) now, in a thread beside the health probe.  Used only
+        if offline login then happens for the same user and password; harmless otherwise."""
+        from sync import offline
+
+        try:
+            self._early_check = offline.start_check(self.store, self.current_user(), password)
+        except Exception:  # noqa: BLE001 - an optimisation only: login checks again and reports
+            self._early_check = None
 
     async def login_offline(self, user_id: str, password: str):
         """Log in while main is down, against this console's signed grant and local

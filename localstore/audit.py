@@ -32,6 +32,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from localstore.core_tables import GENESIS_HASH
 from localstore.core_tables import audit_head as _HEAD
 from localstore.core_tables import audit_log as _ROWS
+from localstore.prepared import Prepared
 
 if TYPE_CHECKING:  # the ORM and the models are imported by append/verify, not by append_core's callers
     from sqlalchemy.orm import Session
@@ -175,11 +176,14 @@ def append(
 
 
 # built once: building and cache-keying a statement costs about as much as running it
-_HEAD_READ = select(_HEAD.c.last_id, _HEAD.c.last_hash, _HEAD.c.count).where(_HEAD.c.id == 1)
-_HEAD_LOCK = _HEAD_READ.with_for_update()
-_ROW_INSERT = insert(_ROWS)
-_HEAD_UPDATE = update(_HEAD).where(_HEAD.c.id == 1).values(
-    last_id=bindparam("h_id"), last_hash=bindparam("h_hash"), count=bindparam("h_count"))
+# (localstore.prepared: compiled once and run on the cursor, the journal's hot path)
+_HEAD_READ_STMT = select(_HEAD.c.last_id, _HEAD.c.last_hash, _HEAD.c.count).where(_HEAD.c.id == 1)
+_HEAD_READ = Prepared(_HEAD_READ_STMT)
+_HEAD_LOCK = Prepared(_HEAD_READ_STMT.with_for_update())
+_ROW_INSERT = Prepared(insert(_ROWS), column_keys=["id", "at", "user_id", "mode", "action", "payload", "prev_hash",
+                                                   "hash"])
+_HEAD_UPDATE = Prepared(update(_HEAD).where(_HEAD.c.id == 1).values(
+    last_id=bindparam("h_id"), last_hash=bindparam("h_hash"), count=bindparam("h_count")))
 
 
 def append_core(
@@ -200,7 +204,7 @@ def append_core(
     at_text, mode, clean = _prepare(user_id, mode, action, payload, at)
     if head is None:
         # FOR UPDATE serialises appenders on a shared server database (SQLite: BEGIN IMMEDIATE)
-        head = conn.execute(_HEAD_READ if conn.dialect.name == "sqlite" else _HEAD_LOCK).first()
+        head = (_HEAD_READ if conn.dialect.name == "sqlite" else _HEAD_LOCK).first(conn)
     if head is None:
         conn.execute(insert(_HEAD).values(id=1, last_id=0, last_hash=GENESIS_HASH, count=0))
         last_id, last_hash, count = 0, GENESIS_HASH, 0
@@ -209,9 +213,9 @@ def append_core(
     new_id = last_id + 1
     digest = row_hash(id=new_id, at=at_text, user_id=user_id, mode=mode, action=action, payload=clean,
                       prev_hash=last_hash)
-    conn.execute(_ROW_INSERT, {"id": new_id, "at": at_text, "user_id": user_id, "mode": mode, "action": action,
+    _ROW_INSERT.execute(conn, {"id": new_id, "at": at_text, "user_id": user_id, "mode": mode, "action": action,
                                "payload": canonical_json(clean), "prev_hash": last_hash, "hash": digest})
-    conn.execute(_HEAD_UPDATE, {"h_id": new_id, "h_hash": digest, "h_count": count + 1})
+    _HEAD_UPDATE.execute(conn, {"h_id": new_id, "h_hash": digest, "h_count": count + 1})
     return new_id, digest
 
 

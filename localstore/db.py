@@ -309,10 +309,10 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:
-        if conn.get_execution_options().get(_WRITE_OPTION):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn.exec_driver_sql("BEGIN")
+        # straight on the driver: through exec_driver_sql this costs ~40 us of bookkeeping
+        # per transaction, twice per backup action (bench P4); errors surface as sqlite3's
+        raw = conn.connection.dbapi_connection
+        raw.execute("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE_OPTION) else "BEGIN")
 
     return engine
 

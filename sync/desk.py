@@ -21,6 +21,7 @@ from sqlalchemy import and_, bindparam, select, update
 from backend_client.wire import Exchange, OrderStatus, OrderType, Product, Side
 from localstore import core_tables as tables
 from localstore.core_tables import KIND_CANCEL, KIND_MODIFY, KIND_PLACE, KIND_SQUARE_OFF
+from localstore.prepared import Prepared
 from sync import journal, policy
 from sync.journal import Intent, Receipt
 from sync.policy import OrderTicket, Refusal
@@ -100,7 +101,7 @@ def net_of(s, client_id, exchange, symbol, product) -> int:
     return net or 0
 
 
-_FACTS = (
+_FACTS = Prepared(
     select(*_INSTRUMENT_COLS, _CLIENTS.c.client_id.label("known_client"), _LIMITS.c.max_order_value,
            _POSITIONS.c.net_quantity, _POLICY.c.allow_new_exposure, _POLICY.c.killswitch)
     .select_from(_POLICY
@@ -113,7 +114,7 @@ _FACTS = (
                                              _POSITIONS.c.symbol == bindparam("f_symbol"),
                                              _POSITIONS.c.product == bindparam("f_product"))))
     .where(_POLICY.c.id == 1)
-)  # built once: building a statement costs about as much as running it
+)  # built and compiled once, run on the cursor (localstore.prepared): it runs on every PLACE
 
 
 def place_facts(s, t: OrderTicket):
@@ -127,8 +128,10 @@ def place_facts(s, t: OrderTicket):
         known_client(s, t.client_id)
         raise Refusal("unknown_exchange", f"unknown exchange {t.exchange!r} (NSE, BSE or NFO)") from None
     product = Product(t.product) if t.product in _PRODUCTS else None  # a bad one is refused by the shape check
-    row = s.execute(_FACTS, {"f_client": t.client_id, "f_exchange": exch, "f_symbol": t.symbol.upper(),
-                             "f_product": product}).one()
+    row = _FACTS.first(s, {"f_client": t.client_id, "f_exchange": exch, "f_symbol": t.symbol.upper(),
+                           "f_product": product})
+    if row is None:  # the policy row is made by the migrations: a store without it is damaged
+        raise RuntimeError("the local store has no policy row")
     if row.known_client is None:
         _unknown_client(s, t.client_id)
     if row.symbol is None:
@@ -287,6 +290,12 @@ def open_orders_in_scope(s, actor: Actor, client_id: str | None, symbol: str | N
     return out
 
 
+_OPEN_POSITIONS_STMT = select(_POSITIONS.c.client_id, _POSITIONS.c.exchange, _POSITIONS.c.symbol,
+                              _POSITIONS.c.product, _POSITIONS.c.net_quantity).where(_POSITIONS.c.net_quantity != 0)
+_OPEN_POSITIONS = Prepared(_OPEN_POSITIONS_STMT)  # a whole book: 1,000 rows and more
+_OPEN_POSITIONS_OF = Prepared(_OPEN_POSITIONS_STMT.where(_POSITIONS.c.client_id == bindparam("p_client")))
+
+
 def squareoff_plan(s, actor: Actor, *, client_id: str | None, symbol: str | None,
                    keep_orders: bool) -> tuple[list[Leg], list[Target]]:
     if client_id is not None:
@@ -299,11 +308,11 @@ def squareoff_plan(s, actor: Actor, *, client_id: str | None, symbol: str | None
         if s.scalars(select(_INSTRUMENTS.c.symbol).where(_INSTRUMENTS.c.symbol == symbol)).first() is None:
             known = list(s.scalars(select(_INSTRUMENTS.c.symbol)))
             raise Refusal("unknown_symbol", f"no instrument {symbol!r}{policy.suggest(symbol, known)}")
-    q = select(_POSITIONS.c.client_id, _POSITIONS.c.exchange, _POSITIONS.c.symbol, _POSITIONS.c.product,
-               _POSITIONS.c.net_quantity).where(_POSITIONS.c.net_quantity != 0)
     if client_id:
-        q = q.where(_POSITIONS.c.client_id == client_id)
-    legs = position_legs(s.execute(q), client_id=client_id, symbol=symbol, in_scope=actor.in_scope)
+        rows = _OPEN_POSITIONS_OF.all(s, {"p_client": client_id})
+    else:
+        rows = _OPEN_POSITIONS.all(s)
+    legs = position_legs(rows, client_id=client_id, symbol=symbol, in_scope=actor.in_scope)
     cancels = [] if keep_orders else open_orders_in_scope(s, actor, client_id, symbol)
     return legs, cancels
 

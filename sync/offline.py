@@ -11,8 +11,12 @@ Why these checks, in this order:
 4. The grant: its Ed25519 signature must verify with the public key stored at the
    online login, it must name this user, and valid_until is compared with
    max(now, watermark).
-5. The scrypt verifier (about 0.8 s at OWASP parameters, done outside any write
-   transaction so other writers are not blocked).
+5. The scrypt verifier (about 0.5-0.8 s at OWASP parameters, done outside any write
+   transaction so other writers are not blocked).  A script's CLI command knows the
+   password before it knows the mode (``--password-stdin``), so it may start that
+   work early (``start_check``) in a thread, beside its health probe: hashlib's scrypt
+   runs without the GIL.  The result is used only after checks 1-4 passed, and only
+   for the same user, password and stored verifier; nothing is recorded until then.
 
 Failures and successes are audited (never the password).  Scope comes from the
 signed grant (role, client_ids), not from anything editable in the store.
@@ -26,6 +30,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
@@ -69,9 +75,43 @@ class OfflineSession:
     valid_until: datetime
 
 
+@dataclass(frozen=True)
+class EarlyCheck:
+    """A scrypt check started ahead of time (``start_check``); ``login`` uses its answer
+    only when user, password and the stored verifier are still the same."""
+
+    user_id: str
+    password: str
+    verifier: str
+    answer: "Future[bool]"
+
+    def matches(self, user_id: str, password: str, verifier: str) -> bool:
+        return (self.user_id, self.password, self.verifier) == (user_id, password, verifier)
+
+
+def start_check(store: Store, user_id: str, password: str) -> EarlyCheck | None:
+    """Start the password's scrypt check in a daemon thread now; None when this user has
+    no offline material here (login will say why)."""
+    with store.read_core() as conn:
+        cred = conn.execute(_CREDENTIAL, {"c_user": user_id}).first()
+    if cred is None or not cred.verifier:
+        return None
+    answer: Future[bool] = Future()
+
+    def work() -> None:
+        try:
+            answer.set_result(credentials.check_verifier(cred.verifier, password))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+            answer.set_exception(exc)
+
+    threading.Thread(target=work, name="lifeboat-password-check", daemon=True).start()
+    return EarlyCheck(user_id, password, cred.verifier, answer)
+
+
 def login(store: Store, user_id: str, password: str, *, now: datetime | None = None,
-          mode: str = "BACKUP") -> OfflineSession:
-    """Check ``password`` for ``user_id`` against this console's offline material."""
+          mode: str = "BACKUP", early: EarlyCheck | None = None) -> OfflineSession:
+    """Check ``password`` for ``user_id`` against this console's offline material
+    (``early``: a check started ahead by ``start_check``, used if it still applies)."""
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     with store.read_core() as conn:
         cred = conn.execute(_CREDENTIAL, {"c_user": user_id}).first()
@@ -108,7 +148,10 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
         _audit_failure(store, user_id, mode, "grant_invalid")
         raise BackupImpossible("backup mode not possible: the stored offline grant is unreadable") from None
 
-    ok = credentials.check_verifier(verifier, password)  # CPU, ~0.8 s: no transaction is open across it
+    if early is not None and early.matches(user_id, password, verifier):
+        ok = early.answer.result()
+    else:
+        ok = credentials.check_verifier(verifier, password)  # CPU, ~0.5 s: no transaction is open across it
     with store.write_core() as conn:
         if not ok:
             delay = credentials.record_failure(conn, user_id, now)

@@ -9,7 +9,7 @@ main's live position so it never overshoots.  Pure functions, no I/O.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from backend_client.wire import Side
 
@@ -28,7 +28,14 @@ class Leg:
     order_id: str | None = None
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None or k in ("client_order_id", "outcome")}
+        d = {"client_id": self.client_id, "exchange": self.exchange, "symbol": self.symbol, "product": self.product,
+             "side": self.side, "quantity": self.quantity, "client_order_id": self.client_order_id,
+             "outcome": self.outcome}
+        if self.reason is not None:
+            d["reason"] = self.reason
+        if self.order_id is not None:
+            d["order_id"] = self.order_id
+        return d
 
 
 def closing_side(net: int) -> str:

@@ -327,3 +327,54 @@ def test_disk_full_is_not_accepted_and_leaves_the_journal_unchanged(svc):
     assert journal_rows(svc) == before
     with svc.store.read() as s:
         assert audit.verify(s).ok
+
+
+# --------------------------------------------------------------------------- early password check
+# (a script's --password-stdin: the scrypt check starts beside the health probe; its
+# answer is used only after the throttle, clock and grant checks, and only for the same
+# user, password and stored verifier)
+
+
+def _failures(svc, user="dealer1") -> int:
+    with db(svc) as con:
+        row = con.execute("SELECT failures FROM login_throttle WHERE user_id = ?", (user,)).fetchone()
+    return row[0] if row else 0
+
+
+def test_early_check_logs_in_and_a_wrong_one_is_counted(svc):
+    early = offline.start_check(svc.store, "dealer1", PASSWORD)
+    assert early is not None and early.answer.result(timeout=30) is True
+    assert offline.login(svc.store, "dealer1", PASSWORD, early=early).role == "dealer"
+    wrong = offline.start_check(svc.store, "dealer1", "not-it")
+    with pytest.raises(offline.OfflineDenied, match="wrong password"):
+        offline.login(svc.store, "dealer1", "not-it", early=wrong)
+    assert _failures(svc) == 1  # counted exactly as a check made in place
+
+
+def test_early_check_for_another_password_or_verifier_is_not_used(svc):
+    early = offline.start_check(svc.store, "dealer1", PASSWORD)
+    with pytest.raises(offline.OfflineDenied, match="wrong password"):  # its True is for another password
+        offline.login(svc.store, "dealer1", "not-it", early=early)
+    early = offline.start_check(svc.store, "dealer1", PASSWORD)
+    from localstore import credentials
+
+    with db(svc) as con:  # the user logged in online again meanwhile: a new verifier, another password
+        con.execute("DELETE FROM login_throttle")  # (and the failure above has aged out)
+        con.execute("UPDATE offline_credentials SET verifier = ? WHERE user_id = 'dealer1'",
+                    (credentials.make_verifier("changed-password", n=2**10),))
+    with pytest.raises(offline.OfflineDenied, match="wrong password"):
+        offline.login(svc.store, "dealer1", PASSWORD, early=early)
+    with db(svc) as con:
+        con.execute("DELETE FROM login_throttle")
+    assert offline.login(svc.store, "dealer1", "changed-password", early=early).role == "dealer"
+
+
+def test_early_check_does_not_pass_the_throttle(svc):
+    for _ in range(3):
+        with pytest.raises(offline.OfflineDenied):
+            offline.login(svc.store, "dealer1", "wrong")
+    early = offline.start_check(svc.store, "dealer1", PASSWORD)
+    assert early.answer.result(timeout=30) is True
+    with pytest.raises(offline.OfflineDenied, match="try again in"):
+        offline.login(svc.store, "dealer1", PASSWORD, early=early)
+    assert offline.start_check(svc.store, "nobody", PASSWORD) is None  # no offline material: login says why

@@ -89,7 +89,7 @@ def test_many_intents_get_their_own_seqs_in_order(store):
 def test_pending_lookup_of_a_position_uses_the_position_index(store):
     from localstore.models import Exchange, Product
 
-    stmt = journal._REDUCERS_OF_POSITION.params(k_client="C1", k_exchange=Exchange.NSE, k_symbol="ITC",
+    stmt = journal._REDUCERS_OF_POSITION.stmt.params(k_client="C1", k_exchange=Exchange.NSE, k_symbol="ITC",
                                                 k_product=Product.MIS)
     sql = str(stmt.compile(store.engine, compile_kwargs={"literal_binds": True}))
     with store.read_core() as conn:
@@ -284,3 +284,14 @@ def test_fast_executemany_stores_exactly_what_core_stores(tmp_path):
             assert conn.exec_driver_sql("SELECT count(*) FROM journal").scalar() == 3
     finally:
         st.close()
+
+
+def test_leg_as_dict_keeps_every_field_set():
+    import dataclasses
+
+    from sync.squareoff import Leg
+
+    for leg in (Leg("C1", "NSE", "ITC", "MIS", "SELL", 5),
+                Leg("C1", "NSE", "ITC", "MIS", "SELL", 5, "X-1", "rejected", "price band", "O-9")):
+        want = {k: v for k, v in dataclasses.asdict(leg).items() if v is not None or k in ("client_order_id", "outcome")}
+        assert leg.as_dict() == want
