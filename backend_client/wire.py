@@ -33,7 +33,7 @@ class Wire(BaseModel):
     """Base of every wire model: unknown fields are ignored (forward compatible),
     values are validated strictly enough that a wrong type is a protocol error."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
 
 # --------------------------------------------------------------------------- enums

@@ -31,6 +31,26 @@ class Globals:
     home: Path | None
     user: str | None
     password_stdin: bool
+    password: str | None = None  # read ahead from stdin by _start_password_check
+    early: object = None  # localstore.verifier.EarlyCheck
+
+
+def _start_password_check(g: Globals) -> None:
+    """A script's trading command (``--password-stdin`` on a pipe, user known): read the
+    password now and start the offline check's scrypt (about 0.5 s, run without the GIL)
+    in a thread before the heavy imports, so a backup-mode command does not wait for it
+    afterwards (bench P3).  The answer is used only if this command logs in offline, after
+    the throttle, clock and grant checks; with main up it is simply dropped."""
+    import sys
+
+    if not (g.password_stdin and g.user) or g.password is not None or sys.stdin.isatty():
+        return
+    g.password = sys.stdin.readline().rstrip("\r\n")
+    if g.password:
+        from localstore.paths import store_path
+        from localstore.verifier import start_check_from_file
+
+        g.early = start_check_from_file(store_path(g.home), g.user, g.password)
 
 
 @app.callback(invoke_without_command=True)
@@ -222,6 +242,7 @@ def squareoff(
     """Flatten positions in every mode (online: MARKET orders; main down: journaled)."""
     from console import cmd_trade
 
+    _start_password_check(ctx.obj)
     raise typer.Exit(cmd_trade.squareoff(ctx.obj, client=client, symbol=symbol, all_=all_, dry_run=dry_run,
                                          yes=yes, as_json=as_json, keep_orders=keep_orders))
 
@@ -250,6 +271,7 @@ def order_place(
     """Place an order (main down: reduce-only unless a supervisor allows new exposure)."""
     from console import cmd_trade
 
+    _start_password_check(ctx.obj)
     raise typer.Exit(cmd_trade.place(ctx.obj, client=client, exchange=exchange.value, symbol=symbol,
                                      side=side.value, quantity=quantity, product=product.value,
                                      order_type=order_type.value, price=price, trigger=trigger,
@@ -271,6 +293,7 @@ def order_modify(
     """Modify an open order (main down: downwards only)."""
     from console import cmd_trade
 
+    _start_password_check(ctx.obj)
     raise typer.Exit(cmd_trade.modify(ctx.obj, order_id=order_id, client_order_id=client_order_id,
                                       quantity=quantity, price=price, trigger=trigger, yes=yes, as_json=as_json))
 
@@ -286,6 +309,7 @@ def order_cancel(
     """Cancel an open order."""
     from console import cmd_trade
 
+    _start_password_check(ctx.obj)
     raise typer.Exit(cmd_trade.cancel(ctx.obj, order_id=order_id, client_order_id=client_order_id, yes=yes,
                                       as_json=as_json))
 
@@ -300,6 +324,7 @@ def killswitch(
     """Cancel all open orders in scope and block new exposure (every mode)."""
     from console import cmd_trade
 
+    _start_password_check(ctx.obj)
     raise typer.Exit(cmd_trade.killswitch(ctx.obj, off=off, yes=yes, as_json=as_json))
 
 

@@ -47,7 +47,7 @@ class UsageProblem(ServiceError):
 def read_password(g, *, required: bool = True) -> str | None:
     """--password-stdin for scripts; a prompt only on a terminal; else a usage error."""
     if g.password_stdin:
-        line = sys.stdin.readline().rstrip("\r\n")
+        line = g.password if getattr(g, "password", None) is not None else sys.stdin.readline().rstrip("\r\n")
         if not line:
             raise UsageProblem("--password-stdin given but standard input had no password")
         return line

@@ -61,7 +61,7 @@ def _confirm(yes: bool, what: str) -> None:
 async def _password_for(svc: Service, g) -> str | None:
     if g.password_stdin:  # known before the mode: the offline check's scrypt runs beside the probe
         password = read_password(g)
-        svc.start_password_check(password)
+        svc.start_password_check(password, early=getattr(g, "early", None))
         await svc.decide_mode()
         return password
     decision = await svc.decide_mode()

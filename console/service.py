@@ -204,7 +204,8 @@ class TradingMixin:
             if password is None:
                 raise NotLoggedIn("the main system is down: offline login needs your password "
                                   "(--password-stdin, or run on a terminal)")
-            sess = await asyncio.to_thread(offline.login, self.store, user, password, mode=mode)
+            sess = await asyncio.to_thread(offline.login, self.store, user, password, mode=mode,
+                                           early=self._early_check)
             return Actor(user, sess.role, sess.client_ids, sess.trading_date)
         scope = offline.stored_scope(self.store, user)
         if scope is None:
@@ -722,14 +723,20 @@ class Service(TradingMixin):
         except Exception as exc:  # offline denial, no grant, store trouble: one sentence
             raise translate(exc) from exc
 
-    def start_password_check(self, password: str) -> None:
+    def start_password_check(self, password: str, early=None) -> None:
         """A script gave its password before the mode is known: start the offline check's
-        scrypt (about half a second) now, in a thread beside the health probe.  Used only
-        if offline login then happens for the same user and password; harmless otherwise."""
+        scrypt (about half a second) now, in a thread beside the health probe, unless
+        ``early`` (localstore.verifier.EarlyCheck, started by the CLI before its imports)
+        already runs.  Used only if offline login then happens for the same user, password
+        and stored verifier (sync.offline.login); harmless otherwise."""
         from sync import offline
 
         try:
-            self._early_check = offline.start_check(self.store, self.current_user(), password)
+            user = self.current_user()
+            if early is not None and early.user_id == user and early.password == password:
+                self._early_check = early
+                return
+            self._early_check = offline.start_check(self.store, user, password)
         except Exception:  # noqa: BLE001 - an optimisation only: login checks again and reports
             self._early_check = None
 

@@ -14,7 +14,9 @@ Why:
   newest wall-clock time the store has seen (sync_state.clock_watermark), which
   never goes backwards, and ``clock_rolled_back`` says when now is before it.
 
-Verifier format: ``scrypt$<N>$<r>$<p>$<salt b64>$<hash b64>``.
+The verifier itself lives in localstore.verifier (standard library only, so a
+script's command can start checking a password before its heavy imports); its
+names are re-exported here.  Verifier format: ``scrypt$<N>$<r>$<p>$<salt b64>$<hash b64>``.
 
 TEST ONLY: ``LIFEBOAT_TEST_SCRYPT_N`` (a power of two, at least 2**10) lowers N
 for *new* verifiers so the test suite stays fast.  Never set it in production.
@@ -22,11 +24,6 @@ for *new* verifiers so the test suite stays fast.  Never set it in production.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import os
-import secrets
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -34,81 +31,25 @@ from sqlalchemy import bindparam, insert, select, update
 
 from localstore.core_tables import login_throttle as _THROTTLE
 from localstore.core_tables import sync_state as _SYNC
+from localstore.verifier import (  # noqa: F401 - the verifier's names, as callers know them
+    _MAX_N,
+    _MIN_N,
+    SCRYPT_DKLEN,
+    SCRYPT_N,
+    SCRYPT_P,
+    SCRYPT_R,
+    TEST_N_ENV,
+    check_verifier,
+    make_verifier,
+    parse_verifier,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
     from sqlalchemy.orm import Session
 
-SCRYPT_N = 2**17
-SCRYPT_R = 8
-SCRYPT_P = 1
-SCRYPT_DKLEN = 32
-SALT_BYTES = 16
-TEST_N_ENV = "LIFEBOAT_TEST_SCRYPT_N"  # TEST ONLY: see module docstring
-_MIN_N = 2**10
-_MAX_N = 2**20  # a tampered verifier must not make us allocate gigabytes
-
 THROTTLE_CAP_S = 300.0
 CLOCK_TOLERANCE = timedelta(seconds=2)  # NTP slews a little; a rollback is more than this
-
-
-# --------------------------------------------------------------------------- verifier
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    maxmem = 128 * r * (n + p + 2) + 16 * 1024 * 1024
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=SCRYPT_DKLEN)
-
-
-def _default_n() -> int:
-    override = os.environ.get(TEST_N_ENV)
-    if not override:
-        return SCRYPT_N
-    n = int(override)
-    if n < _MIN_N or n > _MAX_N or n & (n - 1):
-        raise ValueError(f"{TEST_N_ENV} must be a power of two between {_MIN_N} and {_MAX_N}")
-    return n
-
-
-def make_verifier(password: str, *, n: int | None = None) -> str:
-    """A scrypt verifier for ``password`` (stores N, r, p and a random 16-byte salt)."""
-    if not isinstance(password, str) or not password:
-        raise ValueError("password must be a non-empty string")
-    n = n or _default_n()
-    salt = secrets.token_bytes(SALT_BYTES)
-    digest = _scrypt(password, salt, n, SCRYPT_R, SCRYPT_P)
-    b64 = lambda raw: base64.b64encode(raw).decode("ascii")  # noqa: E731
-    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${b64(salt)}${b64(digest)}"
-
-
-def parse_verifier(stored: str) -> tuple[int, int, int, bytes, bytes]:
-    """(N, r, p, salt, hash) of a verifier string; ValueError if malformed or out of bounds."""
-    try:
-        scheme, n_s, r_s, p_s, salt_s, hash_s = stored.split("$")
-        n, r, p = int(n_s), int(r_s), int(p_s)
-        salt = base64.b64decode(salt_s, validate=True)
-        digest = base64.b64decode(hash_s, validate=True)
-    except (ValueError, AttributeError) as exc:
-        raise ValueError("malformed password verifier") from exc
-    if scheme != "scrypt" or not (_MIN_N <= n <= _MAX_N) or n & (n - 1) or not (1 <= r <= 32) or not (1 <= p <= 16):
-        raise ValueError("password verifier has unsupported parameters")
-    if len(salt) < 8 or len(digest) < 16:
-        raise ValueError("malformed password verifier")
-    return n, r, p, salt, digest
-
-
-def check_verifier(stored: str, password: str) -> bool:
-    """True when ``password`` matches; uses the parameters stored in the verifier and a
-    constant-time comparison.  A malformed verifier never matches."""
-    try:
-        n, r, p, salt, digest = parse_verifier(stored)
-    except ValueError:
-        return False
-    candidate = hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-        maxmem=128 * r * (n + p + 2) + 16 * 1024 * 1024, dklen=len(digest),
-    )
-    return hmac.compare_digest(candidate, digest)
 
 
 # --------------------------------------------------------------------------- throttle

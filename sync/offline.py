@@ -14,8 +14,8 @@ Why these checks, in this order:
 5. The scrypt verifier (about 0.5-0.8 s at OWASP parameters, done outside any write
    transaction so other writers are not blocked).  A script's CLI command knows the
    password before it knows the mode (``--password-stdin``), so it may start that
-   work early (``start_check``) in a thread, beside its health probe: hashlib's scrypt
-   runs without the GIL.  The result is used only after checks 1-4 passed, and only
+   work early (localstore.verifier) in a thread, beside its imports and health probe:
+   hashlib's scrypt runs without the GIL.  The result is used only after checks 1-4 passed, and only
    for the same user, password and stored verifier; nothing is recorded until then.
 
 Failures and successes are audited (never the password).  Scope comes from the
@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
@@ -43,6 +41,7 @@ from localstore import audit, credentials
 from localstore.core_tables import offline_credentials as _CREDS
 from localstore.core_tables import users as _USERS
 from localstore.db import Store
+from localstore.verifier import EarlyCheck, start_check as start_scrypt_check
 
 _CREDENTIAL = select(_CREDS.c.verifier, _CREDS.c.grant_json, _CREDS.c.public_key).where(
     _CREDS.c.user_id == bindparam("c_user"))
@@ -75,37 +74,14 @@ class OfflineSession:
     valid_until: datetime
 
 
-@dataclass(frozen=True)
-class EarlyCheck:
-    """A scrypt check started ahead of time (``start_check``); ``login`` uses its answer
-    only when user, password and the stored verifier are still the same."""
-
-    user_id: str
-    password: str
-    verifier: str
-    answer: "Future[bool]"
-
-    def matches(self, user_id: str, password: str, verifier: str) -> bool:
-        return (self.user_id, self.password, self.verifier) == (user_id, password, verifier)
-
-
 def start_check(store: Store, user_id: str, password: str) -> EarlyCheck | None:
-    """Start the password's scrypt check in a daemon thread now; None when this user has
-    no offline material here (login will say why)."""
+    """Start the password's scrypt check in a daemon thread now (localstore.verifier);
+    None when this user has no offline material here (login will say why)."""
     with store.read_core() as conn:
         cred = conn.execute(_CREDENTIAL, {"c_user": user_id}).first()
     if cred is None or not cred.verifier:
         return None
-    answer: Future[bool] = Future()
-
-    def work() -> None:
-        try:
-            answer.set_result(credentials.check_verifier(cred.verifier, password))
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
-            answer.set_exception(exc)
-
-    threading.Thread(target=work, name="lifeboat-password-check", daemon=True).start()
-    return EarlyCheck(user_id, password, cred.verifier, answer)
+    return start_scrypt_check(user_id, password, cred.verifier)
 
 
 def login(store: Store, user_id: str, password: str, *, now: datetime | None = None,

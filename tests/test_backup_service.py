@@ -378,3 +378,19 @@ def test_early_check_does_not_pass_the_throttle(svc):
     with pytest.raises(offline.OfflineDenied, match="try again in"):
         offline.login(svc.store, "dealer1", PASSWORD, early=early)
     assert offline.start_check(svc.store, "nobody", PASSWORD) is None  # no offline material: login says why
+
+
+def test_early_check_from_the_store_file_reads_only(svc, tmp_path):
+    from localstore import verifier
+
+    path = svc.store.path
+    early = verifier.start_check_from_file(path, "dealer1", PASSWORD)
+    assert early is not None and early.answer.result(timeout=30) is True
+    assert offline.login(svc.store, "dealer1", PASSWORD, early=early).role == "dealer"
+    assert verifier.start_check_from_file(path, "nobody", PASSWORD) is None
+    assert verifier.start_check_from_file(tmp_path / "missing.db", "dealer1", PASSWORD) is None
+    assert not (tmp_path / "missing.db").exists()
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    assert verifier.start_check_from_file(junk, "dealer1", PASSWORD) is None
+    assert junk.read_bytes() == b"not a database at all" * 100  # never touched
