@@ -139,21 +139,6 @@ def place_facts(s, t: OrderTicket):
     return row
 
 
-def reduced_by(reducers: list[tuple[str, dict]], net: int) -> int:
-    """Quantity of a position already journaled to be reduced, from its unfinished
-    (kind, payload) pairs (``journal.position_reducers``): a pending SQUARE_OFF takes
-    all of it; pending PLACEs on the reducing side add their quantity."""
-    total = 0
-    for kind, payload in reducers:
-        if kind == KIND_SQUARE_OFF:
-            return abs(net)
-        if kind == KIND_PLACE:
-            side = payload.get("side")
-            if net and side == (Side.SELL.value if net > 0 else Side.BUY.value):
-                total += int(payload.get("quantity", 0))
-    return total
-
-
 def policy_view(s) -> policy.PolicyView:
     p = s.execute(select(_POLICY.c.allow_new_exposure, _POLICY.c.killswitch).where(_POLICY.c.id == 1)).one()
     return policy.PolicyView(bool(p.allow_new_exposure), bool(p.killswitch))
@@ -174,9 +159,9 @@ def place(store, actor: Actor, t: OrderTicket, *, mode: str, validity: str = "DA
         facts = place_facts(s, t)  # also the instrument (InstrumentRow's attribute names)
         policy.check_ticket_shape(t, facts)
         net = facts.net_quantity or 0
-        reducers = journal.position_reducers(s, (t.client_id, facts.exchange, facts.symbol, Product(t.product)))
+        journaled = journal.position_reduced(s, (t.client_id, facts.exchange, facts.symbol, Product(t.product)), net)
         reducing = policy.check_exposure(
-            t, net=net, journaled_reducing=reduced_by(reducers, net),
+            t, net=net, journaled_reducing=journaled,
             policy=policy.PolicyView(bool(facts.allow_new_exposure), bool(facts.killswitch)), backup=True)
         policy.check_order_value(t, facts, facts.max_order_value, reducing)
         return [Intent(KIND_PLACE, t.client_id, facts.exchange, facts.symbol, Product(t.product), payload={

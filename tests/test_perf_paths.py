@@ -19,6 +19,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, text
 
 from localstore import audit, core_tables
@@ -295,3 +297,42 @@ def test_leg_as_dict_keeps_every_field_set():
                 Leg("C1", "NSE", "ITC", "MIS", "SELL", 5, "X-1", "rejected", "price band", "O-9")):
         want = {k: v for k, v in dataclasses.asdict(leg).items() if v is not None or k in ("client_order_id", "outcome")}
         assert leg.as_dict() == want
+
+
+KEY = ("C1", "NSE", "ITC", "MIS")
+
+
+@pytest.fixture(scope="module")
+def reducer_store(tmp_path_factory):
+    s = open_store(tmp_path_factory.mktemp("reduced") / "lifeboat.db")
+    yield s
+    s.close()
+
+
+_entry = st.tuples(st.sampled_from(["PLACE", "SQUARE_OFF", "CANCEL", "MODIFY"]),
+                   st.sampled_from(["pending", "sent", "applied", "moot", "held"]),
+                   st.sampled_from(["BUY", "SELL", None]), st.one_of(st.none(), st.integers(1, 5000)),
+                   st.sampled_from([KEY, ("C1", "NSE", "ITC", "CNC"), ("C2", "NSE", "ITC", "MIS")]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entries=st.lists(_entry, max_size=12), net=st.integers(-3000, 3000))
+def test_reduced_quantity_in_sql_equals_the_entries_summed(reducer_store, entries, net):
+    """The SQL sum the backup PLACE check uses (json_extract) gives what summing the
+    decoded entries gives, for any mix of kinds, states, sides and positions."""
+    with reducer_store.write_core() as conn:
+        conn.execute(core_tables.journal.delete())
+    intents = []
+    for kind, state, side, qty, key in entries:
+        payload = {k: v for k, v in (("side", side), ("quantity", qty)) if v is not None}
+        intents.append((Intent(kind, *key, payload=payload), state))
+    if intents:
+        receipts = journal.write(reducer_store, [i for i, _ in intents], user_id="u", mode="BACKUP",
+                                 trading_date=date(2026, 3, 2), audit_action="t")
+        with reducer_store.write_core() as conn:
+            for r, (_, state) in zip(receipts, intents):
+                conn.execute(core_tables.journal.update().where(core_tables.journal.c.seq == r.seq)
+                             .values(state=state))
+    with reducer_store.read_core() as conn:
+        want = journal.reduced_by(journal.position_reducers(conn, KEY), net)
+        assert journal.position_reduced(conn, KEY, net) == want
