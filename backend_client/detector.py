@@ -74,6 +74,35 @@ def _classify(exc: BaseException) -> tuple[str, str]:
     return "protocol", f"{type(exc).__name__}: {exc}"
 
 
+async def _refused(base_url: str, timeout: float) -> tuple[str, str] | None:
+    """A bare TCP connect to main (as the probe's client, no proxy): (kind, detail) when
+    it is refused, unreachable or silent, None when it connects.  With main killed this
+    answers the one-shot probe without importing httpx (~0.15 s of a backup-mode CLI
+    command, bench P3); kinds as ``_classify`` gives them for the same failures."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(base_url)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        return "protocol", f"bad backend URL {base_url!r}: {exc}"
+    if not host:
+        return "protocol", f"bad backend URL {base_url!r}: no host"
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port)
+    except (asyncio.TimeoutError, TimeoutError) as exc:
+        return "timeout", f"no answer in time ({type(exc).__name__})"
+    except OSError as exc:
+        return "refused", f"connection refused ({exc})"
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
+    return None
+
+
 def probe_http_client(*, verify: bool | str = True):
     """An httpx.AsyncClient for repeated probes (the runtime's probe loop): building one
     costs ~40 ms (TLS context), so a loop keeps one.  No keep-alive: every probe opens a
@@ -95,6 +124,11 @@ async def probe_once(base_url: str, *, timeout: float = 0.8, verify: bool | str 
     if not isinstance(timeout, (int, float)) or not timeout > 0:
         return _failed("protocol", f"bad probe timeout {timeout!r}: expected seconds > 0", started)
     own = None
+    if http is None:  # one-shot (a CLI command): a refused connection needs no HTTP client at all
+        refused = await _refused(base_url, timeout)
+        if refused is not None:
+            return _failed(*refused, started)
+        timeout = max(0.05, timeout - (time.perf_counter() - started))
     try:
         url = base_url.rstrip("/") + HEALTH_PATH
         if http is None:

@@ -291,3 +291,42 @@ def test_jitter_100_80_ms_never_switches_to_backup(sim, tmp_path):
 @pytest.mark.timeout(400)
 def test_jitter_for_minutes_never_switches_to_backup(sim, tmp_path):
     jitter(sim, tmp_path, seconds=180.0)
+
+
+# ----------------------------------------------------------------------------- one-shot probe
+
+
+def _closed_port() -> int:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now: a connect is refused
+    return port
+
+
+def test_one_shot_probe_real_server_refused_port_and_silent_listener(sim):
+    """The one-shot probe (a CLI command): a live mainsim is ok; a refused port is seen by
+    the bare TCP connect, before any HTTP client; a listener that accepts and never
+    answers still ends in "timeout" within the probe's budget."""
+    import socket
+
+    from backend_client.detector import probe_once
+
+    good = asyncio.run(probe_once(sim.url, verify=False))
+    assert good.ok and good.trading_date is not None
+    refused = asyncio.run(probe_once(f"http://127.0.0.1:{_closed_port()}"))
+    assert (refused.ok, refused.kind) == (False, "refused") and "refused" in refused.detail
+    assert asyncio.run(probe_once("http://:8080")).kind == "protocol"  # no host
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts (the kernel completes the handshake) and never answers
+    try:
+        t0 = time.monotonic()
+        hung = asyncio.run(probe_once(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5))
+        took = time.monotonic() - t0
+    finally:
+        silent.close()
+    assert (hung.ok, hung.kind) == (False, "timeout")
+    assert took < 5.0  # loose: the budget is 0.5 s, the machine is shared
