@@ -12,7 +12,6 @@ on the wire, as broker APIs do.  Quantities are integers.  Field names follow
 from __future__ import annotations
 
 import base64
-import json
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -37,60 +36,19 @@ class Wire(BaseModel):
 
 
 # --------------------------------------------------------------------------- enums
+# (backend_client.enums: standard library only, for the backup path; the same classes)
 
-
-class Exchange(str, Enum):
-    NSE = "NSE"
-    BSE = "BSE"
-    NFO = "NFO"
-
-
-class Side(str, Enum):
-    BUY = "BUY"
-    SELL = "SELL"
-
-
-class Product(str, Enum):
-    MIS = "MIS"  # intraday, any exchange
-    NRML = "NRML"  # carry-forward derivatives (NFO only)
-    CNC = "CNC"  # cash and carry equity delivery (NSE/BSE only)
-
-
-class OrderType(str, Enum):
-    MARKET = "MARKET"
-    LIMIT = "LIMIT"
-    SL = "SL"
-    SL_M = "SL-M"
-
-
-class Validity(str, Enum):
-    DAY = "DAY"
-    IOC = "IOC"
-
-
-class OrderStatus(str, Enum):
-    OPEN = "OPEN"  # resting limit order
-    TRIGGER_PENDING = "TRIGGER_PENDING"  # SL / SL-M waiting for its trigger
-    COMPLETE = "COMPLETE"
-    CANCELLED = "CANCELLED"
-    REJECTED = "REJECTED"
-
-
-OPEN_STATUSES = frozenset({OrderStatus.OPEN, OrderStatus.TRIGGER_PENDING})
-
-
-class Role(str, Enum):
-    DEALER = "dealer"
-    SUPERVISOR = "supervisor"
-    VIEWER = "viewer"
-
-
-# Which products each exchange accepts (product/exchange mismatch is a rejection).
-PRODUCTS_BY_EXCHANGE: dict[Exchange, frozenset[Product]] = {
-    Exchange.NSE: frozenset({Product.MIS, Product.CNC}),
-    Exchange.BSE: frozenset({Product.MIS, Product.CNC}),
-    Exchange.NFO: frozenset({Product.MIS, Product.NRML}),
-}
+from backend_client.enums import (  # noqa: E402, F401
+    OPEN_STATUSES,
+    PRODUCTS_BY_EXCHANGE,
+    Exchange,
+    OrderStatus,
+    OrderType,
+    Product,
+    Role,
+    Side,
+    Validity,
+)
 
 
 # --------------------------------------------------------------------------- errors
@@ -168,8 +126,9 @@ class OfflineGrant(Wire):
 def grant_signing_bytes(claims: GrantClaims | dict[str, Any]) -> bytes:
     """The exact bytes an offline grant's signature covers: canonical JSON of the claims
     (sorted keys, no whitespace, JSON-mode values)."""
-    data = claims.model_dump(mode="json") if isinstance(claims, GrantClaims) else claims
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    from backend_client.grants import claims_bytes  # one definition, shared with offline login
+
+    return claims_bytes(claims.model_dump(mode="json") if isinstance(claims, GrantClaims) else claims)
 
 
 def b64encode(raw: bytes) -> str:

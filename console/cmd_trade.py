@@ -139,7 +139,7 @@ def place(g, *, client: str, exchange: str, symbol: str, side: str, quantity: in
           price: str | None, trigger: str | None, validity: str, disclosed: int | None, yes: bool,
           as_json: bool) -> int:
     def action(svc: Service):
-        from backend_client.wire import OrderType, Side
+        from backend_client.enums import OrderType, Side
         from sync.policy import OrderTicket
 
         _positive(quantity, "--quantity")

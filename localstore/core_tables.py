@@ -24,7 +24,7 @@ import enum
 from sqlalchemy import BigInteger, Boolean, Column, Date, Integer, MetaData, String, Table, Text
 from sqlalchemy import Enum as SAEnum
 
-from backend_client.wire import Exchange, OrderStatus, Product, Role, Side
+from backend_client.enums import Exchange, OrderStatus, Product, Role, Side
 from localstore.coltypes import Money, UtcDateTime
 from localstore.journal_states import FINAL_STATES, STATE_PENDING, STATE_SENT, UNFINISHED_STATES  # noqa: F401
 

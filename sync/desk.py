@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from sqlalchemy import and_, bindparam, select, update
 
-from backend_client.wire import Exchange, OrderStatus, OrderType, Product, Side
+from backend_client.enums import Exchange, OrderStatus, OrderType, Product, Side
 from localstore import core_tables as tables
 from localstore.core_tables import KIND_CANCEL, KIND_MODIFY, KIND_PLACE, KIND_SQUARE_OFF
 from localstore.prepared import Prepared

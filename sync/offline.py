@@ -33,8 +33,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
-from backend_client import wire
-from backend_client.grants import GrantInvalid, check_validity, verify_grant
+from backend_client.grants import GrantInvalid, StoredGrant
 from sqlalchemy import bindparam, select
 
 from localstore import audit, credentials
@@ -110,12 +109,11 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
                                f"before the newest time this console has seen "
                                f"({watermark.isoformat(timespec='seconds')}); fix the clock")
     try:
-        grant = wire.OfflineGrant.model_validate_json(grant_json)
-        verify_grant(grant, public_key)
-        if grant.claims.user_id != user_id:
+        grant = StoredGrant.verify(grant_json, public_key)
+        if grant.user_id != user_id:
             raise GrantInvalid("the stored offline grant names another user")
         effective = max(now, watermark) if watermark is not None else now
-        check_validity(grant, effective)
+        grant.check_validity(effective)
     except GrantInvalid as exc:
         _audit_failure(store, user_id, mode, "grant_invalid")
         raise BackupImpossible(f"backup mode not possible: {exc}; log in online when the main system is back") \
@@ -138,14 +136,14 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
             credentials.record_success(conn, user_id)
             credentials.observe_clock(conn, now)
             audit.append_core(conn, user_id=user_id, mode=mode, action="login",
-                              payload={"how": "offline", "role": grant.claims.role.value,
-                                       "clients": len(grant.claims.client_ids),
-                                       "grant_valid_until": grant.claims.valid_until.isoformat()})
+                              payload={"how": "offline", "role": grant.role.value,
+                                       "clients": len(grant.client_ids),
+                                       "grant_valid_until": grant.valid_until.isoformat()})
     if not ok:
         hint = f"; next attempt allowed in {math.ceil(delay)} s" if delay > 0 else ""
         raise OfflineDenied(f"wrong password for {user_id}{hint}", retry_after_s=delay or None)
-    c = grant.claims
-    return OfflineSession(user_id, c.role.value, frozenset(c.client_ids), c.trading_date, c.valid_until)
+    return OfflineSession(user_id, grant.role.value, frozenset(grant.client_ids), grant.trading_date,
+                          grant.valid_until)
 
 
 def _audit_failure(store: Store, user_id: str, mode: str, reason: str) -> None:

@@ -27,7 +27,7 @@ import difflib
 from dataclasses import dataclass
 from decimal import Decimal
 
-from backend_client.wire import PRODUCTS_BY_EXCHANGE, OrderType, Side
+from backend_client.enums import PRODUCTS_BY_EXCHANGE, OrderType, Side
 
 
 class Refusal(Exception):

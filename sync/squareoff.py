@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend_client.wire import Side
+from backend_client.enums import Side
 
 
 @dataclass

@@ -394,3 +394,36 @@ def test_early_check_from_the_store_file_reads_only(svc, tmp_path):
     junk.write_bytes(b"not a database at all" * 100)
     assert verifier.start_check_from_file(junk, "dealer1", PASSWORD) is None
     assert junk.read_bytes() == b"not a database at all" * 100  # never touched
+
+
+def test_stored_grant_is_read_exactly_as_the_wire_model_reads_it(svc):
+    """Offline login verifies the stored grant without pydantic (grants.StoredGrant): the
+    same claims as the wire model, the same signature check; any edit, a wrong key or an
+    unreadable grant is refused."""
+    from backend_client import wire
+    from backend_client.grants import GrantInvalid, StoredGrant, verify_grant
+
+    with db(svc) as con:
+        grant_json, key = con.execute("SELECT grant_json, public_key FROM offline_credentials "
+                                      "WHERE user_id='dealer1'").fetchone()
+    model = wire.OfflineGrant.model_validate_json(grant_json)
+    verify_grant(model, key)
+    got = StoredGrant.verify(grant_json, key)
+    c = model.claims
+    assert (got.user_id, got.role, list(got.client_ids), got.trading_date, got.valid_until) == \
+        (c.user_id, c.role, c.client_ids, c.trading_date, c.valid_until)
+    assert got.valid_until.tzinfo is not None
+    got.check_validity(c.valid_until - timedelta(seconds=1))
+    with pytest.raises(GrantInvalid, match="expired"):
+        got.check_validity(c.valid_until)
+    g = json.loads(grant_json)
+    for edit in ({"role": "supervisor"}, {"user_id": "dealer2"}, {"valid_until": "2099-01-01T00:00:00Z"},
+                 {"extra": 1}):
+        with pytest.raises(GrantInvalid, match="does not verify"):
+            StoredGrant.verify(json.dumps({**g, "claims": {**g["claims"], **edit}}), key)
+    other_key = wire.b64encode(bytes(32))
+    with pytest.raises(GrantInvalid):
+        StoredGrant.verify(grant_json, other_key)
+    for junk in ("", "[]", "{}", '{"claims": [], "signature": "x"}', '{"claims": {}, "signature": 5}'):
+        with pytest.raises((ValueError, GrantInvalid)):
+            StoredGrant.verify(junk, key)

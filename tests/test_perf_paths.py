@@ -194,13 +194,15 @@ def test_journal_takes_model_enums_and_strings_alike(store):
         assert [k for k, _ in journal.position_reducers(conn, ("C1", "NSE", "ITC", "MIS"))] == ["PLACE", "SQUARE_OFF"]
 
 
-BACKUP_FORBIDDEN = ("sqlalchemy.orm", "localstore.models", "textual", "alembic", "sync.online_desk", "httpx")
+BACKUP_FORBIDDEN = ("sqlalchemy.orm", "localstore.models", "textual", "alembic", "sync.online_desk", "httpx",
+                    "pydantic", "backend_client.wire")
 
 
 def test_backup_squareoff_command_stays_off_the_orm(tmp_path, monkeypatch):
     """Main killed: `lifeboat --password-stdin squareoff --all --yes --json` logs in offline
-    and journals every leg without importing the ORM, the models, Textual or httpx (a
-    refused connection is seen by a bare TCP connect)."""
+    and journals every leg without importing the ORM, the models, Textual, httpx (a
+    refused connection is seen by a bare TCP connect) or pydantic (the stored grant is
+    verified with the standard library)."""
     from tests.backup_desk import build_template
 
     # build_template sets these in os.environ; monkeypatch puts the old values back after the test
