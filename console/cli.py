@@ -240,9 +240,9 @@ def squareoff(
     keep_orders: bool = typer.Option(False, "--keep-orders", help="Do not cancel the scope's open orders."),
 ) -> None:
     """Flatten positions in every mode (online: MARKET orders; main down: journaled)."""
+    _start_password_check(ctx.obj)  # first: before the heavy imports
     from console import cmd_trade
 
-    _start_password_check(ctx.obj)
     raise typer.Exit(cmd_trade.squareoff(ctx.obj, client=client, symbol=symbol, all_=all_, dry_run=dry_run,
                                          yes=yes, as_json=as_json, keep_orders=keep_orders))
 
@@ -269,9 +269,9 @@ def order_place(
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Place an order (main down: reduce-only unless a supervisor allows new exposure)."""
+    _start_password_check(ctx.obj)  # first: before the heavy imports
     from console import cmd_trade
 
-    _start_password_check(ctx.obj)
     raise typer.Exit(cmd_trade.place(ctx.obj, client=client, exchange=exchange.value, symbol=symbol,
                                      side=side.value, quantity=quantity, product=product.value,
                                      order_type=order_type.value, price=price, trigger=trigger,
@@ -291,9 +291,9 @@ def order_modify(
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Modify an open order (main down: downwards only)."""
+    _start_password_check(ctx.obj)  # first: before the heavy imports
     from console import cmd_trade
 
-    _start_password_check(ctx.obj)
     raise typer.Exit(cmd_trade.modify(ctx.obj, order_id=order_id, client_order_id=client_order_id,
                                       quantity=quantity, price=price, trigger=trigger, yes=yes, as_json=as_json))
 
@@ -307,9 +307,9 @@ def order_cancel(
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Cancel an open order."""
+    _start_password_check(ctx.obj)  # first: before the heavy imports
     from console import cmd_trade
 
-    _start_password_check(ctx.obj)
     raise typer.Exit(cmd_trade.cancel(ctx.obj, order_id=order_id, client_order_id=client_order_id, yes=yes,
                                       as_json=as_json))
 
@@ -322,9 +322,9 @@ def killswitch(
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Cancel all open orders in scope and block new exposure (every mode)."""
+    _start_password_check(ctx.obj)  # first: before the heavy imports
     from console import cmd_trade
 
-    _start_password_check(ctx.obj)
     raise typer.Exit(cmd_trade.killswitch(ctx.obj, off=off, yes=yes, as_json=as_json))
 
 

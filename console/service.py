@@ -469,7 +469,7 @@ class Service(TradingMixin):
         self.user = user
         self._store: Store | None = None
         self._mode: ModeDecision | None = None
-        self._early_check = None  # sync.offline.EarlyCheck: a password check started ahead (scripts)
+        self._early_check = None  # localstore.verifier.EarlyCheck: a password check started ahead (scripts)
         # f(kind, detail) for each real request to main that failed as unavailable
         # (the console connects its runtime's failure detector here)
         self.request_error_hooks: list = []
