@@ -149,6 +149,9 @@ def _json_default(value: Any):
     return str(value)
 
 
+_PAYLOAD_JSON = json.JSONEncoder(sort_keys=True, default=_json_default)  # one encoder, not one per row
+
+
 def write(store: Store, intents: "list[Intent] | Callable[[Connection], list[Intent]]", *, user_id: str, mode: str,
           trading_date: date, audit_action: str, audit_payload: dict | None = None,
           now: datetime | None = None) -> list[Receipt]:
@@ -173,15 +176,16 @@ def write(store: Store, intents: "list[Intent] | Callable[[Connection], list[Int
             else:  # a server database locks the audit head with FOR UPDATE in append_core
                 first = _take_numbers(conn, len(intents))
             rows = []
+            prefix = format_client_order_id(store.console_id, trading_date, 0)[:-6]  # "{console}-{yymmdd}-"
             for i, it in enumerate(intents):
                 rows.append({
                     "created_at": now, "trading_date": trading_date, "console_id": store.console_id,
                     "user_id": user_id, "mode": mode, "kind": _v(it.kind),
-                    "client_order_id": format_client_order_id(store.console_id, trading_date, first + i),
+                    "client_order_id": f"{prefix}{first + i:06d}",
                     "client_id": it.client_id, "exchange": it.exchange, "symbol": it.symbol,
                     "product": it.product, "target_order_id": it.target_order_id,
                     "target_client_order_id": it.target_client_order_id,
-                    "payload": json.dumps(it.payload, sort_keys=True, default=_json_default),
+                    "payload": _PAYLOAD_JSON.encode(it.payload),
                     "state": STATE_PENDING, "attempts": 0, "updated_at": now,
                 })
             seqs = _insert(conn, rows)
