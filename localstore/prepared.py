@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from sqlalchemy import Connection
 
-_Plan = tuple  # (sql, ((name, literal, processor) ...), row class or None, result processors)
+_Plan = tuple  # (sql, ((name, required, literal, processor) ...), row class or None, ((index, processor) ...))
 
 
 class Prepared:
@@ -63,7 +63,8 @@ class Prepared:
         row_cls, procs = None, ()
         if cols:
             row_cls = namedtuple("Row", [c.key or f"c{i}" for i, c in enumerate(cols)], rename=True)
-            procs = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in cols)
+            procs = tuple((i, p) for i, p in enumerate(c.type.dialect_impl(dialect).result_processor(dialect, None)
+                                                       for c in cols) if p is not None)
         plan = self._plans[dialect.name] = (compiled.string, tuple(binds), row_cls, procs)
         return plan
 
@@ -106,5 +107,10 @@ class Prepared:
         return None if row is None else row[0]
 
 
-def _convert(raw: tuple, row_cls, procs: tuple[Callable | None, ...]):
-    return row_cls._make(v if p is None else p(v) for v, p in zip(raw, procs))
+def _convert(raw: tuple, row_cls, procs: tuple[tuple[int, Callable], ...]):
+    if not procs:
+        return row_cls._make(raw)
+    values = list(raw)
+    for i, proc in procs:
+        values[i] = proc(values[i])
+    return row_cls._make(values)

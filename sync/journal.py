@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from operator import itemgetter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Callable, Iterable
@@ -224,12 +225,15 @@ def _insert_many(conn: Connection, rows: list[dict]) -> None:
     sql, order, procs = plan
     # a column's processor runs once per distinct value: the rows of one write share
     # their times, user, mode, kind ... (about a third of a 1,000-leg square-off)
-    pairs = tuple((k, None if p is None else _memo(p)) for k, p in zip(order, procs))
+    convert = [(i, _memo(p)) for i, p in enumerate(procs) if p is not None]
+    values_of = itemgetter(*order)
+    params = []
     try:
-        if dialect.positional:
-            params = [tuple(r[k] if p is None else p(r[k]) for k, p in pairs) for r in rows]
-        else:
-            params = [{k: (r[k] if p is None else p(r[k])) for k, p in pairs} for r in rows]
+        for r in rows:
+            values = list(values_of(r))
+            for i, proc in convert:
+                values[i] = proc(values[i])
+            params.append(tuple(values) if dialect.positional else dict(zip(order, values)))
     except (LookupError, ValueError, TypeError) as exc:  # a value its column refuses: as Core reports it
         raise StatementError(f"({type(exc).__name__}) {exc}", sql, None, exc) from exc
     conn.exec_driver_sql(sql, params)
