@@ -93,8 +93,10 @@ async def _refused(base_url: str, timeout: float) -> tuple[str, str] | None:
             _, writer = await asyncio.open_connection(host, port)
     except (asyncio.TimeoutError, TimeoutError) as exc:
         return "timeout", f"no answer in time ({type(exc).__name__})"
-    except OSError as exc:
-        return "refused", f"connection refused ({exc})"
+    except ConnectionRefusedError:
+        return "refused", "connection refused"
+    except OSError as exc:  # unreachable, no route, a name that does not resolve ...
+        return "refused", f"cannot connect: {exc.strerror or exc}"
     writer.close()
     try:
         await writer.wait_closed()

@@ -30,9 +30,17 @@ class _LazyConsole:
 
     def __getattr__(self, name):
         if self._console is None:
+            import os
+
             from rich.console import Console
 
-            self._console = Console(**self._options)
+            options = dict(self._options)
+            stream = sys.stderr if options.get("stderr") else sys.stdout
+            if not stream.isatty() and "COLUMNS" not in os.environ:
+                # piped into a file or a pager: rich would cut tables at 80 columns, and a
+                # cut client_order_id ("352VTD-…") is useless to whoever reads it later
+                options["width"] = 200
+            self._console = Console(**options)
         return getattr(self._console, name)
 
 
