@@ -114,6 +114,8 @@ def translate(exc: BaseException) -> ServiceError:
     if isinstance(exc, OfflineDenied):
         return Denied(f"offline login refused: {exc.message}")
     if isinstance(exc, BackupImpossible):
+        if exc.local:  # a supervisor's decision or an unlock, in any mode: an authentication problem
+            return Denied(f"not allowed: {exc.message}")
         return MainUnavailable(f"the main system is unavailable and {exc.message}")
     if isinstance(exc, JournalWriteFailed):
         return NotAccepted(f"NOT accepted: {exc}; nothing was journaled, try again once the disk is fixed")

@@ -57,11 +57,14 @@ class OfflineDenied(Exception):
 
 
 class BackupImpossible(Exception):
-    """No usable offline grant for this user on this console (exit 5)."""
+    """No usable offline grant for this user on this console (exit 5).  ``local``: the
+    check was a local password check (a supervisor's decision, an unlock) in any mode,
+    not a login for backup mode; the message then says so."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, local: bool = False):
         super().__init__(message)
         self.message = message
+        self.local = local
 
 
 @dataclass(frozen=True)
@@ -95,19 +98,21 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
         watermark = credentials.watermark(conn)
         rolled_back = credentials.clock_rolled_back(conn, now)
 
+    cannot = "backup mode not possible" if mode != "LOCAL" else "the password cannot be checked on this console"
+    local = mode == "LOCAL"
     if verifier is None:
         _audit_failure(store, user_id, mode, "never_online_here")
-        raise BackupImpossible(f"backup mode not possible: {user_id} has never logged in online on this console "
-                               f"(an online login is needed before an outage)")
+        raise BackupImpossible(f"{cannot}: {user_id} has never logged in online on this console "
+                               f"(an online login is needed before an outage)", local=local)
     if wait > 0:
         secs = math.ceil(wait)
         _audit_failure(store, user_id, mode, "throttled")
         raise OfflineDenied(f"too many failed logins for {user_id}: try again in {secs} s", retry_after_s=secs)
     if rolled_back:
         _audit_failure(store, user_id, mode, "clock_rolled_back")
-        raise BackupImpossible(f"backup mode not possible: the clock reads {now.isoformat(timespec='seconds')}, "
+        raise BackupImpossible(f"{cannot}: the clock reads {now.isoformat(timespec='seconds')}, "
                                f"before the newest time this console has seen "
-                               f"({watermark.isoformat(timespec='seconds')}); fix the clock")
+                               f"({watermark.isoformat(timespec='seconds')}); fix the clock", local=local)
     try:
         grant = StoredGrant.verify(grant_json, public_key)
         if grant.user_id != user_id:
@@ -116,11 +121,11 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
         grant.check_validity(effective)
     except GrantInvalid as exc:
         _audit_failure(store, user_id, mode, "grant_invalid")
-        raise BackupImpossible(f"backup mode not possible: {exc}; log in online when the main system is back") \
-            from None
+        again = "log in online again" if local else "log in online when the main system is back"
+        raise BackupImpossible(f"{cannot}: {exc}; {again}", local=local) from None
     except ValueError:  # a grant that does not parse: edited store
         _audit_failure(store, user_id, mode, "grant_invalid")
-        raise BackupImpossible("backup mode not possible: the stored offline grant is unreadable") from None
+        raise BackupImpossible(f"{cannot}: the stored offline grant is unreadable", local=local) from None
 
     if early is not None and early.matches(user_id, password, verifier):
         ok = early.answer.result()

@@ -188,6 +188,15 @@ def test_supervisor_mode_override_is_audited(template, tmp_path):
     with sqlite3.connect(sup.store_file) as con:
         assert [r[0] for r in con.execute("SELECT action FROM audit_log WHERE action='mode_change'")] == \
             ["mode_change", "mode_change"]
+        # the supervisor's stored grant no longer verifies (edited here): a local password
+        # check, in any mode, is an authentication problem (exit 3), not "main down, backup
+        # impossible"
+        g = json.loads(con.execute("SELECT grant_json FROM offline_credentials WHERE user_id='super1'").fetchone()[0])
+        g["claims"]["valid_until"] = "2020-01-01T00:00:00Z"
+        con.execute("UPDATE offline_credentials SET grant_json = ? WHERE user_id='super1'", (json.dumps(g),))
+    err = clean_failure(sup("--password-stdin", "mode", "force", "BACKUP", stdin=PASSWORD + "\n"), 3,
+                        "password cannot be checked on this console")
+    assert "backup mode not possible" not in err and "main system is unavailable" not in err
 
 
 _PROBE = ("import sys; sys.argv=['lifeboat', *sys.argv[1:]]; import console.cli as c\n"
