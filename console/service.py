@@ -165,7 +165,7 @@ class ActionResult:
 
     @property
     def rejected(self) -> bool:
-        return any(leg.get("outcome") in ("rejected", "unknown") for leg in self.legs) or (
+        return any(leg.get("outcome") in ("rejected", "unknown", "not_sent") for leg in self.legs) or (
             self.order is not None and self.order.get("outcome") == "rejected")
 
     @property

@@ -132,8 +132,13 @@ async def squareoff(store, c: BackendClient, actor: Actor, *, client_id: str | N
                        "symbol": o.symbol, "outcome": "dry_run"} for o in orders]
     cancels = await _cancel_all(c, orders)
     ids = journal.allocate_ids(store, actor.trading_date, len(legs)) if legs else []
+    down = None  # main stopped answering: the legs after that one are not sent at all
     for leg, coid in zip(legs, ids):
         leg.client_order_id = coid
+        if down is not None:  # (a hung main would cost a timeout per leg, and each answer is the same)
+            leg.outcome, leg.reason = "not_sent", (f"not sent: main stopped answering ({down.kind}); square off "
+                                                   f"again (with main down it is journaled and replayed)")
+            continue
         req = wire.OrderRequest(client_order_id=coid, client_id=leg.client_id, exchange=leg.exchange,
                                 symbol=leg.symbol, side=leg.side, quantity=leg.quantity, product=leg.product,
                                 order_type=wire.OrderType.MARKET, validity=wire.Validity.DAY)
@@ -145,7 +150,13 @@ async def squareoff(store, c: BackendClient, actor: Actor, *, client_id: str | N
         except (be.Rejected, be.Forbidden, be.IdempotencyConflict) as exc:
             leg.outcome, leg.reason = "rejected", exc.message
         except be.Unavailable as exc:
-            leg.outcome, leg.reason = "unknown", f"main stopped answering ({exc.kind}); look it up by client_order_id"
+            down = exc
+            if exc.sent:
+                leg.outcome, leg.reason = "unknown", (f"main stopped answering ({exc.kind}); look it up by "
+                                                      f"client_order_id")
+            else:  # refused before the request went out: it surely did not reach main
+                leg.outcome, leg.reason = "not_sent", (f"not sent: main is unavailable ({exc.kind}); square off "
+                                                       f"again (with main down it is journaled and replayed)")
     _audit(store, actor, "square_off", {"scope": client_id or "all", "symbol": symbol, "keep_orders": keep_orders,
                                         "legs": len(legs), "cancels": len(cancels),
                                         "client_order_ids": [leg.client_order_id for leg in legs[:50]]})

@@ -9,14 +9,14 @@ def summarize(res) -> tuple[str, bool]:
     mode = res.mode
     if res.action in ("squareoff", "killswitch"):
         legs = res.legs or []
-        bad = [leg for leg in legs if leg.get("outcome") in ("rejected", "unknown")]
+        bad = [leg for leg in legs if leg.get("outcome") in ("rejected", "unknown", "not_sent")]
         what = "square-off" if res.action == "squareoff" else "kill switch"
         if res.dry_run:
             return f"{what} preview: {len(legs)} leg(s), {len(res.cancels)} order(s) to cancel", True
         verb = "journaled" if mode != "ONLINE" else "sent"
         text = f"{what} {verb} ({mode}): {len(legs)} leg(s), {len(res.cancels)} cancel(s)"
         if bad:
-            text += "; rejected: " + "; ".join(
+            text += "; not done: " + "; ".join(
                 f"{leg.get('client_id')} {leg.get('symbol')}: {leg.get('reason') or leg.get('outcome')}" for leg in bad)
         return text, not bad
     o = res.order or {}
