@@ -27,7 +27,11 @@ def test_runtime_replays_at_recovering_then_online(sim, tmp_path):
         proxy.set_mode("none")
         agent.wait_for(lambda r: r.recovery.last_report is not None, "reconciled", timeout=30)
         agent.wait_mode(Mode.ONLINE)
-        assert [c.to_mode for c in agent.changes][-2:] == [Mode.RECOVERING, Mode.ONLINE]
+        modes = [c.to_mode for c in agent.changes]
+        # the way back: RECOVERING (the replay) then ONLINE.  Only the first one is looked at: on
+        # a starved machine a late heartbeat may flap the detector again afterwards
+        back = modes.index(Mode.RECOVERING)
+        assert modes[back - 1] is Mode.BACKUP and modes[back + 1] is Mode.ONLINE, modes
         assert {e.state for e in con.journal()} == {JournalState.APPLIED}
         for r in receipts:
             assert main.coid_counts().get(r.client_order_id + "-1") == 1
