@@ -15,7 +15,10 @@ Why it is built this way:
   write (disk full, I/O error) rolls back and raises ``JournalWriteFailed``.
 * The whole write runs on a Core Connection (``store.write_core()``): the checks,
   the rows and the audit append (``audit.append_core``) are plain statements; the
-  ORM unit of work costs about 2 ms a row here (see FLOORS.md), Core a fraction.
+  ORM unit of work costs about 2 ms a row here (see FLOORS.md).  On SQLite the hot
+  statements are compiled once and run on the sqlite3 cursor inside that same
+  transaction (``localstore.prepared``): Core's per-statement bookkeeping was most of
+  an action (bench P4).
 * The acknowledgement commit runs with ``synchronous=NORMAL``: in WAL mode that is
   still atomic and survives a process crash (only an OS crash could lose it, and
   then the entry merely shows as "never acknowledged", the conservative side); it
@@ -26,9 +29,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from operator import itemgetter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from operator import itemgetter
 from typing import Any, Callable, Iterable
 
 from sqlalchemy import JSON, BigInteger, Connection, and_, bindparam, case, func, insert, or_, select, type_coerce, update
