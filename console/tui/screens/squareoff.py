@@ -119,7 +119,8 @@ class SquareOffScreen(ModalScreen[object]):
             self.query_one("#so-go", Button).disabled = False
         else:
             self.result = res
-            status.update(msg.summary)
+            self.query_one("#so-go", Button).display = False  # done: only Close is left
+            status.update(f"{msg.summary}  (Esc to close)")
             self.app.notify(msg.summary, title="Square-off", severity="information" if not res.rejected else "error")
 
     @on(Button.Pressed, "#so-go")
