@@ -50,6 +50,13 @@ def _rst(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
+async def _closed(writer: asyncio.StreamWriter) -> None:
+    try:
+        await writer.wait_closed()
+    except (OSError, RuntimeError):
+        pass
+
+
 class FaultProxy:
     def __init__(self, listen_host: str, listen_port: int, target_host: str, target_port: int, *,
                  latency_ms: float = 0, jitter_ms: float = 0, seed: int | None = None):
@@ -100,9 +107,14 @@ class FaultProxy:
         elif self._server is None:
             await self._bind()
         if mode is FaultMode.ERROR and old is not FaultMode.ERROR:
-            for link in list(self._links):
-                for w in link.writers():
-                    w.close()
+            # Close open connections and wait until their sockets really are closed: a transport closes its socket
+            # only on the next loop turn, and the control reply could otherwise reach a client before the FIN does,
+            # so its next request would go out on a pooled connection that then dies unanswered (a "reset").
+            writers = [w for link in list(self._links) for w in link.writers()]
+            for w in writers:
+                w.close()
+            if writers:
+                await asyncio.wait([asyncio.ensure_future(_closed(w)) for w in writers], timeout=1)
 
     async def blackhole(self) -> None:
         await self.set_mode(FaultMode.HANG)

@@ -4,13 +4,16 @@ off (404) without the flag.  Also the reusable ThreadedFaultProxy on its own."""
 
 from __future__ import annotations
 
+import asyncio
+import select
 import socket
 import time
 
 import httpx
 import pytest
 
-from mainsim.faultproxy import ThreadedFaultProxy
+from backend_client.wire import FaultMode
+from mainsim.faultproxy import FaultProxy, ThreadedFaultProxy
 from tests.mainsim_support import API, Desk, error_code, login
 
 
@@ -68,6 +71,31 @@ def test_error_answers_503_with_an_error_body(server, control):
     assert r.status_code == 503 and error_code(r) == "unavailable"
     set_fault(control, "none")
     assert health(server).status_code == 200
+
+
+def test_error_has_closed_open_connections_when_set_mode_returns():
+    """A connection open before the outage is closed by the time set_mode returns (not on a later loop turn).
+    Otherwise the control call's reply can reach a client before the close does; its next request then goes out
+    on the old pooled connection, and the close that follows turns into a reset instead of the 503."""
+    async def scenario():
+        async def upstream(reader, writer):
+            await reader.read(1)
+            writer.close()
+        target = await asyncio.start_server(upstream, "127.0.0.1", 0)
+        proxy = await FaultProxy("127.0.0.1", 0, "127.0.0.1", target.sockets[0].getsockname()[1]).start()
+        client = socket.create_connection(proxy.address, timeout=5)
+        try:
+            while not any(link.upstream for link in proxy._links):
+                await asyncio.sleep(0.01)  # until the link is forwarding
+            await proxy.set_mode(FaultMode.ERROR)
+            readable, _, _ = select.select([client], [], [], 0)  # no loop turn in between
+            assert readable and client.recv(10) == b""
+        finally:
+            client.close()
+            await proxy.stop()
+            target.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
 
 
 def test_duration_ends_the_outage_by_itself(server, control):
