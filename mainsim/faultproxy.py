@@ -101,20 +101,22 @@ class FaultProxy:
             self._flowing.clear()
         else:
             self._flowing.set()
+        # Open connections end now (refuse: reset; error: closed). Wait until their sockets really are closed: a
+        # transport closes its socket only on a later loop turn, and the control reply could reach a client first;
+        # its next request would then go out on a pooled connection that dies unanswered (a reset, not a 503).
+        ending = []
         if mode is FaultMode.REFUSE:
+            ending = [w for link in self._links for w in link.writers()]
             self._unbind()
             self.reset()
         elif self._server is None:
             await self._bind()
         if mode is FaultMode.ERROR and old is not FaultMode.ERROR:
-            # Close open connections and wait until their sockets really are closed: a transport closes its socket
-            # only on the next loop turn, and the control reply could otherwise reach a client before the FIN does,
-            # so its next request would go out on a pooled connection that then dies unanswered (a "reset").
-            writers = [w for link in list(self._links) for w in link.writers()]
-            for w in writers:
+            ending = [w for link in self._links for w in link.writers()]
+            for w in ending:
                 w.close()
-            if writers:
-                await asyncio.wait([asyncio.ensure_future(_closed(w)) for w in writers], timeout=1)
+        if ending:
+            await asyncio.wait([asyncio.ensure_future(_closed(w)) for w in ending], timeout=1)
 
     async def blackhole(self) -> None:
         await self.set_mode(FaultMode.HANG)
