@@ -110,6 +110,11 @@ def journal_mismatches(entries: list[dict], main_positions: dict, main_orders: l
     """Where main does not hold what an entry's final state says it should."""
     by_coid = {o.client_order_id: o for o in main_orders}
     by_id = {o.order_id: o for o in main_orders}
+    slices_of: dict[str, list[wire.Order]] = {}  # a square-off's slices are "{client_order_id}-{k}"
+    for o in main_orders:
+        parent, _, k = o.client_order_id.rpartition("-")
+        if k.isdigit():
+            slices_of.setdefault(parent, []).append(o)
     out: list[dict] = []
     last_touch: dict[tuple, dict] = {}
     for e in entries:
@@ -137,7 +142,7 @@ def journal_mismatches(entries: list[dict], main_positions: dict, main_orders: l
             if net != 0:
                 out.append({**base, "kind": "not_flat", "expected": 0, "main": net,
                             "detail": f"the square-off is {state} but main's position is {net:+d}"})
-            slices = [o for o in main_orders if o.client_order_id.startswith(e["client_order_id"] + "-")]
+            slices = slices_of.get(e["client_order_id"], [])
             if len({o.client_order_id for o in slices}) != len(slices):
                 out.append({**base, "kind": "duplicate_order", "expected": "one order per slice id",
                             "main": len(slices), "detail": "a slice id appears twice on main"})
