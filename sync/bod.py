@@ -99,8 +99,8 @@ def replace_book(store: Store, snap: wire.BodSnapshot, *, mode: str, reason: str
 
 
 def _bulk(session, row_cls, rows: list[dict]) -> None:
-    if rows:
-        session.execute(insert(row_cls), rows)
+    if rows:  # a Core executemany on the table: the ORM's bulk path costs about twice as much per row
+        session.execute(insert(row_cls.__table__), rows)
 
 
 def _json_list(items: list[str]) -> str:

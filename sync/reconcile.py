@@ -61,9 +61,12 @@ def _key(x) -> tuple[str, str, str, str]:
 def local_book(store: Store) -> dict:
     """The local mirror: net quantity per position, open orders, trade ids."""
     with store.read() as s:
-        positions = {_key(p): p.net_quantity for p in s.scalars(select(PositionRow))}
-        open_orders = {o.order_id: (o.client_order_id, o.client_id, o.symbol, _v(o.status))
-                       for o in s.scalars(select(OrderRow).where(OrderRow.status.in_(list(wire.OPEN_STATUSES))))}
+        p, o = PositionRow, OrderRow  # columns, not ORM objects: a book can hold thousands of rows
+        positions = {_key(r): r.net_quantity
+                     for r in s.execute(select(p.client_id, p.exchange, p.symbol, p.product, p.net_quantity))}
+        open_orders = {r.order_id: (r.client_order_id, r.client_id, r.symbol, _v(r.status))
+                       for r in s.execute(select(o.order_id, o.client_order_id, o.client_id, o.symbol, o.status)
+                                          .where(o.status.in_(list(wire.OPEN_STATUSES))))}
         trades = set(s.scalars(select(TradeRow.trade_id)))
     return {"positions": positions, "open_orders": open_orders, "trades": trades}
 
