@@ -214,7 +214,7 @@ def run_ingestion(work: Path, n: int) -> None:
     mir_s, mir_counts = bench_mirror(work / "mirror.db", events)
     assert raw_counts == mir_counts, f"raw and mirror rows differ: {raw_counts} vs {mir_counts}"
     print(f"  raw sqlite3 executemany upserts  {n / raw_s:>10,.0f} events/s  ({raw_s:.2f} s)")
-    print(f"  Mirror.apply (SQLAlchemy ORM)    {n / mir_s:>10,.0f} events/s  ({mir_s:.2f} s)")
+    print(f"  Mirror.apply (SQLAlchemy Core)   {n / mir_s:>10,.0f} events/s  ({mir_s:.2f} s)")
     print(f"  mirror time / raw time           {mir_s / raw_s:>10.1f}x   "
           f"(rows: {mir_counts[0]} orders, {mir_counts[1]} trades, {mir_counts[2]} positions in both)")
 
