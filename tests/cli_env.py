@@ -129,14 +129,23 @@ class Cli:
 @pytest.fixture
 def cli_factory(tmp_path, monkeypatch):
     """Make consoles: ``cli_factory(url, name="console", user="dealer1")``."""
-    # in-process logins (Cli.service) use the cheap test verifier too
+    import keyring
+
+    from tests.keyring_backend import TestKeyring
+
+    # in-process logins (Cli.service) use the cheap test verifier too, and a keyring of this test's own: keyring
+    # keeps one backend per process, and what an earlier test left there must not decide this one
     monkeypatch.setenv("LIFEBOAT_TEST_SCRYPT_N", "1024")
+    monkeypatch.setenv("LIFEBOAT_TEST_KEYRING_FILE", str(tmp_path / "in-process-keyring.json"))
+    previous = keyring.get_keyring()
+    keyring.set_keyring(TestKeyring())
 
     def make(backend_url: str, name: str = "console", user: str | None = "dealer1") -> Cli:
         home = tmp_path / name
         return Cli(home=home, backend_url=backend_url, keyring_file=tmp_path / f"{name}-keyring.json", user=user)
 
-    return make
+    yield make
+    keyring.set_keyring(previous)
 
 
 @pytest.fixture
