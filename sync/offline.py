@@ -98,8 +98,8 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
         watermark = credentials.watermark(conn)
         rolled_back = credentials.clock_rolled_back(conn, now)
 
-    cannot = "backup mode not possible" if mode != "LOCAL" else "the password cannot be checked on this console"
     local = mode == "LOCAL"
+    cannot = "the password cannot be checked on this console" if local else "backup mode not possible"
     if verifier is None:
         _audit_failure(store, user_id, mode, "never_online_here")
         raise BackupImpossible(f"{cannot}: {user_id} has never logged in online on this console "
