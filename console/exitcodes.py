@@ -10,4 +10,6 @@ class ExitCode(IntEnum):
     DENIED = 3  # authentication or permission denied
     REJECTED = 4  # rejected by policy, risk check or the main system (partly, for multi-leg)
     UNAVAILABLE = 5  # main system unavailable and backup mode not possible
-    HELD = 6  # held for a person's decision (replay conflicts or stale entries)
+    HELD = 6  # held for a person's decision (replay conflicts, stale entries, reconciliation mismatches)
+    BUSY = 7  # another process holds the replay; try again
+    INTEGRITY = 8  # the audit chain or the store failed its check
