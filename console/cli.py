@@ -83,13 +83,24 @@ def sim(
     allow_faults: bool = typer.Option(False, "--allow-faults", help="Enable the supervisor-only fault control."),
     ready_file: Optional[Path] = typer.Option(None, "--ready-file", help="Write {url, control_url, pid} here once serving."),
     activity: float = typer.Option(0.0, "--activity", min=0, help="Background simulated orders per second."),
+    trading_date: Optional[str] = typer.Option(
+        None, "--trading-date", metavar="YYYY-MM-DD",
+        help="The trading date main runs (and names its contract months) for; default: today in Asia/Kolkata."),
 ) -> None:
     """Run the reference main backend (mainsim)."""
+    from datetime import date
+
     from mainsim.__main__ import serve
 
+    day = None
+    if trading_date is not None:
+        try:
+            day = date.fromisoformat(trading_date)
+        except ValueError:
+            raise typer.BadParameter(f"not a date (YYYY-MM-DD): {trading_date!r}", param_hint="--trading-date") from None
     raise typer.Exit(
         serve(host=host, port=port, db=db, seed=seed, heartbeat_ms=heartbeat_ms,
-              allow_faults=allow_faults, ready_file=ready_file, activity=activity)
+              allow_faults=allow_faults, ready_file=ready_file, activity=activity, trading_date=day)
     )
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
+from localstore import clock
 from pathlib import Path
 
 from console.exitcodes import ExitCode
@@ -37,7 +38,7 @@ TIMING_LABELS = {
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.utcnow()
 
 
 @dataclass

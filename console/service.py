@@ -14,7 +14,7 @@ import json
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -27,6 +27,7 @@ from console.exitcodes import ExitCode
 from localstore.db import Store, open_store
 from localstore.errors import StoreError
 from localstore.paths import data_dir, store_path
+from localstore import clock
 
 # Heavy modules (pydantic wire models, the ORM models, httpx client, cryptography,
 # keyring) are imported inside the methods that use them: `lifeboat status` runs
@@ -131,6 +132,12 @@ def translate(exc: BaseException) -> ServiceError:
     return ServiceError(f"{type(exc).__name__}: {exc}")
 
 
+def status_present(d: dict | None = None, *, keep: tuple = (), **kw) -> dict:
+    """The keys of a status answer whose value is known: None is left out (an absent key
+    means never, none or not known), except the keys in ``keep``."""
+    return {k: v for k, v in {**(d or {}), **kw}.items() if v is not None or k in keep}
+
+
 @dataclass
 class ModeDecision:
     mode: str  # ONLINE, BACKUP, RECOVERING (SUSPECT only from a runtime)
@@ -213,7 +220,7 @@ class TradingMixin:
         if scope is None:
             raise NotLoggedIn(f"{user} has not logged in on this console: run `lifeboat login --user {user}`")
         role, clients = scope
-        td = self._mode.probe.trading_date if self._mode and self._mode.probe.trading_date else date.today()
+        td = self._mode.probe.trading_date if self._mode and self._mode.probe.trading_date else clock.today_ist()
         return Actor(user, role, frozenset(clients), td)
 
     def _log_result(self, res: "ActionResult") -> None:
@@ -413,7 +420,7 @@ class TradingMixin:
             if mode == "SUSPECT":
                 raise Refused("SUSPECT is the detector's own state and cannot be forced", "invalid_mode")
         actor = await self._supervisor(password, "override the mode", "LOCAL")
-        now = datetime.now(timezone.utc)
+        now = clock.utcnow()
 
         def save():
             with self.store.write() as s:
@@ -441,7 +448,7 @@ class TradingMixin:
         from localstore.models import Policy
 
         actor = await self._supervisor(password, "change the backup policy", "LOCAL")
-        now = datetime.now(timezone.utc)
+        now = clock.utcnow()
 
         def save():
             with self.store.write() as s:
@@ -563,7 +570,7 @@ class Service(TradingMixin):
         if grant.claims.user_id != session.user.user_id:
             raise Denied("the offline grant names another user; refusing it")
         verifier = credentials.make_verifier(password)
-        now = datetime.now(timezone.utc)
+        now = clock.utcnow()
         store = self.store
 
         def persist() -> None:
@@ -814,47 +821,82 @@ class Service(TradingMixin):
         eventlog.set_context(mode=mode.value)
         return self._mode
 
-    async def status(self) -> dict:
-        """What support staff look at first.  Probes the main system once (about a second at most)."""
+    async def status(self, *, now: datetime | None = None) -> dict:
+        """What support staff look at first.  Probes the main system once (about a second at most).
+
+        The mode is UNAVAILABLE (exit 5, with a ``reason``) where the one-shot decision is
+        BACKUP but no backup action could be accepted here: no user with a verifier and a
+        grant valid by the clock (the checks of offline login), or no start-of-day book.
+        A key whose value is not known is left out (never a null where a word belongs):
+        no ``last_bod`` means never taken, no ``recorded_mode`` means no runtime recorded
+        one, no ``mode_since`` means the one-shot probe decided it and nothing says since when."""
         from sync import status
 
         decision = await self.decide_mode()
         probe = decision.probe
         backend = {"url": self.backend_url, "reachable": probe.ok}
         if probe.ok:
-            backend.update(latency_ms=round(probe.latency_ms, 1), trading_date=probe.trading_date.isoformat())
+            backend.update(status_present(latency_ms=None if probe.latency_ms is None else round(probe.latency_ms, 1),
+                                          trading_date=probe.trading_date.isoformat() if probe.trading_date else None))
         else:
-            backend.update(error=probe.detail, kind=probe.kind)
-        now = datetime.now(timezone.utc)
+            backend.update(error=probe.detail or probe.kind, kind=probe.kind)
+        now = now or clock.utcnow()
         with self.store.read_core() as conn:  # Core reads: no ORM, no models (bench P7)
             st = status.store_status(conn, unacknowledged_limit=20)
+            mode, reason, backup = decision.mode, None, None
+            if mode == "BACKUP":  # would a backup action be accepted?  (cryptography only on this path)
+                ready = status.backup_readiness(conn, now, user_id=self.user)
+                problems = list(ready["problems"])
+                if st["bod_at"] is None:
+                    problems.append("no start-of-day book in the local store (`lifeboat sync bod` while main is up)")
+                if ready["users"] and st["bod_at"] is not None:
+                    backup = {"users": ready["users"]}
+                else:
+                    mode = "UNAVAILABLE"
+                    why = "; ".join(p for p in problems if p) if not ready["users"] else problems[-1]
+                    head = (f"BACKUP forced by {st['forced_by'] or 'a supervisor'}" if decision.forced
+                            else f"main system unreachable ({probe.detail or probe.kind})")
+                    reason = f"{head} and backup not possible here: {why}"
         depth = st["depth"]
-        return {
-            "mode": decision.mode,
+        recorded = None
+        if st["mode_since"] is not None:  # the column defaults to ONLINE: without a time nobody recorded it
+            recorded = status_present(mode=st["recorded_mode"], reason=st["mode_reason"],
+                                      since=st["mode_since"].isoformat())
+        if decision.forced and st["forced_at"]:
+            mode_since = st["forced_at"].isoformat()
+        elif recorded is not None and recorded["mode"] == mode:
+            mode_since = recorded["since"]
+        else:
+            mode_since = None
+        mirror = status_present(
+            last_event_seq=st["last_event_seq"],
+            newest_event_at=st["last_event_at"].isoformat() if st["last_event_at"] else None,
+            current_at=st["last_applied_at"].isoformat() if st["last_applied_at"] else None,
+            staleness_s=None if st["last_applied_at"] is None
+            else round((now - st["last_applied_at"]).total_seconds(), 3))
+        return status_present(**{
+            "mode": mode,
+            "reason": reason,
             "forced_mode": decision.forced,
-            "mode_since": st["forced_at"].isoformat() if decision.forced and st["forced_at"] else None,
+            "forced_by": st["forced_by"] if decision.forced else None,
+            "mode_since": mode_since,
             "backend": backend,
+            "backup": backup,
             "console_id": self.store.console_id,
             "store": str(self.store.path),
             "journal_depth": depth,
             "journal": {"depth": depth, "unacknowledged": st["unacknowledged"],
                         "unacknowledged_entries": st["unacknowledged_entries"]},
-            "policy": {"reduce_only": not st["allow_new_exposure"], "allow_new_exposure": st["allow_new_exposure"],
-                       "killswitch": st["killswitch"], "updated_by": st["policy_updated_by"]},
+            "policy": status_present(reduce_only=not st["allow_new_exposure"],
+                                     allow_new_exposure=st["allow_new_exposure"],
+                                     killswitch=st["killswitch"], updated_by=st["policy_updated_by"]),
             "replay": status.replay_state(st, now, main_reachable=probe.ok),
             # the mode the console's runtime (agent or screen) last recorded on this store
-            "recorded_mode": {"mode": st["recorded_mode"], "reason": st["mode_reason"],
-                              "since": st["mode_since"].isoformat() if st["mode_since"] else None},
-            "last_bod": None if st["bod_at"] is None else {
-                "at": st["bod_at"].isoformat(), "trading_date": st["trading_date"], "seq": st["bod_seq"]},
-            "mirror": {
-                "last_event_seq": st["last_event_seq"],
-                "newest_event_at": st["last_event_at"].isoformat() if st["last_event_at"] else None,
-                "current_at": st["last_applied_at"].isoformat() if st["last_applied_at"] else None,
-                "staleness_s": None if st["last_applied_at"] is None
-                else round((now - st["last_applied_at"]).total_seconds(), 3),
-            },
-        }
+            "recorded_mode": recorded,
+            "last_bod": None if st["bod_at"] is None else status_present(
+                at=st["bod_at"].isoformat(), trading_date=st["trading_date"], seq=st["bod_seq"]),
+            "mirror": mirror or None,
+        }, keep=("forced_mode",))  # null forced_mode: no supervisor forced one (as `mode show` says)
 
     # ------------------------------------------------------------------ agent
 

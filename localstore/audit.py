@@ -33,6 +33,7 @@ from localstore.core_tables import GENESIS_HASH
 from localstore.core_tables import audit_head as _HEAD
 from localstore.core_tables import audit_log as _ROWS
 from localstore.prepared import Prepared
+from localstore import clock
 
 if TYPE_CHECKING:  # the ORM and the models are imported by append/verify, not by append_core's callers
     from sqlalchemy.orm import Session
@@ -127,7 +128,7 @@ def _prepare(user_id: str | None, mode: str | Enum, action: str, payload: dict[s
     """(at_text, mode, clean payload): the exact values hashed and stored by both appenders."""
     if not isinstance(payload, dict):
         raise TypeError("audit payload must be a dict")
-    when = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    when = (at or clock.utcnow()).astimezone(timezone.utc)
     at_text = when.isoformat(timespec="microseconds")
     clean = json.loads(canonical_json(redact(payload)))  # the exact value verify will re-read
     mode = mode.value if isinstance(mode, Enum) else str(mode)  # str() of a str-Enum is "Mode.X" on 3.11

@@ -13,6 +13,8 @@ from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, TypeDecorator
 
+from localstore import clock
+
 MONEY_SCALE = 10_000  # units per rupee: 4 decimal places, finer than any tick size
 _MONEY_QUANTUM = Decimal("0.0001")
 _BIGINT_MAX = 2**63 - 1
@@ -96,4 +98,4 @@ class UtcDateTime(TypeDecorator):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.utcnow()

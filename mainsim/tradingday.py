@@ -1,18 +1,25 @@
 """The trading day as the exchanges see it: Indian Standard Time, no DST.
 
-Kept apart so the date rule (today in Asia/Kolkata unless told otherwise) and the
-end-of-day instant that bounds offline grants live in one place.
+Kept apart so the date rule (today in Asia/Kolkata unless told otherwise: ``--trading-date``)
+and the end-of-day instant that bounds offline grants live in one place, with the one clock
+every part of mainsim reads.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime, time, timedelta, timezone
 
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
+# The same variable as the console's clock (localstore/clock.py): a drill or the test suite
+# moves both programs in time together.  mainsim is the stand-in for a separate system, so it
+# reads the variable itself rather than importing the console's store package.
+OFFSET_ENV = "LIFEBOAT_CLOCK_OFFSET_S"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    text = os.environ.get(OFFSET_ENV)
+    return datetime.now(timezone.utc) + (timedelta(seconds=float(text)) if text else timedelta(0))
 
 
 def today_ist(now: datetime | None = None) -> date:

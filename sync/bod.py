@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 from sqlalchemy import delete, insert, select
 
@@ -29,6 +29,7 @@ from localstore.models import (
     TradeRow,
     UserRow,
 )
+from localstore import clock
 from sync.rows import to_row_values
 
 # Test hook only: seconds to pause inside the replace transaction, after the old book
@@ -63,7 +64,7 @@ class BodResult:
 def replace_book(store: Store, snap: wire.BodSnapshot, *, mode: str, reason: str = "bod") -> BodResult:
     """Replace instruments, clients, limits, positions, orders and trades with ``snap``
     in one durable transaction, record the sync in sync_state and the audit log."""
-    now = datetime.now(timezone.utc)
+    now = clock.utcnow()
     src = RecordSource.BOD
     with store.write() as s:
         for row_cls in (TradeRow, OrderRow, PositionRow, ClientLimitRow, ClientRow, InstrumentRow):

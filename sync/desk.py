@@ -22,6 +22,7 @@ from backend_client.enums import Exchange, OrderStatus, OrderType, Product, Side
 from localstore import core_tables as tables
 from localstore.core_tables import KIND_CANCEL, KIND_MODIFY, KIND_PLACE, KIND_SQUARE_OFF
 from localstore.prepared import Prepared
+from localstore import clock
 from sync import journal, policy
 from sync.journal import Intent, Receipt
 from sync.policy import OrderTicket, Refusal
@@ -341,10 +342,8 @@ def killswitch(store, actor: Actor, *, mode: str) -> tuple[list[Target], list[Re
     plan: dict = {}
 
     def build(s):
-        from datetime import datetime, timezone
-
         s.execute(update(_POLICY).where(_POLICY.c.id == 1).values(
-            killswitch=True, updated_by=actor.user_id, updated_at=datetime.now(timezone.utc)))
+            killswitch=True, updated_by=actor.user_id, updated_at=clock.utcnow()))
         plan["cancels"] = cancels = open_orders_in_scope(s, actor, None)
         intents = [_target_intent(KIND_CANCEL, t, {"reason": "kill switch"}) for t in cancels]
         if not intents:

@@ -7,13 +7,13 @@ Blocking functions: call them from a worker thread in the runtime or the TUI."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 from sqlalchemy import select
 
 from localstore import audit
 from localstore.db import Store
 from localstore.models import JournalEntry, JournalState
+from localstore import clock
 
 HELD_STATES = (JournalState.HELD, JournalState.CONFLICT)
 RELEASED_PREFIX = "released by "  # the replay does not hold a released entry as stale again
@@ -38,7 +38,7 @@ def held_entries(store: Store) -> list[dict]:
 
 
 def _decide(store: Store, seq: int, user_id: str, mode: str, release: bool) -> dict:
-    now = datetime.now(timezone.utc)
+    now = clock.utcnow()
     with store.write() as s:
         e = s.get(JournalEntry, seq)
         if e is None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from operator import itemgetter
 from typing import Any, Callable, Iterable
 
@@ -44,6 +44,7 @@ from localstore.core_tables import journal as _JOURNAL
 from localstore.core_tables import order_id_counter as _COUNTER
 from localstore.db import Store
 from localstore.prepared import Prepared
+from localstore import clock
 
 # Kinds and states are their stored strings here (localstore.core_tables): a caller may
 # pass localstore.models.JournalKind members (str enums, equal to those strings).
@@ -165,7 +166,7 @@ def write(store: Store, intents: "list[Intent] | Callable[[Connection], list[Int
     book and the journal cannot be raced by another writer; whatever it raises rolls
     the whole transaction back.  Raises JournalWriteFailed (nothing written) on any
     store error."""
-    now = now or datetime.now(timezone.utc)
+    now = now or clock.utcnow()
     try:
         with store.write_core() as conn:
             if callable(intents):
@@ -287,7 +288,7 @@ def acknowledge(store: Store, seqs: Iterable[int], now: datetime | None = None) 
     seqs = list(seqs)
     if not seqs:
         return
-    now = now or datetime.now(timezone.utc)
+    now = now or clock.utcnow()
     with store.write_core(durable=False) as conn:
         if len(seqs) == 1:
             _ACK_ONE.execute(conn, {"ack_seq": seqs[0], "ack_at": now})

@@ -18,13 +18,14 @@ applied, or a heartbeat received with nothing pending before it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import and_, bindparam, insert, select, tuple_, update
 
 from backend_client import wire
 from localstore.db import Store
 from localstore.models import OrderRow, PositionRow, RecordSource, SyncState, TradeRow
+from localstore import clock
 from sync.rows import to_row_values
 
 Event = wire.OrderEvent | wire.TradeEvent | wire.PositionEvent
@@ -39,7 +40,7 @@ class MirrorState:
 
 
 class Mirror:
-    def __init__(self, store: Store, *, clock=lambda: datetime.now(timezone.utc)):
+    def __init__(self, store: Store, *, clock=clock.utcnow):
         self.store = store
         self.clock = clock
         with store.read() as s:

@@ -41,6 +41,7 @@ from localstore.core_tables import offline_credentials as _CREDS
 from localstore.core_tables import users as _USERS
 from localstore.db import Store
 from localstore.verifier import EarlyCheck, start_check as start_scrypt_check
+from localstore import clock
 
 _CREDENTIAL = select(_CREDS.c.verifier, _CREDS.c.grant_json, _CREDS.c.public_key).where(
     _CREDS.c.user_id == bindparam("c_user"))
@@ -90,7 +91,7 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
           mode: str = "BACKUP", early: EarlyCheck | None = None) -> OfflineSession:
     """Check ``password`` for ``user_id`` against this console's offline material
     (``early``: a check started ahead by ``start_check``, used if it still applies)."""
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = (now or clock.utcnow()).astimezone(timezone.utc)
     with store.read_core() as conn:
         cred = conn.execute(_CREDENTIAL, {"c_user": user_id}).first()
         verifier, grant_json, public_key = cred if cred is not None else (None, None, None)
@@ -108,24 +109,13 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
         secs = math.ceil(wait)
         _audit_failure(store, user_id, mode, "throttled")
         raise OfflineDenied(f"too many failed logins for {user_id}: try again in {secs} s", retry_after_s=secs)
-    if rolled_back:
-        _audit_failure(store, user_id, mode, "clock_rolled_back")
-        raise BackupImpossible(f"{cannot}: the clock reads {now.isoformat(timespec='seconds')}, "
-                               f"before the newest time this console has seen "
-                               f"({watermark.isoformat(timespec='seconds')}); fix the clock", local=local)
     try:
-        grant = StoredGrant.verify(grant_json, public_key)
-        if grant.user_id != user_id:
-            raise GrantInvalid("the stored offline grant names another user")
-        effective = max(now, watermark) if watermark is not None else now
-        grant.check_validity(effective)
-    except GrantInvalid as exc:
-        _audit_failure(store, user_id, mode, "grant_invalid")
+        grant = usable_grant(user_id, grant_json, public_key, now=now, watermark=watermark, rolled_back=rolled_back)
+    except GrantUnusable as exc:
+        _audit_failure(store, user_id, mode, exc.reason)
         again = "log in online again" if local else "log in online when the main system is back"
-        raise BackupImpossible(f"{cannot}: {exc}; {again}", local=local) from None
-    except ValueError:  # a grant that does not parse: edited store
-        _audit_failure(store, user_id, mode, "grant_invalid")
-        raise BackupImpossible(f"{cannot}: the stored offline grant is unreadable", local=local) from None
+        raise BackupImpossible(f"{cannot}: {exc.detail}" + (f"; {again}" if exc.relogin else ""),
+                               local=local) from None
 
     if early is not None and early.matches(user_id, password, verifier):
         ok = early.answer.result()
@@ -149,6 +139,38 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
         raise OfflineDenied(f"wrong password for {user_id}{hint}", retry_after_s=delay or None)
     return OfflineSession(user_id, grant.role.value, frozenset(grant.client_ids), grant.trading_date,
                           grant.valid_until)
+
+
+class GrantUnusable(Exception):
+    """The stored offline material cannot let its user act offline now, whatever the
+    password: ``reason`` is the audit's word, ``detail`` says why for a person, and
+    ``relogin`` is whether an online login fixes it (a clock set back does not)."""
+
+    def __init__(self, reason: str, detail: str, *, relogin: bool):
+        super().__init__(detail)
+        self.reason, self.detail, self.relogin = reason, detail, relogin
+
+
+def usable_grant(user_id: str, grant_json: str, public_key: str, *, now: datetime,
+                 watermark: datetime | None, rolled_back: bool) -> StoredGrant:
+    """Checks 3 and 4 above (the clock, then the grant's signature, user and expiry), the
+    same for offline login and for `lifeboat status` deciding whether backup is possible.
+    ``watermark`` and ``rolled_back`` come from localstore.credentials."""
+    if rolled_back:
+        raise GrantUnusable("clock_rolled_back", f"the clock reads {now.isoformat(timespec='seconds')}, "
+                            f"before the newest time this console has seen "
+                            f"({watermark.isoformat(timespec='seconds')}); fix the clock", relogin=False)
+    try:
+        grant = StoredGrant.verify(grant_json, public_key)
+        if grant.user_id != user_id:
+            raise GrantInvalid("the stored offline grant names another user")
+        effective = max(now, watermark) if watermark is not None else now
+        grant.check_validity(effective)
+    except GrantInvalid as exc:
+        raise GrantUnusable("grant_invalid", str(exc), relogin=True) from None
+    except ValueError:  # a grant that does not parse: edited store
+        raise GrantUnusable("grant_invalid", "the stored offline grant is unreadable", relogin=False) from None
+    return grant
 
 
 def _audit_failure(store: Store, user_id: str, mode: str, reason: str) -> None:

@@ -17,6 +17,7 @@ from backend_client import wire
 from backend_client.client import BackendClient
 from localstore import audit
 from localstore.models import Policy
+from localstore import clock
 from sync import journal, policy
 from sync.desk import Actor
 from sync.policy import OrderTicket, Refusal
@@ -171,10 +172,8 @@ async def killswitch(store, c: BackendClient, actor: Actor) -> list[dict]:
 
 
 def set_killswitch(store, actor: Actor, on: bool, *, mode: str) -> None:
-    from datetime import datetime, timezone
-
     with store.write() as s:
         p = s.get(Policy, 1)
-        p.killswitch, p.updated_by, p.updated_at = on, actor.user_id, datetime.now(timezone.utc)
+        p.killswitch, p.updated_by, p.updated_at = on, actor.user_id, clock.utcnow()
         audit.append(s, user_id=actor.user_id, mode=mode, action="killswitch_on" if on else "killswitch_off",
                      payload={})

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date, datetime, timezone
+from datetime import date
 from typing import Awaitable, Callable
 
 from sqlalchemy import or_, select
@@ -38,6 +38,7 @@ from localstore.models import (
     ReconciliationReport,
     TradeRow,
 )
+from localstore import clock
 from sync.bod import replace_book
 
 _J = JournalEntry.__table__
@@ -89,7 +90,7 @@ def report_entries(store: Store, trading_date: date) -> list[dict]:
 
 def save_report(store: Store, report: dict) -> int:
     with store.write() as s:
-        row = ReconciliationReport(created_at=datetime.now(timezone.utc), json=json.dumps(report, default=str))
+        row = ReconciliationReport(created_at=clock.utcnow(), json=json.dumps(report, default=str))
         s.add(row)
         s.flush()
         return row.id
@@ -269,7 +270,7 @@ async def reconcile(store: Store, client: BackendClient, replay_result=None, *,
     for e in entries:
         e.pop("payload", None)
     report = {
-        "created_at": datetime.now(timezone.utc).isoformat(),
+        "created_at": clock.utcnow().isoformat(),
         "user": snap.user.user_id,
         "trading_date": snap.trading_date.isoformat(),
         "snapshot_seq": snap.seq,

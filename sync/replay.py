@@ -58,7 +58,7 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
 from sqlalchemy import Integer, String, bindparam, case, func, select, update
@@ -68,6 +68,7 @@ from backend_client import wire
 from backend_client.client import BackendClient
 from localstore.db import Store
 from localstore.models import InstrumentRow, JournalEntry, JournalKind, JournalState, Policy, ReplayLease
+from localstore import clock
 from sync.held import RELEASED_PREFIX
 from sync.squareoff import slices
 
@@ -103,7 +104,7 @@ def bookkeeping_write(store: Store):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.utcnow()
 
 
 def default_holder(console_id: str) -> str:

@@ -25,7 +25,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from sqlalchemy import select
 
@@ -36,6 +35,7 @@ from backend_client.errors import Unavailable
 from backend_client.stream import StreamClient, StreamStatus
 from localstore.db import Store
 from localstore.models import ClientRow, SyncState
+from localstore import clock
 from sync import detector_store
 from sync.bod import replace_book
 from sync.mirror import Mirror
@@ -241,7 +241,7 @@ class Runtime:
 
     def _on_transition(self, change: Transition) -> None:
         """Detector callback (on the loop, at the instant of the change)."""
-        self._mode_queue.put_nowait((change, datetime.now(timezone.utc)))
+        self._mode_queue.put_nowait((change, clock.utcnow()))
         log.info("mode change", extra={"event": "mode_change", "from": change.from_mode.value,
                                        "to": change.to_mode.value, "reason": change.reason})
         if change.to_mode is not Mode.ONLINE:
@@ -366,6 +366,6 @@ class Runtime:
         await asyncio.to_thread(self.mirror.apply, events)
         self.status.batches += 1
         if self.applied_seq_callbacks:
-            at = datetime.now(timezone.utc)
+            at = clock.utcnow()
             for cb in self.applied_seq_callbacks:
                 cb(events, at)

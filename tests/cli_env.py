@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import testclock
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "demo"
 DEAD_URL = "http://127.0.0.1:9"  # discard port: nothing listens, connections are refused
@@ -65,7 +67,7 @@ class Cli:
         return self.home / "logs" / "lifeboat.jsonl"
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_")}
+        env = testclock.keep({k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_")})
         env.update(
             LIFEBOAT_HOME=str(self.home),
             LIFEBOAT_BACKEND_URL=self.backend_url,

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from tests import testclock
 from tests.simproc import SimProcess
+
+testclock.install()  # before any test imports the product: no test sees the real date
 
 
 @pytest.fixture
@@ -26,3 +31,16 @@ def sim_factory(tmp_path):
 def sim(sim_factory) -> SimProcess:
     """One running mainsim (seed 7, heartbeat 250 ms, faults off)."""
     return sim_factory()
+
+
+# The date-sensitive tests: CI runs them a second time with the clock months ahead
+# (`pytest -m dates` under LIFEBOAT_TEST_NOW, see README and tests/testclock.py).
+DATE_MODULES = {"test_tui_snapshots", "test_sync_bod", "test_store_credentials", "test_tui_replay"}
+DATE_WORDS = re.compile(r"stale|expir|grant|next_day|clock|trading_d|rolled_back|(^|_)bod(_|$)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in DATE_MODULES or DATE_WORDS.search(item.name.lower()):
+            item.add_marker(pytest.mark.dates)

@@ -12,7 +12,7 @@ import asyncio
 import json
 import re
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -24,6 +24,7 @@ from console.service import Denied, MainUnavailable, NotAccepted, Refused, Servi
 from localstore import audit
 from sync import offline
 from sync.policy import OrderTicket
+from localstore import clock
 from tests.backup_desk import build_template, fresh_console
 from tests.cli_env import DEAD_URL, PASSWORD
 
@@ -166,7 +167,7 @@ def test_expired_grant_refused_with_injected_clock(svc):
 
 def test_clock_rolled_back_does_not_extend_the_grant(svc):
     with db(svc) as con:  # the store has seen a time a day ahead of this clock
-        ahead = datetime.now(timezone.utc) + timedelta(days=1)
+        ahead = clock.utcnow() + timedelta(days=1)
         con.execute("UPDATE sync_state SET clock_watermark = ?", (ahead.replace(tzinfo=None).isoformat(" "),))
     with pytest.raises(MainUnavailable) as e:
         run(svc.squareoff(client_id=dealer_clients(svc)[0], password=PASSWORD))

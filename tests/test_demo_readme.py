@@ -10,13 +10,23 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 DEMO = "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/lifeboat demo"
-TESTS = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest -m 'not soak' -q"
+TESTS = ("python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest -m 'not soak' -q"
+         " && LIFEBOAT_TEST_NOW=2027-05-17T11:05:00+05:30 .venv/bin/python -m pytest -m 'dates and not soak' -q")
 
 
 def test_the_two_commands_come_first_and_ci_runs_the_second():
     blocks = re.findall(r"```\n(.*?)\n```", README, re.S)
     assert blocks[:2] == [DEMO, TESTS]
     assert TESTS in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_second_run_moves_the_clock_months_ahead_of_the_suites_own_date():
+    from datetime import datetime
+
+    from tests import testclock
+
+    moved = datetime.fromisoformat(TESTS.split("LIFEBOAT_TEST_NOW=", 1)[1].split()[0])
+    assert (moved - datetime.fromisoformat(testclock.DEFAULT_NOW)).days > 90
 
 
 def test_the_key_map_is_the_keymap():

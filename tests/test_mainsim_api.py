@@ -4,13 +4,14 @@ login and scope, order validation with reasons, idempotency, fills and the book.
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import timezone
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from backend_client import wire
+from localstore import clock
 from tests.mainsim_support import API, Desk, error_code, order_body, start_sim, ticks
 
 
@@ -62,7 +63,7 @@ def test_login_returns_token_and_a_verifiable_offline_grant(server, d1):
     pub = Ed25519PublicKey.from_public_bytes(base64.b64decode(key.public_key))
     pub.verify(base64.b64decode(s.offline_grant.signature), wire.grant_signing_bytes(s.offline_grant.claims))
     valid_until = s.offline_grant.claims.valid_until
-    assert valid_until > datetime.now(timezone.utc)
+    assert valid_until > clock.utcnow()
     assert valid_until.astimezone(timezone.utc).strftime("%H:%M:%S") == "18:29:59"  # 23:59:59 IST
 
 

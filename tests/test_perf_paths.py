@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select, text
 
 from localstore import audit, core_tables
+from tests import testclock
 from localstore.db import open_store
 from localstore.models import AuditRow, JournalKind, JournalState
 from sync import journal, status
@@ -127,8 +128,8 @@ def test_store_status_reads_what_was_written(store):
 
 
 def _modules_after(code: str, home: Path) -> set[str]:
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "LIFEBOAT_HOME": str(home),
-           "LIFEBOAT_BACKEND_URL": "http://127.0.0.1:9"}
+    env = testclock.keep({"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "LIFEBOAT_HOME": str(home),
+                          "LIFEBOAT_BACKEND_URL": "http://127.0.0.1:9"})
     out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print('\\n'.join(sorted(sys.modules)))"],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -210,10 +211,10 @@ def test_backup_squareoff_command_stays_off_the_orm(tmp_path, monkeypatch):
     monkeypatch.setenv("LIFEBOAT_TEST_SCRYPT_N", "1024")
     monkeypatch.setenv("LIFEBOAT_TEST_KEYRING_FILE", str(tmp_path / "keyring.json"))
     tpl = build_template(tmp_path)
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "LIFEBOAT_HOME": str(tpl.home),
-           "LIFEBOAT_BACKEND_URL": "http://127.0.0.1:9", "LIFEBOAT_USER": "dealer1",
-           "PYTHON_KEYRING_BACKEND": "tests.keyring_backend.TestKeyring",
-           "LIFEBOAT_TEST_KEYRING_FILE": str(tpl.keyring_file)}
+    env = testclock.keep({"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "LIFEBOAT_HOME": str(tpl.home),
+                          "LIFEBOAT_BACKEND_URL": "http://127.0.0.1:9", "LIFEBOAT_USER": "dealer1",
+                          "PYTHON_KEYRING_BACKEND": "tests.keyring_backend.TestKeyring",
+                          "LIFEBOAT_TEST_KEYRING_FILE": str(tpl.keyring_file)})
     code = ("import sys; sys.argv = ['lifeboat', '--password-stdin', 'squareoff', '--all', '--yes', '--json']\n"
             "from console import cli\n"
             "try:\n    cli.app()\nexcept SystemExit as e:\n    code = e.code\n"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
@@ -15,6 +15,7 @@ from localstore.models import JournalState
 from mainsim.faultproxy import ThreadedFaultProxy
 from sync import held
 from sync.replay import default_holder, release_lease, take_lease
+from localstore import clock
 from tests.replay_env import DropRepliesProxy, Main, make_console, parse_runner
 from tests.simproc import SimProcess
 
@@ -206,7 +207,7 @@ def test_two_processes_one_replays_the_other_sends_nothing(world):
 def test_lease_of_a_live_holder_is_refused_of_a_dead_one_taken_over(world):
     _, con, _ = world
     store = con.store
-    now = datetime.now(timezone.utc)
+    now = clock.utcnow()
     import os
     import socket
 

@@ -13,13 +13,14 @@ import sys
 import termios
 import time
 
+from tests import testclock
 from tests.cli_env import REPO_ROOT
 
 ANSI = re.compile(r"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]|\x1b\][^\x07]*\x07")
 
 
 def _env(home, url):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_")}
+    env = testclock.keep({k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_")})
     env.update(LIFEBOAT_HOME=str(home), LIFEBOAT_BACKEND_URL=url, LIFEBOAT_USER="dealer1", TERM="xterm-256color",
                PYTHONPATH=str(REPO_ROOT), LIFEBOAT_CONFIG=str(home / "none.toml"))
     return env

@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 
 import pytest
 
+from localstore.clock import OFFSET_ENV
+from tests import testclock
 from tests.cli_env import PASSWORD
 from tests.simproc import SimProcess
 from tests.tui_env import login, make_app, tui_keyring, wait_for  # noqa: F401 - fixture
@@ -59,12 +61,21 @@ REPORT = {
 
 @pytest.fixture(scope="module")
 def still_sim(tmp_path_factory):
-    """mainsim whose prices do not move during the module: no activity, one tick an hour."""
+    """mainsim whose prices do not move during the module: no activity, one tick an hour.
+
+    Its world (and the console's, in this process) is pinned to FROZEN's day through the one
+    clock, whatever LIFEBOAT_TEST_NOW says: the screens show contract months and dates."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv(OFFSET_ENV, testclock.offset_to(FROZEN))
     work = tmp_path_factory.mktemp("snapsim")
-    sim = SimProcess(db=work / "mainsim.db", workdir=work, extra_args=["--tick-ms", "3600000", "--activity", "0"])
-    sim.start()
-    yield sim
-    sim.stop()
+    sim = SimProcess(db=work / "mainsim.db", workdir=work,
+                     extra_args=["--tick-ms", "3600000", "--activity", "0", "--trading-date", FROZEN.date().isoformat()])
+    try:
+        sim.start()
+        yield sim
+    finally:
+        sim.stop()
+        mp.undo()
 
 
 @pytest.fixture

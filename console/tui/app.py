@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import datetime
+from localstore import clock as wallclock
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
@@ -51,7 +52,7 @@ class LifeboatApp(App):
         self.session = DealerSession(service)
         self.feed = Feed()
         self.host: RuntimeHost | None = None
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or wallclock.utcnow
         self.status_every = status_every
         self.start_runtime = start_runtime
         self.watch_symbols = list(self.config.watch_symbols)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import datetime, timezone
+from datetime import datetime
+from localstore import clock as wallclock
 from typing import Callable
 
 from backend_client import wire
@@ -106,7 +107,7 @@ class RuntimeHost:
                  clock: Callable[[], datetime] | None = None, on_recovered: Callable | None = None) -> None:
         self.service = service
         self.on_recovered = on_recovered  # f(result, report) after each automatic replay pass
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or wallclock.utcnow
         self.feed = feed
         self.on_mode = on_mode
         self.user_id = user_id
