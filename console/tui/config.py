@@ -74,6 +74,20 @@ def load_config(path: Path | None = None, *, home: Path | None = None) -> Consol
     return parse_config(data, path)
 
 
+def _key_names(keys: str) -> str:
+    """Keys as people type them (``?``, ``ctrl+?``) into Textual's names (``question_mark``),
+    the inverse of keymap.key_label; anything else is left for the check to judge."""
+    from textual.keys import _character_to_key
+
+    out = []
+    for key in keys.replace(" ", "").split(","):
+        *mods, last = key.rsplit("+", 1) if not key.endswith("++") else (key[:-2], "+")
+        if len(last) == 1 and not last.isalnum():
+            last = _character_to_key(last)
+        out.append("+".join([*mods, last]))
+    return ",".join(out)
+
+
 def parse_config(data: dict, path: Path | None = None) -> ConsoleConfig:
     where = str(path) if path else "config"
     cfg = ConsoleConfig(path=path)
@@ -109,6 +123,8 @@ def parse_config(data: dict, path: Path | None = None) -> ConsoleConfig:
                               f"exchange NSE, BSE or NFO (e.g. \"NSE:INFY\")")
     cfg.watch_symbols = [s.upper() for s in symbols]
     for binding_id, keys in data.get("keys", {}).items():
+        if isinstance(keys, str):
+            keys = _key_names(keys)
         if binding_id not in KEY_IDS:
             raise ConfigError(f"{where}: keys.{binding_id} is not a key id; ids: {', '.join(sorted(KEY_IDS))}")
         if not isinstance(keys, str) or not _KEY.match(keys.replace(" ", "")):

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from decimal import Decimal
 
 from textual import work
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Static
+from textual.widgets import ContentSwitcher, Static
 
 from console.tui import keymap
 from console.tui.feed import position_key
@@ -25,6 +26,7 @@ from console.tui.messages import BookLoaded, JournalLoaded, ModeChanged, ReplayP
 from console.tui.widgets import panels
 from console.tui.widgets.banner import ModeBanner
 from console.tui.widgets.grid import BookGrid
+from console.tui.widgets.keybar import KeyBar
 from console.tui.widgets.status_bar import StatusBar
 
 PANELS = {
@@ -51,6 +53,9 @@ class DeskScreen(Screen):
         self._resnapshots_seen = 0
         self.status: dict = {}
         self._title_shown: tuple[str, int] | None = None
+        self._fills: dict[tuple, list] = {}  # the day's fills by position key (buy/sell averages)
+        self._trade_ids: set[str] = set()
+        self._positions: dict[tuple, object] = {}  # the newest wire position by key
 
     def compose(self) -> ComposeResult:
         yield ModeBanner(id="banner")
@@ -63,7 +68,7 @@ class DeskScreen(Screen):
                 else:
                     yield self.GRID(cols, id=f"grid-{name}")
         yield StatusBar(self.app.clock, id="status")
-        yield Footer()
+        yield KeyBar(id="keybar")
 
     def grid(self, name: str) -> BookGrid:
         return self.query_one(f"#grid-{name}")
@@ -86,27 +91,51 @@ class DeskScreen(Screen):
     def load_book(self) -> None:
         self.post_message(BookLoaded(self.app.session.local_book()))
 
+    def _tick(self, exchange, symbol):
+        inst = self.book.instruments.get((getattr(exchange, "value", exchange), symbol)) if self.book else None
+        return inst.tick_size if inst is not None else None
+
+    def _position_row(self, p) -> dict:
+        key = position_key(p)
+        self._positions[key] = p
+        return panels.position_row(p, self._tick(p.exchange, p.symbol), self._fills.get(key))
+
     def on_book_loaded(self, msg: BookLoaded) -> None:
         book = self.book = msg.book
+        self._fills = panels.fill_totals(book.trades)
+        self._trade_ids = {t.trade_id for t in book.trades}
+        self._positions = {}
         rows = []
         for p in book.positions:
             key = position_key(p)
-            rows.append((key, panels.position_row(p)))
+            rows.append((key, self._position_row(p)))
         self.grid("positions").set_rows(rows)
-        self.grid("orders").set_rows((o.order_id, panels.order_row(o)) for o in book.orders)
-        self.grid("trades").set_rows((t.trade_id, panels.trade_row(t)) for t in book.trades)
+        self.grid("orders").set_rows((o.order_id, panels.order_row(o, self._tick(o.exchange, o.symbol)))
+                                     for o in book.orders)
+        self.grid("trades").set_rows((t.trade_id, panels.trade_row(t, self._tick(t.exchange, t.symbol)))
+                                     for t in book.trades)
         self._fill_watch()
+        self._show_total()
         self.show_title()
+        self._forms_get_the_book()
         # A full collection walks every object: with a 5,000-row book that was a ~300 ms pause
         # about once every few seconds under streaming (bench/bench_tui.py).  The book is
         # long-lived, so move it out of the collector's sight; a re-snapshot re-freezes.
         gc.unfreeze()
         gc.freeze()
 
+    def _forms_get_the_book(self) -> None:
+        """An order form opened before the book was in (F1 right after login) gets it now."""
+        from console.tui.screens.order_entry import OrderEntryScreen
+
+        for screen in self.app.screen_stack:
+            if isinstance(screen, OrderEntryScreen) and screen.book is None:
+                screen.book_ready(self.book, self._ticket_defaults())
+
     def _fill_watch(self) -> None:
         book = self.book
-        if not self.app.watch_symbols:  # none configured: the book's first 40 instruments, then the dealer's edits
-            self.app.watch_symbols = [f"{e}:{s}" for (e, s) in sorted(book.instruments)][:40]
+        if not self.app.watch_symbols:  # none configured: the book's own instruments, then the dealer's edits
+            self.app.watch_symbols = default_watch(book)
         wanted = self.app.watch_symbols
         rows = []
         for item in wanted:
@@ -121,8 +150,16 @@ class DeskScreen(Screen):
         if not (ticks or positions or orders or trades):
             return
         watch, pos = self.grid("watch"), self.grid("positions")
+        touched = set()
+        for t in trades:  # fills first: the positions they move show their new buy/sell averages
+            if t.trade_id not in self._trade_ids:
+                self._trade_ids.add(t.trade_id)
+                touched.add(panels.add_fill(self._fills, t))
+        for key in touched - positions.keys():
+            if key in self._positions:
+                pos.stage(key, self._position_row(self._positions[key]))
         for key, p in positions.items():
-            pos.stage(key, panels.position_row(p))
+            pos.stage(key, self._position_row(p))
         for (exch, sym), ltp in ticks.items():
             if self.book is not None and watch.row((exch, sym)) is not None:
                 inst = self.book.instruments.get((exch, sym))
@@ -131,13 +168,30 @@ class DeskScreen(Screen):
         pos.set_quotes(ticks)
         og = self.grid("orders")
         for oid, o in orders.items():
-            og.stage(oid, panels.order_row(o))
+            og.stage(oid, panels.order_row(o, self._tick(o.exchange, o.symbol)))
         tg = self.grid("trades")
         for t in trades:
-            tg.stage(t.trade_id, panels.trade_row(t))
+            tg.stage(t.trade_id, panels.trade_row(t, self._tick(t.exchange, t.symbol)))
         for g in (watch, pos, og, tg):
             g.flush()
+        if positions or trades or (ticks and self.panel == "positions"):
+            self._show_total()
         self.show_title()
+
+    def _show_total(self) -> None:
+        """The positions' total line: realised, unrealised and MTM over every row at the
+        prices shown (live quotes applied)."""
+        g = self.grid("positions")
+        if not g.row_count:
+            g.set_summary(None)
+            return
+        realised = unrealised = mtm = Decimal(0)
+        for key in g.keys():
+            row = g.row(key)
+            realised += Decimal(row["realised_pnl"])
+            unrealised += Decimal(row["unrealised_pnl"])
+            mtm += Decimal(row["mtm"])
+        g.set_summary({"client_id": "Total", "realised_pnl": realised, "unrealised_pnl": unrealised, "mtm": mtm})
 
     @work(thread=True, exclusive=True, group="desk-status", exit_on_error=False)
     def sample_status(self) -> None:
@@ -255,11 +309,9 @@ class DeskScreen(Screen):
         self._order("SELL")
 
     def _order(self, side: str) -> None:
+        """Open the form at once, even before the book is in: it fills in and checks once it is."""
         from console.tui.screens.order_entry import OrderEntryScreen
 
-        if self.book is None:
-            self.notify("The book is still loading.", severity="warning")
-            return
         self.app.push_screen(OrderEntryScreen(side, self._ticket_defaults(), self.book))
 
     def _cursor_order(self) -> dict | None:
@@ -356,3 +408,18 @@ class DeskScreen(Screen):
         """What the command palette offers on the desk (the desk's keys, by name)."""
         for k in keymap.DESK_KEYS:
             yield k.description, k.action, f"key {k.key}"
+
+
+def default_watch(book) -> list[str]:
+    """The market watch when the config names none: the instruments of the dealer's own book
+    (positions, then open orders), each once, by symbol; with an empty book, the first 40
+    NSE instruments by symbol."""
+    seen: dict[str, None] = {}
+    for item in list(book.positions) + [o for o in book.orders if getattr(o.status, "value", o.status)
+                                        in OPEN_STATUSES]:
+        exch = getattr(item.exchange, "value", item.exchange)
+        if (exch, item.symbol) in book.instruments:
+            seen.setdefault(f"{exch}:{item.symbol}")
+    if seen:
+        return sorted(seen, key=lambda k: (k.partition(":")[2], k))
+    return [f"{e}:{s}" for (e, s) in sorted(book.instruments, key=lambda k: (k[1], k[0])) if e == "NSE"][:40]

@@ -18,6 +18,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from backend_client.wire import OrderType, Side
 from console.tui.messages import ActionDone
+from console.tui.widgets.panels import price_text
 
 EXCHANGES = ("NSE", "BSE", "NFO")
 PRODUCTS = ("MIS", "NRML", "CNC")
@@ -97,8 +98,18 @@ class OrderEntryScreen(ModalScreen[object]):
         super().__init__()
         self.side = side
         self.defaults = defaults
-        self.book = book
+        self.book = book  # None: the desk is still loading it; book_ready() brings it
         self.sending = False
+
+    def book_ready(self, book, defaults: dict) -> None:
+        """The desk's book arrived after the form opened (F1 right after login): check
+        against it now, and fill the fields the dealer has not typed in."""
+        self.book = book
+        for name, key in (("client", "client_id"), ("symbol", "symbol")):
+            field = self.query_one(f"#f-{name}", Input)
+            if not field.value and defaults.get(key):
+                field.value = defaults[key]
+        self.validate()
 
     def compose(self) -> ComposeResult:
         d = self.defaults
@@ -155,9 +166,18 @@ class OrderEntryScreen(ModalScreen[object]):
         hint = self.query_one("#order-hint", Static)
         err = self.query_one("#order-error", Static)
         f = self.fields()
+        if self.book is None:
+            hint.update("")
+            err.update("loading the book: the form checks and sends once it is in")
+            err.set_classes("invalid")
+            return False
         inst = self.book.instruments.get((f["exchange"], f["symbol"].strip().upper()))
-        hint.update(f"{inst.symbol}: LTP {inst.last_price}  lot {inst.lot_size}  tick {inst.tick_size}  "
-                    f"band {inst.lower_band}-{inst.upper_band}  freeze {inst.freeze_quantity}" if inst else "")
+        if inst is not None:
+            p = lambda v: price_text(v, inst.tick_size, grouped=False)  # noqa: E731
+            hint.update(f"{inst.symbol}: LTP {p(inst.last_price)}  lot {inst.lot_size}  tick {p(inst.tick_size)}  "
+                        f"band {p(inst.lower_band)}-{p(inst.upper_band)}  freeze {inst.freeze_quantity}")
+        else:
+            hint.update("")
         try:
             build_ticket(f, self.book.instruments, self.book.clients)
         except Invalid as exc:

@@ -19,6 +19,10 @@ frame O(visible rows), whatever the book's size.
 
 Rendering is a pure function of (columns, row values, cursor, width): given fixed
 prices it draws the same lines every time (snapshot tests rely on it).
+
+A ``fit`` column (symbols) is as wide as its longest value, up to ``max_width``: a cut
+symbol (``BANKNIFTY26DE…``) is ambiguous, so the grid scrolls sideways rather than cut
+it.  ``set_summary`` pins one line (a total) under the rows, in the same columns.
 """
 
 from __future__ import annotations
@@ -53,6 +57,15 @@ class Column:
     align: str = "left"  # left | right
     fmt: Callable[[Any], str] = str
     tone: Callable[[Any], Style | None] | None = None
+    row_fmt: Callable[[Any, dict], str] | None = None  # like fmt, also given the row (e.g. its tick size)
+    fit: bool = False  # widen to the longest value (never cut it), up to max_width
+    max_width: int = 40
+
+    def text(self, values: dict) -> str:
+        value = values.get(self.key)
+        if value is None:
+            return ""
+        return self.row_fmt(value, values) if self.row_fmt is not None else self.fmt(value)
 
 
 def _fit(text: str, width: int, align: str) -> str:
@@ -87,6 +100,7 @@ class BookGrid(ScrollView, can_focus=True):
 
     HEADER = Style(bold=True, reverse=True)
     CURSOR = Style(reverse=True)
+    SUMMARY = Style(bold=True)
 
     def __init__(self, columns: Iterable[Column], *, max_fps: float = 8.0, cache_size: int = 512,
                  quote_of: Callable[[dict], Hashable] | None = None,
@@ -111,7 +125,55 @@ class BookGrid(ScrollView, can_focus=True):
         self.max_fps = max_fps
         self.frames = 0  # applied batches (the bench counts them)
         self.lines_rendered = 0  # strips built, cache misses (tests check only touched rows repaint)
-        self._line_width = sum(c.width for c in self.columns) + len(_SEP) * (len(self.columns) - 1)
+        self.widths: list[int] = [c.width for c in self.columns]  # as drawn (fit columns widen)
+        self._fit = [n for n, c in enumerate(self.columns) if c.fit]
+        self._summary: dict | None = None
+        self._summary_strip: Strip | None = None
+        self._line_width = 0
+        self._set_line_width()
+
+    def _set_line_width(self) -> None:
+        self._line_width = sum(self.widths) + len(_SEP) * (len(self.columns) - 1)
+
+    def _widen(self, values: dict) -> bool:
+        """Widen the fit columns to ``values``; True when a width changed (redraw everything)."""
+        changed = False
+        for n in self._fit:
+            col = self.columns[n]
+            need = min(len(col.text(values)), col.max_width)
+            if need > self.widths[n]:
+                self.widths[n] = need
+                changed = True
+        if changed:
+            self._set_line_width()
+            self._header = None
+            self._summary_strip = None
+            self._cache.clear()
+        return changed
+
+    @property
+    def _body(self) -> int:
+        """Lines for rows: the height less the header and the summary line."""
+        return max(self.size.height - 1 - (1 if self._summary is not None else 0), 1)
+
+    def set_summary(self, values: dict | None) -> None:
+        """Pin a line under the rows (e.g. the total MTM), drawn in the grid's columns; None removes it."""
+        if values == self._summary:
+            return
+        had = self._summary is not None
+        self._summary = dict(values) if values is not None else None
+        self._summary_strip = None
+        if values is not None:
+            self._widen(values)
+        if had != (values is not None):
+            self._resize_virtual()
+            self.refresh()
+        elif self.size.height:
+            self.refresh(Region(0, self.size.height - 1, self.size.width, 1))
+
+    @property
+    def summary(self) -> dict | None:
+        return self._summary
 
     # ------------------------------------------------------------------ data in
 
@@ -124,12 +186,18 @@ class BookGrid(ScrollView, can_focus=True):
         keep = self.cursor_key
         self._keys, self._values, self._version, self._index = [], {}, {}, {}
         self._pending.clear()
+        self.widths = [c.width for c in self.columns]
+        self._header = None
         for key, values in rows:
             if key not in self._index:
                 self._index[key] = len(self._keys)
                 self._keys.append(key)
             self._values[key] = dict(values)
             self._version[key] = 0
+            if self._fit:
+                self._widen(values)
+        self._set_line_width()
+        self._summary_strip = None
         self._cache.clear()
         self.cursor = self._index.get(keep, min(self.cursor, max(len(self._keys) - 1, 0)))
         self._resize_virtual()
@@ -154,8 +222,8 @@ class BookGrid(ScrollView, can_focus=True):
     def _refresh_quoted(self) -> None:
         """Repaint the visible rows whose quote moved since they were drawn."""
         self._quotes_changed = False
-        top, height = int(self.scroll_offset.y), self.size.height
-        for i in range(top, min(top + height - 1, len(self._keys))):
+        top = int(self.scroll_offset.y)
+        for i in range(top, min(top + self._body, len(self._keys))):
             key = self._keys[i]
             if self._drawn_quote.get(key) != self.quotes.get(self.quote_of(self._values[key])):
                 self.refresh(Region(0, i - top + 1, self.size.width, 1))
@@ -177,6 +245,8 @@ class BookGrid(ScrollView, can_focus=True):
                     structure = True
                 continue
             row = self._values.get(key)
+            if self._fit and self._widen(values):
+                structure = True
             if row is None:
                 self._index[key] = len(self._keys)
                 self._keys.append(key)
@@ -201,10 +271,9 @@ class BookGrid(ScrollView, can_focus=True):
             self._announce()
         else:
             top = int(self.scroll_offset.y)
-            height = self.size.height
             for i in dirty:
                 y = i - top + 1
-                if 1 <= y < height:
+                if 1 <= y <= self._body:
                     self.refresh(Region(0, y, self.size.width, 1))
         return len(dirty) + (1 if structure else 0)
 
@@ -251,7 +320,7 @@ class BookGrid(ScrollView, can_focus=True):
         i = max(0, min(i, len(self._keys) - 1))
         old, self.cursor = self.cursor, i
         top = int(self.scroll_offset.y)
-        body = max(self.size.height - 1, 1)
+        body = self._body
         if i < top:
             self.scroll_to(y=i, animate=False)
             self.refresh()
@@ -271,19 +340,19 @@ class BookGrid(ScrollView, can_focus=True):
         self._set_cursor(self.cursor + delta)
 
     def action_page(self, direction: int) -> None:
-        self._set_cursor(self.cursor + direction * max(self.size.height - 2, 1))
+        self._set_cursor(self.cursor + direction * max(self._body - 1, 1))
 
     def action_jump(self, where: int) -> None:
         self._set_cursor(where if where >= 0 else len(self._keys) - 1)
 
     def on_click(self, event: events.Click) -> None:
-        if event.y >= 1:
+        if 1 <= event.y <= self._body:
             self._set_cursor(int(self.scroll_offset.y) + event.y - 1)
 
     # ------------------------------------------------------------------ rendering (Line API)
 
     def _resize_virtual(self) -> None:
-        self.virtual_size = Size(self._line_width, len(self._keys) + 1)
+        self.virtual_size = Size(self._line_width, len(self._keys) + 1 + (1 if self._summary is not None else 0))
 
     def render_lines(self, crop):
         self._base = self.rich_style  # once per paint, not once per line (it walks the DOM)
@@ -295,9 +364,13 @@ class BookGrid(ScrollView, can_focus=True):
         base = self._base if self._base is not None else self.rich_style
         if y == 0:
             if self._header is None:
-                text = _SEP.join(_fit(c.label, c.width, c.align) for c in self.columns)
+                text = _SEP.join(_fit(c.label, w, c.align) for c, w in zip(self.columns, self.widths))
                 self._header = Strip([Segment(text, self.HEADER)])
             return self._header.crop_extend(scroll_x, scroll_x + width, self.HEADER)
+        if self._summary is not None and y == self.size.height - 1:
+            if self._summary_strip is None:
+                self._summary_strip = self._render_row(self._summary, False, base + self.SUMMARY)
+            return self._summary_strip.crop_extend(scroll_x, scroll_x + width, base)
         i = scroll_y + y - 1
         if i >= len(self._keys):
             return Strip.blank(width, base)
@@ -324,7 +397,7 @@ class BookGrid(ScrollView, can_focus=True):
             if n:
                 segments.append(Segment(_SEP, base))
             value = values.get(col.key)
-            text = "" if value is None else col.fmt(value)
+            text = col.text(values)
             style = base
             if col.tone is not None and value is not None:
                 tone = col.tone(value)
@@ -332,7 +405,7 @@ class BookGrid(ScrollView, can_focus=True):
                     style = base + tone
             if on_cursor:
                 style = style + self.CURSOR
-            segments.append(Segment(_fit(text, col.width, col.align), style))
+            segments.append(Segment(_fit(text, self.widths[n], col.align), style))
         return Strip(segments, self._line_width)
 
     def on_focus(self) -> None:
@@ -345,9 +418,13 @@ class BookGrid(ScrollView, can_focus=True):
 
     def visible_text(self) -> list[str]:
         """The rows as drawn (header first), for tests and snapshots."""
-        out = [_SEP.join(_fit(c.label, c.width, c.align) for c in self.columns)]
-        for key in self._keys:
-            v = self.row(key)
-            out.append(_SEP.join(_fit("" if v.get(c.key) is None else c.fmt(v.get(c.key)), c.width, c.align)
-                                 for c in self.columns))
+        out = [self.line_text({c.key: c.label for c in self.columns}, header=True)]
+        out += [self.line_text(self.row(key)) for key in self._keys]
+        if self._summary is not None:
+            out.append(self.line_text(self._summary))
         return out
+
+    def line_text(self, values: dict, header: bool = False) -> str:
+        """One line as drawn: ``values`` in the grid's columns at their current widths."""
+        return _SEP.join(_fit(values.get(c.key, "") if header else c.text(values), w, c.align)
+                         for c, w in zip(self.columns, self.widths))
