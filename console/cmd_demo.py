@@ -27,6 +27,7 @@ def run_demo(*, drill: bool, data_dir: Path | None, report_dir: Path | None, hea
              activity: float | None = None, pause_s: float | None = None, linger_s: float | None = None) -> int:
     from console import eventlog
     from console.demo import DEFAULT_ACTIVITY, DemoBackend, DemoError, console_home, make_data_dir, use_private_keyring
+    from console.shutdown import EndOnSignal
     from console.tui.config import ConfigError, load_config
 
     try:
@@ -52,9 +53,12 @@ def run_demo(*, drill: bool, data_dir: Path | None, report_dir: Path | None, hea
         _say(str(exc))
         return int(ExitCode.UNAVAILABLE)
     _say(f"mainsim ready at {backend.url} (pid {backend.pid}); opening the console as dealer1")
+    # closing the terminal (SIGHUP) or kill (SIGTERM): mainsim stops at once, the screen is
+    # asked to close, and the process ends within seconds whatever the screen does
+    ender = EndOnSignal(stop_now=[lambda: backend.stop(grace_s=2.0)], name="lifeboat demo").install()
     try:
         return _run_screen(backend, home, data, config, drill=drill, report_dir=report_dir or data,
-                           headless=headless, pause_s=pause_s, linger_s=linger_s)
+                           headless=headless, pause_s=pause_s, linger_s=linger_s, ender=ender)
     finally:
         code = backend.stop()
         _say(f"mainsim stopped (exit {code}). Data dir: {data} (mainsim.db, mainsim.log, home/ with the "
@@ -62,10 +66,11 @@ def run_demo(*, drill: bool, data_dir: Path | None, report_dir: Path | None, hea
 
 
 def _run_screen(backend, home: Path, data: Path, config, *, drill: bool, report_dir: Path, headless: bool,
-                pause_s: float | None, linger_s: float | None) -> int:
+                pause_s: float | None, linger_s: float | None, ender) -> int:
     from console.demo import DEMO_USER, OutageSwitch
     from console.demo_report import DrillReport
     from console.service import Service
+    from console.shutdown import tell_unsent
     from console.tui.drill import DemoApp, DrillDriver
 
     service = Service(backend_url=backend.url, home=home, user=DEMO_USER)
@@ -77,16 +82,15 @@ def _run_screen(backend, home: Path, data: Path, config, *, drill: bool, report_
                              linger_s=(0.0 if headless else 6.0) if linger_s is None else linger_s)
     app = DemoApp(service, config, switch=OutageSwitch(backend.control_url), drill=driver)
 
-    def on_signal(signum, _frame):  # tmux kill-session (SIGHUP), kill (SIGTERM): stop mainsim, leave cleanly
-        backend.stop(grace_s=2.0)
-        app.exit(return_code=128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    ender.request_exit = lambda code: app.call_from_thread(app.exit, return_code=code)
+    ender.last.append(service.close)
     try:
         app.run(headless=headless)
+        tell_unsent(service, name="lifeboat demo")  # what is not yet on main, and who sends it
     finally:
         service.close()
+    if ender.signum is not None:
+        _say(f"ended by {signal.Signals(ender.signum).name}: mainsim stopped, the screen closed")
     if driver is None:
         return int(app.return_code or 0)
     if not driver.finished:

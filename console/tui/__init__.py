@@ -19,9 +19,16 @@ def run_console(*, backend: str | None, home: Path | None, user: str | None) -> 
     except ConfigError as exc:
         print(f"lifeboat: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE)
+    from console.shutdown import EndOnSignal, tell_unsent
+
     service = Service(backend_url=backend, home=home, user=user)
+    app = LifeboatApp(service, config, user=user)
+    # closing the terminal (SIGHUP) or kill (SIGTERM) ends the console within seconds
+    ender = EndOnSignal(request_exit=lambda code: app.call_from_thread(app.exit, return_code=code),
+                        last=[service.close]).install()
     try:
-        LifeboatApp(service, config, user=user).run()
+        app.run()
+        tell_unsent(service)  # on stderr once the screen is gone: what is not yet on main, who sends it
     finally:
         service.close()
-    return int(ExitCode.OK)
+    return ender.exit_code or int(ExitCode.OK)
