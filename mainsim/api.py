@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from fastapi import Depends, FastAPI, Query, Response, WebSocket
+from fastapi import Depends, FastAPI, Query, Request, Response, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -256,9 +256,10 @@ def create_app(sim: Sim) -> FastAPI:
             return sim.faults.state()
 
         @app.post(f"{r}/admin/faults", response_model=wire.FaultState, responses=ERRORS, tags=["admin"])
-        async def set_fault(body: wire.FaultRequest, user: Principal = Depends(who)):
-            _supervisor(user)
-            return await sim.faults.set(body.mode, body.duration_s)
+        async def set_fault(body: wire.FaultRequest, request: Request, response: Response,
+                            user: Principal = Depends(who)):
+            _supervisor(user)  # asked on the public port: replied first, the fault begins after (faultcontrol.py)
+            return await sim.faults.set(body.mode, body.duration_s, peer=request.client, response=response)
 
     return app
 

@@ -35,6 +35,7 @@ class _Link:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # set once both ends are closed
 
     def writers(self):
         return [w for w in (self.client, self.upstream) if w is not None]
@@ -118,6 +119,28 @@ class FaultProxy:
         if ending:
             await asyncio.wait([asyncio.ensure_future(_closed(w)) for w in ending], timeout=1)
 
+    def link_of(self, peer) -> _Link | None:
+        """The open link whose upstream connection is ``peer`` ((host, port) as the server saw its client):
+        how the server knows a request came in through this proxy, on the public address."""
+        if not peer:
+            return None
+        host, port = peer[0], peer[1]
+        for link in self._links:
+            name = link.upstream.get_extra_info("sockname") if link.upstream is not None else None
+            if name and name[1] == port and name[0] == host:
+                return link
+        return None
+
+    async def ended(self, link: _Link, timeout: float = 2.0) -> bool:
+        """Wait until ``link`` has ended: what its server sent is forwarded and its client socket is closed
+        (the server must close its end after the reply: ``connection: close``).  False on timeout."""
+        try:
+            await asyncio.wait_for(link.done.wait(), timeout)
+            await asyncio.wait_for(_closed(link.client), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
     async def blackhole(self) -> None:
         await self.set_mode(FaultMode.HANG)
 
@@ -162,6 +185,7 @@ class FaultProxy:
                 except Exception:
                     pass
             self._links.discard(link)
+            link.done.set()
 
     async def _answer_error(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
