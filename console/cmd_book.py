@@ -182,39 +182,70 @@ def book(g, what: str, client: str | None, local: bool, as_json: bool) -> int:
 
 
 def status(g, as_json: bool) -> int:
+    """Exit 0, or 5 when the mode is UNAVAILABLE (main unreachable and no backup possible here)."""
     def action(svc: Service):
         async def go():
             st = await svc.status()
             if as_json:
                 emit_json(st)
             else:
-                b = st["backend"]
-                m = st["mirror"]
-                out.print(f"mode           {st['mode']}", markup=False)
-                out.print(f"backend        {b['url']} "
-                          f"{'reachable, ' + str(b['latency_ms']) + ' ms' if b['reachable'] else 'UNREACHABLE: ' + b.get('error', '')}",
-                          markup=False)
-                out.print(f"console        {st['console_id']} ({st['store']})", markup=False)
-                out.print(f"journal depth  {st['journal_depth']}", markup=False)
-                rp = st["replay"]
-                extra = f", {rp['unreplayed']} to replay" if rp["unreplayed"] else ""
-                extra += f", {rp['held']} held for a person" if rp["held"] else ""
-                extra += f" (by {rp['holder']} since {rp['since']})" if rp["holder"] else ""
-                out.print(f"replay         {rp['state']}{extra}", markup=False)
-                rm = st["recorded_mode"]
-                if rm["mode"] and rm["since"]:
-                    out.print(f"runtime mode   {rm['mode']} since {rm['since']} ({rm['reason'] or 'no reason recorded'})",
-                              markup=False)
-                lb = st["last_bod"]
-                out.print(f"last BOD       {lb['at'] + ' for ' + lb['trading_date'] if lb else 'never'}", markup=False)
-                stale = m["staleness_s"]
-                out.print(f"mirror         seq {m['last_event_seq']}, "
-                          f"{'current ' + str(stale) + ' s ago' if stale is not None else 'never synced'}", markup=False)
-            return 0
+                for label, text in status_lines(st):
+                    out.print(f"{label:<14} {text}", markup=False, soft_wrap=True)  # a long reason stays one line
+            return int(ExitCode.UNAVAILABLE) if st["mode"] == "UNAVAILABLE" else 0
 
         return go()
 
     return run(g, action)
+
+
+def status_lines(st: dict) -> list[tuple[str, str]]:
+    """`lifeboat status` for a person: every value a word (never, none, unknown), never None."""
+    mode = st["mode"]
+    if st.get("forced_mode"):
+        mode += f" (forced by {st.get('forced_by') or 'a supervisor'}"
+        mode += f" since {st['mode_since']})" if st.get("mode_since") else ")"
+    elif st.get("mode_since"):
+        mode += f" since {st['mode_since']}"
+    if st.get("reason"):
+        mode += f": {st['reason']}"
+    b = st["backend"]
+    if b["reachable"]:
+        backend = f"{b['url']} reachable" + (f", {b['latency_ms']} ms" if b.get("latency_ms") is not None else "")
+    else:
+        backend = f"{b['url']} UNREACHABLE: {b.get('error') or b.get('kind') or 'unknown'}"
+    lines = [("mode", mode), ("backend", backend)]
+    if st.get("backup"):
+        lines.append(("offline login", "; ".join(f"{u['user_id']} ({u['role']}) until {u['grant_valid_until']}"
+                                                 for u in st["backup"]["users"])))
+    lines.append(("console", f"{st['console_id']} ({st['store']})"))
+    j = st["journal"]
+    lines.append(("journal depth", f"{st['journal_depth']}"
+                  + (f", {j['unacknowledged']} not yet acknowledged" if j.get("unacknowledged") else "")))
+    rp = st["replay"]
+    extra = f", {rp['unreplayed']} to replay" if rp.get("unreplayed") else ""
+    extra += f", {rp['held']} held for a person" if rp.get("held") else ""
+    if rp.get("holder"):
+        extra += f" (by {rp['holder']}" + (f" since {rp['since']})" if rp.get("since") else ")")
+    extra += f"; last report {rp['last_report_at']}" if rp.get("last_report_at") else "; no report yet"
+    lines.append(("replay", f"{rp['state']}{extra}"))
+    pol = st["policy"]
+    policy = ("new exposure allowed" if pol["allow_new_exposure"] else "reduce-only") + ", kill switch " + (
+        "ON" if pol["killswitch"] else "off")
+    lines.append(("policy", policy + (f" (set by {pol['updated_by']})" if pol.get("updated_by") else " (default)")))
+    rm = st.get("recorded_mode")
+    lines.append(("runtime mode", f"{rm['mode']} since {rm['since']} ({rm.get('reason') or 'no reason recorded'})"
+                  if rm else "none recorded (no agent or console has run here)"))
+    lb = st.get("last_bod")
+    lines.append(("last BOD", f"{lb['at']} for {lb.get('trading_date') or 'unknown date'}" if lb else "never"))
+    m = st.get("mirror") or {}
+    if not m:
+        mirror = "never synced"
+    else:
+        seq = f"seq {m['last_event_seq']}" if m.get("last_event_seq") is not None else "no event yet"
+        stale = m.get("staleness_s")
+        mirror = seq + (f", current {stale} s ago" if stale is not None else ", never current")
+    lines.append(("mirror", mirror))
+    return lines
 
 
 def agent(g) -> int:

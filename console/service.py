@@ -132,12 +132,6 @@ def translate(exc: BaseException) -> ServiceError:
     return ServiceError(f"{type(exc).__name__}: {exc}")
 
 
-def status_present(d: dict | None = None, *, keep: tuple = (), **kw) -> dict:
-    """The keys of a status answer whose value is known: None is left out (an absent key
-    means never, none or not known), except the keys in ``keep``."""
-    return {k: v for k, v in {**(d or {}), **kw}.items() if v is not None or k in keep}
-
-
 @dataclass
 class ModeDecision:
     mode: str  # ONLINE, BACKUP, RECOVERING (SUSPECT only from a runtime)
@@ -836,8 +830,9 @@ class Service(TradingMixin):
         probe = decision.probe
         backend = {"url": self.backend_url, "reachable": probe.ok}
         if probe.ok:
-            backend.update(status_present(latency_ms=None if probe.latency_ms is None else round(probe.latency_ms, 1),
-                                          trading_date=probe.trading_date.isoformat() if probe.trading_date else None))
+            backend.update(status.present(
+                latency_ms=None if probe.latency_ms is None else round(probe.latency_ms, 1),
+                trading_date=probe.trading_date.isoformat() if probe.trading_date else None))
         else:
             backend.update(error=probe.detail or probe.kind, kind=probe.kind)
         now = now or clock.utcnow()
@@ -846,21 +841,21 @@ class Service(TradingMixin):
             mode, reason, backup = decision.mode, None, None
             if mode == "BACKUP":  # would a backup action be accepted?  (cryptography only on this path)
                 ready = status.backup_readiness(conn, now, user_id=self.user)
-                problems = list(ready["problems"])
-                if st["bod_at"] is None:
-                    problems.append("no start-of-day book in the local store (`lifeboat sync bod` while main is up)")
+                no_bod = "no start-of-day book in the local store (`lifeboat sync bod` while main is up)"
                 if ready["users"] and st["bod_at"] is not None:
                     backup = {"users": ready["users"]}
                 else:
                     mode = "UNAVAILABLE"
-                    why = "; ".join(p for p in problems if p) if not ready["users"] else problems[-1]
+                    # users who could act but no book: the book alone is the reason
+                    why = "; ".join((ready["problems"] if not ready["users"] else [])
+                                    + ([no_bod] if st["bod_at"] is None else []))
                     head = (f"BACKUP forced by {st['forced_by'] or 'a supervisor'}" if decision.forced
                             else f"main system unreachable ({probe.detail or probe.kind})")
                     reason = f"{head} and backup not possible here: {why}"
         depth = st["depth"]
         recorded = None
         if st["mode_since"] is not None:  # the column defaults to ONLINE: without a time nobody recorded it
-            recorded = status_present(mode=st["recorded_mode"], reason=st["mode_reason"],
+            recorded = status.present(mode=st["recorded_mode"], reason=st["mode_reason"],
                                       since=st["mode_since"].isoformat())
         if decision.forced and st["forced_at"]:
             mode_since = st["forced_at"].isoformat()
@@ -868,13 +863,13 @@ class Service(TradingMixin):
             mode_since = recorded["since"]
         else:
             mode_since = None
-        mirror = status_present(
+        mirror = status.present(
             last_event_seq=st["last_event_seq"],
             newest_event_at=st["last_event_at"].isoformat() if st["last_event_at"] else None,
             current_at=st["last_applied_at"].isoformat() if st["last_applied_at"] else None,
             staleness_s=None if st["last_applied_at"] is None
             else round((now - st["last_applied_at"]).total_seconds(), 3))
-        return status_present(**{
+        return status.present(**{
             "mode": mode,
             "reason": reason,
             "forced_mode": decision.forced,
@@ -887,13 +882,13 @@ class Service(TradingMixin):
             "journal_depth": depth,
             "journal": {"depth": depth, "unacknowledged": st["unacknowledged"],
                         "unacknowledged_entries": st["unacknowledged_entries"]},
-            "policy": status_present(reduce_only=not st["allow_new_exposure"],
+            "policy": status.present(reduce_only=not st["allow_new_exposure"],
                                      allow_new_exposure=st["allow_new_exposure"],
                                      killswitch=st["killswitch"], updated_by=st["policy_updated_by"]),
             "replay": status.replay_state(st, now, main_reachable=probe.ok),
             # the mode the console's runtime (agent or screen) last recorded on this store
             "recorded_mode": recorded,
-            "last_bod": None if st["bod_at"] is None else status_present(
+            "last_bod": None if st["bod_at"] is None else status.present(
                 at=st["bod_at"].isoformat(), trading_date=st["trading_date"], seq=st["bod_seq"]),
             "mirror": mirror or None,
         }, keep=("forced_mode",))  # null forced_mode: no supervisor forced one (as `mode show` says)

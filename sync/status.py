@@ -24,7 +24,7 @@ _MODE_INPUTS = text(
 )
 _HEADS = text(
     "SELECT s.trading_date, s.bod_at, s.bod_seq, s.last_event_seq, s.last_event_at, s.last_applied_at, "
-    "p.allow_new_exposure, p.killswitch, p.updated_by, c.forced_at, "
+    "p.allow_new_exposure, p.killswitch, p.updated_by, c.forced_at, c.forced_by, "
     "c.mode AS recorded_mode, c.mode_since, c.mode_reason, "
     "l.holder AS lease_holder, l.acquired_at AS lease_acquired_at, l.expires_at AS lease_expires_at, "
     "(SELECT max(created_at) FROM reconciliation_report) AS last_report_at, "
@@ -40,6 +40,8 @@ _UNACKNOWLEDGED = text(
     "SELECT seq, kind, client_order_id, client_id, symbol, state, created_at FROM journal "
     "WHERE acknowledged_at IS NULL ORDER BY seq LIMIT :limit"
 ).columns(created_at=UtcDateTime)
+_CREDENTIALS = text(
+    "SELECT user_id, verifier, grant_json, public_key FROM offline_credentials ORDER BY user_id")
 
 
 def mode_inputs(conn) -> tuple[str | None, int]:
@@ -51,14 +53,14 @@ def mode_inputs(conn) -> tuple[str | None, int]:
 def store_status(conn, *, unacknowledged_limit: int = 20) -> dict:
     """Policy, last BOD, mirror freshness and journal depth, as plain values."""
     h = conn.execute(_HEADS).one()
-    unacked = [{"seq": r.seq, "kind": r.kind, "client_order_id": r.client_order_id, "client_id": r.client_id,
-                "symbol": r.symbol, "state": r.state, "created_at": r.created_at.isoformat()}
+    unacked = [present(seq=r.seq, kind=r.kind, client_order_id=r.client_order_id, client_id=r.client_id,
+                       symbol=r.symbol, state=r.state, created_at=r.created_at.isoformat())
                for r in conn.execute(_UNACKNOWLEDGED, {"limit": unacknowledged_limit})]
     return {
         "trading_date": _date_text(h.trading_date), "bod_at": h.bod_at, "bod_seq": h.bod_seq,
         "last_event_seq": h.last_event_seq, "last_event_at": h.last_event_at, "last_applied_at": h.last_applied_at,
         "allow_new_exposure": bool(h.allow_new_exposure), "killswitch": bool(h.killswitch),
-        "policy_updated_by": h.updated_by, "forced_at": h.forced_at,
+        "policy_updated_by": h.updated_by, "forced_at": h.forced_at, "forced_by": h.forced_by,
         "depth": int(h.depth), "held": int(h.held), "unacknowledged": int(h.unacknowledged),
         "unacknowledged_entries": unacked,
         "recorded_mode": h.recorded_mode, "mode_since": h.mode_since, "mode_reason": h.mode_reason,
@@ -81,12 +83,58 @@ def replay_state(st: dict, now, *, main_reachable: bool) -> dict:
         state = "held for a person"
     else:
         state = "idle"
-    return {
+    return present({
         "state": state, "unreplayed": unfinished, "held": held,
         "holder": st["lease_holder"] if state == "running" else None,
         "since": st["lease_acquired_at"].isoformat() if state == "running" and st["lease_acquired_at"] else None,
         "last_report_at": st["last_report_at"].isoformat() if st["last_report_at"] else None,
-    }
+    })
+
+
+def backup_readiness(conn, now, *, user_id: str | None = None) -> dict:
+    """Could a backup-mode action be accepted on this console now, as far as offline login
+    goes: a user (``user_id``, else any user with offline material here) with a local
+    verifier and a stored grant that passes the very checks offline login makes
+    (sync.offline.usable_grant: clock not set back, signature, user, expiry), and who is
+    not a viewer.  The password is not checked: only the person knows it.  Returns
+    ``{"users": [{"user_id", "role", "grant_valid_until"}, ...]}`` for those who could
+    act, and ``"problems"``: one sentence per user who could not (or why nobody is here)."""
+    from localstore import credentials
+
+    rows = [r for r in conn.execute(_CREDENTIALS) if user_id is None or r.user_id == user_id]
+    if not rows:
+        who = f"{user_id} has never" if user_id else "nobody has ever"
+        return {"users": [], "problems": [f"{who} logged in online on this console "
+                                          "(an online login is needed before an outage)"]}
+    from sync import offline  # the signature check (cryptography): only when there is a grant to check
+
+    watermark = credentials.watermark(conn)
+    rolled_back = credentials.clock_rolled_back(conn, now)
+    users, problems = [], []
+    for r in rows:
+        if not r.verifier:
+            problems.append(f"{r.user_id} has never logged in online on this console")
+            continue
+        try:
+            grant = offline.usable_grant(r.user_id, r.grant_json, r.public_key, now=now, watermark=watermark,
+                                         rolled_back=rolled_back)
+        except offline.GrantUnusable as exc:
+            why = exc.detail + (" (an online login renews it)" if exc.relogin else "")
+            problems.append(f"{r.user_id}: {why}" if user_id is None else why)
+            continue
+        if grant.role.value == "viewer":
+            problems.append(f"{r.user_id} is a viewer and cannot trade")
+            continue
+        users.append({"user_id": r.user_id, "role": grant.role.value,
+                      "grant_valid_until": grant.valid_until.isoformat()})
+    return {"users": users, "problems": problems}
+
+
+def present(d: dict | None = None, *, keep: tuple[str, ...] = (), **kw) -> dict:
+    """``d`` (and ``kw``) without the keys whose value is not known (None), but for those
+    in ``keep``: status never prints a null where a word belongs; an absent key means
+    never, none or not known."""
+    return {k: v for k, v in {**(d or {}), **kw}.items() if v is not None or k in keep}
 
 
 def _date_text(value) -> str | None:

@@ -62,5 +62,15 @@ class StatusBar(Static):
             parts.append("BOD none")
         user = st.get("user")
         if user:
-            parts.append(f"{user['user_id']} ({user['role']}, {user['how'].lower()})")
+            parts.append(f"{user['user_id']} ({user['role']}, {login_kind(st.get('mode'), user['how'])})")
         return "  |  ".join(parts)
+
+
+def login_kind(mode: str | None, how: str) -> str:
+    """How the dealer's actions are authenticated now.  In BACKUP and RECOVERING every
+    action is an offline login against this console's grant and verifier (with the
+    password kept from the login), whatever the first login was: "offline".  Otherwise
+    (ONLINE, SUSPECT) how the session itself logged in."""
+    if mode in ("BACKUP", "RECOVERING"):
+        return "offline"
+    return how.lower()
