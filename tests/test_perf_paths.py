@@ -143,8 +143,8 @@ HEAVY = ("localstore.models", "backend_client.wire", "alembic", "sqlalchemy.orm"
 def test_status_command_stays_off_the_heavy_modules(tmp_path):
     open_store(tmp_path / "lifeboat.db").close()  # a store at head already (no migration to run)
     code = ("import sys; sys.argv = ['lifeboat', 'status', '--json']\n"
-            "from console import cli\n"
-            "try:\n    cli.app()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n")
+            "from console import cli\n"  # main down, nobody logged in here: UNAVAILABLE, exit 5
+            "try:\n    cli.app()\nexcept SystemExit as e:\n    assert e.code == 5, e.code\n")
     mods = _modules_after(code, tmp_path)
     assert "console.service" in mods and "sync.status" in mods  # it really ran the status path
     assert not [m for m in mods if m.split(".")[0] in HEAVY or m in HEAVY], sorted(
