@@ -233,13 +233,17 @@ class ModifyScreen(ModalScreen[object]):
             yield Label("Quantity")
             yield Input(str(o["quantity"]), id="m-quantity", type="integer")
             yield Label("Price")
-            yield Input("" if o.get("price") is None else str(o["price"]), id="m-price")
+            yield Input(self._price(o.get("price")), id="m-price")
             yield Label("Trigger price")
-            yield Input("" if o.get("trigger_price") is None else str(o["trigger_price"]), id="m-trigger")
+            yield Input(self._price(o.get("trigger_price")), id="m-trigger")
             yield Static("", id="modify-error")
             with Horizontal(classes="buttons"):
                 yield Button("Modify (Ctrl+S)", id="modify-go", variant="primary")
                 yield Button("Close (Esc)", id="modify-close")
+
+    def _price(self, value) -> str:
+        """A price to edit, at the instrument's tick precision (the store keeps 4 places)."""
+        return "" if value is None else price_text(value, self.order.get("tick"), grouped=False)
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#modify-go")

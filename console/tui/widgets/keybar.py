@@ -54,7 +54,7 @@ def layout(trading, screen, width: int) -> tuple[str, list[tuple[int, int, str]]
         return f"{entry[0]} {entry[1]}"
 
     right = _GAP.join(piece(e) for e in screen)
-    room = width - len(right) - 2  # one space at each end
+    room = width - len(right) - 3  # a space at each end, at least one between the halves
     left_parts: list[tuple[str, str]] = []
     used = 0
     for e in trading:
