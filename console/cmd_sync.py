@@ -1,40 +1,72 @@
 """`lifeboat sync replay|report|held|release|discard`: the journal replay and its
 reconciliation report, for support staff and runbooks.
 
-Exit codes (CONTRACT.md): 0 replayed and nothing waits for a person; 4 main rejected
-an entry in this pass; 5 the replay could not run to its end now (main unavailable,
-or another process holds the store's replay lease: the message names it); 6 held
-for a person's decision (stale entries, conflicts) - the most specific wins in the
-order 5, 6, 4.  Imported only when such a command runs.
+Exit codes (CONTRACT.md) follow the report's verdict (sync/verdict.py), which the JSON
+carries as ``verdict`` beside ``ok``: 0 ``clean`` (every entry applied or moot and
+reconciliation found no mismatch); 6 ``held`` (entries wait for a person: stale,
+conflicts) or ``mismatches`` (a square-off not flat on main, something that moved on
+main meanwhile ...: the list, each with its next step); 4 ``rejected`` (main rejected
+an entry); 5 ``incomplete`` (the replay could not run to its end: main unavailable);
+7 ``busy`` (another process holds the store's replay lease: try again).  `sync replay`
+and `sync report` judge a report by the same rules.  Imported only when such a
+command runs.
 """
 
 from __future__ import annotations
+
+import logging
 
 from rich.table import Table
 
 from console.cmd_book import UsageProblem, emit_json, err, out, read_password, run
 from console.exitcodes import ExitCode
 from console.service import Service
+from sync import verdict as verdicts
 
 _STYLE = {"applied": "green", "moot": "dim", "rejected": "red", "conflict": "bold red", "held": "bold yellow",
           "pending": "cyan", "sent": "cyan"}
 
 
-def exit_code_of(replay: dict, report: dict | None) -> int:
-    if replay["status"] in ("busy", "stopped"):
-        return int(ExitCode.UNAVAILABLE)
-    if report is not None and report.get("for_a_person"):
-        return int(ExitCode.HELD)
-    if any(o["state"] == "rejected" for o in replay.get("outcomes", [])):
-        return int(ExitCode.REJECTED)
-    return int(ExitCode.OK)
+EXIT_OF = {verdicts.CLEAN: ExitCode.OK, verdicts.REJECTED: ExitCode.REJECTED,
+           verdicts.INCOMPLETE: ExitCode.UNAVAILABLE, verdicts.HELD: ExitCode.HELD,
+           verdicts.MISMATCHES: ExitCode.HELD, verdicts.BUSY: ExitCode.BUSY}
+BUSY_MESSAGE = "busy: another process holds the replay; try again"
+
+
+def verdict_of(replay: dict | None, report: dict | None) -> str:
+    return verdicts.verdict(report, replay["status"] if replay else None)
+
+
+def exit_code_of(replay: dict | None, report: dict | None) -> int:
+    return int(EXIT_OF[verdict_of(replay, report)])
+
+
+def _judged(body: dict, replay: dict | None, report: dict | None) -> dict:
+    """The JSON a script reads: ``ok`` and ``verdict`` first, agreeing with the exit code."""
+    from console import eventlog
+
+    v = verdict_of(replay, report)
+    code = EXIT_OF[v]
+    head: dict = {"ok": code is ExitCode.OK, "verdict": v, "exit_code": int(code)}
+    failure = None
+    if v == verdicts.BUSY:
+        failure = ("busy", "replay_lease_held", f"{BUSY_MESSAGE} ({replay['message']})")
+    elif v == verdicts.INCOMPLETE and replay is not None and replay["status"] == "stopped":
+        failure = ("unavailable", "replay_stopped", replay["message"])
+    if failure is not None:
+        error_id = eventlog.new_error_id()
+        logging.getLogger("lifeboat").warning("%s", failure[2], extra={"event": "replay_" + failure[1],
+                                                                      "error_id": error_id})
+        head["error"] = {"code": failure[0], "exit_code": int(code), "reason": failure[1], "message": failure[2],
+                         "error_id": error_id}
+    if report is not None:
+        head["headline"] = verdicts.headline(report)
+    return {**head, **{k: v for k, v in body.items() if k not in head}}
 
 
 def print_report(report: dict) -> None:
-    c = report["counts"]
     out.print(f"Reconciliation #{report.get('id')} at {report['created_at']} ({report['user']}, trading day "
-              f"{report['trading_date']}): " + ", ".join(f"{k} {v}" for k, v in c.items() if v) +
-              f"; local book {'equals' if report['local_equals_main'] else 'DIFFERS FROM'} main", markup=False)
+              f"{report['trading_date']}): {verdicts.headline(report)}", markup=False)
     t = Table(title="Journal entries", show_lines=False)
     for col in ("seq", "kind", "client", "symbol", "product", "client_order_id", "state", "main order", "reason"):
         t.add_column(col, overflow="fold")
@@ -46,18 +78,23 @@ def print_report(report: dict) -> None:
     out.print(t)
     if report["mismatches"]:
         m = Table(title="Mismatches", show_lines=False)
-        for col in ("kind", "client", "symbol", "id", "expected / local", "main", "detail"):
+        for col in ("kind", "client", "symbol", "id", "expected / local", "main", "detail", "next step"):
             m.add_column(col, overflow="fold")
         for x in report["mismatches"]:
             m.add_row(x["kind"], x.get("client_id") or "", x.get("symbol") or "",
                       x.get("client_order_id") or x.get("order_id") or "",
-                      str(x.get("expected", x.get("local", ""))), str(x.get("main", "")), x.get("detail", ""))
+                      str(x.get("expected", x.get("local", ""))), str(x.get("main", "")), x.get("detail", ""),
+                      x.get("next_step") or "")
         out.print(m)
     else:
         out.print("No mismatches: main holds what the journal meant.", markup=False)
     if report.get("for_a_person"):
         err.print(f"{report['for_a_person']} entr{'y' if report['for_a_person'] == 1 else 'ies'} held for a "
                   f"supervisor: `lifeboat sync held`, then `sync release SEQ` or `sync discard SEQ`", markup=False)
+    n = len(report["mismatches"])
+    if n:
+        err.print(f"{n} mismatch{'' if n == 1 else 'es'} between the journal and main: see the list and each "
+                  f"one's next step", markup=False)
 
 
 def replay(g, as_json: bool) -> int:
@@ -66,9 +103,10 @@ def replay(g, as_json: bool) -> int:
             res = await svc.replay(read_password(g, required=False))
             rp, report = res["replay"], res["report"]
             if as_json:
-                emit_json(res)
+                emit_json(_judged(res, rp, report))
             else:
-                err.print(rp["message"], markup=False)
+                err.print(f"{BUSY_MESSAGE} ({rp['message']})" if rp["status"] == "busy" else rp["message"],
+                          markup=False)
                 if report is not None:
                     print_report(report)
             return exit_code_of(rp, report)
@@ -82,15 +120,21 @@ def report(g, as_json: bool) -> int:
     def action(svc: Service):
         rep = svc.last_report()
         if rep is None:
+            backlog = svc.replay_backlog()
+            message = "no reconciliation report yet" + (
+                f"; {backlog} journal entr{'y waits' if backlog == 1 else 'ies wait'} for a replay" if backlog else "")
+            message += ": run `lifeboat sync replay`"
+            code = ExitCode.UNAVAILABLE if backlog else ExitCode.OK
             if as_json:
-                emit_json(None)
-            err.print("no reconciliation report yet: run `lifeboat sync replay`", markup=False)
-            return 0
+                emit_json({"ok": code is ExitCode.OK, "verdict": verdicts.INCOMPLETE if backlog else None,
+                           "exit_code": int(code), "message": message, "report": None})
+            err.print(message, markup=False)
+            return int(code)
         if as_json:
-            emit_json(rep)
+            emit_json(_judged(rep, None, rep))
         else:
             print_report(rep)
-        return int(ExitCode.HELD) if rep.get("for_a_person") else 0
+        return exit_code_of(None, rep)
 
     return run(g, action)
 

@@ -17,6 +17,7 @@ from localstore import clock
 
 HELD_STATES = (JournalState.HELD, JournalState.CONFLICT)
 RELEASED_PREFIX = "released by "  # the replay does not hold a released entry as stale again
+DISCARDED_PREFIX = "discarded by "  # a discarded entry is moot without reaching main
 
 
 class NotHeld(Exception):
@@ -53,7 +54,7 @@ def _decide(store: Store, seq: int, user_id: str, mode: str, release: bool) -> d
             e.state_reason = f"{RELEASED_PREFIX}{user_id} (was {before}: {why})"
         else:
             e.state = JournalState.MOOT
-            e.state_reason = f"discarded by {user_id} (was {before}: {why})"
+            e.state_reason = f"{DISCARDED_PREFIX}{user_id} (was {before}: {why})"
         e.updated_at = now
         audit.append(s, user_id=user_id, mode=mode, action="replay_release" if release else "replay_discard",
                      payload={"seq": seq, "client_order_id": e.client_order_id, "kind": e.kind.value,

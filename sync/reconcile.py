@@ -16,6 +16,11 @@ Then the local mirror is replaced by a fresh snapshot of main (one transaction, 
 BOD, or through the runtime so its stream resumes from the snapshot), so afterwards
 the local view equals main; the report says whether it does.  The report is stored
 as JSON in ``reconciliation_report``; ``lifeboat sync report`` shows the last one.
+
+Every mismatch carries a ``next_step`` for the person who reads it (a square-off
+whose position is not flat on main: square off again).  The report carries its
+``verdict`` and ``headline`` (sync/verdict.py): the headline counts what the report
+lists, and says "equals" only when it lists no mismatch.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from localstore.models import (
 )
 from localstore import clock
 from sync.bod import replace_book
+from sync.held import DISCARDED_PREFIX
+from sync.verdict import headline, verdict
 
 _J = JournalEntry.__table__
 _OUTSTANDING = (JournalState.PENDING.value, JournalState.SENT.value, JournalState.HELD.value,
@@ -109,6 +116,11 @@ def last_report(store: Store) -> dict | None:
 # --------------------------------------------------------------------------- comparison (pure)
 
 
+def _discarded(e: dict) -> bool:
+    """A supervisor discarded it: moot, and it never reached main (nothing to judge there)."""
+    return e["state"] == "moot" and (e.get("reason") or "").startswith(DISCARDED_PREFIX)
+
+
 def journal_mismatches(entries: list[dict], main_positions: dict, main_orders: list[wire.Order],
                        scope: set[str] | None) -> list[dict]:
     """Where main does not hold what an entry's final state says it should."""
@@ -122,7 +134,7 @@ def journal_mismatches(entries: list[dict], main_positions: dict, main_orders: l
     out: list[dict] = []
     last_touch: dict[tuple, dict] = {}
     for e in entries:
-        if e["kind"] in ("PLACE", "SQUARE_OFF") and e["state"] in ("applied", "moot"):
+        if e["kind"] in ("PLACE", "SQUARE_OFF") and e["state"] in ("applied", "moot") and not _discarded(e):
             last_touch[(e["client_id"], e["exchange"], e["symbol"], e["product"])] = e
     for e in entries:
         if scope is not None and e["client_id"] not in scope:
@@ -134,27 +146,36 @@ def journal_mismatches(entries: list[dict], main_positions: dict, main_orders: l
             o = by_coid.get(e["client_order_id"])
             if o is None:
                 out.append({**base, "kind": "order_missing_on_main", "expected": "an order with this id",
-                            "main": None, "detail": "the journal says main accepted it; main has no such order"})
+                            "main": None, "detail": "the journal says main accepted it; main has no such order",
+                            "next_step": "ask main's desk about it; place it again if it is still wanted"})
             elif e["main_order_id"] and o.order_id != e["main_order_id"]:
                 out.append({**base, "kind": "order_id_differs", "expected": e["main_order_id"], "main": o.order_id,
-                            "detail": "main's order for this id is not the one recorded"})
-        elif kind == "SQUARE_OFF" and state in ("applied", "moot"):
+                            "detail": "main's order for this id is not the one recorded",
+                            "next_step": f"check orders {e['main_order_id']} and {o.order_id} on main"})
+        elif kind == "SQUARE_OFF" and state in ("applied", "moot") and not _discarded(e):
             key = (e["client_id"], e["exchange"], e["symbol"], e["product"])
             if last_touch.get(key) is not e:
                 continue  # a later entry changed this position on purpose
             net = main_positions.get(key, 0)
-            if net != 0:
-                out.append({**base, "kind": "not_flat", "expected": 0, "main": net,
-                            "detail": f"the square-off is {state} but main's position is {net:+d}"})
             slices = slices_of.get(e["client_order_id"], [])
+            if net != 0:
+                working = [o.order_id for o in slices if o.status in wire.OPEN_STATUSES]
+                why = (f"{len(working)} of its orders still working on main ({', '.join(working)})" if working
+                       else "it moved on main after the square-off")
+                out.append({**base, "kind": "not_flat", "expected": 0, "main": net,
+                            "detail": f"the square-off is {state} but main's position is {net:+d}: {why}",
+                            "next_step": (f"wait for {', '.join(working)} to fill, or cancel and square off again"
+                                          if working else _squareoff_again(e["client_id"], e["symbol"]))})
             if len({o.client_order_id for o in slices}) != len(slices):
                 out.append({**base, "kind": "duplicate_order", "expected": "one order per slice id",
-                            "main": len(slices), "detail": "a slice id appears twice on main"})
+                            "main": len(slices), "detail": "a slice id appears twice on main",
+                            "next_step": f"check {e['client_id']} {e['symbol']} on main and undo the extra order"})
         elif kind == "CANCEL" and state == "applied":
             o = by_id.get(e["main_order_id"] or "")
             if o is not None and o.status in wire.OPEN_STATUSES:
                 out.append({**base, "kind": "order_still_open", "expected": "CANCELLED", "main": o.status.value,
-                            "detail": f"order {o.order_id} is still open on main"})
+                            "detail": f"order {o.order_id} is still open on main",
+                            "next_step": f"cancel it again: lifeboat order cancel --order-id {o.order_id}"})
         elif kind == "MODIFY" and state == "applied":
             o = by_id.get(e["main_order_id"] or "")
             want = {k: v for k, v in e["payload"].items() if k in ("quantity", "price", "trigger_price") and v is not None}
@@ -164,8 +185,13 @@ def journal_mismatches(entries: list[dict], main_positions: dict, main_orders: l
                 if diff:
                     out.append({**base, "kind": "modify_not_on_main", "expected": {k: a for k, (a, _) in diff.items()},
                                 "main": {k: b for k, (_, b) in diff.items()},
-                                "detail": f"order {o.order_id} does not show the modification"})
+                                "detail": f"order {o.order_id} does not show the modification",
+                                "next_step": f"modify order {o.order_id} again if the change is still wanted"})
     return out
+
+
+def _squareoff_again(client_id: str, symbol: str | None) -> str:
+    return f"square off again: lifeboat squareoff --client {client_id}" + (f" --symbol {symbol}" if symbol else "")
 
 
 def _same_number(a, b) -> bool:
@@ -182,33 +208,42 @@ def moved_on_main(local: dict, main_positions: dict, main_open: dict, entries: l
     """Positions and open orders the journal did not touch that differ between the local
     book (before reconciliation) and main: what happened while the console was blind."""
     touched = {(e["client_id"], e["exchange"], e["symbol"], e["product"]) for e in entries
-               if e["kind"] in ("PLACE", "SQUARE_OFF")}
+               if e["kind"] in ("PLACE", "SQUARE_OFF") and not _discarded(e)}
     targeted = {e["main_order_id"] for e in entries if e["kind"] in ("CANCEL", "MODIFY") and e["main_order_id"]}
     targeted |= {e["target_order_id"] for e in entries if e["target_order_id"]}
     ours = {e["client_order_id"] for e in entries}
+    squared_off = {e["client_id"] for e in entries
+                   if e["kind"] == "SQUARE_OFF" and e["state"] in ("applied", "moot") and not _discarded(e)}
     out: list[dict] = []
     for key in sorted(set(local["positions"]) | set(main_positions)):
         if key in touched or (scope is not None and key[0] not in scope):
             continue
         lq, mq = local["positions"].get(key, 0), main_positions.get(key, 0)
         if lq != mq:
+            step = (f"if {key[0]} should be flat, " + _squareoff_again(key[0], key[2])
+                    if mq != 0 and key[0] in squared_off else "review it: the local book now shows main's position")
             out.append({"kind": "position_differs", "client_id": key[0], "exchange": key[1], "symbol": key[2],
                         "product": key[3], "local": lq, "main": mq,
-                        "detail": "moved on main while this console could not see it"})
+                        "detail": "moved on main while this console could not see it", "next_step": step})
     for oid, (coid, client_id, symbol, status) in sorted(local["open_orders"].items()):
         if oid in targeted or oid in main_open or (scope is not None and client_id not in scope):
             continue
         out.append({"kind": "order_closed_on_main", "order_id": oid, "client_order_id": coid, "client_id": client_id,
                     "symbol": symbol, "local": status, "main": "not open",
-                    "detail": "open in the local book, no longer open on main (filled or cancelled meanwhile)"})
+                    "detail": "open in the local book, no longer open on main (filled or cancelled meanwhile)",
+                    "next_step": "review it: the local book now shows main's orders"})
     for oid, o in sorted(main_open.items()):
         if oid in local["open_orders"] or o.client_order_id in ours \
                 or o.client_order_id.rsplit("-", 1)[0] in ours or (scope is not None and o.client_id not in scope):
             continue
         out.append({"kind": "order_only_on_main", "order_id": oid, "client_order_id": o.client_order_id,
                     "client_id": o.client_id, "symbol": o.symbol, "local": None, "main": o.status.value,
-                    "detail": "open on main, unknown to the local book (placed elsewhere)"})
+                    "detail": "open on main, unknown to the local book (placed elsewhere)",
+                    "next_step": "review it: the local book now shows main's orders"})
     return out
+
+
+_REFRESH = "take main's book again: lifeboat sync bod"
 
 
 def mirror_mismatches(local: dict, snap: wire.BodSnapshot) -> list[dict]:
@@ -220,15 +255,16 @@ def mirror_mismatches(local: dict, snap: wire.BodSnapshot) -> list[dict]:
             if local["positions"].get(key) != main_pos.get(key):
                 out.append({"kind": "mirror_position", "client_id": key[0], "symbol": key[2],
                             "local": local["positions"].get(key), "main": main_pos.get(key),
-                            "detail": "the local book still differs from main after the refresh"})
+                            "detail": "the local book still differs from main after the refresh",
+                            "next_step": _REFRESH})
     main_open = {o.order_id for o in snap.open_orders}
     if set(local["open_orders"]) != main_open:
         out.append({"kind": "mirror_orders", "local": sorted(set(local["open_orders"]) - main_open),
                     "main": sorted(main_open - set(local["open_orders"])),
-                    "detail": "open orders differ from main after the refresh"})
+                    "detail": "open orders differ from main after the refresh", "next_step": _REFRESH})
     if local["trades"] != {t.trade_id for t in snap.trades}:
         out.append({"kind": "mirror_trades", "detail": "trades differ from main after the refresh",
-                    "local": len(local["trades"]), "main": len(snap.trades)})
+                    "local": len(local["trades"]), "main": len(snap.trades), "next_step": _REFRESH})
     return out
 
 
@@ -285,5 +321,7 @@ async def reconcile(store: Store, client: BackendClient, replay_result=None, *,
         "main": {"positions": len(snap.positions), "orders": len(main_orders), "open_orders": len(main_open),
                  "trades": len(snap.trades)},
     }
+    report["verdict"] = verdict(report)
+    report["headline"] = headline(report)
     report["id"] = await db(save_report, store, report)
     return report

@@ -68,7 +68,8 @@ class Recovery:
                                          mode=rt.mode, offload=True)
                 self.last_report = report
             log.info("automatic replay", extra={"event": "auto_replay", "status": result.status,
-                                                "processed": len(result.outcomes)})
+                                                "processed": len(result.outcomes),
+                                                "verdict": report["verdict"] if report else None})
             for cb in list(self.callbacks):
                 try:
                     cb(result, report)

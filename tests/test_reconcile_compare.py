@@ -77,3 +77,15 @@ def test_a_later_entry_on_the_same_position_and_out_of_scope_entries_are_not_jud
     main = [order("O2", "K-261130-000002")]
     assert journal_mismatches(entries, {KEY: 10}, main, {"C001"}) == []
     assert kinds(journal_mismatches(entries, {KEY: 10}, main, None)) == [("order_missing_on_main", "K-261130-000003")]
+
+
+def test_a_discarded_square_off_is_not_judged_against_main():
+    """A supervisor discarded it (moot, never sent): main keeping the position is not a mismatch.
+    A square-off the replay found moot (already flat) is judged: main must still be flat."""
+    discarded = {**entry(1, "SQUARE_OFF", "K-261130-000001", state="moot"),
+                 "reason": "discarded by super1 (was held: stale)"}
+    assert journal_mismatches([discarded], {KEY: 10}, [], {"C001"}) == []
+    found = journal_mismatches([{**entry(1, "SQUARE_OFF", "K-261130-000001", state="moot"),
+                                 "reason": "already flat on main"}], {KEY: 10}, [], {"C001"})
+    assert kinds(found) == [("not_flat", "K-261130-000001")]
+    assert found[0]["next_step"] == "square off again: lifeboat squareoff --client C001 --symbol INFY"

@@ -90,6 +90,8 @@ def test_held_entries_exit_6_then_release_and_discard(sim, cli_factory):
     res = cli("sync", "replay")
     assert res.returncode == 6, (res.stdout, res.stderr)
     assert "held for a supervisor" in res.stderr
+    report = cli("sync", "report", "--json")
+    assert report.returncode == 6 and report.json()["verdict"] == "held", report.stdout
     held = cli("sync", "held", "--json")
     assert held.returncode == 6 and [h["seq"] for h in held.json()] == seqs
     assert all("stale" in h["reason"] for h in held.json())
@@ -99,6 +101,7 @@ def test_held_entries_exit_6_then_release_and_discard(sim, cli_factory):
         cli("--password-stdin", "sync", "discard", str(s), "--json", stdin=PASSWORD + "\n").ok()
     again = cli("sync", "replay", "--json")
     assert again.returncode == 0, again.stderr
+    assert again.json()["verdict"] == "clean", again.json()["report"]["mismatches"]  # the discarded one is not judged
     states = {e["seq"]: e["state"] for e in again.json()["report"]["entries"]}
     assert states[seqs[0]] == "applied" and all(states[s] == "moot" for s in seqs[1:])
     svc = cli.service()

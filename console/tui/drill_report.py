@@ -15,23 +15,23 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from console.demo_report import TIMING_LABELS
+from sync.verdict import CLEAN, verdict
+from sync.verdict import headline as verdict_headline
 
 _STATE_STYLE = {"applied": "green", "moot": "dim", "rejected": "red", "conflict": "bold red",
                 "held": "bold yellow", "pending": "cyan", "sent": "cyan"}
 
 
 def headline(report: dict) -> str:
-    counts = ", ".join(f"{k} {v}" for k, v in (report.get("counts") or {}).items() if v) or "no entries"
-    agree = "local book EQUALS main" if report.get("local_equals_main") else "local book DIFFERS from main"
-    held = report.get("for_a_person") or 0
-    tail = f"; {held} held for a supervisor" if held else ""
+    """The verdict and the counts of what the screen lists below (sync/verdict.py: the
+    same words as `lifeboat sync report`); "equals" only when nothing is listed as differing."""
     return (f"Reconciliation #{report.get('id', '-')}  trading day {report.get('trading_date', '-')}  "
-            f"({report.get('user', '-')}): {counts}; {agree}{tail}")
+            f"({report.get('user', '-')}): {verdict_headline(report)}")
 
 
 def agrees(report: dict) -> bool:
-    """Both sides agree and nothing waits for a person."""
-    return bool(report.get("local_equals_main")) and not report.get("for_a_person") and not report.get("mismatches")
+    """Both sides agree and nothing waits for a person (the verdict is clean)."""
+    return verdict(report) == CLEAN
 
 
 def entries_table(report: dict, *, id: str = "recon-entries") -> DataTable:

@@ -1,0 +1,153 @@
+"""`lifeboat sync replay` and `sync report` say exactly what happened (issue 9, section 2).
+
+The seen case, rebuilt with real parts: main (a real mainsim on a persistent --db) is
+killed, the console squares off one position of a client in backup (journaled), main is
+restarted on the same --db, and positions of that client move on main: one before the
+replay (something the console could not see), one after the square-off reached main.
+`sync replay --json` once exited 0 under "local book equals main" above the rows saying
+otherwise.  Now: exit 6, verdict ``mismatches``, the not-flat finding with its next step
+(square off again), a headline that counts the rows and never says "equals" then; the
+same rules for `sync report`; and exit 0 / ``clean`` once main is flat again.  A replay
+whose lease another process holds exits 7 (busy), not 5.
+
+Real `lifeboat` subprocesses (tests/cli_env.py) against a real mainsim; the scene (login,
+BOD) is set in this process; main is moved over plain HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+
+from localstore import clock
+from sync.replay import lease_state, take_lease
+from tests.cli_env import PASSWORD, cli_factory  # noqa: F401 (fixture)
+from tests.replay_env import Main
+
+HEADLINE_PREFIX = "Reconciliation #"
+
+
+def _two_positions(main: Main, client_hint: str | None = None) -> tuple[str, dict, dict]:
+    """A client with two open equity positions (not NFO: quantity 1 is a valid order)."""
+    by_client: dict[str, list[dict]] = {}
+    for p in main.http.get("/positions").json():
+        if p["net_quantity"] and p["exchange"] != "NFO":
+            by_client.setdefault(p["client_id"], []).append(p)
+    for client in sorted(by_client):
+        rows = by_client[client]
+        symbols = {p["symbol"] for p in rows}
+        if len(symbols) >= 2 and (client_hint is None or client == client_hint):
+            first = rows[0]
+            second = next(p for p in rows if p["symbol"] != first["symbol"])
+            return client, first, second
+    raise AssertionError("no client with two open equity positions in the demo book")
+
+
+def _buy_one(main: Main, p: dict, coid: str) -> None:
+    main.place(p["client_id"], p["exchange"], p["symbol"], "BUY", 1, p["product"], coid)
+
+
+def _headline_line(text: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(HEADLINE_PREFIX))
+
+
+def test_square_off_not_flat_after_main_moved_is_a_mismatch_with_a_next_step(sim, cli_factory):
+    cli = cli_factory(sim.url, user="super1")
+    cli.login().ok()
+    cli.bod_in_process()
+    main = Main(sim.url)
+    try:
+        client, squared, other = _two_positions(main)
+    finally:
+        main.close()
+
+    sim.kill()  # kill -9 of main; the console squares the position off in backup
+    so = cli("--password-stdin", "squareoff", "--client", client, "--symbol", squared["symbol"], "--yes", "--json",
+             stdin=PASSWORD + "\n").ok().json()
+    assert so["mode"] == "BACKUP" and so["legs"] and all(leg["outcome"] == "journaled" for leg in so["legs"])
+
+    sim.start()  # main is back on the same --db
+    main = Main(sim.url)
+    try:
+        other_before = main.net(client, other["exchange"], other["symbol"], other["product"])
+        _buy_one(main, other, "moved-while-blind-1")  # moved on main while the console could not see it
+
+        first = cli("sync", "replay", "--json")
+        body = first.json()
+        assert first.returncode == 6, (first.stdout, first.stderr)
+        assert body["verdict"] == "mismatches" and body["ok"] is False and body["exit_code"] == 6
+        report = body["report"]
+        assert report["verdict"] == "mismatches"
+        assert report["counts"]["applied"] >= 1 and report["for_a_person"] == 0
+        moved = [m for m in report["mismatches"] if m["kind"] == "position_differs"]
+        assert [(m["client_id"], m["symbol"], m["main"]) for m in moved] == [
+            (client, other["symbol"], other_before + 1)]
+        assert moved[0]["next_step"] == (f"if {client} should be flat, square off again: "
+                                         f"lifeboat squareoff --client {client} --symbol {other['symbol']}")
+        assert "equals" not in body["headline"] and "1 mismatch (position differs 1)" in body["headline"]
+        assert main.net(client, squared["exchange"], squared["symbol"], squared["product"]) == 0
+
+        _buy_one(main, squared, "moved-after-squareoff-1")  # the squared-off position moves on main again
+
+        second = cli("sync", "replay", "--json")
+        assert second.returncode == 6, (second.stdout, second.stderr)
+        body = second.json()
+        report = body["report"]
+        assert body["verdict"] == report["verdict"] == "mismatches"
+        not_flat = [m for m in report["mismatches"] if m["kind"] == "not_flat"]
+        assert [(m["client_id"], m["symbol"], m["product"], m["main"]) for m in not_flat] == [
+            (client, squared["symbol"], squared["product"], 1)]
+        assert "it moved on main after the square-off" in not_flat[0]["detail"]
+        assert not_flat[0]["next_step"] == (f"square off again: lifeboat squareoff --client {client} "
+                                            f"--symbol {squared['symbol']}")
+        assert len(report["mismatches"]) == 1  # the local book was refreshed by the first replay
+        assert body["headline"] == report["headline"]
+        assert body["headline"].startswith("MISMATCHES: applied ") and "1 mismatch (not flat 1)" in body["headline"]
+        assert "equals" not in body["headline"].lower()
+
+        # `sync report` judges the stored report by the same rules, in text and in JSON
+        rep = cli("sync", "report", "--json")
+        assert rep.returncode == 6 and rep.json()["verdict"] == "mismatches" and rep.json()["id"] == report["id"]
+        text = cli("sync", "report")
+        assert text.returncode == 6
+        line = _headline_line(text.stdout)
+        assert "MISMATCHES" in line and "not flat 1" in line and "equals" not in line.lower(), line
+        assert "square off again" in text.stdout and "1 mismatch between the journal and main" in text.stderr
+
+        # the next step, taken: main is flat again and the same replay reads clean
+        cli("--password-stdin", "squareoff", "--client", client, "--symbol", squared["symbol"], "--yes",
+            stdin=PASSWORD + "\n").ok()
+        assert main.net(client, squared["exchange"], squared["symbol"], squared["product"]) == 0
+        clean = cli("sync", "replay", "--json")
+        assert clean.returncode == 0, (clean.stdout, clean.stderr)
+        body = clean.json()
+        assert body["verdict"] == body["report"]["verdict"] == "clean" and body["ok"] is True
+        assert body["report"]["mismatches"] == []
+        assert body["headline"].startswith("CLEAN: applied ") and body["headline"].endswith("local book equals main")
+        rep = cli("sync", "report", "--json")
+        assert rep.returncode == 0 and rep.json()["verdict"] == "clean"
+    finally:
+        main.close()
+
+
+def test_replay_lease_held_by_another_process_is_busy_exit_7(sim, cli_factory):
+    cli = cli_factory(sim.url, user="super1")
+    cli.login().ok()
+    cli.bod_in_process()
+    svc = cli.service()
+    try:  # another live process on this host holds the lease (this test's own process)
+        holder = f"{svc.store.console_id}/{os.getpid()}@{socket.gethostname()}"
+        taken, _, _ = take_lease(svc.store, holder, ttl_s=timedelta(minutes=5).total_seconds(), now=clock.utcnow())
+        assert taken
+        res = cli("sync", "replay", "--json")
+        assert res.returncode == 7, (res.stdout, res.stderr)
+        body = res.json()
+        assert body["ok"] is False and body["verdict"] == "busy" and body["exit_code"] == 7
+        assert body["error"]["code"] == "busy" and body["error"]["error_id"]
+        assert body["error"]["message"].startswith("busy: another process holds the replay; try again")
+        assert holder in body["error"]["message"] and body["report"] is None
+        text = cli("sync", "replay")
+        assert text.returncode == 7 and "busy: another process holds the replay; try again" in text.stderr
+        assert lease_state(svc.store)["holder"] == holder  # untouched
+    finally:
+        svc.close()
