@@ -151,3 +151,43 @@ def test_replay_lease_held_by_another_process_is_busy_exit_7(sim, cli_factory):
         assert lease_state(svc.store)["holder"] == holder  # untouched
     finally:
         svc.close()
+
+
+def _report(**over) -> dict:
+    base = {"id": 3, "trading_date": "2026-01-05", "user": "super1", "created_at": "2026-01-05T04:00:00+00:00",
+            "replay": {"status": "done"}, "counts": {"applied": 28, "moot": 0, "rejected": 0, "conflict": 0,
+                                                     "held": 0, "pending": 0, "sent": 0},
+            "for_a_person": 0, "entries": [], "mismatches": [], "local_equals_main": True}
+    return {**base, **over}
+
+
+SEEN = [{"kind": "not_flat", "client_id": "C1001", "symbol": "POWERGRID", "expected": 0, "main": 1},
+        {"kind": "position_differs", "client_id": "C1001", "symbol": "TCS", "local": 5, "main": 6},
+        {"kind": "position_differs", "client_id": "C1002", "symbol": "ITC", "local": 0, "main": 3}]
+
+
+def test_the_screens_headline_counts_the_rows_and_never_says_equals_over_them():
+    """The TUI's report screen and the replay screen draw this headline (console/tui/drill_report.py)."""
+    from console.tui.drill_report import agrees, headline
+
+    seen = _report(mismatches=SEEN)  # local_equals_main is true: the refreshed mirror equals main
+    line = headline(seen)
+    assert "equals" not in line.lower() and not agrees(seen), line
+    assert "MISMATCHES: applied 28; 3 mismatches (not flat 1, position differs 2)" in line
+    held = _report(counts={**seen["counts"], "held": 1}, for_a_person=1)
+    assert "HELD: applied 28, held 1; 1 entry held for a supervisor" in headline(held) and not agrees(held)
+    clean = _report()
+    assert headline(clean).endswith("CLEAN: applied 28; no mismatches: main holds what the journal meant and the "
+                                    "local book equals main") and agrees(clean)
+
+
+def test_verdict_is_one_of_the_documented_ones_in_their_order():
+    from sync.verdict import verdict
+
+    assert verdict(None, "busy") == "busy"
+    assert verdict(_report(replay={"status": "stopped"})) == "incomplete"
+    assert verdict(_report(counts={"applied": 1, "pending": 2})) == "incomplete"
+    assert verdict(_report(for_a_person=1, counts={"conflict": 1}, mismatches=SEEN)) == "held"
+    assert verdict(_report(mismatches=SEEN, counts={"applied": 1, "rejected": 1})) == "mismatches"
+    assert verdict(_report(counts={"applied": 1, "rejected": 1})) == "rejected"
+    assert verdict(_report(counts={"applied": 1, "moot": 2})) == "clean"
