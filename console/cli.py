@@ -7,18 +7,155 @@ imports Textual.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from console.exitcodes import ExitCode
 
+try:  # typer 0.2x carries its own copy of click; its exceptions are not click's
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover - older typer on the real click
+    from click import exceptions as _click_errors
+
+# ends a command normally (typer's Exit/Abort; click's too, for an older typer on the real click)
+_PASS_THROUGH = tuple({typer.Exit, typer.Abort, getattr(_click_errors, "Exit", typer.Exit),
+                       getattr(_click_errors, "Abort", typer.Abort)})
+
+# The global options, as `lifeboat [GLOBALS] COMMAND` takes them; also accepted after the command.
+GLOBAL_VALUE_OPTIONS = ("--backend", "--dr-backend", "--home", "--user")
+GLOBAL_FLAG_OPTIONS = ("--password-stdin",)
+_JSON_WANTED = "lifeboat.json"  # ctx.meta key: the command was given --json
+
+
+def _own_option(command, name: str):
+    """The option of ``command`` spelled ``name``, or None."""
+    for p in getattr(command, "params", ()):
+        if getattr(p, "param_type_name", "") == "option" and (name in p.opts or name in p.secondary_opts):
+            return p
+    return None
+
+
+def hoist_global_options(group, ctx, args: list[str]) -> tuple[list[str], bool]:
+    """Move the global options typed after the command (``lifeboat sync bod --user u``)
+    to just before it, where the top-level parser reads them; also tell whether the
+    command itself was given ``--json``.  The walk follows the command path
+    (``order place``) and skips the values of the command's own options, so a value is
+    never taken for an option; everything after ``--`` is left alone."""
+    out: list[str] = []
+    hoisted: list[str] = []
+    command, at_top, insert_at, wants_json = group, True, None, False
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            out.extend(args[i:])
+            break
+        name, eq, _ = token.partition("=")
+        if token.startswith("-") and token != "-":
+            own = _own_option(command, name)
+            if own is None and not at_top and name in GLOBAL_VALUE_OPTIONS + GLOBAL_FLAG_OPTIONS:
+                take = 2 if name in GLOBAL_VALUE_OPTIONS and not eq else 1
+                hoisted.extend(args[i:i + take])
+                i += take
+                continue
+            if own is not None and not own.is_flag and not getattr(own, "count", False) and not eq:
+                out.extend(args[i:i + 1 + own.nargs])  # the option and its value(s), whatever they look like
+                i += 1 + own.nargs
+                continue
+            wants_json = wants_json or (own is not None and name == "--json")
+            out.append(token)
+            i += 1
+            continue
+        out.append(token)
+        i += 1
+        sub = command.get_command(ctx, token) if isinstance(command, TyperGroup) else None
+        if sub is None:
+            if isinstance(command, TyperGroup):  # not a command: the parser will say so
+                out.extend(args[i:])
+                break
+            continue  # an argument of the command
+        if insert_at is None:
+            insert_at = len(out) - 1
+        command, at_top = sub, False
+    if hoisted:
+        out[insert_at:insert_at] = hoisted
+    return out, wants_json
+
+
+def _usage_reason(exc) -> str:
+    return {"MissingParameter": "missing_option", "NoSuchOption": "unknown_option", "BadParameter": "bad_value",
+            "BadOptionUsage": "bad_option", "BadArgumentUsage": "bad_argument"}.get(type(exc).__name__, "usage")
+
+
+def emit_error_json(code: ExitCode, reason: str, message: str, error_id: str | None) -> None:
+    """The one JSON object a --json command prints for a failure (CONTRACT.md)."""
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps({"ok": False, "error": {
+        "code": code.name.lower(), "exit_code": int(code), "reason": reason, "message": message,
+        "error_id": error_id}}) + "\n")
+    sys.stdout.flush()
+
+
+class LifeboatGroup(TyperGroup):
+    """The top-level command: global options after the command, and one error boundary.
+
+    Failures inside a command's service work are answered by console.cmd_book.run;
+    this catches what happens around it: a flag or value the parser refuses (exit 2)
+    and anything unforeseen (exit 1, never a traceback).  With --json either one is
+    also one JSON object on stdout."""
+
+    def parse_args(self, ctx, args):
+        args, wants_json = hoist_global_options(self, ctx, list(args))
+        ctx.meta[_JSON_WANTED] = wants_json
+        try:
+            return super().parse_args(ctx, args)
+        except _click_errors.ClickException as exc:
+            if wants_json:
+                emit_error_json(ExitCode.USAGE, _usage_reason(exc), exc.format_message(), None)
+            raise
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except _PASS_THROUGH:
+            raise
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # stdout closed by a pager or `head`: typer's own handling
+                raise
+            self._unexpected(ctx, exc)
+        except _click_errors.ClickException as exc:
+            if ctx.meta.get(_JSON_WANTED):
+                emit_error_json(ExitCode.USAGE, _usage_reason(exc), exc.format_message(), None)
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last boundary: a message and exit 1, not a traceback
+            self._unexpected(ctx, exc)
+
+    @staticmethod
+    def _unexpected(ctx, exc: BaseException):
+        from console import eventlog
+
+        error_id = eventlog.log_error("command_failed", exc)
+        message = f"unexpected error: {type(exc).__name__}: {str(exc)[:300]}"
+        if ctx.meta.get(_JSON_WANTED):
+            emit_error_json(ExitCode.UNEXPECTED, "unexpected", message, error_id)
+        typer.echo(f"lifeboat: {message} [{error_id}]", err=True)
+        raise typer.Exit(ExitCode.UNEXPECTED) from None
+
+
 app = typer.Typer(
     name="lifeboat",
-    help="Backup trading console: mirrors the main system, fails over to a local book, replays exactly once.",
+    cls=LifeboatGroup,
+    help="Backup trading console: mirrors the main system, fails over to a local book, replays exactly once.\n\n"
+         "The global options (--backend, --dr-backend, --home, --user, --password-stdin) go before or after "
+         "the command: `lifeboat --user dealer1 sync bod` and `lifeboat sync bod --user dealer1` are the same.",
     no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -31,6 +168,8 @@ class Globals:
     home: Path | None
     user: str | None
     password_stdin: bool
+    dr_backend: str | None = None  # accepted and kept; nothing uses it yet
+    as_json: bool = False  # the command was given --json: failures are JSON on stdout too
     password: str | None = None  # read ahead from stdin by _start_password_check
     early: object = None  # localstore.verifier.EarlyCheck
 
@@ -53,15 +192,64 @@ def _start_password_check(g: Globals) -> None:
         g.early = start_check_from_file(store_path(g.home), g.user, g.password)
 
 
+_MAX_URL = 2048
+
+
+def _check_url(value: str | None) -> str | None:
+    """A base URL httpx can use: http(s), a host name DNS can carry, a port in range."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    shown = value if len(value) <= 60 else value[:40] + f"... ({len(value)} characters)"
+    if len(value) > _MAX_URL:
+        raise typer.BadParameter(f"{shown} is too long for a URL (at most {_MAX_URL} characters)")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError as exc:
+        raise typer.BadParameter(f"{shown} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter(f"{shown} is not an http:// or https:// URL with a host")
+    host = parts.hostname
+    if len(host) > 253 or any(not 0 < len(label) <= 63 for label in host.rstrip(".").split(".")):
+        raise typer.BadParameter(f"{shown}: the host name is not valid (labels of 1-63 characters, 253 in all)")
+    return value
+
+
+def _check_user(value: str | None) -> str | None:
+    if value is not None and not 0 < len(value) <= 64:
+        raise typer.BadParameter("a user id has 1 to 64 characters")
+    return value
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"lifeboat {version('lifeboat')}")
+        except PackageNotFoundError:
+            typer.echo("lifeboat (version unknown: not installed as a package)")
+        raise typer.Exit(ExitCode.OK)
+
+
 @app.callback(invoke_without_command=True)
 def main_callback(
     ctx: typer.Context,
-    backend: Optional[str] = typer.Option(None, "--backend", envvar="LIFEBOAT_BACKEND_URL", help="Main backend base URL."),
+    backend: Optional[str] = typer.Option(None, "--backend", envvar="LIFEBOAT_BACKEND_URL", callback=_check_url,
+                                          help="Main backend base URL."),
+    dr_backend: Optional[str] = typer.Option(None, "--dr-backend", envvar="LIFEBOAT_DR_BACKEND_URL",
+                                             callback=_check_url,
+                                             help="DR site base URL (accepted and kept; not used yet)."),
     home: Optional[Path] = typer.Option(None, "--home", envvar="LIFEBOAT_HOME", help="Data directory (store, logs, config)."),
-    user: Optional[str] = typer.Option(None, "--user", envvar="LIFEBOAT_USER", help="User id."),
+    user: Optional[str] = typer.Option(None, "--user", envvar="LIFEBOAT_USER", callback=_check_user, help="User id."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+    version: bool = typer.Option(False, "--version", is_eager=True, expose_value=False, callback=_version,
+                                 help="Print the version and exit."),
 ) -> None:
-    ctx.obj = Globals(backend=backend, home=home, user=user, password_stdin=password_stdin)
+    ctx.obj = Globals(backend=backend, home=home, user=user, password_stdin=password_stdin, dr_backend=dr_backend,
+                      as_json=bool(ctx.meta.get(_JSON_WANTED)))
     if ctx.invoked_subcommand is None:
         import sys
 
@@ -143,7 +331,8 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
 
 @app.command()
 def agent(ctx: typer.Context) -> None:
-    """The console's runtime with no screen: live mirror (failure detector and replay come later)."""
+    """The console's runtime with no screen: the live mirror of your book, the failure detector
+    (ONLINE, SUSPECT, BACKUP, RECOVERING) and, once main is back, the automatic journal replay."""
     from console import cmd_book
 
     raise typer.Exit(cmd_book.agent(ctx.obj))
@@ -237,6 +426,8 @@ ProductChoice = Enum("ProductChoice", {"MIS": "MIS", "NRML": "NRML", "CNC": "CNC
 TypeChoice = Enum("TypeChoice", {"MARKET": "MARKET", "LIMIT": "LIMIT", "SL": "SL", "SL_M": "SL-M"}, type=str)
 ValidityChoice = Enum("ValidityChoice", {"DAY": "DAY", "IOC": "IOC"}, type=str)
 ExchangeChoice = Enum("ExchangeChoice", {"NSE": "NSE", "BSE": "BSE", "NFO": "NFO"}, type=str)
+ModeAction = Enum("ModeAction", {"show": "show", "force": "force", "auto": "auto"}, type=str)
+ForcedMode = Enum("ForcedMode", {"ONLINE": "ONLINE", "BACKUP": "BACKUP", "RECOVERING": "RECOVERING"}, type=str)
 
 
 @app.command()
@@ -342,14 +533,16 @@ def killswitch(
 @app.command()
 def mode(
     ctx: typer.Context,
-    what: str = typer.Argument("show", help="show, force, or auto."),
-    target: Optional[str] = typer.Argument(None, help="With force: ONLINE, BACKUP or RECOVERING."),
+    what: ModeAction = typer.Argument("show", case_sensitive=False, help="show, force, or auto."),
+    target: Optional[ForcedMode] = typer.Argument(None, case_sensitive=False,
+                                                  help="With force: ONLINE, BACKUP or RECOVERING."),
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Show the mode, or (supervisor, audited) force one / go back to automatic."""
     from console import cmd_trade
 
-    raise typer.Exit(cmd_trade.mode(ctx.obj, what=what, target=target, as_json=as_json))
+    raise typer.Exit(cmd_trade.mode(ctx.obj, what=what.value if isinstance(what, Enum) else what,
+                                    target=target.value if isinstance(target, Enum) else target, as_json=as_json))
 
 
 @app.command()
@@ -384,7 +577,7 @@ app.add_typer(audit_app, name="audit")
 
 @audit_app.command("verify")
 def audit_verify(ctx: typer.Context) -> None:
-    """Check the audit chain: exit 0 when intact, 1 naming the first bad row."""
+    """Check the audit chain: exit 0 when intact, 8 (integrity) naming the first bad row."""
     from console.cmd_audit import verify_command
 
     raise typer.Exit(verify_command(ctx.obj.home if ctx.obj else None))

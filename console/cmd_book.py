@@ -50,6 +50,7 @@ out = _LazyConsole(highlight=False)
 
 class UsageProblem(ServiceError):
     exit_code = ExitCode.USAGE
+    code = "usage"  # the JSON error's reason
 
 
 def read_password(g, *, required: bool = True) -> str | None:
@@ -66,11 +67,49 @@ def read_password(g, *, required: bool = True) -> str | None:
     raise UsageProblem("no password: pass --password-stdin (scripts) or run on a terminal")
 
 
-def run(g, action: Callable[[Service], Any]) -> int:
-    """Run one command: build the service, set up logs, map errors to exit codes."""
-    service = Service(backend_url=g.backend, home=g.home, user=g.user)
+def _data_dir(home) -> "Path":
+    """The data directory, made if need be (localstore.paths.data_dir), with its logs
+    directory: else a usage error naming it, since --home or LIFEBOAT_HOME is the
+    person's own input (a file there, a parent that cannot be created ...)."""
+    from pathlib import Path
+
+    from localstore.paths import data_dir
+
     try:
-        eventlog.setup(service.data_dir / "logs")
+        path = data_dir(home)
+        (path / "logs").mkdir(exist_ok=True)
+        return path
+    except OSError as exc:
+        where = Path(home) if home is not None else Path(exc.filename or "the data directory")
+        why = "it is a file, not a directory" if where.is_file() else (exc.strerror or type(exc).__name__)
+        raise UsageProblem(f"cannot use {where} as the data directory: {why} (see --home / LIFEBOAT_HOME)") from None
+
+
+def _reason_of(exc: BaseException, problem: ServiceError) -> str:
+    """A machine-readable reason beside the exit code: the rule or the backend's code when
+    one is known, else the kind of failure."""
+    import re
+
+    for source in (problem, exc, exc.__cause__):
+        code = getattr(source, "code", None) or getattr(source, "kind", None)
+        if isinstance(code, str) and code:
+            return code
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(problem).__name__).lower()
+
+
+def run(g, action: Callable[[Service], Any]) -> int:
+    """Run one command: build the service, set up logs, map errors to exit codes.
+
+    This is the error boundary of every service command: a failure is one short line on
+    stderr with an error id (the same id is in the JSON log) and the documented exit
+    code; with --json it is also one ``{"ok": false, "error": {...}}`` object on stdout."""
+    service = None
+    logging_ready = False
+    try:
+        logs = _data_dir(g.home) / "logs"
+        service = Service(backend_url=g.backend, home=g.home, user=g.user)
+        eventlog.setup(logs)
+        logging_ready = True
         eventlog.set_context(user=g.user)
         result = action(service)
         if asyncio.iscoroutine(result):
@@ -80,12 +119,18 @@ def run(g, action: Callable[[Service], Any]) -> int:
         return 130
     except Exception as exc:  # every failure ends as a message and an exit code, never a traceback
         problem = translate(exc)
-        error_id = eventlog.log_error("command_failed", exc)
-        code = problem.exit_code if isinstance(problem, ServiceError) else ExitCode.UNEXPECTED
-        err.print(f"lifeboat: {problem.message} [{error_id}]", markup=False)
+        # an id only for a line really logged: before the log is set up there is none to point to
+        error_id = eventlog.log_error("command_failed", exc) if logging_ready else None
+        code = ExitCode(problem.exit_code) if isinstance(problem, ServiceError) else ExitCode.UNEXPECTED
+        if getattr(g, "as_json", False):
+            from console.cli import emit_error_json
+
+            emit_error_json(code, _reason_of(exc, problem), problem.message, error_id)
+        err.print(f"lifeboat: {problem.message}" + (f" [{error_id}]" if error_id else ""), markup=False)
         return int(code)
     finally:
-        service.close()
+        if service is not None:
+            service.close()
 
 
 def emit_json(data: Any) -> None:
@@ -116,8 +161,11 @@ def login(g) -> int:
 
 def logout(g) -> int:
     def action(svc: Service):
-        user = svc.logout()
-        err.print(f"Logged out {user}: token removed from the keyring", markup=False)
+        user, token = svc.logout()
+        what = {"removed": "token removed from the keyring",
+                "none": "no saved token in the keyring (nothing to remove)",
+                "no_keyring": "no keyring on this machine, so no token was kept (nothing to remove)"}[token]
+        err.print(f"Logged out {user}: {what}", markup=False)
         return 0
 
     return run(g, action)

@@ -30,16 +30,52 @@ from console.service import ActionResult, Service
 _ACK_PAUSE_ENV = "LIFEBOAT_TEST_ACK_PAUSE"  # TEST ONLY (tests/test_backup_crash.py); never set in production
 
 
+_MAX_PRICE = Decimal("1000000000")  # far above any listed price; the wire carries prices as JSON numbers
+_MAX_PRICE_DECIMALS = 4  # the finest tick listed is 0.0025
+
+
+def _shown(value: str) -> str:
+    return repr(value) if len(value) <= 40 else f"{value[:20]!r}... ({len(value)} characters)"
+
+
 def _decimal(value: str | None, flag: str) -> Decimal | None:
     if value is None:
         return None
     try:
         d = Decimal(value)
     except InvalidOperation:
-        raise UsageProblem(f"{flag} {value!r} is not a number") from None
+        raise UsageProblem(f"{flag} {_shown(value)} is not a number") from None
     if not d.is_finite() or d <= 0:
-        raise UsageProblem(f"{flag} must be a positive number, not {value}")
+        raise UsageProblem(f"{flag} must be a positive number, not {_shown(value)}")
+    if d > _MAX_PRICE:
+        raise UsageProblem(f"{flag} {_shown(value)} is out of range (at most {_MAX_PRICE:,})")
+    if d.as_tuple().exponent < -_MAX_PRICE_DECIMALS:
+        raise UsageProblem(f"{flag} {_shown(value)} has more than {_MAX_PRICE_DECIMALS} decimal places")
     return d
+
+
+def _text(value: str | None, flag: str, longest: int) -> str | None:
+    """An id or a symbol as typed: not empty, not longer than the wire allows."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise UsageProblem(f"{flag} is empty")
+    if len(value) > longest:
+        raise UsageProblem(f"{flag} {_shown(value)} is too long (at most {longest} characters)")
+    return value
+
+
+def _price_flags(order_type: str, price: Decimal | None, trigger: Decimal | None) -> None:
+    """Which of --price and --trigger an order type takes (the same rules as main's)."""
+    needs_price, needs_trigger = order_type in ("LIMIT", "SL"), order_type in ("SL", "SL-M")
+    if needs_price and price is None:
+        raise UsageProblem(f"--type {order_type} needs --price")
+    if needs_trigger and trigger is None:
+        raise UsageProblem(f"--type {order_type} needs --trigger")
+    if price is not None and not needs_price:
+        raise UsageProblem(f"--type {order_type} takes no --price")
+    if trigger is not None and not needs_trigger:
+        raise UsageProblem(f"--type {order_type} takes no --trigger")
 
 
 def _positive(value: int | None, flag: str) -> int | None:
@@ -106,6 +142,8 @@ def _print_legs(res: ActionResult) -> None:
 def squareoff(g, *, client: str | None, symbol: str | None, all_: bool, dry_run: bool, yes: bool, as_json: bool,
               keep_orders: bool) -> int:
     def action(svc: Service):
+        _text(client, "--client", 32)
+        _text(symbol, "--symbol", 40)
         if bool(client) == bool(all_):
             raise UsageProblem("give either --client C (optionally with --symbol S) or --all")
         if symbol and not client:
@@ -142,13 +180,16 @@ def place(g, *, client: str, exchange: str, symbol: str, side: str, quantity: in
         from backend_client.enums import OrderType, Side
         from sync.policy import OrderTicket
 
+        _text(client, "--client", 32)
+        _text(symbol, "--symbol", 40)
         _positive(quantity, "--quantity")
         if disclosed is not None and disclosed < 0:
             raise UsageProblem("--disclosed must not be negative")
+        p, t = _decimal(price, "--price"), _decimal(trigger, "--trigger")
+        _price_flags(order_type.upper(), p, t)
         ticket = OrderTicket(client_id=client, exchange=exchange.upper(), symbol=symbol.upper(),
                              side=Side(side.upper()), quantity=quantity, product=product.upper(),
-                             order_type=OrderType(order_type.upper()), price=_decimal(price, "--price"),
-                             trigger_price=_decimal(trigger, "--trigger"))
+                             order_type=OrderType(order_type.upper()), price=p, trigger_price=t)
         _confirm(yes, f"{ticket.side.value} {quantity} {ticket.symbol} for {client}")
 
         async def go():
@@ -163,6 +204,8 @@ def place(g, *, client: str, exchange: str, symbol: str, side: str, quantity: in
 
 
 def _order_ref(order_id: str | None, client_order_id: str | None) -> None:
+    _text(order_id, "--order-id", 64)
+    _text(client_order_id, "--client-order-id", 64)
     if bool(order_id) == bool(client_order_id):
         raise UsageProblem("give exactly one of --order-id or --client-order-id")
 

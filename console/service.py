@@ -596,14 +596,16 @@ class Service(TradingMixin):
         log.info("login", extra={"event": "login", "user_id": user_id, "keyring_kept": kept})
         return LoginResult(session.user, kept, grant.claims.valid_until, store.console_id)
 
-    def logout(self) -> str:
+    def logout(self) -> tuple[str, str]:
+        """Forget the saved token: (user, what happened to the token: "removed", "none"
+        or "no_keyring", localstore.secrets.delete_token)."""
         from localstore import audit, secrets
 
         user = self.current_user()
-        secrets.delete_token(user)
+        token = secrets.delete_token(user)
         with self.store.write() as s:
-            audit.append(s, user_id=user, mode="ONLINE", action="logout", payload={})
-        return user
+            audit.append(s, user_id=user, mode="ONLINE", action="logout", payload={"keyring": token})
+        return user, token
 
     # ------------------------------------------------------------------ BOD
 

@@ -80,14 +80,19 @@ def load_token(user_id: str) -> str | None:
         return None
 
 
-def delete_token(user_id: str) -> None:
-    """Forget the token (logout).  Missing token or backend is not an error."""
+def delete_token(user_id: str) -> str:
+    """Forget the token (logout).  Missing token or backend is not an error; the answer
+    says which it was, so nobody is told a token was removed when none was kept:
+    "removed", "none" (no token kept for the user) or "no_keyring"."""
     from keyring.errors import KeyringError, PasswordDeleteError
 
     backend = _usable_backend()
     if backend is None:
-        return
+        return "no_keyring"
     try:
+        if backend.get_password(SERVICE, user_id) is None:  # some backends delete nothing without a word
+            return "none"
         backend.delete_password(SERVICE, user_id)
     except (PasswordDeleteError, KeyringError):
-        pass
+        return "none"
+    return "removed"

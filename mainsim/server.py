@@ -168,6 +168,12 @@ def serve(host: str = "127.0.0.1", port: int = 8700, db: Path = Path("mainsim.db
           activity: float = 0.0, tick_ms: int = 500, trading_date: date | None = None,
           retention: int = 200_000) -> int:
     """Run mainsim until SIGTERM/SIGINT.  Returns the process exit code."""
+    import warnings
+
+    # FastAPI's body parameter under pydantic >= 2.12: a known false positive (pydantic#12356) printed
+    # at the first POST; the schema and the validation are unchanged.  Only this exact warning is hidden.
+    warnings.filterwarnings("ignore", message=r"The 'alias' attribute with value 'body' was provided",
+                            category=UserWarning)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     cfg = SimConfig(host=host, port=port, db=Path(db), seed=seed, heartbeat_ms=heartbeat_ms,

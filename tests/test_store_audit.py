@@ -1,6 +1,6 @@
 """Audit chain: intact chains verify; edit, delete (middle and tail), insert and
 reorder are each found at the right row; secrets never reach the log; the CLI
-`lifeboat audit verify` exits 0 / 1 and names the row.
+`lifeboat audit verify` exits 0 / 8 (integrity) and names the row.
 
 Tampering is done the way an intruder would: raw SQL on the real SQLite file."""
 
@@ -205,6 +205,6 @@ def test_cli_audit_verify_intact_then_broken(chain):
     assert "intact: 8 rows" in proc.stdout
     _sql(chain, "UPDATE audit_log SET action = 'nothing_to_see' WHERE id = 6")
     proc = _cli(chain.parent)
-    assert proc.returncode == 1
+    assert proc.returncode == 8  # integrity (CONTRACT.md), not "unexpected"
     assert proc.stderr.startswith("audit chain broken at row 6: ")
     assert "Traceback" not in proc.stderr

@@ -166,7 +166,7 @@ def test_cli_audit_verify_on_corrupt_store_exits_nonzero_without_traceback(tmp_p
     _corrupt(path)
     before = _fingerprint(path)
     proc = _run_cli("--home", str(tmp_path), "audit", "verify")
-    assert proc.returncode == 1
+    assert proc.returncode == 8  # integrity: the store failed its check
     assert "corrupt" in proc.stderr and str(path.resolve()) in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert _fingerprint(path) == before
@@ -176,7 +176,7 @@ def test_cli_audit_verify_on_non_sqlite_and_missing_store(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "lifeboat.db").write_text("not a database")
     proc = _run_cli("--home", str(tmp_path / "a"), "audit", "verify")
-    assert proc.returncode == 1 and "not a SQLite database" in proc.stderr and "Traceback" not in proc.stderr
-    proc = _run_cli("--home", str(tmp_path / "b"), "audit", "verify")
-    assert proc.returncode == 1 and "no local store" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 8 and "not a SQLite database" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _run_cli("--home", str(tmp_path / "b"), "audit", "verify")  # nothing to verify there: usage
+    assert proc.returncode == 2 and "no local store" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "b" / "lifeboat.db").exists()
