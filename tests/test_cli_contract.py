@@ -187,3 +187,13 @@ def test_lifeboat_sim_prints_no_pydantic_warning(tmp_path):
         proc.terminate()
         _, stderr = proc.communicate(timeout=20)
     assert "Warning" not in stderr and "pydantic" not in stderr, stderr
+
+
+def test_readme_exit_code_table_is_the_enum():
+    from console.exitcodes import ExitCode
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("| exit code | meaning |", 1)[1].split("\n\n", 1)[0]
+    codes = [int(line.split("|")[1]) for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert codes == [int(c) for c in ExitCode]
+    assert "busy" in table and "integrity" in table
