@@ -344,11 +344,14 @@ async def _positions(sim, tmp_path):
         assert flat["sell_average"] == price.quantize(Decimal("0.01"))
         assert flat["realised_pnl"] == ((price - avg) * qty).quantize(Decimal("0.01"))
         # the total line: every row's realised, unrealised and MTM summed, as shown
-        await pilot.pause(0.3)
+        def shown_total():
+            rows = [pos.row(k) for k in pos.keys()]
+            sums = {f: sum(Decimal(r[f]) for r in rows) for f in ("mtm", "realised_pnl", "unrealised_pnl")}
+            return pos.summary and all(pos.summary[f] == v for f, v in sums.items()) and rows
+
+        rows = await wait_for(pilot, shown_total, what="the total line to sum the rows shown")
         total = pos.summary
-        rows = [pos.row(k) for k in pos.keys()]
         assert total["client_id"] == "Total"
-        assert total["mtm"] == sum(Decimal(r["mtm"]) for r in rows)
         assert total["realised_pnl"] == sum(Decimal(r["realised_pnl"]) for r in rows)
         assert pos.visible_text()[-1].startswith("Total")
         # the order book: exchange, product, trigger, average traded price, time

@@ -56,7 +56,7 @@ APP_KEYS: tuple[Key, ...] = (
 # `lifeboat demo` only (console/tui/drill.py): stage an outage through mainsim's fault
 # control; the same key ends it.  Not in ALL_KEYS: the real console has no such key.
 DEMO_KEYS: tuple[Key, ...] = (
-    Key("outage", "ctrl+o", "outage", "Demo: stage / end outage", priority=True),
+    Key("outage", "ctrl+o", "outage", "Demo: stage / end outage", priority=True, short="Outage"),
 )
 
 ALL_KEYS: tuple[Key, ...] = DESK_KEYS + APP_KEYS

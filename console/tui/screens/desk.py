@@ -15,8 +15,10 @@ import asyncio
 import gc
 from decimal import Decimal
 
-from textual import work
+from rich.style import Style
+from textual import on, work
 from textual.app import ComposeResult
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Static
 
@@ -25,7 +27,7 @@ from console.tui.feed import position_key
 from console.tui.messages import BookLoaded, JournalLoaded, ModeChanged, ReplayProgress, StatusSampled
 from console.tui.widgets import panels
 from console.tui.widgets.banner import ModeBanner
-from console.tui.widgets.grid import BookGrid
+from console.tui.widgets.grid import BookGrid, Column
 from console.tui.widgets.keybar import KeyBar
 from console.tui.widgets.status_bar import StatusBar
 
@@ -37,11 +39,36 @@ PANELS = {
     "journal": ("Journal", panels.JOURNAL),
 }
 OPEN_STATUSES = ("OPEN", "TRIGGER_PENDING")
+# A square-off journaled and not yet on main, on its position's row: "SQ 50 pending" (the
+# quantity it was journaled for; "sent": sent, main's answer not yet read back).
+SQUAREOFF_COLUMN = Column("squareoff", "Square-off", 10, tone=lambda _v: Style(color="black", bgcolor="yellow"),
+                          fit=True, max_width=24)
+
+
+def with_squareoff_column(cols: list) -> list:
+    """The positions' columns with the square-off marker right after the net quantity."""
+    i = next((n + 1 for n, c in enumerate(cols) if c.key == "net_quantity"), len(cols))
+    return [*cols[:i], SQUAREOFF_COLUMN, *cols[i:]]
+
+
+def squareoff_marker(pending: dict | None) -> str | None:
+    if not pending:
+        return None
+    return f"SQ {pending.get('quantity') or '?'} {pending.get('state')}"
+
+
+class PendingSquareOffs(Message):
+    """Square-offs journaled and not yet on main, by position key (Service.pending_squareoffs)."""
+
+    def __init__(self, pending: dict) -> None:
+        super().__init__()
+        self.pending = pending
 
 
 class DeskScreen(Screen):
     BINDINGS = keymap.bindings(keymap.DESK_KEYS)
     DRAIN_FPS = 20  # the frame clock for live data: stage what arrived, repaint the rows it touched
+    TOTAL_EVERY = 0.5  # seconds between sums of the positions' total line while prices move
     PROGRESS_EVERY = 0.25  # seconds between looks at a running replay's progress (RECOVERING only)
     AUTO_FOCUS = None  # action_show focuses the visible panel (the default would pick the hidden watch grid)
     GRID = BookGrid  # the bench swaps in the stock DataTable (bench/bench_tui.py) for its baseline
@@ -49,6 +76,7 @@ class DeskScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.panel = "positions"
+        self.squareoffs: dict = {}  # position key -> the square-off journaled for it, not yet on main
         self.book = None
         self._resnapshots_seen = 0
         self.status: dict = {}
@@ -56,6 +84,7 @@ class DeskScreen(Screen):
         self._fills: dict[tuple, list] = {}  # the day's fills by position key (buy/sell averages)
         self._trade_ids: set[str] = set()
         self._positions: dict[tuple, object] = {}  # the newest wire position by key
+        self._total_due = False
 
     def compose(self) -> ComposeResult:
         yield ModeBanner(id="banner")
@@ -63,7 +92,7 @@ class DeskScreen(Screen):
         with ContentSwitcher(initial=f"grid-{self.panel}", id="panels"):
             for name, (_title, cols) in PANELS.items():
                 if name == "positions":  # LTP and MTM follow the ticks as live quotes
-                    yield self.GRID(cols, id=f"grid-{name}", quote_of=panels.position_quote,
+                    yield self.GRID(with_squareoff_column(cols), id=f"grid-{name}", quote_of=panels.position_quote,
                                     with_quote=panels.position_with_quote)
                 else:
                     yield self.GRID(cols, id=f"grid-{name}")
@@ -79,6 +108,7 @@ class DeskScreen(Screen):
         banner.mode = self.app.session.mode
         self.load_book()
         self.set_interval(1 / self.DRAIN_FPS, self.drain, name="desk-drain")
+        self.set_interval(self.TOTAL_EVERY, self._total_tick, name="desk-positions-total")
         self.set_interval(self.PROGRESS_EVERY, self._look_at_replay, name="desk-replay-progress")
         self.sample_status()
 
@@ -98,7 +128,9 @@ class DeskScreen(Screen):
     def _position_row(self, p) -> dict:
         key = position_key(p)
         self._positions[key] = p
-        return panels.position_row(p, self._tick(p.exchange, p.symbol), self._fills.get(key))
+        row = panels.position_row(p, self._tick(p.exchange, p.symbol), self._fills.get(key))
+        row["squareoff"] = squareoff_marker(self.squareoffs.get(key))
+        return row
 
     def on_book_loaded(self, msg: BookLoaded) -> None:
         book = self.book = msg.book
@@ -174,9 +206,14 @@ class DeskScreen(Screen):
             tg.stage(t.trade_id, panels.trade_row(t, self._tick(t.exchange, t.symbol)))
         for g in (watch, pos, og, tg):
             g.flush()
-        if positions or trades or (ticks and self.panel == "positions"):
-            self._show_total()
+        if positions or trades or ticks:
+            self._total_due = True  # drawn by the total's own timer: a sum over every row, so not every frame
         self.show_title()
+
+    def _total_tick(self) -> None:
+        if self._total_due:
+            self._total_due = False
+            self._show_total()
 
     def _show_total(self) -> None:
         """The positions' total line: realised, unrealised and MTM over every row at the
@@ -202,6 +239,7 @@ class DeskScreen(Screen):
         finally:
             self.app.call_from_thread(self._next_sample)
         self.post_message(StatusSampled(st))
+        self.post_message(PendingSquareOffs(self.app.session.service.pending_squareoffs()))
         if st.get("mode") != "ONLINE" or self.panel == "journal":
             self.post_message(JournalLoaded(self.app.session.service.journal_entries(limit=500)))
 
@@ -220,6 +258,20 @@ class DeskScreen(Screen):
         if rs != self._resnapshots_seen:
             self._resnapshots_seen = rs
             self.load_book()
+
+    @on(PendingSquareOffs)
+    def _pending_squareoffs(self, msg: PendingSquareOffs) -> None:
+        """Mark the positions with a square-off journaled and not yet on main (and unmark the rest)."""
+        before, self.squareoffs = self.squareoffs, msg.pending
+        g = self.grid("positions")
+        changed = False
+        for key in before.keys() | msg.pending.keys():
+            text = squareoff_marker(msg.pending.get(key))
+            if text != squareoff_marker(before.get(key)) and g.row(key) is not None:
+                g.stage(key, {"squareoff": text})
+                changed = True
+        if changed:
+            g.flush()
 
     def on_journal_loaded(self, msg: JournalLoaded) -> None:
         self.grid("journal").set_rows((e["seq"], panels.journal_row(e)) for e in msg.entries)
@@ -353,7 +405,8 @@ class DeskScreen(Screen):
         pos = self.cursor_position() if self.panel == "positions" else None
         client = (pos or {}).get("client_id") or self._ticket_defaults().get("client_id")
         self.app.push_screen(SquareOffScreen(position=pos, client_id=client,
-                                             clients=self.book.clients if self.book else []))
+                                             clients=self.book.clients if self.book else []),
+                             lambda _result: self.sample_status())  # the marker of what was just journaled
 
     def action_killswitch(self) -> None:
         from console.tui.screens.confirm import ConfirmScreen
