@@ -219,6 +219,8 @@ class DeskScreen(Screen):
         """The positions' total line: realised, unrealised and MTM over every row at the
         prices shown (live quotes applied)."""
         g = self.grid("positions")
+        if not hasattr(g, "set_summary"):  # the bench's stock-DataTable baseline has no total line
+            return
         if not g.row_count:
             g.set_summary(None)
             return
