@@ -146,9 +146,8 @@ def raw_commits(path: Path, rows: int) -> float:
 
 
 def p4(home: Path, rows: int, runs: int) -> None:
-    from datetime import date
-
     from backend_client.wire import OrderType, Side
+    from localstore import clock
     from localstore.db import open_store
     from sync import desk, journal
     from sync.policy import OrderTicket
@@ -161,7 +160,7 @@ def p4(home: Path, rows: int, runs: int) -> None:
                            "WHERE exchange IN ('NSE', 'BSE') AND net_quantity > 0").fetchall()
         con.execute("UPDATE client_limits SET max_order_value = 1000000000000")
     con.close()
-    actor = desk.Actor("super1", "supervisor", frozenset(), date.today())
+    actor = desk.Actor("super1", "supervisor", frozenset(), clock.today_ist())
     # orders spread over the book's positions (a dealer does not send thousands to one position)
     tickets = [OrderTicket(c, ex, sym, Side.BUY, 1, prod, OrderType.MARKET) for c, ex, sym, prod in keys]
     reset_journal(home / "lifeboat.db")
