@@ -462,6 +462,28 @@ class TradingMixin:
         with self.store.read() as s:
             return journal.entries(s, limit=limit, unfinished_only=unfinished_only)
 
+    def pending_squareoffs(self, client_id: str | None = None) -> dict[tuple, dict]:
+        """Square-offs journaled and not yet on main (pending or sent), by position
+        (client_id, exchange, symbol, product): the newest entry's ``seq``, every ``seqs``,
+        the ``quantity`` and ``side`` it was journaled for, and its ``state``."""
+        from localstore.core_tables import KIND_SQUARE_OFF, UNFINISHED_STATES
+        from localstore.core_tables import journal as j
+
+        q = (select(j.c.seq, j.c.client_id, j.c.exchange, j.c.symbol, j.c.product, j.c.state, j.c.payload)
+             .where(j.c.kind == KIND_SQUARE_OFF, j.c.state.in_(UNFINISHED_STATES)).order_by(j.c.seq))
+        if client_id is not None:
+            q = q.where(j.c.client_id == client_id)
+        out: dict[tuple, dict] = {}
+        with self.store.read_core() as conn:
+            for r in conn.execute(q):
+                p = json.loads(r.payload or "{}")
+                key = (r.client_id, getattr(r.exchange, "value", r.exchange), r.symbol,
+                       getattr(r.product, "value", r.product))
+                seqs = out[key]["seqs"] + [r.seq] if key in out else [r.seq]
+                out[key] = {"seq": r.seq, "seqs": seqs, "quantity": p.get("quantity_at_intent"),
+                            "side": p.get("side_at_intent"), "state": r.state}
+        return out
+
 
 class Service(TradingMixin):
     """One console's view of the world: its store, its backend, its user."""
@@ -757,7 +779,14 @@ class Service(TradingMixin):
     async def unlock(self, password: str) -> None:
         """The current user's password again (a locked console): the local verifier and
         signed grant, so it works in every mode.  Raises Denied on a wrong password."""
-        await self._offline_check(self.current_user(), password, "LOCAL")
+        from sync.offline import OfflineDenied
+
+        try:
+            await self._offline_check(self.current_user(), password, "LOCAL")
+        except Denied as exc:  # not a login, and not offline: in every mode it is an unlock that failed
+            if isinstance(exc.__cause__, OfflineDenied):
+                raise Denied(f"unlock refused: {exc.__cause__.message}") from exc.__cause__
+            raise
 
     def local_trades(self, client_id: str | None = None) -> list[wire.Trade]:
         from backend_client import wire
@@ -899,14 +928,17 @@ class Service(TradingMixin):
 
     async def run_agent(self, password: str | None = None, *, ready=None) -> None:
         """The runtime with no screen, until cancelled or the session is refused."""
+        from console.shutdown import AgentPresence
         from sync.runtime import Runtime
 
         try:
-            async with self.session_client(password) as c:
-                runtime = Runtime(self.store, c, user_id=self.current_user())
-                if ready is not None:
-                    ready(runtime)
-                await runtime.run()
+            # while it runs, a console quitting with unsent entries can say the agent sends them
+            with AgentPresence(self.data_dir):
+                async with self.session_client(password) as c:
+                    runtime = Runtime(self.store, c, user_id=self.current_user())
+                    if ready is not None:
+                        ready(runtime)
+                    await runtime.run()
         except be.BackendError as exc:
             raise translate(exc) from exc
 

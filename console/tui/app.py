@@ -27,6 +27,7 @@ from typing import Callable, Iterable
 
 from textual import events
 from textual.app import App, SystemCommand
+from textual.command import CommandPalette
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -62,6 +63,8 @@ class LifeboatApp(App):
         self.show_recovery_report = True  # the drill shows its own report with its verdict
         self.last_input = time.monotonic()
         self._user = user or service.user
+        self._quit_asked = False  # ctrl+q is checking the journal or asking: a second press waits
+        self._held_notices: list[tuple] = []  # (message, title, severity, timeout, markup) while locked
 
     # ------------------------------------------------------------------ start
 
@@ -214,7 +217,31 @@ class LifeboatApp(App):
         if self.locked or self.session.identity is None:
             return
         self.locked = True
+        # the notices on screen name clients and orders: they wait for the unlock, as do new ones
+        self._held_notices.extend((n.message, n.title, n.severity, n.timeout, n.markup) for n in self._notifications)
+        self.clear_notifications()
+        if CommandPalette.is_open(self):
+            self.screen.dismiss()  # the palette (open over the desk) must not stay over the lock
         self.push_screen(LockScreen(self.session.identity.user_id))
+
+    def notify(self, message, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = True) -> None:
+        """While locked a notice waits for the unlock (it may name a client or an order); a
+        mode change is shown at once (it names none)."""
+        if getattr(self, "locked", False) and title != "Mode":
+            self._held_notices.append((message, title, severity, timeout, markup))
+            return
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def release_held_notices(self) -> None:
+        held, self._held_notices = self._held_notices, []
+        for message, title, severity, timeout, markup in held:
+            self.notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def action_command_palette(self) -> None:
+        if self.locked:  # the palette offers nothing while locked
+            return
+        super().action_command_palette()
 
     def action_help(self) -> None:
         from console.tui.screens.help import HelpScreen, live_keys
@@ -234,6 +261,53 @@ class LifeboatApp(App):
         if self.session.identity is not None:
             yield SystemCommand("Lock screen", "lock the console until the password is given", self.action_lock)
         yield from super().get_system_commands(screen)
+
+    async def action_quit(self) -> None:
+        """ctrl+q.  With journal entries not yet on main, ask first, saying who will send
+        them (the note on stderr after the screen closes lists them: console/shutdown.py)."""
+        if self.session.identity is None:
+            self.exit()
+            return
+        if not self._quit_asked:
+            self._quit_asked = True
+            self.run_worker(self._check_unsent, thread=True, group="quit", name="quit", exit_on_error=False)
+
+    def _check_unsent(self) -> None:
+        from console.shutdown import running_agent
+
+        try:
+            entries = self.service.journal_entries(limit=100_000, unfinished_only=True)
+            agent = running_agent(self.service.data_dir)
+        except Exception as exc:  # noqa: BLE001 - unreadable journal: ask, never quit silently
+            entries, agent = exc, None
+        self.call_from_thread(self._ask_quit, entries, agent)
+
+    def _ask_quit(self, entries, agent: int | None) -> None:
+        from console.tui.screens.confirm import ConfirmScreen
+
+        if entries == []:
+            self.exit()
+            return
+        if isinstance(entries, Exception):
+            question = f"The journal could not be read ({entries}): entries may not be on main yet. Quit anyway?"
+        else:
+            n = len(entries)
+            kinds: dict[str, int] = {}
+            for e in entries:
+                kinds[str(e.get("kind"))] = kinds.get(str(e.get("kind")), 0) + 1
+            what = ", ".join(f"{c} {k}" for k, c in sorted(kinds.items()))
+            who = (f"the agent running on this store{f' (pid {agent})' if agent else ''} will send them once "
+                   "main answers" if agent is not None else
+                   "no agent runs on this store: they are sent at the next start of the console or agent")
+            question = (f"{n} journal entr{'y is' if n == 1 else 'ies are'} not yet on the main system ({what}). "
+                        f"They stay in the journal; {who}. Quit anyway?")
+
+        def answered(yes: bool | None) -> None:
+            self._quit_asked = False
+            if yes:
+                self.exit()
+
+        self.push_screen(ConfirmScreen(question), answered)
 
     def stop_runtime(self) -> None:
         if self.host is not None:

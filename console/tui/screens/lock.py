@@ -1,7 +1,9 @@
 """The lock screen: covers everything until the user's password is given again.
 
-The check is the offline verifier and signed grant on this console (through the session,
-in a worker), so unlocking works whether main is up or down.
+A full screen, not a modal over the desk: nothing of the book (clients, positions, MTM)
+is drawn around it, and notices that arrive while locked wait until the unlock
+(LifeboatApp.notify).  The check is the offline verifier and signed grant on this
+console (through the session, in a worker), so unlocking works whether main is up or down.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ import asyncio
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.screen import ModalScreen
+from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from console.tui.messages import UnlockFailed, Unlocked
 
 
-class LockScreen(ModalScreen[None]):
+class LockScreen(Screen[None]):
+    DEFAULT_CSS = """
+    LockScreen { align: center middle; }
+    """
+
     def __init__(self, user: str) -> None:
         super().__init__()
         self.user = user
@@ -52,6 +58,7 @@ class LockScreen(ModalScreen[None]):
     def on_unlocked(self, _msg: Unlocked) -> None:
         self.app.locked = False
         self.dismiss(None)
+        self.app.release_held_notices()
 
     def on_unlock_failed(self, msg: UnlockFailed) -> None:
         self.query_one("#lock-error", Static).update(msg.message)
