@@ -191,3 +191,31 @@ def test_verdict_is_one_of_the_documented_ones_in_their_order():
     assert verdict(_report(mismatches=SEEN, counts={"applied": 1, "rejected": 1})) == "mismatches"
     assert verdict(_report(counts={"applied": 1, "rejected": 1})) == "rejected"
     assert verdict(_report(counts={"applied": 1, "moot": 2})) == "clean"
+
+
+def test_the_report_screen_shows_the_verdict_and_each_next_step():
+    """The reconciliation screen over the seen report: a red headline without "equals", and the
+    not-flat row with its next step."""
+    import asyncio
+
+    from textual.app import App
+    from textual.widgets import DataTable, Static
+
+    from console.tui.drill_report import ReconciliationScreen
+
+    seen = _report(mismatches=[{**SEEN[0], "detail": "it moved on main after the square-off",
+                                "next_step": "square off again: lifeboat squareoff --client C1001 --symbol POWERGRID"},
+                               *SEEN[1:]])
+
+    async def go():
+        app = App()
+        async with app.run_test(size=(160, 45)) as pilot:
+            await app.push_screen(ReconciliationScreen(seen))
+            await pilot.pause()
+            head = app.screen.query_one("#recon-headline", Static)
+            rows = app.screen.query_one("#recon-mismatches", DataTable)
+            return str(head.content), head.has_class("recon-bad"), [str(c) for c in rows.get_row_at(0)]
+
+    text, bad, row = asyncio.run(go())
+    assert bad and text.startswith("Reconciliation #3") and "MISMATCHES" in text and "equals" not in text.lower()
+    assert row[0] == "not_flat" and row[-1] == "square off again: lifeboat squareoff --client C1001 --symbol POWERGRID"

@@ -57,10 +57,11 @@ def mismatches_table(report: dict, *, id: str = "recon-mismatches") -> DataTable
     if not mism:
         return None
     table = DataTable(id=id, cursor_type="row")
-    table.add_columns("Mismatch", "Client", "Symbol", "Local / expected", "Main", "Detail")
+    table.add_columns("Mismatch", "Client", "Symbol", "Local / expected", "Main", "Detail", "Next step")
     for x in mism:
         table.add_row(x.get("kind", ""), x.get("client_id") or "", x.get("symbol") or "",
-                      str(x.get("expected", x.get("local", ""))), str(x.get("main", "")), x.get("detail", ""))
+                      str(x.get("expected", x.get("local", ""))), str(x.get("main", "")), x.get("detail", ""),
+                      x.get("next_step") or "")
     return table
 
 
