@@ -96,9 +96,12 @@ def _run_screen(backend, home: Path, data: Path, config, *, drill: bool, report_
     if not driver.finished:
         _say("the drill was stopped before its end; no report written")
         return int(app.return_code or ExitCode.UNEXPECTED) or int(ExitCode.UNEXPECTED)
-    jpath, mpath = driver.paths
     rep = driver.report
     _say(("drill PASSED: the book ended flat and reconciled" if rep.ok else f"drill FAILED: {rep.failure or '-'}")
          + f"; timings {rep.timings_s}")
+    if driver.paths is None:
+        _say(driver.write_error or "the drill report was not written")
+        return int(ExitCode.UNEXPECTED)
+    jpath, mpath = driver.paths
     _say(f"drill report: {mpath} and {jpath}")
     return rep.exit_code

@@ -16,7 +16,6 @@ Layout of the demo's data dir (a new temp dir, or ``--dir``)::
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import json
 import signal
@@ -140,26 +139,44 @@ class OutageSwitch:
     """Stages and ends an outage through mainsim's fault control, as supervisor super1.
 
     The control URL is a direct listener that the fault never touches, so the switch
-    works while the public address refuses connections.  Blocking calls (each its own
-    short event loop): the screen calls them from a worker thread."""
+    works while the public address refuses connections.  One kept HTTP connection and
+    session: staging is a single short request, so the drill knows within a few ms when
+    the outage began.  Blocking calls: the screen calls them from a worker thread."""
 
-    def __init__(self, control_url: str, *, user: str = SUPERVISOR, password: str = DEMO_PASSWORD) -> None:
-        self.control_url = control_url
+    def __init__(self, control_url: str, *, user: str = SUPERVISOR, password: str = DEMO_PASSWORD,
+                 timeout_s: float = 10.0) -> None:
+        self.control_url = control_url.rstrip("/")
         self.user, self.password = user, password
+        self.timeout_s = timeout_s
         self.active = False
+        self._http = None  # httpx.Client, made on first use
+        self._token: str | None = None
 
-    async def _set(self, mode: str):
-        from backend_client import wire
-        from backend_client.client import BackendClient
+    def _client(self):
+        if self._http is None:
+            import httpx
 
-        async with BackendClient(self.control_url, control_url=self.control_url, retries=1) as c:
-            await c.login(self.user, self.password)
-            return await c.set_fault(wire.FaultRequest(mode=wire.FaultMode(mode)))
+            self._http = httpx.Client(base_url=f"{self.control_url}/api/v1", timeout=self.timeout_s)
+        return self._http
+
+    def prepare(self) -> None:
+        """Log in as the supervisor now, so that staging is one request (the drill times it)."""
+        r = self._client().post("/session", json={"user_id": self.user, "password": self.password})
+        r.raise_for_status()
+        self._token = r.json()["access_token"]
 
     def set(self, mode: str) -> str:
-        state = asyncio.run(self._set(mode))
-        self.active = state.mode.value != "none"
-        return state.mode.value
+        if self._token is None:
+            self.prepare()
+        body = {"mode": mode}
+        r = self._client().post("/admin/faults", json=body, headers={"Authorization": f"Bearer {self._token}"})
+        if r.status_code == 401:  # the kept session ended (mainsim restarted, token expired): once more
+            self.prepare()
+            r = self._client().post("/admin/faults", json=body, headers={"Authorization": f"Bearer {self._token}"})
+        r.raise_for_status()
+        now_mode = r.json()["mode"]
+        self.active = now_mode != "none"
+        return now_mode
 
     def stage(self, mode: str = "refuse") -> str:
         return self.set(mode)
@@ -169,6 +186,11 @@ class OutageSwitch:
 
     def toggle(self) -> str:
         return self.end() if self.active else self.stage()
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
 
 # --------------------------------------------------------------------------- the console's side

@@ -4,23 +4,30 @@ Why a file of its own: a broker keeps this as the evidence of a disaster-recover
 so its shape (JSON for machines, Markdown for people) must not change when the screen
 does.  No Textual here: the drill's driver fills it in, and tests read it back.
 
-Timings (seconds, wall clock on this machine):
+Timings (seconds) are differences of the report's own step instants, nothing else: each
+step carries ``t``, seconds since the drill started (one monotonic clock), and ``at``,
+the drill's start time plus ``t``; every timing is ``t(last) - t(first)`` of two named
+steps (TIMING_SPANS), so a reader can check them against the step table.
 
 - ``detection_s``: outage staged (the fault switch answered) -> the console in BACKUP.
 - ``squareoff_journal_s``: square-off asked -> durably journaled (includes the offline
   login check against the local verifier).
-- ``replay_s``: the replay pass, from its start to its end (the replayer's own stamps).
-- ``reconciliation_s``: replay ended -> reconciliation report stored.
+- ``replay_s``: replay started -> replay ended (the replayer's own stamps, placed on the
+  drill's time line).
+- ``reconciliation_s``: replay ended -> reconciliation stored.
 - ``recovering_after_end_s`` / ``online_after_end_s``: outage ended -> RECOVERING / ONLINE.
+- ``total_s``: drill started -> drill ended.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from localstore import clock
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+from localstore import clock
 
 from console.exitcodes import ExitCode
 
@@ -35,6 +42,16 @@ TIMING_LABELS = {
     "online_after_end_s": "Outage ended -> ONLINE",
     "total_s": "Whole drill",
 }
+# timing -> (first step, last step): the timing is the difference of their instants
+TIMING_SPANS = {
+    "detection_s": ("outage staged", "BACKUP"),
+    "squareoff_journal_s": ("square-off asked", "square-off journaled"),
+    "replay_s": ("replay started", "replay ended"),
+    "reconciliation_s": ("replay ended", "reconciliation stored"),
+    "recovering_after_end_s": ("outage ended", "RECOVERING"),
+    "online_after_end_s": ("outage ended", "ONLINE"),
+    "total_s": ("drill started", "drill ended"),
+}
 
 
 def now() -> datetime:
@@ -44,9 +61,10 @@ def now() -> datetime:
 @dataclass
 class DrillStep:
     name: str
-    at: str
+    at: str  # UTC, to the millisecond: the drill's start time plus t
     ok: bool
     detail: str = ""
+    t: float = 0.0  # seconds since the drill started, to the millisecond
 
 
 @dataclass
@@ -66,15 +84,50 @@ class DrillReport:
     reconciliation: dict | None = None  # counts, mismatch counts, id of the stored report
     failure: str | None = None
 
-    def step(self, name: str, ok: bool = True, detail: str = "") -> DrillStep:
-        s = DrillStep(name, now().isoformat(timespec="milliseconds"), ok, detail)
-        self.steps.append(s)
+    def __post_init__(self) -> None:
+        self._mono0: float | None = None  # the drill's start on the monotonic clock
+        self._wall0: datetime | None = None  # the same instant in UTC, to the millisecond
+
+    def begin(self, mono: float | None = None, wall: datetime | None = None) -> None:
+        """The drill starts now (or at the given instant): every step's ``t`` counts from here."""
+        self._mono0 = time.monotonic() if mono is None else mono
+        wall = now() if wall is None else wall
+        self._wall0 = wall.replace(microsecond=wall.microsecond // 1000 * 1000)
+        self.started_at = self._wall0.isoformat(timespec="milliseconds")
+
+    def instant(self, wall: datetime) -> float:
+        """A wall-clock stamp (the replayer's, say) as a monotonic instant on the drill's time line."""
+        if self._mono0 is None:
+            self.begin()
+        if wall.tzinfo is None:
+            wall = wall.replace(tzinfo=timezone.utc)
+        return self._mono0 + (wall - self._wall0).total_seconds()
+
+    def step(self, name: str, ok: bool = True, detail: str = "", *, mono: float | None = None) -> DrillStep:
+        """Record a step at monotonic instant ``mono`` (default: now).  Steps are kept in time order."""
+        if self._mono0 is None:
+            self.begin()
+        t = round((time.monotonic() if mono is None else mono) - self._mono0, 3)
+        at = (self._wall0 + timedelta(seconds=t)).isoformat(timespec="milliseconds")
+        s = DrillStep(name, at, ok, detail, t)
+        i = len(self.steps)
+        while i and self.steps[i - 1].t > t:
+            i -= 1
+        self.steps.insert(i, s)
         if not ok and self.failure is None:
             self.failure = f"{name}: {detail}" if detail else name
         return s
 
-    def timing(self, name: str, seconds: float) -> None:
-        self.timings_s[name] = round(max(0.0, seconds), 3)
+    def find(self, name: str) -> DrillStep | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    def span(self, timing: str) -> float | None:
+        """Set ``timing`` (a TIMING_SPANS key) from its two steps' instants; None if either is missing."""
+        first, last = (self.find(n) for n in TIMING_SPANS[timing])
+        if first is None or last is None:
+            return None
+        self.timings_s[timing] = round(last.t - first.t, 3)
+        return self.timings_s[timing]
 
     @property
     def ok(self) -> bool:
@@ -113,9 +166,11 @@ class DrillReport:
         for key, label in TIMING_LABELS.items():
             if key in self.timings_s:
                 lines.append(f"| {label} | {self.timings_s[key]:.3f} |")
-        lines += ["", "## Steps", "", "| at (UTC) | step | ok | detail |", "|---|---|---|---|"]
+        lines += ["", "Each timing is the difference of two step times below (t, seconds since the drill started)."]
+        lines += ["", "## Steps", "", "| at (UTC) | t (s) | step | ok | detail |", "|---|---:|---|---|---|"]
         for s in self.steps:
-            lines.append(f"| {s.at[11:23]} | {s.name} | {'yes' if s.ok else 'NO'} | {s.detail.replace('|', '/')} |")
+            detail = s.detail.replace("|", "/")
+            lines.append(f"| {s.at[11:23]} | {s.t:.3f} | {s.name} | {'yes' if s.ok else 'NO'} | {detail} |")
         if self.reconciliation:
             r = self.reconciliation
             counts = ", ".join(f"{k} {v}" for k, v in (r.get("counts") or {}).items() if v) or "none"

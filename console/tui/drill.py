@@ -23,7 +23,8 @@ from pathlib import Path
 from textual import work
 
 from console.demo import DEMO_PASSWORD, DEMO_USER, OutageSwitch, flat_on_main, pick_drill_client
-from console.demo_report import DrillReport, judge_reconciliation, now
+from console.demo_report import TIMING_SPANS, DrillReport, judge_reconciliation
+from console.exitcodes import ExitCode
 from console.tui import keymap
 from console.tui.app import LifeboatApp
 from console.tui.messages import ModeChanged
@@ -68,18 +69,27 @@ class DemoApp(LifeboatApp):
 
         try:
             asyncio.run(go())
-        except ServiceError as exc:
-            self.call_from_thread(self.notify, f"Demo login failed ({exc.message}); log in by hand as "
+        except Exception as exc:  # noqa: BLE001 - the drill must end on it; the demo says it and waits
+            why = exc.message if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
+            if self.driver is not None:  # nobody to log in by hand: the drill fails now, and says why
+                self.call_from_thread(self._start_drill, f"demo login failed: {why}")
+                return
+            if not isinstance(exc, ServiceError):
+                raise
+            self.call_from_thread(self.notify, f"Demo login failed ({why}); log in by hand as "
                                   f"{DEMO_USER} / {DEMO_PASSWORD}.", severity="error", timeout=30)
             return
         self.call_from_thread(self._signed_in)
+
+    def _start_drill(self, cannot_start: str | None = None) -> None:
+        self.run_worker(self.driver.run(cannot_start), group="drill", name="drill", exit_on_error=False)
 
     def _signed_in(self) -> None:
         self.open_desk()
         self.notify(HINT, title="Lifeboat demo", timeout=12)
         self.call_after_refresh(self._show_hint_line)
         if self.driver is not None:
-            self.run_worker(self.driver.run(), group="drill", name="drill", exit_on_error=False)
+            self._start_drill()
 
     def _show_hint_line(self) -> None:
         """A line above the status bar that stays: the footer is too full to show the demo's key."""
@@ -147,7 +157,12 @@ class DrillDriver:
     Staged outage -> BACKUP -> square-off of one client journaled (offline login) ->
     outage ended -> RECOVERING -> automatic replay -> reconciliation report on screen ->
     ONLINE; then the client's book on main is checked flat.  Every wait has a timeout;
-    a step that does not happen is written into the report as the failure."""
+    a step that does not happen is written into the report as the failure, and a failed
+    drill ends the app at once (a passed one lingers ``linger_s`` on its report).
+
+    Every step is recorded at the instant it happened (the ask to the fault switch, the mode change
+    as the app received it, the replayer's own stamps), and every timing is the difference
+    of two of those instants (demo_report.TIMING_SPANS): the report agrees with itself."""
 
     def __init__(self, report: DrillReport, report_dir: Path, *, pause_s: float = 1.5, linger_s: float = 6.0,
                  step_timeout_s: float = 30.0) -> None:
@@ -159,32 +174,50 @@ class DrillDriver:
         self.step_timeout_s = step_timeout_s
         self.finished = False
         self.paths: tuple[Path, Path] | None = None
+        self.write_error: str | None = None
 
-    async def run(self) -> None:
-        app = self.app
-        t0 = time.monotonic()
+    async def run(self, cannot_start: str | None = None) -> None:
+        """The whole drill, then the app's exit: always reached, whatever happened on the way.
+        ``cannot_start``: why the console never got online (the drill fails at once)."""
+        app, rep = self.app, self.report
+        code = int(ExitCode.UNEXPECTED)
         try:
-            await self._story()
-        except _StepFailed:
-            pass
-        except Exception as exc:  # noqa: BLE001 - any surprise is the drill's failure, in its report
-            self.report.step("drill", ok=False, detail=f"{type(exc).__name__}: {exc}")
+            rep.begin()
+            rep.step("drill started", detail=f"{DEMO_USER} on {rep.backend_url or '-'}")
+            try:
+                if cannot_start is not None:
+                    rep.step("console ONLINE", ok=False, detail=cannot_start)
+                else:
+                    await self._story()
+            except _StepFailed:
+                pass
+            except Exception as exc:  # noqa: BLE001 - any surprise is the drill's failure, in its report
+                rep.step("drill", ok=False, detail=f"{type(exc).__name__}: {exc}")
+            await self._finish()
+            code = rep.exit_code
+            if rep.ok:
+                app.notify(f"DRILL PASSED: flat and reconciled. Report: {self.paths[1] if self.paths else '-'}",
+                           title="Drill", timeout=max(self.linger_s, 5))
+                await asyncio.sleep(self.linger_s)
         finally:
-            if app.switch.active:
-                try:
-                    await asyncio.to_thread(app.switch.end)
-                except Exception:  # noqa: BLE001 - mainsim is stopped on exit anyway
-                    pass
-            self.report.timing("total_s", time.monotonic() - t0)
-            self.report.finished_at = now().isoformat()
-            self.paths = await asyncio.to_thread(self.report.write, self.report_dir)
-            self.finished = True
-        verdict = ("DRILL PASSED: flat and reconciled" if self.report.ok
-                   else f"DRILL FAILED: {self.report.failure or 'see the report'}")
-        app.notify(f"{verdict}. Report: {self.paths[1]}", title="Drill", timeout=max(self.linger_s, 5),
-                   severity="information" if self.report.ok else "error")
-        await asyncio.sleep(self.linger_s)
-        app.exit(return_code=self.report.exit_code)
+            app.exit(return_code=code)  # a failed drill ends now: the reason is on stderr and in the report
+
+    async def _finish(self) -> None:
+        app, rep = self.app, self.report
+        if app.switch.active:
+            try:
+                await asyncio.to_thread(app.switch.end)
+            except Exception:  # noqa: BLE001 - mainsim is stopped on exit anyway
+                pass
+        end = rep.step("drill ended", detail="passed" if rep.ok else f"failed: {rep.failure or rep._why()}")
+        for timing in TIMING_SPANS:
+            rep.span(timing)
+        rep.finished_at = end.at
+        try:
+            self.paths = await asyncio.to_thread(rep.write, self.report_dir)
+        except OSError as exc:
+            self.write_error = f"cannot write the drill report into {self.report_dir}: {exc.strerror or exc}"
+        self.finished = True
 
     async def wait(self, what: str, predicate, timeout: float | None = None):
         timeout = timeout or self.step_timeout_s
@@ -197,6 +230,10 @@ class DrillDriver:
         self.report.step(what, ok=False, detail=f"not seen within {timeout:.0f} s")
         raise _StepFailed
 
+    def fail(self, what: str, detail: str):
+        self.report.step(what, ok=False, detail=detail)
+        raise _StepFailed
+
     @staticmethod
     async def blocking(fn):
         """A coroutine factory of the service, run on its own loop in a thread (as the console's actions)."""
@@ -205,76 +242,104 @@ class DrillDriver:
     def say(self, text: str) -> None:
         self.app.notify(text, title="Drill", timeout=max(self.pause_s * 3, 4))
 
+    def _book_loaded(self):
+        """The desk's book once it has loaded (BOD taken, rows read), with the console ONLINE."""
+        app = self.app
+        desk = app.desk
+        if desk is None or desk.book is None or app.host is None or app.host.runtime is None:
+            return None
+        return desk.book if app.mode_now == "ONLINE" else None
+
     async def _story(self) -> None:
         app, rep = self.app, self.report
         svc = app.service
-        await self.wait("console ONLINE on the desk",
-                        lambda: app.desk is not None and app.desk.book is not None and app.host is not None
-                        and app.host.runtime is not None and app.mode_now == "ONLINE")
-        rep.step("console ONLINE", detail=f"{DEMO_USER} logged in online, BOD taken, runtime live")
-        positions = await self.blocking(svc.positions)
+        from console.service import ServiceError
+
+        book = await self.wait("console ONLINE", self._book_loaded)
+        rep.step("console ONLINE", detail=f"{DEMO_USER} logged in online, BOD taken, book loaded "
+                                          f"({len(book.positions)} positions), runtime live")
+        # picked only now, from main, once the desk shows the book it will square off from
+        try:
+            positions = await self.blocking(svc.positions)
+        except ServiceError as exc:
+            self.fail("client to square off", f"main did not list the positions: {exc.message}")
         chosen = pick_drill_client(positions)
         if chosen is None:
-            rep.step("client to square off", ok=False, detail="no client in scope has an open position")
-            raise _StepFailed
+            self.fail("client to square off", f"no client of {DEMO_USER} has an open position on main "
+                                              f"({len(positions)} positions, all flat)")
         client, legs = chosen
         rep.client_id, rep.legs = client, legs
         rep.step("client to square off", detail=f"{client}: {legs} open legs on main")
         app.desk.action_show("positions")
 
         self.say("Staging an outage: main will refuse connections. Watch the banner.")
+        try:
+            await asyncio.to_thread(app.switch.prepare)  # the supervisor's login, before the clock starts
+        except Exception as exc:  # noqa: BLE001 - the fault switch is the demo's own
+            self.fail("outage staged", f"mainsim's fault control did not answer: {type(exc).__name__}: {exc}")
         await asyncio.sleep(self.pause_s)
-        t_stage = time.monotonic()
-        await asyncio.to_thread(app.switch.stage)
-        rep.step("outage staged", detail="mainsim refuses connections (fault control, refuse)")
-        mono, _ = await self.wait("BACKUP", lambda: app.entered("BACKUP", t_stage))
-        rep.timing("detection_s", mono - t_stage)
-        rep.step("BACKUP", detail=f"detected {mono - t_stage:.3f} s after the outage was staged")
+        asked = time.monotonic()
+        try:
+            await asyncio.to_thread(app.switch.stage)
+        except Exception as exc:  # noqa: BLE001
+            self.fail("outage staged", f"mainsim's fault control did not answer: {type(exc).__name__}: {exc}")
+        answered = time.monotonic()
+        # the instant it was staged is the ask: the refusal begins inside the request (the console may be in
+        # BACKUP before the answer is back in this thread), so the answer would come after the detection
+        staged = rep.step("outage staged", mono=asked, detail=f"mainsim's fault control set to refuse connections; "
+                                                              f"it answered in {answered - asked:.3f} s")
+        mono, _ = await self.wait("BACKUP", lambda: app.entered("BACKUP", asked))
+        backup = rep.step("BACKUP", mono=mono)
+        backup.detail = f"detected {backup.t - staged.t:.3f} s after the outage was staged"
 
         self.say(f"Main is down. Squaring off client {client} in backup: journaled locally (offline login).")
         await asyncio.sleep(self.pause_s)
-        from console.service import ServiceError
         from console.tui.outcome import summarize
 
-        t_sq = time.monotonic()
+        rep.step("square-off asked", detail=f"client {client}, offline login")
         try:
             res = await self.blocking(lambda: app.session.squareoff(client_id=client))
         except ServiceError as exc:
-            rep.step("square-off journaled", ok=False, detail=exc.message)
-            raise _StepFailed from None
-        rep.timing("squareoff_journal_s", time.monotonic() - t_sq)
+            self.fail("square-off journaled", exc.message)
+        done = time.monotonic()
         text, ok = summarize(res)
         if res.mode != "BACKUP" or res.rejected or not res.journal_seqs:
-            rep.step("square-off journaled", ok=False, detail=f"mode {res.mode}: {text}")
-            raise _StepFailed
+            self.fail("square-off journaled", f"mode {res.mode}: {text}")
         await asyncio.to_thread(svc.acknowledge, res)
-        rep.step("square-off journaled", detail=f"{len(res.legs)} legs, {len(res.cancels or [])} cancels, "
-                                                 f"journal seqs {res.journal_seqs}")
+        rep.step("square-off journaled", mono=done, detail=f"{len(res.legs)} legs, {len(res.cancels or [])} cancels, "
+                                                            f"journal seqs {res.journal_seqs}")
         app.notify(text, title="Square-off (backup)", timeout=8)
         app.desk.action_show("journal")
         app.desk.sample_status()
         await asyncio.sleep(self.pause_s * 2)
 
         self.say("Ending the outage: main answers again. RECOVERING, replay, reconciliation, then ONLINE.")
-        t_end = time.monotonic()
-        await asyncio.to_thread(app.switch.end)
-        rep.step("outage ended")
-        mono, _ = await self.wait("RECOVERING", lambda: app.entered("RECOVERING", t_end))
-        rep.timing("recovering_after_end_s", mono - t_end)
-        rep.step("RECOVERING", detail=f"{mono - t_end:.3f} s after the outage ended")
+        asked = time.monotonic()
+        try:
+            await asyncio.to_thread(app.switch.end)
+        except Exception as exc:  # noqa: BLE001
+            self.fail("outage ended", f"mainsim's fault control did not answer: {type(exc).__name__}: {exc}")
+        ended = rep.step("outage ended")
+        mono, _ = await self.wait("RECOVERING", lambda: app.entered("RECOVERING", asked))
+        step = rep.step("RECOVERING", mono=mono)
+        step.detail = f"{step.t - ended.t:.3f} s after the outage ended"
         done = await self.wait("replay reconciled", lambda: next(
-            (r for r in app.recoveries if r.seen >= t_end and r.report is not None), None), timeout=60)
+            (r for r in app.recoveries if r.seen >= asked and r.report is not None), None), timeout=60)
         report = done.report
         replay = report.get("replay") or {}
-        if replay.get("started_at") and replay.get("finished_at"):
-            started = datetime.fromisoformat(replay["started_at"])
-            finished = datetime.fromisoformat(replay["finished_at"])
-            rep.timing("replay_s", (finished - started).total_seconds())
-            rep.timing("reconciliation_s", (datetime.fromisoformat(report["created_at"]) - finished).total_seconds())
-        rep.step("replayed", detail=replay.get("message", "-"))
-        mono, _ = await self.wait("ONLINE again", lambda: app.entered("ONLINE", t_end))
-        rep.timing("online_after_end_s", mono - t_end)
-        rep.step("ONLINE", detail=f"{mono - t_end:.3f} s after the outage ended")
+        if replay.get("started_at"):
+            rep.step("replay started", mono=rep.instant(datetime.fromisoformat(replay["started_at"])))
+        if replay.get("finished_at"):
+            rep.step("replay ended", mono=rep.instant(datetime.fromisoformat(replay["finished_at"])),
+                     detail=replay.get("message", "-"))
+        else:  # no stamp, no timing: the step says what the replayer said, when the drill saw it
+            rep.step("replayed", detail=replay.get("message", "-"))
+        if report.get("created_at"):
+            rep.step("reconciliation stored", mono=rep.instant(datetime.fromisoformat(report["created_at"])),
+                     detail=f"report #{report.get('id')}")
+        mono, _ = await self.wait("ONLINE", lambda: app.entered("ONLINE", asked))
+        step = rep.step("ONLINE", mono=mono)
+        step.detail = f"{step.t - ended.t:.3f} s after the outage ended"
 
         rep.reconciled, rep.held_for_a_person = judge_reconciliation(report)
         rep.reconciliation = {"id": report.get("id"), "counts": report.get("counts"),
@@ -288,6 +353,8 @@ class DrillDriver:
                  detail=f"mismatches {report.get('mismatch_counts')}, held {rep.held_for_a_person}")
         from console.tui.drill_report import ReconciliationScreen
 
+        for timing in TIMING_SPANS:
+            rep.span(timing)
         verdict = ("DRILL PASSED: the book ended flat and reconciled" if rep.ok
-                   else f"DRILL FAILED: {rep.failure}")
+                   else f"DRILL FAILED: {rep.failure or rep._why()}")
         app.push_screen(ReconciliationScreen(report, timings=dict(rep.timings_s), verdict=verdict))
