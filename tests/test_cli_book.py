@@ -158,10 +158,10 @@ def test_other_dealers_client_and_unknown_client_are_refused(desk, book_sim):
     r, unknown = desk.many(("orders", "--client", other, "--json"),
                            ("positions", "--local", "--client", "UNKNOWN", "--json"))
     assert_clean_failure(r, 3, other)
-    assert r.stdout == ""
+    assert json.loads(r.stdout)["error"]["code"] == "denied"  # --json: the failure as one JSON object
     r = unknown
     assert_clean_failure(r, 4, "UNKNOWN")
-    assert r.stdout == ""
+    assert json.loads(r.stdout)["error"]["code"] == "rejected"
 
 
 def test_audit_verify_after_login_and_bod(desk):

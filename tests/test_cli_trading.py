@@ -70,7 +70,7 @@ def test_main_killed_dealer_squares_off_wrong_password_and_new_exposure_refused(
 
     r = cli("--password-stdin", "squareoff", "--client", client, "--yes", "--json", stdin=WRONG + "\n")
     err = clean_failure(r, 3, "wrong password")
-    assert r.stdout == ""
+    assert r.json()["ok"] is False and r.json()["error"]["code"] == "denied"  # --json: the failure as JSON
 
     r = cli("--password-stdin", "squareoff", "--client", client, "--yes", "--json", stdin=PASSWORD + "\n").ok()
     out = r.json()
