@@ -106,9 +106,8 @@ def test_square_off_not_flat_after_main_moved_is_a_mismatch_with_a_next_step(sim
         assert "equals" not in body["headline"].lower()
 
         # `sync report` judges the stored report by the same rules, in text and in JSON
-        rep = cli("sync", "report", "--json")
+        rep, text = cli.many(("sync", "report", "--json"), ("sync", "report"))
         assert rep.returncode == 6 and rep.json()["verdict"] == "mismatches" and rep.json()["id"] == report["id"]
-        text = cli("sync", "report")
         assert text.returncode == 6
         line = _headline_line(text.stdout)
         assert "MISMATCHES" in line and "not flat 1" in line and "equals" not in line.lower(), line
