@@ -130,11 +130,25 @@ def test_square_off_not_flat_after_main_moved_is_a_mismatch_with_a_next_step(sim
 
 
 def test_replay_lease_held_by_another_process_is_busy_exit_7(sim, cli_factory):
+    from sync import desk
+    from sync.desk import Actor
+
     cli = cli_factory(sim.url, user="super1")
     cli.login().ok()
-    cli.bod_in_process()
+    bod = cli.bod_in_process()
+    nothing = cli("sync", "report", "--json")  # no replay yet, and nothing to replay
+    assert nothing.returncode == 0 and nothing.json()["ok"] is True and nothing.json()["verdict"] is None
     svc = cli.service()
-    try:  # another live process on this host holds the lease (this test's own process)
+    try:
+        main = Main(sim.url)
+        client, _, _ = _two_positions(main)
+        main.close()
+        desk.squareoff(svc.store, Actor("super1", "supervisor", frozenset(), bod.trading_date), client_id=client,
+                       symbol=None, keep_orders=True, mode="BACKUP")  # journaled as the CLI's backup square-off does
+        waiting = cli("sync", "report", "--json")  # no report yet, but the journal waits for a replay
+        assert waiting.returncode == 5 and waiting.json()["verdict"] == "incomplete", waiting.stdout
+        assert "wait for a replay: run `lifeboat sync replay`" in waiting.json()["message"]
+        # another live process on this host holds the lease (this test's own process)
         holder = f"{svc.store.console_id}/{os.getpid()}@{socket.gethostname()}"
         taken, _, _ = take_lease(svc.store, holder, ttl_s=timedelta(minutes=5).total_seconds(), now=clock.utcnow())
         assert taken
