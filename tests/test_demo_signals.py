@@ -121,3 +121,26 @@ def test_closing_the_terminal_during_the_drill_ends_it_and_frees_the_store(tmp_p
         _store_is_free(data)
     finally:
         tmux("kill-server")
+
+
+def test_sigterm_ends_the_bare_console_with_its_code(tmp_path):
+    """The bare console (login screen; main unreachable) ends on SIGTERM with 143 (a guard:
+    its handler must not keep it alive)."""
+    home = tmp_path / "home"
+    cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "console.cli", "--backend", "http://127.0.0.1:9",
+                                            "--home", str(home), "--user", "dealer1"])
+    tmux = Tmux()
+    env = demo_env(tmp_path)
+    env["TERM"] = "xterm-256color"
+    subprocess.run(["tmux", "-L", tmux.socket, "-f", "/dev/null", "new-session", "-d", "-s", "demo", "-x", "200",
+                    "-y", "50", f"{cmd}; echo CONSOLE-EXIT=$?; sleep 60"], env=env, check=True, timeout=10)
+    try:
+        tmux.wait(lambda t: "LIFEBOAT" in t, "the login screen", 30)
+        pane = int(tmux("display-message", "-p", "-t", "demo", "#{pane_pid}").strip())
+        console = int(subprocess.run(["pgrep", "-P", str(pane)], capture_output=True, text=True).stdout.split()[0])
+        os.kill(console, signal.SIGTERM)
+        _gone_within([console], ENDS_WITHIN_S)
+        end = tmux.wait(lambda t: "CONSOLE-EXIT=" in t, "the console's exit", 10)
+        assert "CONSOLE-EXIT=143" in end and "Traceback" not in end
+    finally:
+        tmux("kill-server")

@@ -144,13 +144,14 @@ class SquareOffScreen(ModalScreen[object]):
         if res.dry_run:
             self.preview, self.preview_scope = res, self.asked_scope
             self.already = list(already.values())
-            self._show_already()
+            self._show_already(res.mode)
             cancels = len(res.cancels)
             if not res.legs and not cancels:
                 status.update("Nothing to square off in this scope.")
                 return
             status.update(f"{len(res.legs)} leg(s) and {cancels} open order(s) to cancel, in {res.mode}. "
-                          + ("Press y to journal it again." if already else "Press y to confirm."))
+                          + (("Press y to send it anyway." if res.mode == "ONLINE" else "Press y to journal it again.")
+                             if already else "Press y to confirm."))
             self.query_one("#so-go", Button).disabled = False
         else:
             self.result = res
@@ -158,7 +159,7 @@ class SquareOffScreen(ModalScreen[object]):
             status.update(f"{msg.summary}  (Esc to close)")
             self.app.notify(msg.summary, title="Square-off", severity="information" if not res.rejected else "error")
 
-    def _show_already(self) -> None:
+    def _show_already(self, mode: str) -> None:
         """Say it before the same legs are offered again: these positions already have a
         square-off journaled that main has not got yet."""
         box = self.query_one("#so-already", Static)
@@ -168,8 +169,9 @@ class SquareOffScreen(ModalScreen[object]):
         what = "; ".join(f"{leg['symbol']} {leg['client_id']} {p.get('side') or ''} {p.get('quantity')} "
                          f"(#{p['seq']} {p['state']})".replace("  ", " ") for leg, p in self.already[:6])
         more = f" and {len(self.already) - 6} more" if len(self.already) > 6 else ""
-        box.update(f"ALREADY JOURNALED, not yet on main: {what}{more}. It is sent when main answers; "
-                   "confirming journals the same square-off again.")
+        then = ("confirming sends the orders now; the journaled one is recomputed against main's position when "
+                "it is replayed" if mode == "ONLINE" else "confirming journals the same square-off again")
+        box.update(f"ALREADY JOURNALED, not yet on main: {what}{more}. It is sent when main answers; {then}.")
         box.display = True
 
     def _show_cancels(self, cancels: list[dict]) -> None:
@@ -178,6 +180,7 @@ class SquareOffScreen(ModalScreen[object]):
         for c in cancels:
             which = c.get("order_id") or f"{c.get('client_order_id')} (journaled)"
             outcome = c.get("outcome") or "dry_run"
+            outcome = "to cancel" if outcome == "dry_run" else outcome
             table.add_row(which, c.get("client_id"), c.get("symbol"),
                           outcome + (f": {c['reason']}" if c.get("reason") else ""))
         table.display = bool(cancels)
