@@ -7,7 +7,6 @@ palette offers nothing while locked; a wrong unlock password is not an "offline 
 from __future__ import annotations
 
 import html
-import os
 import re
 import signal
 import time
