@@ -199,8 +199,9 @@ class DrillDriver:
                 app.notify(f"DRILL PASSED: flat and reconciled. Report: {self.paths[1] if self.paths else '-'}",
                            title="Drill", timeout=max(self.linger_s, 5))
                 await asyncio.sleep(self.linger_s)
-        finally:
-            app.exit(return_code=code)  # a failed drill ends now: the reason is on stderr and in the report
+        finally:  # a failed drill ends now (the reason is on stderr and in the report); an exit already
+            if app.return_code is None:  # under way (a signal: 128 + its number) keeps its own code
+                app.exit(return_code=code)
 
     async def _finish(self) -> None:
         app, rep = self.app, self.report
