@@ -4,8 +4,8 @@ reconciliation report, for support staff and runbooks.
 Exit codes (CONTRACT.md) follow the report's verdict (sync/verdict.py), which the JSON
 carries as ``verdict`` beside ``ok``: 0 ``clean`` (every entry applied or moot and
 reconciliation found no mismatch); 6 ``held`` (entries wait for a person: stale,
-conflicts) or ``mismatches`` (a square-off not flat on main, something that moved on
-main meanwhile ...: the list, each with its next step); 4 ``rejected`` (main rejected
+conflicts) or ``mismatches`` (a square-off not flat on main, a squared-off client that
+moved on main meanwhile ...: the list, each with its next step); 4 ``rejected`` (main rejected
 an entry); 5 ``incomplete`` (the replay could not run to its end: main unavailable);
 7 ``busy`` (another process holds the store's replay lease: try again).  `sync replay`
 and `sync report` judge a report by the same rules.  Imported only when such a
@@ -88,6 +88,16 @@ def print_report(report: dict) -> None:
         out.print(m)
     else:
         out.print("No mismatches: main holds what the journal meant.", markup=False)
+    if report.get("moved_on_main"):
+        m = Table(title="Changed on main during the outage (for information; the local book now shows main's)",
+                  show_lines=False)
+        for col in ("kind", "client", "symbol", "id", "local", "main", "detail"):
+            m.add_column(col, overflow="fold")
+        for x in report["moved_on_main"]:
+            m.add_row(x["kind"], x.get("client_id") or "", x.get("symbol") or "",
+                      x.get("client_order_id") or x.get("order_id") or "", str(x.get("local", "")),
+                      str(x.get("main", "")), x.get("detail", ""))
+        out.print(m)
     if report.get("for_a_person"):
         err.print(f"{report['for_a_person']} entr{'y' if report['for_a_person'] == 1 else 'ies'} held for a "
                   f"supervisor: `lifeboat sync held`, then `sync release SEQ` or `sync discard SEQ`", markup=False)

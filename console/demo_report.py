@@ -175,9 +175,8 @@ class DrillReport:
             r = self.reconciliation
             counts = ", ".join(f"{k} {v}" for k, v in (r.get("counts") or {}).items() if v) or "none"
             lines += ["", "## Reconciliation", "",
-                      f"- report #{r.get('id')}: entries {counts}",
+                      f"- report #{r.get('id')}: {r.get('headline') or 'entries ' + counts}",
                       f"- mismatches: {r.get('mismatch_counts')}",
-                      f"- local book equals main: {'yes' if r.get('local_equals_main') else 'NO'}",
                       f"- held for a person: {self.held_for_a_person}"]
         lines += ["", f"Exit code {self.exit_code}.", ""]
         return "\n".join(lines)
@@ -196,12 +195,10 @@ class DrillReport:
 
 
 def judge_reconciliation(report: dict | None) -> tuple[bool, int]:
-    """(reconciled, held for a person) from a reconciliation report dict."""
+    """(reconciled, held for a person) from a reconciliation report dict: reconciled only
+    when the report's verdict is clean (sync/verdict.py, the rule `sync report` exits by)."""
+    from sync.verdict import CLEAN, verdict
+
     if not report:
         return False, 0
-    held = int(report.get("for_a_person") or 0)
-    counts = report.get("counts") or {}
-    mm = report.get("mismatch_counts") or {}
-    ok = (held == 0 and not counts.get("rejected") and not counts.get("pending") and not counts.get("sent")
-          and not mm.get("journal_vs_main") and bool(report.get("local_equals_main")))
-    return ok, held
+    return verdict(report) == CLEAN, int(report.get("for_a_person") or 0)

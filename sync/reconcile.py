@@ -10,7 +10,12 @@ after an outage.  The report answers three questions, in this order:
    still open, a modify main does not show.
 3. What moved on main while this console could not see it?  The local book as it
    stood before reconciliation is compared with main for every position and open
-   order the journal did not touch (fills, trades placed elsewhere).
+   order the journal did not touch (fills, trades placed elsewhere).  Such a change
+   is a mismatch (a finding for a person) when it concerns a client this console
+   squared off: a position open on main again, or an open order that can reopen one.
+   Every other change is listed under ``moved_on_main`` for information: main keeps
+   trading through other channels during an outage, and calling each of those a
+   mismatch would make exit 6 routine and so meaningless.
 
 Then the local mirror is replaced by a fresh snapshot of main (one transaction, as at
 BOD, or through the runtime so its stream resumes from the snapshot), so afterwards
@@ -220,26 +225,29 @@ def moved_on_main(local: dict, main_positions: dict, main_open: dict, entries: l
             continue
         lq, mq = local["positions"].get(key, 0), main_positions.get(key, 0)
         if lq != mq:
+            finding = mq != 0 and key[0] in squared_off
             step = (f"if {key[0]} should be flat, " + _squareoff_again(key[0], key[2])
-                    if mq != 0 and key[0] in squared_off else "review it: the local book now shows main's position")
+                    if finding else "none needed: the local book now shows main's position")
             out.append({"kind": "position_differs", "client_id": key[0], "exchange": key[1], "symbol": key[2],
-                        "product": key[3], "local": lq, "main": mq,
+                        "product": key[3], "local": lq, "main": mq, "finding": finding,
                         "detail": "moved on main while this console could not see it", "next_step": step})
     for oid, (coid, client_id, symbol, status) in sorted(local["open_orders"].items()):
         if oid in targeted or oid in main_open or (scope is not None and client_id not in scope):
             continue
         out.append({"kind": "order_closed_on_main", "order_id": oid, "client_order_id": coid, "client_id": client_id,
-                    "symbol": symbol, "local": status, "main": "not open",
+                    "symbol": symbol, "local": status, "main": "not open", "finding": False,
                     "detail": "open in the local book, no longer open on main (filled or cancelled meanwhile)",
-                    "next_step": "review it: the local book now shows main's orders"})
+                    "next_step": "none needed: the local book now shows main's orders"})
     for oid, o in sorted(main_open.items()):
         if oid in local["open_orders"] or o.client_order_id in ours \
                 or o.client_order_id.rsplit("-", 1)[0] in ours or (scope is not None and o.client_id not in scope):
             continue
+        finding = o.client_id in squared_off
         out.append({"kind": "order_only_on_main", "order_id": oid, "client_order_id": o.client_order_id,
                     "client_id": o.client_id, "symbol": o.symbol, "local": None, "main": o.status.value,
-                    "detail": "open on main, unknown to the local book (placed elsewhere)",
-                    "next_step": "review it: the local book now shows main's orders"})
+                    "finding": finding, "detail": "open on main, unknown to the local book (placed elsewhere)",
+                    "next_step": (f"{o.client_id} was squared off: cancel it or square off again once it fills"
+                                  if finding else "none needed: the local book now shows main's orders")})
     return out
 
 
@@ -300,7 +308,8 @@ async def reconcile(store: Store, client: BackendClient, replay_result=None, *,
     main_positions = {_key(p): p.net_quantity for p in snap.positions}
     main_open = {o.order_id: o for o in main_orders if o.status in wire.OPEN_STATUSES}
     expected = journal_mismatches(entries, main_positions, main_orders, scope)
-    moved = moved_on_main(before, main_positions, main_open, entries, scope)
+    changed = moved_on_main(before, main_positions, main_open, entries, scope)
+    moved = [m for m in changed if m["finding"]]
     mirror = mirror_mismatches(after, snap)
     counts = counts_of(entries)
     for e in entries:
@@ -317,6 +326,7 @@ async def reconcile(store: Store, client: BackendClient, replay_result=None, *,
         "entries": entries,
         "mismatches": expected + moved + mirror,
         "mismatch_counts": {"journal_vs_main": len(expected), "moved_on_main": len(moved), "mirror": len(mirror)},
+        "moved_on_main": [m for m in changed if not m["finding"]],  # for information: not mismatches
         "local_equals_main": not mirror,
         "main": {"positions": len(snap.positions), "orders": len(main_orders), "open_orders": len(main_open),
                  "trades": len(snap.trades)},

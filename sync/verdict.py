@@ -13,9 +13,11 @@ Verdicts, the first that applies (the CLI's exit code in brackets):
   are still pending or sent: not everything has reached main yet.
 - ``held`` (6): entries held for a person's decision (stale ones, conflicts).
 - ``mismatches`` (6): reconciliation found main not holding what the journal meant
-  (a square-off whose position is not flat on main, a missing order ...), something
-  that moved on main while this console could not see it, or a local book that still
-  differs from main after the refresh.
+  (a square-off whose position is not flat on main, a missing order ...), a client
+  this console squared off that moved on main while it could not see it, or a local
+  book that still differs from main after the refresh.  Other changes on main during
+  the outage (``moved_on_main`` in the report) are listed for information and do not
+  change the verdict.
 - ``rejected`` (4): main rejected an entry.
 - ``clean`` (0): every entry ended applied or moot and nothing differs.
 
@@ -73,4 +75,7 @@ def headline(report: dict) -> str:
         parts.append(_plural(waiting, "entry", "entries") + " not replayed yet")
     if v == CLEAN:
         parts.append("no mismatches: main holds what the journal meant and the local book equals main")
+    info = len(report.get("moved_on_main") or [])
+    if info:
+        parts.append(_plural(info, "change", "changes") + " on main during the outage, listed for information")
     return f"{v.upper()}: " + "; ".join(parts)

@@ -158,8 +158,13 @@ def _report(**kw) -> dict:
     (_report(), True, 0),
     (_report(for_a_person=1, counts={"applied": 1, "held": 1}), False, 1),
     (_report(counts={"applied": 1, "rejected": 1}), False, 0),
-    (_report(mismatch_counts={"journal_vs_main": 1}), False, 0),
-    (_report(local_equals_main=False), False, 0),
+    (_report(mismatches=[{"kind": "not_flat"}], mismatch_counts={"journal_vs_main": 1}), False, 0),
+    (_report(mismatches=[{"kind": "mirror_position"}], mismatch_counts={"mirror": 1}, local_equals_main=False),
+     False, 0),
+    (_report(moved_on_main=[{"kind": "position_differs", "finding": False}]), True, 0),  # information only
+    # the drilled client open again on main: the old judge ignored moved_on_main and passed the drill
+    (_report(mismatches=[{"kind": "position_differs", "finding": True}], mismatch_counts={"moved_on_main": 1}),
+     False, 0),
     (None, False, 0),
 ])
 def test_reconciliation_verdict(report, reconciled, held):

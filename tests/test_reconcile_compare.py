@@ -89,3 +89,35 @@ def test_a_discarded_square_off_is_not_judged_against_main():
                                  "reason": "already flat on main"}], {KEY: 10}, [], {"C001"})
     assert kinds(found) == [("not_flat", "K-261130-000001")]
     assert found[0]["next_step"] == "square off again: lifeboat squareoff --client C001 --symbol INFY"
+
+
+def _book(positions, open_orders=None):
+    return {"positions": positions, "open_orders": open_orders or {}, "trades": set()}
+
+
+def test_what_moved_on_main_is_a_finding_only_for_a_client_this_console_squared_off():
+    """Main keeps trading through other channels during an outage: a change for a client the
+    journal did not flatten is listed for information; for a squared-off client a position open
+    again on main, or an open order that can reopen one, is a mismatch with its next step."""
+    from sync.reconcile import moved_on_main
+    from sync.verdict import CLEAN, MISMATCHES, headline, verdict
+
+    squared = {**entry(1, "SQUARE_OFF", "K-261130-000001"), "target_order_id": None}  # C001 NSE INFY MIS
+    other_key, reopened_key = ("C002", "NSE", "TCS", "CNC"), ("C001", "NSE", "ITC", "CNC")
+    local = _book({KEY: 10, other_key: 5, reopened_key: 0})
+    main_positions = {KEY: 0, other_key: 7, reopened_key: 3}
+    stray = order("O5", "ELSEWHERE-1", status="OPEN", client_id="C001")
+    found = moved_on_main(local, main_positions, {"O5": stray}, [squared], {"C001", "C002"})
+    by = {(m["kind"], m["client_id"], m.get("symbol")): m for m in found}
+    assert by[("position_differs", "C002", "TCS")]["finding"] is False
+    assert by[("position_differs", "C001", "ITC")]["finding"] is True
+    assert "square off again" in by[("position_differs", "C001", "ITC")]["next_step"]
+    assert by[("order_only_on_main", "C001", "INFY")]["finding"] is True
+
+    info_only = {"counts": {"applied": 1}, "mismatches": [],
+                 "moved_on_main": [by[("position_differs", "C002", "TCS")]]}
+    assert verdict(info_only) == CLEAN
+    line = headline(info_only)
+    assert line.startswith("CLEAN:") and "1 change on main during the outage, listed for information" in line
+    with_finding = {**info_only, "mismatches": [by[("position_differs", "C001", "ITC")]]}
+    assert verdict(with_finding) == MISMATCHES and "equals" not in headline(with_finding)

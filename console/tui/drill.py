@@ -344,6 +344,7 @@ class DrillDriver:
 
         rep.reconciled, rep.held_for_a_person = judge_reconciliation(report)
         rep.reconciliation = {"id": report.get("id"), "counts": report.get("counts"),
+                              "verdict": report.get("verdict"), "headline": report.get("headline"),
                               "mismatch_counts": report.get("mismatch_counts"),
                               "local_equals_main": report.get("local_equals_main")}
         positions = await self.blocking(lambda: svc.positions(client))

@@ -65,12 +65,27 @@ def mismatches_table(report: dict, *, id: str = "recon-mismatches") -> DataTable
     return table
 
 
+def moved_table(report: dict, *, id: str = "recon-moved") -> DataTable | None:
+    """What changed on main during the outage for clients the journal did not flatten:
+    listed for information (the local book now shows main's), or None."""
+    moved = report.get("moved_on_main") or []
+    if not moved:
+        return None
+    table = DataTable(id=id, cursor_type="row")
+    table.add_columns("Changed on main (information)", "Client", "Symbol", "Local", "Main", "Detail")
+    for x in moved:
+        table.add_row(x.get("kind", ""), x.get("client_id") or "", x.get("symbol") or "", str(x.get("local", "")),
+                      str(x.get("main", "")), x.get("detail", ""))
+    return table
+
+
 class ReconciliationScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     ReconciliationScreen #recon-box { height: 90%; }
     ReconciliationScreen #recon-title { text-style: bold; }
     ReconciliationScreen #recon-entries { height: 1fr; }
     ReconciliationScreen #recon-mismatches { height: auto; max-height: 8; }
+    ReconciliationScreen #recon-moved { height: auto; max-height: 6; }
     ReconciliationScreen .recon-ok { color: $success; text-style: bold; }
     ReconciliationScreen .recon-bad { color: $error; text-style: bold; }
     """
@@ -94,6 +109,9 @@ class ReconciliationScreen(ModalScreen[None]):
             mism = mismatches_table(r)
             yield mism if mism is not None else Static("No mismatches: main holds what the journal meant.",
                                                        id="recon-nomismatch")
+            moved = moved_table(r)
+            if moved is not None:
+                yield moved
             if self.timings:
                 parts = [f"{TIMING_LABELS.get(k, k)} {v:.2f} s" for k, v in self.timings.items() if k in TIMING_LABELS]
                 yield Static("Drill timings: " + "  |  ".join(parts), id="recon-timings")
