@@ -378,7 +378,12 @@ def sync_bod(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", h
 
 @sync_app.command("replay")
 def sync_replay(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
-    """Replay the journal to the main system now, then reconcile (exit 6: held for a person)."""
+    """Replay the journal to the main system now, then reconcile.
+
+    Exit 0 only when every entry ended applied or moot and reconciliation found no mismatch
+    (verdict clean); 6 held entries or mismatches (each with its next step); 4 rejected by main;
+    5 main unavailable before the end; 7 another process holds the replay.  --json carries
+    the same verdict."""
     from console import cmd_sync
 
     raise typer.Exit(cmd_sync.replay(ctx.obj, as_json))
@@ -386,7 +391,7 @@ def sync_replay(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
 
 @sync_app.command("report")
 def sync_report(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
-    """The last reconciliation report."""
+    """The last reconciliation report, judged by the same rules and exit codes as `sync replay`."""
     from console import cmd_sync
 
     raise typer.Exit(cmd_sync.report(ctx.obj, as_json))

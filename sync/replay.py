@@ -153,7 +153,8 @@ class ReplayResult:
             return f"replay held by {self.busy_holder} since {since}"
         if self.status == "stopped":
             return f"replay stopped: {self.stopped_reason}"
-        return f"replay done: {len(self.outcomes)} entries processed"
+        n = len(self.outcomes)
+        return f"replay done: {n} entr{'y' if n == 1 else 'ies'} processed"
 
     def as_dict(self) -> dict:
         return {

@@ -296,11 +296,12 @@ class LifeboatApp(App):
             for e in entries:
                 kinds[str(e.get("kind"))] = kinds.get(str(e.get("kind")), 0) + 1
             what = ", ".join(f"{c} {k}" for k, c in sorted(kinds.items()))
-            who = (f"the agent running on this store{f' (pid {agent})' if agent else ''} will send them once "
+            it, they = ("it", "It stays") if n == 1 else ("them", "They stay")
+            who = (f"the agent running on this store{f' (pid {agent})' if agent else ''} will send {it} once "
                    "main answers" if agent is not None else
-                   "no agent runs on this store: they are sent at the next start of the console or agent")
+                   f"no agent runs on this store: {it} will be sent at the next start of the console or agent")
             question = (f"{n} journal entr{'y is' if n == 1 else 'ies are'} not yet on the main system ({what}). "
-                        f"They stay in the journal; {who}. Quit anyway?")
+                        f"{they} in the journal; {who}. Quit anyway?")
 
         def answered(yes: bool | None) -> None:
             self._quit_asked = False
