@@ -182,6 +182,7 @@ class ActionResult:
             d["cancels"] = self.cancels
         d["outcome"] = "rejected" if self.rejected else ("dry_run" if self.dry_run else (
             "journaled" if self.mode != "ONLINE" else "done"))
+        d["ok"] = not self.rejected  # as in the failure object {"ok": false, "error": ...}: one key for scripts
         return d
 
 

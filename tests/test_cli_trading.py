@@ -117,6 +117,7 @@ def test_online_squareoff_sends_legs_to_main_and_flattens(sim, cli_factory):  # 
     done = {(leg["exchange"], leg["symbol"], leg["product"]) for leg in out["legs"] if leg["outcome"] == "complete"}
     assert done and done <= flat
     assert (r.returncode == 4) == any(leg["outcome"] == "rejected" for leg in out["legs"])
+    assert out["ok"] is (r.returncode == 0) and dry["ok"] is True  # one key for scripts, as in the failure object
 
 
 # --------------------------------------------------------------------------- bad input
