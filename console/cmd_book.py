@@ -274,7 +274,8 @@ def status_lines(st: dict) -> list[tuple[str, str]]:
     extra += f", {rp['held']} held for a person" if rp.get("held") else ""
     if rp.get("holder"):
         extra += f" (by {rp['holder']}" + (f" since {rp['since']})" if rp.get("since") else ")")
-    extra += f"; last report {rp['last_report_at']}" if rp.get("last_report_at") else "; no report yet"
+    extra += (f"; last report {rp['last_report_at']}" + (f" ({rp['last_verdict']})" if rp.get("last_verdict") else "")
+              if rp.get("last_report_at") else "; no report yet")
     lines.append(("replay", f"{rp['state']}{extra}"))
     pol = st["policy"]
     policy = ("new exposure allowed" if pol["allow_new_exposure"] else "reduce-only") + ", kill switch " + (

@@ -40,6 +40,7 @@ _UNACKNOWLEDGED = text(
     "SELECT seq, kind, client_order_id, client_id, symbol, state, created_at FROM journal "
     "WHERE acknowledged_at IS NULL ORDER BY seq LIMIT :limit"
 ).columns(created_at=UtcDateTime)
+_LAST_REPORT = text("SELECT json FROM reconciliation_report ORDER BY id DESC LIMIT 1")
 _CREDENTIALS = text(
     "SELECT user_id, verifier, grant_json, public_key FROM offline_credentials ORDER BY user_id")
 
@@ -66,7 +67,22 @@ def store_status(conn, *, unacknowledged_limit: int = 20) -> dict:
         "recorded_mode": h.recorded_mode, "mode_since": h.mode_since, "mode_reason": h.mode_reason,
         "lease_holder": h.lease_holder, "lease_acquired_at": h.lease_acquired_at,
         "lease_expires_at": h.lease_expires_at, "last_report_at": h.last_report_at,
+        "last_verdict": _last_verdict(conn) if h.last_report_at else None,
     }
+
+
+def _last_verdict(conn) -> str | None:
+    """The verdict of the newest reconciliation report (what `sync report` exits by)."""
+    import json
+
+    from sync.verdict import verdict
+
+    raw = conn.execute(_LAST_REPORT).scalar()
+    try:
+        report = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return (report.get("verdict") or verdict(report)) if isinstance(report, dict) else None
 
 
 def replay_state(st: dict, now, *, main_reachable: bool) -> dict:
@@ -88,6 +104,7 @@ def replay_state(st: dict, now, *, main_reachable: bool) -> dict:
         "holder": st["lease_holder"] if state == "running" else None,
         "since": st["lease_acquired_at"].isoformat() if state == "running" and st["lease_acquired_at"] else None,
         "last_report_at": st["last_report_at"].isoformat() if st["last_report_at"] else None,
+        "last_verdict": st.get("last_verdict"),
     })
 
 

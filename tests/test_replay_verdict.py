@@ -112,6 +112,10 @@ def test_square_off_not_flat_after_main_moved_is_a_mismatch_with_a_next_step(sim
         line = _headline_line(text.stdout)
         assert "MISMATCHES" in line and "not flat 1" in line and "equals" not in line.lower(), line
         assert "square off again" in text.stdout and "1 mismatch between the journal and main" in text.stderr
+        # and `status` names the last report's verdict beside its time
+        st, st_text = cli.many(("status", "--json"), ("status",))
+        assert st.json()["replay"]["last_verdict"] == "mismatches"
+        assert "(mismatches)" in next(x for x in st_text.stdout.splitlines() if x.startswith("replay"))
 
         # the next step, taken: main is flat again and the same replay reads clean
         cli("--password-stdin", "squareoff", "--client", client, "--symbol", squared["symbol"], "--yes",
@@ -125,6 +129,7 @@ def test_square_off_not_flat_after_main_moved_is_a_mismatch_with_a_next_step(sim
         assert body["headline"].startswith("CLEAN: applied ") and body["headline"].endswith("local book equals main")
         rep = cli("sync", "report", "--json")
         assert rep.returncode == 0 and rep.json()["verdict"] == "clean"
+        assert cli("status", "--json").json()["replay"]["last_verdict"] == "clean"
     finally:
         main.close()
 
