@@ -207,3 +207,30 @@ async def _offline_from_the_start(url, home):
         line = await _bar(pilot, desk, "BACKUP")
         assert "dealer1 (dealer, offline)" in line, line
         app.exit()
+
+
+def test_the_console_banner_says_unavailable_not_backup_where_nothing_could_be_journaled(sim, tmp_path, tui_keyring):
+    """Logged in online, then the offline material is gone (the grant expired overnight, or as
+    here removed from the store) and main goes down: the banner must not say BACKUP."""
+    home = tmp_path / "home"
+    asyncio.run(_online_then_down_without_a_grant(sim, home))
+
+
+async def _online_then_down_without_a_grant(sim, home):
+    import sqlite3
+
+    from console.tui.widgets.banner import ModeBanner
+
+    app = make_app(sim.url, home)
+    async with app.run_test(size=SIZE) as pilot:
+        desk = await login(pilot, expect="ONLINE")
+        await _bar(pilot, desk, "ONLINE")
+        with sqlite3.connect(home / "lifeboat.db") as db:
+            db.execute("DELETE FROM offline_credentials")
+        sim.kill()
+        banner = desk.query_one(ModeBanner)
+        await wait_for(pilot, lambda: banner.mode == "UNAVAILABLE", timeout=30, what="UNAVAILABLE on the banner")
+        text = str(banner.render())
+        assert text.startswith(" UNAVAILABLE") and "dealer1 has never logged in online" in text, text
+        assert desk.status["mode"] == "UNAVAILABLE"
+        app.exit()

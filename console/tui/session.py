@@ -118,7 +118,9 @@ class DealerSession:
         if runtime is not None:
             self.pin_mode(runtime.mode, probe)
         st = await self.service.status()
-        st["mode"] = self.mode
+        # the session's mode, except where main is down and no backup action could be accepted
+        # here (no valid grant, no book): the status then says UNAVAILABLE, never BACKUP
+        st["mode"] = "UNAVAILABLE" if st.get("mode") == "UNAVAILABLE" and self.mode == "BACKUP" else self.mode
         st["replay"] = replay_text(st.get("replay"))
         st["probe"] = {"ok": probe.ok, "latency_ms": probe.latency_ms, "kind": probe.kind}
         if self.identity is not None:

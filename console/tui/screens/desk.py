@@ -255,6 +255,9 @@ class DeskScreen(Screen):
         banner = self.query_one(ModeBanner)
         if banner.mode != "RECOVERING":  # the figure itself comes from the progress poll alone
             banner.progress = ""
+        if banner.mode in ("BACKUP", "UNAVAILABLE") and msg.status.get("mode") in ("BACKUP", "UNAVAILABLE"):
+            banner.reason = msg.status.get("reason", "")
+            banner.mode = msg.status["mode"]  # BACKUP shown only where a backup action can be accepted
         self.show_title()
         rs = (msg.status.get("runtime") or {}).get("resnapshots", 0)
         if rs != self._resnapshots_seen:

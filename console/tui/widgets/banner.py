@@ -1,6 +1,7 @@
 """The mode banner: one line, always on screen, impossible to misread.
 
-ONLINE green, SUSPECT amber, BACKUP red, RECOVERING amber with the replay progress.
+ONLINE green, SUSPECT amber, BACKUP red, RECOVERING amber with the replay progress,
+UNAVAILABLE (main down and no valid grant or book here: nothing can be journaled) magenta.
 The text says what the mode means for the dealer's next action, not only its name.
 """
 
@@ -14,15 +15,19 @@ MEANING = {
     "SUSPECT": "main is late answering; not switched yet",
     "BACKUP": "main is down: actions are journaled locally (reduce-only unless allowed)",
     "RECOVERING": "main is back: replaying the journal, new actions queue behind it",
+    "UNAVAILABLE": "main is down and no backup action can be accepted here",
 }
 
 
 class ModeBanner(Static):
     mode: reactive[str] = reactive("ONLINE")
     progress: reactive[str] = reactive("")
+    reason: reactive[str] = reactive("")  # UNAVAILABLE: why (from `status`)
 
     def render(self) -> str:
         extra = f"  replay {self.progress}" if self.mode == "RECOVERING" and self.progress else ""
+        if self.mode == "UNAVAILABLE" and self.reason:
+            extra = f" ({self.reason.split('backup not possible here: ', 1)[-1]})"
         return f" {self.mode}  -  {MEANING.get(self.mode, '')}{extra}"
 
     def watch_mode(self, old: str, new: str) -> None:
