@@ -6,7 +6,7 @@
   as such by `status --json` after the crash.
 * fsync/fdatasync failing with EIO (an injected fault through an LD_PRELOAD shim,
   tests/faultshim/syncfail.c, because a failing disk cannot be had here): the
-  answer is "NOT accepted", exit 1, no JSON on stdout, and the journal is the same
+  answer is "NOT accepted", exit 1, the JSON failure object on stdout (no leg), and the journal is the same
   afterwards, also after the store is reopened.
 """
 
@@ -117,7 +117,10 @@ def test_fdatasync_failing_is_not_accepted_and_journal_unchanged(template, tmp_p
     p = squareoff_proc(cli, a_client(cli), LD_PRELOAD=shim, FAULTSHIM_SKIP=str(total - 1))
     out, err = p.communicate(timeout=60)
     assert p.returncode == 1, (out, err)
-    assert out == "" and "NOT accepted" in err and "Traceback" not in err
+    failure = json.loads(out)  # --json: the failure as one object, and nothing that reads as journaled
+    assert failure["ok"] is False and failure["error"]["reason"] == "not_accepted", out
+    assert "NOT accepted" in failure["error"]["message"] and "legs" not in failure
+    assert "NOT accepted" in err and "Traceback" not in err
     assert journal_ids(cli) == before  # reopened by sqlite3 here: WAL recovery included
     assert cli("audit", "verify").returncode == 0
     assert journal_ids(cli) == before

@@ -14,14 +14,14 @@ import os
 import signal
 import threading
 import time
-from datetime import date
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from backend_client.client import BackendClient
 from backend_client.detector import Detector, Mode, Transition
-from localstore import audit
+from localstore import audit, clock
 from localstore.db import Store, open_store
 from localstore.models import AuditRow, ConsoleState, JournalEntry, JournalKind, JournalState
 from mainsim.faultproxy import ThreadedFaultProxy
@@ -165,6 +165,7 @@ def test_hung_main_goes_to_backup(sim, tmp_path):
     assert agent.error is None
 
 
+@pytest.mark.dates
 def test_journal_written_in_backup_is_replayed_before_online(sim, tmp_path):
     """RECOVERING ends through the replay: an entry journaled during the outage is
     decided (here held: it is from an earlier trading day) before the console is ONLINE,
@@ -182,7 +183,8 @@ def test_journal_written_in_backup_is_replayed_before_online(sim, tmp_path):
             with store.write() as s:
                 s.add(JournalEntry(kind=JournalKind.CANCEL, client_order_id="T-1", client_id=resting["client_id"],
                                    target_order_id=resting["order_id"], user_id="dealer1", mode="BACKUP",
-                                   trading_date=date(2026, 1, 5), console_id=store.console_id))
+                                   trading_date=clock.today_ist() - timedelta(days=1),  # the day before main's
+                                   console_id=store.console_id))
         finally:
             os.kill(sim.proc.pid, signal.SIGCONT)
         agent.wait_mode(Mode.ONLINE, timeout=30)
