@@ -33,11 +33,17 @@ def lifeboat(args: list[str], env: dict, timeout: float = 120) -> subprocess.Com
 
 
 def pid_alive(pid: int) -> bool:
+    """The process runs: it exists and is not a zombie (one that has ended, but that its parent,
+    or an init slow to reap orphans, has not collected yet)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False  # gone between the two looks
+    return state not in ("Z", "X")
 
 
 STORY = ["drill started", "console ONLINE", "client to square off", "outage staged", "BACKUP",
