@@ -64,6 +64,19 @@ def _judged(body: dict, replay: dict | None, report: dict | None) -> dict:
     return {**head, **{k: v for k, v in body.items() if k not in head}}
 
 
+def _rows_table(title: str, rows: list[dict], local_label: str, *, next_step: bool) -> Table:
+    """A report's mismatch rows (or its changes on main), one line each."""
+    t = Table(title=title, show_lines=False)
+    for col in ("kind", "client", "symbol", "id", local_label, "main", "detail") + (("next step",) if next_step else ()):
+        t.add_column(col, overflow="fold")
+    for x in rows:
+        cells = [x["kind"], x.get("client_id") or "", x.get("symbol") or "",
+                 x.get("client_order_id") or x.get("order_id") or "", str(x.get("expected", x.get("local", ""))),
+                 str(x.get("main", "")), x.get("detail", "")]
+        t.add_row(*cells, *([x.get("next_step") or ""] if next_step else []))
+    return t
+
+
 def print_report(report: dict) -> None:
     out.print(f"Reconciliation #{report.get('id')} at {report['created_at']} ({report['user']}, trading day "
               f"{report['trading_date']}): {verdicts.headline(report)}", markup=False)
@@ -77,27 +90,12 @@ def print_report(report: dict) -> None:
                   e["main_order_id"] or "", e["reason"] or "")
     out.print(t)
     if report["mismatches"]:
-        m = Table(title="Mismatches", show_lines=False)
-        for col in ("kind", "client", "symbol", "id", "expected / local", "main", "detail", "next step"):
-            m.add_column(col, overflow="fold")
-        for x in report["mismatches"]:
-            m.add_row(x["kind"], x.get("client_id") or "", x.get("symbol") or "",
-                      x.get("client_order_id") or x.get("order_id") or "",
-                      str(x.get("expected", x.get("local", ""))), str(x.get("main", "")), x.get("detail", ""),
-                      x.get("next_step") or "")
-        out.print(m)
+        out.print(_rows_table("Mismatches", report["mismatches"], "expected / local", next_step=True))
     else:
         out.print("No mismatches: main holds what the journal meant.", markup=False)
     if report.get("moved_on_main"):
-        m = Table(title="Changed on main during the outage (for information; the local book now shows main's)",
-                  show_lines=False)
-        for col in ("kind", "client", "symbol", "id", "local", "main", "detail"):
-            m.add_column(col, overflow="fold")
-        for x in report["moved_on_main"]:
-            m.add_row(x["kind"], x.get("client_id") or "", x.get("symbol") or "",
-                      x.get("client_order_id") or x.get("order_id") or "", str(x.get("local", "")),
-                      str(x.get("main", "")), x.get("detail", ""))
-        out.print(m)
+        out.print(_rows_table("Changed on main during the outage (for information; the local book now shows main's)",
+                              report["moved_on_main"], "local", next_step=False))
     if report.get("for_a_person"):
         err.print(f"{report['for_a_person']} entr{'y' if report['for_a_person'] == 1 else 'ies'} held for a "
                   f"supervisor: `lifeboat sync held`, then `sync release SEQ` or `sync discard SEQ`", markup=False)

@@ -121,3 +121,21 @@ def test_what_moved_on_main_is_a_finding_only_for_a_client_this_console_squared_
     assert line.startswith("CLEAN:") and "1 change on main during the outage, listed for information" in line
     with_finding = {**info_only, "mismatches": [by[("position_differs", "C001", "ITC")]]}
     assert verdict(with_finding) == MISMATCHES and "equals" not in headline(with_finding)
+
+
+def test_the_report_lists_changes_on_main_apart_from_its_mismatches(capsys):
+    """`sync report` text: a table of mismatches with their next step, and a separate one of
+    changes on main listed for information."""
+    from console.cmd_sync import print_report
+
+    finding = {"kind": "not_flat", "client_id": "C001", "symbol": "INFY", "expected": 0, "main": 5,
+               "detail": "moved after the square-off", "next_step": "square off again: lifeboat squareoff --client C001"}
+    info = {"kind": "position_differs", "client_id": "C002", "symbol": "TCS", "local": 5, "main": 7,
+            "detail": "moved on main while this console could not see it", "finding": False}
+    report = {"id": 4, "created_at": NOW.isoformat(), "user": "dealer1", "trading_date": "2026-11-30",
+              "counts": {"applied": 1}, "entries": [], "mismatches": [finding], "moved_on_main": [info]}
+    print_report(report)
+    text = capsys.readouterr().out
+    mism, moved = text.index("Mismatches"), text.index("Changed on main during the outage")
+    assert mism < text.index("square off again") < moved < text.index("C002")
+    assert "C002" not in text[:moved]

@@ -51,32 +51,27 @@ def styled_state(state) -> str:
     return f"[{style}]{state}[/]" if style else str(state)
 
 
+def _rows_table(rows: list[dict], id: str, first: str, local_label: str, *, next_step: bool) -> DataTable:
+    table = DataTable(id=id, cursor_type="row")
+    table.add_columns(first, "Client", "Symbol", local_label, "Main", "Detail", *(["Next step"] if next_step else []))
+    for x in rows:
+        table.add_row(x.get("kind", ""), x.get("client_id") or "", x.get("symbol") or "",
+                      str(x.get("expected", x.get("local", ""))), str(x.get("main", "")), x.get("detail", ""),
+                      *([x.get("next_step") or ""] if next_step else []))
+    return table
+
+
 def mismatches_table(report: dict, *, id: str = "recon-mismatches") -> DataTable | None:
     """Every line where the local book and main disagree, or None when they agree."""
     mism = report.get("mismatches") or []
-    if not mism:
-        return None
-    table = DataTable(id=id, cursor_type="row")
-    table.add_columns("Mismatch", "Client", "Symbol", "Local / expected", "Main", "Detail", "Next step")
-    for x in mism:
-        table.add_row(x.get("kind", ""), x.get("client_id") or "", x.get("symbol") or "",
-                      str(x.get("expected", x.get("local", ""))), str(x.get("main", "")), x.get("detail", ""),
-                      x.get("next_step") or "")
-    return table
+    return _rows_table(mism, id, "Mismatch", "Local / expected", next_step=True) if mism else None
 
 
 def moved_table(report: dict, *, id: str = "recon-moved") -> DataTable | None:
     """What changed on main during the outage for clients the journal did not flatten:
     listed for information (the local book now shows main's), or None."""
     moved = report.get("moved_on_main") or []
-    if not moved:
-        return None
-    table = DataTable(id=id, cursor_type="row")
-    table.add_columns("Changed on main (information)", "Client", "Symbol", "Local", "Main", "Detail")
-    for x in moved:
-        table.add_row(x.get("kind", ""), x.get("client_id") or "", x.get("symbol") or "", str(x.get("local", "")),
-                      str(x.get("main", "")), x.get("detail", ""))
-    return table
+    return _rows_table(moved, id, "Changed on main (information)", "Local", next_step=False) if moved else None
 
 
 class ReconciliationScreen(ModalScreen[None]):
