@@ -66,10 +66,17 @@ class Cli:
     def log_file(self) -> Path:
         return self.home / "logs" / "lifeboat.jsonl"
 
+    @property
+    def config_dir(self) -> Path:
+        """The config dir (trust anchors when there is no keyring): the test's own (conftest), shared
+        with in-process services; anchors are kept per home, so consoles do not mix."""
+        return Path(os.environ["LIFEBOAT_CONFIG_DIR"])
+
     def env(self, **extra: str) -> dict[str, str]:
         env = testclock.keep({k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_")})
         env.update(
             LIFEBOAT_HOME=str(self.home),
+            LIFEBOAT_CONFIG_DIR=str(self.config_dir),
             LIFEBOAT_BACKEND_URL=self.backend_url,
             LIFEBOAT_TEST_SCRYPT_N="1024",
             PYTHON_KEYRING_BACKEND="tests.keyring_backend.TestKeyring",

@@ -10,6 +10,13 @@ from tests.simproc import SimProcess
 testclock.install()  # before any test imports the product: no test sees the real date
 
 
+@pytest.fixture(autouse=True)
+def _config_dir(tmp_path, monkeypatch):
+    """Each test's console config dir (trust anchors, localstore/anchors.py) is its own, outside
+    any console home, never the user's real ~/.config/lifeboat."""
+    monkeypatch.setenv("LIFEBOAT_CONFIG_DIR", str(tmp_path / "lifeboat-config"))
+
+
 @pytest.fixture
 def sim_factory(tmp_path):
     """Make mainsim subprocesses (each with its own SQLite file); all are killed at teardown."""
