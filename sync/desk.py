@@ -8,17 +8,22 @@ CLI processes cannot both spend the same "reducible" quantity.  The checks read
 with Core statements on that transaction's Connection (a PLACE reads everything
 but the journal in one statement): an action costs about a millisecond, not tens.  A refusal raises
 ``policy.Refusal`` and nothing is written.
+
+A PLACE, and the order a MODIFY leaves (after the MODIFYs already journaled for it),
+must pass main's own shape rules (backend_client.ordershape, one definition for
+both): what is journaled here is what main accepts on replay, risk limits aside.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import and_, bindparam, select, update
 
 from backend_client.enums import Exchange, OrderStatus, OrderType, Product, Side
+from backend_client.ordershape import Shape
 from localstore import core_tables as tables
 from localstore.core_tables import KIND_CANCEL, KIND_MODIFY, KIND_PLACE, KIND_SQUARE_OFF
 from localstore.prepared import Prepared
@@ -60,7 +65,7 @@ _INSTRUMENT_COLS = tuple(_INSTRUMENTS.c[n] for n in (
 _PRODUCTS = frozenset(p.value for p in Product)
 _ORDER_COLS = tuple(_ORDERS.c[n] for n in (
     "order_id", "client_order_id", "client_id", "exchange", "symbol", "product", "side", "quantity",
-    "filled_quantity", "status"))
+    "filled_quantity", "status", "order_type", "price", "trigger_price", "validity", "disclosed_quantity"))
 
 
 def known_client(s, client_id: str) -> None:
@@ -158,7 +163,7 @@ def place(store, actor: Actor, t: OrderTicket, *, mode: str, validity: str = "DA
 
     def build(s):
         facts = place_facts(s, t)  # also the instrument (InstrumentRow's attribute names)
-        policy.check_ticket_shape(t, facts)
+        policy.check_ticket_shape(t, facts, validity=validity, disclosed_quantity=disclosed_quantity)
         net = facts.net_quantity or 0
         journaled = journal.position_reduced(s, (t.client_id, facts.exchange, facts.symbol, Product(t.product)), net)
         reducing = policy.check_exposure(
@@ -188,6 +193,28 @@ class Target:
     order_id: str | None
     client_order_id: str
     journaled: bool
+    shape: Shape  # the whole order as main would judge a change of it (backend_client.ordershape)
+
+
+def _money(value) -> Decimal | None:
+    return None if value is None else Decimal(str(value))  # journal payloads hold prices as text
+
+
+def _mirror_target(r) -> Target:
+    return Target(r.client_id, r.exchange.value, r.symbol, r.product.value, r.side, r.quantity, r.filled_quantity,
+                  r.order_id, r.client_order_id, False,
+                  Shape(r.exchange, r.symbol, r.side, r.quantity, r.product, r.order_type, r.price, r.trigger_price,
+                        r.validity, r.disclosed_quantity))
+
+
+def _journaled_target(e: dict) -> Target:
+    p = e["payload"]
+    side, quantity = Side(p["side"]), int(p["quantity"])
+    return Target(e["client_id"], _v(e["exchange"]), e["symbol"], _v(e["product"]), side, quantity, 0, None,
+                  e["client_order_id"], True,
+                  Shape(_v(e["exchange"]), e["symbol"], side, quantity, _v(e["product"]), OrderType(p["order_type"]),
+                        _money(p.get("price")), _money(p.get("trigger_price")), p.get("validity") or "DAY",
+                        p.get("disclosed_quantity")))
 
 
 def resolve(s, *, order_id: str | None, client_order_id: str | None) -> Target:
@@ -199,14 +226,11 @@ def resolve(s, *, order_id: str | None, client_order_id: str | None) -> Target:
     if row is not None:
         if row.status not in OPEN_STATUSES:
             raise Refusal("order_not_open", f"order {row.order_id} is {row.status.value}, not open")
-        return Target(row.client_id, row.exchange.value, row.symbol, row.product.value, row.side, row.quantity,
-                      row.filled_quantity, row.order_id, row.client_order_id, False)
+        return _mirror_target(row)
     if client_order_id:
         for e in journal.unfinished_for(s):
             if e["client_order_id"] == client_order_id and e["kind"] == KIND_PLACE:
-                p = e["payload"]
-                return Target(e["client_id"], _v(e["exchange"]), e["symbol"], _v(e["product"]), Side(p["side"]),
-                              int(p["quantity"]), 0, None, client_order_id, True)
+                return _journaled_target(e)
     which = f"order id {order_id}" if order_id else f"client order id {client_order_id}"
     raise Refusal("unknown_order", f"no open order with {which} in the local book or the journal")
 
@@ -221,17 +245,33 @@ def _cancelled_targets(unfinished: list[dict]) -> set[str]:
     return {e["target_order_id"] or e["target_client_order_id"] for e in unfinished if e["kind"] == KIND_CANCEL}
 
 
+def _as_journaled(tgt: Target, unfinished: list[dict]) -> Target:
+    """The order as the MODIFYs already journaled for it leave it (main gets them first on replay)."""
+    key = tgt.order_id or tgt.client_order_id
+    shape = tgt.shape
+    for e in unfinished:
+        if e["kind"] == KIND_MODIFY and (e["target_order_id"] or e["target_client_order_id"]) == key:
+            p = e["payload"]
+            shape = policy.modified(shape, quantity=p.get("quantity"), price=_money(p.get("price")),
+                                    trigger_price=_money(p.get("trigger_price")))
+    return replace(tgt, quantity=shape.quantity, shape=shape)
+
+
 def modify(store, actor: Actor, *, order_id: str | None, client_order_id: str | None, quantity: int | None,
            price: Decimal | None, trigger_price: Decimal | None, mode: str) -> Receipt:
     def build(s):
         tgt = resolve(s, order_id=order_id, client_order_id=client_order_id)
         policy.check_scope(actor.role, actor.client_ids, tgt.client_id)
-        if (tgt.order_id or tgt.client_order_id) in _cancelled_targets(journal.unfinished_for(s, [tgt.client_id])):
+        unfinished = journal.unfinished_for(s, [tgt.client_id])
+        if (tgt.order_id or tgt.client_order_id) in _cancelled_targets(unfinished):
             raise Refusal("order_not_open", "a cancel of this order is already journaled")
+        tgt = _as_journaled(tgt, unfinished)
         inst = instrument(s, tgt.exchange, tgt.symbol)
         net = net_of(s, tgt.client_id, tgt.exchange, tgt.symbol, tgt.product)
-        policy.check_modify_down(tgt, quantity=quantity, price=price, trigger_price=trigger_price, net=net,
-                                 inst=inst)
+        policy.check_modify_down(tgt, quantity=quantity, price=price, trigger_price=trigger_price, net=net)
+        # what main will judge on replay: the whole order as this change leaves it
+        policy.check_shape(policy.modified(tgt.shape, quantity=quantity, price=price, trigger_price=trigger_price),
+                           inst)
         return [_target_intent(KIND_MODIFY, tgt, {"quantity": quantity, "price": price,
                                                          "trigger_price": trigger_price})]
 
@@ -264,15 +304,12 @@ def open_orders_in_scope(s, actor: Actor, client_id: str | None, symbol: str | N
     out = []
     for r in s.execute(q):
         if actor.in_scope(r.client_id) and r.order_id not in done and (symbol is None or r.symbol == symbol):
-            out.append(Target(r.client_id, r.exchange.value, r.symbol, r.product.value, r.side, r.quantity,
-                              r.filled_quantity, r.order_id, r.client_order_id, False))
+            out.append(_mirror_target(r))
     for e in unfinished:
         if e["kind"] == KIND_PLACE and e["client_order_id"] not in done and actor.in_scope(e["client_id"]) \
                 and (symbol is None or e["symbol"] == symbol) \
                 and e["payload"].get("order_type") != OrderType.MARKET.value:
-            p = e["payload"]
-            out.append(Target(e["client_id"], _v(e["exchange"]), e["symbol"], _v(e["product"]), Side(p["side"]),
-                              int(p["quantity"]), 0, None, e["client_order_id"], True))
+            out.append(_journaled_target(e))
     return out
 
 

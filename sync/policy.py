@@ -3,7 +3,8 @@
 Why: with the main system down nothing checks an order but this module, so it
 applies the exchanges' outage-facility rule (reduce-only: square off, cancel,
 modify downwards) plus the pre-trade checks main would make from the BOD
-reference data and limits.  Pure functions over plain values: no store, no
+reference data and limits (the order-shape rules from their one definition with
+main's, backend_client.ordershape).  Pure functions over plain values: no store, no
 network, so every rule is exact to test.  Each refusal is a ``Refusal`` with a
 reason code (the same codes as main's rejects where one exists) and a sentence.
 
@@ -18,16 +19,19 @@ Rules (documented choices):
 * The order-value limit is skipped for reducing orders (as mainsim does).
 * MODIFY in backup: quantity may only go down (and stay above what has filled);
   side/product never change; a price change is allowed only on a reducing order
-  (it can change when the exposure goes away, never how much there is).
+  (it can change when the exposure goes away, never how much there is).  The order
+  as the MODIFY (after those already journaled) leaves it must pass the shape rules.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from backend_client.enums import PRODUCTS_BY_EXCHANGE, OrderType, Side
+from backend_client import ordershape
+from backend_client.enums import OrderType, Side
+from backend_client.ordershape import Shape
 
 
 class Refusal(Exception):
@@ -83,38 +87,19 @@ def suggest(word: str, known: list[str]) -> str:
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
-def check_ticket_shape(t: OrderTicket, inst) -> None:
-    """Quantity, lot, freeze, product, price/trigger presence, tick and band (inst: InstrumentRow)."""
-    if t.quantity <= 0:
-        raise Refusal("invalid_quantity", "quantity must be greater than zero")
-    if t.product not in {p.value for p in PRODUCTS_BY_EXCHANGE[inst.exchange]}:
-        raise Refusal("product_exchange", f"product {t.product} is not allowed on {inst.exchange.value}")
-    if t.quantity % inst.lot_size:
-        raise Refusal("lot_size", f"quantity {t.quantity} is not a multiple of the lot size {inst.lot_size}")
-    if t.quantity > inst.freeze_quantity:
-        raise Refusal("freeze_quantity", f"quantity {t.quantity} is above the freeze quantity {inst.freeze_quantity}")
-    needs_price = t.order_type in (OrderType.LIMIT, OrderType.SL)
-    needs_trigger = t.order_type in (OrderType.SL, OrderType.SL_M)
-    if needs_price and t.price is None:
-        raise Refusal("price_required", f"a {t.order_type.value} order needs --price")
-    if not needs_price and t.price not in (None, 0):
-        raise Refusal("invalid_request", f"a {t.order_type.value} order takes no price")
-    if needs_trigger and t.trigger_price is None:
-        raise Refusal("trigger_required", f"a {t.order_type.value} order needs --trigger")
-    if not needs_trigger and t.trigger_price not in (None, 0):
-        raise Refusal("invalid_request", f"a {t.order_type.value} order takes no trigger price")
-    if needs_price:
-        check_price(t.price, inst, "price")
-    if needs_trigger:
-        check_price(t.trigger_price, inst, "trigger price")
+def check_shape(order, inst) -> None:
+    """The order-shape rules main applies, from their one definition
+    (backend_client.ordershape), refused with main's code and message."""
+    try:
+        ordershape.check(order, inst)
+    except ordershape.Reject as r:
+        raise Refusal(r.code, r.message) from None
 
 
-def check_price(value: Decimal, inst, what: str = "price") -> None:
-    if not inst.lower_band <= value <= inst.upper_band:
-        raise Refusal("price_band", f"{what} {value} is outside today's band {inst.lower_band}-{inst.upper_band} "
-                                    f"for {inst.symbol}")
-    if (value / inst.tick_size) % 1 != 0:
-        raise Refusal("tick_size", f"{what} {value} is not a multiple of the tick size {inst.tick_size}")
+def check_ticket_shape(t: OrderTicket, inst, *, validity: str = "DAY", disclosed_quantity: int | None = None) -> None:
+    """A new order's shape on its instrument (inst: InstrumentRow or a row with its names)."""
+    check_shape(Shape(t.exchange, t.symbol, t.side, t.quantity, t.product, t.order_type, t.price, t.trigger_price,
+                      validity, disclosed_quantity), inst)
 
 
 # --------------------------------------------------------------------------- exposure
@@ -167,8 +152,9 @@ def check_order_value(t: OrderTicket, inst, max_order_value: Decimal | None, red
 
 
 def check_modify_down(order, *, quantity: int | None, price: Decimal | None, trigger_price: Decimal | None,
-                      net: int, inst) -> None:
-    """Backup-mode MODIFY of an open order (``order``: OrderRow or wire.Order)."""
+                      net: int) -> None:
+    """Backup mode's own rules for a MODIFY of an open order (``order``: desk.Target, as
+    the journal leaves it); the resulting order's shape is checked apart (``modified``)."""
     if quantity is None and price is None and trigger_price is None:
         raise Refusal("invalid_request", "nothing to change: give --quantity, --price or --trigger")
     if quantity is not None:
@@ -180,15 +166,15 @@ def check_modify_down(order, *, quantity: int | None, price: Decimal | None, tri
         if quantity <= order.filled_quantity:
             raise Refusal("invalid_quantity", f"quantity {quantity} is not above what has filled "
                                               f"({order.filled_quantity}); cancel the order instead")
-        if inst is not None and quantity % inst.lot_size:
-            raise Refusal("lot_size", f"quantity {quantity} is not a multiple of the lot size {inst.lot_size}")
     if price is not None or trigger_price is not None:
         remaining = (quantity or order.quantity) - order.filled_quantity
         if not is_reducing(order.side, remaining, net, 0):
             raise Refusal("reduce_only", "backup mode allows a price change only on an order that reduces "
                                          "the position")
-        if inst is not None:
-            if price is not None:
-                check_price(price, inst, "price")
-            if trigger_price is not None:
-                check_price(trigger_price, inst, "trigger price")
+
+
+def modified(shape: Shape, *, quantity: int | None = None, price: Decimal | None = None,
+             trigger_price: Decimal | None = None) -> Shape:
+    """The order as a MODIFY leaves it: the given fields change, as main merges them."""
+    change = {"quantity": quantity, "price": price, "trigger_price": trigger_price}
+    return replace(shape, **{k: v for k, v in change.items() if v is not None})
