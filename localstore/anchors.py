@@ -75,6 +75,7 @@ class Anchors:
         if backend not in (None, "keyring", "file"):
             raise ValueError(f"unknown anchor backend {backend!r}")
         self._forced = backend
+        self._depth = 0  # locked() nesting on this object
 
     # ------------------------------------------------------------------ where
 
@@ -183,13 +184,25 @@ class Anchors:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Serialise read-modify-write of this home's anchors across processes."""
+        """Serialise read-modify-write of this home's anchors across processes.  Re-entrant
+        on this object (``put`` and ``enrol`` inside a caller's ``locked()`` block: a second
+        flock of the same file from this process would wait for ever); use one Anchors
+        object per home within a locked block."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.directory / f"{self.key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            self._depth = 1
             yield
         finally:
+            self._depth = 0
             os.close(fd)
 
     def get(self, name: str) -> Any:

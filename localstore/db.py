@@ -400,3 +400,13 @@ def new_console_id() -> str:
 
 def read_console_id(session: Session) -> str:
     return session.scalars(text("SELECT console_id FROM console_identity WHERE id = 1")).one()
+
+
+def rebind_console_id(conn: Connection, new_id: str) -> str:
+    """Give this store the console id ``new_id`` in the caller's write transaction
+    (sync.identity, at enrolment: a copied store must not issue its original's
+    client_order_ids); returns the old id.  The caller updates ``Store.console_id``
+    once the transaction has committed.  Entries already journaled keep their ids."""
+    old = conn.execute(text("SELECT console_id FROM console_identity WHERE id = 1")).scalar_one()
+    conn.execute(text("UPDATE console_identity SET console_id = :new WHERE id = 1"), {"new": new_id})
+    return old

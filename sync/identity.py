@@ -1,0 +1,135 @@
+"""This console's identity, bound to its home on this machine.
+
+Why: every client_order_id is ``{console_id}-{yymmdd}-{n:06d}`` (sync.journal), the
+console id read from the store.  A store copied to another home (or another machine)
+keeps that id and its counter, so the two copies would issue the same ids: main
+refuses the second order as "already used for a different order", or, with equal
+parameters, silently takes it for the first.  So the console id counts only when the
+trust anchors of this home (localstore.anchors: the OS keyring or a 0600 file in the
+config dir, outside the store, named by the home's real path) name it.
+
+The policy, in one place:
+
+* ``ensure_enrolled(store, anchors)`` at every online login (console.service): a store
+  whose id is bound here stays as it is; any other store (copied here, its home's
+  anchors lost, or never enrolled: a fresh store too) gets a NEW console id, and this
+  home's anchors are bound to it with a new console signing key.  Audited
+  (``console_enrolled``).  The two copies then never share an id again.
+* ``check_enrolled(store)`` before anything issues or sends an id: a journal write
+  (sync.journal.write, allocate_ids) and a replay with entries to send
+  (sync.replay).  A store that is not this console's raises ``NotEnrolled`` (exit 3,
+  console.service.translate: the console's identity is not established here, and an
+  online login is the cure, as for the offline login that refuses the same store).
+
+Entries journaled before a copy keep their ids: they are the same intents in both
+copies, and main takes a client_order_id it already accepted with the same parameters
+as that same order (200), so replaying them from either copy places each once.
+
+A store on a server database (no file, no home) is not bound: it is shared by design.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import text
+
+if TYPE_CHECKING:
+    from localstore.anchors import Anchors
+    from localstore.db import Store
+
+_READ_ID = text("SELECT console_id FROM console_identity WHERE id = 1")
+
+
+class NotEnrolled(Exception):
+    """This store's console id is not the one this home was enrolled with: nothing may
+    be journaled or replayed from it until an online login enrols it here."""
+
+    def __init__(self, message: str, *, console_id: str, bound: str | None):
+        super().__init__(message)
+        self.message, self.console_id, self.bound = message, console_id, bound
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    console_id: str
+    previous: str | None  # the store's id before, when it had to change
+
+
+def anchors_for(store: Store) -> Anchors | None:
+    """This store's home's anchors (None for a server database)."""
+    from localstore.anchors import Anchors
+
+    return None if store.path is None else Anchors(store.path.parent)
+
+
+def ensure_enrolled(store: Store, anchors: Anchors | None = None, *, user_id: str | None = None) -> Enrolment:
+    """Bind ``store`` to this home (see the module docstring); call at an online login.
+    Serialised with other processes of this home by the anchors' lock."""
+    from localstore import audit
+    from localstore.db import new_console_id, rebind_console_id
+
+    anchors = anchors or anchors_for(store)
+    if anchors is None:
+        return Enrolment(store.console_id, None)
+    with anchors.locked():
+        data = anchors.load()
+        bound = data.get("console_id")
+        with store.read_core() as conn:
+            current = conn.execute(_READ_ID).scalar_one()
+        if bound == current:
+            if not data.get("console_key"):  # enrolled before the console had a key of its own
+                anchors.enrol(current)
+            store.console_id = current
+            _cache(store, current)
+            return Enrolment(current, None)
+        new = new_console_id()
+        with store.write_core() as conn:
+            rebind_console_id(conn, new)
+            audit.append_core(conn, user_id=user_id, mode="ONLINE", action="console_enrolled",
+                              payload={"console_id": new, "previous": current, "bound_here": bound,
+                                       "why": "the store's console id was not bound to this home"})
+        store.console_id = new
+        anchors.enrol(new)
+        _cache(store, new)
+        return Enrolment(new, current)
+
+
+def check_enrolled(store: Store) -> None:
+    """Raise NotEnrolled unless this home's anchors name the store's console id.  Cheap
+    after the first success on a Store object (the anchors change only at an online
+    login of this home, which rebinds this very store)."""
+    if store.path is None or getattr(store, "_enrolled_as", None) == store.console_id:
+        return
+    from localstore.anchors import AnchorError
+
+    anchors = anchors_for(store)
+    try:
+        bound = anchors.console_id()
+    except AnchorError as exc:
+        raise NotEnrolled(f"{exc}; nothing was journaled or sent", console_id=store.console_id,
+                          bound=None) from None
+    if bound is not None and bound != store.console_id:
+        # another process of this home enrolled this very store since it was opened here
+        with store.read_core() as conn:
+            current = conn.execute(_READ_ID).scalar_one()
+        if current == bound:
+            store.console_id = current
+    if bound == store.console_id:
+        _cache(store, bound)
+        return
+    home = store.path.parent
+    if bound is None:
+        why = (f"this store (console {store.console_id}) is not enrolled on this home ({home}): it was copied "
+               f"here, or this home's trust anchors ({anchors.where}) were lost")
+    else:
+        why = (f"this store was enrolled as console {store.console_id} elsewhere; this home ({home}) "
+               f"is enrolled as console {bound}")
+    raise NotEnrolled(f"{why}. Log in online (`lifeboat login`) to enrol it here (it gets a new console id, "
+                      f"so it never issues another console's order ids); nothing was journaled or sent",
+                      console_id=store.console_id, bound=bound)
+
+
+def _cache(store: Store, console_id: str) -> None:
+    store._enrolled_as = console_id  # noqa: SLF001 - the Store is a plain dataclass; this module owns the mark
