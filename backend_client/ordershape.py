@@ -71,14 +71,10 @@ def member(enum: type[Enum], value, field: str):
 
 
 def shown(value: Decimal) -> str:
-    """A price as both sides print it: 2900.5 and 2900.5000 (the store keeps four places)
-    read alike, "2900.50"."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0")
-        whole, frac = text.split(".")
-        text = f"{whole}.{frac.ljust(2, '0')}"
-    return text
+    """A price as both sides print it, at least two places and no trailing zeros beyond:
+    2900.5 (the wire), 2900.5000 (the store keeps four places) and 2900.50 read "2900.50"."""
+    whole, _, frac = format(value, "f").partition(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
 
 
 def _check_price(value: Decimal, inst, field: str) -> None:
