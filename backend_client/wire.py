@@ -14,18 +14,86 @@ from __future__ import annotations
 import base64
 from datetime import date, datetime
 from decimal import Decimal
+import unicodedata
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    model_validator,
+)
+
+from backend_client.limits import MAX_MONEY, MAX_QUANTITY, MAX_SEQ
 
 API_PREFIX = "/api/v1"
 
-# A price: exact in Python, a plain JSON number on the wire.
-Price = Annotated[
-    Decimal,
-    PlainSerializer(lambda v: float(v), return_type=float, when_used="json"),
-]
+_AS_FLOAT = PlainSerializer(lambda v: float(v), return_type=float, when_used="json")
+
+# A price: exact in Python, a plain JSON number on the wire.  (Requests: mainsim answers
+# a bad one with its own reject code, so it is not bounded here.)
+Price = Annotated[Decimal, _AS_FLOAT]
+
+
+# --------------------------------------------------------------------------- what a reply may hold
+#
+# The console stores what main sends (BOD, the live mirror, the login's user and
+# grant) and shows it to a person, so a reply is refused whole, before anything is
+# stored, unless every value fits: text printable and no longer than its store
+# column, quantities and money within backend_client.limits, times with a zone.
+# (Scope and duplicate keys: BodSnapshot below and sync.bod, which knows the user.)
+
+
+def _printable(value: str) -> str:
+    """Refuse control characters (C0, DEL, C1: ESC rewrites a terminal), format
+    characters (bidi overrides and isolates such as U+202E reorder what a person
+    reads; zero-width characters make two ids look alike), surrogates and line or
+    paragraph separators: exactly what ``str.isprintable`` calls non-printable, bar
+    the ASCII space."""
+    if value.isprintable():
+        return value
+    at, ch = next((i, c) for i, c in enumerate(value) if not c.isprintable())
+    raise ValueError(f"character U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')}) at position {at} is not "
+                     f"allowed: control, format (bidi) and separator characters are refused")
+
+
+def safe_text(max_length: int, min_length: int = 1) -> Any:
+    """Printable text of at most ``max_length`` characters (the store's column width);
+    the length is checked first, so a huge string costs nothing to refuse."""
+    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length),
+                     AfterValidator(_printable)]
+
+
+ClientId = safe_text(32)
+Symbol = safe_text(40)
+Ident = safe_text(64)  # user, order, trade, client order, key and dealer ids: String(64) columns
+Name = safe_text(200)
+Reason = safe_text(500, min_length=0)
+Base64 = safe_text(256)  # a key or signature
+Token = safe_text(4096)
+
+Quantity = Annotated[int, Field(ge=0, le=MAX_QUANTITY)]
+NetQuantity = Annotated[int, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
+LotQuantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+Seq = Annotated[int, Field(ge=0, le=MAX_SEQ)]
+# Prices and limits the store keeps exactly (four decimal places, localstore.coltypes.Money).
+ExactPrice = Annotated[Decimal, Field(ge=0, le=MAX_MONEY, decimal_places=4), _AS_FLOAT]
+# Figures main derives (average price, P&L, MTM): the store rounds them to four places.
+Amount = Annotated[Decimal, Field(ge=-MAX_MONEY, le=MAX_MONEY), _AS_FLOAT]
+
+
+def _convertible(value: datetime) -> datetime:
+    if not 1970 <= value.year <= 9000:  # the store converts every time to UTC: year 1 or 9999 overflows
+        raise ValueError(f"year {value.year} is out of range (1970-9000)")
+    return value
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_convertible)]
 
 
 class Wire(BaseModel):
@@ -92,7 +160,7 @@ REJECT_CODES = (
 class Health(Wire):
     status: Literal["ok"]
     trading_date: date
-    server_time: datetime
+    server_time: Moment
 
 
 class SessionRequest(Wire):
@@ -101,26 +169,26 @@ class SessionRequest(Wire):
 
 
 class UserInfo(Wire):
-    user_id: str
+    user_id: Ident
     role: Role
-    client_ids: list[str]  # a supervisor's list holds every client
+    client_ids: list[ClientId]  # a supervisor's list holds every client
 
 
 class GrantClaims(Wire):
     """What an offline grant asserts.  Signed by the main system with Ed25519."""
 
-    user_id: str
+    user_id: Ident
     role: Role
-    client_ids: list[str]
+    client_ids: list[ClientId]
     trading_date: date
-    issued_at: datetime
-    valid_until: datetime  # end of the trading day (23:59:59 IST of trading_date)
-    key_id: str
+    issued_at: Moment
+    valid_until: Moment  # end of the trading day (23:59:59 IST of trading_date)
+    key_id: Ident
 
 
 class OfflineGrant(Wire):
     claims: GrantClaims
-    signature: str  # base64 (standard, padded) Ed25519 signature over grant_signing_bytes(claims)
+    signature: Base64  # base64 (standard, padded) Ed25519 signature over grant_signing_bytes(claims)
 
 
 def grant_signing_bytes(claims: GrantClaims | dict[str, Any]) -> bytes:
@@ -140,16 +208,16 @@ def b64decode(text: str) -> bytes:
 
 
 class SessionResponse(Wire):
-    access_token: str
-    expires_at: datetime
+    access_token: Token
+    expires_at: Moment
     user: UserInfo
     offline_grant: OfflineGrant
 
 
 class PublicKey(Wire):
-    key_id: str
+    key_id: Ident
     algorithm: Literal["Ed25519"]
-    public_key: str  # base64 of the raw 32-byte public key
+    public_key: Base64  # base64 of the raw 32-byte public key
 
 
 class KeySet(Wire):
@@ -161,52 +229,52 @@ class KeySet(Wire):
 
 class Instrument(Wire):
     exchange: Exchange
-    symbol: str
-    name: str
+    symbol: Symbol
+    name: Name
     instrument_type: Literal["EQ", "FUT"]
-    lot_size: int = Field(ge=1)
-    tick_size: Price
-    last_price: Price
-    lower_band: Price  # the day's circuit band: prices outside it are rejected
-    upper_band: Price
-    freeze_quantity: int = Field(ge=1)  # largest quantity in one order
-    previous_close: Price
+    lot_size: LotQuantity
+    tick_size: ExactPrice = Field(gt=0)
+    last_price: ExactPrice
+    lower_band: ExactPrice  # the day's circuit band: prices outside it are rejected
+    upper_band: ExactPrice
+    freeze_quantity: LotQuantity  # largest quantity in one order
+    previous_close: ExactPrice
 
 
 class Client(Wire):
-    client_id: str
-    name: str
-    dealer_id: str
+    client_id: ClientId
+    name: Name
+    dealer_id: Ident
 
 
 class ClientLimit(Wire):
-    client_id: str
-    max_order_value: Price  # value of one order (quantity x price)
-    max_gross_exposure: Price  # sum over positions of |net_quantity| x last_price, after the order
+    client_id: ClientId
+    max_order_value: ExactPrice  # value of one order (quantity x price)
+    max_gross_exposure: ExactPrice  # sum over positions of |net_quantity| x last_price, after the order
 
 
 # --------------------------------------------------------------------------- positions, orders, trades
 
 
 class Position(Wire):
-    client_id: str
+    client_id: ClientId
     exchange: Exchange
-    symbol: str
+    symbol: Symbol
     product: Product
-    net_quantity: int  # > 0 long, < 0 short, 0 flat
-    average_price: Price  # of the open net quantity; 0 when flat
-    last_price: Price
-    realised_pnl: Price
-    mtm: Price  # realised + (last_price - average_price) x net_quantity
-    buy_quantity: int
-    sell_quantity: int
-    updated_at: datetime
+    net_quantity: NetQuantity  # > 0 long, < 0 short, 0 flat
+    average_price: Amount  # of the open net quantity; 0 when flat
+    last_price: Amount
+    realised_pnl: Amount
+    mtm: Amount  # realised + (last_price - average_price) x net_quantity
+    buy_quantity: Quantity
+    sell_quantity: Quantity
+    updated_at: Moment
 
 
 class OrderRequest(Wire):
     """Body of ``POST /orders``.  ``client_order_id`` is the idempotency key."""
 
-    client_order_id: str = Field(min_length=1, max_length=64)
+    client_order_id: Ident  # printable: main echoes it in every reply about the order
     client_id: str = Field(min_length=1, max_length=32)
     exchange: Exchange
     symbol: str = Field(min_length=1, max_length=40)
@@ -236,40 +304,40 @@ class OrderModify(Wire):
 
 
 class Order(Wire):
-    order_id: str
-    client_order_id: str
-    client_id: str
+    order_id: Ident
+    client_order_id: Ident
+    client_id: ClientId
     exchange: Exchange
-    symbol: str
+    symbol: Symbol
     side: Side
-    quantity: int
-    filled_quantity: int
-    average_price: Price  # of the fills; 0 when none
+    quantity: Quantity
+    filled_quantity: Quantity
+    average_price: Amount  # of the fills; 0 when none
     product: Product
     order_type: OrderType
-    price: Price | None
-    trigger_price: Price | None
+    price: ExactPrice | None
+    trigger_price: ExactPrice | None
     validity: Validity
-    disclosed_quantity: int | None
+    disclosed_quantity: Quantity | None
     status: OrderStatus
-    status_reason: str | None = None
-    placed_by: str
-    created_at: datetime
-    updated_at: datetime
+    status_reason: Reason | None = None
+    placed_by: Ident
+    created_at: Moment
+    updated_at: Moment
 
 
 class Trade(Wire):
-    trade_id: str
-    order_id: str
-    client_order_id: str
-    client_id: str
+    trade_id: Ident
+    order_id: Ident
+    client_order_id: Ident
+    client_id: ClientId
     exchange: Exchange
-    symbol: str
+    symbol: Symbol
     side: Side
     product: Product
-    quantity: int
-    price: Price
-    traded_at: datetime
+    quantity: Quantity
+    price: Amount
+    traded_at: Moment
 
 
 class BodSnapshot(Wire):
@@ -277,8 +345,8 @@ class BodSnapshot(Wire):
     snapshot is consistent with: a mirror resumes the stream with ``?since=seq``."""
 
     trading_date: date
-    generated_at: datetime
-    seq: int
+    generated_at: Moment
+    seq: Seq
     user: UserInfo
     instruments: list[Instrument]
     clients: list[Client]
@@ -290,6 +358,39 @@ class BodSnapshot(Wire):
 
 # --------------------------------------------------------------------------- faults (mainsim --allow-faults)
 
+
+    @model_validator(mode="after")
+    def _one_scope_no_duplicates(self) -> "BodSnapshot":
+        """Every row is the snapshot's own user's and no key appears twice: a snapshot
+        that breaks either is refused whole (the store would mix scopes, or fail on a
+        unique key halfway)."""
+        scope = frozenset(self.user.client_ids)
+        for table in ("clients", "limits", "positions", "open_orders", "trades"):
+            for i, row in enumerate(getattr(self, table)):
+                if row.client_id not in scope:
+                    raise ValueError(f"{table}[{i}]: client {row.client_id!r} is outside the scope of user "
+                                     f"{self.user.user_id!r} ({len(scope)} clients)")
+        clients = {c.client_id for c in self.clients}
+        for i, limit in enumerate(self.limits):
+            if limit.client_id not in clients:
+                raise ValueError(f"limits[{i}]: client {limit.client_id!r} is not among the snapshot's clients")
+        _unique("instruments", self.instruments, lambda r: (r.exchange.value, r.symbol))
+        _unique("clients", self.clients, lambda r: r.client_id)
+        _unique("limits", self.limits, lambda r: r.client_id)
+        _unique("positions", self.positions, lambda r: (r.client_id, r.exchange.value, r.symbol, r.product.value))
+        _unique("open_orders", self.open_orders, lambda r: r.order_id)
+        _unique("open_orders", self.open_orders, lambda r: r.client_order_id)
+        _unique("trades", self.trades, lambda r: r.trade_id)
+        return self
+
+
+def _unique(table: str, rows: list, key) -> None:
+    seen: dict = {}
+    for i, row in enumerate(rows):
+        k = key(row)
+        if k in seen:
+            raise ValueError(f"{table}[{i}] repeats the key {k!r} of {table}[{seen[k]}]")
+        seen[k] = i
 
 class FaultMode(str, Enum):
     NONE = "none"  # serve normally
@@ -350,19 +451,19 @@ class TickMsg(Wire):
 
 class OrderEvent(Wire):
     type: Literal["order"]
-    seq: int
+    seq: Seq
     data: Order
 
 
 class TradeEvent(Wire):
     type: Literal["trade"]
-    seq: int
+    seq: Seq
     data: Trade
 
 
 class PositionEvent(Wire):
     type: Literal["position"]
-    seq: int
+    seq: Seq
     data: Position
 
 
