@@ -4,14 +4,41 @@ Why it exists: the service layer and sync/ must be able to tell "the main system
 no" (Rejected, Forbidden, ...) from "the main system is gone" (Unavailable) from "the
 main system said something we do not understand" (ProtocolError), and must never see a
 raw httpx, json, pydantic or OSError exception.  Every reply is validated against the
-wire models; every request has explicit connect/read timeouts; only calls that are safe
-to repeat are retried (GETs, and POST /orders because client_order_id is an
-idempotency key).  The HTTP status -> error mapping lives in ``backend_client.replies``.
+wire models; only calls that are safe to repeat are retried (GETs, and POST /orders
+because client_order_id is an idempotency key).  The HTTP status -> error mapping lives
+in ``backend_client.replies``.
+
+A degraded main system must not hang the console or fill its memory, so every call
+has two bounds besides the per-read timeouts (a reply trickled one byte per second
+never trips a per-read timeout, and an endless body never ends):
+
+- a total deadline: connect, send, headers and the whole body, retries included.
+  Past it: ``errors.DeadlineExceeded`` (an Unavailable of kind "timeout").
+- a maximum reply size, checked against Content-Length and again while the body
+  streams in, before anything is buffered whole or parsed.  Past it:
+  ``errors.ReplyTooLarge`` (an Unavailable of kind "too_large").
+
+Both are errors of the main system (the CLI exits 5 online; the failure detector counts
+them).  The BOD snapshot is the one big, slow reply, so it has bounds of its own.
+Settings: constructor arguments; when not given, the environment; else the defaults:
+
+==================================  ===============================  =========
+constructor argument                environment                      default
+==================================  ===============================  =========
+``deadline_s``                      ``LIFEBOAT_REQUEST_DEADLINE_S``  10 s
+``bod_deadline_s``                  ``LIFEBOAT_BOD_DEADLINE_S``      60 s
+``max_reply_bytes``                 ``LIFEBOAT_MAX_REPLY_BYTES``     8 MiB
+``bod_max_reply_bytes``             ``LIFEBOAT_BOD_MAX_REPLY_BYTES`` 128 MiB
+==================================  ===============================  =========
+
+``request()`` is the public way to make any JSON call with these bounds (new endpoints
+such as the audit checkpoints use it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -21,13 +48,22 @@ import httpx
 from pydantic import TypeAdapter
 
 from backend_client import wire
-from backend_client.errors import BackendError, ProtocolError, Unavailable
+from backend_client.errors import BackendError, DeadlineExceeded, ProtocolError, ReplyTooLarge, Unavailable
 from backend_client.replies import check_status, decode_body, transport_error
 
 T = TypeVar("T")
 
 _RETRY_BACKOFF_S = 0.05  # first pause between attempts; doubles, capped below
 _RETRY_BACKOFF_MAX_S = 0.5
+
+DEADLINE_ENV = "LIFEBOAT_REQUEST_DEADLINE_S"
+BOD_DEADLINE_ENV = "LIFEBOAT_BOD_DEADLINE_S"
+MAX_REPLY_ENV = "LIFEBOAT_MAX_REPLY_BYTES"
+BOD_MAX_REPLY_ENV = "LIFEBOAT_BOD_MAX_REPLY_BYTES"
+DEFAULT_DEADLINE_S = 10.0  # "a few seconds", with room for a loaded machine's slow fsync'd POST
+DEFAULT_BOD_DEADLINE_S = 60.0
+DEFAULT_MAX_REPLY_BYTES = 8 * 2**20  # a page of orders or positions is far below this
+DEFAULT_BOD_MAX_REPLY_BYTES = 128 * 2**20  # a whole broker's book in one snapshot
 
 
 @dataclass(frozen=True)
@@ -39,8 +75,34 @@ class PlaceResult:
     created: bool
 
 
+_ADAPTERS: dict[Any, TypeAdapter] = {}
+
+
 def _adapter(tp: Any) -> TypeAdapter:
-    return TypeAdapter(tp)
+    """One TypeAdapter per type (building one costs about a millisecond)."""
+    if isinstance(tp, TypeAdapter):
+        return tp
+    if tp not in _ADAPTERS:
+        _ADAPTERS[tp] = TypeAdapter(tp)
+    return _ADAPTERS[tp]
+
+
+def positive_setting(value: float | None, env: str, default: float, cast: type) -> float:
+    """A bound: the argument if given, else the environment variable, else the default;
+    anything but a positive number is refused, naming where it came from."""
+    where = "argument"
+    if value is None:
+        raw = os.environ.get(env, "").strip()
+        if not raw:
+            return default
+        where = env
+        try:
+            value = cast(raw)
+        except ValueError:
+            raise ValueError(f"bad {env}={raw!r}: expected a positive number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value:
+        raise ValueError(f"bad {where} {value!r} for {env}: expected a positive number")
+    return cast(value)
 
 
 _HEALTH = _adapter(wire.Health)
@@ -79,7 +141,9 @@ class BackendClient:
     ``retries`` is the number of extra attempts for calls that are safe to repeat.
     ``control_url`` is where the fault switch lives (mainsim's ready file gives it).
     ``latency_ms`` is the round trip of the last request that got an answer (for the
-    status bar); None until one has.
+    status bar); None until one has.  ``deadline_s``, ``bod_deadline_s``,
+    ``max_reply_bytes`` and ``bod_max_reply_bytes`` bound every call (module docstring;
+    None: from the environment, else the default).
     """
 
     def __init__(
@@ -92,9 +156,18 @@ class BackendClient:
         verify: bool | str = True,
         retries: int = 2,
         control_url: str | None = None,
+        deadline_s: float | None = None,
+        bod_deadline_s: float | None = None,
+        max_reply_bytes: int | None = None,
+        bod_max_reply_bytes: int | None = None,
     ) -> None:
         if retries < 0:
             raise ValueError("retries must be >= 0")
+        self.deadline_s = positive_setting(deadline_s, DEADLINE_ENV, DEFAULT_DEADLINE_S, float)
+        self.bod_deadline_s = positive_setting(bod_deadline_s, BOD_DEADLINE_ENV, DEFAULT_BOD_DEADLINE_S, float)
+        self.max_reply_bytes = positive_setting(max_reply_bytes, MAX_REPLY_ENV, DEFAULT_MAX_REPLY_BYTES, int)
+        self.bod_max_reply_bytes = positive_setting(bod_max_reply_bytes, BOD_MAX_REPLY_ENV, DEFAULT_BOD_MAX_REPLY_BYTES,
+                                            int)
         parts = urlsplit(base_url) if isinstance(base_url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"bad backend URL {base_url!r}: expected http(s)://host:port")
@@ -148,7 +221,7 @@ class BackendClient:
     async def login(self, user_id: str, password: str) -> wire.SessionResponse:
         body = {"user_id": user_id, "password": password}
         # Logging in twice is harmless, so a lost answer may be retried.
-        _, session = await self._call("POST", "/session", _SESSION, json=body, auth=False, safe=True)
+        _, session = await self.request("POST", "/session", _SESSION, json=body, auth=False, safe=True)
         self._token = session.access_token
         return session
 
@@ -156,7 +229,10 @@ class BackendClient:
         return await self._get("/keys", _KEYS)
 
     async def bod(self) -> wire.BodSnapshot:
-        return await self._get("/bod", _BOD)
+        """The start-of-day snapshot: the one big reply, with its own deadline and size cap."""
+        _, snap = await self.request("GET", "/bod", _BOD, safe=True, deadline_s=self.bod_deadline_s,
+                                     max_reply_bytes=self.bod_max_reply_bytes)
+        return snap
 
     async def instruments(self) -> list[wire.Instrument]:
         return await self._get("/instruments", _INSTRUMENTS)
@@ -194,7 +270,7 @@ class BackendClient:
         """POST /orders.  Retried on an unknown outcome: the client_order_id makes a
         repeat return the same order (200) instead of a second one."""
         body = request.model_dump(mode="json", exclude_none=True)
-        status, order = await self._call(
+        status, order = await self.request(
             "POST", "/orders", _ORDER, json=body, safe=True, ok=(200, 201)
         )
         return PlaceResult(order=order, created=status == 201)
@@ -202,12 +278,12 @@ class BackendClient:
     async def modify_order(self, order_id: str, change: wire.OrderModify) -> wire.Order:
         """PATCH: never repeated once it may have reached the server."""
         body = change.model_dump(mode="json", exclude_none=True)
-        _, order = await self._call("PATCH", f"/orders/{_segment(order_id)}", _ORDER, json=body, safe=False)
+        _, order = await self.request("PATCH", f"/orders/{_segment(order_id)}", _ORDER, json=body, safe=False)
         return order
 
     async def cancel_order(self, order_id: str) -> wire.Order:
         """DELETE: never repeated once it may have reached the server."""
-        _, order = await self._call("DELETE", f"/orders/{_segment(order_id)}", _ORDER, safe=False)
+        _, order = await self.request("DELETE", f"/orders/{_segment(order_id)}", _ORDER, safe=False)
         return order
 
     # ------------------------------------------------------------------ faults (mainsim --allow-faults)
@@ -219,53 +295,77 @@ class BackendClient:
     async def set_fault(self, request: wire.FaultRequest) -> wire.FaultState:
         """Supervisor only; setting a mode twice is harmless, so it may be retried."""
         body = request.model_dump(mode="json", exclude_none=True)
-        _, state = await self._call("POST", self._control_url + wire.API_PREFIX + "/admin/faults", _FAULT,
+        _, state = await self.request("POST", self._control_url + wire.API_PREFIX + "/admin/faults", _FAULT,
                                     json=body, safe=True)
         return state
 
     # ------------------------------------------------------------------ plumbing
 
     async def _get(self, path: str, adapter: TypeAdapter, *, params: dict | None = None, auth: bool = True):
-        _, value = await self._call("GET", path, adapter, params=params, auth=auth, safe=True)
+        _, value = await self.request("GET", path, adapter, params=params, auth=auth, safe=True)
         return value
 
-    async def _call(
+    async def request(
         self,
         method: str,
         path: str,
-        adapter: TypeAdapter,
+        model: Any,
         *,
         params: dict | None = None,
         json: Any = None,
         auth: bool = True,
         safe: bool,
         ok: tuple[int, ...] = (200,),
+        deadline_s: float | None = None,
+        max_reply_bytes: int | None = None,
     ) -> tuple[int, Any]:
-        """One logical call: attempts, typed errors, reply validation.
+        """One logical JSON call to main: (status, the reply validated as ``model``).
 
-        ``safe``: the call may be repeated even when an earlier attempt may have reached
-        the server.  An unsafe call is repeated only when the attempt surely did not.
+        ``path`` is below /api/v1 (or a full URL); ``model`` a type or a TypeAdapter;
+        ``json`` the body; ``params`` the query (None values dropped); ``auth`` sends
+        the bearer token; ``ok`` the statuses that are a success.  ``safe``: the call
+        may be repeated even when an earlier attempt may have reached the server; an
+        unsafe call is repeated only when the attempt surely did not.  The whole call,
+        retries included, ends within ``deadline_s`` (default: the client's) and reads
+        at most ``max_reply_bytes`` (default: the client's).  Raises only
+        errors.BackendError subclasses.
         """
+        adapter = _adapter(model)
         headers = {"Authorization": f"Bearer {self._token}"} if auth and self._token else None
         query = {k: v for k, v in (params or {}).items() if v is not None} or None
+        deadline_s = self.deadline_s if deadline_s is None else deadline_s
+        limit = self.max_reply_bytes if max_reply_bytes is None else max_reply_bytes
+        loop = asyncio.get_running_loop()
+        deadline_at = loop.time() + deadline_s
         attempt = 0
         maybe_sent = False
         while True:
             try:
-                return await self._attempt(method, path, adapter, query, json, headers, ok)
+                return await self._attempt(method, path, adapter, query, json, headers, ok,
+                                           deadline_at, deadline_s, limit)
             except Unavailable as exc:
                 # An earlier attempt that may have arrived leaves the outcome unknown,
                 # even if the last one was refused before sending.
                 maybe_sent = exc.sent = maybe_sent or exc.sent
+                if isinstance(exc, (DeadlineExceeded, ReplyTooLarge)):  # no time left / it would be as big again
+                    raise
                 if attempt >= self._retries or not (safe or not exc.sent):
                     raise
+                pause = min(_RETRY_BACKOFF_MAX_S, _RETRY_BACKOFF_S * 2 ** attempt)
+                if loop.time() + pause >= deadline_at:  # no time for another attempt: this failure is the answer
+                    raise
             attempt += 1
-            await asyncio.sleep(min(_RETRY_BACKOFF_MAX_S, _RETRY_BACKOFF_S * 2 ** (attempt - 1)))
+            await asyncio.sleep(pause)
 
-    async def _attempt(self, method, path, adapter, query, json, headers, ok) -> tuple[int, Any]:
+    async def _attempt(self, method, path, adapter, query, json, headers, ok,
+                       deadline_at: float, deadline_s: float, limit: int) -> tuple[int, Any]:
         started = time.perf_counter()
         try:
-            response = await self._http.request(method, path, params=query, json=json, headers=headers)
+            async with asyncio.timeout_at(deadline_at):
+                response = await self._fetch(method, path, query, json, headers, limit)
+        except TimeoutError:  # only our own deadline: httpx's timeouts are httpx.TimeoutException
+            raise DeadlineExceeded(f"{method} {path}: no whole reply within the {deadline_s:g} s deadline",
+                                   deadline_s=deadline_s) from None
         except httpx.HTTPError as exc:
             raise transport_error(exc, method, path) from None
         except (httpx.InvalidURL, UnicodeError, ValueError, TypeError) as exc:  # the request itself could not be encoded
@@ -281,3 +381,24 @@ class BackendClient:
         except Exception as exc:  # pragma: no cover - decode_body maps every known failure
             raise ProtocolError(f"{method} {path}: unreadable reply ({type(exc).__name__})",
                                 status=response.status_code) from None
+
+    async def _fetch(self, method, path, query, json, headers, limit: int) -> httpx.Response:
+        """Send the request and stream the reply in, refusing it once it passes ``limit``
+        bytes (as declared, or as counted after decoding): nothing bigger is ever held."""
+        too_large = f"{method} {path}: reply larger than the {limit:,} bytes accepted"
+        async with self._http.stream(method, path, params=query, json=json, headers=headers) as streamed:
+            declared = streamed.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise ReplyTooLarge(f"{too_large} (it announced {int(declared):,})", limit=limit,
+                                    status=streamed.status_code)
+            chunks, size = [], 0
+            async for chunk in streamed.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise ReplyTooLarge(too_large, limit=limit, status=streamed.status_code)
+                chunks.append(chunk)
+        # the body is decoded already: the copy keeps the headers but not the encoding
+        headers = [(k, v) for k, v in streamed.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+        return httpx.Response(streamed.status_code, headers=headers, content=b"".join(chunks),
+                              request=streamed.request)

@@ -26,6 +26,10 @@ HEALTH_PATH = "/api/v1/health"
 PROBE_KINDS = ("ok", "refused", "timeout", "reset", "server_error", "protocol")
 # Failures that say "main is not there" (as opposed to "main answered something odd").
 HARD_KINDS = frozenset({"refused", "timeout", "reset"})
+# A real request's failures that count against main: those, and a reply past the
+# client's size cap (main answering badly, so it waits out the dwell like a 5xx).  A
+# reply past the request's deadline is already "timeout" (backend_client.client).
+REQUEST_FAILURE_KINDS = HARD_KINDS | {"too_large"}
 _ACCEPT = {"Accept": "application/json"}
 
 
@@ -180,7 +184,7 @@ _EPS = 1e-9
 # a reply we cannot read ("server_error", "protocol") is main answering badly: it needs
 # the same confirmation and also waits out the dwell, so a sick-but-alive main cannot
 # make the console oscillate.
-_SOFT_KINDS = frozenset({"server_error", "protocol"})
+_SOFT_KINDS = frozenset({"server_error", "protocol", "too_large"})
 
 
 @dataclass(frozen=True)
@@ -323,9 +327,10 @@ class Detector:
         return self._failure(now, result.kind, f"probe {result.kind}: {result.detail}")
 
     def on_request_error(self, now: float, kind: str, detail: str = "") -> Transition | None:
-        """A real request failed: refused/reset/timeout count like failed probes; other
-        kinds (main said no, or answered oddly) say nothing about main's health."""
-        if kind not in HARD_KINDS:
+        """A real request failed: refused/reset/timeout (a deadline passed included) and
+        too_large count like failed probes; other kinds (main said no, or answered oddly)
+        say nothing about main's health."""
+        if kind not in REQUEST_FAILURE_KINDS:
             return None
         return self._failure(now, kind, f"request {kind}" + (f": {detail}" if detail else ""))
 

@@ -40,7 +40,8 @@ class IdempotencyConflict(BackendError):
 class Unavailable(BackendError):
     """The main system could not be reached or did not answer in time.
 
-    ``kind`` is one of "refused", "reset", "timeout", "server_error" (5xx), "closed".
+    ``kind`` is one of "refused", "reset", "timeout", "server_error" (5xx), "closed",
+    "too_large" (the reply passed the client's size cap).
     For a non-idempotent call, an Unavailable raised after the request was sent means
     the outcome is unknown: look the order up by client_order_id before resending.
     """
@@ -49,6 +50,27 @@ class Unavailable(BackendError):
         super().__init__(message, status=status)
         self.kind = kind
         self.sent = sent  # True when the request may have reached the server
+
+
+class DeadlineExceeded(Unavailable):
+    """The whole request (connect, send, headers and the whole body, retries included)
+    took longer than its deadline (``deadline_s``).  A main system that trickles its
+    reply a byte at a time is as good as gone: kind "timeout", like a silent one.  The
+    request may have arrived (``sent`` is True): look an order up before resending."""
+
+    def __init__(self, message: str, *, deadline_s: float):
+        super().__init__(message, kind="timeout", sent=True)
+        self.deadline_s = deadline_s
+
+
+class ReplyTooLarge(Unavailable):
+    """The reply was larger than the client accepts (``limit`` bytes, counted as it
+    streamed in, before anything was parsed): kind "too_large".  Nothing of it is used;
+    the connection is dropped.  The request did arrive (``sent`` is True)."""
+
+    def __init__(self, message: str, *, limit: int, status: int | None = None):
+        super().__init__(message, kind="too_large", status=status, sent=True)
+        self.limit = limit
 
 
 class ProtocolError(BackendError):

@@ -10,7 +10,11 @@ detector must learn of a dead or hung main system fast.  This client therefore
 - notices a silent server with its own no-message timer and aborts the transport at
   once (websockets' keepalive only reports a hang after close_timeout, 10 s by default);
 - treats a malformed message as a protocol fault: counted, logged, connection dropped
-  and reopened, never an exception at the consumer.
+  and reopened, never an exception at the consumer;
+- refuses a message larger than ``max_message_bytes`` (default 1 MiB, or
+  ``LIFEBOAT_MAX_STREAM_MESSAGE_BYTES``) the same way, before it is buffered whole:
+  websockets closes with 1009 as soon as the frame header announces more.  At most
+  websockets' queue of 16 such messages is ever held, so memory stays bounded.
 
 Up/down changes are yielded in-band as StreamStatus items so a failure detector can
 consume the same iterator as the mirror.  Only a refused login (401/403 at the
@@ -34,13 +38,16 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
 from backend_client import wire
-from backend_client.client import checked_token
+from backend_client.client import positive_setting, checked_token
 from backend_client.errors import Forbidden, Unauthorized
 
 log = logging.getLogger(__name__)
 
 _MESSAGE = TypeAdapter(wire.StreamMessage)
 _CLOSE_TIMEOUT_S = 0.2  # we never wait long for a polite close: a dead peer will not answer
+MAX_MESSAGE_ENV = "LIFEBOAT_MAX_STREAM_MESSAGE_BYTES"
+DEFAULT_MAX_MESSAGE_BYTES = 2**20  # a tick batch of every instrument is a few KiB
+_TOO_BIG = 1009  # the close code websockets sends when a message passes max_size
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,7 @@ class StreamClient:
         verify: bool | str = True,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        max_message_bytes: int | None = None,
     ) -> None:
         if silence_timeout <= 0 or backoff_initial <= 0 or backoff_max < backoff_initial:
             raise ValueError("silence_timeout and backoff_initial must be > 0, backoff_max >= backoff_initial")
@@ -108,6 +116,7 @@ class StreamClient:
         self.backoff_max = backoff_max
         self.jitter = jitter
         self.open_timeout = open_timeout
+        self.max_message_bytes = positive_setting(max_message_bytes, MAX_MESSAGE_ENV, DEFAULT_MAX_MESSAGE_BYTES, int)
         self._ssl = self._ssl_context(base_url, verify)
         self._clock = clock
         self._rng = rng or random.Random()
@@ -185,6 +194,7 @@ class StreamClient:
                     ping_interval=None,  # our own silence timer notices a hang
                     close_timeout=_CLOSE_TIMEOUT_S,
                     compression=None,  # ~25% of throughput for small ticks (FLOORS.md)
+                    max_size=self.max_message_bytes,
                     proxy=None,
                     ssl=self._ssl,
                     user_agent_header=None,
@@ -264,6 +274,12 @@ class StreamClient:
                 return
             except ConnectionClosed as exc:
                 if self._stopped.is_set():
+                    return
+                if exc.sent is not None and exc.sent.code == _TOO_BIG:  # we refused an oversized message
+                    self.protocol_errors += 1
+                    log.warning("stream: a message over %d bytes dropped the connection", self.max_message_bytes)
+                    yield StreamStatus(False, f"protocol error: message over {self.max_message_bytes} bytes",
+                                       self._clock())
                     return
                 yield StreamStatus(False, f"closed: {_close_reason(exc)}", self._clock())
                 return
