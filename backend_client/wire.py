@@ -5,8 +5,10 @@ two can never drift apart: mainsim's OpenAPI document is generated from these
 classes and the client validates every reply against them.
 
 Money is ``Decimal`` in Python (tick-size checks must be exact) and a JSON number
-on the wire, as broker APIs do.  Quantities are integers.  Field names follow
-../shared/CONTRACT.md and must not be renamed.
+on the wire, as broker APIs do.  Quantities are integers, in request bodies
+strictly (``StrictInt``): pydantic's lax mode would read ``true`` as 1, ``false``
+as 0 and ``"5"`` or ``5.0`` as 5, none of which is a JSON integer.  Field names
+follow ../shared/CONTRACT.md and must not be renamed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictFloat,
+    StrictInt,
     StringConstraints,
     model_validator,
 )
@@ -279,13 +283,13 @@ class OrderRequest(Wire):
     exchange: Exchange
     symbol: str = Field(min_length=1, max_length=40)
     side: Side
-    quantity: int
+    quantity: StrictInt
     product: Product
     order_type: OrderType
     price: Price | None = None
     trigger_price: Price | None = None
     validity: Validity = Validity.DAY
-    disclosed_quantity: int | None = None
+    disclosed_quantity: StrictInt | None = None
 
     def same_parameters(self, other: "OrderRequest") -> bool:
         """True when two requests with one client_order_id ask for the same order."""
@@ -295,12 +299,12 @@ class OrderRequest(Wire):
 class OrderModify(Wire):
     """Body of ``PATCH /orders/{order_id}``: only the given fields change."""
 
-    quantity: int | None = None
+    quantity: StrictInt | None = None
     price: Price | None = None
     trigger_price: Price | None = None
     order_type: OrderType | None = None
     validity: Validity | None = None
-    disclosed_quantity: int | None = None
+    disclosed_quantity: StrictInt | None = None
 
 
 class Order(Wire):
@@ -401,7 +405,7 @@ class FaultMode(str, Enum):
 
 class FaultRequest(Wire):
     mode: FaultMode
-    duration_s: float | None = Field(default=None, gt=0, le=3600)  # recover by itself after this
+    duration_s: StrictFloat | None = Field(default=None, gt=0, le=3600)  # recover by itself after this
 
 
 class FaultState(Wire):

@@ -2,6 +2,12 @@
 with wire.py's models as request and response models so the OpenAPI document is
 generated from the one shared schema.  Every error, including FastAPI's own
 validation errors and unknown paths, answers with a wire.ErrorBody.
+
+Invalid input is 422 whatever made it so (CONTRACT allows 400 too; one status is
+one rule for the client and one line in the OpenAPI): a body that is not JSON,
+or not even UTF-8, which FastAPI answers with 400, is 422 here as well.  A method
+a path does not serve, OPTIONS included, is 405 with ``Allow`` naming exactly the
+methods the path serves (see _allowed).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from backend_client import wire
 from backend_client.wire import API_PREFIX, OrderStatus, Role
@@ -46,11 +53,28 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
-HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
               422: "invalid_request", 429: "too_many_requests"}
 
 ERRORS = {code: {"model": wire.ErrorBody} for code in (401, 403, 404, 409, 422)}
+# Reads with a query or path parameter: FastAPI would otherwise document its own 422 body
+# (HTTPValidationError), which mainsim never sends.
+READ_ERRORS = {code: ERRORS[code] for code in (401, 403, 422)}
+
+
+def _allowed(req: Request) -> list[str]:
+    """Every method the app's routes serve on this request's path.  OPTIONS is not
+    among them: it is answered 405 like any method a path does not serve, because
+    the published OpenAPI document is how a client learns the API (no browser calls
+    mainsim, so there is no CORS preflight to answer) and every path then serves
+    exactly the methods the document lists."""
+    methods: set[str] = set()
+    for route in req.app.router.routes:
+        match, _ = route.matches(req.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 def _field_of(loc: tuple) -> str | None:
@@ -68,17 +92,27 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid(_req, exc: RequestValidationError):
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":  # its loc is ("body", offset): no field to name
+            where, why = first["loc"][-1], first.get("ctx", {}).get("error", "")
+            return error_response(422, "invalid_request", f"The body is not valid JSON: {why} at character {where}.")
         field = _field_of(tuple(first.get("loc", ())))
         msg = str(first.get("msg", "invalid request"))
         return error_response(422, "invalid_request", f"{field}: {msg}" if field else msg, field)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req, exc: StarletteHTTPException):
-        code = HTTP_CODES.get(exc.status_code, "error" if exc.status_code >= 500 else "invalid_request")
+    async def _http(req: Request, exc: StarletteHTTPException):
+        status, headers = exc.status_code, getattr(exc, "headers", None)
         detail = exc.detail if isinstance(exc.detail, str) else "request failed"
-        if exc.status_code == 404 and detail == "Not Found":
+        if status == 400:  # FastAPI's answer to a body it could not decode (not UTF-8): invalid input, as above
+            status, detail = 422, "The body could not be read: it must be JSON in UTF-8."
+        elif status == 404 and detail == "Not Found":
             detail = "No such path."
-        return error_response(exc.status_code, code, detail, headers=getattr(exc, "headers", None))
+        elif status == 405:
+            # Starlette names only the methods of the first route on the path (one per method here).
+            detail = f"{req.method} is not served on {req.url.path}."
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed(req))}
+        code = HTTP_CODES.get(status, "error" if status >= 500 else "invalid_request")
+        return error_response(status, code, detail, headers=headers)
 
     @app.exception_handler(Exception)
     async def _crash(_req, exc: Exception):
@@ -178,13 +212,13 @@ def create_app(sim: Sim) -> FastAPI:
     async def limits(user: Principal = Depends(who)):
         return [lim for lim in book.limits.values() if user.sees(lim.client_id)]
 
-    @app.get(f"{r}/positions", response_model=list[wire.Position], responses={401: ERRORS[401], 403: ERRORS[403]},
+    @app.get(f"{r}/positions", response_model=list[wire.Position], responses=READ_ERRORS,
              tags=["book"])
     async def positions(client_id: str | None = Query(None, max_length=64), user: Principal = Depends(who)):
         keep = clients_filter(user, client_id)
         return [book.marked(p) for p in book.positions.values() if keep(p.client_id)]
 
-    @app.get(f"{r}/orders", response_model=list[wire.Order], responses={401: ERRORS[401], 403: ERRORS[403]},
+    @app.get(f"{r}/orders", response_model=list[wire.Order], responses=READ_ERRORS,
              tags=["orders"])
     async def orders(client_id: str | None = Query(None, max_length=64), status: OrderStatus | None = None,
                      user: Principal = Depends(who)):
@@ -192,7 +226,7 @@ def create_app(sim: Sim) -> FastAPI:
         return [o for o in book.orders.values() if keep(o.client_id) and (status is None or o.status is status)]
 
     @app.get(f"{r}/orders/by-client-id/{{client_order_id}}", response_model=wire.Order,
-             responses={401: ERRORS[401], 403: ERRORS[403], 404: ERRORS[404]}, tags=["orders"])
+             responses={**READ_ERRORS, 404: ERRORS[404]}, tags=["orders"])
     async def order_by_client_id(client_order_id: str, user: Principal = Depends(who)):
         order_id = book.by_coid.get(client_order_id)
         if order_id is None:
@@ -200,7 +234,7 @@ def create_app(sim: Sim) -> FastAPI:
         return scoped_order(user, order_id)
 
     @app.get(f"{r}/orders/{{order_id}}", response_model=wire.Order,
-             responses={401: ERRORS[401], 403: ERRORS[403], 404: ERRORS[404]}, tags=["orders"])
+             responses={**READ_ERRORS, 404: ERRORS[404]}, tags=["orders"])
     async def order(order_id: str, user: Principal = Depends(who)):
         return scoped_order(user, order_id)
 
@@ -223,7 +257,7 @@ def create_app(sim: Sim) -> FastAPI:
     async def cancel(order_id: str, user: Principal = Depends(trader)):
         return book.cancel(scoped_order(user, order_id))
 
-    @app.get(f"{r}/trades", response_model=list[wire.Trade], responses={401: ERRORS[401], 403: ERRORS[403]},
+    @app.get(f"{r}/trades", response_model=list[wire.Trade], responses=READ_ERRORS,
              tags=["book"])
     async def trades(client_id: str | None = Query(None, max_length=64), user: Principal = Depends(who)):
         keep = clients_filter(user, client_id)
