@@ -2,7 +2,10 @@
 
 A grant is what lets a user log in offline while the main system is down: it must
 verify against a public key fetched from the main system (``GET /keys``) at online
-login or BOD, and it expires at the end of its trading day.
+login or BOD, and it expires at the end of its trading day.  Offline, the key is the
+one PINNED for the grant's ``key_id`` in the console's trust anchors
+(localstore.anchors, outside the store): never the key stored beside the grant,
+which whoever edits the store could replace along with a grant of their own.
 
 Offline login reads the grant the console stored (``StoredGrant.verify``) with the
 standard library and cryptography only: a CLI command with main down should not
@@ -17,7 +20,7 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -30,6 +33,16 @@ if TYPE_CHECKING:
 
 class GrantInvalid(Exception):
     """The grant's signature does not verify, its key is unknown, or it expired."""
+
+
+class GrantKeyUntrusted(GrantInvalid):
+    """The grant's key is not the one this console pinned for its key_id (no pin, or
+    the store holds another key): ``reason`` is "grant_key_not_pinned" or
+    "grant_key_mismatch"."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def claims_bytes(claims: dict[str, Any]) -> bytes:
@@ -61,10 +74,14 @@ class StoredGrant:
     valid_until: datetime
 
     @classmethod
-    def verify(cls, grant_json: str, public_key_b64: str) -> "StoredGrant":
+    def verify(cls, grant_json: str, key: str | Mapping[str, str], stored_key_b64: str | None = None) -> "StoredGrant":
         """Parse the stored ``wire.OfflineGrant`` JSON and check its signature over its
-        claims.  ValueError when it does not parse as a grant; GrantInvalid when the
-        signature does not verify."""
+        claims.  ``key``: the pinned keys (the anchors' {key_id: base64 key}; the grant's
+        ``key_id`` picks one), or one base64 key the caller already trusts.
+        ``stored_key_b64``, the key the store keeps beside the grant, must be the pinned
+        one (another means the store was edited).  ValueError when it does not parse as a
+        grant; GrantKeyUntrusted when its key is not pinned (or the store's differs);
+        GrantInvalid when the signature does not verify."""
         try:
             raw = json.loads(grant_json)
             claims, signature = raw["claims"], raw["signature"]
@@ -72,7 +89,19 @@ class StoredGrant:
                 raise TypeError("claims must be an object and signature a string")
         except (TypeError, KeyError, json.JSONDecodeError) as exc:
             raise ValueError(f"unreadable offline grant: {exc}") from None
-        _verify(claims, signature, public_key_b64, claims.get("user_id"))
+        key_id = claims.get("key_id")
+        pinned = {key_id: key} if isinstance(key, str) else key
+        pin = pinned.get(key_id) if isinstance(key_id, str) else None
+        if pin is None:
+            raise GrantKeyUntrusted("grant_key_not_pinned",
+                                    f"the offline grant for {claims.get('user_id')} is signed by key {key_id!r}, "
+                                    f"which this console did not pin at an online login "
+                                    f"(pinned: {', '.join(sorted(pinned)) or 'none'})")
+        if stored_key_b64 is not None and stored_key_b64 != pin:
+            raise GrantKeyUntrusted("grant_key_mismatch",
+                                    f"the local store holds another public key for key {key_id!r} than the one "
+                                    f"this console pinned from the main system: the store was edited")
+        _verify(claims, signature, pin, claims.get("user_id"))
         try:  # signed by main: read strictly all the same
             ids = claims["client_ids"]
             if not isinstance(ids, list) or not all(isinstance(c, str) for c in ids):

@@ -266,6 +266,9 @@ def status_lines(st: dict) -> list[tuple[str, str]]:
         lines.append(("offline login", "; ".join(f"{u['user_id']} ({u['role']}) until {u['grant_valid_until']}"
                                                  for u in st["backup"]["users"])))
     lines.append(("console", f"{st['console_id']} ({st['store']})"))
+    an = st["anchors"]  # where the keys that decide trust are kept, and whether this store is enrolled here
+    lines.append(("trust anchors", f"{an['where']}; " + ("enrolled here" if an["enrolled"] else
+                                                         f"NOT enrolled here: {an.get('problem', 'unknown')}")))
     j = st["journal"]
     lines.append(("journal depth", f"{st['journal_depth']}"
                   + (f", {j['unacknowledged']} not yet acknowledged" if j.get("unacknowledged") else "")))

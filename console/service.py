@@ -105,6 +105,7 @@ def translate(exc: BaseException) -> ServiceError:
     if isinstance(exc, StoreError):
         return StoreProblem(str(exc))
     from sync.journal import JournalWriteFailed
+    from sync.identity import NotEnrolled
     from sync.offline import BackupImpossible, OfflineDenied
     from sync.policy import Refusal
 
@@ -114,6 +115,8 @@ def translate(exc: BaseException) -> ServiceError:
         return Refused(f"refused ({exc.code}): {exc.message}", exc.code)
     if isinstance(exc, OfflineDenied):
         return Denied(f"offline login refused: {exc.message}")
+    if isinstance(exc, NotEnrolled):  # this console's identity is not established on this home (sync.identity)
+        return Denied(f"refused: {exc.message}")
     if isinstance(exc, BackupImpossible):
         if exc.local:  # a supervisor's decision or an unlock, in any mode: an authentication problem
             return Denied(f"not allowed: {exc.message}")
@@ -589,6 +592,10 @@ class Service(TradingMixin):
         verifier = credentials.make_verifier(password)
         now = clock.utcnow()
         store = self.store
+        # trust anchors (sync.identity, localstore.anchors): this store becomes the console
+        # enrolled on this home (a copy gets a new console id) and main's grant keys are pinned
+        # outside the store; offline login verifies grants with these pins only
+        enrolment = await asyncio.to_thread(self._enrol, keys, user_id)
 
         def persist() -> None:
             with store.write() as s:
@@ -612,12 +619,38 @@ class Service(TradingMixin):
                                       "clients": len(session.user.client_ids),
                                       "grant_valid_until": grant.claims.valid_until.isoformat()})
 
-        import asyncio
-
         await asyncio.to_thread(persist)
         kept = secrets.save_token(user_id, session.access_token)
         log.info("login", extra={"event": "login", "user_id": user_id, "keyring_kept": kept})
         return LoginResult(session.user, kept, grant.claims.valid_until, store.console_id)
+
+    def _enrol(self, keys, user_id: str):
+        """At an online login: bind this store to this home (sync.identity.ensure_enrolled) and
+        pin the grant keys main publishes now (``keys``: its /keys), replacing the old pins:
+        only main, online, changes them.  A change of pins is audited."""
+        from localstore import audit
+        from localstore.anchors import AnchorError
+        from sync.identity import anchors_for, ensure_enrolled
+
+        store = self.store
+        anchors = anchors_for(store)
+        published = {k.key_id: k.public_key for k in keys.keys}
+        try:
+            enrolment = ensure_enrolled(store, anchors, user_id=user_id)
+            before = anchors.grant_keys() if anchors is not None else {}
+            if anchors is not None and before != published:
+                anchors.put(grant_keys=published)
+                with store.write_core() as conn:
+                    audit.append_core(conn, user_id=user_id, mode="ONLINE", action="grant_keys_pinned",
+                                      payload={"key_ids": sorted(published), "before": sorted(before),
+                                               "where": anchors.kind})
+        except AnchorError as exc:  # trust cannot be kept here: no offline login would be possible
+            raise Denied(f"cannot keep this console's trust anchors: {exc}") from exc
+        if enrolment.previous is not None:
+            eventlog.set_context(console_id=enrolment.console_id)
+            log.warning("console_enrolled", extra={"event": "console_enrolled", "console_id": enrolment.console_id,
+                                                   "previous": enrolment.previous})
+        return enrolment
 
     def logout(self) -> tuple[str, str]:
         """Forget the saved token: (user, what happened to the token: "removed", "none"
@@ -872,7 +905,9 @@ class Service(TradingMixin):
             st = status.store_status(conn, unacknowledged_limit=20)
             mode, reason, backup = decision.mode, None, None
             if mode == "BACKUP":  # would a backup action be accepted?  (cryptography only on this path)
-                ready = status.backup_readiness(conn, now, user_id=self.user)
+                from sync.offline import trusted_grant_keys
+
+                ready = status.backup_readiness(conn, now, pinned=trusted_grant_keys(self.store), user_id=self.user)
                 no_bod = "no start-of-day book in the local store (`lifeboat sync bod` while main is up)"
                 if ready["users"] and st["bod_at"] is not None:
                     backup = {"users": ready["users"]}
@@ -911,6 +946,7 @@ class Service(TradingMixin):
             "backup": backup,
             "console_id": self.store.console_id,
             "store": str(self.store.path),
+            "anchors": status.anchors_state(self.store),  # where the keys are, whether enrolled here
             "journal_depth": depth,
             "journal": {"depth": depth, "unacknowledged": st["unacknowledged"],
                         "unacknowledged_entries": st["unacknowledged_entries"]},

@@ -76,6 +76,7 @@ class Anchors:
             raise ValueError(f"unknown anchor backend {backend!r}")
         self._forced = backend
         self._depth = 0  # locked() nesting on this object
+        self._cache: dict[str, Any] | None = None  # what get() read
 
     # ------------------------------------------------------------------ where
 
@@ -206,7 +207,12 @@ class Anchors:
             os.close(fd)
 
     def get(self, name: str) -> Any:
-        return self.load().get(name)
+        """One anchor; the first ``get`` on this object reads them all, later ones reuse that
+        (an Anchors object is short-lived: one check, one login), but inside ``locked()``
+        every ``get`` reads afresh (a read-modify-write must see the other writers)."""
+        if self._cache is None or self._depth:
+            self._cache = self.load()
+        return self._cache.get(name)
 
     def put(self, **values: Any) -> None:
         """Set some anchors (None deletes one), keeping the others."""
@@ -218,6 +224,7 @@ class Anchors:
                 else:
                     data[name] = value
             self.save(data)
+            self._cache = data
 
     # ------------------------------------------------------------------ the console's identity
 

@@ -46,9 +46,13 @@ class NotEnrolled(Exception):
     """This store's console id is not the one this home was enrolled with: nothing may
     be journaled or replayed from it until an online login enrols it here."""
 
-    def __init__(self, message: str, *, console_id: str, bound: str | None):
-        super().__init__(message)
-        self.message, self.console_id, self.bound = message, console_id, bound
+    REMEDY = ("log in online (`lifeboat login`) to enrol it here (it gets a new console id, so it never issues "
+              "another console's order ids)")
+
+    def __init__(self, why: str, *, console_id: str, bound: str | None):
+        self.why, self.console_id, self.bound = why, console_id, bound
+        self.message = f"{why}; {self.REMEDY}; nothing was journaled or sent"
+        super().__init__(self.message)
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ def ensure_enrolled(store: Store, anchors: Anchors | None = None, *, user_id: st
         return Enrolment(new, current)
 
 
-def check_enrolled(store: Store) -> None:
+def check_enrolled(store: Store, anchors: Anchors | None = None) -> None:
     """Raise NotEnrolled unless this home's anchors name the store's console id.  Cheap
     after the first success on a Store object (the anchors change only at an online
     login of this home, which rebinds this very store)."""
@@ -104,12 +108,11 @@ def check_enrolled(store: Store) -> None:
         return
     from localstore.anchors import AnchorError
 
-    anchors = anchors_for(store)
+    anchors = anchors or anchors_for(store)
     try:
         bound = anchors.console_id()
     except AnchorError as exc:
-        raise NotEnrolled(f"{exc}; nothing was journaled or sent", console_id=store.console_id,
-                          bound=None) from None
+        raise NotEnrolled(str(exc), console_id=store.console_id, bound=None) from None
     if bound is not None and bound != store.console_id:
         # another process of this home enrolled this very store since it was opened here
         with store.read_core() as conn:
@@ -126,9 +129,7 @@ def check_enrolled(store: Store) -> None:
     else:
         why = (f"this store was enrolled as console {store.console_id} elsewhere; this home ({home}) "
                f"is enrolled as console {bound}")
-    raise NotEnrolled(f"{why}. Log in online (`lifeboat login`) to enrol it here (it gets a new console id, "
-                      f"so it never issues another console's order ids); nothing was journaled or sent",
-                      console_id=store.console_id, bound=bound)
+    raise NotEnrolled(why, console_id=store.console_id, bound=bound)
 
 
 def _cache(store: Store, console_id: str) -> None:

@@ -45,6 +45,7 @@ from localstore.core_tables import order_id_counter as _COUNTER
 from localstore.db import Store
 from localstore.prepared import Prepared
 from localstore import clock
+from sync.identity import check_enrolled
 
 # Kinds and states are their stored strings here (localstore.core_tables): a caller may
 # pass localstore.models.JournalKind members (str enums, equal to those strings).
@@ -134,7 +135,9 @@ def _take_numbers(conn, count: int) -> int:
 
 
 def allocate_ids(store: Store, trading_date: date, count: int = 1) -> list[str]:
-    """client_order_ids for orders sent online (committed, so never reused)."""
+    """client_order_ids for orders sent online (committed, so never reused).  Only from the
+    console enrolled on this home (sync.identity: a copied store would issue its original's ids)."""
+    check_enrolled(store)
     try:
         with store.write_core() as conn:
             first = _take_numbers(conn, count)
@@ -165,7 +168,9 @@ def write(store: Store, intents: "list[Intent] | Callable[[Connection], list[Int
     it runs inside the transaction (BEGIN IMMEDIATE), so checks made there against the
     book and the journal cannot be raced by another writer; whatever it raises rolls
     the whole transaction back.  Raises JournalWriteFailed (nothing written) on any
-    store error."""
+    store error, sync.identity.NotEnrolled (nothing written) from a store that is not the
+    console enrolled on this home."""
+    check_enrolled(store)
     now = now or clock.utcnow()
     try:
         with store.write_core() as conn:

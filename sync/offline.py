@@ -8,9 +8,12 @@ Why these checks, in this order:
    is checked before any password work, so guessing stays slow.
 3. The clock: if now is before the newest time the store has seen, the clock was
    set back and would extend the grant: refused.
-4. The grant: its Ed25519 signature must verify with the public key stored at the
-   online login, it must name this user, and valid_until is compared with
-   max(now, watermark).
+4. The trust anchors (localstore.anchors, outside the store): this store must be the
+   console enrolled on this home (sync.identity), and the grant's Ed25519 signature
+   must verify with the key PINNED for its key_id at an online login, never with the
+   key stored beside it (whoever edits the store could write both).  Either failing
+   is refused as an authentication failure (exit 3) and audited.  Then the grant must
+   name this user, and valid_until is compared with max(now, watermark).
 5. The scrypt verifier (about 0.5-0.8 s at OWASP parameters, done outside any write
    transaction so other writers are not blocked).  A script's CLI command knows the
    password before it knows the mode (``--password-stdin``), so it may start that
@@ -33,7 +36,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
-from backend_client.grants import GrantInvalid, StoredGrant
+from backend_client.grants import GrantInvalid, GrantKeyUntrusted, StoredGrant
 from sqlalchemy import bindparam, select
 
 from localstore import audit, credentials
@@ -110,9 +113,14 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
         _audit_failure(store, user_id, mode, "throttled")
         raise OfflineDenied(f"too many failed logins for {user_id}: try again in {secs} s", retry_after_s=secs)
     try:
-        grant = usable_grant(user_id, grant_json, public_key, now=now, watermark=watermark, rolled_back=rolled_back)
+        pinned = trusted_grant_keys(store)
+        grant = usable_grant(user_id, grant_json, public_key, pinned=pinned, now=now, watermark=watermark,
+                             rolled_back=rolled_back)
     except GrantUnusable as exc:
         _audit_failure(store, user_id, mode, exc.reason)
+        if exc.untrusted:  # not this console's store, or a grant key it never pinned: authentication
+            raise OfflineDenied(f"{exc.detail}; log in online to enrol this console and pin the main "
+                                f"system's keys") from None
         again = "log in online again" if local else "log in online when the main system is back"
         raise BackupImpossible(f"{cannot}: {exc.detail}" + (f"; {again}" if exc.relogin else ""),
                                local=local) from None
@@ -144,28 +152,61 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
 class GrantUnusable(Exception):
     """The stored offline material cannot let its user act offline now, whatever the
     password: ``reason`` is the audit's word, ``detail`` says why for a person, and
-    ``relogin`` is whether an online login fixes it (a clock set back does not)."""
+    ``relogin`` is whether an online login fixes it (a clock set back does not).
+    ``untrusted``: the store is not this console's or its grant key was not pinned here
+    (offline login says so as an authentication failure, exit 3)."""
 
-    def __init__(self, reason: str, detail: str, *, relogin: bool):
+    def __init__(self, reason: str, detail: str, *, relogin: bool, untrusted: bool = False):
         super().__init__(detail)
-        self.reason, self.detail, self.relogin = reason, detail, relogin
+        self.reason, self.detail, self.relogin, self.untrusted = reason, detail, relogin, untrusted
 
 
-def usable_grant(user_id: str, grant_json: str, public_key: str, *, now: datetime,
-                 watermark: datetime | None, rolled_back: bool) -> StoredGrant:
-    """Checks 3 and 4 above (the clock, then the grant's signature, user and expiry), the
-    same for offline login and for `lifeboat status` deciding whether backup is possible.
+class _Untrusted:
+    """What ``trusted_grant_keys`` found instead of keys: usable_grant raises it."""
+
+    def __init__(self, reason: str, detail: str):
+        self.reason, self.detail = reason, detail
+
+
+def trusted_grant_keys(store: Store, anchors=None) -> dict[str, str] | _Untrusted:
+    """The grant keys this console pinned ({key_id: base64}), read from this home's trust
+    anchors, if this store is the console enrolled here (sync.identity); else why not."""
+    from localstore.anchors import AnchorError
+
+    from sync.identity import NotEnrolled, anchors_for, check_enrolled
+
+    anchors = anchors or anchors_for(store)
+    if anchors is None:  # a server database: not bound to a home (sync.identity), nothing pinned
+        return {}
+    try:
+        check_enrolled(store, anchors)
+        return anchors.grant_keys()
+    except NotEnrolled as exc:
+        return _Untrusted("console_not_enrolled", exc.why)
+    except AnchorError as exc:
+        return _Untrusted("anchors_unreadable", str(exc))
+
+
+def usable_grant(user_id: str, grant_json: str, public_key: str, *, pinned: dict[str, str] | _Untrusted,
+                 now: datetime, watermark: datetime | None, rolled_back: bool) -> StoredGrant:
+    """Checks 3 and 4 above (the clock, the anchors, then the grant's signature with the
+    pinned key, its user and expiry), the same for offline login and for `lifeboat
+    status` deciding whether backup is possible.  ``pinned`` is ``trusted_grant_keys``;
     ``watermark`` and ``rolled_back`` come from localstore.credentials."""
     if rolled_back:
         raise GrantUnusable("clock_rolled_back", f"the clock reads {now.isoformat(timespec='seconds')}, "
                             f"before the newest time this console has seen "
                             f"({watermark.isoformat(timespec='seconds')}); fix the clock", relogin=False)
+    if isinstance(pinned, _Untrusted):
+        raise GrantUnusable(pinned.reason, pinned.detail, relogin=True, untrusted=True)
     try:
-        grant = StoredGrant.verify(grant_json, public_key)
+        grant = StoredGrant.verify(grant_json, pinned, public_key)
         if grant.user_id != user_id:
             raise GrantInvalid("the stored offline grant names another user")
         effective = max(now, watermark) if watermark is not None else now
         grant.check_validity(effective)
+    except GrantKeyUntrusted as exc:
+        raise GrantUnusable(exc.reason, str(exc), relogin=True, untrusted=True) from None
     except GrantInvalid as exc:
         raise GrantUnusable("grant_invalid", str(exc), relogin=True) from None
     except ValueError:  # a grant that does not parse: edited store

@@ -70,6 +70,7 @@ from localstore.db import Store
 from localstore.models import InstrumentRow, JournalEntry, JournalKind, JournalState, Policy, ReplayLease
 from localstore import clock
 from sync.held import RELEASED_PREFIX
+from sync.identity import check_enrolled
 from sync.squareoff import slices
 
 log = logging.getLogger("lifeboat.replay")
@@ -318,6 +319,8 @@ class Replayer:
             batch = await self._db(self._next_batch, last)
             if not batch:
                 return
+            if not seen:  # entries to send: only from the console enrolled on this home (sync.identity)
+                await self._db(check_enrolled, self.store)
             for e in batch:
                 last = e["seq"]
                 seen += 1

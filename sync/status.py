@@ -45,6 +45,29 @@ _CREDENTIALS = text(
     "SELECT user_id, verifier, grant_json, public_key FROM offline_credentials ORDER BY user_id")
 
 
+def anchors_state(store) -> dict:
+    """Where this console's trust anchors are kept (the OS keyring, or the 0600 file when
+    the machine has none) and whether this store is the console enrolled on this home:
+    ``{"kind", "where", "enrolled", "enrolled_as"?, "problem"?}`` (enrolled_as: the
+    console id this home's anchors name, when it is not the store's)."""
+    from localstore.anchors import AnchorError
+
+    from sync.identity import NotEnrolled, anchors_for, check_enrolled
+
+    anchors = anchors_for(store)
+    if anchors is None:
+        return {"kind": "none", "where": "not kept: a server database is not bound to one home", "enrolled": False}
+    try:
+        out = {"kind": anchors.kind, "where": anchors.where}
+    except AnchorError as exc:
+        return {"kind": "unknown", "where": "unknown", "enrolled": False, "problem": str(exc)}
+    try:
+        check_enrolled(store, anchors)
+        return {**out, "enrolled": True}
+    except NotEnrolled as exc:
+        return present({**out, "enrolled": False, "enrolled_as": exc.bound, "problem": exc.why})
+
+
 def mode_inputs(conn) -> tuple[str | None, int]:
     """(a supervisor's forced mode or None, how many journal entries are unfinished)."""
     row = conn.execute(_MODE_INPUTS).one()
@@ -108,12 +131,14 @@ def replay_state(st: dict, now, *, main_reachable: bool) -> dict:
     })
 
 
-def backup_readiness(conn, now, *, user_id: str | None = None) -> dict:
+def backup_readiness(conn, now, *, pinned, user_id: str | None = None) -> dict:
     """Could a backup-mode action be accepted on this console now, as far as offline login
     goes: a user (``user_id``, else any user with offline material here) with a local
     verifier and a stored grant that passes the very checks offline login makes
-    (sync.offline.usable_grant: clock not set back, signature, user, expiry), and who is
-    not a viewer.  The password is not checked: only the person knows it.  Returns
+    (sync.offline.usable_grant: clock not set back, this console enrolled here, the
+    signature with the key pinned in the trust anchors, user, expiry; ``pinned`` is
+    sync.offline.trusted_grant_keys), and who is not a viewer.  The password is not
+    checked: only the person knows it.  Returns
     ``{"users": [{"user_id", "role", "grant_valid_until"}, ...]}`` for those who could
     act, and ``"problems"``: one sentence per user who could not (or why nobody is here)."""
     from localstore import credentials
@@ -133,10 +158,11 @@ def backup_readiness(conn, now, *, user_id: str | None = None) -> dict:
             problems.append(f"{r.user_id} has never logged in online on this console")
             continue
         try:
-            grant = offline.usable_grant(r.user_id, r.grant_json, r.public_key, now=now, watermark=watermark,
-                                         rolled_back=rolled_back)
+            grant = offline.usable_grant(r.user_id, r.grant_json, r.public_key, pinned=pinned, now=now,
+                                         watermark=watermark, rolled_back=rolled_back)
         except offline.GrantUnusable as exc:
-            why = exc.detail + (" (an online login renews it)" if exc.relogin else "")
+            why = exc.detail + (" (an online login enrols this console and pins the main system's keys)"
+                                if exc.untrusted else " (an online login renews it)" if exc.relogin else "")
             problems.append(f"{r.user_id}: {why}" if user_id is None else why)
             continue
         if grant.role.value == "viewer":

@@ -2,7 +2,9 @@
 
 dealer1 logs in online (offline grant + verifier in the store), super1 logs in and
 takes the BOD (the whole book), then mainsim is killed.  Each test gets its own
-copy of that LIFEBOAT_HOME, so tests do not see each other's journal.  The
+copy of that LIFEBOAT_HOME, so tests do not see each other's journal; the copy is
+enrolled as the template was (its trust anchors are bound to the home's path, so a
+plain copy would be refused as "not enrolled here": see cli_env.copy_anchors).  The
 console then points at DEAD_URL (a port nothing listens on: connection refused,
 what a killed main looks like).  Nothing is faked but the keyring (see cli_env).
 """
@@ -15,7 +17,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.cli_env import DEAD_URL, PASSWORD, Cli
+from tests.cli_env import DEAD_URL, PASSWORD, Cli, copy_anchors
 from tests.simproc import SimProcess
 
 
@@ -27,10 +29,20 @@ class Template:
 
 
 def build_template(root: Path) -> Template:
+    import keyring
+
+    from tests.keyring_backend import TestKeyring
+
     os.environ["LIFEBOAT_TEST_SCRYPT_N"] = "1024"
     os.environ.setdefault("PYTHON_KEYRING_BACKEND", "tests.keyring_backend.TestKeyring")
     keyring_file = root / "keyring.json"
     os.environ["LIFEBOAT_TEST_KEYRING_FILE"] = str(keyring_file)
+    # the logins below enrol the template's home: its trust anchors go to this keyring file
+    # (whatever keyring an earlier test left this process with), never to a real config dir
+    # (a module-scoped build runs outside the tests' own LIFEBOAT_CONFIG_DIR)
+    previous_keyring, previous_config = keyring.get_keyring(), os.environ.get("LIFEBOAT_CONFIG_DIR")
+    keyring.set_keyring(TestKeyring())
+    os.environ["LIFEBOAT_CONFIG_DIR"] = str(root / "config")
     sim = SimProcess(db=root / "mainsim.db", workdir=root).start()
     try:
         from console.service import Service
@@ -48,13 +60,20 @@ def build_template(root: Path) -> Template:
             svc.close()
     finally:
         sim.kill()
+        keyring.set_keyring(previous_keyring)
+        if previous_config is None:
+            os.environ.pop("LIFEBOAT_CONFIG_DIR", None)
+        else:
+            os.environ["LIFEBOAT_CONFIG_DIR"] = previous_config
     return Template(home, keyring_file, res.trading_date.isoformat())
 
 
 def fresh_console(tpl: Template, dest: Path, user: str = "dealer1", backend_url: str = DEAD_URL) -> Cli:
+    """A copy of the template's home, enrolled as the template was (test-only: the copy's
+    trust anchors are the template's, under the copy's home; cli_env.copy_anchors)."""
     home = dest / "home"
     shutil.copytree(tpl.home, home)
     kr = dest / "keyring.json"
-    if tpl.keyring_file.exists():
-        shutil.copy(tpl.keyring_file, kr)
+    shutil.copy(tpl.keyring_file, kr)
+    copy_anchors(tpl.home, home, keyring_file=kr)
     return Cli(home=home, backend_url=backend_url, keyring_file=kr, user=user)

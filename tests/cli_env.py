@@ -121,9 +121,14 @@ class Cli:
 
     def service(self):
         """The same console's service layer, in this process (cheaper than a subprocess
-        for setting the scene; the subprocess is for what the test is about)."""
+        for setting the scene; the subprocess is for what the test is about).  It uses this
+        console's keyring file, as its subprocesses do: the token and the trust anchors an
+        in-process login keeps there are this console's (one machine, one keyring); with
+        another file an in-process login would not find the enrolment of a subprocess login
+        and would enrol the store again under a new console id (sync.identity)."""
         from console.service import Service
 
+        os.environ["LIFEBOAT_TEST_KEYRING_FILE"] = str(self.keyring_file)  # cli_factory's monkeypatch restores it
         return Service(backend_url=self.backend_url, home=self.home, user=self.user)
 
     def bod_in_process(self, password: str = PASSWORD):
@@ -161,6 +166,39 @@ def cli_factory(tmp_path, monkeypatch):
 def cli(sim, cli_factory) -> Cli:
     """A console for dealer1 pointed at the test's mainsim (not logged in yet)."""
     return cli_factory(sim.url)
+
+
+def copy_anchors(src_home: Path, dst_home: Path, *, keyring_file: Path | None = None,
+                 dst_keyring_file: Path | None = None, console_id: str | None = None) -> None:
+    """TEST ONLY: enrol ``dst_home`` (a copy of ``src_home``'s store) as ``src_home`` was, the
+    same as an online login there would, without one: templates built once and copied per
+    test need it, since the trust anchors are bound to the home's real path
+    (localstore.anchors, sync.identity) and a copy is "not enrolled".  ``console_id``: the id
+    the copy's store was given (a harness that renumbers its copies).  The entry is read from
+    the test keyring file ``keyring_file`` (tests/keyring_backend.py) and written back to
+    ``dst_keyring_file`` (default: the same file); if the keyring file has none, the source's
+    anchors are the config dir's file and the copy's go there too."""
+    from localstore.anchors import SERVICE, Anchors, config_dir, home_key
+
+    def entries(path: Path | None) -> dict:
+        return json.loads(path.read_text()) if path is not None and path.exists() else {}
+
+    text = entries(keyring_file).get(f"{SERVICE}\0{home_key(src_home)}")
+    in_keyring = text is not None
+    if not in_keyring:
+        src_file = config_dir() / "anchors" / f"{home_key(src_home)}.json"
+        assert src_file.exists(), f"no trust anchors for {src_home} in {keyring_file} or {src_file}"
+        text = src_file.read_text()
+    data = json.loads(text)
+    if console_id is not None:
+        data["console_id"] = console_id
+    if in_keyring:
+        dst_keyring_file = dst_keyring_file or keyring_file
+        kr = entries(dst_keyring_file)
+        kr[f"{SERVICE}\0{home_key(dst_home)}"] = json.dumps(data, sort_keys=True)
+        dst_keyring_file.write_text(json.dumps(kr))
+    else:
+        Anchors(dst_home, backend="file").save(data)
 
 
 def raw_session(url: str, user: str = "dealer1", password: str = PASSWORD) -> dict:

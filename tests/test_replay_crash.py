@@ -21,6 +21,7 @@ import pytest
 
 from localstore.models import JournalState
 from sync.replay import CRASH_EXIT_CODE
+from tests.cli_env import copy_anchors
 from tests.replay_env import Console, Main, make_console, parse_runner, replay_in_child
 
 _ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -29,8 +30,11 @@ _ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 def clone(tpl: Console, dest: Path, k: int) -> Console:
     home = dest / f"trial{k}"
     shutil.copytree(tpl.home, home)
+    console_id = f"T{_ALPHABET[k // 31]}{_ALPHABET[k % 31]}X"
     with sqlite3.connect(home / "lifeboat.db") as con:
-        con.execute("UPDATE console_identity SET console_id = ?", (f"T{_ALPHABET[k // 31]}{_ALPHABET[k % 31]}X",))
+        con.execute("UPDATE console_identity SET console_id = ?", (console_id,))
+    # test-only: the clone is enrolled under its new id, as an online login in its home would do
+    copy_anchors(tpl.home, home, keyring_file=Path(tpl.env["LIFEBOAT_TEST_KEYRING_FILE"]), console_id=console_id)
     return Console(home, tpl.url, tpl.trading_date, tpl.env)
 
 
