@@ -266,22 +266,23 @@ class StreamClient:
         while True:
             try:
                 raw = await asyncio.wait_for(ws.recv(), timeout=self.silence_timeout)
-            except TimeoutError:
-                ws.transport.abort()
+            except (TimeoutError, ConnectionClosed) as exc:
+                if isinstance(exc, TimeoutError):
+                    ws.transport.abort()
                 if self._stopped.is_set():
                     return
-                yield StreamStatus(False, f"silent for {self.silence_timeout:g} s", self._clock())
-                return
-            except ConnectionClosed as exc:
-                if self._stopped.is_set():
-                    return
-                if exc.sent is not None and exc.sent.code == _TOO_BIG:  # we refused an oversized message
+                sent = ws.protocol.close_sent
+                if sent is not None and sent.code == _TOO_BIG:
+                    # we refused an oversized message; a peer that does not close after it
+                    # leaves recv() waiting, so the silence timer may be what ends it
                     self.protocol_errors += 1
                     log.warning("stream: a message over %d bytes dropped the connection", self.max_message_bytes)
                     yield StreamStatus(False, f"protocol error: message over {self.max_message_bytes} bytes",
                                        self._clock())
-                    return
-                yield StreamStatus(False, f"closed: {_close_reason(exc)}", self._clock())
+                elif isinstance(exc, TimeoutError):
+                    yield StreamStatus(False, f"silent for {self.silence_timeout:g} s", self._clock())
+                else:
+                    yield StreamStatus(False, f"closed: {_close_reason(exc)}", self._clock())
                 return
             except Exception as exc:  # a transport failure websockets did not wrap
                 if self._stopped.is_set():

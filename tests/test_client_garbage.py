@@ -242,3 +242,158 @@ def test_bad_token_is_refused_before_sending():
     with pytest.raises(ValueError, match="bad access token"):
         client.token = "a\nb"
     run(client.aclose())
+
+
+# --------------------------------------------------------------------------- bounds: deadline and reply size
+# A real mainsim behind tests/hostile_proxy.py: the session and the replies are real, only
+# the chosen reply is spoiled.  Before the bounds, a drip kept a call going as long as the
+# server liked (httpx's read timeout is per read) and an endless body grew without limit.
+
+
+async def _proxied(sim, rules, **client_kw):
+    """A logged-in client through a hostile proxy with ``rules`` ([(path, mode, options)])."""
+    from tests.hostile_proxy import HostileProxy
+
+    proxy = await HostileProxy(sim.url).start()
+    client = BackendClient(proxy.url, retries=2, **client_kw)
+    await client.login("dealer1", "demo")
+    for path, mode, options in rules:
+        proxy.misbehave(path, mode, **options)
+    return proxy, client
+
+
+def test_a_dripped_reply_ends_at_the_deadline(sim):
+    """1 byte every 0.2 s: every read succeeds, so only a total deadline ends it."""
+    from backend_client.errors import DeadlineExceeded
+
+    async def scenario():
+        proxy, client = await _proxied(sim, [("/positions", "drip", {"interval": 0.2})], deadline_s=1.0)
+        try:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(DeadlineExceeded) as info:
+                await client.positions()
+            return info.value, asyncio.get_running_loop().time() - started, proxy.hits("/positions")
+        finally:
+            await client.aclose()
+            await proxy.stop()
+
+    exc, elapsed, hits = run(scenario())
+    assert isinstance(exc, Unavailable) and exc.kind == "timeout" and exc.sent
+    assert "1 s deadline" in exc.message and exc.deadline_s == 1.0
+    assert 0.9 <= elapsed < 3.0  # the deadline, not the reply's ~4,000 s
+    assert hits == 1  # no retry: the deadline covers the retries too
+
+
+def test_an_endless_body_is_refused_at_the_size_cap_with_little_memory(sim):
+    import tracemalloc
+
+    from backend_client.errors import ReplyTooLarge
+
+    async def scenario():
+        proxy, client = await _proxied(sim, [("/positions", "endless", {})], max_reply_bytes=2**20)
+        try:
+            tracemalloc.start()
+            with pytest.raises(ReplyTooLarge) as info:
+                await client.positions()
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            return info.value, peak, proxy.hits("/positions")
+        finally:
+            await client.aclose()
+            await proxy.stop()
+
+    exc, peak, hits = run(scenario())
+    assert isinstance(exc, Unavailable) and exc.kind == "too_large" and exc.limit == 2**20
+    assert "larger than the 1,048,576 bytes accepted" in exc.message
+    assert peak < 8 * 2**20, peak  # the cap and its chunks, not the stream
+    assert hits == 1  # not retried: it would be as big again
+
+
+def test_an_announced_length_over_the_cap_is_refused_before_the_body(sim):
+    """mainsim's real /positions (~20 KB, Content-Length) against a 1,000-byte cap."""
+    from backend_client.errors import ReplyTooLarge
+
+    async def scenario():
+        async with BackendClient(sim.url, max_reply_bytes=1000) as client:
+            await client.login("dealer1", "demo")
+            with pytest.raises(ReplyTooLarge) as info:
+                await client.positions()
+            snap = await client.bod()  # the BOD's own cap (default 128 MiB) lets it through
+            return info.value, snap
+
+    exc, snap = run(scenario())
+    assert "it announced" in exc.message and exc.status == 200
+    assert snap.positions
+
+
+def test_bod_has_its_own_deadline(sim):
+    """A BOD dripped at 0.1 s a byte passes the 0.5 s call deadline but ends at the BOD's 1.5 s."""
+    from backend_client.errors import DeadlineExceeded
+
+    async def scenario():
+        proxy, client = await _proxied(sim, [("/bod", "drip", {"interval": 0.1})], deadline_s=0.5,
+                                       bod_deadline_s=1.5)
+        try:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(DeadlineExceeded) as info:
+                await client.bod()
+            return info.value, asyncio.get_running_loop().time() - started
+        finally:
+            await client.aclose()
+            await proxy.stop()
+
+    exc, elapsed = run(scenario())
+    assert exc.deadline_s == 1.5 and 1.4 <= elapsed < 3.5
+
+
+def test_retries_stop_at_the_deadline():
+    """A refused connection is retried with a growing pause, but never past the deadline."""
+    async def scenario():
+        async with BackendClient(f"http://127.0.0.1:{closed_port()}", retries=50, deadline_s=0.4) as client:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(Unavailable) as info:
+                await client.health()
+            return info.value, asyncio.get_running_loop().time() - started
+
+    exc, elapsed = run(scenario())
+    assert exc.kind == "refused" and elapsed < 1.5
+
+
+def test_request_is_the_public_json_call_with_the_bounds(sim):
+    from backend_client.errors import ReplyTooLarge
+
+    async def scenario():
+        async with BackendClient(sim.url) as client:
+            status, health = await client.request("GET", "/health", wire.Health, auth=False, safe=True)
+            with pytest.raises(ReplyTooLarge):
+                await client.request("GET", "/health", wire.Health, auth=False, safe=True, max_reply_bytes=10)
+            return status, health
+
+    status, health = run(scenario())
+    assert status == 200 and health.status == "ok"
+
+
+def test_the_bounds_come_from_the_environment_and_are_checked(monkeypatch):
+    from backend_client import client as client_module
+
+    monkeypatch.setenv(client_module.DEADLINE_ENV, "2.5")
+    monkeypatch.setenv(client_module.MAX_REPLY_ENV, "4096")
+    c = BackendClient("http://127.0.0.1:1")
+    assert (c.deadline_s, c.max_reply_bytes) == (2.5, 4096)
+    assert c.bod_deadline_s == client_module.DEFAULT_BOD_DEADLINE_S
+    assert BackendClient("http://127.0.0.1:1", deadline_s=1).deadline_s == 1.0  # an argument wins
+    for bad in ("abc", "0", "-1", "nan"):
+        monkeypatch.setenv(client_module.DEADLINE_ENV, bad)
+        with pytest.raises(ValueError, match="LIFEBOAT_REQUEST_DEADLINE_S"):
+            BackendClient("http://127.0.0.1:1")
+
+
+def test_the_detector_counts_a_passed_deadline_and_an_oversized_reply():
+    """Both errors carry kinds the failure detector takes as main failing (SUSPECT, then a probe)."""
+    from backend_client.detector import Detector, Mode
+    from backend_client.errors import DeadlineExceeded, ReplyTooLarge
+
+    for exc in (DeadlineExceeded("GET /x: late", deadline_s=1.0), ReplyTooLarge("GET /x: big", limit=10)):
+        d = Detector()
+        change = d.on_request_error(0.1, exc.kind, exc.message)
+        assert change is not None and change.to_mode is Mode.SUSPECT and d.probe_wanted, exc.kind

@@ -227,3 +227,59 @@ def test_stream_url_and_bad_input():
         StreamClient("ftp://nowhere", "t")
     with pytest.raises(ValueError):
         StreamClient("http://h:1", "t", silence_timeout=0)
+
+
+def test_a_message_over_the_size_cap_drops_the_connection_as_a_protocol_error():
+    """A 5,000-byte message against a 1,000-byte cap: refused as the frame arrives (close 1009),
+    counted, reconnected; the messages before it still reach the consumer, the big one never."""
+    big = {**heartbeat(1), "server_time": "x" * 5000}
+
+    async def scenario():
+        async with GarbageServer(ws_mode=[hello(0), big]) as server:
+            stream = fast_stream(server.url, max_message_bytes=1000)
+            items = await collect(stream, lambda items: ups(items) >= 2)
+            return items, stream
+
+    items, stream = run(scenario())
+    assert downs(items)[0] == "protocol error: message over 1000 bytes"
+    assert [type(i).__name__ for i in items if not isinstance(i, StreamStatus)] == ["HelloMsg", "HelloMsg"]
+    assert stream.protocol_errors >= 1 and stream.max_message_bytes == 1000
+
+
+def test_the_stream_size_cap_comes_from_the_environment(monkeypatch):
+    from backend_client.stream import DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_ENV
+
+    assert StreamClient("http://127.0.0.1:1", None).max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES
+    monkeypatch.setenv(MAX_MESSAGE_ENV, "2048")
+    assert StreamClient("http://127.0.0.1:1", None).max_message_bytes == 2048
+    monkeypatch.setenv(MAX_MESSAGE_ENV, "big")
+    with pytest.raises(ValueError, match=MAX_MESSAGE_ENV):
+        StreamClient("http://127.0.0.1:1", None)
+
+
+def test_garbage_and_an_oversized_message_on_the_real_stream(sim):
+    """The real mainsim stream through tests/hostile_proxy.py, with a non-JSON frame and then a
+    4 KiB message (cap 2 KiB) injected after the greeting: each drops the connection as a protocol
+    error, the stream resumes from the last seq, and only real messages reach the consumer."""
+    from backend_client.client import BackendClient
+    from tests.hostile_proxy import HostileProxy
+
+    async def scenario():
+        async with HostileProxy(sim.url) as proxy:
+            async with BackendClient(sim.url) as c:
+                token = (await c.login("dealer1", "demo")).access_token
+            proxy.misbehave("/stream", "ws_garbage", times=1, frames=["this is not json {"])
+            proxy.misbehave("/stream", "ws_garbage", times=1, frames=[b'{"type":"heartbeat","pad":"' + b"x" * 4096
+                                                                       + b'"}'])
+            stream = StreamClient(proxy.url, token, silence_timeout=2.0, backoff_initial=0.02, backoff_max=0.1,
+                                  rng=random.Random(1), max_message_bytes=2048)
+            items = await collect(stream, lambda items: ups(items) >= 3 and not isinstance(items[-1], StreamStatus),
+                                  limit=500)
+            return items, stream, proxy.hits("/stream")
+
+    items, stream, hits = run(scenario())
+    assert hits == 2
+    assert downs(items)[:2] == ["protocol error: message over 2048 bytes", "protocol error: malformed message"]
+    assert stream.protocol_errors == 2 and stream.reconnects == 2
+    assert all(isinstance(i, (StreamStatus, wire.HelloMsg, wire.HeartbeatMsg, wire.TickMsg, wire.OrderEvent,
+                              wire.TradeEvent, wire.PositionEvent, wire.ResnapshotMsg)) for i in items)
