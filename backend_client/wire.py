@@ -14,9 +14,9 @@ follow ../shared/CONTRACT.md and must not be renamed.
 from __future__ import annotations
 
 import base64
+import unicodedata
 from datetime import date, datetime
 from decimal import Decimal
-import unicodedata
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
@@ -359,10 +359,6 @@ class BodSnapshot(Wire):
     open_orders: list[Order]
     trades: list[Trade]
 
-
-# --------------------------------------------------------------------------- faults (mainsim --allow-faults)
-
-
     @model_validator(mode="after")
     def _one_scope_no_duplicates(self) -> "BodSnapshot":
         """Every row is the snapshot's own user's and no key appears twice: a snapshot
@@ -395,6 +391,10 @@ def _unique(table: str, rows: list, key) -> None:
         if k in seen:
             raise ValueError(f"{table}[{i}] repeats the key {k!r} of {table}[{seen[k]}]")
         seen[k] = i
+
+
+# --------------------------------------------------------------------------- faults (mainsim --allow-faults)
+
 
 class FaultMode(str, Enum):
     NONE = "none"  # serve normally
