@@ -66,8 +66,12 @@ def _text(value: str | None, flag: str, longest: int) -> str | None:
 
 
 def _price_flags(order_type: str, price: Decimal | None, trigger: Decimal | None) -> None:
-    """Which of --price and --trigger an order type takes (the same rules as main's)."""
-    needs_price, needs_trigger = order_type in ("LIMIT", "SL"), order_type in ("SL", "SL-M")
+    """Which of --price and --trigger an order type takes (main's rule: backend_client.ordershape)."""
+    from backend_client.enums import OrderType
+    from backend_client.ordershape import PRICED, TRIGGERED
+
+    kind = OrderType(order_type)  # the flag's choices are the order types
+    needs_price, needs_trigger = kind in PRICED, kind in TRIGGERED
     if needs_price and price is None:
         raise UsageProblem(f"--type {order_type} needs --price")
     if needs_trigger and trigger is None:

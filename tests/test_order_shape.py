@@ -81,8 +81,9 @@ def test_backup_cli_refuses_a_disclosed_quantity_above_the_order_and_journals_no
 
 
 @pytest.fixture
-def backup_svc(template, tmp_path):
+def backup_svc(template, tmp_path, monkeypatch):
     cli = fresh_console(template, tmp_path)
+    monkeypatch.setenv("LIFEBOAT_TEST_KEYRING_FILE", str(cli.keyring_file))  # the copy's trust anchors
     svc = Service(backend_url=DEAD_URL, home=cli.home, user="dealer1")
     yield svc, cli
     svc.close()
