@@ -581,11 +581,16 @@ app.add_typer(audit_app, name="audit")
 
 
 @audit_app.command("verify")
-def audit_verify(ctx: typer.Context) -> None:
-    """Check the audit chain: exit 0 when intact, 8 (integrity) naming the first bad row."""
+def audit_verify(ctx: typer.Context,
+                 as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
+    """Check the audit chain against its signed checkpoints (and main's latest witnessed one):
+    exit 0 when no row is found broken (rows no checkpoint covers yet are named as such),
+    8 (integrity) naming the first row that differs."""
     from console.cmd_audit import verify_command
 
-    raise typer.Exit(verify_command(ctx.obj.home if ctx.obj else None))
+    g = ctx.obj
+    raise typer.Exit(verify_command(g.home if g else None, backend=g.backend if g else None,
+                                    user=g.user if g else None, as_json=as_json))
 
 
 def main() -> None:

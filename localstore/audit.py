@@ -15,25 +15,29 @@ Secrets never enter the log: keys such as ``password``, ``token``,
 Call ``append`` inside the caller's write transaction (``store.write()``), or
 ``append_core`` inside ``store.write_core()``, so the action and its audit row
 commit together or not at all.
+
+The chain alone cannot stop someone who edits a row and recomputes every later hash
+with ``row_hash`` (which is public by design: main recomputes it too).  Signed
+checkpoints anchor it outside the store (localstore.checkpoints): every
+``checkpoints.EVERY`` rows the append itself makes one.  ``row_hash`` and the
+canonical form are backend_client.auditchain's, the one definition main shares.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
-from decimal import Decimal
+from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from localstore.core_tables import GENESIS_HASH
+from backend_client.auditchain import GENESIS_HASH, canonical_json, row_hash  # noqa: F401 - one definition, shared with main
 from localstore.core_tables import audit_head as _HEAD
 from localstore.core_tables import audit_log as _ROWS
 from localstore.prepared import Prepared
-from localstore import clock
+from localstore import checkpoints, clock
 
 if TYPE_CHECKING:  # the ORM and the models are imported by append/verify, not by append_core's callers
     from sqlalchemy.orm import Session
@@ -90,36 +94,6 @@ def redact(value: Any) -> Any:
     return value
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if hasattr(value, "model_dump"):  # pydantic models (wire)
-        return value.model_dump(mode="json")
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    raise TypeError(f"cannot put a {type(value).__name__} in the audit log")
-
-
-def canonical_json(value: Any) -> str:
-    """Deterministic JSON: sorted keys, no whitespace, Decimals as strings."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default, allow_nan=False
-    )
-
-
-def row_hash(*, id: int, at: str, user_id: str | None, mode: str, action: str, payload: Any, prev_hash: str) -> str:
-    body = canonical_json(
-        {"id": id, "at": at, "user_id": user_id, "mode": mode, "action": action, "payload": payload}
-    )
-    return hashlib.sha256((body + prev_hash).encode("utf-8")).hexdigest()
-
-
 # --------------------------------------------------------------------------- append
 
 
@@ -173,6 +147,8 @@ def append(
     head.last_id = new_id
     head.last_hash = digest
     head.count = head.count + 1
+    if new_id % checkpoints.EVERY == 0:  # a signed checkpoint every N rows, same transaction
+        checkpoints.on_append(session.connection(), seq=new_id, head_hash=digest, mode=mode)
     return row  # flushed with the caller's transaction (many appends become one executemany)
 
 
@@ -217,6 +193,8 @@ def append_core(
     _ROW_INSERT.execute(conn, {"id": new_id, "at": at_text, "user_id": user_id, "mode": mode, "action": action,
                                "payload": canonical_json(clean), "prev_hash": last_hash, "hash": digest})
     _HEAD_UPDATE.execute(conn, {"h_id": new_id, "h_hash": digest, "h_count": count + 1})
+    if new_id % checkpoints.EVERY == 0:  # a signed checkpoint every N rows, same transaction
+        checkpoints.on_append(conn, seq=new_id, head_hash=digest, mode=mode)
     return new_id, digest
 
 

@@ -92,6 +92,21 @@ audit_head = Table(
     Column("count", Integer, nullable=False),
 )
 
+audit_checkpoints = Table(
+    "audit_checkpoints", metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("console_id", String(16), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+    Column("at", String(40), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("public_key", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("witnessed_at", UtcDateTime),
+    Column("refused_reason", Text),
+)
+
 login_throttle = Table(
     "login_throttle", metadata,
     Column("user_id", String(64), primary_key=True),

@@ -364,6 +364,27 @@ class AuditHead(Base):
     count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
+class AuditCheckpoint(Base):
+    """A signed checkpoint of the audit chain (localstore.checkpoints): "row ``seq``'s
+    hash is ``head_hash``", signed with the console's key kept outside the store, and
+    whether main has witnessed it (``witnessed_at``) or refused it (``refused_reason``).
+    ``number`` counts 1, 2, 3 ...: a gap shows a deleted checkpoint."""
+
+    __tablename__ = "audit_checkpoints"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    console_id: Mapped[str] = mapped_column(String(16), nullable=False)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    head_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    at: Mapped[str] = mapped_column(String(40), nullable=False)  # UTC ISO 8601
+    mode: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str] = mapped_column(String(32), nullable=False)
+    public_key: Mapped[str] = mapped_column(String(64), nullable=False)  # raw Ed25519, base64
+    signature: Mapped[str] = mapped_column(String(128), nullable=False)
+    witnessed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    refused_reason: Mapped[str | None] = mapped_column(Text)
+
+
 # --------------------------------------------------------------------------- sync, replay
 
 

@@ -1,0 +1,133 @@
+"""The witness endpoints (CONTRACT.md): a console's signed audit checkpoints, sent to
+main, which the dealer cannot write.
+
+* ``POST /audit/checkpoint-keys`` ``CheckpointKeyRegistration``: at online login the
+  console registers the public key its checkpoints are signed with (201).
+* ``POST /audit/checkpoints`` ``CheckpointSubmission``: a signed checkpoint and the
+  rows since the last one main witnessed; 201 witnessed (200: the same checkpoint
+  again), 403 no key registered for the console, 422 bad signature, 409 the chain does
+  not extend the last witnessed checkpoint (``purpose: "replay"``: the replay is
+  refused) or seq does not grow.
+* ``GET /audit/checkpoints/latest?console_id=``: the last witnessed one, 404 none.
+
+The models are shared with mainsim (it may import backend_client); the hashing is
+backend_client.auditchain's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from backend_client.client import BackendClient
+
+_HEX64 = r"^[0-9a-f]{64}$"
+_B64 = r"^[A-Za-z0-9+/]+={0,2}$"
+MAX_ROWS_PER_SUBMISSION = 100_000
+
+# 409 codes (ErrorBody.error.code)
+NOT_EXTENDING = "chain_not_extending"
+SEQ_NOT_GROWING = "seq_not_growing"
+
+
+class ChainRow(BaseModel):
+    """One audit row as it is hashed (payload already redacted, as stored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int = Field(ge=1)
+    at: str = Field(max_length=40)
+    user_id: str | None = Field(default=None, max_length=64)
+    mode: str = Field(max_length=16)
+    action: str = Field(max_length=64)
+    payload: dict[str, Any]
+
+
+class CheckpointClaims(BaseModel):
+    """What a checkpoint says: exactly what is signed (auditchain.signing_bytes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    console_id: str = Field(min_length=1, max_length=16)
+    number: int = Field(ge=1)  # 1, 2, 3 ... on this console: a gap shows a deleted checkpoint
+    seq: int = Field(ge=0)  # the audit row id it covers
+    head_hash: str = Field(pattern=_HEX64)  # that row's hash
+    at: str = Field(max_length=40)  # UTC ISO 8601, when it was made
+    mode: str = Field(max_length=16)  # the console's mode then
+    reason: str = Field(max_length=32)  # mode_change, replay, every_n, timer, login
+
+
+class SignedCheckpoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    claims: CheckpointClaims
+    public_key: str = Field(pattern=_B64, max_length=64)  # raw Ed25519, base64
+    signature: str = Field(pattern=_B64, max_length=128)  # over auditchain.signing_bytes(claims), base64
+
+
+class CheckpointKeyRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    console_id: str = Field(min_length=1, max_length=16)
+    public_key: str = Field(pattern=_B64, max_length=64)
+
+
+class CheckpointKeyReceipt(BaseModel):
+    console_id: str
+    public_key: str
+    registered_at: datetime
+
+
+class CheckpointSubmission(BaseModel):
+    """A signed checkpoint and the rows after the last checkpoint main witnessed for the
+    console (from row 1 when none) up to the checkpoint's ``seq``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint: SignedCheckpoint
+    rows: list[ChainRow] = Field(max_length=MAX_ROWS_PER_SUBMISSION)
+    purpose: Literal["checkpoint", "replay"] = "checkpoint"  # replay: the replay handshake
+
+
+class WitnessedCheckpoint(BaseModel):
+    """A checkpoint main accepted."""
+
+    console_id: str
+    number: int
+    seq: int
+    head_hash: str
+    at: str
+    mode: str
+    reason: str
+    witnessed_at: datetime
+
+
+_RECEIPT = TypeAdapter(CheckpointKeyReceipt)
+_WITNESSED = TypeAdapter(WitnessedCheckpoint)
+
+
+async def register_key(client: BackendClient, console_id: str, public_key: str) -> CheckpointKeyReceipt:
+    """Registering the same key again is harmless, so a lost answer may be retried."""
+    body = CheckpointKeyRegistration(console_id=console_id, public_key=public_key).model_dump(mode="json")
+    _, receipt = await client._call("POST", "/audit/checkpoint-keys", _RECEIPT, json=body, safe=True, ok=(200, 201))
+    return receipt
+
+
+async def submit(client: BackendClient, submission: CheckpointSubmission) -> WitnessedCheckpoint:
+    """Main answers the same checkpoint sent twice with 200, so it may be retried."""
+    body = submission.model_dump(mode="json")
+    _, witnessed = await client._call("POST", "/audit/checkpoints", _WITNESSED, json=body, safe=True, ok=(200, 201))
+    return witnessed
+
+
+async def latest(client: BackendClient, console_id: str) -> WitnessedCheckpoint | None:
+    """Main's last witnessed checkpoint of ``console_id``; None when it witnessed none."""
+    from backend_client.errors import NotFound
+
+    try:
+        return await client._get("/audit/checkpoints/latest", _WITNESSED, params={"console_id": console_id})
+    except NotFound:
+        return None
+
