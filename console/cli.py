@@ -593,6 +593,35 @@ def audit_verify(ctx: typer.Context,
                                     user=g.user if g else None, as_json=as_json))
 
 
+user_app = typer.Typer(help="Users locked out of offline login (supervisor, audited).", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("release")
+def user_release(
+    ctx: typer.Context,
+    user: str = typer.Argument(..., help="The locked user."),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Release USER's offline lockout and failure delay (supervisor's password; works offline)."""
+    from console import cmd_user
+
+    raise typer.Exit(cmd_user.release(ctx.obj, user=user, as_json=as_json))
+
+
+@user_app.command("lockout")
+def user_lockout(
+    ctx: typer.Context,
+    n: Optional[int] = typer.Argument(None, min=0, max=1000,
+                                      help="Wrong passwords in a row that lock a user offline (0: never)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Show the offline lockout count, or (supervisor, audited) set it."""
+    from console import cmd_user
+
+    raise typer.Exit(cmd_user.lockout(ctx.obj, n=n, as_json=as_json))
+
+
 def main() -> None:
     app()
 

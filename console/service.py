@@ -114,7 +114,10 @@ def translate(exc: BaseException) -> ServiceError:
             return Denied(f"not allowed: {exc.message}")
         return Refused(f"refused ({exc.code}): {exc.message}", exc.code)
     if isinstance(exc, OfflineDenied):
-        return Denied(f"offline login refused: {exc.message}")
+        denied = Denied(f"offline login refused: {exc.message}")
+        if exc.reason:  # the --json reason: locked, throttled
+            denied.code = exc.reason
+        return denied
     if isinstance(exc, NotEnrolled):  # this console's identity is not established on this home (sync.identity)
         return Denied(f"refused: {exc.message}")
     if isinstance(exc, BackupImpossible):
@@ -460,6 +463,57 @@ class TradingMixin:
         log.info("policy_change", extra={"event": "policy_change", "allow_new_exposure": allow_new_exposure})
         return self.policy_show()
 
+    # ------------------------------------------------------------------ supervisor: locked users
+
+    async def user_release(self, user_id: str, *, password: str | None = None) -> dict:
+        """A supervisor lifts ``user_id``'s offline lockout and failure delay on this console
+        (localstore.credentials; audited ``user_released``).  Checked locally: works offline."""
+        from localstore import audit, credentials
+        from sync.offline import throttle_anchors
+
+        actor = await self._supervisor(password, "release a locked user", "LOCAL")
+        anchors = throttle_anchors(self.store)
+
+        def save():
+            with self.store.write_core() as conn:
+                before = credentials.clear_attempts(anchors, user_id)
+                audit.append_core(conn, user_id=actor.user_id, mode="LOCAL", action="user_released",
+                                  payload={"user": user_id, "by": actor.user_id, "failures": before.count,
+                                           "was_locked": before.locked})
+            return before
+
+        before = await asyncio.to_thread(save)
+        log.info("user_released", extra={"event": "user_released", "user_id": user_id, "was_locked": before.locked})
+        return {"user": user_id, "released_by": actor.user_id, "was_locked": before.locked,
+                "failures": before.count, "lock_after": before.lock_after}
+
+    def user_lockout_show(self) -> dict:
+        from localstore import credentials
+        from sync.offline import throttle_anchors
+
+        return {"lock_after": credentials.lock_after(throttle_anchors(self.store))}
+
+    async def user_lockout_set(self, n: int, *, password: str | None = None) -> dict:
+        """A supervisor sets how many password attempts in a row without the right one lock
+        a user offline (0: never), kept in the trust anchors, not the store; audited."""
+        from localstore import audit, credentials
+        from sync.offline import throttle_anchors
+
+        if n < 0 or n > 1000:
+            raise Refused(f"the lockout count is 0 (off) to 1000, not {n}", "invalid_value")
+        actor = await self._supervisor(password, "change the offline lockout", "LOCAL")
+        anchors = throttle_anchors(self.store)
+
+        def save():
+            with self.store.write_core() as conn:
+                before = credentials.lock_after(anchors)
+                credentials.set_lock_after(anchors, n)
+                audit.append_core(conn, user_id=actor.user_id, mode="LOCAL", action="lockout_change",
+                                  payload={"lock_after": n, "before": before})
+
+        await asyncio.to_thread(save)
+        return {"lock_after": n, "set_by": actor.user_id}
+
     def journal_entries(self, *, limit: int = 1000, unfinished_only: bool = False) -> list[dict]:
         from sync import journal
 
@@ -578,6 +632,7 @@ class Service(TradingMixin):
         from backend_client.grants import GrantInvalid, key_for, verify_grant
         from localstore import audit, credentials, secrets
         from localstore.models import OfflineCredential, UserRow
+        from sync.offline import throttle_anchors
 
         session = await c.login(user_id, password)
         keys = await c.keys()
@@ -613,7 +668,12 @@ class Service(TradingMixin):
                 cred.trading_date = grant.claims.trading_date
                 cred.updated_at = now
                 s.add(cred)
-                credentials.observe_clock(s, now)
+                credentials.observe_server_time(s, grant.claims.issued_at)  # main's time, never the local clock
+                released = credentials.online_login(throttle_anchors(store), user_id, grant.claims.issued_at)
+                if released.count:  # the online login lifts the offline throttle and lockout
+                    audit.append(s, user_id=user_id, mode="ONLINE", action="user_released",
+                                 payload={"user": user_id, "by": "online login", "failures": released.count,
+                                          "was_locked": released.locked})
                 audit.append(s, user_id=user_id, mode="ONLINE", action="login",
                              payload={"how": "online", "role": session.user.role.value,
                                       "clients": len(session.user.client_ids),

@@ -4,9 +4,12 @@ Why its own module: a script's backup-mode command (``--password-stdin``) starts
 the password check (``start_check``, about 0.5 s of scrypt at OWASP parameters)
 before it imports SQLAlchemy, httpx and the rest, and lets it run in a thread
 beside them: hashlib's scrypt runs without the GIL (bench P3).  The verifier is
-peeked from the store file read-only with sqlite3; the real check order (throttle,
-clock, grant, then this answer) stays in sync.offline.login, which uses an early
-answer only for the same user, password and stored verifier.
+peeked from the store file read-only with sqlite3; the real check order (clock,
+grant, the attempt's reservation against the throttle and lockout, then this answer)
+stays in sync.offline.login, which uses an early answer only once the attempt was
+reserved, and only for the same user, password and stored verifier.  Starting early
+gives nothing away: an answer nobody reads is not an attempt, and the one that is
+read is counted first.
 
 Verifier format: ``scrypt$<N>$<r>$<p>$<salt b64>$<hash b64>``; its parameters are
 stored in it and verification uses them.  TEST ONLY: ``LIFEBOAT_TEST_SCRYPT_N`` (a

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from sqlalchemy import delete, insert, select
 
 from backend_client import wire
-from localstore import audit
+from localstore import audit, credentials
 from localstore.db import Store
 from localstore.models import (
     ClientLimitRow,
@@ -91,6 +91,7 @@ def replace_book(store: Store, snap: wire.BodSnapshot, *, mode: str, reason: str
         state.bod_seq = snap.seq
         state.last_event_seq = snap.seq
         state.last_event_at = snap.generated_at
+        credentials.observe_server_time(s, snap.generated_at)  # main's time moves the clock watermark
         state.last_applied_at = now
         result = BodResult(snap.trading_date, snap.seq, now, len(snap.instruments), len(snap.clients),
                            len(snap.positions), len(snap.open_orders), len(snap.trades))

@@ -25,7 +25,7 @@ from sqlalchemy import and_, bindparam, insert, select, tuple_, update
 from backend_client import wire
 from localstore.db import Store
 from localstore.models import OrderRow, PositionRow, RecordSource, SyncState, TradeRow
-from localstore import clock
+from localstore import clock, credentials
 from sync.rows import to_row_values
 
 Event = wire.OrderEvent | wire.TradeEvent | wire.PositionEvent
@@ -76,6 +76,7 @@ class Mirror:
                 if st.last_event_seq is None or newest.seq > st.last_event_seq:
                     st.last_event_seq = newest.seq
                     st.last_event_at = _event_time(newest)
+                    credentials.observe_server_time(s, st.last_event_at)  # main's time: the clock watermark
             st.last_applied_at = now
             self.state.last_event_seq = st.last_event_seq
             self.state.last_event_at = st.last_event_at

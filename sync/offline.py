@@ -4,10 +4,17 @@ Why these checks, in this order:
 
 1. The user logged in online on this console (an OfflineCredential exists), else
    backup mode is not possible for them.
-2. The failure throttle (count kept in the store, so a restart does not reset it)
-   is checked before any password work, so guessing stays slow.
-3. The clock: if now is before the newest time the store has seen, the clock was
-   set back and would extend the grant: refused.
+2. The clock: if now is before a time that has surely passed (main's newest time
+   seen, or its time at the last online login plus the monotonic time since:
+   localstore.credentials), the clock was set back and would extend the grant:
+   refused.  A clock set forward moves nothing (only main's times do).
+3. Once 2 and 4 passed (an unusable grant costs no attempt), the attempt is
+   reserved (localstore.credentials.reserve_attempt: the count is
+   kept in the trust anchors, outside the store, so neither a restart nor an edited
+   store resets it): a locked user, or one inside the growing delay, is refused
+   before any password work; else the attempt counts as wrong until proved right.
+   This and checks 2 and 4 run in one write transaction (BEGIN IMMEDIATE), so
+   parallel attempts are serialised and each sees the ones before it.
 4. The trust anchors (localstore.anchors, outside the store): this store must be the
    console enrolled on this home (sync.identity), and the grant's Ed25519 signature
    must verify with the key PINNED for its key_id at an online login, never with the
@@ -18,8 +25,11 @@ Why these checks, in this order:
    transaction so other writers are not blocked).  A script's CLI command knows the
    password before it knows the mode (``--password-stdin``), so it may start that
    work early (localstore.verifier) in a thread, beside its imports and health probe:
-   hashlib's scrypt runs without the GIL.  The result is used only after checks 1-4 passed, and only
-   for the same user, password and stored verifier; nothing is recorded until then.
+   hashlib's scrypt runs without the GIL.  The early answer is used only after checks
+   1-4 passed and the attempt was reserved, and only for the same user, password and
+   stored verifier.  Right: the count goes back to 0.  Wrong: it stays, and reaching
+   the lockout count locks the user (audited ``user_locked``) until a supervisor's
+   ``lifeboat user release`` or an online login of that user.
 
 Failures and successes are audited (never the password).  Scope comes from the
 signed grant (role, client_ids), not from anything editable in the store.
@@ -54,10 +64,11 @@ _SCOPE = select(_USERS.c.role, _USERS.c.client_ids).where(_USERS.c.user_id == bi
 class OfflineDenied(Exception):
     """Wrong password or throttled: authentication denied (exit 3)."""
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None):
+    def __init__(self, message: str, *, retry_after_s: float | None = None, reason: str | None = None):
         super().__init__(message)
         self.message = message
         self.retry_after_s = retry_after_s
+        self.reason = reason  # "locked", "throttled", or None (the --json reason then is the service's)
 
 
 class BackupImpossible(Exception):
@@ -93,14 +104,13 @@ def start_check(store: Store, user_id: str, password: str) -> EarlyCheck | None:
 def login(store: Store, user_id: str, password: str, *, now: datetime | None = None,
           mode: str = "BACKUP", early: EarlyCheck | None = None) -> OfflineSession:
     """Check ``password`` for ``user_id`` against this console's offline material
-    (``early``: a check started ahead by ``start_check``, used if it still applies)."""
+    (``early``: a check started ahead by ``start_check``; its answer is used only after
+    this attempt was reserved, and only if it still applies)."""
     now = (now or clock.utcnow()).astimezone(timezone.utc)
+    anchors = throttle_anchors(store)
     with store.read_core() as conn:
         cred = conn.execute(_CREDENTIAL, {"c_user": user_id}).first()
-        verifier, grant_json, public_key = cred if cred is not None else (None, None, None)
-        wait = credentials.delay_for(conn, user_id, now) if cred is not None else 0.0
-        watermark = credentials.watermark(conn)
-        rolled_back = credentials.clock_rolled_back(conn, now)
+    verifier, grant_json, public_key = cred if cred is not None else (None, None, None)
 
     local = mode == "LOCAL"
     cannot = "the password cannot be checked on this console" if local else "backup mode not possible"
@@ -108,21 +118,35 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
         _audit_failure(store, user_id, mode, "never_online_here")
         raise BackupImpossible(f"{cannot}: {user_id} has never logged in online on this console "
                                f"(an online login is needed before an outage)", local=local)
-    if wait > 0:
-        secs = math.ceil(wait)
-        _audit_failure(store, user_id, mode, "throttled")
-        raise OfflineDenied(f"too many failed logins for {user_id}: try again in {secs} s", retry_after_s=secs)
-    try:
-        pinned = trusted_grant_keys(store)
-        grant = usable_grant(user_id, grant_json, public_key, pinned=pinned, now=now, watermark=watermark,
-                             rolled_back=rolled_back)
-    except GrantUnusable as exc:
-        _audit_failure(store, user_id, mode, exc.reason)
-        if exc.untrusted:  # not this console's store, or a grant key it never pinned: authentication
-            raise OfflineDenied(f"{exc.detail}; log in online to enrol this console and pin the main "
+    pinned = trusted_grant_keys(store)
+    refused: Exception | None = None
+    # one write transaction (BEGIN IMMEDIATE) checks the clock and the grant and reserves the
+    # attempt (credentials.reserve_attempt) before any password work: parallel attempts queue here
+    with store.write_core() as conn:
+        watermark = credentials.watermark(conn, anchors)
+        try:
+            grant = usable_grant(user_id, grant_json, public_key, pinned=pinned, now=now, watermark=watermark,
+                                 rolled_back=credentials.clock_rolled_back(conn, now, anchors))
+            attempt = credentials.reserve_attempt(anchors, user_id, now)
+        except GrantUnusable as exc:
+            refused = exc
+            _audit_failure(conn, user_id, mode, exc.reason)
+        except credentials.AttemptRefused as exc:
+            refused = exc
+            _audit_failure(conn, user_id, mode, "locked" if exc.attempts.locked else "throttled",
+                           failures=exc.attempts.count)
+    if isinstance(refused, credentials.AttemptRefused):
+        if refused.attempts.locked:
+            raise OfflineDenied(f"{user_id} is locked: {_locked(refused.attempts)}", reason="locked")
+        secs = math.ceil(refused.wait_s)
+        raise OfflineDenied(f"too many failed logins for {user_id}: try again in {secs} s", retry_after_s=secs,
+                            reason="throttled")
+    if isinstance(refused, GrantUnusable):
+        if refused.untrusted:  # not this console's store, or a grant key it never pinned: authentication
+            raise OfflineDenied(f"{refused.detail}; log in online to enrol this console and pin the main "
                                 f"system's keys") from None
         again = "log in online again" if local else "log in online when the main system is back"
-        raise BackupImpossible(f"{cannot}: {exc.detail}" + (f"; {again}" if exc.relogin else ""),
+        raise BackupImpossible(f"{cannot}: {refused.detail}" + (f"; {again}" if refused.relogin else ""),
                                local=local) from None
 
     if early is not None and early.matches(user_id, password, verifier):
@@ -130,23 +154,52 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
     else:
         ok = credentials.check_verifier(verifier, password)  # CPU, ~0.5 s: no transaction is open across it
     with store.write_core() as conn:
-        if not ok:
-            delay = credentials.record_failure(conn, user_id, now)
+        if not ok:  # the attempt stays counted
             audit.append_core(conn, user_id=user_id, mode=mode, action="login_failed",
-                              payload={"how": "offline", "reason": "wrong_password",
-                                       "failures": credentials.failures(conn, user_id)})
+                              payload={"how": "offline", "reason": "wrong_password", "failures": attempt.count})
+            if attempt.locked:
+                audit.append_core(conn, user_id=user_id, mode=mode, action="user_locked",
+                                  payload={"how": "offline", "failures": attempt.count,
+                                           "lock_after": attempt.lock_after})
         else:
-            credentials.record_success(conn, user_id)
-            credentials.observe_clock(conn, now)
+            credentials.clear_attempts(anchors, user_id)
+            if watermark is not None:  # main's time plus the monotonic time since: kept past a reboot
+                credentials.observe_server_time(conn, watermark)
             audit.append_core(conn, user_id=user_id, mode=mode, action="login",
                               payload={"how": "offline", "role": grant.role.value,
                                        "clients": len(grant.client_ids),
                                        "grant_valid_until": grant.valid_until.isoformat()})
     if not ok:
+        if attempt.locked:
+            raise OfflineDenied(f"wrong password for {user_id}; {user_id} is now locked: {_locked(attempt)}",
+                                reason="locked")
+        delay = credentials.throttle_delay(attempt.count)
         hint = f"; next attempt allowed in {math.ceil(delay)} s" if delay > 0 else ""
+        if attempt.lock_after:
+            left = attempt.lock_after - attempt.count
+            hint += f"; {left} more wrong password{'s' if left > 1 else ''} lock{'s' if left == 1 else ''} it"
         raise OfflineDenied(f"wrong password for {user_id}{hint}", retry_after_s=delay or None)
     return OfflineSession(user_id, grant.role.value, frozenset(grant.client_ids), grant.trading_date,
                           grant.valid_until)
+
+
+def throttle_anchors(store: Store):
+    """The anchors that count this console's password attempts (localstore.credentials):
+    the store's home's, or the data dir's for a server database."""
+    from localstore.anchors import Anchors
+    from localstore.paths import data_dir
+
+    from sync.identity import anchors_for
+
+    return anchors_for(store) or Anchors(data_dir())
+
+
+def _locked(attempts: credentials.Attempts) -> str:
+    """Who can release a locked user, and how."""
+    return (f"{attempts.count} password attempts in a row without the right one lock offline login "
+            f"(after {attempts.lock_after}); a supervisor releases it on this console with "
+            f"`lifeboat user release {attempts.user_id}` (works offline), or an online login of "
+            f"{attempts.user_id} does once the main system is back")
 
 
 class GrantUnusable(Exception):
@@ -214,10 +267,13 @@ def usable_grant(user_id: str, grant_json: str, public_key: str, *, pinned: dict
     return grant
 
 
-def _audit_failure(store: Store, user_id: str, mode: str, reason: str) -> None:
-    with store.write_core() as conn:
-        audit.append_core(conn, user_id=user_id, mode=mode, action="login_failed",
-                          payload={"how": "offline", "reason": reason})
+def _audit_failure(where, user_id: str, mode: str, reason: str, **more) -> None:
+    """Audit a refused login (``where``: the caller's write Connection, or the Store)."""
+    if isinstance(where, Store):
+        with where.write_core() as conn:
+            return _audit_failure(conn, user_id, mode, reason, **more)
+    audit.append_core(where, user_id=user_id, mode=mode, action="login_failed",
+                      payload={"how": "offline", "reason": reason, **more})
 
 
 def stored_scope(store: Store, user_id: str) -> tuple[str, list[str]] | None:

@@ -1,5 +1,6 @@
-"""Offline-login material in the store: scrypt verifier, failure throttle that
-survives a restart, clock watermark that never moves back.  Real SQLite files."""
+"""Offline-login material: scrypt verifier, failure throttle and lockout that survive a
+restart (kept in the trust anchors, a real 0600 file here), clock watermark that never
+moves back.  Real SQLite files."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from localstore import credentials
+from localstore.anchors import Anchors
 from localstore.credentials import (
+    AttemptRefused,
     check_verifier,
+    clear_attempts,
     clock_rolled_back,
-    delay_for,
     make_verifier,
-    observe_clock,
+    observe_server_time,
     parse_verifier,
-    record_failure,
-    record_success,
+    reserve_attempt,
+    set_lock_after,
+    throttle_delay,
 )
 from localstore.db import open_store
 from localstore.models import SyncState
@@ -72,58 +76,59 @@ def test_malformed_or_hostile_verifier_never_matches(stored):
 
 
 def test_throttle_grows_caps_and_survives_reopen(tmp_path):
-    path = tmp_path / "lifeboat.db"
-    s = open_store(path)
+    anchors = Anchors(tmp_path / "home", backend="file")
     delays = []
-    for i in range(4):
-        with s.write() as session:
-            delays.append(record_failure(session, "dealer1", T0 + timedelta(seconds=i)))
-    s.close()
-    assert delays == [0.0, 1.0, 2.0, 4.0]
+    for i in range(3):
+        n = reserve_attempt(anchors, "dealer1", T0 + timedelta(seconds=60 * i)).count
+        delays.append(throttle_delay(n))
+    assert delays == [0.0, 1.0, 2.0]
+    with pytest.raises(AttemptRefused) as e:  # three in a row lock (the default)
+        reserve_attempt(anchors, "dealer1", T0 + timedelta(hours=1))
+    assert e.value.attempts.locked and e.value.attempts.count == 3
 
-    s = open_store(path)  # a restart: the count is in the database
-    try:
-        with s.read() as session:
-            assert credentials.failures(session, "dealer1") == 4
-            assert delay_for(session, "dealer1", T0 + timedelta(seconds=3)) == 4.0
-            assert delay_for(session, "dealer1", T0 + timedelta(seconds=5)) == 2.0
-            assert delay_for(session, "dealer1", T0 + timedelta(seconds=60)) == 0.0
-            # a clock set back a day does not stretch the wait beyond the delay imposed
-            assert delay_for(session, "dealer1", T0 - timedelta(days=1)) == 4.0
-            assert delay_for(session, "dealer2", T0) == 0.0
-        with s.write() as session:
-            for i in range(20):
-                last = record_failure(session, "dealer1", T0 + timedelta(minutes=i))
-        assert last == 300.0
-        with s.write() as session:
-            record_success(session, "dealer1")
-        with s.read() as session:
-            assert credentials.failures(session, "dealer1") == 0
-            assert delay_for(session, "dealer1", T0) == 0.0
-    finally:
-        s.close()
+    again = Anchors(tmp_path / "home", backend="file")  # a restart: the count is in the anchors
+    set_lock_after(again, 0)  # lockout off: the delay alone
+    st = credentials.attempts(again, "dealer1")
+    assert st.count == 3 and not st.locked
+    last = T0 + timedelta(seconds=120)
+    assert st.wait(last + timedelta(seconds=1)) == 1.0
+    assert st.wait(last + timedelta(seconds=60)) == 0.0
+    assert st.wait(last - timedelta(days=1)) == 2.0  # a clock set back does not stretch the wait
+    assert credentials.attempts(again, "dealer2").count == 0
+    for i in range(20):
+        n = reserve_attempt(again, "dealer1", T0 + timedelta(days=1, minutes=10 * i)).count
+    assert throttle_delay(n) == 300.0
+    assert clear_attempts(again, "dealer1").count == 23
+    assert credentials.attempts(again, "dealer1").count == 0
+
+
+def test_an_unreadable_count_is_the_worst_case(tmp_path):
+    anchors = Anchors(tmp_path / "home", backend="file")
+    anchors.put(attempts={"dealer1": {"count": "0"}, "dealer2": {"count": 1}})
+    for user in ("dealer1", "dealer2"):
+        assert credentials.attempts(anchors, user).locked
 
 
 def test_clock_watermark_never_moves_back(tmp_path):
     path = tmp_path / "lifeboat.db"
     s = open_store(path)
     with s.write() as session:
-        assert observe_clock(session, T0) == T0
+        assert observe_server_time(session, T0) == T0
     with s.write() as session:
-        assert observe_clock(session, T0 - timedelta(hours=3)) == T0  # rolled back: effective time is T0
+        assert observe_server_time(session, T0 - timedelta(hours=3)) == T0  # older: the watermark stays
     with s.write() as session:
-        assert observe_clock(session, T0 + timedelta(seconds=10)) == T0 + timedelta(seconds=10)
+        assert observe_server_time(session, T0 + timedelta(seconds=10)) == T0 + timedelta(seconds=10)
     s.close()
     s = open_store(path)
     try:
         with s.read() as session:
             assert session.get(SyncState, 1).clock_watermark == T0 + timedelta(seconds=10)
             assert clock_rolled_back(session, T0 - timedelta(hours=1))
-            assert not clock_rolled_back(session, T0 + timedelta(seconds=9))  # within NTP tolerance
+            assert not clock_rolled_back(session, T0 - timedelta(seconds=100))  # within the tolerance
             assert not clock_rolled_back(session, T0 + timedelta(minutes=1))
         with pytest.raises(ValueError, match="timezone"):
             with s.write() as session:
-                observe_clock(session, datetime(2026, 3, 2, 4, 0))
+                observe_server_time(session, datetime(2026, 3, 2, 4, 0))
     finally:
         s.close()
 
