@@ -23,6 +23,8 @@ Exit codes (console.exitcodes.ExitCode, CONTRACT.md):
   the store failed its own check (not SQLite, corrupt, newer schema: the store's own
   message on stderr).
 * 7 busy -- another process holds the store locked; try again.
+* 1 -- the disk under the store is full or failing (the message gives the free space
+  and the journal entries the store holds): the chain could not be read, not found broken.
 * 2 usage -- there is no store under --home (nothing to verify), or the data
   directory cannot be read.
 
@@ -83,7 +85,7 @@ def _open_and_verify(home: Path | None, backend: str | None, user: str | None):
     what main said)."""
     from localstore import audit, checkpoints
     from localstore.db import open_store
-    from localstore.errors import StoreError
+    from localstore.errors import DISK_KINDS, StoreError
     from localstore.paths import store_path
 
     try:
@@ -96,6 +98,8 @@ def _open_and_verify(home: Path | None, backend: str | None, user: str | None):
             return int(ExitCode.USAGE)
         if "locked by another process" in str(exc):
             return int(ExitCode.BUSY)
+        if exc.kind in DISK_KINDS:  # a full or failing disk: nothing is known to be wrong with the chain
+            return int(ExitCode.UNEXPECTED)
         return int(ExitCode.INTEGRITY)
     except OSError as exc:
         print(f"lifeboat: cannot open the data directory: {exc}", file=sys.stderr)

@@ -69,15 +69,18 @@ def read_password(g, *, required: bool = True) -> str | None:
 
 def _data_dir(home) -> "Path":
     """The data directory, made if need be (localstore.paths.data_dir), with its logs
-    directory: else a usage error naming it, since --home or LIFEBOAT_HOME is the
-    person's own input (a file there, a parent that cannot be created ...)."""
+    directory (0700): else a usage error naming it, since --home or LIFEBOAT_HOME is the
+    person's own input (a file there, a parent that cannot be created ...).  What others
+    could read there is said on stderr (localstore.paths.privacy_warnings)."""
     from pathlib import Path
 
-    from localstore.paths import data_dir
+    from localstore.paths import LOGS_DIRNAME, data_dir, privacy_warnings, private_dir
 
     try:
         path = data_dir(home)
-        (path / "logs").mkdir(exist_ok=True)
+        private_dir(path / LOGS_DIRNAME)
+        for warning in privacy_warnings(path):
+            err.print(f"lifeboat: warning: {warning}", markup=False)
         return path
     except OSError as exc:
         where = Path(home) if home is not None else Path(exc.filename or "the data directory")
@@ -266,6 +269,8 @@ def status_lines(st: dict) -> list[tuple[str, str]]:
         lines.append(("offline login", "; ".join(f"{u['user_id']} ({u['role']}) until {u['grant_valid_until']}"
                                                  for u in st["backup"]["users"])))
     lines.append(("console", f"{st['console_id']} ({st['store']})"))
+    if st.get("privacy_warnings"):
+        lines.append(("privacy", "; ".join(st["privacy_warnings"])))
     an = st["anchors"]  # where the keys that decide trust are kept, and whether this store is enrolled here
     lines.append(("trust anchors", f"{an['where']}; " + ("enrolled here" if an["enrolled"] else
                                                          f"NOT enrolled here: {an.get('problem', 'unknown')}")))

@@ -5,6 +5,12 @@ ids passed in ``extra=`` (client_order_id, seq, error_id ...).  People see short
 messages with an error id; the same id is in the log line with the details.
 Secrets never reach a line: keys that name one are redacted, and exception
 tracebacks are logged as their type and message only through ``log_error``.
+
+The lines name users, clients and orders, so the log folder is 0700 and every log
+file, rotations included, 0600 (created so, not chmod-ed after: no moment when
+another user could open one).  A log that cannot be written (a full disk) costs
+one line on stderr, never a traceback over the command's own answer, and
+``log_error`` then gives no error id, since no line holds it.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import secrets
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -48,9 +56,30 @@ class JsonLines(logging.Formatter):
 class _RotatingJsonLines(logging.handlers.RotatingFileHandler):
     """The stock rotating handler formats every record twice (once to decide on a
     rollover, once to write it): a 500-leg square-off logs 500 lines.  Here the second
-    format reuses the first."""
+    format reuses the first.  Files are opened 0600 (the new one after a rollover too);
+    a failed write is one line on stderr for the whole process, and ``failed`` says
+    whether the last record was lost."""
 
     _last: tuple | None = None
+    failed = False
+    _told = False
+
+    def _open(self):
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.failed = False
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.failed = True
+        if not self._told:
+            self._told = True
+            why = sys.exc_info()[1]
+            why = getattr(why, "strerror", None) or why
+            sys.stderr.write(f"lifeboat: cannot write the log {self.baseFilename} ({why}); "
+                             f"its lines are lost until it can be written again\n")
 
     def format(self, record: logging.LogRecord) -> str:
         last = self._last
@@ -62,8 +91,12 @@ class _RotatingJsonLines(logging.handlers.RotatingFileHandler):
 
 
 def setup(log_dir: Path, *, level: int = logging.INFO) -> Path:
-    """Send the ``lifeboat`` and library loggers to ``log_dir/lifeboat.jsonl`` (rotating)."""
-    log_dir.mkdir(parents=True, exist_ok=True)
+    """Send the ``lifeboat`` and library loggers to ``log_dir/lifeboat.jsonl`` (rotating).
+    ``log_dir`` is made 0700 if missing (localstore.paths.privacy_warnings tightens an
+    older one)."""
+    from localstore.paths import private_dir
+
+    private_dir(log_dir)
     path = log_dir / "lifeboat.jsonl"
     root = logging.getLogger()
     if not any(getattr(h, "_lifeboat", False) for h in root.handlers):
@@ -84,11 +117,14 @@ def new_error_id() -> str:
     return "E-" + secrets.token_hex(3).upper()
 
 
-def log_error(event: str, exc: BaseException, **extra) -> str:
-    """Log an error with a fresh error id; returns the id to show the person."""
+def log_error(event: str, exc: BaseException, **extra) -> str | None:
+    """Log an error with a fresh error id; returns the id to show the person, or None
+    when the log file could not take the line (an id that points nowhere helps nobody)."""
     error_id = new_error_id()
     logging.getLogger("lifeboat").error(
         "%s: %s", type(exc).__name__, str(exc)[:500],
         extra={"event": event, "error_id": error_id, "error_type": type(exc).__name__, **extra},
     )
+    if any(getattr(h, "_lifeboat", False) and h.failed for h in logging.getLogger().handlers):
+        return None
     return error_id

@@ -26,7 +26,7 @@ from console import eventlog
 from console.exitcodes import ExitCode
 from localstore.db import Store, open_store
 from localstore.errors import StoreError
-from localstore.paths import data_dir, store_path
+from localstore.paths import data_dir, privacy_warnings, store_path
 from localstore import clock
 
 # Heavy modules (pydantic wire models, the ORM models, httpx client, cryptography,
@@ -66,7 +66,17 @@ class MainUnavailable(ServiceError):
 
 
 class StoreProblem(ServiceError):
+    """The store was refused.  Corrupt is an integrity failure (exit 8); a full or failing
+    disk is not (exit 1, reason disk_full / io_error): its store is intact and must be kept."""
+
     exit_code = ExitCode.UNEXPECTED
+
+    def __init__(self, message: str, kind: str = "other"):
+        super().__init__(message)
+        if kind != "other":
+            self.code = kind  # the --json reason (else the class name: store_problem)
+        if kind == "corrupt":
+            self.exit_code = ExitCode.INTEGRITY
 
 
 class Refused(ServiceError):
@@ -103,7 +113,8 @@ def translate(exc: BaseException) -> ServiceError:
     if isinstance(exc, be.ProtocolError):
         return MainUnavailable(f"the main system answered something unreadable: {exc.message}")
     if isinstance(exc, StoreError):
-        return StoreProblem(str(exc))
+        return StoreProblem(str(exc), exc.kind)
+    from localstore.db import disk_failure
     from sync.journal import JournalWriteFailed
     from sync.identity import NotEnrolled
     from sync.offline import BackupImpossible, OfflineDenied
@@ -124,6 +135,11 @@ def translate(exc: BaseException) -> ServiceError:
         if exc.local:  # a supervisor's decision or an unlock, in any mode: an authentication problem
             return Denied(f"not allowed: {exc.message}")
         return MainUnavailable(f"the main system is unavailable and {exc.message}")
+    disk = disk_failure(exc)  # a write the disk refused (full, I/O error): say so, with figures
+    if disk is not None and isinstance(exc, JournalWriteFailed):
+        return NotAccepted(f"NOT accepted, nothing was journaled: {disk.sentence()}")
+    if disk is not None:
+        return NotAccepted(f"NOT accepted, nothing was done: {disk.sentence()}")
     if isinstance(exc, JournalWriteFailed):
         return NotAccepted(f"NOT accepted: {exc}; nothing was journaled, try again once the disk is fixed")
     import sqlite3
@@ -569,7 +585,7 @@ class Service(TradingMixin):
             try:
                 self._store = open_store(store_path(self.home))
             except StoreError as exc:
-                raise StoreProblem(str(exc)) from exc
+                raise StoreProblem(str(exc), exc.kind) from exc
             eventlog.set_context(console_id=self._store.console_id)  # every log line names the console
         return self._store
 
@@ -1006,6 +1022,7 @@ class Service(TradingMixin):
             "backup": backup,
             "console_id": self.store.console_id,
             "store": str(self.store.path),
+            "privacy_warnings": privacy_warnings(self.data_dir),  # what others could read in the data dir
             "anchors": status.anchors_state(self.store),  # where the keys are, whether enrolled here
             "journal_depth": depth,
             "journal": {"depth": depth, "unacknowledged": st["unacknowledged"],

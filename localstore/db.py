@@ -6,6 +6,11 @@ Why it is built this way:
   by a newer Lifeboat: all three are checked on a read-only connection
   (``file:...?mode=ro``) *before* anything writes, so a bad file is never
   "repaired" into an empty book on an outage morning.
+* A full disk or a disk I/O error is not a corrupt store (localstore.errors): the
+  refusal says how much space there is and is needed, and how many journal entries
+  main has not seen yet, and never advises moving aside a store that may hold them.
+  Errors raised inside a Store's transactions carry the store's path
+  (``errors.tag_store``), so ``disk_failure`` can say the same for a failed write.
 * SQLite runs in WAL with ``synchronous=FULL`` (a commit is on disk before
   ``write()`` returns), foreign keys on and a busy timeout.  Python 3.11's sqlite3
   starts transactions on its own (and not for SELECT), so the driver's transaction
@@ -32,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +48,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 
+from localstore import errors
 from localstore.errors import StoreError
+from localstore.journal_states import FINAL_STATES
 
 if TYPE_CHECKING:  # the ORM is imported when a Session is first needed, not to open a store
     from sqlalchemy.orm import Session
@@ -60,6 +68,10 @@ KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 _FIX_CORRUPT = "move it aside (keep it for support) and run `lifeboat sync bod` to build a fresh store"
+# SQLite checkpoints the write-ahead log into the store every 1000 pages by default, so
+# the WAL grows to about 1000 pages between checkpoints (disk_report's need estimate)
+_WAL_AUTOCHECKPOINT_PAGES = 1000
+_SHM_BYTES = 32 * 1024  # the WAL index (-shm) a connection maps first
 
 
 @dataclass
@@ -88,16 +100,24 @@ class Store:
     def write(self) -> Iterator[Session]:
         """A Session in one write transaction (``BEGIN IMMEDIATE`` on SQLite), committed
         durably when the block ends, rolled back if it raises."""
-        with self._makers()[0]() as session, session.begin():
-            yield session
+        try:
+            with self._makers()[0]() as session, session.begin():
+                yield session
+        except Exception as exc:
+            errors.tag_store(exc, self.path)
+            raise
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
         """A Session for reads (one consistent snapshot); never commits anything.  The
         block's end closes the session (its transaction is rolled back) without
         expiring loaded objects, so they stay readable after the block."""
-        with self._makers()[1]() as session:
-            yield session
+        try:
+            with self._makers()[1]() as session:
+                yield session
+        except Exception as exc:
+            errors.tag_store(exc, self.path)
+            raise
 
     @property
     def write_engine(self) -> Engine:
@@ -115,25 +135,33 @@ class Store:
         it.  Only for bookkeeping whose loss is harmless by design (an acknowledgement
         time, a replay state move that is looked up by client_order_id anyway); the
         pragma is put back to FULL before the connection returns to the pool."""
-        if durable or self.engine.dialect.name != "sqlite":
-            with self.write_engine.begin() as conn:
-                yield conn
-            return
-        with self.write_engine.connect() as conn:
-            raw = conn.connection.dbapi_connection  # outside any transaction: pragmas apply
-            raw.execute("PRAGMA synchronous = NORMAL")
-            try:
-                with conn.begin():
+        try:
+            if durable or self.engine.dialect.name != "sqlite":
+                with self.write_engine.begin() as conn:
                     yield conn
-            finally:
-                raw.execute("PRAGMA synchronous = FULL")
+                return
+            with self.write_engine.connect() as conn:
+                raw = conn.connection.dbapi_connection  # outside any transaction: pragmas apply
+                raw.execute("PRAGMA synchronous = NORMAL")
+                try:
+                    with conn.begin():
+                        yield conn
+                finally:
+                    raw.execute("PRAGMA synchronous = FULL")
+        except Exception as exc:
+            errors.tag_store(exc, self.path)
+            raise
 
     @contextlib.contextmanager
     def read_core(self) -> Iterator[Connection]:
         """A Core Connection in one read transaction (a consistent snapshot), rolled back
         at the end of the block."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except Exception as exc:
+            errors.tag_store(exc, self.path)
+            raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -170,6 +198,11 @@ def open_store(target: str | Path, *, create: bool = True) -> Store:
         raise
     except Exception as exc:
         engine.dispose()
+        kind = errors.disk_kind(exc)
+        if path is not None and kind is not None:
+            report = disk_report(path, kind)
+            raise StoreError(f"cannot open the local store: {report.sentence()}", path=path,
+                             kind=report.kind) from exc
         where = path or url.render_as_string(hide_password=True)
         raise StoreError(f"cannot open the local store {where}: {exc}", path=path) from exc
     return Store(engine, url, path, console_id, write_engine)
@@ -197,14 +230,24 @@ def _check_sqlite_file(path: Path, *, create: bool) -> str | None:
             raise StoreError(
                 f"no local store at {path}; run `lifeboat login` or `lifeboat sync bod` to create it", path=path
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)  # private; SQLite gives -wal/-shm the same mode
-        os.close(fd)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)  # private; SQLite gives -wal/-shm the same mode
+            os.close(fd)
+        except OSError as exc:
+            kind = errors.disk_kind(exc)
+            if kind is None:
+                raise
+            report = disk_report(path, kind)
+            raise StoreError(f"cannot create the local store: {report.sentence()}", path=path,
+                             kind=report.kind) from exc
         return None
     try:
         with open(path, "rb") as fh:
             header = fh.read(len(SQLITE_HEADER))
     except OSError as exc:
+        if errors.disk_kind(exc) is not None:
+            raise _refusal(path, exc) from exc
         raise StoreError(f"cannot read the local store {path}: {exc.strerror}", path=path) from exc
     if header != SQLITE_HEADER:
         raise StoreError(
@@ -231,13 +274,12 @@ def _check_readonly(path: Path) -> str | None:
     try:
         conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the local store {path} read-only: {exc}", path=path) from exc
+        raise _refusal(path, exc, "cannot open the local store {path} read-only") from exc
     try:
         try:
             problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
             if problems != ["ok"]:
-                detail = "; ".join(str(p) for p in problems[:3])
-                raise StoreError(f"the local store {path} is corrupt ({detail}); {_FIX_CORRUPT}", path=path)
+                raise _corrupt_store(path, "; ".join(str(p) for p in problems[:3]))
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if "alembic_version" in tables:
                 revisions = [row[0] for row in conn.execute("SELECT version_num FROM alembic_version")]
@@ -245,8 +287,9 @@ def _check_readonly(path: Path) -> str | None:
                 revisions = []
         except sqlite3.DatabaseError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreError(f"the local store {path} is locked by another process; try again", path=path) from exc
-            raise StoreError(f"the local store {path} is corrupt ({exc}); {_FIX_CORRUPT}", path=path) from exc
+                raise StoreError(f"the local store {path} is locked by another process; try again", path=path,
+                                 kind=errors.LOCKED) from exc
+            raise _refusal(path, exc) from exc
     finally:
         conn.close()
     if not revisions and tables - {"sqlite_sequence"}:
@@ -256,6 +299,164 @@ def _check_readonly(path: Path) -> str | None:
             path=path,
         )
     return _check_known_revisions(revisions, str(path), path)
+
+
+def _refusal(path: Path, exc: BaseException, what: str = "the local store {path} cannot be read") -> StoreError:
+    """A refusal at open that names what failed: the disk (full, I/O error), the data
+    (corrupt) or something else, which is then only reported (nothing was changed)."""
+    kind = errors.disk_kind(exc)
+    if kind is not None:
+        report = disk_report(path, kind)
+        return StoreError(f"cannot open the local store: {report.sentence()}", path=path, kind=report.kind)
+    if errors.is_corruption(exc):
+        return _corrupt_store(path, str(exc))
+    return StoreError(f"{what.format(path=path)} ({exc}); nothing was changed", path=path)
+
+
+def _corrupt_store(path: Path, detail: str) -> StoreError:
+    """A corrupt store: moved aside and rebuilt, unless it may still hold journal entries
+    main has not seen (a fresh store would orphan them)."""
+    unsent, exact = count_unsent(path)
+    if unsent == 0 and exact:
+        advice = _FIX_CORRUPT
+    elif unsent:
+        advice = (f"it still holds {_entries(unsent, exact)} not yet replayed to main, so do not move it aside or "
+                  f"build a fresh store: keep it as it is and call support to recover them first")
+    else:
+        advice = ("its journal cannot be read, and it may hold entries not yet replayed to main: copy it (with any "
+                  "-wal file beside it) somewhere safe for support first, then " + _FIX_CORRUPT)
+    return StoreError(f"the local store {path} is corrupt ({detail}); {advice}", path=path, kind=errors.CORRUPT)
+
+
+# --------------------------------------------------------------------------- a full or failing disk
+
+
+@dataclass
+class DiskReport:
+    """The disk under a store that failed to read or write: figures for a person.
+
+    ``need`` is an estimate of the free space the store must have to work: its own size
+    again (a BOD rewrites the book in one transaction, whose pages all go to the
+    write-ahead log first) plus the write-ahead log SQLite lets grow between automatic
+    checkpoints (1000 pages) and the WAL index.  Generous for one order, about right
+    for a BOD or a whole-book square-off, and small beside any real disk."""
+
+    path: Path
+    kind: str  # errors.DISK_FULL or errors.IO_ERROR
+    free: int | None  # bytes free to this user on the store's filesystem; None if unknown
+    need: int
+    store_bytes: int
+    no_inodes: bool  # the filesystem has no free inode (ENOSPC with bytes to spare)
+    unsent: int | None  # journal entries main has not seen; None when unreadable
+    unsent_exact: bool  # False: read without the write-ahead log, which holds newer changes
+
+    def sentence(self) -> str:
+        """What happened and what to do, as one sentence for a person."""
+        where = f"the disk holding the local store {self.path}"
+        free = "unknown space" if self.free is None else _human(self.free)
+        if self.kind == errors.DISK_FULL:
+            need = (f"about {_human(self.need)} needed (the store's {_human(self.store_bytes)} again, plus "
+                    f"{_human(self.need - self.store_bytes)} for its write-ahead log)")
+            if self.no_inodes:
+                head = f"{where} has no free inodes left ({free} free there; {need})"
+            elif self.free is not None and self.free >= self.need:
+                head = (f"{where} refused to let the store grow although {free} is free there (a disk quota? "
+                        f"{need})")
+            else:
+                head = f"{where} is full: {free} free there, {need}"
+            fix = "free space on that disk, then try again"
+            state = "The store is not damaged: SQLite refuses a write it has no room for, it does not half-write it"
+        else:
+            head = f"{where} reported an I/O error with {free} free there: the disk or its device is failing"
+            fix = "check the disk (the system log names the device) and call support with the error id"
+            state = "This is the disk failing, not a sign that the store's content is wrong"
+        if self.unsent is None:
+            held = ("its journal cannot be read now, and it may hold entries not yet replayed to main: "
+                    "do not move or delete it")
+        elif self.unsent == 0 and self.unsent_exact:
+            held = "it holds no journal entries waiting for main: do not move or delete it all the same"
+        else:
+            held = f"it holds {_entries(self.unsent, self.unsent_exact)} not yet replayed to main: do not move or delete it"
+        return f"{head}. {state}; {held}. To go on, {fix}"
+
+
+def disk_report(path: Path, kind: str) -> DiskReport:
+    """Look at the filesystem under ``path`` after a disk error of ``kind``.  An I/O error
+    with less free space than the store needs is reported as a full disk: SQLite turns an
+    ENOSPC while growing its WAL index into SQLITE_IOERR_SHMSIZE and hides the errno."""
+    store_bytes = 0
+    page_size = 4096
+    with contextlib.suppress(OSError):
+        store_bytes = path.stat().st_size
+        with open(path, "rb") as fh:
+            header = fh.read(18)
+        if header[:16] == SQLITE_HEADER:
+            raw = int.from_bytes(header[16:18], "big")
+            page_size = 65536 if raw == 1 else raw or page_size
+    need = store_bytes + _WAL_AUTOCHECKPOINT_PAGES * page_size + _SHM_BYTES
+    free: int | None = None
+    no_inodes = False
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(path.parent).free
+        st = os.statvfs(path.parent)
+        no_inodes = st.f_files > 0 and st.f_favail == 0
+    if kind == errors.IO_ERROR and ((free is not None and free < need) or no_inodes):
+        kind = errors.DISK_FULL
+    unsent, exact = count_unsent(path)
+    return DiskReport(path, kind, free, need, store_bytes, no_inodes, unsent, exact)
+
+
+def disk_failure(exc: BaseException) -> DiskReport | None:
+    """The disk report for an error raised while using an open store (a write that could
+    not commit), or None when ``exc`` is not the disk failing or names no store file."""
+    kind = errors.disk_kind(exc)
+    path = errors.tagged_store(exc)
+    if kind is None or path is None:
+        return None
+    return disk_report(Path(path), kind)
+
+
+def count_unsent(path: Path) -> tuple[int | None, bool]:
+    """(journal entries not yet final, exact?) read without writing anything, also on a
+    full disk: a plain read-only connection when the WAL index exists (an open store),
+    else ``immutable=1``, which reads the main file alone (exact only when the WAL is
+    empty).  (None, False) when the journal cannot be read at all."""
+    final = ", ".join(f"'{state}'" for state in FINAL_STATES)
+    sql = f"SELECT count(*) FROM journal WHERE state NOT IN ({final})"
+    wal = path.with_name(path.name + "-wal")
+    wal_empty = True
+    with contextlib.suppress(OSError):
+        wal_empty = wal.stat().st_size == 0
+    attempts = [("immutable=1", wal_empty)]
+    if path.with_name(path.name + "-shm").exists():
+        attempts.insert(0, ("", True))
+    for extra, exact in attempts:
+        try:
+            conn = sqlite3.connect(f"{path.as_uri()}?mode=ro" + (f"&{extra}" if extra else ""), uri=True, timeout=0.5)
+            try:
+                return int(conn.execute(sql).fetchone()[0]), exact
+            finally:
+                conn.close()
+        except (sqlite3.Error, OSError):
+            continue
+    return None, False
+
+
+def _entries(count: int, exact: bool) -> str:
+    noun = "journal entry" if count == 1 else "journal entries"
+    return f"{count} {noun}" if exact else f"{count} {noun} as of its last checkpoint (its write-ahead log holds newer changes)"
+
+
+def _human(size: int) -> str:
+    """Bytes as df -h shows them (powers of 1024), with the unit spelt out."""
+    if size < 1024:
+        return f"{size} bytes"
+    value, unit = float(size), "bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024:
+            break
+    return f"{value:.1f} {unit}"
 
 
 def _check_server_revision(engine: Engine, url: URL) -> str | None:
