@@ -150,6 +150,10 @@ async def squareoff(store, c: BackendClient, actor: Actor, *, client_id: str | N
             leg.reason = order.status_reason if order.status is wire.OrderStatus.REJECTED else None
         except (be.Rejected, be.Forbidden, be.IdempotencyConflict) as exc:
             leg.outcome, leg.reason = "rejected", exc.message
+        except be.ProtocolError as exc:  # main answered, unreadably: it may have taken the order
+            down = be.Unavailable(exc.message, kind="protocol", sent=True)
+            leg.outcome, leg.reason = "unknown", ("main's answer was unreadable; look it up by "
+                                                  "client_order_id")
         except be.Unavailable as exc:
             down = exc
             if exc.sent:

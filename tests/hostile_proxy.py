@@ -22,7 +22,8 @@ API (synchronous tests use ``ThreadedHostileProxy``; its methods are thread-safe
 ``misbehave(path, mode, *, method=None, times=None, **options)`` adds a rule; the
 newest matching rule wins.  ``path`` is below ``/api/v1`` ("/positions"), or a full
 path when it starts with "/api/"; a trailing "*" matches any path with that prefix;
-the query string is never matched.  ``method`` limits it to one HTTP method;
+the query string is matched only by a rule whose path has one ("/positions?client_id=C1"
+matches that exact query; "/positions" matches any).  ``method`` limits it to one HTTP method;
 ``times`` spends the rule after that many replies (None: for ever).
 
 Modes (the options each takes; every spoiled reply ends its connection):
@@ -89,11 +90,12 @@ class Rule:
     options: dict = field(default_factory=dict)
     hits: int = 0
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, target: str) -> bool:
         if self.method is not None and self.method != method:
             return False
         if self.times is not None and self.hits >= self.times:
             return False
+        path = target if "?" in self.path else urlsplit(target).path
         if self.path.endswith("*"):
             return path.startswith(self.path[:-1])
         return path == self.path
@@ -148,7 +150,6 @@ def _text_frame(payload: bytes) -> bytes:
 class _Request:
     method: str
     target: str  # path and query, as sent
-    path: str  # without the query
     headers: list[tuple[str, str]]
     body: bytes
 
@@ -167,7 +168,7 @@ async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
     except ValueError:
         return None
     headers = [(k.strip(), v.strip()) for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)]
-    req = _Request(method, target, urlsplit(target).path, headers, b"")
+    req = _Request(method, target, headers, b"")
     length = int(req.header("content-length") or 0)
     if length:
         req.body = await reader.readexactly(length)
@@ -214,10 +215,10 @@ class HostileProxy:
         with self._lock:
             return sum(r.hits for r in self._rules if path is None or r.path == _full_path(path))
 
-    def _take(self, method: str, path: str) -> Rule | None:
+    def _take(self, method: str, target: str) -> Rule | None:
         with self._lock:
             for rule in reversed(self._rules):
-                if rule.matches(method, path):
+                if rule.matches(method, target):
                     rule.hits += 1
                     return rule
         return None
@@ -257,7 +258,7 @@ class HostileProxy:
                 req = await _read_request(reader)
                 if req is None:
                     return
-                rule = self._take(req.method, req.path)
+                rule = self._take(req.method, req.target)
                 if req.header("upgrade").lower() == "websocket":
                     await self._websocket(req, rule, reader, writer)
                     return
