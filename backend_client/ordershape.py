@@ -92,8 +92,8 @@ def check(order, inst) -> None:
     """Raise ``Reject`` for the first shape rule ``order`` breaks on ``inst`` (None: no
     such instrument)."""
     if inst is None:
-        raise Reject("unknown_symbol", f"No instrument {order.symbol} on {getattr(order.exchange, 'value', order.exchange)}.",
-                     "symbol")
+        exchange = getattr(order.exchange, "value", order.exchange)
+        raise Reject("unknown_symbol", f"No instrument {order.symbol} on {exchange}.", "symbol")
     product = member(Product, order.product, "product")
     order_type = member(OrderType, order.order_type, "order_type")
     member(Validity, order.validity, "validity")

@@ -10,8 +10,6 @@ main's own and stay here.
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from backend_client import ordershape, wire
 from backend_client.ordershape import Reject
 from backend_client.wire import Side
