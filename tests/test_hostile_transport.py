@@ -17,6 +17,7 @@ The bounds are the client's own settings, made short here through the environmen
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sqlite3
@@ -217,3 +218,38 @@ def _protocol_errors(cli: Cli) -> int:
         return 0
     return sum(1 for line in cli.log_file.read_text().splitlines()
                if "stream:" in line and ("malformed message" in line or "bytes dropped the connection" in line))
+
+
+@pytest.mark.parametrize("mode,kind", [("drip", "timeout"), ("endless", "too_large")])
+def test_a_passed_deadline_or_size_cap_reaches_the_failure_detector(sim, tmp_path, monkeypatch, mode, kind):
+    """An order whose answer trickles or never ends is an error of main for the console's runtime too:
+    the service's request-error hook hears its kind, and the detector shows SUSPECT and asks for a probe."""
+    from backend_client.detector import Detector, Mode
+    from backend_client.enums import OrderType, Side
+    from console.service import MainUnavailable, Service
+    from sync.policy import OrderTicket
+
+    monkeypatch.setenv("LIFEBOAT_TEST_SCRYPT_N", "1024")
+    with ThreadedHostileProxy(sim.url) as proxy:
+        svc = Service(backend_url=proxy.url, home=tmp_path / "home", user="dealer1")
+        try:
+            asyncio.run(svc.login("dealer1", PASSWORD))  # with the default bounds: a loaded machine is slow
+            for env, value in BOUNDS.items():
+                monkeypatch.setenv(env, value)
+            pos = next(p for p in raw_get(sim.url, raw_session(sim.url)["access_token"], "/positions")
+                       if p["net_quantity"] > 0)
+            heard: list[tuple[str, str]] = []
+            svc.request_error_hooks.append(lambda kind, detail: heard.append((kind, detail)))
+            svc.use_mode("ONLINE")  # as the console does: its runtime said ONLINE a moment ago
+            proxy.misbehave("/orders", mode, method="POST", interval=0.5)
+            ticket = OrderTicket(client_id=pos["client_id"], exchange=pos["exchange"], symbol=pos["symbol"],
+                                 side=Side.SELL, quantity=1, product=pos["product"], order_type=OrderType.MARKET,
+                                 price=None, trigger_price=None)
+            with pytest.raises(MainUnavailable):
+                asyncio.run(svc.place(ticket, password=PASSWORD))
+        finally:
+            svc.close()
+    assert [k for k, _ in heard] == [kind], heard
+    det = Detector(now=0.0)
+    det.on_request_error(1.0, *heard[0])
+    assert det.mode is Mode.SUSPECT and det.probe_wanted
