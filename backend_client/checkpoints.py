@@ -17,15 +17,16 @@ backend_client.auditchain's.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from backend_client.client import BackendClient
+if TYPE_CHECKING:  # mainsim imports the models; only the console sends
+    from backend_client.client import BackendClient
 
 _HEX64 = r"^[0-9a-f]{64}$"
 _B64 = r"^[A-Za-z0-9+/]+={0,2}$"
-MAX_ROWS_PER_SUBMISSION = 100_000
+MAX_ROWS_PER_SUBMISSION = 100_000  # mainsim recomputes them in one request
 
 # 409 codes (ErrorBody.error.code)
 NOT_EXTENDING = "chain_not_extending"
@@ -111,14 +112,16 @@ _WITNESSED = TypeAdapter(WitnessedCheckpoint)
 async def register_key(client: BackendClient, console_id: str, public_key: str) -> CheckpointKeyReceipt:
     """Registering the same key again is harmless, so a lost answer may be retried."""
     body = CheckpointKeyRegistration(console_id=console_id, public_key=public_key).model_dump(mode="json")
-    _, receipt = await client._call("POST", "/audit/checkpoint-keys", _RECEIPT, json=body, safe=True, ok=(200, 201))
+    _, receipt = await client.request("POST", "/audit/checkpoint-keys", _RECEIPT, json=body, safe=True,
+                                      ok=(200, 201))
     return receipt
 
 
 async def submit(client: BackendClient, submission: CheckpointSubmission) -> WitnessedCheckpoint:
     """Main answers the same checkpoint sent twice with 200, so it may be retried."""
     body = submission.model_dump(mode="json")
-    _, witnessed = await client._call("POST", "/audit/checkpoints", _WITNESSED, json=body, safe=True, ok=(200, 201))
+    _, witnessed = await client.request("POST", "/audit/checkpoints", _WITNESSED, json=body, safe=True,
+                                        ok=(200, 201))
     return witnessed
 
 
@@ -127,7 +130,9 @@ async def latest(client: BackendClient, console_id: str) -> WitnessedCheckpoint 
     from backend_client.errors import NotFound
 
     try:
-        return await client._get("/audit/checkpoints/latest", _WITNESSED, params={"console_id": console_id})
+        _, last = await client.request("GET", "/audit/checkpoints/latest", _WITNESSED,
+                                       params={"console_id": console_id}, safe=True)
+        return last
     except NotFound:
         return None
 

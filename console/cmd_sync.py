@@ -29,7 +29,8 @@ _STYLE = {"applied": "green", "moot": "dim", "rejected": "red", "conflict": "bol
 
 EXIT_OF = {verdicts.CLEAN: ExitCode.OK, verdicts.REJECTED: ExitCode.REJECTED,
            verdicts.INCOMPLETE: ExitCode.UNAVAILABLE, verdicts.HELD: ExitCode.HELD,
-           verdicts.MISMATCHES: ExitCode.HELD, verdicts.BUSY: ExitCode.BUSY}
+           verdicts.MISMATCHES: ExitCode.HELD, verdicts.BUSY: ExitCode.BUSY,
+           verdicts.REFUSED: ExitCode.INTEGRITY}
 BUSY_MESSAGE = "busy: another process holds the replay; try again"
 
 
@@ -51,6 +52,8 @@ def _judged(body: dict, replay: dict | None, report: dict | None) -> dict:
     failure = None
     if v == verdicts.BUSY:
         failure = ("busy", "replay_lease_held", f"{BUSY_MESSAGE} ({replay['message']})")
+    elif v == verdicts.REFUSED:  # main refused the handshake: the audit chain does not extend what it witnessed
+        failure = ("integrity", "replay_refused", replay["message"])
     elif v == verdicts.INCOMPLETE and replay is not None and replay["status"] == "stopped":
         failure = ("unavailable", "replay_stopped", replay["message"])
     if failure is not None:

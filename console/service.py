@@ -696,6 +696,9 @@ class Service(TradingMixin):
                                       "grant_valid_until": grant.claims.valid_until.isoformat()})
 
         await asyncio.to_thread(persist)
+        from localstore import checkpoints  # the audit chain's signed checkpoints: key to main, queue sent
+
+        await checkpoints.at_login(store, c)
         kept = secrets.save_token(user_id, session.access_token)
         log.info("login", extra={"event": "login", "user_id": user_id, "keyring_kept": kept})
         return LoginResult(session.user, kept, grant.claims.valid_until, store.console_id)
@@ -1069,7 +1072,7 @@ class Service(TradingMixin):
             async with self.session_client(password) as c:
                 result = await Replayer(self.store, c).run(wait_s=wait_s)
                 report = None
-                if result.status != "busy":
+                if result.status not in ("busy", "refused"):  # refused: nothing was sent (audit chain)
                     try:
                         report = await reconcile(self.store, c, result, mode="RECOVERING")
                     except (be.Unavailable, be.ProtocolError) as exc:

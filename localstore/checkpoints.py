@@ -244,7 +244,9 @@ async def flush(store: Store, client: BackendClient, *, purpose: str = "checkpoi
     queued (``stopped`` says why).  Main refusing one as not extending its last
     witnessed checkpoint: marked refused and ``ChainRefused`` raised.  ``resend_newest``
     (the replay handshake): the newest checkpoint goes with ``purpose`` even when main
-    already witnessed it (main answers an identical one with 200)."""
+    already witnessed it (main answers an identical one with 200) or refused it (main
+    judges it again: a refusal marked in the editable store is not taken on trust, and
+    neither is its absence)."""
     from backend_client import checkpoints as wire_cp
     from backend_client import errors as be
 
@@ -253,9 +255,9 @@ async def flush(store: Store, client: BackendClient, *, purpose: str = "checkpoi
 
     result = FlushResult()
     pending = await db(_pending, store)
-    if not pending and resend_newest:
+    if not pending and resend_newest:  # already witnessed (main answers 200) or refused (main refuses it again)
         last = await db(newest, store)
-        if last is not None and last["refused_reason"] is None:
+        if last is not None:
             pending = [last]
     if not pending:
         return result
@@ -277,7 +279,7 @@ async def flush(store: Store, client: BackendClient, *, purpose: str = "checkpoi
             await db(_mark, store, cp["number"], witnessed_at=witnessed.witnessed_at)
             result.sent.append(cp["number"])
             after = max(after, cp["seq"])
-    except (be.Forbidden, be.Rejected) as exc:  # no key registered here, or another key: log in online
+    except (be.Forbidden, be.Rejected, be.NotFound) as exc:  # no key registered (or another key), or a main without a witness
         result.stopped = f"main did not take the checkpoints ({exc.message}); an online login registers the key"
     except (be.Unavailable, be.ProtocolError) as exc:
         result.stopped = f"main unavailable: {exc.message}"
@@ -381,3 +383,34 @@ def check(conn: Connection, rows: int, *, trusted: set[str], main_latest: dict |
     if cov.covered_to < rows:
         cov.uncovered = (cov.covered_to + 1, rows)
     return cov
+
+
+# --------------------------------------------------------------------------- the moments that make and send them
+
+
+async def at_login(store: Store, client: BackendClient) -> FlushResult | None:
+    """At an online login, after enrolment (sync.identity): register this home's
+    checkpoint key with main, checkpoint the head and send what is queued.  Never fails
+    the login: main not taking them now leaves them queued (logged); a refusal is
+    marked on the checkpoint, and `audit verify` reports it."""
+    from backend_client import checkpoints as wire_cp
+    from backend_client import errors as be
+
+    forget_keys()  # enrolment may have made a new key in this process
+    signer = await asyncio.to_thread(_signer, store.path.parent) if store.path is not None else None
+    if signer is None:
+        return None
+    try:
+        await wire_cp.register_key(client, store.console_id, signer[1])
+        await asyncio.to_thread(make, store, mode="ONLINE", reason="login")
+        result = await flush(store, client)
+    except ChainRefused as exc:
+        log.error("main refused this console's audit checkpoint at login",
+                  extra={"event": "checkpoint_refused_at_login", "reason": exc.message})
+        return None
+    except be.BackendError as exc:
+        log.warning("checkpoints not sent at login", extra={"event": "checkpoint_login_failed", "reason": exc.message})
+        return None
+    if result.stopped:
+        log.warning("checkpoints still queued", extra={"event": "checkpoint_queued", "reason": result.stopped})
+    return result

@@ -13,9 +13,11 @@ DEFAULT_PATH = Path(__file__).with_name("openapi.json")
 
 
 def schema_text() -> str:
+    from mainsim import witness
     from mainsim.api import Sim, create_app
 
     app = create_app(Sim(book=None, auth=None, hub=None))  # routes only: no state is touched to describe them
+    witness.install(app, None, None)
     return json.dumps(app.openapi(), sort_keys=True, indent=2) + "\n"
 
 

@@ -27,6 +27,7 @@ from mainsim.market import Market
 from mainsim.store import Changes, Store
 from mainsim.stream import Hub
 from mainsim.tradingday import today_ist
+from mainsim import witness
 
 log = logging.getLogger("mainsim")
 
@@ -121,6 +122,7 @@ async def run(cfg: SimConfig) -> int:
         inner = _listen(cfg.host, cfg.port)
     sim, store = build(cfg, control)
     app = create_app(sim)
+    witness.install(app, sim.auth, store)  # the consoles' audit checkpoints (mainsim/witness.py)
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self):

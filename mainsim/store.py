@@ -32,7 +32,17 @@ CREATE TABLE IF NOT EXISTS positions(
     client_id TEXT NOT NULL, exchange TEXT NOT NULL, symbol TEXT NOT NULL, product TEXT NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY(client_id, exchange, symbol, product));
 CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY, client_id TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint_keys(
+    console_id TEXT PRIMARY KEY, public_key TEXT NOT NULL, registered_by TEXT NOT NULL, registered_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints(
+    console_id TEXT NOT NULL, number INTEGER NOT NULL, seq INTEGER NOT NULL, head_hash TEXT NOT NULL,
+    at TEXT NOT NULL, mode TEXT NOT NULL, reason TEXT NOT NULL, public_key TEXT NOT NULL, signature TEXT NOT NULL,
+    witnessed_at TEXT NOT NULL, PRIMARY KEY(console_id, number));
+CREATE INDEX IF NOT EXISTS ix_checkpoints_seq ON checkpoints(console_id, seq);
 """
+
+_CHECKPOINT_COLUMNS = ("console_id", "number", "seq", "head_hash", "at", "mode", "reason", "public_key", "signature",
+                       "witnessed_at")
 
 
 @dataclass
@@ -160,6 +170,32 @@ class Store:
             [(*k, p.model_dump_json()) for k, p in ch.positions.items()],
         )
         db.executemany("INSERT INTO events(seq, client_id, body) VALUES(?,?,?)", ch.events)
+
+    # ----------------------------------------------------------------- witnessed audit checkpoints (mainsim.witness)
+    def checkpoint_key(self, console_id: str) -> str | None:
+        row = self.db.execute("SELECT public_key FROM checkpoint_keys WHERE console_id=?", (console_id,)).fetchone()
+        return row[0] if row else None
+
+    def register_checkpoint_key(self, console_id: str, public_key: str, user_id: str, at: str) -> None:
+        """One key per console: a re-enrolled console's new key replaces the old one (one statement)."""
+        self.db.execute("INSERT OR REPLACE INTO checkpoint_keys VALUES(?,?,?,?)", (console_id, public_key, user_id, at))
+
+    def _checkpoint(self, where: str, args: tuple) -> dict | None:
+        row = self.db.execute(f"SELECT {', '.join(_CHECKPOINT_COLUMNS)} FROM checkpoints WHERE {where}",
+                              args).fetchone()
+        return dict(zip(_CHECKPOINT_COLUMNS, row)) if row else None
+
+    def latest_checkpoint(self, console_id: str) -> dict | None:
+        return self._checkpoint("console_id=? ORDER BY seq DESC, number DESC LIMIT 1", (console_id,))
+
+    def checkpoint(self, console_id: str, number: int) -> dict | None:
+        return self._checkpoint("console_id=? AND number=?", (console_id, number))
+
+    def add_checkpoint(self, cp: dict) -> None:
+        """Durable (synchronous=FULL, one statement) before main answers "witnessed"."""
+        self.db.execute(f"INSERT INTO checkpoints({', '.join(_CHECKPOINT_COLUMNS)}) "
+                        f"VALUES({', '.join('?' * len(_CHECKPOINT_COLUMNS))})",
+                        tuple(cp[c] for c in _CHECKPOINT_COLUMNS))
 
     # ----------------------------------------------------------------- events and prices
     def events_between(self, after: int, upto: int) -> list[tuple[int, str, str]]:

@@ -134,7 +134,8 @@ class EntryOutcome:
 class ReplayResult:
     """What one pass did.  ``status``: "done" (nothing left to send), "stopped" (main
     went away or refused the session: resume later), "busy" (another replayer holds
-    the lease: nothing was sent)."""
+    the lease: nothing was sent), "refused" (main refused the replay handshake: this
+    console's audit chain does not extend the one main witnessed; nothing was sent)."""
 
     status: str
     holder: str
@@ -154,6 +155,8 @@ class ReplayResult:
             return f"replay held by {self.busy_holder} since {since}"
         if self.status == "stopped":
             return f"replay stopped: {self.stopped_reason}"
+        if self.status == "refused":
+            return f"replay refused: {self.stopped_reason}"
         n = len(self.outcomes)
         return f"replay done: {n} entr{'y' if n == 1 else 'ies'} processed"
 
@@ -312,6 +315,10 @@ class Replayer:
             result.status, result.stopped_reason = "stopped", f"main unavailable before the first entry: {exc.message}"
             return
         result.main_trading_date = health.trading_date
+        refused = await self._handshake()
+        if refused is not None:
+            result.status, result.stopped_reason = "refused", refused
+            return
         stale_after = await self._db(self._stale_minutes)
         last = 0
         seen = 0
@@ -332,6 +339,28 @@ class Replayer:
                     return
                 if outcome is not None:
                     result.outcomes.append(outcome)
+
+    async def _handshake(self) -> str | None:
+        """Before the first entry: checkpoint the audit chain and send main the newest
+        checkpoint (``purpose: "replay"``) with the rows since the last one it witnessed
+        (localstore.checkpoints).  Main refuses it (409) when this chain does not extend
+        the one it witnessed, and then nothing is sent: the reason, else None.  Main not
+        taking checkpoints now (unavailable, key not registered) does not stop the pass:
+        the checkpoints stay queued."""
+        from localstore import checkpoints
+
+        await self._db(checkpoints.make, self.store, mode="RECOVERING", reason="replay")
+        try:
+            sent = await checkpoints.flush(self.store, self.client, purpose="replay", offload=self.offload,
+                                           resend_newest=True)
+        except checkpoints.ChainRefused as exc:
+            log.error("replay refused by main", extra={"event": "replay_refused", "reason": exc.message})
+            return (f"main refused the replay: {exc.message} Nothing was sent; the journal is kept "
+                    f"(`lifeboat audit verify` shows where the local history differs)")
+        if sent.stopped:
+            log.warning("replay without a witnessed checkpoint", extra={"event": "replay_checkpoint_queued",
+                                                                        "reason": sent.stopped})
+        return None
 
     # ------------------------------------------------------------------ store (blocking)
 

@@ -166,6 +166,7 @@ class Runtime:
             asyncio.create_task(self._record_modes(), name="lifeboat-modes"),
             asyncio.create_task(self._probe_loop(), name="lifeboat-probe"),
             asyncio.create_task(self._evaluate_loop(), name="lifeboat-evaluate"),
+            asyncio.create_task(self._checkpoint_loop(), name="lifeboat-checkpoints"),
         ]
         reader: asyncio.Task | None = None
         await self._record_start()
@@ -259,11 +260,34 @@ class Runtime:
                                         wall_at=wall_at, user_id=self.user_id)
             except Exception:  # noqa: BLE001 - the console must keep its mode even if the disk fails
                 log.exception("could not record a mode change", extra={"event": "mode_record_failed"})
+            await self._checkpoint("mode_change")
             for cb in list(self.mode_callbacks):
                 try:
                     cb(change)
                 except Exception:  # noqa: BLE001 - a screen's bug must not stop the detector
                     log.exception("mode callback failed", extra={"event": "mode_callback_failed"})
+
+    async def _checkpoint(self, reason: str) -> None:
+        """A signed checkpoint of the audit chain's head (localstore.checkpoints), and,
+        while main is up, the queued ones sent to it.  Never stops the runtime."""
+        from localstore import checkpoints
+
+        try:
+            await asyncio.to_thread(checkpoints.make, self.store, mode=self.mode, reason=reason)
+            if self.detector.mode is Mode.ONLINE:
+                await checkpoints.flush(self.store, self.client)
+        except checkpoints.ChainRefused as exc:
+            log.error("main refused an audit checkpoint", extra={"event": "checkpoint_refused", "reason": exc.message})
+        except Exception:  # noqa: BLE001 - a checkpoint not made now is made at the next moment
+            log.exception("audit checkpoint failed", extra={"event": "checkpoint_failed"})
+
+    async def _checkpoint_loop(self) -> None:
+        """Every ``checkpoints.MINUTES`` minutes: checkpoint a moving head, send the queue."""
+        from localstore import checkpoints
+
+        while True:
+            await asyncio.sleep(checkpoints.MINUTES * 60)
+            await self._checkpoint("timer")
 
     async def _evaluate_loop(self) -> None:
         """Evaluate at least every half heartbeat, and exactly at the detector's next

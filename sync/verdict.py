@@ -9,6 +9,9 @@ so the headline, the JSON ``verdict`` and the exit code cannot disagree.
 Verdicts, the first that applies (the CLI's exit code in brackets):
 
 - ``busy`` (7): another process holds the replay lease; nothing was sent.
+- ``refused`` (8): main refused the replay handshake: this console's audit chain does
+  not extend the one main witnessed (a rewritten history); nothing was sent, the
+  journal is kept.
 - ``incomplete`` (5): the replay stopped before the end (main went away) or entries
   are still pending or sent: not everything has reached main yet.
 - ``held`` (6): entries held for a person's decision (stale ones, conflicts).
@@ -28,7 +31,8 @@ CLI, the agent and the screens can all use them.
 from __future__ import annotations
 
 CLEAN, MISMATCHES, HELD, REJECTED, INCOMPLETE, BUSY = "clean", "mismatches", "held", "rejected", "incomplete", "busy"
-VERDICTS = (CLEAN, MISMATCHES, HELD, REJECTED, INCOMPLETE, BUSY)
+REFUSED = "refused"
+VERDICTS = (CLEAN, MISMATCHES, HELD, REJECTED, INCOMPLETE, BUSY, REFUSED)
 
 
 def verdict(report: dict | None, replay_status: str | None = None) -> str:
@@ -36,6 +40,8 @@ def verdict(report: dict | None, replay_status: str | None = None) -> str:
     status = replay_status or ((report or {}).get("replay") or {}).get("status")
     if status == "busy":
         return BUSY
+    if status == "refused":
+        return REFUSED
     if report is None or status == "stopped":
         return INCOMPLETE
     counts = report.get("counts") or {}

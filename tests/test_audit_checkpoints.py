@@ -191,3 +191,167 @@ def _head(db: Path) -> str:
         return conn.execute("SELECT last_hash FROM audit_head").fetchone()[0]
     finally:
         conn.close()
+
+
+# --------------------------------------------------------------------------- main as the witness
+
+
+@pytest.fixture
+def test_keyring(tmp_path, monkeypatch):
+    """The file-backed test keyring (tests/keyring_backend.py; no OS keyring runs here): the
+    token and the anchors an in-process login keeps are the ones the CLI subprocesses read."""
+    from tests.keyring_backend import TestKeyring
+
+    monkeypatch.setenv("LIFEBOAT_TEST_KEYRING_FILE", str(tmp_path / "keyring.json"))
+    keyring.set_keyring(TestKeyring())
+    yield
+
+
+def _main_latest(url: str, console_id: str) -> dict | None:
+    import httpx
+
+    with httpx.Client(base_url=url + "/api/v1", timeout=10) as h:
+        token = h.post("/session", json={"user_id": "super1", "password": "demo"}).json()["access_token"]
+        r = h.get("/audit/checkpoints/latest", params={"console_id": console_id},
+                  headers={"Authorization": f"Bearer {token}"})
+    return r.json() if r.status_code == 200 else None
+
+
+def test_checkpoints_queued_while_main_is_down_are_witnessed_when_it_is_back(sim, tmp_path, test_keyring):
+    import asyncio
+
+    from backend_client.client import BackendClient
+    from tests.replay_env import make_console
+
+    con = make_console(sim.url, tmp_path)  # super1's online login: key registered, head checkpointed and sent
+    store = con.store
+    first = checkpoints.newest(store)
+    assert first is not None and first["witnessed_at"] is not None and first["reason"] == "login"
+    assert _main_latest(sim.url, store.console_id)["number"] == first["number"]
+    con.squareoff("C1001")  # backup work: audit rows past the witnessed head
+    made = checkpoints.make(store, mode="BACKUP", reason="mode_change")
+    assert made["number"] == first["number"] + 1
+
+    async def flush(url: str):
+        async with BackendClient(url, retries=0) as c:
+            await c.login("super1", "demo")  if url == sim.url else None
+            return await checkpoints.flush(store, c)
+
+    down = asyncio.run(flush("http://127.0.0.1:9"))  # main down: nothing lost, nothing marked
+    assert down.sent == [] and down.queued == 1 and down.stopped.startswith("main unavailable")
+    assert checkpoints.newest(store)["witnessed_at"] is None
+    back = asyncio.run(flush(sim.url))
+    assert back.sent == [made["number"]] and back.queued == 0 and back.stopped is None
+    assert _main_latest(sim.url, store.console_id)["seq"] == made["seq"]
+    con.close()
+    proc = verify_cli(con.home, "--json", backend=sim.url, **con.env)
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 0 and out["verdict"] == "intact", proc.stdout + proc.stderr
+    assert out["checkpoints"]["witnessed"] == out["checkpoints"]["total"] and out["checkpoints"]["queued"] == 0
+    assert out["main_latest"]["number"] == made["number"]
+    assert "main's latest witnessed checkpoint" in out["covered_by"]
+
+
+def _signed(key, claims: dict) -> dict:
+    import base64
+
+    from backend_client.auditchain import signing_bytes
+    from localstore.anchors import public_key_b64
+
+    return {"claims": claims, "public_key": public_key_b64(key),
+            "signature": base64.b64encode(key.sign(signing_bytes(claims))).decode()}
+
+
+def test_main_accepts_only_a_registered_key_a_good_signature_and_a_chain_that_extends(sim):
+    """mainsim's rules over plain HTTP; the chain is built with the one shared row_hash."""
+    import httpx
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from backend_client.auditchain import GENESIS_HASH, row_hash
+    from localstore.anchors import public_key_b64
+
+    def chain(actions: list[str]) -> tuple[list[dict], list[str]]:
+        rows, hashes, prev = [], [], GENESIS_HASH
+        for i, action in enumerate(actions, start=1):
+            row = {"id": i, "at": f"2026-01-05T09:00:0{i}+00:00", "user_id": "dealer1", "mode": "BACKUP",
+                   "action": action, "payload": {"n": i, "price": "101.05"}}
+            prev = row_hash(**row, prev_hash=prev)
+            rows.append(row)
+            hashes.append(prev)
+        return rows, hashes
+
+    def claims(number: int, seq: int, head: str) -> dict:
+        return {"console_id": "TESTC1", "number": number, "seq": seq, "head_hash": head,
+                "at": "2026-01-05T09:01:00+00:00", "mode": "BACKUP", "reason": "mode_change"}
+
+    key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    rows, hashes = chain(["login", "order_place", "square_off", "order_cancel", "logout"])
+    with httpx.Client(base_url=sim.url + "/api/v1", timeout=10) as h:
+        token = h.post("/session", json={"user_id": "dealer1", "password": "demo"}).json()["access_token"]
+        h.headers["Authorization"] = f"Bearer {token}"
+        first = {"checkpoint": _signed(key, claims(1, 3, hashes[2])), "rows": rows[:3]}
+        r = h.post("/audit/checkpoints", json=first)
+        assert r.status_code == 403 and "No checkpoint key is registered" in r.json()["error"]["message"]
+        r = h.post("/audit/checkpoint-keys", json={"console_id": "TESTC1", "public_key": public_key_b64(key)})
+        assert r.status_code == 201
+        forged = {"checkpoint": {**_signed(other, claims(1, 3, hashes[2])), "public_key": public_key_b64(key)},
+                  "rows": rows[:3]}
+        r = h.post("/audit/checkpoints", json=forged)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "bad_signature"
+        assert h.post("/audit/checkpoints", json=first).status_code == 201
+        assert h.post("/audit/checkpoints", json=first).status_code == 200  # the same one again: a lost answer
+        # row 2 rewritten and every later hash recomputed: rows 4-5 no longer lead from the witnessed head
+        bad_rows, bad_hashes = chain(["login", "order_cancel", "square_off", "order_cancel", "logout"])
+        r = h.post("/audit/checkpoints", json={"checkpoint": _signed(key, claims(2, 5, bad_hashes[4])),
+                                               "rows": bad_rows[3:]})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "chain_not_extending"
+        assert "do not lead from main's last witnessed checkpoint #1 (row 3)" in r.json()["error"]["message"]
+        r = h.post("/audit/checkpoints", json={"checkpoint": _signed(key, claims(2, 3, bad_hashes[2])), "rows": [],
+                                               "purpose": "replay"})
+        assert r.status_code == 409 and r.json()["error"]["message"].startswith("Replay refused: row 3 of console")
+        r = h.post("/audit/checkpoints", json={"checkpoint": _signed(key, claims(2, 2, hashes[1])), "rows": []})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "seq_not_growing"
+        r = h.post("/audit/checkpoints", json={"checkpoint": _signed(key, claims(2, 5, hashes[4])), "rows": rows[3:]})
+        assert r.status_code == 201 and r.json()["seq"] == 5
+        latest = h.get("/audit/checkpoints/latest", params={"console_id": "TESTC1"}).json()
+        assert (latest["number"], latest["seq"], latest["head_hash"]) == (2, 5, hashes[4])
+        assert h.get("/audit/checkpoints/latest", params={"console_id": "NOSUCH"}).status_code == 404
+
+
+def test_replay_after_a_rewrite_is_refused_with_409_and_the_journal_is_kept(sim, tmp_path, test_keyring):
+    from localstore.models import JournalState
+    from tests.replay_env import Main, make_console
+
+    con = make_console(sim.url, tmp_path)  # login: main witnesses the chain up to the login rows
+    witnessed = checkpoints.newest(con.store)["seq"]
+    con.squareoff("C1001")
+    coids = [e.client_order_id for e in con.journal()]
+    assert coids
+    con.close()
+    db = con.home / "lifeboat.db"
+    rewrite_row(db, 1, action="nothing_to_see")  # before main's witnessed head, every later hash recomputed
+    conn = sqlite3.connect(db)
+    conn.execute("DELETE FROM audit_checkpoints")  # and the local checkpoints gone
+    conn.commit()
+    conn.close()
+    from tests import testclock
+
+    env = testclock.keep({k: v for k, v in os.environ.items()
+                          if not k.startswith("LIFEBOAT_") or k == "LIFEBOAT_CONFIG_DIR"})
+    env.update(con.env, PYTHONPATH=str(REPO))
+    p = subprocess.run([sys.executable, "-m", "console.cli", "--home", str(con.home), "--backend", sim.url,
+                        "--user", "super1", "--password-stdin", "sync", "replay", "--json"], input="demo\n",
+                       capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
+    assert p.returncode == 8, p.stdout + p.stderr
+    out = json.loads(p.stdout)
+    assert out["ok"] is False and out["verdict"] == "refused"
+    assert out["error"]["code"] == "integrity" and out["error"]["reason"] == "replay_refused"
+    assert "main refused the replay" in out["error"]["message"]
+    assert f"(row {witnessed})" in out["error"]["message"] or f"row {witnessed} " in out["error"]["message"]
+    assert all(e.state is JournalState.PENDING for e in con.journal())  # kept, nothing sent
+    main = Main(sim.url)
+    try:
+        assert not [o for o in main.orders() if o["client_order_id"].startswith(tuple(coids))]
+    finally:
+        main.close()
+    con.close()
