@@ -104,8 +104,11 @@ def _summarise(exc: ValidationError) -> str:
     first = exc.errors(include_url=False, include_input=False)[:3]
     parts = []
     for err in first:
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "body"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "value_error":  # one of wire's own checks: its message says it all
+            msg = str(err.get("ctx", {}).get("error", msg))
+        parts.append(f"{loc}: {msg}" if loc else msg)
     more = exc.error_count() - len(first)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 

@@ -749,12 +749,19 @@ class Service(TradingMixin):
 
         from sync.bod import replace_book
 
+        user = self.current_user()
         try:
             async with self.session_client(password) as c:
                 snap = await c.bod()
+            return await asyncio.to_thread(replace_book, self.store, snap, mode="ONLINE",
+                                           reason="lifeboat sync bod", user_id=user)
+        except be.ProtocolError as exc:  # main's fault (exit 5); replace_book had not begun, or rolled back
+            refused = MainUnavailable(f"the main system's start-of-day snapshot was refused whole and nothing was "
+                                      f"stored (the previous snapshot is kept): {exc.message}")
+            refused.code = "snapshot_refused"
+            raise refused from exc
         except be.BackendError as exc:
             raise translate(exc) from exc
-        return await asyncio.to_thread(replace_book, self.store, snap, mode="ONLINE", reason="lifeboat sync bod")
 
     # ------------------------------------------------------------------ book
 

@@ -4,10 +4,17 @@ Why one transaction: backup mode starts from whatever this leaves behind.  A
 failure or a kill -9 halfway must leave the previous snapshot whole and usable,
 never half of each; SQLite's atomic commit gives exactly that when the delete of
 the old book and the insert of the new one share one BEGIN IMMEDIATE transaction.
+
+Why a snapshot is checked before that transaction: main's reply is validated
+field by field and for its own scope and keys (backend_client.wire.BodSnapshot);
+here it must also be the snapshot of the user who asked, within the scope that
+user's login was given.  A snapshot that fails is refused whole, as main's fault
+(``SnapshotRefused``, a ProtocolError: exit 5), and the previous one stays.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -16,12 +23,14 @@ from datetime import date, datetime
 from sqlalchemy import delete, insert, select
 
 from backend_client import wire
+from backend_client.errors import ProtocolError
 from localstore import audit, credentials
 from localstore.db import Store
 from localstore.models import (
     ClientLimitRow,
     ClientRow,
     InstrumentRow,
+    OfflineCredential,
     OrderRow,
     PositionRow,
     RecordSource,
@@ -61,12 +70,38 @@ class BodResult:
         }
 
 
-def replace_book(store: Store, snap: wire.BodSnapshot, *, mode: str, reason: str = "bod") -> BodResult:
+class SnapshotRefused(ProtocolError):
+    """Main's snapshot is not the asking user's, or reaches beyond that user's scope."""
+
+
+def check_scope(snap: wire.BodSnapshot, user_id: str, login_scope: set[str] | None) -> None:
+    """``snap`` is ``user_id``'s and names no client outside ``login_scope`` (the
+    client ids of that user's online login; None: the user never logged in here)."""
+    if snap.user.user_id != user_id:
+        raise SnapshotRefused(f"GET /bod: the snapshot is user {snap.user.user_id!r}'s, not {user_id!r}'s")
+    if login_scope is None:
+        raise SnapshotRefused(f"GET /bod: {user_id!r} has no online login on this console to check its scope "
+                              f"against; log in first")
+    wider = sorted(set(snap.user.client_ids) - login_scope)
+    if wider:
+        raise SnapshotRefused(f"GET /bod: the snapshot names {len(wider)} client(s) outside the scope "
+                              f"{user_id!r} logged in with ({', '.join(wider[:5])}{' ...' if len(wider) > 5 else ''});"
+                              f" if the scope changed, log in again")
+
+
+def replace_book(store: Store, snap: wire.BodSnapshot, *, mode: str, reason: str = "bod",
+                 user_id: str | None = None) -> BodResult:
     """Replace instruments, clients, limits, positions, orders and trades with ``snap``
-    in one durable transaction, record the sync in sync_state and the audit log."""
+    in one durable transaction, record the sync in sync_state and the audit log.
+    With ``user_id`` (who asked for it), the snapshot must be that user's, within
+    the scope of its online login (``check_scope``), or nothing changes."""
     now = clock.utcnow()
     src = RecordSource.BOD
     with store.write() as s:
+        if user_id is not None:  # the login's scope: its signed grant (this transaction rewrites users)
+            cred = s.get(OfflineCredential, user_id)
+            check_scope(snap, user_id, None if cred is None else
+                        set(json.loads(cred.grant_json)["claims"]["client_ids"]))
         for row_cls in (TradeRow, OrderRow, PositionRow, ClientLimitRow, ClientRow, InstrumentRow):
             s.execute(delete(row_cls))
         pause = os.environ.get(_PAUSE_ENV)
@@ -106,6 +141,4 @@ def _bulk(session, row_cls, rows: list[dict]) -> None:
 
 
 def _json_list(items: list[str]) -> str:
-    import json
-
     return json.dumps(sorted(items))

@@ -31,7 +31,7 @@ from localstore import clock
 from sync import journal, policy
 from sync.journal import Intent, Receipt
 from sync.policy import OrderTicket, Refusal
-from sync.squareoff import Leg, position_legs
+from sync.squareoff import Leg, check_legs, position_legs
 
 OPEN_STATUSES = (OrderStatus.OPEN, OrderStatus.TRIGGER_PENDING)
 
@@ -336,6 +336,9 @@ def squareoff_plan(s, actor: Actor, *, client_id: str | None, symbol: str | None
     else:
         rows = _OPEN_POSITIONS.all(s)
     legs = position_legs(rows, client_id=client_id, symbol=symbol, in_scope=actor.in_scope)
+    if legs:  # a position beyond any instrument's limits is refused before anything is journaled
+        check_legs(legs, {(_v(i.exchange), i.symbol): i for i in s.execute(select(
+            _INSTRUMENTS.c.exchange, _INSTRUMENTS.c.symbol, _INSTRUMENTS.c.freeze_quantity, _INSTRUMENTS.c.lot_size))})
     cancels = [] if keep_orders else open_orders_in_scope(s, actor, client_id, symbol)
     return legs, cancels
 

@@ -8,7 +8,11 @@ old.  Rules that keep the mirror exact:
   snapshot and is ignored; so is an event older than the row it would overwrite
   (``updated_seq``), so a re-delivered or late event never rolls a row back;
 - a batch of events and the new resume point (``last_event_seq``) commit together,
-  so a crash between them cannot skip or double-apply anything.
+  so a crash between them cannot skip or double-apply anything;
+- an event for a client the snapshot does not hold is refused (logged, counted in
+  ``refused``, never stored): the snapshot's clients are the user's scope, checked
+  when it was taken (sync.bod), and a stream must not widen it.  Each event is
+  checked field by field before it gets here (backend_client.wire, via the stream).
 
 Staleness: ``last_event_at`` is the server time of the newest applied event;
 ``last_applied_at`` is the local time the mirror was last known current (an event
@@ -17,6 +21,7 @@ applied, or a heartbeat received with nothing pending before it).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,11 +29,12 @@ from sqlalchemy import and_, bindparam, insert, select, tuple_, update
 
 from backend_client import wire
 from localstore.db import Store
-from localstore.models import OrderRow, PositionRow, RecordSource, SyncState, TradeRow
+from localstore.models import ClientRow, OrderRow, PositionRow, RecordSource, SyncState, TradeRow
 from localstore import clock, credentials
 from sync.rows import to_row_values
 
 Event = wire.OrderEvent | wire.TradeEvent | wire.PositionEvent
+log = logging.getLogger("lifeboat.mirror")
 
 
 @dataclass
@@ -48,6 +54,7 @@ class Mirror:
             self.state = MirrorState(st.last_event_seq, st.last_event_at, st.last_applied_at, st.bod_seq or 0)
         self.applied = 0
         self.skipped = 0
+        self.refused = 0  # events for clients outside the snapshot's scope
 
     def staleness(self, now: datetime | None = None) -> float | None:
         """Seconds since the mirror was last known current (None before any sync)."""
@@ -67,9 +74,10 @@ class Mirror:
         now = self.clock()
         changed = 0
         with self.store.write() as s:
-            changed += self._upsert_orders(s, [e for e in fresh if e.type == "order"])
-            changed += self._insert_trades(s, [e for e in fresh if e.type == "trade"])
-            changed += self._upsert_positions(s, [e for e in fresh if e.type == "position"])
+            scoped = self._in_scope(s, fresh)
+            changed += self._upsert_orders(s, [e for e in scoped if e.type == "order"])
+            changed += self._insert_trades(s, [e for e in scoped if e.type == "trade"])
+            changed += self._upsert_positions(s, [e for e in scoped if e.type == "position"])
             st = s.get(SyncState, 1)
             if fresh:
                 newest = max(fresh, key=lambda e: e.seq)
@@ -93,6 +101,20 @@ class Mirror:
     def persist_current(self) -> None:
         with self.store.write() as s:
             s.get(SyncState, 1).last_applied_at = self.state.current_at
+
+    def _in_scope(self, s, events: list[Event]) -> list[Event]:
+        """The events whose client the snapshot holds; the others are refused."""
+        ids = {e.data.client_id for e in events}
+        known = set(s.scalars(select(ClientRow.client_id).where(ClientRow.client_id.in_(ids)))) if ids else set()
+        outside = [e for e in events if e.data.client_id not in known]
+        if outside:
+            self.refused += len(outside)
+            log.warning("stream events refused: client outside the snapshot's scope",
+                        extra={"event": "mirror_refused", "count": len(outside),
+                               "seqs": [e.seq for e in outside[:20]],
+                               "clients": sorted({e.data.client_id for e in outside})[:20]})
+            return [e for e in events if e.data.client_id in known]
+        return events
 
     # ------------------------------------------------------------------ per table
 

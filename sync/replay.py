@@ -66,12 +66,13 @@ from sqlalchemy import Integer, String, bindparam, case, func, select, update
 from backend_client import errors as be
 from backend_client import wire
 from backend_client.client import BackendClient
+from backend_client.limits import MAX_SLICES  # a square-off needing more orders is surely wrong: held
 from localstore.db import Store
 from localstore.models import InstrumentRow, JournalEntry, JournalKind, JournalState, Policy, ReplayLease
 from localstore import clock
 from sync.held import RELEASED_PREFIX
 from sync.identity import check_enrolled
-from sync.squareoff import slices
+from sync.squareoff import slice_count, slices
 
 log = logging.getLogger("lifeboat.replay")
 
@@ -79,7 +80,6 @@ CRASH_ENV = "LIFEBOAT_TEST_REPLAY_CRASH_AFTER"
 CRASH_EXIT_CODE = 77
 LEASE_TTL_S = 30.0
 BATCH = 200
-MAX_SLICES = 1000  # a square-off that needs more orders than this is surely wrong: stop and hold it
 POSITION_MAX_AGE_S = 2.0  # a client's positions fetched longer ago than this are fetched again before use
 
 _J = JournalEntry.__table__
@@ -555,8 +555,9 @@ class Replayer:
             if remaining <= 0:
                 return await self._move(e, JournalState.APPLIED, f"{len(ours)} order(s) working for the rest",
                                         done_ids)
-            if len(ours) >= MAX_SLICES:
-                return await self._move(e, JournalState.HELD, f"more than {MAX_SLICES} orders needed", done_ids)
+            if len(ours) + slice_count(remaining, freeze, lot) > MAX_SLICES:  # counted, before any is sent
+                return await self._move(e, JournalState.HELD, f"more than {MAX_SLICES} orders needed "
+                                                              f"({remaining:,} left on main)", done_ids)
             qty = slices(remaining, freeze, lot)[0]
             request = wire.OrderRequest(
                 client_order_id=f"{coid}-{len(ours) + 1}", client_id=e["client_id"], exchange=_v(e["exchange"]),

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from backend_client import wire
 from backend_client.client import BackendClient
 from backend_client.detector import Detector, Mode, Transition, probe_http_client, probe_once
-from backend_client.errors import Unavailable
+from backend_client.errors import ProtocolError, Unavailable
 from backend_client.stream import StreamClient, StreamStatus
 from localstore.db import Store
 from localstore.models import ClientRow, SyncState
@@ -135,7 +135,7 @@ class Runtime:
         except Unavailable as exc:
             self.detector.on_request_error(self.clock(), exc.kind, str(exc))
             raise
-        await asyncio.to_thread(replace_book, self.store, snap, mode=self.mode, reason=reason)
+        await asyncio.to_thread(replace_book, self.store, snap, mode=self.mode, reason=reason, user_id=self.user_id)
         self.mirror.snapshot_taken(snap.seq)
         if self.stream is not None:
             self.stream.resync(snap.seq)
@@ -149,6 +149,8 @@ class Runtime:
             await self.resnapshot(reason)
         except Unavailable as exc:
             log.warning("snapshot failed: main unreachable", extra={"event": "resnapshot_failed", "reason": str(exc)})
+        except ProtocolError as exc:  # refused whole (sync.bod): the previous book stays, asked again later
+            log.warning("snapshot refused", extra={"event": "resnapshot_refused", "reason": str(exc)})
 
     def _local_clients(self) -> set[str]:
         with self.store.read() as s:

@@ -5,6 +5,11 @@ or more MARKET orders (split at the instrument's freeze quantity, each slice a
 whole number of lots); in backup each position becomes ONE journaled SQUARE_OFF
 intent ("flatten client C in symbol S, product P"), recomputed on replay against
 main's live position so it never overshoots.  Pure functions, no I/O.
+
+A position beyond any instrument's limits (backend_client.limits: more than
+MAX_QUANTITY, or more orders than MAX_SLICES at its freeze quantity) is refused
+before anything is sliced, sent or journaled: slicing 10**30 at a freeze quantity
+of 1,800 would never end.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backend_client.enums import Side
+from backend_client.limits import MAX_QUANTITY, MAX_SLICES
+from sync.policy import Refusal
 
 
 @dataclass
@@ -42,20 +49,55 @@ def closing_side(net: int) -> str:
     return Side.SELL.value if net > 0 else Side.BUY.value
 
 
+def _step(freeze_quantity: int, lot_size: int) -> int:
+    """The largest slice: the freeze quantity rounded down to whole lots (one lot at least)."""
+    lot = max(lot_size, 1)
+    return max(lot, (freeze_quantity // lot) * lot)
+
+
+def slice_count(quantity: int, freeze_quantity: int | None, lot_size: int = 1) -> int:
+    """How many orders ``slices`` would make, by arithmetic (nothing is built)."""
+    if quantity <= 0:
+        return 0
+    if not freeze_quantity or quantity <= freeze_quantity:
+        return 1
+    return -(-quantity // _step(freeze_quantity, lot_size))
+
+
+def check_quantity(what: str, quantity: int, freeze_quantity: int | None, lot_size: int = 1) -> None:
+    """Refuse (``quantity_limit``) a square-off of ``quantity`` that is beyond any
+    instrument's limits or would take more than MAX_SLICES orders."""
+    if quantity > MAX_QUANTITY:
+        raise Refusal("quantity_limit", f"{what}: a position of {quantity:,} is beyond any instrument's limits "
+                                        f"(at most {MAX_QUANTITY:,}); nothing was sent or journaled: check it on "
+                                        f"the main system")
+    count = slice_count(quantity, freeze_quantity, lot_size)
+    if count > MAX_SLICES:
+        raise Refusal("quantity_limit", f"{what}: squaring off {quantity:,} would take {count:,} orders of at most "
+                                        f"{_step(freeze_quantity, lot_size):,} (the limit is {MAX_SLICES:,}); "
+                                        f"nothing was sent or journaled: check it on the main system")
+
+
+def check_legs(legs: list["Leg"], instruments: dict) -> None:
+    """``check_quantity`` for every leg, before any is sliced or sent (instruments: (exchange,
+    symbol) -> anything with freeze_quantity and lot_size)."""
+    for leg in legs:
+        inst = instruments.get((leg.exchange, leg.symbol))
+        check_quantity(f"{leg.client_id} {leg.exchange}:{leg.symbol} {leg.product}", leg.quantity,
+                       getattr(inst, "freeze_quantity", None), getattr(inst, "lot_size", 1))
+
+
 def slices(quantity: int, freeze_quantity: int | None, lot_size: int = 1) -> list[int]:
-    """Split ``quantity`` into orders no larger than the freeze quantity (whole lots)."""
+    """Split ``quantity`` into orders no larger than the freeze quantity (whole lots);
+    refused (``check_quantity``) before anything is built when it is too many."""
     if quantity <= 0:
         return []
+    check_quantity("square-off", quantity, freeze_quantity, lot_size)
     if not freeze_quantity or quantity <= freeze_quantity:
         return [quantity]
-    step = max(lot_size, (freeze_quantity // max(lot_size, 1)) * max(lot_size, 1))
-    out = []
-    left = quantity
-    while left > 0:
-        take = min(step, left)
-        out.append(take)
-        left -= take
-    return out
+    step = _step(freeze_quantity, lot_size)
+    full, rest = divmod(quantity, step)
+    return [step] * full + ([rest] if rest else [])
 
 
 def position_legs(positions, *, client_id: str | None = None, symbol: str | None = None,
@@ -76,7 +118,8 @@ def position_legs(positions, *, client_id: str | None = None, symbol: str | None
 
 
 def split_legs(legs: list[Leg], instruments: dict) -> list[Leg]:
-    """Online: each leg split at its instrument's freeze quantity."""
+    """Online: each leg split at its instrument's freeze quantity (every leg checked first)."""
+    check_legs(legs, instruments)
     out = []
     for leg in legs:
         inst = instruments.get((leg.exchange, leg.symbol))
