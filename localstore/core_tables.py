@@ -107,14 +107,6 @@ audit_checkpoints = Table(
     Column("refused_reason", Text),
 )
 
-login_throttle = Table(
-    "login_throttle", metadata,
-    Column("user_id", String(64), primary_key=True),
-    Column("failures", Integer, nullable=False),
-    Column("last_failure_at", UtcDateTime),
-    Column("next_allowed_at", UtcDateTime),
-)
-
 sync_state = Table(
     "sync_state", metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),

@@ -204,17 +204,6 @@ class OfflineCredential(Base):
     user: Mapped[UserRow] = relationship(lazy="joined", passive_deletes=True)
 
 
-class LoginThrottle(Base):
-    """Failed offline logins per user; in the database so a restart does not reset it."""
-
-    __tablename__ = "login_throttle"
-
-    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    last_failure_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    next_allowed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-
-
 # --------------------------------------------------------------------------- the mirror
 
 
