@@ -989,11 +989,10 @@ class Service(TradingMixin):
         now = now or clock.utcnow()
         with self.store.read_core() as conn:  # Core reads: no ORM, no models (bench P7)
             st = status.store_status(conn, unacknowledged_limit=20)
+            anchors = status.anchors_state(self.store, conn)
             mode, reason, backup = decision.mode, None, None
             if mode == "BACKUP":  # would a backup action be accepted?  (cryptography only on this path)
-                from sync.offline import trusted_grant_keys
-
-                ready = status.backup_readiness(conn, now, pinned=trusted_grant_keys(self.store), user_id=self.user)
+                ready = status.backup_readiness(conn, now, store=self.store, user_id=self.user)
                 no_bod = "no start-of-day book in the local store (`lifeboat sync bod` while main is up)"
                 if ready["users"] and st["bod_at"] is not None:
                     backup = {"users": ready["users"]}
@@ -1033,7 +1032,7 @@ class Service(TradingMixin):
             "console_id": self.store.console_id,
             "store": str(self.store.path),
             "privacy_warnings": privacy_warnings(self.data_dir),  # what others could read in the data dir
-            "anchors": status.anchors_state(self.store),  # where the keys are, whether enrolled here
+            "anchors": anchors,  # where the keys that decide trust are, whether enrolled here
             "journal_depth": depth,
             "journal": {"depth": depth, "unacknowledged": st["unacknowledged"],
                         "unacknowledged_entries": st["unacknowledged_entries"]},

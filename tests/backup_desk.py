@@ -75,5 +75,6 @@ def fresh_console(tpl: Template, dest: Path, user: str = "dealer1", backend_url:
     shutil.copytree(tpl.home, home)
     kr = dest / "keyring.json"
     shutil.copy(tpl.keyring_file, kr)
-    copy_anchors(tpl.home, home, keyring_file=kr)
+    # the template's keyring file too: an in-process Service reads it (build_template pointed this process there)
+    copy_anchors(tpl.home, home, keyring_file=tpl.keyring_file, dst_keyring_files=(kr,))
     return Cli(home=home, backend_url=backend_url, keyring_file=kr, user=user)

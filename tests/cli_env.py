@@ -68,9 +68,11 @@ class Cli:
 
     @property
     def config_dir(self) -> Path:
-        """The config dir (trust anchors when there is no keyring): the test's own (conftest), shared
-        with in-process services; anchors are kept per home, so consoles do not mix."""
-        return Path(os.environ["LIFEBOAT_CONFIG_DIR"])
+        """This console's config dir (trust anchors when there is no keyring), beside its home and
+        outside it, like its keyring file: the same for its subprocesses and its in-process
+        services (``service``), also for a console a module-scoped fixture made before any test's
+        own LIFEBOAT_CONFIG_DIR (conftest) was set."""
+        return self.home.parent / f"{self.home.name}-config"
 
     def env(self, **extra: str) -> dict[str, str]:
         env = testclock.keep({k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_")})
@@ -122,13 +124,15 @@ class Cli:
     def service(self):
         """The same console's service layer, in this process (cheaper than a subprocess
         for setting the scene; the subprocess is for what the test is about).  It uses this
-        console's keyring file, as its subprocesses do: the token and the trust anchors an
+        console's keyring file and config dir, as its subprocesses do: the token and the trust anchors an
         in-process login keeps there are this console's (one machine, one keyring); with
         another file an in-process login would not find the enrolment of a subprocess login
         and would enrol the store again under a new console id (sync.identity)."""
         from console.service import Service
 
-        os.environ["LIFEBOAT_TEST_KEYRING_FILE"] = str(self.keyring_file)  # cli_factory's monkeypatch restores it
+        # conftest's and cli_factory's monkeypatch put both back after the test
+        os.environ["LIFEBOAT_TEST_KEYRING_FILE"] = str(self.keyring_file)
+        os.environ["LIFEBOAT_CONFIG_DIR"] = str(self.config_dir)
         return Service(backend_url=self.backend_url, home=self.home, user=self.user)
 
     def bod_in_process(self, password: str = PASSWORD):
@@ -169,36 +173,47 @@ def cli(sim, cli_factory) -> Cli:
 
 
 def copy_anchors(src_home: Path, dst_home: Path, *, keyring_file: Path | None = None,
-                 dst_keyring_file: Path | None = None, console_id: str | None = None) -> None:
+                 dst_keyring_files: tuple[Path, ...] = (), console_id: str | None = None) -> None:
     """TEST ONLY: enrol ``dst_home`` (a copy of ``src_home``'s store) as ``src_home`` was, the
     same as an online login there would, without one: templates built once and copied per
     test need it, since the trust anchors are bound to the home's real path
     (localstore.anchors, sync.identity) and a copy is "not enrolled".  ``console_id``: the id
-    the copy's store was given (a harness that renumbers its copies).  The entry is read from
-    the test keyring file ``keyring_file`` (tests/keyring_backend.py) and written back to
-    ``dst_keyring_file`` (default: the same file); if the keyring file has none, the source's
-    anchors are the config dir's file and the copy's go there too."""
+    the copy's store was given (a harness that renumbers its copies).
+
+    The source entry is read from the test keyring file ``keyring_file``
+    (tests/keyring_backend.py), else from the config dir's anchor file.  The copy's entry is
+    written to ``keyring_file`` and each of ``dst_keyring_files`` (the copy's subprocesses read
+    one of those), and to the config dir's anchor file: an in-process reader whose keyring
+    (whatever an earlier test left this process with) has no entry for the copy falls back to it."""
     from localstore.anchors import SERVICE, Anchors, config_dir, home_key
 
     def entries(path: Path | None) -> dict:
         return json.loads(path.read_text()) if path is not None and path.exists() else {}
 
     text = entries(keyring_file).get(f"{SERVICE}\0{home_key(src_home)}")
-    in_keyring = text is not None
-    if not in_keyring:
+    if text is None:
         src_file = config_dir() / "anchors" / f"{home_key(src_home)}.json"
         assert src_file.exists(), f"no trust anchors for {src_home} in {keyring_file} or {src_file}"
         text = src_file.read_text()
     data = json.loads(text)
     if console_id is not None:
         data["console_id"] = console_id
-    if in_keyring:
-        dst_keyring_file = dst_keyring_file or keyring_file
-        kr = entries(dst_keyring_file)
+    for kr_file in {p for p in (keyring_file, *dst_keyring_files) if p is not None}:
+        kr = entries(kr_file)
         kr[f"{SERVICE}\0{home_key(dst_home)}"] = json.dumps(data, sort_keys=True)
-        dst_keyring_file.write_text(json.dumps(kr))
-    else:
+        kr_file.write_text(json.dumps(kr))
+    if os.environ.get("LIFEBOAT_CONFIG_DIR"):  # the test's own (conftest), never the user's real config dir
         Anchors(dst_home, backend="file").save(data)
+
+
+def enrolled_for_test(store):
+    """TEST ONLY: a store opened without an online login, for tests of the journal itself, taken
+    as the console enrolled on its home (sync.identity's mark of a store it checked), so that
+    journal writes are not refused as "not enrolled"; no anchors are written anywhere."""
+    from sync import identity
+
+    identity._cache(store, store.console_id)  # noqa: SLF001 - test-only
+    return store
 
 
 def raw_session(url: str, user: str = "dealer1", password: str = PASSWORD) -> dict:

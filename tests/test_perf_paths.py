@@ -29,6 +29,7 @@ from localstore.db import open_store
 from localstore.models import AuditRow, JournalKind, JournalState
 from sync import journal, status
 from sync.journal import Intent
+from tests.cli_env import enrolled_for_test
 
 ROOT = Path(__file__).resolve().parent.parent
 AT = datetime(2026, 3, 2, 4, 5, 6, 789012, tzinfo=timezone.utc)
@@ -36,7 +37,7 @@ AT = datetime(2026, 3, 2, 4, 5, 6, 789012, tzinfo=timezone.utc)
 
 @pytest.fixture
 def store(tmp_path):
-    s = open_store(tmp_path / "lifeboat.db")
+    s = enrolled_for_test(open_store(tmp_path / "lifeboat.db"))  # the journal's own tests: no online login
     yield s
     s.close()
 
@@ -308,7 +309,7 @@ KEY = ("C1", "NSE", "ITC", "MIS")
 
 @pytest.fixture(scope="module")
 def reducer_store(tmp_path_factory):
-    s = open_store(tmp_path_factory.mktemp("reduced") / "lifeboat.db")
+    s = enrolled_for_test(open_store(tmp_path_factory.mktemp("reduced") / "lifeboat.db"))
     yield s
     s.close()
 
