@@ -202,7 +202,10 @@ def test_keyring(tmp_path, monkeypatch):
     token and the anchors an in-process login keeps are the ones the CLI subprocesses read."""
     from tests.keyring_backend import TestKeyring
 
-    monkeypatch.setenv("LIFEBOAT_TEST_KEYRING_FILE", str(tmp_path / "keyring.json"))
+    from tests.replay_env import test_env
+
+    for name, value in test_env(tmp_path).items():  # make_console sets these in os.environ: undone at teardown
+        monkeypatch.setenv(name, value)
     keyring.set_keyring(TestKeyring())
     yield
 
