@@ -85,12 +85,11 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-def backup_console(up: Cli) -> tuple[Cli, int]:
+def backup_console(up: Cli) -> tuple[Cli, list[tuple]]:
     """dealer1 logs in online and takes the BOD through ``up``; then, with main down, squares
     off its client with the most positions.  Returns the console pointed at the dead main
-    and the number of journal entries it holds, all waiting for main."""
-    up.login().ok()
-    up("--password-stdin", "sync", "bod", stdin=PASSWORD + "\n").ok()
+    and its journal entries (seq, client_order_id, state), all waiting for main."""
+    up("--password-stdin", "sync", "bod", stdin=PASSWORD + "\n").ok()  # an online login (grant, verifier) too
     con = sqlite3.connect(up.store_file)
     try:
         client = con.execute(
@@ -105,7 +104,7 @@ def backup_console(up: Cli) -> tuple[Cli, int]:
     assert len(legs) >= 2 and all(leg["outcome"] == "journaled" for leg in legs), so.stdout
     entries = journal_states(down.store_file)  # the legs, and the cancels of the client's open orders
     assert len(entries) >= len(legs) and all(state == "pending" for *_, state in entries), entries
-    return down, len(entries)
+    return down, entries
 
 
 def sha256(path: Path) -> str:
@@ -141,16 +140,16 @@ def journal_states(store: Path) -> list[tuple]:
         con.close()
 
 
-def replay_and_check(down: Cli, sim_url: str, entries: int) -> None:
-    """Space is back: the store is intact and its entries replay to main."""
-    st = down("status", "--json").ok().json()
-    assert st["journal_depth"] == entries and st["replay"]["unreplayed"] == entries, st
+def replay_and_check(down: Cli, sim_url: str, entries: list[tuple]) -> None:
+    """Space is back: the store is intact, its journal as it was, and the entries replay to main."""
+    assert journal_states(down.store_file) == entries
     down("audit", "verify").ok()  # the chain verifies (its wording is the audit command's own)
     up = dataclasses.replace(down, backend_url=sim_url)
     res = up("--password-stdin", "sync", "replay", "--json", stdin=PASSWORD + "\n")
     assert res.returncode == 0, (res.stdout, res.stderr)
     assert res.json()["replay"]["status"] == "done"
-    assert up("status", "--json").ok().json()["replay"]["unreplayed"] == 0
+    after = journal_states(down.store_file)
+    assert [e[:2] for e in after] == [e[:2] for e in entries] and all(e[2] == "applied" for e in after), after
 
 
 # --------------------------------------------------------------------------- a real full filesystem
@@ -158,12 +157,14 @@ def replay_and_check(down: Cli, sim_url: str, entries: int) -> None:
 
 def test_full_tmpfs_is_disk_full_not_corrupt_and_the_journal_replays_after(sim, cli_factory, tmpfs):
     up = dataclasses.replace(cli_factory(sim.url), home=tmpfs / "home")
-    down, entries = backup_console(up)
+    down, journal = backup_console(up)
+    entries = len(journal)
     before = sha256(down.store_file)
     filler = fill(tmpfs)
 
-    assert_disk_full(down("status"), entries, "is full: 0 bytes free there")
-    assert_disk_full_json(down("status", "--json"), entries)
+    status = down("status", "--json")
+    assert_disk_full_json(status, entries)
+    assert_disk_full(status, entries, "is full: 0 bytes free there")  # stderr: the same message for a person
     place = down("--password-stdin", "order", "place", "--client", "C1001", "--exchange", "NSE", "--symbol",
                  "RELIANCE", "--side", "SELL", "--quantity", "1", "--product", "MIS", "--type", "MARKET", "--yes",
                  stdin=PASSWORD + "\n")
@@ -174,7 +175,7 @@ def test_full_tmpfs_is_disk_full_not_corrupt_and_the_journal_replays_after(sim, 
     assert sha256(down.store_file) == before  # nothing was written, nothing "repaired"
 
     filler.unlink()
-    replay_and_check(down, sim.url, entries)
+    replay_and_check(down, sim.url, journal)
 
 
 def test_write_refused_by_a_full_disk_while_the_store_is_open(sim, cli_factory, tmpfs):
@@ -182,20 +183,19 @@ def test_write_refused_by_a_full_disk_while_the_store_is_open(sim, cli_factory, 
     failure comes on the write: NOT accepted, with the same figures, and the journal is
     as it was."""
     up = dataclasses.replace(cli_factory(sim.url), home=tmpfs / "home")
-    down, entries = backup_console(up)
+    down, journal = backup_console(up)
     agent = sqlite3.connect(down.store_file)  # a reader, as a running agent is
     try:
         agent.execute("SELECT count(*) FROM journal").fetchone()
-        before = journal_states(down.store_file)
         filler = fill(tmpfs)
         r = down("--password-stdin", "squareoff", "--all", "--yes", stdin=PASSWORD + "\n")
         assert "NOT accepted, nothing was" in r.stderr, r.stderr
-        assert_disk_full(r, entries, "is full: 0 bytes free there")
-        assert journal_states(down.store_file) == before
+        assert_disk_full(r, len(journal), "is full: 0 bytes free there")
+        assert journal_states(down.store_file) == journal
         filler.unlink()
     finally:
         agent.close()
-    replay_and_check(down, sim.url, entries)
+    down("audit", "verify").ok()
 
 
 # --------------------------------------------------------------------------- injected: no root needed
@@ -215,11 +215,12 @@ def test_injected_enospc_is_disk_full_not_corrupt(sim, cli_factory, diskfull_shi
     """Every write under the console's home fails with ENOSPC (the shim) while the
     filesystem itself has room: the refusal still says the disk would not let the store
     grow, counts the journal, exits 1 and leaves the store as it was."""
-    down, entries = backup_console(cli_factory(sim.url))
+    down, journal = backup_console(cli_factory(sim.url))
     before = sha256(down.store_file)
     full = {"LD_PRELOAD": diskfull_shim, "FAULTSHIM_FULL_DIR": str(down.home.resolve())}
-    assert_disk_full(down("status", **full), entries, "refused to let the store grow")
-    assert_disk_full_json(down("status", "--json", **full), entries)
-    assert_disk_full(down("audit", "verify", **full), entries)
+    status = down("status", "--json", **full)
+    assert_disk_full_json(status, len(journal))
+    assert_disk_full(status, len(journal), "refused to let the store grow")
+    assert_disk_full(down("audit", "verify", **full), len(journal))
     assert sha256(down.store_file) == before
-    replay_and_check(down, sim.url, entries)
+    replay_and_check(down, sim.url, journal)
