@@ -145,7 +145,7 @@ def backup_readiness(conn, now, *, store, user_id: str | None = None) -> dict:
     verifier and a stored grant that passes the very checks offline login makes
     (sync.offline.usable_grant: clock not set back, this console enrolled here, the
     signature with the key pinned in ``store``'s trust anchors, user, expiry), and who is
-    not a viewer.  The password is not
+    neither a viewer nor locked out of offline login (localstore.credentials).  The password is not
     checked: only the person knows it.  Returns
     ``{"users": [{"user_id", "role", "grant_valid_until"}, ...]}`` for those who could
     act, and ``"problems"``: one sentence per user who could not (or why nobody is here)."""
@@ -159,8 +159,9 @@ def backup_readiness(conn, now, *, store, user_id: str | None = None) -> dict:
     from sync import offline  # the signature check (cryptography): only when there is a grant to check
 
     pinned = offline.trusted_grant_keys(store)  # the anchors (keyring): only when there is a grant to check
-    watermark = credentials.watermark(conn)
-    rolled_back = credentials.clock_rolled_back(conn, now)
+    anchors = offline.throttle_anchors(store)  # main's time at the last online login (clock), the lockout
+    watermark = credentials.watermark(conn, anchors)
+    rolled_back = credentials.clock_rolled_back(conn, now, anchors)
     users, problems = [], []
     for r in rows:
         if not r.verifier:
@@ -176,6 +177,11 @@ def backup_readiness(conn, now, *, store, user_id: str | None = None) -> dict:
             continue
         if grant.role.value == "viewer":
             problems.append(f"{r.user_id} is a viewer and cannot trade")
+            continue
+        attempts = credentials.attempts(anchors, r.user_id)
+        if attempts.locked:
+            problems.append(f"{r.user_id} is locked for offline login after {attempts.count} wrong passwords in a "
+                            f"row (a supervisor's `lifeboat user release {r.user_id}`, or an online login, lifts it)")
             continue
         users.append({"user_id": r.user_id, "role": grant.role.value,
                       "grant_valid_until": grant.valid_until.isoformat()})

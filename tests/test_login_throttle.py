@@ -120,6 +120,8 @@ def test_three_wrong_passwords_lock_the_user_until_released(desk):
     assert e4["reason"] == "locked"
     assert "lifeboat user release dealer1" in e4["message"] and "online login" in e4["message"], e4
     assert [p["failures"] for p in audit_rows(down, "user_locked")] == [3]
+    st = down("status", "--json")  # status does not promise a backup dealer1 cannot log in for
+    assert st.returncode == 5 and "dealer1 is locked for offline login" in st.stdout, (st.stdout, st.stderr)
     assert [p["reason"] for p in audit_rows(down, "login_failed")][-1] == "locked"
 
 
