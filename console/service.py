@@ -154,6 +154,14 @@ def translate(exc: BaseException) -> ServiceError:
     return ServiceError(f"{type(exc).__name__}: {exc}")
 
 
+def _fingerprints(keys: dict[str, str]) -> dict[str, str]:
+    """{key_id: the first 16 hex digits of SHA-256 of the raw public key}: grant keys as the audit names them."""
+    import base64
+    import hashlib
+
+    return {k: hashlib.sha256(base64.b64decode(v)).hexdigest()[:16] for k, v in sorted(keys.items())}
+
+
 @dataclass
 class ModeDecision:
     mode: str  # ONLINE, BACKUP, RECOVERING (SUSPECT only from a runtime)
@@ -692,6 +700,8 @@ class Service(TradingMixin):
                                           "was_locked": released.locked})
                 audit.append(s, user_id=user_id, mode="ONLINE", action="login",
                              payload={"how": "online", "role": session.user.role.value,
+                                      "console_id": store.console_id, "grant_keys": _fingerprints(
+                                          {k.key_id: k.public_key for k in keys.keys}),
                                       "clients": len(session.user.client_ids),
                                       "grant_valid_until": grant.claims.valid_until.isoformat()})
 
@@ -719,10 +729,11 @@ class Service(TradingMixin):
             before = anchors.grant_keys() if anchors is not None else {}
             if anchors is not None and before != published:
                 anchors.put(grant_keys=published)
-                with store.write_core() as conn:
-                    audit.append_core(conn, user_id=user_id, mode="ONLINE", action="grant_keys_pinned",
-                                      payload={"key_ids": sorted(published), "before": sorted(before),
-                                               "where": anchors.kind})
+                if before:  # a change (main's new keys, or pins put right): audited; the first pins are the login's
+                    with store.write_core() as conn:
+                        audit.append_core(conn, user_id=user_id, mode="ONLINE", action="grant_keys_pinned",
+                                          payload={"pinned": _fingerprints(published), "before": _fingerprints(before),
+                                                   "where": anchors.kind})
         except AnchorError as exc:  # trust cannot be kept here: no offline login would be possible
             raise Denied(f"cannot keep this console's trust anchors: {exc}") from exc
         if enrolment.previous is not None:

@@ -14,7 +14,8 @@ The policy, in one place:
   whose id is bound here stays as it is; any other store (copied here, its home's
   anchors lost, or never enrolled: a fresh store too) gets a NEW console id, and this
   home's anchors are bound to it with a new console signing key.  Audited
-  (``console_enrolled``).  The two copies then never share an id again.
+  (``console_enrolled``) for a store with a past; a new console's first id is named
+  by its login's audit row.  The two copies then never share an id again.
 * ``check_enrolled(store)`` before anything issues or sends an id: a journal write
   (sync.journal.write, allocate_ids) and a replay with entries to send
   (sync.replay).  A store that is not this console's raises ``NotEnrolled`` (exit 3,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from localstore.db import Store
 
 _READ_ID = text("SELECT console_id FROM console_identity WHERE id = 1")
+_USED = text("SELECT EXISTS (SELECT 1 FROM offline_credentials)")
 
 
 class NotEnrolled(Exception):
@@ -91,9 +93,12 @@ def ensure_enrolled(store: Store, anchors: Anchors | None = None, *, user_id: st
         new = new_console_id()
         with store.write_core() as conn:
             rebind_console_id(conn, new)
-            audit.append_core(conn, user_id=user_id, mode="ONLINE", action="console_enrolled",
-                              payload={"console_id": new, "previous": current, "bound_here": bound,
-                                       "why": "the store's console id was not bound to this home"})
+            # a store with a past (someone logged in online with it, or this home was bound to
+            # another id) is audited; a new console's first id is named by its login row
+            if bound is not None or conn.execute(_USED).scalar():
+                audit.append_core(conn, user_id=user_id, mode="ONLINE", action="console_enrolled",
+                                  payload={"console_id": new, "previous": current, "bound_here": bound,
+                                           "why": "the store's console id was not bound to this home"})
         store.console_id = new
         anchors.enrol(new)
         _cache(store, new)

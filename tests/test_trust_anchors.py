@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -88,23 +89,26 @@ def test_a_forged_grant_signed_by_a_key_written_into_the_store_is_refused_exit_3
 
 
 def test_grant_keys_are_pinned_from_main_at_online_login_and_replaced_only_online(sim, cli_factory):
-    """The pins are main's /keys at the last online login; a pin that does not match the store's
-    key, or no pin for the grant's key id, refuses offline login (exit 3); an online login puts
-    main's keys back (audited), and the genuine grant works offline again."""
+    """The pins are main's /keys at the last online login (named in its audit row); a pin that
+    does not match the store's key, or no pin for the grant's key id, refuses offline login
+    (exit 3); an online login puts main's keys back (a change: audited), and the genuine grant
+    works offline again."""
     cli = cli_factory(sim.url, user="super1")
     cli.login().ok()
     token = raw_session(sim.url, "super1")["access_token"]
     published = {k["key_id"]: k["public_key"] for k in raw_get(sim.url, token, "/keys")["keys"]}
     anchors = anchors_of(cli)
     assert anchors.grant_keys() == published and anchors.kind == "keyring"
-    [pinned] = audit_rows(cli, "grant_keys_pinned")
-    assert pinned["key_ids"] == sorted(published) and pinned["before"] == []
+    fingerprints = {k: hashlib.sha256(base64.b64decode(v)).hexdigest()[:16] for k, v in published.items()}
+    login = audit_rows(cli, "login")[-1]
+    assert login["grant_keys"] == fingerprints and login["console_id"] == anchors.console_id()
     down = dataclasses.replace(cli, backend_url=DEAD_URL)
     policy = ("--password-stdin", "policy", "set", "--reduce-only", "--json")
     down(*policy, stdin=PASSWORD + "\n").ok()  # the genuine grant, verified with the pin
 
-    [(key_id, key)] = published.items()
-    anchors.put(grant_keys={key_id: base64.b64encode(bytes(32)).decode()})  # a pin the store's key does not match
+    [key_id] = published
+    zeros = {key_id: base64.b64encode(bytes(32)).decode()}
+    anchors.put(grant_keys=zeros)  # a pin the store's key does not match
     r = down(*policy, stdin=PASSWORD + "\n")
     assert r.returncode == 3 and "another public key" in r.json()["error"]["message"], r.stdout
     anchors.put(grant_keys={})  # nothing pinned for the grant's key id
@@ -112,9 +116,11 @@ def test_grant_keys_are_pinned_from_main_at_online_login_and_replaced_only_onlin
     assert r.returncode == 3 and "did not pin" in r.json()["error"]["message"], r.stdout
     assert [a["reason"] for a in audit_rows(cli, "login_failed")] == ["grant_key_mismatch", "grant_key_not_pinned"]
 
-    cli.login().ok()  # online: main's keys replace the pins
+    anchors.put(grant_keys=zeros)
+    cli.login().ok()  # online: main's keys replace the pins, and the change is audited
     assert anchors_of(cli).grant_keys() == published
-    assert audit_rows(cli, "grant_keys_pinned")[-1]["before"] == []
+    [changed] = audit_rows(cli, "grant_keys_pinned")
+    assert changed["pinned"] == fingerprints and changed["before"] != fingerprints and changed["where"] == "keyring"
     down(*policy, stdin=PASSWORD + "\n").ok()
 
 
