@@ -8,9 +8,9 @@ BOD, the mirror) plus the monotonic time since the online login on this boot
 (localstore.credentials).  The clock is moved per process with LIFEBOAT_CLOCK_OFFSET_S,
 the one clock every part reads (localstore/clock.py).
 
-Real parts: mainsim on loopback for the online logins and the BOD, then the console
-pointed at a dead port; the CLI as subprocesses; a real SQLite store.  Only the keyring
-is the tests' file-backed one.
+Real parts: mainsim on loopback for the online logins and the BOD (once per module,
+tests/backup_desk.py), then a copy of that console pointed at a dead port; the CLI as
+subprocesses; a real SQLite store.  Only the keyring is the tests' file-backed one.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from datetime import datetime, timedelta, timezone
 
 from localstore import clock
 from localstore.clock import OFFSET_ENV
-from tests.cli_env import PASSWORD, cli_factory  # noqa: F401 - fixture
-from tests.test_login_throttle import a_client, desk  # noqa: F401 - fixture
+from tests.cli_env import PASSWORD
+from tests.test_login_throttle import a_client, desk, template  # noqa: F401 - fixtures
 
 
 def offline_login(down, shift: timedelta):
@@ -39,7 +39,7 @@ def grant_valid_until(down) -> datetime:
 
 
 def test_a_clock_set_forward_does_not_lock_out_offline_login_later(desk):
-    _, down = desk
+    down = desk
     # 10 h ahead, or as far as the grant stays valid (LIFEBOAT_TEST_NOW may put the suite late in the day)
     ahead = min(timedelta(hours=10), grant_valid_until(down) - clock.utcnow() - timedelta(minutes=5))
     assert ahead > timedelta(hours=1)
@@ -51,7 +51,7 @@ def test_a_clock_set_forward_does_not_lock_out_offline_login_later(desk):
 
 
 def test_a_clock_set_back_is_still_refused(desk):
-    _, down = desk
+    down = desk
     r = offline_login(down, -timedelta(hours=1))
     assert r.returncode == 5 and "clock" in r.json()["error"]["message"], (r.stdout, r.stderr)
     offline_login(down, timedelta(0)).ok()
