@@ -367,9 +367,9 @@ class DiskReport:
             fix = "free space on that disk, then try again"
             state = "The store is not damaged: SQLite refuses a write it has no room for, it does not half-write it"
         else:
-            head = f"{where} reported an I/O error with {free} free there: the disk or its device is failing"
+            head = f"{where} reported an I/O error with {free} free there"
             fix = "check the disk (the system log names the device) and call support with the error id"
-            state = "This is the disk failing, not a sign that the store's content is wrong"
+            state = "That is the disk or its device failing, not a sign that the store's content is wrong"
         if self.unsent is None:
             held = ("its journal cannot be read now, and it may hold entries not yet replayed to main: "
                     "do not move or delete it")

@@ -17,7 +17,10 @@ an outage orphans the journal.  Here a console journals a square-off in backup m
   unchanged;
 * without root, the same full disk injected by an LD_PRELOAD shim
   (tests/faultshim/diskfull.c: writes under the home fail with ENOSPC) -- a fake
-  because a filesystem cannot be filled without root here.
+  because a filesystem cannot be filled without root here;
+* an I/O error (every fsync fails with EIO, tests/faultshim/syncfail.c) with the
+  disk far from full is told apart from both: "reported an I/O error", not full,
+  not corrupt, the journal counted and kept.
 """
 
 from __future__ import annotations
@@ -224,3 +227,28 @@ def test_injected_enospc_is_disk_full_not_corrupt(sim, cli_factory, diskfull_shi
     assert_disk_full(down("audit", "verify", **full), len(journal))
     assert sha256(down.store_file) == before
     replay_and_check(down, sim.url, journal)
+
+
+@pytest.fixture(scope="module")
+def fsync_shim(tmp_path_factory) -> str:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed to build the fault shim")
+    so = tmp_path_factory.mktemp("shim") / "syncfail.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-o", str(so), str(HERE / "faultshim" / "syncfail.c"), "-ldl"],
+                   check=True, capture_output=True)
+    return str(so)
+
+
+def test_injected_eio_is_an_io_error_not_corrupt(sim, cli_factory, fsync_shim):
+    """Every fsync fails with EIO (tests/faultshim/syncfail.c) with the disk far from full:
+    the square-off is NOT accepted, the message says the disk reported an I/O error (not
+    full, not corrupt), counts the journal, and the journal is as it was."""
+    down, journal = backup_console(cli_factory(sim.url))
+    r = down("--password-stdin", "squareoff", "--all", "--yes", stdin=PASSWORD + "\n",
+             LD_PRELOAD=fsync_shim, FAULTSHIM_SKIP="0")
+    assert r.returncode == 1 and "NOT accepted, nothing was" in r.stderr, r.stderr
+    for word in ("reported an I/O error", "free there", f"{len(journal)} journal entries", "do not move or delete it"):
+        assert word in r.stderr, (word, r.stderr)
+    for word in (*BAD_ADVICE, "is full"):
+        assert word not in r.stderr, (word, r.stderr)
+    assert journal_states(down.store_file) == journal
