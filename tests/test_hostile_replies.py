@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import re
 import shutil
 import sqlite3
 import time
@@ -269,9 +271,6 @@ def test_backup_squareoff_of_a_huge_local_position_is_refused_before_journaling(
 # --------------------------------------------------------------------------- the safe text type
 
 
-_SYMBOL = TypeAdapter(wire.Symbol)
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=60))
 def test_safe_text_accepts_exactly_short_printable_text(text):
@@ -281,8 +280,24 @@ def test_safe_text_accepts_exactly_short_printable_text(text):
 
     bad = [c for c in text if c != " " and unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs")]
     try:
-        assert _SYMBOL.validate_python(text) == text
+        assert TypeAdapter(wire.Symbol).validate_python(text) == text
         accepted = True
     except ValidationError:
         accepted = False
     assert accepted == (1 <= len(text) <= 40 and not bad)
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("net_quantity", 10**30, "less than or equal to 1000000000"),
+    ("symbol", "INFY\x1b[2J", "U+001B"),
+    ("client_id", "C" * 33, "at most 32"),
+])
+def test_a_stream_event_with_bad_content_is_refused_before_the_mirror(desk, field, value, words):
+    """The live stream reads each message with this adapter (backend_client.stream) and
+    drops the connection on a refusal, so the event never reaches the mirror."""
+    from backend_client.stream import _MESSAGE
+
+    data = dict(desk.bod["positions"][0], **{field: value})
+    raw = json.dumps({"type": "position", "seq": desk.bod["seq"] + 1, "data": data})
+    with pytest.raises(ValidationError, match=re.escape(words)):
+        _MESSAGE.validate_json(raw)
