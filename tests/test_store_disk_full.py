@@ -20,7 +20,9 @@ an outage orphans the journal.  Here a console journals a square-off in backup m
   because a filesystem cannot be filled without root here;
 * an I/O error (every fsync fails with EIO, tests/faultshim/syncfail.c) with the
   disk far from full is told apart from both: "reported an I/O error", not full,
-  not corrupt, the journal counted and kept.
+  not corrupt, the journal counted and kept;
+* a store that really is corrupt but whose journal still reads exits 8 and is not
+  advised to be moved aside while it holds entries main has not seen.
 """
 
 from __future__ import annotations
@@ -252,3 +254,29 @@ def test_injected_eio_is_an_io_error_not_corrupt(sim, cli_factory, fsync_shim):
     for word in (*BAD_ADVICE, "is full"):
         assert word not in r.stderr, (word, r.stderr)
     assert journal_states(down.store_file) == journal
+
+
+# --------------------------------------------------------------------------- a corrupt store that holds a journal
+
+
+def test_corrupt_store_with_unsent_entries_is_not_advised_to_be_moved_aside(sim, cli_factory):
+    """The rule holds for real corruption too: a store that fails its check but whose
+    journal still reads is exit 8 (integrity), and the advice is to keep it for the
+    entries' recovery, not to move it aside and build a fresh one."""
+    down, journal = backup_console(cli_factory(sim.url))
+    con = sqlite3.connect(down.store_file)
+    try:  # damage an index of another table: the check fails, the journal's own pages stay readable
+        root = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'ix_trades_client_id'").fetchone()[0]
+        page = con.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        con.close()
+    with open(down.store_file, "r+b") as fh:
+        fh.seek((root - 1) * page)
+        fh.write(bytes((i * 7 + 13) % 251 for i in range(page)))
+
+    r = down("status", "--json")
+    err = r.json()["error"]
+    assert r.returncode == 8 and err["code"] == "integrity" and err["reason"] == "corrupt", r.stdout
+    for word in ("is corrupt", f"{len(journal)} journal entries not yet replayed to main", "do not move it aside"):
+        assert word in err["message"], (word, err["message"])
+    assert "sync bod" not in err["message"], err["message"]
