@@ -36,12 +36,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sqlalchemy import insert  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
 from backend_client import wire  # noqa: E402
 from backend_client.client import BackendClient  # noqa: E402
 from backend_client.stream import stream_url  # noqa: E402
 from localstore.db import open_store  # noqa: E402
+from localstore.models import ClientRow  # noqa: E402
 from sync.mirror import Mirror  # noqa: E402
 from sync.runtime import Runtime  # noqa: E402
 from tests.simproc import SimProcess  # noqa: E402
@@ -193,6 +195,8 @@ def bench_raw(path: Path, events: list) -> float:
 
 def bench_mirror(path: Path, events: list) -> tuple[float, list[int]]:
     store = open_store(path)
+    with store.write() as s:  # the snapshot's clients: the mirror refuses events of any other
+        s.execute(insert(ClientRow.__table__), [{"client_id": c, "name": c, "dealer_id": "dealer1"} for c in CLIENTS])
     mirror = Mirror(store)
     t0 = time.perf_counter()
     for i in range(0, len(events), BATCH):
