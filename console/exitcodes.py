@@ -5,7 +5,9 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0  # done, or durably journaled
-    UNEXPECTED = 1  # a bug or an unforeseen failure (see the log by its error id), or a full or failing disk under the store (reason disk_full / io_error)
+    # a bug or an unforeseen failure (see the log by its error id), or a full or failing
+    # disk under the store (--json reason disk_full / io_error: keep the store, free space)
+    UNEXPECTED = 1
     USAGE = 2  # bad flags or arguments
     DENIED = 3  # authentication or permission denied
     REJECTED = 4  # rejected by policy, risk check or the main system (partly, for multi-leg)

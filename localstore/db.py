@@ -376,7 +376,8 @@ class DiskReport:
         elif self.unsent == 0 and self.unsent_exact:
             held = "it holds no journal entries waiting for main: do not move or delete it all the same"
         else:
-            held = f"it holds {_entries(self.unsent, self.unsent_exact)} not yet replayed to main: do not move or delete it"
+            held = (f"it holds {_entries(self.unsent, self.unsent_exact)} not yet replayed to main: "
+                    f"do not move or delete it")
         return f"{head}. {state}; {held}. To go on, {fix}"
 
 
@@ -444,7 +445,9 @@ def count_unsent(path: Path) -> tuple[int | None, bool]:
 
 def _entries(count: int, exact: bool) -> str:
     noun = "journal entry" if count == 1 else "journal entries"
-    return f"{count} {noun}" if exact else f"{count} {noun} as of its last checkpoint (its write-ahead log holds newer changes)"
+    if exact:
+        return f"{count} {noun}"
+    return f"{count} {noun} as of its last checkpoint (its write-ahead log holds newer changes)"
 
 
 def _human(size: int) -> str:
