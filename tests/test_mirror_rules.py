@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from backend_client import wire
 from localstore.db import open_store
-from localstore.models import OrderRow, PositionRow, SyncState, TradeRow
+from localstore.models import ClientRow, OrderRow, PositionRow, SyncState, TradeRow
 from sync.mirror import Mirror
 
 T0 = datetime(2026, 11, 30, 4, 0, tzinfo=timezone.utc)
@@ -39,6 +39,14 @@ def trade_ev(seq, trade_id="T1"):
         side="BUY", product="MIS", quantity=10, price=Decimal("1500.5"), traded_at=T0 + timedelta(seconds=seq)))
 
 
+def scoped_store(path):
+    """A store whose snapshot holds client C001 (the mirror refuses events of other clients)."""
+    store = open_store(path)
+    with store.write() as s:
+        s.add(ClientRow(client_id="C001", name="Client 1", dealer_id="dealer1"))
+    return store
+
+
 def book(store):
     with store.read() as s:
         orders = {r.order_id: (r.status.value, r.filled_quantity, r.updated_seq) for r in s.scalars(select(OrderRow))}
@@ -49,7 +57,7 @@ def book(store):
 
 
 def test_newer_events_win_and_older_ones_never_roll_a_row_back(tmp_path):
-    store = open_store(tmp_path / "store.db")
+    store = scoped_store(tmp_path / "store.db")
     mirror = Mirror(store)
     assert mirror.apply([order_ev(5), position_ev(6, 10), trade_ev(7)]) == 3
     assert book(store) == ({"O1": ("OPEN", 0, 5)}, {"INFY": (10, 6)}, 1, 7)
@@ -66,7 +74,7 @@ def test_newer_events_win_and_older_ones_never_roll_a_row_back(tmp_path):
 
 
 def test_events_inside_the_snapshot_are_ignored(tmp_path):
-    store = open_store(tmp_path / "store.db")
+    store = scoped_store(tmp_path / "store.db")
     mirror = Mirror(store)
     mirror.snapshot_taken(20)
     assert mirror.apply([order_ev(15), trade_ev(20), order_ev(21, order_id="O2")]) == 1
