@@ -484,10 +484,15 @@ def _check_server_revision(engine: Engine, url: URL) -> str | None:
 def _check_known_revisions(revisions: list[str], where: str, path: Path | None) -> str | None:
     unknown = [r for r in revisions if r not in KNOWN_REVISIONS]
     if unknown:
+        advice = "upgrade lifeboat, or move the file aside and run `lifeboat sync bod`"
+        unsent, exact = count_unsent(path) if path is not None else (0, True)
+        if unsent or not exact:  # a fresh store would orphan what main has not seen
+            held = (f"it holds {_entries(unsent, exact)} not yet replayed to main" if unsent
+                    else "it may hold journal entries not yet replayed to main")
+            advice = f"upgrade lifeboat ({held}, so do not move it aside)"
         raise StoreError(
             f"the local store {where} has schema revision {', '.join(unknown)}, newer than this Lifeboat "
-            f"knows (up to {HEAD_REVISION}); upgrade lifeboat, "
-            f"or move the file aside and run `lifeboat sync bod`. Nothing was changed",
+            f"knows (up to {HEAD_REVISION}); {advice}. Nothing was changed",
             path=path,
         )
     return revisions[0] if len(revisions) == 1 else None

@@ -21,8 +21,9 @@ an outage orphans the journal.  Here a console journals a square-off in backup m
 * an I/O error (every fsync fails with EIO, tests/faultshim/syncfail.c) with the
   disk far from full is told apart from both: "reported an I/O error", not full,
   not corrupt, the journal counted and kept;
-* a store that really is corrupt but whose journal still reads exits 8 and is not
-  advised to be moved aside while it holds entries main has not seen.
+* a store that really is corrupt but whose journal still reads exits 8, and one
+  written by a newer Lifeboat is refused: neither is advised to be moved aside while
+  it holds entries main has not seen.
 """
 
 from __future__ import annotations
@@ -280,3 +281,33 @@ def test_corrupt_store_with_unsent_entries_is_not_advised_to_be_moved_aside(sim,
     for word in ("is corrupt", f"{len(journal)} journal entries not yet replayed to main", "do not move it aside"):
         assert word in err["message"], (word, err["message"])
     assert "sync bod" not in err["message"], err["message"]
+
+
+def test_newer_schema_with_unsent_entries_is_not_advised_to_be_moved_aside(tmp_path):
+    """A store written by a newer Lifeboat is refused untouched; while it holds journal
+    entries main has not seen, the advice is to upgrade, not to move it aside.  (The rows
+    are written with plain SQL: journaling through the product needs an enrolled console,
+    which is not what this is about.)"""
+    from localstore.db import open_store
+    from localstore.errors import StoreError
+
+    path = tmp_path / "lifeboat.db"
+    open_store(path).close()
+    con = sqlite3.connect(path)
+    try:
+        for n in (1, 2):
+            con.execute("INSERT INTO journal (created_at, trading_date, console_id, user_id, mode, kind, "
+                        "client_order_id, client_id, payload, state, attempts, updated_at) VALUES ('2026-01-05', "
+                        "'2026-01-05', 'C7K2QX', 'dealer1', 'BACKUP', 'PLACE', ?, 'C1001', '{}', 'pending', 0, "
+                        "'2026-01-05')", (f"C7K2QX-260105-00000{n}",))
+        con.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+        con.commit()
+    finally:
+        con.close()
+    before = sha256(path)
+    with pytest.raises(StoreError) as info:
+        open_store(path)
+    message = str(info.value)
+    assert "upgrade lifeboat" in message and "2 journal entries not yet replayed to main" in message, message
+    assert "do not move it aside" in message and "sync bod" not in message, message
+    assert sha256(path) == before
