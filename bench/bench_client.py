@@ -14,6 +14,10 @@ same mainsim stream (busy: --activity 200 orders/s, --tick-ms 5) over the same w
 per-message decode cost (pydantic validation vs json.loads) on the frames received.
 Detection: how long the stream client takes to report a SIGSTOPped (hung) and a
 kill -9ed mainsim, against its silence_timeout.
+Bounds: what the total deadline and the streamed size cap cost per request: GET
+/positions (~20 KB) through BackendClient.request vs the same client's buffered
+httpx request with the same status check and validation (the path before the
+bounds), in alternating blocks.
 """
 
 from __future__ import annotations
@@ -169,6 +173,38 @@ async def bench_stream(sim: SimProcess, seconds: float, activity: float, tick_ms
         print(f"    wire.StreamMessage        {valid_rate:8.0f} msg/s   ratio {valid_rate / loads_rate:.2f}")
 
 
+async def bench_bounds(sim: SimProcess, n: int, block: int = 50) -> None:
+    from backend_client.replies import check_status, decode_body
+
+    adapter = TypeAdapter(list[wire.Position])
+    async with BackendClient(sim.url) as client:
+        await client.login("dealer1", "demo")
+        headers = {"Authorization": f"Bearer {client.token}"}
+
+        async def bounded():
+            await client.request("GET", "/positions", adapter, safe=True)
+
+        async def buffered():  # no deadline, no cap: the whole reply buffered by httpx, then checked
+            response = await client._http.request("GET", "/positions", headers=headers)
+            check_status(response, "GET", "/positions", (200,))
+            decode_body(response, adapter, "GET", "/positions")
+
+        spent = {"bounded": 0.0, "buffered": 0.0}
+        for _ in range(5):  # warm both paths
+            await bounded()
+            await buffered()
+        for start in range(0, n, block):
+            for name, call in (("bounded", bounded), ("buffered", buffered)):
+                t0 = time.perf_counter()
+                for _ in range(min(block, n - start)):
+                    await call()
+                spent[name] += time.perf_counter() - t0
+    print(f"bounds: N={n} sequential GET /positions, alternating blocks of {block}")
+    print(f"  buffered (no deadline, no cap) {spent['buffered'] / n * 1e3:8.3f} ms/request")
+    print(f"  request() (deadline + cap)     {spent['bounded'] / n * 1e3:8.3f} ms/request")
+    print(f"  ratio bounded/buffered         {spent['bounded'] / spent['buffered']:8.2f}")
+
+
 async def bench_detection(sim: SimProcess, silence_timeout: float = 0.3, rounds: int = 3) -> None:
     """How fast the stream client reports a hung (SIGSTOP) and a killed (kill -9) server."""
     import os
@@ -231,6 +267,7 @@ def main() -> None:
         sim = SimProcess(db=work / "a" / "mainsim.db", workdir=work / "a").start()
         try:
             asyncio.run(bench_orders(sim, n))
+            asyncio.run(bench_bounds(sim, n))
             asyncio.run(bench_detection(sim))
         finally:
             sim.kill()
