@@ -47,6 +47,9 @@ def setup(root: Path) -> Path:
     from tests.simproc import SimProcess
 
     os.environ["LIFEBOAT_TEST_KEYRING_FILE"] = str(root / "keyring.json")
+    # the login enrols this home (trust anchors: keyring entry, lock file): in the bench's own dir,
+    # never the user's real config dir
+    os.environ["LIFEBOAT_CONFIG_DIR"] = str(root / "config")
     sim = SimProcess(db=root / "mainsim.db", workdir=root).start()
     home = root / "home"
     try:
@@ -91,7 +94,8 @@ def reset_journal(store_file: Path) -> None:
 def cli_env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_")}
     env.update(LIFEBOAT_HOME=str(home), LIFEBOAT_BACKEND_URL=DEAD_URL, LIFEBOAT_USER="super1",
-               PYTHONPATH=str(ROOT), LIFEBOAT_TEST_KEYRING_FILE=os.environ["LIFEBOAT_TEST_KEYRING_FILE"])
+               PYTHONPATH=str(ROOT), LIFEBOAT_TEST_KEYRING_FILE=os.environ["LIFEBOAT_TEST_KEYRING_FILE"],
+               LIFEBOAT_CONFIG_DIR=os.environ["LIFEBOAT_CONFIG_DIR"])
     return env
 
 

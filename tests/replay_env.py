@@ -129,6 +129,9 @@ def make_console(url: str, tmp: Path, name: str = "console") -> Console:
     """super1 logs in online and takes the BOD of the whole book (in this process)."""
     env = test_env(tmp)
     os.environ.update(env)
+    # the login enrols this home (trust anchors, localstore.anchors): a test has its own config dir
+    # (conftest); a benchmark using this gets one in its tmp dir, never the user's real one
+    os.environ.setdefault("LIFEBOAT_CONFIG_DIR", str(tmp / "config"))
     from console.service import Service
 
     home = tmp / name
