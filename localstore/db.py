@@ -323,8 +323,9 @@ def _corrupt_store(path: Path, detail: str) -> StoreError:
         advice = (f"it still holds {_entries(unsent, exact)} not yet replayed to main, so do not move it aside or "
                   f"build a fresh store: keep it as it is and call support to recover them first")
     else:
-        advice = ("its journal cannot be read, and it may hold entries not yet replayed to main: copy it (with any "
-                  "-wal file beside it) somewhere safe for support first, then " + _FIX_CORRUPT)
+        why = "its journal cannot be read" if unsent is None else "its write-ahead log could not be read with it"
+        advice = (f"{why}, and it may hold entries not yet replayed to main: copy it (with any -wal file beside "
+                  f"it) somewhere safe for support first, then {_FIX_CORRUPT}")
     return StoreError(f"the local store {path} is corrupt ({detail}); {advice}", path=path, kind=errors.CORRUPT)
 
 
@@ -360,8 +361,8 @@ class DiskReport:
             if self.no_inodes:
                 head = f"{where} has no free inodes left ({free} free there; {need})"
             elif self.free is not None and self.free >= self.need:
-                head = (f"{where} refused to let the store grow although {free} is free there (a disk quota? "
-                        f"{need})")
+                head = (f"{where} refused to let the store grow although {free} is free there (a disk quota, "
+                        f"perhaps; {need})")
             else:
                 head = f"{where} is full: {free} free there, {need}"
             fix = "free space on that disk, then try again"
@@ -454,7 +455,7 @@ def _human(size: int) -> str:
     """Bytes as df -h shows them (powers of 1024), with the unit spelt out."""
     if size < 1024:
         return f"{size} bytes"
-    value, unit = float(size), "bytes"
+    value = float(size)
     for unit in ("KiB", "MiB", "GiB", "TiB"):
         value /= 1024
         if value < 1024:
