@@ -358,3 +358,39 @@ def test_replay_after_a_rewrite_is_refused_with_409_and_the_journal_is_kept(sim,
     finally:
         main.close()
     con.close()
+
+
+def test_each_mode_change_of_the_runtime_makes_a_checkpoint_sent_once_main_is_online(sim, tmp_path, test_keyring):
+    """The runtime (agent or screen) checkpoints the head at each mode change it records;
+    in BACKUP it stays queued, back ONLINE the queue goes to main."""
+    import asyncio
+
+    from backend_client.client import BackendClient
+    from backend_client.detector import Mode
+    from sync.runtime import Runtime
+    from tests.replay_env import make_console
+
+    con = make_console(sim.url, tmp_path)
+    store = con.store
+    before = checkpoints.newest(store)["number"]
+
+    async def go():
+        async with BackendClient(sim.url) as c:
+            await c.login("super1", "demo")
+            rt = Runtime(store, c, mode="ONLINE", user_id="super1")
+            recorder = asyncio.create_task(rt._record_modes())
+            rt.detector.force(Mode.BACKUP, "super1", rt.clock())  # a supervisor's override: BACKUP
+            while checkpoints.newest(store)["number"] == before:
+                await asyncio.sleep(0.02)
+            in_backup = checkpoints.newest(store)
+            rt.detector.force(Mode.ONLINE, "super1", rt.clock())
+            rt._mode_queue.put_nowait(None)
+            await recorder
+            return in_backup, checkpoints.newest(store)
+
+    in_backup, back_online = asyncio.run(asyncio.wait_for(go(), 30))
+    assert (in_backup["reason"], in_backup["mode"], in_backup["witnessed_at"]) == ("mode_change", "BACKUP", None)
+    assert back_online["number"] == in_backup["number"] + 1 and back_online["mode"] == "ONLINE"
+    assert back_online["witnessed_at"] is not None
+    assert _main_latest(sim.url, store.console_id)["number"] == back_online["number"]
+    con.close()
