@@ -90,20 +90,29 @@ def _signer(home: Path) -> tuple[Any, str] | None:
         return _signers[where]
     from localstore.anchors import AnchorError, Anchors, public_key_b64
 
-    anchors = Anchors(home)
-    try:
-        key = anchors.console_key()
+    try:  # only reads: this may run inside a store transaction, even inside an enrolment holding the anchors' lock
+        key = Anchors(home).console_key()
         if key is None:
             return None
         public = public_key_b64(key)
-        known = anchors.get(PUBLIC_KEYS_ANCHOR) or []
-        if public not in known:  # so `audit verify` still trusts this key's checkpoints after a re-enrolment
-            anchors.put(**{PUBLIC_KEYS_ANCHOR: [*known, public]})
     except AnchorError as exc:
         log.warning("no checkpoint signing key", extra={"event": "checkpoint_key_unreadable", "reason": str(exc)})
         return None
     _signers[where] = (key, public)
     return _signers[where]
+
+
+def _remember_key(home: Path, public: str) -> None:
+    """Add ``public`` to the keys this home's checkpoints were signed with (in the anchors),
+    so `audit verify` still trusts them after a re-enrolment makes a new key.  Called at
+    online login, right after the enrolment that makes any new key."""
+    from localstore.anchors import Anchors
+
+    anchors = Anchors(home)
+    with anchors.locked():
+        known = anchors.get(PUBLIC_KEYS_ANCHOR) or []
+        if public not in known:
+            anchors.put(**{PUBLIC_KEYS_ANCHOR: [*known, public]})
 
 
 def forget_keys() -> None:
@@ -261,10 +270,13 @@ async def flush(store: Store, client: BackendClient, *, purpose: str = "checkpoi
             pending = [last]
     if not pending:
         return result
-    try:
-        main = await wire_cp.latest(client, store.console_id)
-        after = main.seq if main is not None else 0
+    witnessed_to: dict[str, int] = {}  # console id -> the row main witnessed up to (checkpoints made before
+    try:                                 # a re-enrolment carry the console's earlier id)
         for i, cp in enumerate(pending):
+            if cp["console_id"] not in witnessed_to:
+                main = await wire_cp.latest(client, cp["console_id"])
+                witnessed_to[cp["console_id"]] = main.seq if main is not None else 0
+            after = witnessed_to[cp["console_id"]]
             start = after if cp["seq"] > after else cp["seq"]  # an identical resend carries no rows
             rows = await db(_rows, store, start, cp["seq"])
             sub = _submission(cp, rows, purpose if i == len(pending) - 1 else "checkpoint")
@@ -278,7 +290,7 @@ async def flush(store: Store, client: BackendClient, *, purpose: str = "checkpoi
                 raise ChainRefused(cp["number"], cp["seq"], exc.message) from None
             await db(_mark, store, cp["number"], witnessed_at=witnessed.witnessed_at)
             result.sent.append(cp["number"])
-            after = max(after, cp["seq"])
+            witnessed_to[cp["console_id"]] = max(after, cp["seq"])
     except (be.Forbidden, be.Rejected, be.NotFound) as exc:  # no key registered (or another key), or a main without a witness
         result.stopped = f"main did not take the checkpoints ({exc.message}); an online login registers the key"
     except (be.Unavailable, be.ProtocolError) as exc:
@@ -401,6 +413,7 @@ async def at_login(store: Store, client: BackendClient) -> FlushResult | None:
     if signer is None:
         return None
     try:
+        await asyncio.to_thread(_remember_key, store.path.parent, signer[1])
         await wire_cp.register_key(client, store.console_id, signer[1])
         await asyncio.to_thread(make, store, mode="ONLINE", reason="login")
         result = await flush(store, client)
