@@ -738,8 +738,8 @@ class Service(TradingMixin):
             raise Denied(f"cannot keep this console's trust anchors: {exc}") from exc
         if enrolment.previous is not None:
             eventlog.set_context(console_id=enrolment.console_id)
-            log.warning("console_enrolled", extra={"event": "console_enrolled", "console_id": enrolment.console_id,
-                                                   "previous": enrolment.previous})
+            log.info("console_enrolled", extra={"event": "console_enrolled", "console_id": enrolment.console_id,
+                                                "previous": enrolment.previous})
         return enrolment
 
     def logout(self) -> tuple[str, str]:
