@@ -337,6 +337,11 @@ def test_replay_after_a_rewrite_is_refused_with_409_and_the_journal_is_kept(sim,
     conn.execute("DELETE FROM audit_checkpoints")  # and the local checkpoints gone
     conn.commit()
     conn.close()
+    assert verify_cli(con.home, backend="http://127.0.0.1:9", **con.env).returncode == 0  # nothing left locally
+    proc = verify_cli(con.home, "--json", backend=sim.url, **con.env)  # main still holds what it witnessed
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 8 and out["first_bad_row"] == 1, proc.stdout + proc.stderr
+    assert f"row {witnessed} does not match main's latest witnessed checkpoint" in out["error"]["message"]
     from tests import testclock
 
     env = testclock.keep({k: v for k, v in os.environ.items()
