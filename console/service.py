@@ -641,6 +641,9 @@ class Service(TradingMixin):
                     )
                 c.token = token
             yield c
+            from localstore import checkpoints  # main answered: send the audit checkpoints queued meanwhile
+
+            await checkpoints.send_queued(self.store, c)
 
     # ------------------------------------------------------------------ login / logout
 

@@ -427,3 +427,21 @@ async def at_login(store: Store, client: BackendClient) -> FlushResult | None:
     if result.stopped:
         log.warning("checkpoints still queued", extra={"event": "checkpoint_queued", "reason": result.stopped})
     return result
+
+
+async def send_queued(store: Store, client: BackendClient) -> None:
+    """After an online command that main answered: send what is queued (a local read when
+    nothing is).  Never fails the command; a refusal is marked and logged."""
+    from backend_client import errors as be
+
+    if store.path is None or not await asyncio.to_thread(_pending, store):
+        return
+    try:
+        result = await flush(store, client)
+    except ChainRefused as exc:
+        log.error("main refused an audit checkpoint", extra={"event": "checkpoint_refused", "reason": exc.message})
+        return
+    except be.BackendError as exc:
+        result = FlushResult(stopped=exc.message)
+    if result.stopped:
+        log.warning("checkpoints still queued", extra={"event": "checkpoint_queued", "reason": result.stopped})

@@ -237,15 +237,18 @@ def test_checkpoints_queued_while_main_is_down_are_witnessed_when_it_is_back(sim
 
     async def flush(url: str):
         async with BackendClient(url, retries=0) as c:
-            await c.login("super1", "demo")  if url == sim.url else None
+            if url == sim.url:
+                await c.login("super1", "demo")
             return await checkpoints.flush(store, c)
 
     down = asyncio.run(flush("http://127.0.0.1:9"))  # main down: nothing lost, nothing marked
     assert down.sent == [] and down.queued == 1 and down.stopped.startswith("main unavailable")
     assert checkpoints.newest(store)["witnessed_at"] is None
-    back = asyncio.run(flush(sim.url))
-    assert back.sent == [made["number"]] and back.queued == 0 and back.stopped is None
+    p = console_cli(con, "positions", "--json")  # the next online command sends the queue once main answered
+    assert p.returncode == 0, p.stderr
     assert _main_latest(sim.url, store.console_id)["seq"] == made["seq"]
+    assert checkpoints.newest(store)["witnessed_at"] is not None
+    assert asyncio.run(flush(sim.url)).sent == []  # nothing left queued
     con.close()
     proc = verify_cli(con.home, "--json", backend=sim.url, **con.env)
     out = json.loads(proc.stdout)
@@ -253,6 +256,18 @@ def test_checkpoints_queued_while_main_is_down_are_witnessed_when_it_is_back(sim
     assert out["checkpoints"]["witnessed"] == out["checkpoints"]["total"] and out["checkpoints"]["queued"] == 0
     assert out["main_latest"]["number"] == made["number"]
     assert "main's latest witnessed checkpoint" in out["covered_by"]
+
+
+def console_cli(con, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """The real CLI for ``con`` (tests/replay_env.Console): super1, its home, its main."""
+    from tests import testclock
+
+    env = testclock.keep({k: v for k, v in os.environ.items()
+                          if not k.startswith("LIFEBOAT_") or k == "LIFEBOAT_CONFIG_DIR"})
+    env.update(con.env, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "console.cli", "--home", str(con.home), "--backend", con.url,
+                           "--user", "super1", *args], input=stdin, capture_output=True, text=True, timeout=60,
+                          env=env, cwd=REPO)
 
 
 def _signed(key, claims: dict) -> dict:
@@ -342,14 +357,7 @@ def test_replay_after_a_rewrite_is_refused_with_409_and_the_journal_is_kept(sim,
     out = json.loads(proc.stdout)
     assert proc.returncode == 8 and out["first_bad_row"] == 1, proc.stdout + proc.stderr
     assert f"row {witnessed} does not match main's latest witnessed checkpoint" in out["error"]["message"]
-    from tests import testclock
-
-    env = testclock.keep({k: v for k, v in os.environ.items()
-                          if not k.startswith("LIFEBOAT_") or k == "LIFEBOAT_CONFIG_DIR"})
-    env.update(con.env, PYTHONPATH=str(REPO))
-    p = subprocess.run([sys.executable, "-m", "console.cli", "--home", str(con.home), "--backend", sim.url,
-                        "--user", "super1", "--password-stdin", "sync", "replay", "--json"], input="demo\n",
-                       capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
+    p = console_cli(con, "--password-stdin", "sync", "replay", "--json", stdin="demo\n")
     assert p.returncode == 8, p.stdout + p.stderr
     out = json.loads(p.stdout)
     assert out["ok"] is False and out["verdict"] == "refused"
