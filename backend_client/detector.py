@@ -15,6 +15,7 @@ the CLI's start-up path.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -31,6 +32,7 @@ HARD_KINDS = frozenset({"refused", "timeout", "reset"})
 # reply past the request's deadline is already "timeout" (backend_client.client).
 REQUEST_FAILURE_KINDS = HARD_KINDS | {"too_large"}
 _ACCEPT = {"Accept": "application/json"}
+_HEALTH_MAX_BYTES = 64 * 1024  # a health reply is ~100 bytes
 
 
 class Mode(str, Enum):
@@ -143,7 +145,8 @@ async def probe_once(base_url: str, *, timeout: float = 0.8, verify: bool | str 
             own = http = probe_http_client(verify=verify)
         started = time.perf_counter()
         async with asyncio.timeout(timeout):
-            response = await http.get(url, headers=_ACCEPT, timeout=timeout)
+            async with http.stream("GET", url, headers=_ACCEPT, timeout=timeout) as response:
+                content = await _capped(response)
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # noqa: BLE001 - the contract is "never raises"
@@ -159,14 +162,28 @@ async def probe_once(base_url: str, *, timeout: float = 0.8, verify: bool | str 
         return ProbeResult(False, "server_error", latency, f"HTTP {response.status_code} from health", None)
     if response.status_code != 200:
         return ProbeResult(False, "protocol", latency, f"HTTP {response.status_code} from health", None)
+    if content is None:
+        return ProbeResult(False, "protocol", latency, f"health reply over {_HEALTH_MAX_BYTES} bytes", None)
     try:
-        body = response.json()
+        body = json.loads(content)
         if not isinstance(body, dict) or body.get("status") != "ok":
             raise ValueError(f"status is {body.get('status')!r}" if isinstance(body, dict) else "not an object")
         trading_date = date.fromisoformat(body["trading_date"])
     except (ValueError, KeyError, TypeError) as exc:
         return ProbeResult(False, "protocol", latency, f"health reply not understood ({exc})", None)
     return ProbeResult(True, "ok", latency, "ok", trading_date)
+
+
+async def _capped(response) -> bytes | None:
+    """The body, or None once it passes _HEALTH_MAX_BYTES (an endless reply must not fill
+    memory within the probe's timeout)."""
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > _HEALTH_MAX_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def decide_one_shot(probe: ProbeResult, forced_mode: str | None) -> Mode:

@@ -397,3 +397,25 @@ def test_the_detector_counts_a_passed_deadline_and_an_oversized_reply():
         d = Detector()
         change = d.on_request_error(0.1, exc.kind, exc.message)
         assert change is not None and change.to_mode is Mode.SUSPECT and d.probe_wanted, exc.kind
+
+
+def test_an_endless_health_reply_is_a_failed_probe_not_a_full_memory(sim):
+    """The failure detector's probe reads /health outside BackendClient: capped at 64 KiB too."""
+    import tracemalloc
+
+    from backend_client.detector import probe_once
+    from tests.hostile_proxy import HostileProxy
+
+    async def scenario():
+        async with HostileProxy(sim.url) as proxy:
+            assert (await probe_once(proxy.url, timeout=2.0)).ok  # through the proxy, untouched
+            proxy.misbehave("/health", "endless")
+            tracemalloc.start()
+            result = await probe_once(proxy.url, timeout=2.0)
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            return result, peak
+
+    result, peak = run(scenario())
+    assert not result.ok and result.kind == "protocol" and "over 65536 bytes" in result.detail, result
+    assert peak < 4 * 2**20, peak
