@@ -38,6 +38,7 @@ such as the audit checkpoints use it).
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -100,7 +101,7 @@ def positive_setting(value: float | None, env: str, default: float, cast: type) 
             value = cast(raw)
         except ValueError:
             raise ValueError(f"bad {env}={raw!r}: expected a positive number") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise ValueError(f"bad {where} {value!r} for {env}: expected a positive number")
     return cast(value)
 
@@ -166,8 +167,8 @@ class BackendClient:
         self.deadline_s = positive_setting(deadline_s, DEADLINE_ENV, DEFAULT_DEADLINE_S, float)
         self.bod_deadline_s = positive_setting(bod_deadline_s, BOD_DEADLINE_ENV, DEFAULT_BOD_DEADLINE_S, float)
         self.max_reply_bytes = positive_setting(max_reply_bytes, MAX_REPLY_ENV, DEFAULT_MAX_REPLY_BYTES, int)
-        self.bod_max_reply_bytes = positive_setting(bod_max_reply_bytes, BOD_MAX_REPLY_ENV, DEFAULT_BOD_MAX_REPLY_BYTES,
-                                            int)
+        self.bod_max_reply_bytes = positive_setting(bod_max_reply_bytes, BOD_MAX_REPLY_ENV,
+                                                    DEFAULT_BOD_MAX_REPLY_BYTES, int)
         parts = urlsplit(base_url) if isinstance(base_url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"bad backend URL {base_url!r}: expected http(s)://host:port")

@@ -382,7 +382,7 @@ def test_the_bounds_come_from_the_environment_and_are_checked(monkeypatch):
     assert (c.deadline_s, c.max_reply_bytes) == (2.5, 4096)
     assert c.bod_deadline_s == client_module.DEFAULT_BOD_DEADLINE_S
     assert BackendClient("http://127.0.0.1:1", deadline_s=1).deadline_s == 1.0  # an argument wins
-    for bad in ("abc", "0", "-1", "nan"):
+    for bad in ("abc", "0", "-1", "nan", "inf"):
         monkeypatch.setenv(client_module.DEADLINE_ENV, bad)
         with pytest.raises(ValueError, match="LIFEBOAT_REQUEST_DEADLINE_S"):
             BackendClient("http://127.0.0.1:1")
