@@ -63,7 +63,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, insert, select, update
 
-from localstore import clock
 from localstore.anchors import Anchors
 from localstore.core_tables import sync_state as _SYNC
 from localstore.verifier import (  # noqa: F401 - the verifier's names, as callers know them
@@ -110,10 +109,11 @@ class Attempts:
     count: int
     last_at: datetime | None  # when the newest was reserved
     lock_after: int  # 0: no lockout
+    unreadable: bool = False  # the anchors' entry was not ours (edited): the worst case, locked
 
     @property
     def locked(self) -> bool:
-        return self.lock_after > 0 and self.count >= self.lock_after
+        return self.unreadable or (self.lock_after > 0 and self.count >= self.lock_after)
 
     def wait(self, now: datetime) -> float:
         """Seconds before the next attempt is allowed; never more than the delay imposed,
@@ -149,8 +149,8 @@ def _attempts(data: dict[str, Any], user_id: str) -> Attempts:
     except (TypeError, ValueError):
         last_at = None
     if isinstance(count, bool) or not isinstance(count, int) or count < 0 or (count and last_at is None):
-        # an unreadable entry is the worst case, not zero: locked, or (no lockout) the longest delay
-        count, last_at = max(_lock_after(data), 22), clock.utcnow()
+        # an unreadable entry is the worst case, not zero: locked (even with the lockout off)
+        return Attempts(user_id, 0, None, _lock_after(data), unreadable=True)
     return Attempts(user_id, count, last_at, _lock_after(data))
 
 

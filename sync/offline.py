@@ -195,9 +195,12 @@ def throttle_anchors(store: Store):
 
 
 def _locked(attempts: credentials.Attempts) -> str:
-    """Who can release a locked user, and how."""
-    return (f"{attempts.count} password attempts in a row without the right one lock offline login "
-            f"(after {attempts.lock_after}); a supervisor releases it on this console with "
+    """Why a user is locked, who can release it, and how."""
+    why = ("the count of its failed offline logins in this console's trust anchors is unreadable (edited?), "
+           "which counts as locked" if attempts.unreadable else
+           f"{attempts.count} password attempts in a row without the right one lock offline login "
+           f"(after {attempts.lock_after})")
+    return (f"{why}; a supervisor releases it on this console with "
             f"`lifeboat user release {attempts.user_id}` (works offline), or an online login of "
             f"{attempts.user_id} does once the main system is back")
 

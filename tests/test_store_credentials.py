@@ -105,8 +105,12 @@ def test_throttle_grows_caps_and_survives_reopen(tmp_path):
 def test_an_unreadable_count_is_the_worst_case(tmp_path):
     anchors = Anchors(tmp_path / "home", backend="file")
     anchors.put(attempts={"dealer1": {"count": "0"}, "dealer2": {"count": 1}})
+    set_lock_after(anchors, 0)  # even with the lockout off
     for user in ("dealer1", "dealer2"):
-        assert credentials.attempts(anchors, user).locked
+        st = credentials.attempts(anchors, user)
+        assert st.locked and st.unreadable
+        with pytest.raises(AttemptRefused):
+            reserve_attempt(anchors, user, T0)
 
 
 def test_clock_watermark_never_moves_back(tmp_path):
