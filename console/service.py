@@ -677,7 +677,7 @@ class Service(TradingMixin):
         # trust anchors (sync.identity, localstore.anchors): this store becomes the console
         # enrolled on this home (a copy gets a new console id) and main's grant keys are pinned
         # outside the store; offline login verifies grants with these pins only
-        enrolment = await asyncio.to_thread(self._enrol, keys, user_id)
+        enrolment = await asyncio.to_thread(self._enrol, keys, user_id, key.key_id)
 
         def persist() -> None:
             with store.write() as s:
@@ -716,17 +716,31 @@ class Service(TradingMixin):
         log.info("login", extra={"event": "login", "user_id": user_id, "keyring_kept": kept})
         return LoginResult(session.user, kept, grant.claims.valid_until, store.console_id)
 
-    def _enrol(self, keys, user_id: str):
+    def _enrol(self, keys, user_id: str, grant_key_id: str):
         """At an online login: bind this store to this home (sync.identity.ensure_enrolled) and
         pin the grant keys main publishes now (``keys``: its /keys), replacing the old pins:
-        only main, online, changes them.  A change of pins is audited."""
-        from localstore import audit
+        only main, online, changes them.  A change of pins is audited.  With a broker's trust
+        file (localstore.trustfile) only the keys it lists are pinned, and a grant signed by
+        a key it does not list refuses the login."""
+        from localstore import audit, trustfile
         from localstore.anchors import AnchorError
         from sync.identity import anchors_for, ensure_enrolled
 
         store = self.store
         anchors = anchors_for(store)
         published = {k.key_id: k.public_key for k in keys.keys}
+        try:
+            vetted = trustfile.untrusted(self.data_dir, published)
+        except trustfile.TrustFileError as exc:
+            raise Denied(f"{exc}; refusing the login (nothing pinned)") from exc
+        if vetted is not None:
+            path, unlisted = vetted
+            if grant_key_id in unlisted:
+                raise Denied(f"the main system signs offline grants with key {grant_key_id!r} (SHA-256 "
+                             f"{trustfile.fingerprint(published[grant_key_id])}), which the broker's trust file "
+                             f"{path} does not list: refusing the login (nothing pinned; a man in the middle, "
+                             f"or the main system's keys changed: ask the broker)")
+            published = {k: v for k, v in published.items() if k not in unlisted}
         try:
             enrolment = ensure_enrolled(store, anchors, user_id=user_id)
             before = anchors.grant_keys() if anchors is not None else {}

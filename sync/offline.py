@@ -226,7 +226,9 @@ class _Untrusted:
 
 def trusted_grant_keys(store: Store, anchors=None) -> dict[str, str] | _Untrusted:
     """The grant keys this console pinned ({key_id: base64}), read from this home's trust
-    anchors, if this store is the console enrolled here (sync.identity); else why not."""
+    anchors, if this store is the console enrolled here (sync.identity); else why not.
+    With a broker's trust file configured (localstore.trustfile), only pins it lists."""
+    from localstore import trustfile
     from localstore.anchors import AnchorError
 
     from sync.identity import NotEnrolled, anchors_for, check_enrolled
@@ -236,11 +238,15 @@ def trusted_grant_keys(store: Store, anchors=None) -> dict[str, str] | _Untruste
         return {}
     try:
         check_enrolled(store, anchors)
-        return anchors.grant_keys()
+        pinned = anchors.grant_keys()
+        vetted = trustfile.untrusted(anchors.home, pinned)
     except NotEnrolled as exc:
         return _Untrusted("console_not_enrolled", exc.why)
     except AnchorError as exc:
         return _Untrusted("anchors_unreadable", str(exc))
+    except trustfile.TrustFileError as exc:
+        return _Untrusted("trust_file_unreadable", str(exc))
+    return pinned if vetted is None else {k: v for k, v in pinned.items() if k not in vetted[1]}
 
 
 def usable_grant(user_id: str, grant_json: str, public_key: str, *, pinned: dict[str, str] | _Untrusted,

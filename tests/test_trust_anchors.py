@@ -228,3 +228,43 @@ def _trading_date(cli: Cli):
 
     with sqlite3.connect(cli.store_file) as db:
         return date.fromisoformat(db.execute("SELECT trading_date FROM sync_state WHERE id = 1").fetchone()[0])
+
+
+# --------------------------------------------------------------------------- the broker's trust file
+
+
+def test_a_broker_trust_file_decides_which_grant_keys_are_pinned_and_used(sim, cli_factory, tmp_path):
+    """The anchors live where the dealer's account can write; the broker's trust file (named in
+    config.toml, localstore.trustfile) need not.  A grant key it does not list refuses the online
+    login (exit 3, nothing pinned); with the right fingerprint the login pins it; and a forgery
+    the dealer wrote into BOTH the store and the anchors (its own key pinned) is still refused
+    offline, since the trust file does not list that key."""
+    from localstore.trustfile import fingerprint
+
+    cli = cli_factory(sim.url, user="super1")
+    trust = tmp_path / "broker" / "grant-keys"
+    trust.parent.mkdir()
+    cli.home.mkdir(parents=True)
+    (cli.home / "config.toml").write_text(f'[trust]\ngrant_keys_file = "{trust}"\n')
+    token = raw_session(sim.url, "super1")["access_token"]
+    [(key_id, key)] = [(k["key_id"], k["public_key"]) for k in raw_get(sim.url, token, "/keys")["keys"]]
+
+    trust.write_text(f"# broker's grant keys\n{key_id} {'0' * 64}\n")
+    r = cli.login()
+    assert r.returncode == 3 and "does not list" in r.stderr and str(trust) in r.stderr, r.stderr
+    assert anchors_of(cli).grant_keys() == {}
+
+    trust.write_text(f"{key_id} {fingerprint(key)}  # main's key\n")
+    cli.login().ok()
+    assert anchors_of(cli).grant_keys() == {key_id: key}
+    down = dataclasses.replace(cli, backend_url=DEAD_URL)
+    down("--password-stdin", "policy", "set", "--reduce-only", stdin=PASSWORD + "\n").ok()
+
+    forge_supervisor_grant(cli, user="super1", password="chosen", key_id="forged-1")
+    with sqlite3.connect(cli.store_file) as db:
+        (forged_key,) = db.execute("SELECT public_key FROM offline_credentials WHERE user_id = 'super1'").fetchone()
+    anchors_of(cli).put(grant_keys={key_id: key, "forged-1": forged_key})  # the dealer's account writes its keyring
+    r = down("--password-stdin", "policy", "set", "--allow-new-exposure", "--json", stdin="chosen\n")
+    assert r.returncode == 3 and "did not pin" in r.json()["error"]["message"], r.stdout
+    assert not allow_new_exposure(cli)
+    assert audit_rows(cli, "login_failed")[-1] == {"how": "offline", "reason": "grant_key_not_pinned"}

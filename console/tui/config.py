@@ -33,7 +33,9 @@ CONFIG_ENV = "LIFEBOAT_CONFIG"
 CONFIG_FILENAME = "config.toml"
 _SYMBOL = re.compile(r"^(NSE|BSE|NFO):[A-Z0-9&_.-]{1,40}$")
 _KEY = re.compile(r"^[a-z0-9_+]+(,[a-z0-9_+]+)*$")
-_SECTIONS = {"console": {"idle_lock_minutes", "theme"}, "market_watch": {"symbols"}, "keys": None}
+# [trust] is read by localstore.trustfile (the CLI path, without Textual); here it is only allowed
+_SECTIONS = {"console": {"idle_lock_minutes", "theme"}, "market_watch": {"symbols"}, "keys": None,
+             "trust": {"grant_keys_file"}}
 
 
 class ConfigError(Exception):
