@@ -358,8 +358,6 @@ class BackendClient:
             attempt += 1
             await asyncio.sleep(pause)
 
-    _call = request  # its name before it was public; in-flight callers (backend_client/checkpoints.py) use it
-
     async def _attempt(self, method, path, adapter, query, json, headers, ok,
                        deadline_at: float, deadline_s: float, limit: int) -> tuple[int, Any]:
         started = time.perf_counter()
