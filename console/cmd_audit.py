@@ -51,11 +51,17 @@ def _emit(data: dict) -> None:
     sys.stdout.write(json.dumps(data, default=str) + "\n")
 
 
-def _failure(code: ExitCode, reason: str, message: str, extra: dict | None = None) -> dict:
-    from console.eventlog import new_error_id
+def _failure(code: ExitCode, reason: str, message: str, extra: dict | None = None,
+             logs: Path | None = None) -> dict:
+    """The --json failure object; its error id names a line of the console's log
+    (``logs``: none before a store was opened, so no id then)."""
+    error_id = None
+    if logs is not None:
+        from console import eventlog
 
-    error_id = new_error_id()
-    logging.getLogger("lifeboat").warning("%s", message, extra={"event": "audit_" + reason, "error_id": error_id})
+        eventlog.setup(logs)
+        error_id = eventlog.new_error_id()
+        logging.getLogger("lifeboat").warning("%s", message, extra={"event": "audit_" + reason, "error_id": error_id})
     return {"ok": False, "error": {"code": code.name.lower(), "exit_code": int(code), "reason": reason,
                                    "message": message, "error_id": error_id}, **(extra or {})}
 
@@ -82,7 +88,7 @@ def verify_command(home: Path | None, *, backend: str | None = None, user: str |
 
 def _open_and_verify(home: Path | None, backend: str | None, user: str | None):
     """The exit code when the store cannot be opened, else (chain result, coverage,
-    what main said)."""
+    what main said, the console's log folder)."""
     from localstore import audit, checkpoints
     from localstore.db import open_store
     from localstore.errors import DISK_KINDS, StoreError
@@ -115,7 +121,7 @@ def _open_and_verify(home: Path | None, backend: str | None, user: str | None):
                                              main_latest=main_latest)
     finally:
         store.close()
-    return result, coverage, main_note
+    return result, coverage, main_note, path.parent / "logs"
 
 
 def _ask_main(store, backend: str | None, user: str | None) -> tuple[dict | None, str]:
@@ -151,14 +157,14 @@ def _ask_main(store, backend: str | None, user: str | None) -> tuple[dict | None
     return latest.model_dump(mode="json"), f"main's latest witnessed checkpoint is #{latest.number} (row {latest.seq})"
 
 
-def _report(result, coverage, main_note: str | None, *, as_json: bool) -> int:
+def _report(result, coverage, main_note: str | None, logs: Path, *, as_json: bool) -> int:
     if not result.ok or not coverage.ok:
         bad = result if not result.ok else coverage
         message = f"audit chain broken at row {bad.first_bad_id}: {bad.reason}"
         if as_json:
             extra = {"verdict": "broken", "first_bad_row": bad.first_bad_id, "rows": bad.rows,
                      "main": main_note, **({"coverage": coverage.as_dict()} if coverage is not None else {})}
-            _emit(_failure(ExitCode.INTEGRITY, "audit_chain_broken", message, extra))
+            _emit(_failure(ExitCode.INTEGRITY, "audit_chain_broken", message, extra, logs))
         else:
             print(message, file=sys.stderr)
             if main_note:
