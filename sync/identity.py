@@ -72,26 +72,27 @@ def anchors_for(store: Store) -> Anchors | None:
 
 def ensure_enrolled(store: Store, anchors: Anchors | None = None, *, user_id: str | None = None) -> Enrolment:
     """Bind ``store`` to this home (see the module docstring); call at an online login.
-    Serialised with other processes of this home by the anchors' lock."""
+    Serialised with other processes by the store's write transaction (BEGIN IMMEDIATE),
+    inside which the anchors' lock is taken: the order offline login takes them in too,
+    so neither waits on the other for ever.  The anchors are written before the commit: a
+    failed commit leaves them naming an id the store does not have, and the next online
+    login simply enrols it again."""
     from localstore import audit
     from localstore.db import new_console_id, rebind_console_id
 
     anchors = anchors or anchors_for(store)
     if anchors is None:
         return Enrolment(store.console_id, None)
-    with anchors.locked():
+    with store.write_core() as conn, anchors.locked():
         data = anchors.load()
         bound = data.get("console_id")
-        with store.read_core() as conn:
-            current = conn.execute(_READ_ID).scalar_one()
+        current = conn.execute(_READ_ID).scalar_one()
         if bound == current:
             if not data.get("console_key"):  # enrolled before the console had a key of its own
                 anchors.enrol(current)
-            store.console_id = current
-            _cache(store, current)
-            return Enrolment(current, None)
-        new = new_console_id()
-        with store.write_core() as conn:
+            new = None
+        else:
+            new = new_console_id()
             rebind_console_id(conn, new)
             # a store with a past (someone logged in online with it, or this home was bound to
             # another id) is audited; a new console's first id is named by its login row
@@ -99,10 +100,10 @@ def ensure_enrolled(store: Store, anchors: Anchors | None = None, *, user_id: st
                 audit.append_core(conn, user_id=user_id, mode="ONLINE", action="console_enrolled",
                                   payload={"console_id": new, "previous": current, "bound_here": bound,
                                            "why": "the store's console id was not bound to this home"})
-        store.console_id = new
-        anchors.enrol(new)
-        _cache(store, new)
-        return Enrolment(new, current)
+            anchors.enrol(new)
+    store.console_id = new or current
+    _cache(store, store.console_id)
+    return Enrolment(store.console_id, current if new else None)
 
 
 def check_enrolled(store: Store, anchors: Anchors | None = None) -> None:
