@@ -88,6 +88,7 @@ class Runtime:
         self.mode_callbacks: list = []  # f(Transition) after each mode change is committed (the TUI)
         self.probes = 0
         self._wake_probe = asyncio.Event()
+        self._wake_checkpoints = asyncio.Event()
         self._mode_queue: asyncio.Queue = asyncio.Queue()
         self._override_applied: tuple | None = None
         self._tasks: list[asyncio.Task] = []
@@ -262,21 +263,24 @@ class Runtime:
                                         wall_at=wall_at, user_id=self.user_id)
             except Exception:  # noqa: BLE001 - the console must keep its mode even if the disk fails
                 log.exception("could not record a mode change", extra={"event": "mode_record_failed"})
-            await self._checkpoint("mode_change")
             for cb in list(self.mode_callbacks):
                 try:
                     cb(change)
                 except Exception:  # noqa: BLE001 - a screen's bug must not stop the detector
                     log.exception("mode callback failed", extra={"event": "mode_callback_failed"})
+            # after the screens were told: a signed checkpoint of the head (local); the
+            # checkpoint loop sends it, so main's round trips never delay a mode change
+            await self._checkpoint("mode_change", send=False)
+            self._wake_checkpoints.set()
 
-    async def _checkpoint(self, reason: str) -> None:
+    async def _checkpoint(self, reason: str, *, send: bool = True) -> None:
         """A signed checkpoint of the audit chain's head (localstore.checkpoints), and,
-        while main is up, the queued ones sent to it.  Never stops the runtime."""
+        with ``send`` while main is up, the queued ones sent to it.  Never stops the runtime."""
         from localstore import checkpoints
 
         try:
             await asyncio.to_thread(checkpoints.make, self.store, mode=self.mode, reason=reason)
-            if self.detector.mode is Mode.ONLINE:
+            if send and self.detector.mode is Mode.ONLINE:
                 await checkpoints.flush(self.store, self.client)
         except checkpoints.ChainRefused as exc:
             log.error("main refused an audit checkpoint", extra={"event": "checkpoint_refused", "reason": exc.message})
@@ -284,11 +288,16 @@ class Runtime:
             log.exception("audit checkpoint failed", extra={"event": "checkpoint_failed"})
 
     async def _checkpoint_loop(self) -> None:
-        """Every ``checkpoints.MINUTES`` minutes: checkpoint a moving head, send the queue."""
+        """Every ``checkpoints.MINUTES`` minutes, and after each mode change: checkpoint a
+        moving head and, while main is up, send the queue."""
         from localstore import checkpoints
 
         while True:
-            await asyncio.sleep(checkpoints.MINUTES * 60)
+            try:
+                await asyncio.wait_for(self._wake_checkpoints.wait(), timeout=checkpoints.MINUTES * 60)
+            except asyncio.TimeoutError:
+                pass
+            self._wake_checkpoints.clear()
             await self._checkpoint("timer")
 
     async def _evaluate_loop(self) -> None:

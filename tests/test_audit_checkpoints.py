@@ -391,14 +391,20 @@ def test_each_mode_change_of_the_runtime_makes_a_checkpoint_sent_once_main_is_on
         async with BackendClient(sim.url) as c:
             await c.login("super1", "demo")
             rt = Runtime(store, c, mode="ONLINE", user_id="super1")
-            recorder = asyncio.create_task(rt._record_modes())
+            tasks = [asyncio.create_task(rt._record_modes()), asyncio.create_task(rt._checkpoint_loop())]
             rt.detector.force(Mode.BACKUP, "super1", rt.clock())  # a supervisor's override: BACKUP
             while checkpoints.newest(store)["number"] == before:
                 await asyncio.sleep(0.02)
             in_backup = checkpoints.newest(store)
+            await asyncio.sleep(0.3)
+            assert checkpoints.newest(store)["witnessed_at"] is None  # main is not asked in BACKUP
             rt.detector.force(Mode.ONLINE, "super1", rt.clock())
+            while checkpoints.newest(store)["number"] == in_backup["number"] \
+                    or checkpoints.newest(store)["witnessed_at"] is None:
+                await asyncio.sleep(0.02)
             rt._mode_queue.put_nowait(None)
-            await recorder
+            tasks[1].cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             return in_backup, checkpoints.newest(store)
 
     in_backup, back_online = asyncio.run(asyncio.wait_for(go(), 30))
