@@ -3,7 +3,9 @@
 Why it exists: the mapping from HTTP status, transport failure and malformed body to
 errors.* is the contract the service layer and the failure detector rely on; keeping
 it in one place keeps it consistent and testable against a garbage server.  Messages
-never quote a reply body (a body may carry a token or a grant).
+never quote a reply body (a body may carry a token or a grant).  The one text of main's
+that is passed on, an error body's message and code, is shown to a person, so it is
+cut short and its control and bidi characters are escaped (``shown``).
 """
 
 from __future__ import annotations
@@ -66,6 +68,17 @@ def transport_error(exc: httpx.HTTPError, method: str, path: str) -> BackendErro
     return ProtocolError(f"{where}: {type(exc).__name__}: {exc}")
 
 
+_SHOWN_MAX = 500  # characters of main's error message passed on
+
+
+def shown(text: str, limit: int = _SHOWN_MAX) -> str:
+    """``text`` safe to print: non-printable characters (ESC, C1, U+202E ...) as escapes
+    such as ``\\x1b`` or ``\\u202e``, and at most ``limit`` characters of it."""
+    out = text if text.isprintable() else "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return out if len(out) <= limit else out[:limit] + f"... ({len(text):,} characters)"
+
+
 def _error_body(response: httpx.Response) -> wire.ErrorBody | None:
     try:
         return _ERROR_BODY.validate_json(response.content)
@@ -86,7 +99,7 @@ def check_status(response: httpx.Response, method: str, path: str, ok: tuple[int
     where = f"{method} {path}"
     body = _error_body(response)
     if status >= 500:
-        reason = body.error.message if body else _describe(response)
+        reason = shown(body.error.message) if body else _describe(response)
         raise Unavailable(f"{where}: server error {status}: {reason}", kind="server_error",
                           status=status, sent=True)
     error_type = _BY_STATUS.get(status)
@@ -97,7 +110,7 @@ def check_status(response: httpx.Response, method: str, path: str, ok: tuple[int
             f"{where}: status {status} without the contract's error body ({_describe(response)})",
             status=status,
         )
-    raise error_type(body.error.message, status=status, code=body.error.code)
+    raise error_type(shown(body.error.message), status=status, code=shown(body.error.code, 64))
 
 
 def _summarise(exc: ValidationError) -> str:

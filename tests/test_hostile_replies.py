@@ -301,3 +301,19 @@ def test_a_stream_event_with_bad_content_is_refused_before_the_mirror(desk, fiel
     raw = json.dumps({"type": "position", "seq": desk.bod["seq"] + 1, "data": data})
     with pytest.raises(ValidationError, match=re.escape(words)):
         _MESSAGE.validate_json(raw)
+
+
+def test_mains_error_message_is_shown_escaped_and_cut_short(desk, proxy):
+    """A 4xx body's message is the one text of main's a person is shown as is: its ESC
+    and U+202E come out escaped, and 5,000 characters come out as 500 and a count."""
+    pos = _open_position(desk)
+    inst = next(i for i in desk.bod["instruments"] if (i["exchange"], i["symbol"]) == (pos["exchange"], pos["symbol"]))
+    evil = "nope\x1b]0;pwned\x07\u202e" + "A" * 5000
+    proxy.misbehave("/orders", "rewrite", method="POST", status=422,
+                    rewrite=lambda body: {"error": {"code": "price_band\x1b[31m", "message": evil}})
+    r = desk.cli("order", "place", "--client", pos["client_id"], "--exchange", pos["exchange"], "--symbol",
+                 pos["symbol"], "--side", "BUY", "--quantity", str(inst["lot_size"]), "--product", pos["product"],
+                 "--type", "MARKET", "--yes", "--json", timeout=30)
+    err = refused(r, 4, "nope\\x1b]0;pwned\\x07\\u202e", "(5,015 characters)")
+    assert "\x1b" not in r.stdout + r.stderr and "\u202e" not in r.stdout + r.stderr
+    assert err["reason"] == "price_band\\x1b[31m"
