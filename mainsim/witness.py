@@ -97,6 +97,8 @@ class Witness:
         except ChainBreak as exc:
             raise ApiError(422, "invalid_request", f"rows: expected rows {after + 1}-{claims.seq} after {what} "
                                                    f"({exc.reason}).", "rows") from None
+        except (TypeError, ValueError) as exc:  # a payload no canonical JSON can hold (NaN, Infinity)
+            raise ApiError(422, "invalid_request", f"rows: a payload cannot be hashed ({exc}).", "rows") from None
         if end != claims.seq:
             raise ApiError(422, "invalid_request", f"rows: expected rows {after + 1}-{claims.seq} after {what}, "
                                                    f"got up to row {end}.", "rows")

@@ -329,6 +329,10 @@ def test_main_accepts_only_a_registered_key_a_good_signature_and_a_chain_that_ex
         assert r.status_code == 409 and r.json()["error"]["message"].startswith("Replay refused: row 3 of console")
         r = h.post("/audit/checkpoints", json={"checkpoint": _signed(key, claims(2, 2, hashes[1])), "rows": []})
         assert r.status_code == 409 and r.json()["error"]["code"] == "seq_not_growing"
+        nan_rows = [rows[3], {**rows[4], "payload": {"price": float("nan")}}]  # JSON main cannot hash: 422, no 500
+        r = h.post("/audit/checkpoints", headers={"Content-Type": "application/json"},
+                   content=json.dumps({"checkpoint": _signed(key, claims(2, 5, hashes[4])), "rows": nan_rows}))
+        assert r.status_code == 422 and "a payload cannot be hashed" in r.json()["error"]["message"]
         r = h.post("/audit/checkpoints", json={"checkpoint": _signed(key, claims(2, 5, hashes[4])), "rows": rows[3:]})
         assert r.status_code == 201 and r.json()["seq"] == 5
         latest = h.get("/audit/checkpoints/latest", params={"console_id": "TESTC1"}).json()
