@@ -317,3 +317,35 @@ def test_mains_error_message_is_shown_escaped_and_cut_short(desk, proxy):
     err = refused(r, 4, "nope\\x1b]0;pwned\\x07\\u202e", "(5,015 characters)")
     assert "\x1b" not in r.stdout + r.stderr and "\u202e" not in r.stdout + r.stderr
     assert err["reason"] == "price_band\\x1b[31m"
+
+
+@pytest.mark.parametrize("net, code, words", [
+    (10**30, 5, "less than or equal to 1000000000"),  # main's reply refused: the pass stops, nothing sent
+    (MAX_QUANTITY, 6, f"more than {MAX_SLICES} orders needed"),  # held for a person before any slice is sent
+])
+def test_replay_of_a_squareoff_against_a_huge_live_position_sends_nothing(desk, proxy, tmp_path, net, code, words):
+    """A square-off journaled in backup is recomputed against main's live position at
+    replay; a live position beyond the limits stops or holds it before any slice."""
+    cli = PinnedCli(home=tmp_path / "home", backend_url=desk.proxy.url, keyring_file=tmp_path / "keyring.json",
+                    config=tmp_path / "config")
+    cli.login().ok()
+    cli("sync", "bod").ok()
+    pos = _open_position(desk)
+    down = dataclasses.replace(cli, backend_url=DEAD_URL)
+    down("--password-stdin", "squareoff", "--client", pos["client_id"], "--symbol", pos["symbol"], "--keep-orders",
+         "--yes", "--json", stdin=PASSWORD + "\n").ok()
+
+    def rewrite(rows):
+        for row in rows:
+            if (row["client_id"], row["symbol"], row["product"]) == (pos["client_id"], pos["symbol"], pos["product"]):
+                row["net_quantity"] = net if row["net_quantity"] > 0 else -net
+        return rows
+
+    orders = _orders_on_main(desk)
+    proxy.misbehave("/positions", "rewrite", rewrite=rewrite)
+    started = time.monotonic()
+    r = cli("sync", "replay", "--json", timeout=30)
+    assert time.monotonic() - started < 15
+    assert r.returncode == code, (r.stdout[-2000:], r.stderr[-2000:])
+    assert words in r.stdout + r.stderr and "Traceback" not in r.stderr
+    assert _orders_on_main(desk) == orders
