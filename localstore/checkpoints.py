@@ -29,8 +29,20 @@ bounds how much of a long, quiet stretch waits uncovered.  ``MINUTES`` = 5
 (``LIFEBOAT_CHECKPOINT_MINUTES``): an agent that runs all day ONLINE has its head
 witnessed within minutes, at one small request per five minutes at most.
 
+When they are sent to main (``flush``: oldest first, each with the rows since the last
+one main witnessed; while main is down they stay queued): at online login
+(``at_login``, which also registers the key), after any online command main answered
+(``send_queued``), by the runtime while ONLINE (after each mode change and every
+``MINUTES``), and in the replay handshake (sync.replay), where main's 409 refuses the
+replay.
+
 A store with no signing key (never enrolled on this home) makes no checkpoint; its
 rows are reported as not covered.
+
+Known limit: main keeps one witness history per console id.  A store re-enrolled under
+a new console id (sync.identity: its home's anchors lost, or a copy) starts a new
+history at main; the ``console_enrolled`` audit row names the previous id, but main
+does not link the two.
 """
 
 from __future__ import annotations
