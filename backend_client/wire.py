@@ -440,10 +440,10 @@ class HeartbeatMsg(Wire):
     server_time: datetime
 
 
-class Tick(Wire):
+class Tick(Wire):  # shown on the market watch as it comes
     exchange: Exchange
-    symbol: str
-    last_price: Price
+    symbol: Symbol
+    last_price: ExactPrice
 
 
 class TickMsg(Wire):

@@ -349,3 +349,16 @@ def test_replay_of_a_squareoff_against_a_huge_live_position_sends_nothing(desk, 
     assert r.returncode == code, (r.stdout[-2000:], r.stderr[-2000:])
     assert words in r.stdout + r.stderr and "Traceback" not in r.stderr
     assert _orders_on_main(desk) == orders
+
+
+@pytest.mark.parametrize("tick, words", [
+    ({"exchange": "NSE", "symbol": "INFY\u202e", "last_price": 1500.05}, "U+202E"),
+    ({"exchange": "NSE", "symbol": "INFY", "last_price": 1e30}, "less than or equal to"),
+])
+def test_a_tick_with_bad_content_is_refused_before_the_market_watch(tick, words):
+    """Ticks are not stored but shown as they come (console/tui/feed.py): the same checks."""
+    from backend_client.stream import _MESSAGE
+
+    raw = json.dumps({"type": "tick", "seq": 1, "server_time": "2026-01-05T04:00:00Z", "ticks": [tick]})
+    with pytest.raises(ValidationError, match=re.escape(words)):
+        _MESSAGE.validate_json(raw)
