@@ -30,13 +30,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def _file_anchors():
-    """Anchors in the config dir's 0600 file, in this process and in the CLI's (no keyring)."""
-    previous = keyring.get_keyring()
+    """Anchors in the config dir's 0600 file, in this process and in the CLI's (no keyring).
+    The process's keyring is left exactly as found, even not chosen yet: keyring picks its
+    backend once, from the backend classes imported by then, and a later module's fixture
+    must get the choice it would have got without this one."""
+    import keyring.core
+
+    previous = keyring.core._keyring_backend  # None when not chosen yet
     keyring.set_keyring(fail.Keyring())
     checkpoints.forget_keys()
     yield
     checkpoints.forget_keys()
-    keyring.set_keyring(previous)
+    keyring.core._keyring_backend = previous
 
 
 def _store(home: Path, *, enrol: bool = True):
