@@ -177,10 +177,14 @@ def _report(result, coverage, main_note: str | None, logs: Path, *, as_json: boo
                    f"(row {coverage.covered_to})")
         verdict = "intact"
     else:
+        from localstore.checkpoints import span
+
         first, last = coverage.uncovered
-        done = f"rows 1-{coverage.covered_to} match {coverage.covered_by}; " if coverage.covered_to else ""
-        summary = (f"audit chain: {coverage.rows} rows, links consistent; {done}rows {first}-{last} are not yet "
-                   f"covered by a checkpoint (nothing outside this store vouches for them yet)")
+        to = coverage.covered_to
+        done = f"{span(1, to)} {'matches' if to == 1 else 'match'} {coverage.covered_by}; " if to else ""
+        summary = (f"audit chain: {coverage.rows} rows, links consistent; {done}{span(first, last)} "
+                   f"{'is' if first == last else 'are'} not yet covered by a checkpoint (nothing outside this "
+                   f"store vouches for {'it' if first == last else 'them'} yet)")
         verdict = "uncovered"
     notes = [main_note] if main_note else []
     if coverage.untrusted:

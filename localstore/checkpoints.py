@@ -75,6 +75,11 @@ EVERY_ENV = "LIFEBOAT_CHECKPOINT_EVERY"
 MINUTES_ENV = "LIFEBOAT_CHECKPOINT_MINUTES"
 
 
+
+def span(first: int, last: int) -> str:
+    """'row 4' or 'rows 4-8', for a person."""
+    return f"row {first}" if first == last else f"rows {first}-{last}"
+
 def _env_number(name: str, default: float, kind=int):
     try:
         value = kind(os.environ.get(name, default))
@@ -367,15 +372,17 @@ def check(conn: Connection, rows: int, *, trusted: set[str], main_latest: dict |
         matches at row s proves rows 1..s (each hash commits to every row before it)."""
         if seq > rows:
             return broken(rows + 1, f"{what} covers row {seq}, but the chain ends at row {rows}: "
-                                    f"rows {rows + 1}-{seq} were removed")
+                                    f"{span(rows + 1, seq)} removed")
         have = hashes.get(seq, GENESIS_HASH if seq == 0 else None)
         if have != head_hash:
             proved = max(s for s in matched if s < seq)
             first = proved + 1
             where = f"row {first}" if first == seq else f"one of rows {first}-{seq}"
             return broken(first, f"row {seq} does not match {what}: {where} was changed after the checkpoint was "
-                                 f"made (and the later hashes recomputed); rows 1-{proved} match {matched[proved]}, "
-                                 f"so the first row that differs is {where}")
+                                 f"made (and the later hashes recomputed); "
+                                 + (f"{span(1, proved)} {'matches' if proved == 1 else 'match'} {matched[proved]}, "
+                                    if proved else "")
+                                 + f"so the first row that differs is {where}")
         matched[seq] = what
         if seq >= cov.covered_to:
             cov.covered_to, cov.covered_by = seq, what

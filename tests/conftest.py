@@ -10,6 +10,16 @@ from tests.simproc import SimProcess
 testclock.install()  # before any test imports the product: no test sees the real date
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_config_dir(tmp_path_factory):
+    """The config dir for fixtures wider than one test (module-scoped template consoles are set up
+    before any test's own): never the user's real ~/.config/lifeboat."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LIFEBOAT_CONFIG_DIR", str(tmp_path_factory.mktemp("lifeboat-config")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def _config_dir(tmp_path, monkeypatch):
     """Each test's console config dir (trust anchors, localstore/anchors.py) is its own, outside

@@ -170,11 +170,12 @@ def test_journal_written_in_backup_is_replayed_before_online(sim, tmp_path):
     """RECOVERING ends through the replay: an entry journaled during the outage is
     decided (here held: it is from an earlier trading day) before the console is ONLINE,
     and a held entry waits for a person without keeping the console RECOVERING."""
-    from tests.cli_env import raw_get, raw_session
+    from tests.cli_env import enrolled_for_test, raw_get, raw_session
 
     token = raw_session(sim.url, "dealer1")["access_token"]
     resting = next(o for o in raw_get(sim.url, token, "/orders") if o["status"] == "OPEN")
-    store = open_store(tmp_path / "lifeboat.db")
+    # the agent never logs in online here: the store is taken as enrolled, or the replay would refuse it
+    store = enrolled_for_test(open_store(tmp_path / "lifeboat.db"))
     agent = AgentThread(store, sim.url, min_dwell=1.0).start()
     try:
         os.kill(sim.proc.pid, signal.SIGSTOP)
