@@ -37,6 +37,9 @@ def run_demo(*, drill: bool, data_dir: Path | None, report_dir: Path | None, hea
         return int(ExitCode.USAGE)
     home = console_home(data)
     os.environ["LIFEBOAT_HOME"] = str(home)  # this process and anything it starts use the demo's store
+    # its trust anchors (kept in the private keyring below) and their lock: beside the demo's home, never in
+    # the user's own config dir
+    os.environ["LIFEBOAT_CONFIG_DIR"] = str(data / "config")
     try:
         config = load_config(home=home)
     except ConfigError as exc:
