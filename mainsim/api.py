@@ -120,6 +120,21 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal", "Internal error in the simulated main system.")
 
 
+def bearer_user(auth: Authority) -> Callable[..., Principal]:
+    """The dependency that turns a request's bearer token into its user; 401 without a good one."""
+    bearer = HTTPBearer(auto_error=False)
+
+    def who(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+        if creds is None or creds.scheme.lower() != "bearer":
+            raise ApiError(401, "unauthorized", "Missing bearer token.")
+        user = auth.verify(creds.credentials)
+        if user is None:
+            raise ApiError(401, "unauthorized", "Bad or expired token.")
+        return user
+
+    return who
+
+
 def create_app(sim: Sim) -> FastAPI:
     book, auth, hub = sim.book, sim.auth, sim.hub
 
@@ -137,15 +152,7 @@ def create_app(sim: Sim) -> FastAPI:
     app = FastAPI(title="Lifeboat mainsim: reference main backend", version="1", lifespan=lifespan,
                   description="The broker's main trading system as simulated for demos, drills and tests.")
     install_error_handlers(app)
-    bearer = HTTPBearer(auto_error=False)
-
-    def who(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
-        if creds is None or creds.scheme.lower() != "bearer":
-            raise ApiError(401, "unauthorized", "Missing bearer token.")
-        user = auth.verify(creds.credentials)
-        if user is None:
-            raise ApiError(401, "unauthorized", "Bad or expired token.")
-        return user
+    who = bearer_user(auth)
 
     def trader(user: Principal = Depends(who)) -> Principal:
         if not user.can_trade:

@@ -26,12 +26,12 @@ from __future__ import annotations
 import logging
 
 from fastapi import Depends, FastAPI, Query, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend_client import checkpoints as cp
 from backend_client import wire
 from backend_client.auditchain import GENESIS_HASH, ChainBreak, extend, signature_ok
 
+from mainsim.api import bearer_user
 from mainsim.auth import Authority, Principal
 from mainsim.book import ApiError
 from mainsim.store import Store
@@ -119,16 +119,8 @@ def install(app: FastAPI, auth: Authority | None, store: Store | None) -> None:
     """Add the witness routes to mainsim's app (``auth``/``store`` None: for the OpenAPI
     document only)."""
     witness = Witness(store)
-    bearer = HTTPBearer(auto_error=False)
     r = wire.API_PREFIX
-
-    def who(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
-        if creds is None or creds.scheme.lower() != "bearer":
-            raise ApiError(401, "unauthorized", "Missing bearer token.")
-        user = auth.verify(creds.credentials)
-        if user is None:
-            raise ApiError(401, "unauthorized", "Bad or expired token.")
-        return user
+    who = bearer_user(auth)
 
     @app.post(f"{r}/audit/checkpoint-keys", response_model=cp.CheckpointKeyReceipt, status_code=201,
               responses={401: ERRORS[401], 422: ERRORS[422]}, tags=["audit"])
