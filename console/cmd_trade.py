@@ -14,7 +14,9 @@ values (negative quantity, no --yes on a non-terminal, --symbol without
 --client ...); 3 wrong password, throttled, outside your scope, not a supervisor;
 4 refused by policy or a risk check (unknown client or symbol included) or by the
 main system, or any leg of a square-off rejected; 5 main down and backup mode not
-possible; 1 the journal write failed (nothing accepted).
+possible, or main stopped answering in the middle of an online square-off (no leg
+rejected; legs 'unknown' or 'not_sent', outcome 'incomplete'); 1 the journal write
+failed (nothing accepted).
 """
 
 from __future__ import annotations

@@ -196,11 +196,22 @@ class ActionResult:
 
     @property
     def rejected(self) -> bool:
+        """Not all done: a leg or the order refused, or a leg main never answered or was not sent."""
         return any(leg.get("outcome") in ("rejected", "unknown", "not_sent") for leg in self.legs) or (
             self.order is not None and self.order.get("outcome") == "rejected")
 
     @property
+    def cut_off(self) -> bool:
+        """Not all done only because main stopped answering mid-way (no leg was refused): the
+        main system's failure (exit 5), not a rejection."""
+        outcomes = [leg.get("outcome") for leg in self.legs]
+        return self.rejected and "rejected" not in outcomes and not (
+            self.order is not None and self.order.get("outcome") == "rejected")
+
+    @property
     def exit_code(self) -> int:
+        if self.cut_off:
+            return int(ExitCode.UNAVAILABLE)
         return int(ExitCode.REJECTED if self.rejected else ExitCode.OK)
 
     def as_dict(self) -> dict:
@@ -210,8 +221,8 @@ class ActionResult:
         if self.action in ("squareoff", "killswitch"):
             d["legs"] = self.legs
             d["cancels"] = self.cancels
-        d["outcome"] = "rejected" if self.rejected else ("dry_run" if self.dry_run else (
-            "journaled" if self.mode != "ONLINE" else "done"))
+        d["outcome"] = "incomplete" if self.cut_off else "rejected" if self.rejected else (
+            "dry_run" if self.dry_run else ("journaled" if self.mode != "ONLINE" else "done"))
         d["ok"] = not self.rejected  # as in the failure object {"ok": false, "error": ...}: one key for scripts
         return d
 

@@ -139,8 +139,9 @@ def check(name: str, res: dict, deadline: float, exit_code: int = 5) -> None:
 
 @pytest.mark.parametrize("probe", list(PROBES))
 def test_a_degraded_main_ends_each_command_in_seconds_with_nothing_stored(desk, probe, tmp_path):
-    """login, positions and sync bod exit 5 (main unavailable); the square-off exits 4 (its legs
-    are not done: the first 'unknown', main may have it; the rest 'not_sent', as when main is cut)."""
+    """login, positions and sync bod exit 5 (main unavailable); so does the square-off, whose legs are
+    not done (the first 'unknown', main may have it; the rest 'not_sent', as when main is cut): outcome
+    'incomplete', never 'rejected'."""
     cli, proxy, client_of, _ = desk
     mode, options = PROBES[probe]
     client = client_of[probe]
@@ -164,7 +165,7 @@ def test_a_degraded_main_ends_each_command_in_seconds_with_nothing_stored(desk, 
 
     for name, deadline in (("login", DEADLINE_S), ("positions", DEADLINE_S), ("sync bod", BOD_DEADLINE_S)):
         check(f"{probe} {name}", res[name], deadline)
-    check(f"{probe} squareoff", res["squareoff"], DEADLINE_S, exit_code=4)
+    check(f"{probe} squareoff", res["squareoff"], DEADLINE_S, exit_code=5)
     assert all(spoiled.values()), spoiled  # each command met the probe
 
     failure = json.loads(res["positions"]["stdout"])["error"]
@@ -176,6 +177,7 @@ def test_a_degraded_main_ends_each_command_in_seconds_with_nothing_stored(desk, 
     squareoff = json.loads(res["squareoff"]["stdout"])
     outcomes = [leg["outcome"] for leg in squareoff["legs"]]
     assert squareoff["ok"] is False and outcomes == ["unknown"] + ["not_sent"] * (len(outcomes) - 1), outcomes
+    assert squareoff["outcome"] == "incomplete", squareoff
     assert kept(cli.store_file) == before  # nothing stored: book, journal and credentials as they were
 
 

@@ -47,7 +47,8 @@ def test_online_squareoff_stops_sending_once_main_goes_away(sim, tmp_path, monke
     """Main refuses connections in the middle of an online square-off (right after the
     first order reached it): a leg whose answer was cut is "unknown" (look it up by its
     client_order_id); the rest are not sent at all (no timeout per leg, nothing on main
-    for them) and say so; the result counts as not done (exit 4)."""
+    for them) and say so; the result counts as not done, cut off by main's failure (exit 5, outcome
+    "incomplete"), not as rejected."""
     import threading
     import time
 
@@ -86,7 +87,7 @@ def test_online_squareoff_stops_sending_once_main_goes_away(sim, tmp_path, monke
     if outcomes[first_bad] == "unknown":  # its answer was cut on the way back: it may be on main
         assert "client_order_id" in res.legs[first_bad]["reason"]
     assert outcomes[first_bad + 1:] == ["not_sent"] * (len(outcomes) - first_bad - 1), outcomes
-    assert res.rejected and res.exit_code == 4
+    assert res.rejected and res.cut_off and res.exit_code == 5 and res.as_dict()["outcome"] == "incomplete"
     assert "square off again" in res.legs[-1]["reason"]
     on_main = {o["client_order_id"] for o in raw_get(sim.url, token, "/orders")}
     done = {leg["client_order_id"] for leg in res.legs[:first_bad]}
