@@ -173,7 +173,8 @@ def cli(sim, cli_factory) -> Cli:
 
 
 def copy_anchors(src_home: Path, dst_home: Path, *, keyring_file: Path | None = None,
-                 dst_keyring_files: tuple[Path, ...] = (), console_id: str | None = None) -> None:
+                 dst_keyring_files: tuple[Path, ...] = (), console_id: str | None = None,
+                 src_config_dir: Path | None = None) -> None:
     """TEST ONLY: enrol ``dst_home`` (a copy of ``src_home``'s store) as ``src_home`` was, the
     same as an online login there would, without one: templates built once and copied per
     test need it, since the trust anchors are bound to the home's real path
@@ -181,7 +182,8 @@ def copy_anchors(src_home: Path, dst_home: Path, *, keyring_file: Path | None = 
     the copy's store was given (a harness that renumbers its copies).
 
     The source entry is read from the test keyring file ``keyring_file``
-    (tests/keyring_backend.py), else from the config dir's anchor file.  The copy's entry is
+    (tests/keyring_backend.py), else from the anchor file in ``src_config_dir`` (the config dir the
+    source was enrolled under; default: the current one).  The copy's entry is
     written to ``keyring_file`` and each of ``dst_keyring_files`` (the copy's subprocesses read
     one of those), and to the config dir's anchor file: an in-process reader whose keyring
     (whatever an earlier test left this process with) has no entry for the copy falls back to it."""
@@ -192,7 +194,7 @@ def copy_anchors(src_home: Path, dst_home: Path, *, keyring_file: Path | None = 
 
     text = entries(keyring_file).get(f"{SERVICE}\0{home_key(src_home)}")
     if text is None:
-        src_file = config_dir() / "anchors" / f"{home_key(src_home)}.json"
+        src_file = (src_config_dir or config_dir()) / "anchors" / f"{home_key(src_home)}.json"
         assert src_file.exists(), f"no trust anchors for {src_home} in {keyring_file} or {src_file}"
         text = src_file.read_text()
     data = json.loads(text)

@@ -130,8 +130,11 @@ def make_console(url: str, tmp: Path, name: str = "console") -> Console:
     env = test_env(tmp)
     os.environ.update(env)
     # the login enrols this home (trust anchors, localstore.anchors): a test has its own config dir
-    # (conftest); a benchmark using this gets one in its tmp dir, never the user's real one
+    # (conftest); a benchmark using this gets one in its tmp dir, never the user's real one.  The console
+    # records which: whether the anchors land in the test keyring or in that dir depends on the keyring this
+    # process already chose, and a copy of the console (copy_anchors) must find them
     os.environ.setdefault("LIFEBOAT_CONFIG_DIR", str(tmp / "config"))
+    env["LIFEBOAT_CONFIG_DIR"] = os.environ["LIFEBOAT_CONFIG_DIR"]
     from console.service import Service
 
     home = tmp / name

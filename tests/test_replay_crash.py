@@ -34,7 +34,8 @@ def clone(tpl: Console, dest: Path, k: int) -> Console:
     with sqlite3.connect(home / "lifeboat.db") as con:
         con.execute("UPDATE console_identity SET console_id = ?", (console_id,))
     # test-only: the clone is enrolled under its new id, as an online login in its home would do
-    copy_anchors(tpl.home, home, keyring_file=Path(tpl.env["LIFEBOAT_TEST_KEYRING_FILE"]), console_id=console_id)
+    copy_anchors(tpl.home, home, keyring_file=Path(tpl.env["LIFEBOAT_TEST_KEYRING_FILE"]), console_id=console_id,
+                 src_config_dir=Path(tpl.env["LIFEBOAT_CONFIG_DIR"]))
     return Console(home, tpl.url, tpl.trading_date, tpl.env)
 
 

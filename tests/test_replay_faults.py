@@ -188,7 +188,9 @@ def test_two_processes_one_replays_the_other_sends_nothing(world):
     try:
         a = con.runner("--no-reconcile", url=proxy.url)
         b = con.runner("--no-reconcile", url=proxy.url)
-        outs = [parse_runner(p.communicate(timeout=120)[0]) for p in (a, b)]
+        answers = [p.communicate(timeout=120) for p in (a, b)]
+        assert all(out.strip() for out, _ in answers), answers  # each runner answered (else: its stderr)
+        outs = [parse_runner(out) for out, _ in answers]
     finally:
         proxy.stop()
     statuses = sorted(o["result"]["status"] for o in outs)
