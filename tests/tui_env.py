@@ -48,7 +48,17 @@ async def wait_for(pilot, predicate, timeout: float = 15.0, what: str = "conditi
         if value:
             return value
         await pilot.pause(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; {_scene(pilot.app)}")
+
+
+def _scene(app) -> str:
+    """What the screen showed when a wait timed out: its class, its status lines and the notices
+    (a worker's error is a notice), so a failure under CI load says why."""
+    from textual.widgets import Static
+
+    statuses = [str(w.render()) for w in app.screen.query(Static) if (w.id or "").endswith("status")]
+    notices = [n.message for n in getattr(app, "_notifications", [])]
+    return f"screen {type(app.screen).__name__}, status {statuses}, notices {notices}"
 
 
 async def login(pilot, password: str = PASSWORD, expect: str = "ONLINE"):
