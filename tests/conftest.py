@@ -10,6 +10,20 @@ from tests.simproc import SimProcess
 testclock.install()  # before any test imports the product: no test sees the real date
 
 
+def _no_keyring_by_default() -> None:
+    """This process's keyring is keyring's 'fail' backend (the headless machine's own) until a test
+    sets one.  Left to itself, keyring picks the highest-priority backend class it knows, and the test
+    modules define several of equal priority (a locked one among them, tests/test_store_secrets.py):
+    which one won changed from run to run (a set of classes), and a test then found the keyring locked."""
+    import keyring
+    from keyring.backends import fail
+
+    keyring.set_keyring(fail.Keyring())
+
+
+_no_keyring_by_default()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _session_config_dir(tmp_path_factory):
     """The config dir for fixtures wider than one test (module-scoped template consoles are set up
