@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
@@ -101,13 +102,33 @@ def start_check(store: Store, user_id: str, password: str) -> EarlyCheck | None:
     return start_scrypt_check(user_id, password, cred.verifier)
 
 
+# One offline login at a time per (console home, user) in this process.  An attempt counts as
+# wrong until its password proves right (credentials.reserve_attempt), so the console's own
+# concurrent actions (the screen's preview and its confirm, a status sample) would otherwise
+# see each other's attempts in flight as failures: "too many failed logins" for a dealer who
+# never typed a wrong password.  Across processes the reservation still bounds the checks.
+_LOGINS_GUARD = threading.Lock()
+_LOGINS: dict[tuple[str, str], threading.Lock] = {}
+
+
+def _one_at_a_time(key: str, user_id: str) -> threading.Lock:
+    with _LOGINS_GUARD:
+        return _LOGINS.setdefault((key, user_id), threading.Lock())
+
+
 def login(store: Store, user_id: str, password: str, *, now: datetime | None = None,
           mode: str = "BACKUP", early: EarlyCheck | None = None) -> OfflineSession:
     """Check ``password`` for ``user_id`` against this console's offline material
     (``early``: a check started ahead by ``start_check``; its answer is used only after
     this attempt was reserved, and only if it still applies)."""
-    now = (now or clock.utcnow()).astimezone(timezone.utc)
     anchors = throttle_anchors(store)
+    with _one_at_a_time(anchors.key, user_id):
+        return _login(store, anchors, user_id, password, now=now, mode=mode, early=early)
+
+
+def _login(store: Store, anchors, user_id: str, password: str, *, now: datetime | None, mode: str,
+           early: EarlyCheck | None) -> OfflineSession:
+    now = (now or clock.utcnow()).astimezone(timezone.utc)
     with store.read_core() as conn:
         cred = conn.execute(_CREDENTIAL, {"c_user": user_id}).first()
     verifier, grant_json, public_key = cred if cred is not None else (None, None, None)

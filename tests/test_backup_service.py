@@ -342,6 +342,41 @@ def _failures(svc, user="dealer1") -> int:
     return credentials.attempts(offline.throttle_anchors(svc.store), user).count  # kept outside the store
 
 
+def test_concurrent_right_passwords_in_one_console_are_not_throttled(svc, monkeypatch):
+    """The console's own actions at once (a preview and its confirm, a status sample) each log in
+    offline with the right password: none is refused as "too many failed logins" because the
+    others' attempts were in flight (an attempt counts as wrong until it proves right).  The
+    password check is slowed to 0.3 s here (the real one, delayed) so the logins overlap, as they
+    do at the production work factor; the TUI met this under CI load."""
+    import threading
+    import time
+
+    from localstore import credentials
+
+    real = credentials.check_verifier
+
+    def slow_check(verifier, password):
+        time.sleep(0.3)
+        return real(verifier, password)
+
+    monkeypatch.setattr(credentials, "check_verifier", slow_check)
+    outcomes: list[str] = []
+
+    def one() -> None:
+        try:
+            outcomes.append(offline.login(svc.store, "dealer1", PASSWORD).role)
+        except offline.OfflineDenied as exc:
+            outcomes.append(exc.message)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert outcomes == ["dealer"] * 4, outcomes
+    assert _failures(svc) == 0
+
+
 def test_early_check_logs_in_and_a_wrong_one_is_counted(svc):
     early = offline.start_check(svc.store, "dealer1", PASSWORD)
     assert early is not None and early.answer.result(timeout=30) is True
