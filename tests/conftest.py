@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -22,6 +23,27 @@ def _no_keyring_by_default() -> None:
 
 
 _no_keyring_by_default()
+
+
+def _real_anchors() -> set[str]:
+    """What the user's real config dir holds of trust anchors (the dir the product would use with no
+    LIFEBOAT_CONFIG_DIR)."""
+    from platformdirs import user_config_dir
+
+    folder = os.path.join(user_config_dir("lifeboat", appauthor=False), "anchors")
+    return set(os.listdir(folder)) if os.path.isdir(folder) else set()
+
+
+_REAL_ANCHORS_BEFORE = _real_anchors()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No test may leave anchors or their locks in the user's real config dir (a subprocess started
+    without the test's LIFEBOAT_CONFIG_DIR did, unnoticed): fail the run if one did."""
+    new = _real_anchors() - _REAL_ANCHORS_BEFORE
+    if new:
+        print(f"\nFAILED: tests wrote {sorted(new)} into the real config dir's anchors/", flush=True)
+        session.exitstatus = 1
 
 
 @pytest.fixture(autouse=True, scope="session")

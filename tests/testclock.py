@@ -38,5 +38,8 @@ def install() -> None:
 
 
 def keep(env: dict[str, str]) -> dict[str, str]:
-    """``env`` plus the clock offset: for tests that build a subprocess environment from scratch."""
-    return {**env, OFFSET_ENV: os.environ[OFFSET_ENV]}
+    """``env`` plus the clock offset, and the test's config dir (conftest: trust anchors and their
+    locks never go to the user's real ~/.config): for tests that build a subprocess environment
+    from scratch."""
+    config = {"LIFEBOAT_CONFIG_DIR": os.environ["LIFEBOAT_CONFIG_DIR"]} if "LIFEBOAT_CONFIG_DIR" in os.environ else {}
+    return {**config, **env, OFFSET_ENV: os.environ[OFFSET_ENV]}
