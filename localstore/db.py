@@ -38,6 +38,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import time
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -188,24 +189,33 @@ def open_store(target: str | Path, *, create: bool = True) -> Store:
         engine = create_engine(url, pool_pre_ping=True)
         current = _check_server_revision(engine, url)
 
-    try:
-        if current != HEAD_REVISION:
-            _migrate(engine)
-        write_engine = engine.execution_options(**{_WRITE_OPTION: True})
-        console_id = _ensure_singletons(write_engine)
-    except StoreError:
-        engine.dispose()
-        raise
-    except Exception as exc:
-        engine.dispose()
-        kind = errors.disk_kind(exc)
-        if path is not None and kind is not None:
-            report = disk_report(path, kind)
-            raise StoreError(f"cannot open the local store: {report.sentence()}", path=path,
-                             kind=report.kind) from exc
-        where = path or url.render_as_string(hide_password=True)
-        raise StoreError(f"cannot open the local store {where}: {exc}", path=path) from exc
-    return Store(engine, url, path, console_id, write_engine)
+    # two processes opening a new store at once (two `lifeboat status` of a script): one creates and
+    # migrates it while the other may be told "database is locked" (switching a new file to WAL does not
+    # wait for the busy timeout); the loser waits and tries again (migrating and the singletons are
+    # idempotent), for twice the busy timeout at most
+    patience = time.monotonic() + 2 * BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if current != HEAD_REVISION:
+                _migrate(engine)
+            write_engine = engine.execution_options(**{_WRITE_OPTION: True})
+            console_id = _ensure_singletons(write_engine)
+            return Store(engine, url, path, console_id, write_engine)
+        except StoreError:
+            engine.dispose()
+            raise
+        except Exception as exc:
+            engine.dispose()
+            if path is not None and "database is locked" in str(exc) and time.monotonic() < patience:
+                time.sleep(0.1)
+                continue
+            kind = errors.disk_kind(exc)
+            if path is not None and kind is not None:
+                report = disk_report(path, kind)
+                raise StoreError(f"cannot open the local store: {report.sentence()}", path=path,
+                                 kind=report.kind) from exc
+            where = path or url.render_as_string(hide_password=True)
+            raise StoreError(f"cannot open the local store {where}: {exc}", path=path) from exc
 
 
 def _to_url(target: str | Path) -> URL:
