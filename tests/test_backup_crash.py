@@ -13,9 +13,7 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -23,10 +21,10 @@ import time
 
 import pytest
 
+from tests import shims
 from tests.backup_desk import build_template, fresh_console
 from tests.cli_env import PASSWORD
 
-HERE = os.path.dirname(__file__)
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +93,7 @@ def test_kill9_loop_100_trials(template, tmp_path):
 
 @pytest.fixture(scope="module")
 def shim(tmp_path_factory) -> str:
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is needed to build the fault shim")
-    so = tmp_path_factory.mktemp("shim") / "syncfail.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-o", str(so), os.path.join(HERE, "faultshim", "syncfail.c"),
-                    "-ldl"], check=True, capture_output=True)
-    return str(so)
+    return shims.build(tmp_path_factory, "syncfail")
 
 
 def test_fdatasync_failing_is_not_accepted_and_journal_unchanged(template, tmp_path, shim):

@@ -39,9 +39,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import shims
 from tests.cli_env import DEAD_URL, PASSWORD, Cli, cli_factory  # noqa: F401 (fixture)
 
-HERE = Path(__file__).resolve().parent
 BAD_ADVICE = ("corrupt", "move it aside", "sync bod", "Traceback", "Logging error")
 
 
@@ -209,12 +209,7 @@ def test_write_refused_by_a_full_disk_while_the_store_is_open(sim, cli_factory, 
 
 @pytest.fixture(scope="module")
 def diskfull_shim(tmp_path_factory) -> str:
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is needed to build the fault shim")
-    so = tmp_path_factory.mktemp("shim") / "diskfull.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-o", str(so), str(HERE / "faultshim" / "diskfull.c"), "-ldl"],
-                   check=True, capture_output=True)
-    return str(so)
+    return shims.build(tmp_path_factory, "diskfull")
 
 
 def test_injected_enospc_is_disk_full_not_corrupt(sim, cli_factory, diskfull_shim):
@@ -234,12 +229,7 @@ def test_injected_enospc_is_disk_full_not_corrupt(sim, cli_factory, diskfull_shi
 
 @pytest.fixture(scope="module")
 def fsync_shim(tmp_path_factory) -> str:
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is needed to build the fault shim")
-    so = tmp_path_factory.mktemp("shim") / "syncfail.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-o", str(so), str(HERE / "faultshim" / "syncfail.c"), "-ldl"],
-                   check=True, capture_output=True)
-    return str(so)
+    return shims.build(tmp_path_factory, "syncfail")
 
 
 def test_injected_eio_is_an_io_error_not_corrupt(sim, cli_factory, fsync_shim):
