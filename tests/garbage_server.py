@@ -189,19 +189,19 @@ class GarbageServer:
         writer.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                       f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode())
         if mode == "ws_non_json":
-            writer.write(_text_frame(b"this is not json {"))
+            writer.write(ws_text_frame(b"this is not json {"))
         elif mode == "ws_wrong_shape":
-            writer.write(_text_frame(_json({"type": "order", "seq": "seven", "data": {}})))
+            writer.write(ws_text_frame(_json({"type": "order", "seq": "seven", "data": {}})))
         elif mode == "ws_unknown_type":
-            writer.write(_text_frame(_json({"type": "gossip", "seq": 1})))
+            writer.write(ws_text_frame(_json({"type": "gossip", "seq": 1})))
         elif mode == "ws_hello_then_silent":
-            writer.write(_text_frame(_json(hello(0))))
+            writer.write(ws_text_frame(_json(hello(0))))
         elif isinstance(mode, list):
             for item in mode:
                 if item == "close":
                     await writer.drain()
                     return
-                writer.write(_text_frame(item if isinstance(item, bytes) else _json(item)))
+                writer.write(ws_text_frame(item if isinstance(item, bytes) else _json(item)))
         await writer.drain()
         await reader.read()  # silent: never answer anything, until the client aborts
 
@@ -219,7 +219,8 @@ def order_event(seq: int, order_id: str = "O-1") -> dict:
     return {"type": "order", "seq": seq, "data": {**GOOD_ORDER, "order_id": order_id}}
 
 
-def _text_frame(payload: bytes) -> bytes:
+def ws_text_frame(payload: bytes) -> bytes:
+    """One unmasked WebSocket text frame (server to client) carrying ``payload``."""
     n = len(payload)
     if n < 126:
         header = bytes([0x81, n])

@@ -68,6 +68,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from tests.garbage_server import ws_text_frame
+
 API_PREFIX = "/api/v1"
 MODES = ("forward", "drip", "endless", "garbage", "not_http", "html", "empty200", "rewrite", "wrong_types",
          "ws_garbage")
@@ -133,17 +135,6 @@ def _reply(status: int, ctype: str | None, body: bytes, extra: list[tuple[str, s
     if ctype:
         headers.append(("content-type", ctype))
     return _head(status, headers) + body
-
-
-def _text_frame(payload: bytes) -> bytes:
-    n = len(payload)
-    if n < 126:
-        header = bytes([0x81, n])
-    elif n < 65536:
-        header = bytes([0x81, 126]) + n.to_bytes(2, "big")
-    else:
-        header = bytes([0x81, 127]) + n.to_bytes(8, "big")
-    return header + payload
 
 
 @dataclass
@@ -351,7 +342,7 @@ class HostileProxy:
                 frames += 1
                 if inject is not None and frames == int(inject.get("after", 1)):
                     for f in inject.get("frames", [b"this is not json {"]):
-                        writer.write(_text_frame(f.encode() if isinstance(f, str) else f))
+                        writer.write(ws_text_frame(f.encode() if isinstance(f, str) else f))
                 await writer.drain()
 
         tasks = [asyncio.ensure_future(client_to_main()), asyncio.ensure_future(main_to_client())]
