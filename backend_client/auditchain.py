@@ -24,10 +24,11 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Iterable
+from typing import Any
 
 GENESIS_HASH = "0" * 64  # prev_hash of the first audit row
 
@@ -52,11 +53,18 @@ def _json_default(value: Any) -> Any:
 def canonical_json(value: Any) -> str:
     """Deterministic JSON: sorted keys, no whitespace, Decimals as strings."""
     return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default, allow_nan=False
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=_json_default,
+        allow_nan=False,
     )
 
 
-def row_hash(*, id: int, at: str, user_id: str | None, mode: str, action: str, payload: Any, prev_hash: str) -> str:
+def row_hash(
+    *, id: int, at: str, user_id: str | None, mode: str, action: str, payload: Any, prev_hash: str
+) -> str:
     body = canonical_json(
         {"id": id, "at": at, "user_id": user_id, "mode": mode, "action": action, "payload": payload}
     )
@@ -80,8 +88,15 @@ def extend(prev_hash: str, after_seq: int, rows: Iterable[dict[str, Any]]) -> tu
     for r in rows:
         if r["id"] != expected:
             raise ChainBreak(expected, f"expected row {expected}, got row {r['id']}")
-        head = row_hash(id=r["id"], at=r["at"], user_id=r["user_id"], mode=r["mode"], action=r["action"],
-                        payload=r["payload"], prev_hash=head)
+        head = row_hash(
+            id=r["id"],
+            at=r["at"],
+            user_id=r["user_id"],
+            mode=r["mode"],
+            action=r["action"],
+            payload=r["payload"],
+            prev_hash=head,
+        )
         expected += 1
     return expected - 1, head
 

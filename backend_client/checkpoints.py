@@ -112,16 +112,18 @@ _WITNESSED = TypeAdapter(WitnessedCheckpoint)
 async def register_key(client: BackendClient, console_id: str, public_key: str) -> CheckpointKeyReceipt:
     """Registering the same key again is harmless, so a lost answer may be retried."""
     body = CheckpointKeyRegistration(console_id=console_id, public_key=public_key).model_dump(mode="json")
-    _, receipt = await client.request("POST", "/audit/checkpoint-keys", _RECEIPT, json=body, safe=True,
-                                      ok=(200, 201))
+    _, receipt = await client.request(
+        "POST", "/audit/checkpoint-keys", _RECEIPT, json=body, safe=True, ok=(200, 201)
+    )
     return receipt
 
 
 async def submit(client: BackendClient, submission: CheckpointSubmission) -> WitnessedCheckpoint:
     """Main answers the same checkpoint sent twice with 200, so it may be retried."""
     body = submission.model_dump(mode="json")
-    _, witnessed = await client.request("POST", "/audit/checkpoints", _WITNESSED, json=body, safe=True,
-                                        ok=(200, 201))
+    _, witnessed = await client.request(
+        "POST", "/audit/checkpoints", _WITNESSED, json=body, safe=True, ok=(200, 201)
+    )
     return witnessed
 
 
@@ -130,9 +132,9 @@ async def latest(client: BackendClient, console_id: str) -> WitnessedCheckpoint 
     from backend_client.errors import NotFound
 
     try:
-        _, last = await client.request("GET", "/audit/checkpoints/latest", _WITNESSED,
-                                       params={"console_id": console_id}, safe=True)
+        _, last = await client.request(
+            "GET", "/audit/checkpoints/latest", _WITNESSED, params={"console_id": console_id}, safe=True
+        )
         return last
     except NotFound:
         return None
-

@@ -165,10 +165,13 @@ class BackendClient:
         if retries < 0:
             raise ValueError("retries must be >= 0")
         self.deadline_s = positive_setting(deadline_s, DEADLINE_ENV, DEFAULT_DEADLINE_S, float)
-        self.bod_deadline_s = positive_setting(bod_deadline_s, BOD_DEADLINE_ENV, DEFAULT_BOD_DEADLINE_S, float)
+        self.bod_deadline_s = positive_setting(
+            bod_deadline_s, BOD_DEADLINE_ENV, DEFAULT_BOD_DEADLINE_S, float
+        )
         self.max_reply_bytes = positive_setting(max_reply_bytes, MAX_REPLY_ENV, DEFAULT_MAX_REPLY_BYTES, int)
-        self.bod_max_reply_bytes = positive_setting(bod_max_reply_bytes, BOD_MAX_REPLY_ENV,
-                                                    DEFAULT_BOD_MAX_REPLY_BYTES, int)
+        self.bod_max_reply_bytes = positive_setting(
+            bod_max_reply_bytes, BOD_MAX_REPLY_ENV, DEFAULT_BOD_MAX_REPLY_BYTES, int
+        )
         parts = urlsplit(base_url) if isinstance(base_url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"bad backend URL {base_url!r}: expected http(s)://host:port")
@@ -208,7 +211,7 @@ class BackendClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def __aenter__(self) -> "BackendClient":
+    async def __aenter__(self) -> BackendClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -231,8 +234,14 @@ class BackendClient:
 
     async def bod(self) -> wire.BodSnapshot:
         """The start-of-day snapshot: the one big reply, with its own deadline and size cap."""
-        _, snap = await self.request("GET", "/bod", _BOD, safe=True, deadline_s=self.bod_deadline_s,
-                                     max_reply_bytes=self.bod_max_reply_bytes)
+        _, snap = await self.request(
+            "GET",
+            "/bod",
+            _BOD,
+            safe=True,
+            deadline_s=self.bod_deadline_s,
+            max_reply_bytes=self.bod_max_reply_bytes,
+        )
         return snap
 
     async def instruments(self) -> list[wire.Instrument]:
@@ -271,9 +280,7 @@ class BackendClient:
         """POST /orders.  Retried on an unknown outcome: the client_order_id makes a
         repeat return the same order (200) instead of a second one."""
         body = request.model_dump(mode="json", exclude_none=True)
-        status, order = await self.request(
-            "POST", "/orders", _ORDER, json=body, safe=True, ok=(200, 201)
-        )
+        status, order = await self.request("POST", "/orders", _ORDER, json=body, safe=True, ok=(200, 201))
         return PlaceResult(order=order, created=status == 201)
 
     async def modify_order(self, order_id: str, change: wire.OrderModify) -> wire.Order:
@@ -296,8 +303,9 @@ class BackendClient:
     async def set_fault(self, request: wire.FaultRequest) -> wire.FaultState:
         """Supervisor only; setting a mode twice is harmless, so it may be retried."""
         body = request.model_dump(mode="json", exclude_none=True)
-        _, state = await self.request("POST", self._control_url + wire.API_PREFIX + "/admin/faults", _FAULT,
-                                    json=body, safe=True)
+        _, state = await self.request(
+            "POST", self._control_url + wire.API_PREFIX + "/admin/faults", _FAULT, json=body, safe=True
+        )
         return state
 
     # ------------------------------------------------------------------ plumbing
@@ -342,35 +350,59 @@ class BackendClient:
         maybe_sent = False
         while True:
             try:
-                return await self._attempt(method, path, adapter, query, json, headers, ok,
-                                           deadline_at, deadline_s, limit)
+                return await self._attempt(
+                    method, path, adapter, query, json, headers, ok, deadline_at, deadline_s, limit
+                )
             except Unavailable as exc:
                 # An earlier attempt that may have arrived leaves the outcome unknown,
                 # even if the last one was refused before sending.
                 maybe_sent = exc.sent = maybe_sent or exc.sent
-                if isinstance(exc, (DeadlineExceeded, ReplyTooLarge)):  # no time left / it would be as big again
+                if isinstance(
+                    exc, (DeadlineExceeded, ReplyTooLarge)
+                ):  # no time left / it would be as big again
                     raise
                 if attempt >= self._retries or not (safe or not exc.sent):
                     raise
-                pause = min(_RETRY_BACKOFF_MAX_S, _RETRY_BACKOFF_S * 2 ** attempt)
-                if loop.time() + pause >= deadline_at:  # no time for another attempt: this failure is the answer
+                pause = min(_RETRY_BACKOFF_MAX_S, _RETRY_BACKOFF_S * 2**attempt)
+                if (
+                    loop.time() + pause >= deadline_at
+                ):  # no time for another attempt: this failure is the answer
                     raise
             attempt += 1
             await asyncio.sleep(pause)
 
-    async def _attempt(self, method, path, adapter, query, json, headers, ok,
-                       deadline_at: float, deadline_s: float, limit: int) -> tuple[int, Any]:
+    async def _attempt(
+        self,
+        method,
+        path,
+        adapter,
+        query,
+        json,
+        headers,
+        ok,
+        deadline_at: float,
+        deadline_s: float,
+        limit: int,
+    ) -> tuple[int, Any]:
         started = time.perf_counter()
         try:
             async with asyncio.timeout_at(deadline_at):
                 response = await self._fetch(method, path, query, json, headers, limit)
         except TimeoutError:  # only our own deadline: httpx's timeouts are httpx.TimeoutException
-            raise DeadlineExceeded(f"{method} {path}: no whole reply within the {deadline_s:g} s deadline",
-                                   deadline_s=deadline_s) from None
+            raise DeadlineExceeded(
+                f"{method} {path}: no whole reply within the {deadline_s:g} s deadline", deadline_s=deadline_s
+            ) from None
         except httpx.HTTPError as exc:
             raise transport_error(exc, method, path) from None
-        except (httpx.InvalidURL, UnicodeError, ValueError, TypeError) as exc:  # the request itself could not be encoded
-            raise ProtocolError(f"{method} {path}: request could not be encoded ({type(exc).__name__})") from None
+        except (
+            httpx.InvalidURL,
+            UnicodeError,
+            ValueError,
+            TypeError,
+        ) as exc:  # the request itself could not be encoded
+            raise ProtocolError(
+                f"{method} {path}: request could not be encoded ({type(exc).__name__})"
+            ) from None
         except OSError as exc:  # anything the transport let through unwrapped
             raise Unavailable(f"{method} {path}: {exc}", kind="reset", sent=True) from None
         self.latency_ms = (time.perf_counter() - started) * 1000.0
@@ -380,8 +412,9 @@ class BackendClient:
         except BackendError:
             raise
         except Exception as exc:  # pragma: no cover - decode_body maps every known failure
-            raise ProtocolError(f"{method} {path}: unreadable reply ({type(exc).__name__})",
-                                status=response.status_code) from None
+            raise ProtocolError(
+                f"{method} {path}: unreadable reply ({type(exc).__name__})", status=response.status_code
+            ) from None
 
     async def _fetch(self, method, path, query, json, headers, limit: int) -> httpx.Response:
         """Send the request and stream the reply in, refusing it once it passes ``limit``
@@ -390,8 +423,9 @@ class BackendClient:
         async with self._http.stream(method, path, params=query, json=json, headers=headers) as streamed:
             declared = streamed.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > limit:
-                raise ReplyTooLarge(f"{too_large} (it announced {int(declared):,})", limit=limit,
-                                    status=streamed.status_code)
+                raise ReplyTooLarge(
+                    f"{too_large} (it announced {int(declared):,})", limit=limit, status=streamed.status_code
+                )
             chunks, size = [], 0
             async for chunk in streamed.aiter_bytes():
                 size += len(chunk)
@@ -399,7 +433,11 @@ class BackendClient:
                     raise ReplyTooLarge(too_large, limit=limit, status=streamed.status_code)
                 chunks.append(chunk)
         # the body is decoded already: the copy keeps the headers but not the encoding
-        headers = [(k, v) for k, v in streamed.headers.multi_items()
-                   if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
-        return httpx.Response(streamed.status_code, headers=headers, content=b"".join(chunks),
-                              request=streamed.request)
+        headers = [
+            (k, v)
+            for k, v in streamed.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            streamed.status_code, headers=headers, content=b"".join(chunks), request=streamed.request
+        )

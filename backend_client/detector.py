@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
-from typing import Callable
 
 HEALTH_PATH = "/api/v1/health"
 
@@ -97,7 +97,7 @@ async def _refused(base_url: str, timeout: float) -> tuple[str, str] | None:
     try:
         async with asyncio.timeout(timeout):
             _, writer = await asyncio.open_connection(host, port)
-    except (asyncio.TimeoutError, TimeoutError) as exc:
+    except TimeoutError as exc:
         return "timeout", f"no answer in time ({type(exc).__name__})"
     except ConnectionRefusedError:
         return "refused", "connection refused"
@@ -117,12 +117,12 @@ def probe_http_client(*, verify: bool | str = True):
     fresh connection, so "main accepts connections" is what is tested each time."""
     import httpx
 
-    return httpx.AsyncClient(verify=verify, trust_env=False,
-                             limits=httpx.Limits(max_keepalive_connections=0))
+    return httpx.AsyncClient(verify=verify, trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
 
 
-async def probe_once(base_url: str, *, timeout: float = 0.8, verify: bool | str = True,
-                     http=None) -> ProbeResult:
+async def probe_once(
+    base_url: str, *, timeout: float = 0.8, verify: bool | str = True, http=None
+) -> ProbeResult:
     """One GET /api/v1/health; the whole probe (connect, send, read) ends within
     ``timeout`` seconds.  Never raises: every failure is a ProbeResult with its kind.
     ``http`` is an optional client from ``probe_http_client`` (kept open by the caller)."""
@@ -149,7 +149,7 @@ async def probe_once(base_url: str, *, timeout: float = 0.8, verify: bool | str 
                 content = await _capped(response)
     except asyncio.CancelledError:
         raise
-    except BaseException as exc:  # noqa: BLE001 - the contract is "never raises"
+    except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         kind, detail = _classify(exc)
@@ -167,7 +167,9 @@ async def probe_once(base_url: str, *, timeout: float = 0.8, verify: bool | str 
     try:
         body = json.loads(content)
         if not isinstance(body, dict) or body.get("status") != "ok":
-            raise ValueError(f"status is {body.get('status')!r}" if isinstance(body, dict) else "not an object")
+            raise ValueError(
+                f"status is {body.get('status')!r}" if isinstance(body, dict) else "not an object"
+            )
         trading_date = date.fromisoformat(body["trading_date"])
     except (ValueError, KeyError, TypeError) as exc:
         return ProbeResult(False, "protocol", latency, f"health reply not understood ({exc})", None)
@@ -357,12 +359,18 @@ class Detector:
             return None
         quiet = self.silence(now)
         if self._auto in (Mode.ONLINE, Mode.SUSPECT, Mode.RECOVERING) and quiet + _EPS >= self.silence_limit:
-            return self._set(now, Mode.BACKUP, f"main silent for {quiet:.3f} s "
-                                               f"({self.missed_heartbeats} heartbeats missed)")
+            return self._set(
+                now,
+                Mode.BACKUP,
+                f"main silent for {quiet:.3f} s ({self.missed_heartbeats} heartbeats missed)",
+            )
         if self._auto is Mode.ONLINE and quiet > self.suspect_after * self.heartbeat_interval + _EPS:
             return self._set(now, Mode.SUSPECT, f"heartbeat late ({quiet * 1000:.0f} ms)")
-        if self._auto is Mode.SUSPECT and self._fail_streak == 0 \
-                and quiet <= self.suspect_after * self.heartbeat_interval + _EPS:
+        if (
+            self._auto is Mode.SUSPECT
+            and self._fail_streak == 0
+            and quiet <= self.suspect_after * self.heartbeat_interval + _EPS
+        ):
             return self._set(now, Mode.ONLINE, "heard from main again")
         return None
 
@@ -408,8 +416,9 @@ class Detector:
             self._good_streak += 1
             if self._good_streak >= self.rise_probes and now - self._auto_since + _EPS >= self.min_dwell:
                 self._last_up = now
-                return self._set(now, Mode.RECOVERING,
-                                 f"main answered {self._good_streak} times in a row ({what})")
+                return self._set(
+                    now, Mode.RECOVERING, f"main answered {self._good_streak} times in a row ({what})"
+                )
         return None
 
     def _failure(self, now: float, kind: str, why: str) -> Transition | None:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -74,7 +75,9 @@ class StoredGrant:
     valid_until: datetime
 
     @classmethod
-    def verify(cls, grant_json: str, key: str | Mapping[str, str], stored_key_b64: str | None = None) -> "StoredGrant":
+    def verify(
+        cls, grant_json: str, key: str | Mapping[str, str], stored_key_b64: str | None = None
+    ) -> StoredGrant:
         """Parse the stored ``wire.OfflineGrant`` JSON and check its signature over its
         claims.  ``key``: the pinned keys (the anchors' {key_id: base64 key}; the grant's
         ``key_id`` picks one), or one base64 key the caller already trusts.
@@ -93,14 +96,18 @@ class StoredGrant:
         pinned = {key_id: key} if isinstance(key, str) else key
         pin = pinned.get(key_id) if isinstance(key_id, str) else None
         if pin is None:
-            raise GrantKeyUntrusted("grant_key_not_pinned",
-                                    f"the offline grant for {claims.get('user_id')} is signed by key {key_id!r}, "
-                                    f"which this console did not pin at an online login "
-                                    f"(pinned: {', '.join(sorted(pinned)) or 'none'})")
+            raise GrantKeyUntrusted(
+                "grant_key_not_pinned",
+                f"the offline grant for {claims.get('user_id')} is signed by key {key_id!r}, "
+                f"which this console did not pin at an online login "
+                f"(pinned: {', '.join(sorted(pinned)) or 'none'})",
+            )
         if stored_key_b64 is not None and stored_key_b64 != pin:
-            raise GrantKeyUntrusted("grant_key_mismatch",
-                                    f"the local store holds another public key for key {key_id!r} than the one "
-                                    f"this console pinned from the main system: the store was edited")
+            raise GrantKeyUntrusted(
+                "grant_key_mismatch",
+                f"the local store holds another public key for key {key_id!r} than the one "
+                f"this console pinned from the main system: the store was edited",
+            )
         _verify(claims, signature, pin, claims.get("user_id"))
         try:  # signed by main: read strictly all the same
             ids = claims["client_ids"]
@@ -112,8 +119,13 @@ class StoredGrant:
             valid_until = datetime.fromisoformat(claims["valid_until"])
             if valid_until.tzinfo is None:
                 raise ValueError("valid_until has no time zone")
-            return cls(user_id, Role(claims["role"]), tuple(ids), date.fromisoformat(claims["trading_date"]),
-                       valid_until)
+            return cls(
+                user_id,
+                Role(claims["role"]),
+                tuple(ids),
+                date.fromisoformat(claims["trading_date"]),
+                valid_until,
+            )
         except (TypeError, KeyError) as exc:
             raise ValueError(f"unreadable offline grant: {exc}") from None
 

@@ -81,11 +81,18 @@ def _check_price(value: Decimal, inst, field: str) -> None:
     if not value.is_finite():
         raise Reject("invalid_request", f"{field} {value} is not a number.", field)
     if not inst.lower_band <= value <= inst.upper_band:
-        raise Reject("price_band", f"{field} {shown(value)} is outside today's band {shown(inst.lower_band)}-"
-                                   f"{shown(inst.upper_band)} for {inst.symbol}.", field)
+        raise Reject(
+            "price_band",
+            f"{field} {shown(value)} is outside today's band {shown(inst.lower_band)}-"
+            f"{shown(inst.upper_band)} for {inst.symbol}.",
+            field,
+        )
     if (value / inst.tick_size) % 1 != 0:
-        raise Reject("tick_size", f"{field} {shown(value)} is not a multiple of the tick size "
-                                  f"{shown(inst.tick_size)}.", field)
+        raise Reject(
+            "tick_size",
+            f"{field} {shown(value)} is not a multiple of the tick size {shown(inst.tick_size)}.",
+            field,
+        )
 
 
 def check(order, inst) -> None:
@@ -98,29 +105,42 @@ def check(order, inst) -> None:
     order_type = member(OrderType, order.order_type, "order_type")
     member(Validity, order.validity, "validity")
     if product not in PRODUCTS_BY_EXCHANGE[inst.exchange]:
-        raise Reject("product_exchange", f"Product {product.value} is not allowed on {inst.exchange.value}.",
-                     "product")
+        raise Reject(
+            "product_exchange", f"Product {product.value} is not allowed on {inst.exchange.value}.", "product"
+        )
     qty = order.quantity
     if qty <= 0:
         raise Reject("invalid_quantity", "Quantity must be greater than zero.", "quantity")
     if qty % inst.lot_size:
-        raise Reject("lot_size", f"Quantity {qty} is not a multiple of the lot size {inst.lot_size}.", "quantity")
+        raise Reject(
+            "lot_size", f"Quantity {qty} is not a multiple of the lot size {inst.lot_size}.", "quantity"
+        )
     if qty > inst.freeze_quantity:
-        raise Reject("freeze_quantity", f"Quantity {qty} is above the freeze quantity {inst.freeze_quantity}.",
-                     "quantity")
+        raise Reject(
+            "freeze_quantity",
+            f"Quantity {qty} is above the freeze quantity {inst.freeze_quantity}.",
+            "quantity",
+        )
     dq = order.disclosed_quantity
     if dq is not None and not 0 <= dq <= qty:
-        raise Reject("disclosed_quantity", f"Disclosed quantity {dq} must be between 0 and the order quantity "
-                                           f"{qty}.", "disclosed_quantity")
+        raise Reject(
+            "disclosed_quantity",
+            f"Disclosed quantity {dq} must be between 0 and the order quantity {qty}.",
+            "disclosed_quantity",
+        )
     price, trigger = order.price, order.trigger_price
     if order_type in PRICED and price is None:
         raise Reject("price_required", f"A {order_type.value} order needs a price.", "price")
     if order_type not in PRICED and price not in (None, 0):
         raise Reject("invalid_request", f"A {order_type.value} order takes no price.", "price")
     if order_type in TRIGGERED and trigger is None:
-        raise Reject("trigger_required", f"A {order_type.value} order needs a trigger price.", "trigger_price")
+        raise Reject(
+            "trigger_required", f"A {order_type.value} order needs a trigger price.", "trigger_price"
+        )
     if order_type not in TRIGGERED and trigger not in (None, 0):
-        raise Reject("invalid_request", f"A {order_type.value} order takes no trigger price.", "trigger_price")
+        raise Reject(
+            "invalid_request", f"A {order_type.value} order takes no trigger price.", "trigger_price"
+        )
     if order_type in PRICED:
         _check_price(price, inst, "price")
     if order_type in TRIGGERED:

@@ -58,13 +58,17 @@ def transport_error(exc: httpx.HTTPError, method: str, path: str) -> BackendErro
             return Unavailable(f"{where}: connection closed mid-reply ({exc})", kind="reset", sent=True)
         return ProtocolError(f"{where}: the server's reply is not valid HTTP ({exc})")
     if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.CloseError, httpx.NetworkError)):
-        return Unavailable(f"{where}: connection reset ({exc or type(exc).__name__})", kind="reset", sent=True)
+        return Unavailable(
+            f"{where}: connection reset ({exc or type(exc).__name__})", kind="reset", sent=True
+        )
     if isinstance(exc, (httpx.LocalProtocolError, httpx.UnsupportedProtocol)):
         return ProtocolError(f"{where}: request could not be sent as HTTP ({exc})")
     if isinstance(exc, httpx.DecodingError):
         return ProtocolError(f"{where}: the reply body could not be decoded ({exc})")
     if isinstance(exc, httpx.TransportError):
-        return Unavailable(f"{where}: transport failure ({type(exc).__name__}: {exc})", kind="reset", sent=True)
+        return Unavailable(
+            f"{where}: transport failure ({type(exc).__name__}: {exc})", kind="reset", sent=True
+        )
     return ProtocolError(f"{where}: {type(exc).__name__}: {exc}")
 
 
@@ -74,8 +78,11 @@ _SHOWN_MAX = 500  # characters of main's error message passed on
 def shown(text: str, limit: int = _SHOWN_MAX) -> str:
     """``text`` safe to print: non-printable characters (ESC, C1, U+202E ...) as escapes
     such as ``\\x1b`` or ``\\u202e``, and at most ``limit`` characters of it."""
-    out = text if text.isprintable() else "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    out = (
+        text
+        if text.isprintable()
+        else "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    )
     return out if len(out) <= limit else out[:limit] + f"... ({len(text):,} characters)"
 
 
@@ -100,8 +107,9 @@ def check_status(response: httpx.Response, method: str, path: str, ok: tuple[int
     body = _error_body(response)
     if status >= 500:
         reason = shown(body.error.message) if body else _describe(response)
-        raise Unavailable(f"{where}: server error {status}: {reason}", kind="server_error",
-                          status=status, sent=True)
+        raise Unavailable(
+            f"{where}: server error {status}: {reason}", kind="server_error", status=status, sent=True
+        )
     error_type = _BY_STATUS.get(status)
     if error_type is None:
         raise ProtocolError(f"{where}: unexpected status {status} ({_describe(response)})", status=status)
@@ -138,7 +146,8 @@ def decode_body(response: httpx.Response, adapter: TypeAdapter, method: str, pat
     try:
         return adapter.validate_json(response.content)
     except ValidationError as exc:
-        raise ProtocolError(f"{where}: reply does not match the contract: {_summarise(exc)}",
-                            status=status) from None
+        raise ProtocolError(
+            f"{where}: reply does not match the contract: {_summarise(exc)}", status=status
+        ) from None
     except ValueError as exc:
         raise ProtocolError(f"{where}: reply is not valid JSON ({exc})", status=status) from None

@@ -28,9 +28,10 @@ import logging
 import random
 import ssl
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Union
+from typing import Union
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from pydantic import TypeAdapter, ValidationError
@@ -38,7 +39,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
 from backend_client import wire
-from backend_client.client import positive_setting, checked_token
+from backend_client.client import checked_token, positive_setting
 from backend_client.errors import Forbidden, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,16 @@ class StreamStatus:
     at: float
 
 
-StreamItem = Union[StreamStatus, wire.HelloMsg, wire.HeartbeatMsg, wire.TickMsg, wire.OrderEvent,
-                   wire.TradeEvent, wire.PositionEvent, wire.ResnapshotMsg]
+StreamItem = Union[
+    StreamStatus,
+    wire.HelloMsg,
+    wire.HeartbeatMsg,
+    wire.TickMsg,
+    wire.OrderEvent,
+    wire.TradeEvent,
+    wire.PositionEvent,
+    wire.ResnapshotMsg,
+]
 
 
 def stream_url(base_url: str, since: int | None) -> str:
@@ -105,7 +114,9 @@ class StreamClient:
         max_message_bytes: int | None = None,
     ) -> None:
         if silence_timeout <= 0 or backoff_initial <= 0 or backoff_max < backoff_initial:
-            raise ValueError("silence_timeout and backoff_initial must be > 0, backoff_max >= backoff_initial")
+            raise ValueError(
+                "silence_timeout and backoff_initial must be > 0, backoff_max >= backoff_initial"
+            )
         if not 0 <= jitter < 1:
             raise ValueError("jitter must be in [0, 1)")
         stream_url(base_url, None)  # validate early
@@ -116,7 +127,9 @@ class StreamClient:
         self.backoff_max = backoff_max
         self.jitter = jitter
         self.open_timeout = open_timeout
-        self.max_message_bytes = positive_setting(max_message_bytes, MAX_MESSAGE_ENV, DEFAULT_MAX_MESSAGE_BYTES, int)
+        self.max_message_bytes = positive_setting(
+            max_message_bytes, MAX_MESSAGE_ENV, DEFAULT_MAX_MESSAGE_BYTES, int
+        )
         self._ssl = self._ssl_context(base_url, verify)
         self._clock = clock
         self._rng = rng or random.Random()
@@ -276,9 +289,12 @@ class StreamClient:
                     # we refused an oversized message; a peer that does not close after it
                     # leaves recv() waiting, so the silence timer may be what ends it
                     self.protocol_errors += 1
-                    log.warning("stream: a message over %d bytes dropped the connection", self.max_message_bytes)
-                    yield StreamStatus(False, f"protocol error: message over {self.max_message_bytes} bytes",
-                                       self._clock())
+                    log.warning(
+                        "stream: a message over %d bytes dropped the connection", self.max_message_bytes
+                    )
+                    yield StreamStatus(
+                        False, f"protocol error: message over {self.max_message_bytes} bytes", self._clock()
+                    )
                 elif isinstance(exc, TimeoutError):
                     yield StreamStatus(False, f"silent for {self.silence_timeout:g} s", self._clock())
                 else:
@@ -321,7 +337,8 @@ class StreamClient:
                     synthesized_resnapshot = msg.seq
                     yield msg
                     yield wire.ResnapshotMsg(
-                        type="resnapshot", seq=msg.seq,
+                        type="resnapshot",
+                        seq=msg.seq,
                         reason=f"server sequence went back from {lost_from} to {msg.seq}",
                     )
                     continue

@@ -18,7 +18,7 @@ import unicodedata
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -62,15 +62,18 @@ def _printable(value: str) -> str:
     if value.isprintable():
         return value
     at, ch = next((i, c) for i, c in enumerate(value) if not c.isprintable())
-    raise ValueError(f"character U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')}) at position {at} is not "
-                     f"allowed: control, format (bidi) and separator characters are refused")
+    raise ValueError(
+        f"character U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')}) at position {at} is not "
+        f"allowed: control, format (bidi) and separator characters are refused"
+    )
 
 
 def safe_text(max_length: int, min_length: int = 1) -> Any:
     """Printable text of at most ``max_length`` characters (the store's column width);
     the length is checked first, so a huge string costs nothing to refuse."""
-    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length),
-                     AfterValidator(_printable)]
+    return Annotated[
+        str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(_printable)
+    ]
 
 
 ClientId = safe_text(32)
@@ -121,7 +124,6 @@ from backend_client.enums import (  # noqa: E402, F401
     Side,
     Validity,
 )
-
 
 # --------------------------------------------------------------------------- errors
 
@@ -291,7 +293,7 @@ class OrderRequest(Wire):
     validity: Validity = Validity.DAY
     disclosed_quantity: StrictInt | None = None
 
-    def same_parameters(self, other: "OrderRequest") -> bool:
+    def same_parameters(self, other: OrderRequest) -> bool:
         """True when two requests with one client_order_id ask for the same order."""
         return self.model_dump(exclude={"client_order_id"}) == other.model_dump(exclude={"client_order_id"})
 
@@ -360,7 +362,7 @@ class BodSnapshot(Wire):
     trades: list[Trade]
 
     @model_validator(mode="after")
-    def _one_scope_no_duplicates(self) -> "BodSnapshot":
+    def _one_scope_no_duplicates(self) -> BodSnapshot:
         """Every row is the snapshot's own user's and no key appears twice: a snapshot
         that breaks either is refused whole (the store would mix scopes, or fail on a
         unique key halfway)."""
@@ -368,16 +370,22 @@ class BodSnapshot(Wire):
         for table in ("clients", "limits", "positions", "open_orders", "trades"):
             for i, row in enumerate(getattr(self, table)):
                 if row.client_id not in scope:
-                    raise ValueError(f"{table}[{i}]: client {row.client_id!r} is outside the scope of user "
-                                     f"{self.user.user_id!r} ({len(scope)} clients)")
+                    raise ValueError(
+                        f"{table}[{i}]: client {row.client_id!r} is outside the scope of user "
+                        f"{self.user.user_id!r} ({len(scope)} clients)"
+                    )
         clients = {c.client_id for c in self.clients}
         for i, limit in enumerate(self.limits):
             if limit.client_id not in clients:
-                raise ValueError(f"limits[{i}]: client {limit.client_id!r} is not among the snapshot's clients")
+                raise ValueError(
+                    f"limits[{i}]: client {limit.client_id!r} is not among the snapshot's clients"
+                )
         _unique("instruments", self.instruments, lambda r: (r.exchange.value, r.symbol))
         _unique("clients", self.clients, lambda r: r.client_id)
         _unique("limits", self.limits, lambda r: r.client_id)
-        _unique("positions", self.positions, lambda r: (r.client_id, r.exchange.value, r.symbol, r.product.value))
+        _unique(
+            "positions", self.positions, lambda r: (r.client_id, r.exchange.value, r.symbol, r.product.value)
+        )
         _unique("open_orders", self.open_orders, lambda r: r.order_id)
         _unique("open_orders", self.open_orders, lambda r: r.client_order_id)
         _unique("trades", self.trades, lambda r: r.trade_id)
@@ -478,7 +486,7 @@ class ResnapshotMsg(Wire):
 
 
 StreamMessage = Annotated[
-    Union[HelloMsg, HeartbeatMsg, TickMsg, OrderEvent, TradeEvent, PositionEvent, ResnapshotMsg],
+    HelloMsg | HeartbeatMsg | TickMsg | OrderEvent | TradeEvent | PositionEvent | ResnapshotMsg,
     Field(discriminator="type"),
 ]
 

@@ -66,7 +66,9 @@ def fill_positions(store_file: Path, target: int) -> int:
     con = sqlite3.connect(store_file)
     have = con.execute("SELECT count(*) FROM positions WHERE net_quantity != 0").fetchone()[0]
     clients = [r[0] for r in con.execute("SELECT client_id FROM clients ORDER BY 1")]
-    insts = con.execute("SELECT exchange, symbol, lot_size, last_price FROM instruments ORDER BY 1, 2").fetchall()
+    insts = con.execute(
+        "SELECT exchange, symbol, lot_size, last_price FROM instruments ORDER BY 1, 2"
+    ).fetchall()
     existing = {tuple(r) for r in con.execute("SELECT client_id, exchange, symbol, product FROM positions")}
     with con:
         for c in clients:
@@ -76,9 +78,25 @@ def fill_positions(store_file: Path, target: int) -> int:
                 prod = "NRML" if ex == "NFO" else "MIS"
                 if (c, ex, sym, prod) in existing:
                     continue
-                con.execute("INSERT INTO positions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                            (c, ex, sym, prod, lot * 2, last, last, 0, 0, lot * 2, 0,
-                             "2026-01-01 03:45:00.000000", "bod", None))
+                con.execute(
+                    "INSERT INTO positions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        c,
+                        ex,
+                        sym,
+                        prod,
+                        lot * 2,
+                        last,
+                        last,
+                        0,
+                        0,
+                        lot * 2,
+                        0,
+                        "2026-01-01 03:45:00.000000",
+                        "bod",
+                        None,
+                    ),
+                )
                 have += 1
     con.close()
     return have
@@ -93,9 +111,14 @@ def reset_journal(store_file: Path) -> None:
 
 def cli_env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_")}
-    env.update(LIFEBOAT_HOME=str(home), LIFEBOAT_BACKEND_URL=DEAD_URL, LIFEBOAT_USER="super1",
-               PYTHONPATH=str(ROOT), LIFEBOAT_TEST_KEYRING_FILE=os.environ["LIFEBOAT_TEST_KEYRING_FILE"],
-               LIFEBOAT_CONFIG_DIR=os.environ["LIFEBOAT_CONFIG_DIR"])
+    env.update(
+        LIFEBOAT_HOME=str(home),
+        LIFEBOAT_BACKEND_URL=DEAD_URL,
+        LIFEBOAT_USER="super1",
+        PYTHONPATH=str(ROOT),
+        LIFEBOAT_TEST_KEYRING_FILE=os.environ["LIFEBOAT_TEST_KEYRING_FILE"],
+        LIFEBOAT_CONFIG_DIR=os.environ["LIFEBOAT_CONFIG_DIR"],
+    )
     return env
 
 
@@ -115,8 +138,21 @@ def p3(home: Path, runs: int) -> None:
         reset_journal(home / "lifeboat.db")
         base.append(timed([sys.executable, "-c", "import sqlalchemy, httpx, typer"], env)[0])
         # throttle-free: the right password every time
-        t, p = timed([sys.executable, "-m", "console.cli", "--password-stdin", "squareoff", "--all", "--yes",
-                      "--json", "--keep-orders"], env, "demo\n")
+        t, p = timed(
+            [
+                sys.executable,
+                "-m",
+                "console.cli",
+                "--password-stdin",
+                "squareoff",
+                "--all",
+                "--yes",
+                "--json",
+                "--keep-orders",
+            ],
+            env,
+            "demo\n",
+        )
         assert p.returncode == 0, p.stderr
         legs = json.loads(p.stdout)["legs"]
         cli.append(t)
@@ -125,13 +161,17 @@ def p3(home: Path, runs: int) -> None:
     credentials.check_verifier(verifier, "demo")
     scrypt = time.perf_counter() - t0
     med, b = statistics.median(cli), statistics.median(base)
-    print(f"P3 main killed -> {len(legs)}-leg square-off journaled by the CLI ({n} positions): "
-          f"median {med * 1000:.0f} ms over {runs} runs (goal <= 1500 ms) "
-          f"{'OK' if med <= 1.5 else 'MISSED'}")
-    print(f"   split: interpreter+imports baseline (import sqlalchemy, httpx, typer) {b * 1000:.0f} ms; "
-          f"scrypt N=2^17 alone {scrypt * 1000:.0f} ms (a script's CLI starts it in a thread before its heavy "
-          f"imports, so it overlaps them); CLI minus baseline {(med - b) * 1000:.0f} ms; "
-          f"CLI/baseline ratio {med / b:.2f}x")
+    print(
+        f"P3 main killed -> {len(legs)}-leg square-off journaled by the CLI ({n} positions): "
+        f"median {med * 1000:.0f} ms over {runs} runs (goal <= 1500 ms) "
+        f"{'OK' if med <= 1.5 else 'MISSED'}"
+    )
+    print(
+        f"   split: interpreter+imports baseline (import sqlalchemy, httpx, typer) {b * 1000:.0f} ms; "
+        f"scrypt N=2^17 alone {scrypt * 1000:.0f} ms (a script's CLI starts it in a thread before its heavy "
+        f"imports, so it overlaps them); CLI minus baseline {(med - b) * 1000:.0f} ms; "
+        f"CLI/baseline ratio {med / b:.2f}x"
+    )
 
 
 def raw_commits(path: Path, rows: int) -> float:
@@ -160,8 +200,10 @@ def p4(home: Path, rows: int, runs: int) -> None:
     con = sqlite3.connect(home / "lifeboat.db")
     with con:
         con.execute("UPDATE policy SET allow_new_exposure = 1, killswitch = 0")
-        keys = con.execute("SELECT client_id, exchange, symbol, product FROM positions "
-                           "WHERE exchange IN ('NSE', 'BSE') AND net_quantity > 0").fetchall()
+        keys = con.execute(
+            "SELECT client_id, exchange, symbol, product FROM positions "
+            "WHERE exchange IN ('NSE', 'BSE') AND net_quantity > 0"
+        ).fetchall()
         con.execute("UPDATE client_limits SET max_order_value = 1000000000000")
     con.close()
     actor = desk.Actor("super1", "supervisor", frozenset(), clock.today_ist())
@@ -178,9 +220,11 @@ def p4(home: Path, rows: int, runs: int) -> None:
                 journal.acknowledge(store, [rec.seq])
             rates.append(rows / (time.perf_counter() - t0))
     rate, raw = statistics.median(rates), statistics.median(raws)
-    print(f"P4 journal acks/s through the desk (checks + FULL commit + ack): {rate:,.0f}/s vs raw sqlite3 "
-          f"single-row FULL commits {raw:,.0f}/s = {rate / raw:.2f}x (goal >= 0.6x) "
-          f"{'OK' if rate / raw >= 0.6 else 'MISSED'}")
+    print(
+        f"P4 journal acks/s through the desk (checks + FULL commit + ack): {rate:,.0f}/s vs raw sqlite3 "
+        f"single-row FULL commits {raw:,.0f}/s = {rate / raw:.2f}x (goal >= 0.6x) "
+        f"{'OK' if rate / raw >= 0.6 else 'MISSED'}"
+    )
     why_not_faster(home, tickets, actor, raw, rows)
 
     fill_positions(home / "lifeboat.db", 1000)
@@ -188,15 +232,18 @@ def p4(home: Path, rows: int, runs: int) -> None:
     for _ in range(max(3, runs)):
         reset_journal(home / "lifeboat.db")
         t0 = time.perf_counter()
-        legs, _, receipts = desk.squareoff(store, actor, client_id=None, symbol=None, keep_orders=True,
-                                           mode="BACKUP")
+        legs, _, receipts = desk.squareoff(
+            store, actor, client_id=None, symbol=None, keep_orders=True, mode="BACKUP"
+        )
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     raw_many = raw_same_rows(home / "lifeboat.db", max(3, runs))
-    print(f"P4 {len(receipts)}-leg square-off in one transaction: median {med * 1000:.1f} ms (goal <= 50 ms) "
-          f"{'OK' if med <= 0.05 else 'MISSED'}; same-run baseline: raw sqlite3 executemany of the same "
-          f"{len(receipts)} journal rows + one FULL commit {raw_many * 1000:.1f} ms = {med / raw_many:.2f}x; "
-          f"one FULL commit of one row {1000 / raw:.2f} ms")
+    print(
+        f"P4 {len(receipts)}-leg square-off in one transaction: median {med * 1000:.1f} ms (goal <= 50 ms) "
+        f"{'OK' if med <= 0.05 else 'MISSED'}; same-run baseline: raw sqlite3 executemany of the same "
+        f"{len(receipts)} journal rows + one FULL commit {raw_many * 1000:.1f} ms = {med / raw_many:.2f}x; "
+        f"one FULL commit of one row {1000 / raw:.2f} ms"
+    )
     store.close()
 
 
@@ -221,14 +268,19 @@ def why_not_faster(home: Path, tickets, actor, raw_rate: float, n: int) -> None:
         seen: list[str] = []
         store = open_store(store_file)
         store.engine.dispose()  # every connection from here on is traced
-        event.listen(store.engine, "connect", lambda dbapi_conn, _rec: dbapi_conn.set_trace_callback(seen.append))
+        event.listen(
+            store.engine, "connect", lambda dbapi_conn, _rec: dbapi_conn.set_trace_callback(seen.append)
+        )
         per_action = None
         for i in range(n):
             rec = desk.place(store, actor, tickets[i % len(tickets)], mode="BACKUP")
             journal.acknowledge(store, [rec.seq])
             if per_action is None:
-                per_action = [q for q in seen if not q.startswith(("PRAGMA busy_timeout", "PRAGMA journal_mode",
-                                                                   "PRAGMA foreign_keys"))]
+                per_action = [
+                    q
+                    for q in seen
+                    if not q.startswith(("PRAGMA busy_timeout", "PRAGMA journal_mode", "PRAGMA foreign_keys"))
+                ]
         store.close()
         conn = sqlite3.connect(snap, isolation_level=None)
         conn.execute("PRAGMA journal_mode = WAL")
@@ -239,8 +291,10 @@ def why_not_faster(home: Path, tickets, actor, raw_rate: float, n: int) -> None:
         floor = n / (time.perf_counter() - t0)
         conn.close()
     words = [" ".join(q.split()[:2]) for q in per_action]
-    print(f"   floor: the same SQL replayed on a bare sqlite3 connection {floor:,.0f}/s = {floor / raw_rate:.2f}x "
-          f"of raw ({len(per_action)} statements per action: {', '.join(words)})")
+    print(
+        f"   floor: the same SQL replayed on a bare sqlite3 connection {floor:,.0f}/s = {floor / raw_rate:.2f}x "
+        f"of raw ({len(per_action)} statements per action: {', '.join(words)})"
+    )
 
 
 def raw_same_rows(store_file: Path, runs: int) -> float:

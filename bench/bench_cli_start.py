@@ -43,10 +43,17 @@ def main() -> None:
             b_times.append(timed(base, env))
             s_times.append(timed(status, env))
         s, b = statistics.median(s_times), statistics.median(b_times)
-        print(f"P7 status --json cold start: median {s * 1000:.0f} ms vs import sqlalchemy+httpx+typer "
-              f"{b * 1000:.0f} ms = {s / b:.2f}x (goal <= 1.3x) {'OK' if s / b <= 1.3 else 'MISSED'}")
-        p = subprocess.run([sys.executable, "-X", "importtime", *status[1:]], capture_output=True, text=True,
-                           env=env, cwd=ROOT)
+        print(
+            f"P7 status --json cold start: median {s * 1000:.0f} ms vs import sqlalchemy+httpx+typer "
+            f"{b * 1000:.0f} ms = {s / b:.2f}x (goal <= 1.3x) {'OK' if s / b <= 1.3 else 'MISSED'}"
+        )
+        p = subprocess.run(
+            [sys.executable, "-X", "importtime", *status[1:]],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
         rows = []
         for line in p.stderr.splitlines():
             parts = line.split("|")

@@ -34,15 +34,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
-from pydantic import TypeAdapter  # noqa: E402
-from websockets.asyncio.client import connect  # noqa: E402
+import httpx
+from pydantic import TypeAdapter
+from websockets.asyncio.client import connect
 
-from backend_client import wire  # noqa: E402
-from backend_client.client import BackendClient  # noqa: E402
-from backend_client.errors import BackendError  # noqa: E402
-from backend_client.stream import StreamClient, StreamStatus, stream_url  # noqa: E402
-from tests.simproc import SimProcess  # noqa: E402
+from backend_client import wire
+from backend_client.client import BackendClient
+from backend_client.errors import BackendError
+from backend_client.stream import StreamClient, StreamStatus, stream_url
+from tests.simproc import SimProcess
 
 
 def _resting_orders(instruments: list[wire.Instrument], client_id: str, n: int, tag: str) -> list[dict]:
@@ -56,11 +56,19 @@ def _resting_orders(instruments: list[wire.Instrument], client_id: str, n: int, 
     out = []
     for k in range(n):
         side = "BUY" if k % 2 == 0 else "SELL"
-        out.append(wire.OrderRequest(
-            client_order_id=f"B{tag}{k:06d}", client_id=client_id, exchange=inst.exchange, symbol=inst.symbol,
-            side=side, quantity=inst.lot_size, product="MIS", order_type="LIMIT",
-            price=buy_price if side == "BUY" else sell_price,
-        ).model_dump(mode="json", exclude_none=True))
+        out.append(
+            wire.OrderRequest(
+                client_order_id=f"B{tag}{k:06d}",
+                client_id=client_id,
+                exchange=inst.exchange,
+                symbol=inst.symbol,
+                side=side,
+                quantity=inst.lot_size,
+                product="MIS",
+                order_type="LIMIT",
+                price=buy_price if side == "BUY" else sell_price,
+            ).model_dump(mode="json", exclude_none=True)
+        )
     return out
 
 
@@ -73,8 +81,9 @@ async def bench_orders(sim: SimProcess, n: int, block: int = 100) -> None:
         ours = _resting_orders(instruments, client_id, n + 20, tag + "c")
         raws = _resting_orders(instruments, client_id, n + 20, tag + "r")
         headers = {"Authorization": f"Bearer {client.token}"}
-        async with httpx.AsyncClient(base_url=sim.url + wire.API_PREFIX, headers=headers,
-                                     timeout=httpx.Timeout(5.0, connect=2.0)) as raw:
+        async with httpx.AsyncClient(
+            base_url=sim.url + wire.API_PREFIX, headers=headers, timeout=httpx.Timeout(5.0, connect=2.0)
+        ) as raw:
             failures = {"client": 0, "raw": 0}
             for body in raws[:20]:  # warm-up both paths
                 await raw.post("/orders", json=body)
@@ -85,12 +94,12 @@ async def bench_orders(sim: SimProcess, n: int, block: int = 100) -> None:
             spent = {"client": 0.0, "raw": 0.0}
             for start in range(0, n, block):
                 t0 = time.perf_counter()
-                for body in raws[start:start + block]:
+                for body in raws[start : start + block]:
                     r = await raw.post("/orders", json=body)
                     if r.status_code not in (200, 201):
                         failures["raw"] += 1
                 t1 = time.perf_counter()
-                for req in requests[start:start + block]:
+                for req in requests[start : start + block]:
                     try:
                         await client.place_order(req)
                     except BackendError:
@@ -112,9 +121,11 @@ async def bench_orders(sim: SimProcess, n: int, block: int = 100) -> None:
     for _ in range(reps):
         adapter.validate_json(sample)
     t2 = time.perf_counter()
-    print(f"  reply decode per order: json.loads {(t1 - t0) / reps * 1e6:.1f} us, "
-          f"wire.Order validation {(t2 - t1) / reps * 1e6:.1f} us "
-          f"(vs {1e6 / client_rate:.0f} us per round trip)")
+    print(
+        f"  reply decode per order: json.loads {(t1 - t0) / reps * 1e6:.1f} us, "
+        f"wire.Order validation {(t2 - t1) / reps * 1e6:.1f} us "
+        f"(vs {1e6 / client_rate:.0f} us per round trip)"
+    )
 
 
 async def bench_stream(sim: SimProcess, seconds: float, activity: float, tick_ms: int) -> None:
@@ -139,8 +150,13 @@ async def bench_stream(sim: SimProcess, seconds: float, activity: float, tick_ms
         return started
 
     async def raw():
-        async with connect(stream_url(sim.url, None), additional_headers={"Authorization": f"Bearer {token}"},
-                           compression=None, ping_interval=None, proxy=None) as ws:
+        async with connect(
+            stream_url(sim.url, None),
+            additional_headers={"Authorization": f"Bearer {token}"},
+            compression=None,
+            ping_interval=None,
+            proxy=None,
+        ) as ws:
             while time.monotonic() < stop_at:
                 try:
                     text = await asyncio.wait_for(ws.recv(), timeout=max(0.01, stop_at - time.monotonic()))
@@ -152,7 +168,9 @@ async def bench_stream(sim: SimProcess, seconds: float, activity: float, tick_ms
                     frames.append(text)
 
     await asyncio.gather(ours(), raw())
-    print(f"stream: both readers on one mainsim stream for {seconds:g} s (--activity {activity:g}, --tick-ms {tick_ms})")
+    print(
+        f"stream: both readers on one mainsim stream for {seconds:g} s (--activity {activity:g}, --tick-ms {tick_ms})"
+    )
     print(f"  raw websockets + json.loads {counts['raw'] / seconds:8.0f} msg/s")
     print(f"  StreamClient (validated)    {counts['client'] / seconds:8.0f} msg/s")
     if counts["raw"]:
@@ -213,7 +231,9 @@ async def bench_detection(sim: SimProcess, silence_timeout: float = 0.3, rounds:
     async with BackendClient(sim.url) as client:
         await client.login("dealer1", "demo")
         token = client.token
-    stream = StreamClient(sim.url, token, silence_timeout=silence_timeout, backoff_initial=0.05, backoff_max=0.2)
+    stream = StreamClient(
+        sim.url, token, silence_timeout=silence_timeout, backoff_initial=0.05, backoff_max=0.2
+    )
     items = stream.messages()
 
     async def next_status(connected: bool) -> float:
@@ -256,7 +276,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=None, help="orders per path")
     parser.add_argument("--seconds", type=float, default=None, help="stream window")
     parser.add_argument("--tick-ms", type=int, default=5, help="mainsim tick interval for the stream bench")
-    parser.add_argument("--activity", type=float, default=200.0, help="mainsim background orders/s for the stream bench")
+    parser.add_argument(
+        "--activity", type=float, default=200.0, help="mainsim background orders/s for the stream bench"
+    )
     args = parser.parse_args()
     n = args.n or (200 if args.quick else 1000)
     seconds = args.seconds or (2.0 if args.quick else 5.0)
@@ -271,8 +293,11 @@ def main() -> None:
             asyncio.run(bench_detection(sim))
         finally:
             sim.kill()
-        busy = SimProcess(db=work / "b" / "mainsim.db", workdir=work / "b",
-                          extra_args=["--activity", str(args.activity), "--tick-ms", str(args.tick_ms)]).start()
+        busy = SimProcess(
+            db=work / "b" / "mainsim.db",
+            workdir=work / "b",
+            extra_args=["--activity", str(args.activity), "--tick-ms", str(args.tick_ms)],
+        ).start()
         try:
             asyncio.run(bench_stream(busy, seconds, args.activity, args.tick_ms))
         finally:

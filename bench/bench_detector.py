@@ -33,16 +33,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from websockets.asyncio.client import connect  # noqa: E402
-from websockets.exceptions import ConnectionClosed  # noqa: E402
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
-from backend_client.client import BackendClient  # noqa: E402
-from backend_client.detector import Detector, Mode  # noqa: E402
-from backend_client.stream import stream_url  # noqa: E402
-from localstore.db import open_store  # noqa: E402
-from mainsim.faultproxy import ThreadedFaultProxy  # noqa: E402
-from sync.runtime import Runtime  # noqa: E402
-from tests.simproc import SimProcess  # noqa: E402
+from backend_client.client import BackendClient
+from backend_client.detector import Detector, Mode
+from backend_client.stream import stream_url
+from localstore.db import open_store
+from mainsim.faultproxy import ThreadedFaultProxy
+from sync.runtime import Runtime
+from tests.simproc import SimProcess
 
 HEARTBEAT_S = 0.25
 RAW_SILENCE_S = 3 * HEARTBEAT_S
@@ -56,9 +56,11 @@ def pct(values: list[float], q: float) -> float:
 def summary(name: str, ours: list[float], raw: list[float], goal: str) -> None:
     p50, p99 = pct(ours, 50), pct(ours, 99)
     r50, r99 = pct(raw, 50), pct(raw, 99)
-    print(f"{name}: detector p50 {p50:7.1f} ms  p99 {p99:7.1f} ms   |  baseline p50 {r50:7.1f} ms  "
-          f"p99 {r99:7.1f} ms  |  ratio p50 {p50 / max(r50, 1e-6):5.2f}x  p99 {p99 / max(r99, 1e-6):5.2f}x  "
-          f"(n={len(ours)}; goal {goal})")
+    print(
+        f"{name}: detector p50 {p50:7.1f} ms  p99 {p99:7.1f} ms   |  baseline p50 {r50:7.1f} ms  "
+        f"p99 {r99:7.1f} ms  |  ratio p50 {p50 / max(r50, 1e-6):5.2f}x  p99 {p99 / max(r99, 1e-6):5.2f}x  "
+        f"(n={len(ours)}; goal {goal})"
+    )
 
 
 class Agent:
@@ -68,7 +70,7 @@ class Agent:
         self.url, self.store_path = url, store_path
         self.decided: list[tuple[Mode, float]] = []
 
-    async def start(self) -> "Agent":
+    async def start(self) -> Agent:
         self.client = BackendClient(self.url)
         session = await self.client.login("dealer1", "demo")
         self.token = session.access_token
@@ -102,8 +104,12 @@ class Agent:
 
 async def raw_close_watch(url: str, token: str, ready: asyncio.Event) -> float:
     """Baseline for P1: time.monotonic() when a plain websockets client sees the close."""
-    async with connect(stream_url(url, None), additional_headers={"Authorization": f"Bearer {token}"},
-                       ping_interval=None, compression=None) as ws:
+    async with connect(
+        stream_url(url, None),
+        additional_headers={"Authorization": f"Bearer {token}"},
+        ping_interval=None,
+        compression=None,
+    ) as ws:
         ready.set()
         try:
             async for _ in ws:
@@ -113,15 +119,26 @@ async def raw_close_watch(url: str, token: str, ready: asyncio.Event) -> float:
     return time.monotonic()
 
 
-async def raw_silence_watch(url: str, token: str, ready: asyncio.Event, *, forever: bool = False,
-                            gaps: list[float] | None = None, fired_at: list[float] | None = None) -> int:
+async def raw_silence_watch(
+    url: str,
+    token: str,
+    ready: asyncio.Event,
+    *,
+    forever: bool = False,
+    gaps: list[float] | None = None,
+    fired_at: list[float] | None = None,
+) -> int:
     """Baseline for P2/J: a plain 750 ms no-message timer.  Appends the instant it fires
     to ``fired_at`` and ends (closing a hung peer's socket waits out the close timeout,
     so the caller reads ``fired_at``, not the return), or (``forever``) counts firings
     until cancelled, recording the gaps between messages."""
     fired = 0
-    async with connect(stream_url(url, None), additional_headers={"Authorization": f"Bearer {token}"},
-                       ping_interval=None, compression=None) as ws:
+    async with connect(
+        stream_url(url, None),
+        additional_headers={"Authorization": f"Bearer {token}"},
+        ping_interval=None,
+        compression=None,
+    ) as ws:
         ready.set()
         last = time.monotonic()
         while True:
@@ -131,7 +148,7 @@ async def raw_silence_watch(url: str, token: str, ready: asyncio.Event, *, forev
                 if gaps is not None:
                     gaps.append(now - last)
                 last = now
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if not forever:
                     fired_at.append(time.monotonic())
                     return 1
@@ -172,7 +189,9 @@ async def bench_hung(workdir: Path, trials: int) -> None:
     agent = await Agent(sim.url, workdir / "p2.db").start()
     try:
         for _ in range(trials):
-            await agent.until(lambda: agent.detector.mode is Mode.ONLINE and agent.runtime.status.connected, 30)
+            await agent.until(
+                lambda: agent.detector.mode is Mode.ONLINE and agent.runtime.status.connected, 30
+            )
             ready = asyncio.Event()
             fired_at: list[float] = []
             watch = asyncio.create_task(raw_silence_watch(sim.url, agent.token, ready, fired_at=fired_at))
@@ -209,10 +228,12 @@ async def bench_jitter(workdir: Path, seconds: float) -> None:
         raw_fired = await asyncio.gather(watch, return_exceptions=True)
         to_backup = sum(1 for m, at in agent.decided if m is Mode.BACKUP and at >= t0)
         suspects = sum(1 for m, at in agent.decided if m is Mode.SUSPECT and at >= t0)
-        print(f"J jitter 100+-80 ms for {seconds:.0f} s: detector switches to BACKUP {to_backup} (goal 0), "
-              f"SUSPECT shown {suspects} times, probes {agent.runtime.probes}  |  baseline raw "
-              f"{RAW_SILENCE_S * 1000:.0f} ms timer fired {raw_fired[0]} times, largest message gap "
-              f"{max(gaps) * 1000 if gaps else float('nan'):.0f} ms over {len(gaps)} messages")
+        print(
+            f"J jitter 100+-80 ms for {seconds:.0f} s: detector switches to BACKUP {to_backup} (goal 0), "
+            f"SUSPECT shown {suspects} times, probes {agent.runtime.probes}  |  baseline raw "
+            f"{RAW_SILENCE_S * 1000:.0f} ms timer fired {raw_fired[0]} times, largest message gap "
+            f"{max(gaps) * 1000 if gaps else float('nan'):.0f} ms over {len(gaps)} messages"
+        )
     finally:
         await agent.stop()
         proxy.stop()
@@ -232,8 +253,12 @@ async def main_async(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 trials each and 10 s of jitter")
-    parser.add_argument("--trials", type=int, default=0, help="trials for P1 and P2 (default 20; 5 with --quick)")
-    parser.add_argument("--seconds", type=float, default=0, help="seconds of jitter (default 60; 10 with --quick)")
+    parser.add_argument(
+        "--trials", type=int, default=0, help="trials for P1 and P2 (default 20; 5 with --quick)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=0, help="seconds of jitter (default 60; 10 with --quick)"
+    )
     args = parser.parse_args()
     if args.trials < 0 or args.seconds < 0:
         parser.error("--trials and --seconds must be >= 0")

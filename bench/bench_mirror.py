@@ -30,27 +30,28 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import insert  # noqa: E402
-from websockets.asyncio.client import connect  # noqa: E402
+from sqlalchemy import insert
+from websockets.asyncio.client import connect
 
-from backend_client import wire  # noqa: E402
-from backend_client.client import BackendClient  # noqa: E402
-from backend_client.stream import stream_url  # noqa: E402
-from localstore.db import open_store  # noqa: E402
-from localstore.models import ClientRow  # noqa: E402
-from sync.mirror import Mirror  # noqa: E402
-from sync.runtime import Runtime  # noqa: E402
-from tests.simproc import SimProcess  # noqa: E402
+from backend_client import wire
+from backend_client.client import BackendClient
+from backend_client.stream import stream_url
+from localstore.db import open_store
+from localstore.models import ClientRow
+from sync.mirror import Mirror
+from sync.runtime import Runtime
+from tests.simproc import SimProcess
 
 BATCH = 200
-SYMBOLS = [("NSE", f"EQ{k:02d}", 1, Decimal("0.05"), Decimal(100 + 37 * k)) for k in range(30)] + \
-          [("NFO", f"FUT{k}", 25 * (k + 1), Decimal("0.10"), Decimal(20000 + 500 * k)) for k in range(3)]
+SYMBOLS = [("NSE", f"EQ{k:02d}", 1, Decimal("0.05"), Decimal(100 + 37 * k)) for k in range(30)] + [
+    ("NFO", f"FUT{k}", 25 * (k + 1), Decimal("0.10"), Decimal(20000 + 500 * k)) for k in range(3)
+]
 CLIENTS = [f"C{1001 + k}" for k in range(45)]
 
 
@@ -61,7 +62,7 @@ def make_events(n: int, seed: int = 11) -> list:
     """About n events as mainsim emits them: a market order is (order COMPLETE, trade,
     position); a limit order rests (order OPEN) and is later filled or cancelled."""
     rng = random.Random(seed)
-    t0 = datetime(2026, 1, 5, 3, 45, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 5, 3, 45, tzinfo=UTC)
     seq = 0
     out: list = []
     positions: dict[tuple, wire.Position] = {}
@@ -77,23 +78,50 @@ def make_events(n: int, seed: int = 11) -> list:
         out.append(cls(type=kind, seq=seq, data=data))
 
     def fill(order: wire.Order, price: Decimal) -> None:
-        order = order.model_copy(update={"filled_quantity": order.quantity, "average_price": price,
-                                         "status": wire.OrderStatus.COMPLETE, "updated_at": at()})
+        order = order.model_copy(
+            update={
+                "filled_quantity": order.quantity,
+                "average_price": price,
+                "status": wire.OrderStatus.COMPLETE,
+                "updated_at": at(),
+            }
+        )
         emit(wire.OrderEvent, "order", order)
-        emit(wire.TradeEvent, "trade", wire.Trade(
-            trade_id=f"T{seq:09d}", order_id=order.order_id, client_order_id=order.client_order_id,
-            client_id=order.client_id, exchange=order.exchange, symbol=order.symbol, side=order.side,
-            product=order.product, quantity=order.quantity, price=price, traded_at=at()))
+        emit(
+            wire.TradeEvent,
+            "trade",
+            wire.Trade(
+                trade_id=f"T{seq:09d}",
+                order_id=order.order_id,
+                client_order_id=order.client_order_id,
+                client_id=order.client_id,
+                exchange=order.exchange,
+                symbol=order.symbol,
+                side=order.side,
+                product=order.product,
+                quantity=order.quantity,
+                price=price,
+                traded_at=at(),
+            ),
+        )
         key = (order.client_id, order.exchange, order.symbol, order.product)
         p = positions.get(key)
         signed = order.quantity if order.side is wire.Side.BUY else -order.quantity
         net = (p.net_quantity if p else 0) + signed
         p = wire.Position(
-            client_id=order.client_id, exchange=order.exchange, symbol=order.symbol, product=order.product,
-            net_quantity=net, average_price=price if net else Decimal(0), last_price=price,
-            realised_pnl=p.realised_pnl if p else Decimal(0), mtm=Decimal(0),
+            client_id=order.client_id,
+            exchange=order.exchange,
+            symbol=order.symbol,
+            product=order.product,
+            net_quantity=net,
+            average_price=price if net else Decimal(0),
+            last_price=price,
+            realised_pnl=p.realised_pnl if p else Decimal(0),
+            mtm=Decimal(0),
             buy_quantity=(p.buy_quantity if p else 0) + max(signed, 0),
-            sell_quantity=(p.sell_quantity if p else 0) + max(-signed, 0), updated_at=at())
+            sell_quantity=(p.sell_quantity if p else 0) + max(-signed, 0),
+            updated_at=at(),
+        )
         positions[key] = p
         emit(wire.PositionEvent, "position", p)
 
@@ -104,19 +132,42 @@ def make_events(n: int, seed: int = 11) -> list:
             if rng.random() < 0.7:
                 fill(order, order.price)
             else:
-                emit(wire.OrderEvent, "order", order.model_copy(update={
-                    "status": wire.OrderStatus.CANCELLED, "status_reason": "cancelled by user", "updated_at": at()}))
+                emit(
+                    wire.OrderEvent,
+                    "order",
+                    order.model_copy(
+                        update={
+                            "status": wire.OrderStatus.CANCELLED,
+                            "status_reason": "cancelled by user",
+                            "updated_at": at(),
+                        }
+                    ),
+                )
             continue
         exch, sym, lot, tick, px = rng.choice(SYMBOLS)
         limit = rng.random() < 0.4
         price = px + rng.randint(-20, 20) * tick
         order = wire.Order(
-            order_id=f"O{k:09d}", client_order_id=f"bench-{k}", client_id=rng.choice(CLIENTS),
-            exchange=exch, symbol=sym, side=rng.choice(("BUY", "SELL")), quantity=lot * rng.randint(1, 5),
-            filled_quantity=0, average_price=Decimal(0), product="MIS",
-            order_type="LIMIT" if limit else "MARKET", price=price if limit else None, trigger_price=None,
-            validity="DAY", disclosed_quantity=None, status="OPEN", placed_by="dealer1",
-            created_at=at(), updated_at=at())
+            order_id=f"O{k:09d}",
+            client_order_id=f"bench-{k}",
+            client_id=rng.choice(CLIENTS),
+            exchange=exch,
+            symbol=sym,
+            side=rng.choice(("BUY", "SELL")),
+            quantity=lot * rng.randint(1, 5),
+            filled_quantity=0,
+            average_price=Decimal(0),
+            product="MIS",
+            order_type="LIMIT" if limit else "MARKET",
+            price=price if limit else None,
+            trigger_price=None,
+            validity="DAY",
+            disclosed_quantity=None,
+            status="OPEN",
+            placed_by="dealer1",
+            created_at=at(),
+            updated_at=at(),
+        )
         if limit:
             emit(wire.OrderEvent, "order", order)
             resting.append(order)
@@ -162,8 +213,10 @@ def _raw_row(ev) -> tuple[str, dict]:
 
 def _upsert(table: str, cols: list[str], key: list[str]) -> str:
     sets = ", ".join(f"{c}=excluded.{c}" for c in cols if c not in key)
-    return (f"INSERT INTO {table}({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)}) "
-            f"ON CONFLICT({', '.join(key)}) DO UPDATE SET {sets} WHERE excluded.updated_seq > {table}.updated_seq")
+    return (
+        f"INSERT INTO {table}({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)}) "
+        f"ON CONFLICT({', '.join(key)}) DO UPDATE SET {sets} WHERE excluded.updated_seq > {table}.updated_seq"
+    )
 
 
 def bench_raw(path: Path, events: list) -> float:
@@ -173,22 +226,28 @@ def bench_raw(path: Path, events: list) -> float:
     con.executescript(_RAW_SCHEMA)
     rows = [_raw_row(e) for e in events]  # conversion outside the timing: the baseline is the database alone
     sample = {kind: list(d) for kind, d in rows}
-    sql = {"order": _upsert("orders", sample["order"], ["order_id"]),
-           "position": _upsert("positions", sample["position"], ["client_id", "exchange", "symbol", "product"]),
-           "trade": f"INSERT OR IGNORE INTO trades({', '.join(sample['trade'])}) "
-                    f"VALUES ({', '.join(':' + c for c in sample['trade'])})"}
+    sql = {
+        "order": _upsert("orders", sample["order"], ["order_id"]),
+        "position": _upsert("positions", sample["position"], ["client_id", "exchange", "symbol", "product"]),
+        "trade": f"INSERT OR IGNORE INTO trades({', '.join(sample['trade'])}) "
+        f"VALUES ({', '.join(':' + c for c in sample['trade'])})",
+    }
     t0 = time.perf_counter()
     for i in range(0, len(rows), BATCH):
-        chunk = rows[i:i + BATCH]
+        chunk = rows[i : i + BATCH]
         con.execute("BEGIN IMMEDIATE")
         for kind in ("order", "trade", "position"):
             con.executemany(sql[kind], [d for k, d in chunk if k == kind])
         last = events[min(i + BATCH, len(events)) - 1]
-        con.execute("UPDATE sync_state SET last_event_seq=?, last_event_at=?, last_applied_at=? WHERE id=1",
-                    (last.seq, datetime.now(timezone.utc).isoformat(), datetime.now(timezone.utc).isoformat()))
+        con.execute(
+            "UPDATE sync_state SET last_event_seq=?, last_event_at=?, last_applied_at=? WHERE id=1",
+            (last.seq, datetime.now(UTC).isoformat(), datetime.now(UTC).isoformat()),
+        )
         con.execute("COMMIT")
     elapsed = time.perf_counter() - t0
-    counts = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("orders", "trades", "positions")]
+    counts = [
+        con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("orders", "trades", "positions")
+    ]
     con.close()
     return elapsed, counts
 
@@ -196,14 +255,19 @@ def bench_raw(path: Path, events: list) -> float:
 def bench_mirror(path: Path, events: list) -> tuple[float, list[int]]:
     store = open_store(path)
     with store.write() as s:  # the snapshot's clients: the mirror refuses events of any other
-        s.execute(insert(ClientRow.__table__), [{"client_id": c, "name": c, "dealer_id": "dealer1"} for c in CLIENTS])
+        s.execute(
+            insert(ClientRow.__table__),
+            [{"client_id": c, "name": c, "dealer_id": "dealer1"} for c in CLIENTS],
+        )
     mirror = Mirror(store)
     t0 = time.perf_counter()
     for i in range(0, len(events), BATCH):
-        mirror.apply(events[i:i + BATCH])
+        mirror.apply(events[i : i + BATCH])
     elapsed = time.perf_counter() - t0
     con = sqlite3.connect(path)
-    counts = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("orders", "trades", "positions")]
+    counts = [
+        con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("orders", "trades", "positions")
+    ]
     con.close()
     store.close()
     return elapsed, counts
@@ -212,15 +276,19 @@ def bench_mirror(path: Path, events: list) -> tuple[float, list[int]]:
 def run_ingestion(work: Path, n: int) -> None:
     events = make_events(n)
     kinds = {k: sum(1 for e in events if e.type == k) for k in ("order", "trade", "position")}
-    print(f"(a) ingestion: {n} events ({kinds['order']} order, {kinds['trade']} trade, {kinds['position']} position), "
-          f"batches of {BATCH}, WAL + synchronous=FULL")
+    print(
+        f"(a) ingestion: {n} events ({kinds['order']} order, {kinds['trade']} trade, {kinds['position']} position), "
+        f"batches of {BATCH}, WAL + synchronous=FULL"
+    )
     raw_s, raw_counts = bench_raw(work / "raw.db", events)
     mir_s, mir_counts = bench_mirror(work / "mirror.db", events)
     assert raw_counts == mir_counts, f"raw and mirror rows differ: {raw_counts} vs {mir_counts}"
     print(f"  raw sqlite3 executemany upserts  {n / raw_s:>10,.0f} events/s  ({raw_s:.2f} s)")
     print(f"  Mirror.apply (SQLAlchemy Core)   {n / mir_s:>10,.0f} events/s  ({mir_s:.2f} s)")
-    print(f"  mirror time / raw time           {mir_s / raw_s:>10.1f}x   "
-          f"(rows: {mir_counts[0]} orders, {mir_counts[1]} trades, {mir_counts[2]} positions in both)")
+    print(
+        f"  mirror time / raw time           {mir_s / raw_s:>10.1f}x   "
+        f"(rows: {mir_counts[0]} orders, {mir_counts[1]} trades, {mir_counts[2]} positions in both)"
+    )
 
 
 # --------------------------------------------------------------------------- (b) staleness
@@ -256,10 +324,14 @@ async def run_staleness(sim: SimProcess, seconds: float, user: str) -> None:
         runtime.applied_seq_callbacks.append(on_applied)
 
         async def raw_reader() -> None:
-            async with connect(stream_url(sim.url, None), additional_headers={"Authorization": f"Bearer {client.token}"},
-                               compression=None, ping_interval=None) as ws:
+            async with connect(
+                stream_url(sim.url, None),
+                additional_headers={"Authorization": f"Bearer {client.token}"},
+                compression=None,
+                ping_interval=None,
+            ) as ws:
                 async for raw in ws:
-                    now = datetime.now(timezone.utc)
+                    now = datetime.now(UTC)
                     msg = json.loads(raw)
                     if measuring and msg["type"] in ("order", "trade", "position"):
                         raw_lat.append((now - _event_time(msg["data"])).total_seconds())
@@ -287,18 +359,28 @@ async def run_staleness(sim: SimProcess, seconds: float, user: str) -> None:
         await asyncio.gather(run_task, raw_task, return_exceptions=True)
     store.close()
     ms = lambda x: f"{x * 1000:8.1f} ms"  # noqa: E731
-    print(f"(b) staleness over {elapsed:.1f} s as {user}: {events / elapsed:,.0f} events/s applied "
-          f"in {batches} batches ({events / max(batches, 1):.1f} events/batch), resnapshots {runtime.status.resnapshots}")
-    print(f"  raw websockets receive latency  p50 {ms(_pct(raw_lat, 50))}  p99 {ms(_pct(raw_lat, 99))}  "
-          f"(n={len(raw_lat)}, baseline, no apply)")
-    print(f"  mirror staleness (commit)       p50 {ms(_pct(stale, 50))}  p99 {ms(_pct(stale, 99))}  "
-          f"max {ms(max(stale) if stale else float('nan'))}  (n={len(stale)})")
+    print(
+        f"(b) staleness over {elapsed:.1f} s as {user}: {events / elapsed:,.0f} events/s applied "
+        f"in {batches} batches ({events / max(batches, 1):.1f} events/batch), resnapshots {runtime.status.resnapshots}"
+    )
+    print(
+        f"  raw websockets receive latency  p50 {ms(_pct(raw_lat, 50))}  p99 {ms(_pct(raw_lat, 99))}  "
+        f"(n={len(raw_lat)}, baseline, no apply)"
+    )
+    print(
+        f"  mirror staleness (commit)       p50 {ms(_pct(stale, 50))}  p99 {ms(_pct(stale, 99))}  "
+        f"max {ms(max(stale) if stale else float('nan'))}  (n={len(stale)})"
+    )
     if raw_lat and stale:
-        print(f"  ratio mirror / raw              p50 {_pct(stale, 50) / max(_pct(raw_lat, 50), 1e-6):5.1f}x  "
-              f"p99 {_pct(stale, 99) / max(_pct(raw_lat, 99), 1e-6):5.1f}x")
+        print(
+            f"  ratio mirror / raw              p50 {_pct(stale, 50) / max(_pct(raw_lat, 50), 1e-6):5.1f}x  "
+            f"p99 {_pct(stale, 99) / max(_pct(raw_lat, 99), 1e-6):5.1f}x"
+        )
     p99 = _pct(stale, 99)
-    print(f"  goal p99 < 1 s: {'MET' if p99 < 1.0 else 'NOT MET'} ({p99 * 1000:.0f} ms); mean "
-          f"{statistics.fmean(stale) * 1000 if stale else float('nan'):.1f} ms")
+    print(
+        f"  goal p99 < 1 s: {'MET' if p99 < 1.0 else 'NOT MET'} ({p99 * 1000:.0f} ms); mean "
+        f"{statistics.fmean(stale) * 1000 if stale else float('nan'):.1f} ms"
+    )
 
 
 def main() -> None:
@@ -306,8 +388,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5,000 events and 5 s of staleness")
     parser.add_argument("-n", type=int, default=None, help="events for the ingestion bench")
     parser.add_argument("--seconds", type=float, default=None, help="staleness window")
-    parser.add_argument("--activity", type=float, default=470.0,
-                        help="mainsim background orders/s (about 1.1 events each observed: ~500 events/s)")
+    parser.add_argument(
+        "--activity",
+        type=float,
+        default=470.0,
+        help="mainsim background orders/s (about 1.1 events each observed: ~500 events/s)",
+    )
     parser.add_argument("--user", default="super1", help="whose scope to mirror (super1 sees every client)")
     args = parser.parse_args()
     n = args.n or (5_000 if args.quick else 20_000)
@@ -316,8 +402,11 @@ def main() -> None:
         work = Path(tmp)
         run_ingestion(work, n)
         (work / "sim").mkdir()
-        sim = SimProcess(db=work / "sim" / "mainsim.db", workdir=work / "sim",
-                         extra_args=["--activity", str(args.activity)]).start()
+        sim = SimProcess(
+            db=work / "sim" / "mainsim.db",
+            workdir=work / "sim",
+            extra_args=["--activity", str(args.activity)],
+        ).start()
         try:
             asyncio.run(run_staleness(sim, seconds, args.user))
         finally:

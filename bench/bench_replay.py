@@ -24,16 +24,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
+import httpx
 
-from backend_client.client import BackendClient  # noqa: E402
-from localstore.models import JournalKind  # noqa: E402
-from sync import journal  # noqa: E402
-from sync.journal import Intent  # noqa: E402
-from sync.reconcile import reconcile  # noqa: E402
-from sync.replay import Replayer  # noqa: E402
-from tests.replay_env import Main, make_console  # noqa: E402
-from tests.simproc import SimProcess  # noqa: E402
+from backend_client.client import BackendClient
+from localstore.models import JournalKind
+from sync import journal
+from sync.journal import Intent
+from sync.reconcile import reconcile
+from sync.replay import Replayer
+from tests.replay_env import Main, make_console
+from tests.simproc import SimProcess
 
 
 def order_plan(main: Main, n: int) -> list[dict]:
@@ -42,22 +42,47 @@ def order_plan(main: Main, n: int) -> list[dict]:
     out = []
     for k in range(n):
         inst = insts[(k // 2) % len(insts)]
-        out.append({"client_id": clients[(k // 2) % len(clients)], "exchange": "NSE", "symbol": inst["symbol"],
-                    "side": "BUY" if k % 2 == 0 else "SELL", "quantity": 1, "product": "MIS",
-                    "order_type": "MARKET", "validity": "DAY"})
+        out.append(
+            {
+                "client_id": clients[(k // 2) % len(clients)],
+                "exchange": "NSE",
+                "symbol": inst["symbol"],
+                "side": "BUY" if k % 2 == 0 else "SELL",
+                "quantity": 1,
+                "product": "MIS",
+                "order_type": "MARKET",
+                "validity": "DAY",
+            }
+        )
     return out
 
 
 def journal_places(con, plan: list[dict]) -> None:
-    intents = [Intent(JournalKind.PLACE, o["client_id"], o["exchange"], o["symbol"], o["product"],
-                      payload={"side": o["side"], "quantity": o["quantity"], "order_type": "MARKET",
-                               "validity": "DAY"}) for o in plan]
-    journal.write(con.store, intents, user_id="super1", mode="BACKUP", trading_date=con.trading_date,
-                  audit_action="bench_journal")
+    intents = [
+        Intent(
+            JournalKind.PLACE,
+            o["client_id"],
+            o["exchange"],
+            o["symbol"],
+            o["product"],
+            payload={"side": o["side"], "quantity": o["quantity"], "order_type": "MARKET", "validity": "DAY"},
+        )
+        for o in plan
+    ]
+    journal.write(
+        con.store,
+        intents,
+        user_id="super1",
+        mode="BACKUP",
+        trading_date=con.trading_date,
+        audit_action="bench_journal",
+    )
 
 
 def raw_sync(url: str, token: str, plan: list[dict], tag: str) -> float:
-    with httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=10) as c:
+    with httpx.Client(
+        base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ) as c:
         t0 = time.perf_counter()
         for k, o in enumerate(plan):
             r = c.post("/orders", json={**o, "client_order_id": f"{tag}-{k}"})
@@ -66,8 +91,9 @@ def raw_sync(url: str, token: str, plan: list[dict], tag: str) -> float:
 
 
 async def raw_async(url: str, token: str, plan: list[dict], tag: str) -> float:
-    async with httpx.AsyncClient(base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"},
-                                 timeout=10) as c:
+    async with httpx.AsyncClient(
+        base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ) as c:
         t0 = time.perf_counter()
         for k, o in enumerate(plan):
             r = await c.post("/orders", json={**o, "client_order_id": f"{tag}-{k}"})
@@ -107,16 +133,24 @@ def main_() -> None:
             journaled = [e.client_order_id for e in con.journal()]
             once = all(counts.get(c) == 1 for c in journaled)
             states = {o.state for o in result.outcomes}
-            print(f"P5 replay of {n} PLACE entries: {n / t_replay:,.0f} entries/s "
-                  f"(exactly once on main: {once}; states {sorted(states)})")
-            print(f"   raw sequential httpx.Client POSTs:      {n / t_sync:,.0f} req/s -> ratio "
-                  f"{t_sync / t_replay:.2f}x (goal >= 0.5x)")
-            print(f"   raw sequential httpx.AsyncClient POSTs: {n / t_async:,.0f} req/s -> ratio "
-                  f"{t_async / t_replay:.2f}x")
+            print(
+                f"P5 replay of {n} PLACE entries: {n / t_replay:,.0f} entries/s "
+                f"(exactly once on main: {once}; states {sorted(states)})"
+            )
+            print(
+                f"   raw sequential httpx.Client POSTs:      {n / t_sync:,.0f} req/s -> ratio "
+                f"{t_sync / t_replay:.2f}x (goal >= 0.5x)"
+            )
+            print(
+                f"   raw sequential httpx.AsyncClient POSTs: {n / t_async:,.0f} req/s -> ratio "
+                f"{t_async / t_replay:.2f}x"
+            )
             con.close()
 
             # 2. a book of >= 500 legs, squared off in backup, replayed when main is back
-            have = {(p["client_id"], p["symbol"]) for p in main.http.get("/positions").json() if p["net_quantity"]}
+            have = {
+                (p["client_id"], p["symbol"]) for p in main.http.get("/positions").json() if p["net_quantity"]
+            }
             insts = [i for i in main.http.get("/instruments").json() if i["exchange"] == "NSE"]
             clients = [c["client_id"] for c in main.http.get("/clients").json()]
             k = 0
@@ -131,11 +165,15 @@ def main_() -> None:
             legs, _, receipts = _whole_book(book)
             t_rep, t_total, result = asyncio.run(replay_and_reconcile(book, sim.url, reconciled=True))
             flat = all(p["net_quantity"] == 0 for p in main.http.get("/positions").json())
-            print(f"P5 main back -> reconciled, {len(receipts)}-leg book: {t_total:.2f} s "
-                  f"(replay {t_rep:.2f} s, {1000 * t_rep / len(receipts):.1f} ms/leg; reconcile "
-                  f"{t_total - t_rep:.2f} s); book flat on main: {flat}")
-            print(f"   baseline: {len(receipts)} raw sequential httpx.Client POSTs would take "
-                  f"{len(receipts) * t_sync / n:.2f} s at the rate measured above")
+            print(
+                f"P5 main back -> reconciled, {len(receipts)}-leg book: {t_total:.2f} s "
+                f"(replay {t_rep:.2f} s, {1000 * t_rep / len(receipts):.1f} ms/leg; reconcile "
+                f"{t_total - t_rep:.2f} s); book flat on main: {flat}"
+            )
+            print(
+                f"   baseline: {len(receipts)} raw sequential httpx.Client POSTs would take "
+                f"{len(receipts) * t_sync / n:.2f} s at the rate measured above"
+            )
             book.close()
             main.close()
         finally:

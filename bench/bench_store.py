@@ -31,7 +31,9 @@ def raw_sqlite(path: Path, rows: int, per_tx: int) -> float:
     for base in range(0, rows, per_tx):
         conn.execute("BEGIN IMMEDIATE")
         for i in range(base, base + per_tx):
-            conn.execute("INSERT INTO t VALUES (?, ?, ?, ?)", (i + 1, "2026-01-01T00:00:00", '{"q":1}', "0" * 64))
+            conn.execute(
+                "INSERT INTO t VALUES (?, ?, ?, ?)", (i + 1, "2026-01-01T00:00:00", '{"q":1}', "0" * 64)
+            )
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - start
     conn.close()
@@ -68,15 +70,20 @@ def main() -> None:
         for per_tx in (1, 100):
             raw = raw_sqlite(tmp / f"raw{per_tx}.db", args.rows, per_tx)
             ours = store_audit(tmp / f"store{per_tx}.db", args.rows, per_tx)
-            print(f"audit rows/s, {per_tx:>3} per tx: store.write() {ours:10.0f}   raw sqlite3 {raw:10.0f}   "
-                  f"ratio {ours / raw:.2f}")
+            print(
+                f"audit rows/s, {per_tx:>3} per tx: store.write() {ours:10.0f}   raw sqlite3 {raw:10.0f}   "
+                f"ratio {ours / raw:.2f}"
+            )
         db = tmp / "store1.db"
         base = min(fresh_process("import sqlalchemy.orm") for _ in range(3))
         opened = min(
-            fresh_process(f"from localstore.db import open_store; open_store({str(db)!r}).close()") for _ in range(3)
+            fresh_process(f"from localstore.db import open_store; open_store({str(db)!r}).close()")
+            for _ in range(3)
         )
-        print(f"fresh process: open an existing store {opened * 1000:.0f} ms   import sqlalchemy.orm "
-              f"{base * 1000:.0f} ms   ratio {opened / base:.2f}")
+        print(
+            f"fresh process: open an existing store {opened * 1000:.0f} ms   import sqlalchemy.orm "
+            f"{base * 1000:.0f} ms   ratio {opened / base:.2f}"
+        )
     from localstore.credentials import check_verifier, make_verifier
 
     start = time.perf_counter()

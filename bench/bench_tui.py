@@ -35,6 +35,7 @@ import tempfile
 import termios
 import threading
 import time
+from datetime import UTC
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,7 +49,7 @@ KEYS = (b"\x1b[B", b"\x1b[A")  # down, up
 
 def child(args) -> None:
     import asyncio
-    from datetime import datetime, timezone
+    from datetime import datetime
     from decimal import Decimal
     from types import SimpleNamespace
 
@@ -68,28 +69,71 @@ def child(args) -> None:
     n_symbols = 200
     clients = [f"C{i:03d}" for i in range(max(1, n_rows // n_symbols))]
     symbols = [f"SYM{i:03d}" for i in range(n_symbols)]
-    now = datetime.now(timezone.utc)
-    instruments = {("NSE", s): SimpleNamespace(exchange=wire.Exchange.NSE, symbol=s, name=s, lot_size=1,
-                                               tick_size=Decimal("0.05"), last_price=Decimal(100),
-                                               lower_band=Decimal(80), upper_band=Decimal(120),
-                                               freeze_quantity=10000, previous_close=Decimal(100))
-                   for s in symbols}
-    positions = [wire.Position.model_construct(
-        client_id=c, exchange=wire.Exchange.NSE, symbol=s, product=wire.Product.MIS, net_quantity=rng.randint(-50, 50),
-        average_price=Decimal(100), last_price=Decimal(100), realised_pnl=Decimal(0), mtm=Decimal(0),
-        buy_quantity=0, sell_quantity=0, updated_at=now) for c in clients for s in symbols][:n_rows]
-    orders = [wire.Order.model_construct(
-        order_id=f"O{i:06d}", client_order_id=f"X{i:06d}", client_id=clients[i % len(clients)],
-        exchange=wire.Exchange.NSE, symbol=symbols[i % n_symbols], side=wire.Side.BUY, quantity=100,
-        filled_quantity=0, average_price=Decimal(0), product=wire.Product.MIS, order_type=wire.OrderType.LIMIT,
-        price=Decimal(99), trigger_price=None, validity=wire.Validity.DAY, disclosed_quantity=None,
-        status=wire.OrderStatus.OPEN, placed_by="bench", created_at=now, updated_at=now) for i in range(n_rows)]
+    now = datetime.now(UTC)
+    instruments = {
+        ("NSE", s): SimpleNamespace(
+            exchange=wire.Exchange.NSE,
+            symbol=s,
+            name=s,
+            lot_size=1,
+            tick_size=Decimal("0.05"),
+            last_price=Decimal(100),
+            lower_band=Decimal(80),
+            upper_band=Decimal(120),
+            freeze_quantity=10000,
+            previous_close=Decimal(100),
+        )
+        for s in symbols
+    }
+    positions = [
+        wire.Position.model_construct(
+            client_id=c,
+            exchange=wire.Exchange.NSE,
+            symbol=s,
+            product=wire.Product.MIS,
+            net_quantity=rng.randint(-50, 50),
+            average_price=Decimal(100),
+            last_price=Decimal(100),
+            realised_pnl=Decimal(0),
+            mtm=Decimal(0),
+            buy_quantity=0,
+            sell_quantity=0,
+            updated_at=now,
+        )
+        for c in clients
+        for s in symbols
+    ][:n_rows]
+    orders = [
+        wire.Order.model_construct(
+            order_id=f"O{i:06d}",
+            client_order_id=f"X{i:06d}",
+            client_id=clients[i % len(clients)],
+            exchange=wire.Exchange.NSE,
+            symbol=symbols[i % n_symbols],
+            side=wire.Side.BUY,
+            quantity=100,
+            filled_quantity=0,
+            average_price=Decimal(0),
+            product=wire.Product.MIS,
+            order_type=wire.OrderType.LIMIT,
+            price=Decimal(99),
+            trigger_price=None,
+            validity=wire.Validity.DAY,
+            disclosed_quantity=None,
+            status=wire.OrderStatus.OPEN,
+            placed_by="bench",
+            created_at=now,
+            updated_at=now,
+        )
+        for i in range(n_rows)
+    ]
     book = Book(positions, orders, [], instruments, clients)
 
     handler_times: list[float] = []
     keys_seen: list[str] = []
 
     if args.child == "datatable":
+
         class BenchGrid(make_table_grid(DataTable)):
             def action_cursor_down(self):
                 handler_times.append(time.monotonic())
@@ -116,7 +160,9 @@ def child(args) -> None:
             pass
 
         def on_mount(self) -> None:  # DeskScreen.on_mount runs too (Textual calls each class's handler)
-            self.app.run_worker(self.app.start_bench(), name="bench")  # its own task: the app keeps handling keys
+            self.app.run_worker(
+                self.app.start_bench(), name="bench"
+            )  # its own task: the app keeps handling keys
 
     home = Path(tempfile.mkdtemp(prefix="bench-tui-"))
 
@@ -165,7 +211,9 @@ def child(args) -> None:
                 if phase_name == "start":
                     gc_start["t"] = time.perf_counter()
                 else:
-                    gc_pauses.append((info["generation"], time.perf_counter() - gc_start.get("t", time.perf_counter())))
+                    gc_pauses.append(
+                        (info["generation"], time.perf_counter() - gc_start.get("t", time.perf_counter()))
+                    )
 
             gc.callbacks.append(gc_cb)
             tick_task = asyncio.create_task(ticker())
@@ -192,8 +240,18 @@ def child(args) -> None:
                         if i % 5:
                             sym = symbols[rng.randrange(n_symbols)]
                             price = Decimal(100) + Decimal(rng.randrange(-200, 200)) * Decimal("0.05")
-                            feed.ticks(wire.TickMsg.model_construct(type="tick", seq=i, server_time=now, ticks=[
-                                wire.Tick.model_construct(exchange=wire.Exchange.NSE, symbol=sym, last_price=price)]))
+                            feed.ticks(
+                                wire.TickMsg.model_construct(
+                                    type="tick",
+                                    seq=i,
+                                    server_time=now,
+                                    ticks=[
+                                        wire.Tick.model_construct(
+                                            exchange=wire.Exchange.NSE, symbol=sym, last_price=price
+                                        )
+                                    ],
+                                )
+                            )
                         else:
                             o = orders[rng.randrange(len(orders))]
                             o2 = o.model_copy(update={"filled_quantity": rng.randrange(0, 100)})
@@ -211,17 +269,28 @@ def child(args) -> None:
             t_end = time.monotonic()
             tick_task.cancel()
             stream_frames = [f for f in frames if t_stream <= f[0] <= t_end]
-            out.write_text(json.dumps({
-                "variant": args.child, "load_s": load_s, "load_stall_max_ms": 1000 * max(stalls_load or [0]),
-                "stream_stall_p99_ms": 1000 * _pct(stalls_stream, 99), "stream_stall_max_ms": 1000 * max(stalls_stream or [0]),
-                "frames_per_s": len(stream_frames) / (t_end - t_stream),
-                "frame_ms_p50": 1000 * _pct([f[1] for f in stream_frames], 50),
-                "frame_ms_p99": 1000 * _pct([f[1] for f in stream_frames], 99),
-                "updates_per_s": sent[0] / (t_end - t_stream), "handler_times": handler_times,
-                "t_stream": t_stream, "t_end": t_end,
-                "gc_max_ms": 1000 * max([d for _g, d in gc_pauses] or [0]),
-                "gc_gen2": sum(1 for g, _d in gc_pauses if g == 2),
-                "focused": repr(self.focused), "keys_seen": len(keys_seen)}))
+            out.write_text(
+                json.dumps(
+                    {
+                        "variant": args.child,
+                        "load_s": load_s,
+                        "load_stall_max_ms": 1000 * max(stalls_load or [0]),
+                        "stream_stall_p99_ms": 1000 * _pct(stalls_stream, 99),
+                        "stream_stall_max_ms": 1000 * max(stalls_stream or [0]),
+                        "frames_per_s": len(stream_frames) / (t_end - t_stream),
+                        "frame_ms_p50": 1000 * _pct([f[1] for f in stream_frames], 50),
+                        "frame_ms_p99": 1000 * _pct([f[1] for f in stream_frames], 99),
+                        "updates_per_s": sent[0] / (t_end - t_stream),
+                        "handler_times": handler_times,
+                        "t_stream": t_stream,
+                        "t_end": t_end,
+                        "gc_max_ms": 1000 * max([d for _g, d in gc_pauses] or [0]),
+                        "gc_gen2": sum(1 for g, _d in gc_pauses if g == 2),
+                        "focused": repr(self.focused),
+                        "keys_seen": len(keys_seen),
+                    }
+                )
+            )
             self.exit()
 
     svc = Service(backend_url="http://127.0.0.1:9", home=home, user="bench")
@@ -298,7 +367,11 @@ def make_table_grid(DataTable):
                     for k, v in values.items():
                         if row.get(k) != v:
                             row[k] = v
-                            col = next(c for c in self.defs if c.key == k) if any(c.key == k for c in self.defs) else None
+                            col = (
+                                next(c for c in self.defs if c.key == k)
+                                if any(c.key == k for c in self.defs)
+                                else None
+                            )
                             if col is not None:
                                 self.update_cell(str(key), k, "" if v is None else col.fmt(v))
             return len(pending)
@@ -337,9 +410,28 @@ def run_variant(variant: str, args) -> dict:
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "200", "LINES": "50", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, __file__, "--child", variant, "--out", str(out), "--rows", str(args.rows),
-                             "--rate", str(args.rate), "--seconds", str(args.seconds)],
-                            stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True, close_fds=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            variant,
+            "--out",
+            str(out),
+            "--rows",
+            str(args.rows),
+            "--rate",
+            str(args.rate),
+            "--seconds",
+            str(args.seconds),
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+        close_fds=True,
+    )
     os.close(slave)
     written = [0]
     tail = bytearray()
@@ -365,7 +457,9 @@ def run_variant(variant: str, args) -> dict:
             done.set()
             time.sleep(0.2)
             text = tail.decode(errors="replace")
-            raise SystemExit(f"{variant}: the console did not start (exit {proc.returncode}); it wrote:\n{text[-3000:]}")
+            raise SystemExit(
+                f"{variant}: the console did not start (exit {proc.returncode}); it wrote:\n{text[-3000:]}"
+            )
         time.sleep(0.02)
     sends: list[float] = []
     rng = random.Random(1)
@@ -381,11 +475,19 @@ def run_variant(variant: str, args) -> dict:
     os.close(master)
     res = json.loads(out.read_text())
     if os.environ.get("BENCH_DEBUG"):
-        print(variant, res["focused"], res["keys_seen"], "gc max ms", res["gc_max_ms"], "gen2", res["gc_gen2"])
+        print(
+            variant, res["focused"], res["keys_seen"], "gc max ms", res["gc_max_ms"], "gen2", res["gc_gen2"]
+        )
     handled = res.pop("handler_times")
     lat = [1000 * (h - s) for s, h in zip(sends, handled)]
-    res.update(keys_sent=len(sends), keys_handled=len(handled), key_ms_p50=_pct(lat, 50), key_ms_p99=_pct(lat, 99),
-               key_ms_max=max(lat or [0]), bytes_out=written[0])
+    res.update(
+        keys_sent=len(sends),
+        keys_handled=len(handled),
+        key_ms_p50=_pct(lat, 50),
+        key_ms_p99=_pct(lat, 99),
+        key_ms_max=max(lat or [0]),
+        bytes_out=written[0],
+    )
     return res
 
 
@@ -404,24 +506,36 @@ def main() -> None:
     if args.quick:
         args.seconds = 4.0
     load0 = os.getloadavg()
-    print(f"bench_tui: {args.rows} positions + {args.rows} orders, {args.rate} updates/s, {args.seconds:.0f} s per "
-          f"variant, 200x50 pty; load average at start {load0[0]:.2f} (2 cores, shared)")
+    print(
+        f"bench_tui: {args.rows} positions + {args.rows} orders, {args.rate} updates/s, {args.seconds:.0f} s per "
+        f"variant, 200x50 pty; load average at start {load0[0]:.2f} (2 cores, shared)"
+    )
     results = [run_variant(v, args) for v in ("grid", "datatable")]
-    print(f"{'':12}{'key p50':>9}{'key p99':>9}{'key max':>9}{'keys':>10}{'frames/s':>10}{'frame p99':>10}"
-          f"{'load':>8}{'load stall':>11}{'stall p99':>10}{'upd/s':>8}")
+    print(
+        f"{'':12}{'key p50':>9}{'key p99':>9}{'key max':>9}{'keys':>10}{'frames/s':>10}{'frame p99':>10}"
+        f"{'load':>8}{'load stall':>11}{'stall p99':>10}{'upd/s':>8}"
+    )
     for r in results:
-        print(f"{r['variant']:12}{r['key_ms_p50']:8.1f}m{r['key_ms_p99']:8.1f}m{r['key_ms_max']:8.1f}m"
-              f"{r['keys_handled']:>5}/{r['keys_sent']:<4}{r['frames_per_s']:10.1f}{r['frame_ms_p99']:9.1f}m"
-              f"{r['load_s']:7.2f}s{r['load_stall_max_ms']:10.0f}m{r['stream_stall_p99_ms']:9.1f}m{r['updates_per_s']:8.0f}")
+        print(
+            f"{r['variant']:12}{r['key_ms_p50']:8.1f}m{r['key_ms_p99']:8.1f}m{r['key_ms_max']:8.1f}m"
+            f"{r['keys_handled']:>5}/{r['keys_sent']:<4}{r['frames_per_s']:10.1f}{r['frame_ms_p99']:9.1f}m"
+            f"{r['load_s']:7.2f}s{r['load_stall_max_ms']:10.0f}m{r['stream_stall_p99_ms']:9.1f}m{r['updates_per_s']:8.0f}"
+        )
     g, d = results
     ratio = lambda a, b: (a / b) if b else float("nan")  # noqa: E731
-    print(f"ratios grid/datatable: key p99 {ratio(g['key_ms_p99'], d['key_ms_p99']):.2f}, "
-          f"frames/s {ratio(g['frames_per_s'], d['frames_per_s']):.2f}, "
-          f"load stall {ratio(g['load_stall_max_ms'], d['load_stall_max_ms']):.2f}")
-    print(f"goal (grid): key p99 <= 50 ms: {'met' if g['key_ms_p99'] <= 50 else 'NOT met'}; "
-          f">= 20 frames/s: {'met' if g['frames_per_s'] >= 20 else 'NOT met'}")
-    print(f"load average at end {os.getloadavg()[0]:.2f}; key latency = pty write -> cursor handler run "
-          f"(another process, as a terminal); frames = screen updates written")
+    print(
+        f"ratios grid/datatable: key p99 {ratio(g['key_ms_p99'], d['key_ms_p99']):.2f}, "
+        f"frames/s {ratio(g['frames_per_s'], d['frames_per_s']):.2f}, "
+        f"load stall {ratio(g['load_stall_max_ms'], d['load_stall_max_ms']):.2f}"
+    )
+    print(
+        f"goal (grid): key p99 <= 50 ms: {'met' if g['key_ms_p99'] <= 50 else 'NOT met'}; "
+        f">= 20 frames/s: {'met' if g['frames_per_s'] >= 20 else 'NOT met'}"
+    )
+    print(
+        f"load average at end {os.getloadavg()[0]:.2f}; key latency = pty write -> cursor handler run "
+        f"(another process, as a terminal); frames = screen updates written"
+    )
 
 
 if __name__ == "__main__":

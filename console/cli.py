@@ -11,7 +11,6 @@ import errno
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from typer.core import TyperGroup
@@ -24,8 +23,14 @@ except ImportError:  # pragma: no cover - older typer on the real click
     from click import exceptions as _click_errors
 
 # ends a command normally (typer's Exit/Abort; click's too, for an older typer on the real click)
-_PASS_THROUGH = tuple({typer.Exit, typer.Abort, getattr(_click_errors, "Exit", typer.Exit),
-                       getattr(_click_errors, "Abort", typer.Abort)})
+_PASS_THROUGH = tuple(
+    {
+        typer.Exit,
+        typer.Abort,
+        getattr(_click_errors, "Exit", typer.Exit),
+        getattr(_click_errors, "Abort", typer.Abort),
+    }
+)
 
 # The global options, as `lifeboat [GLOBALS] COMMAND` takes them; also accepted after the command.
 GLOBAL_VALUE_OPTIONS = ("--backend", "--dr-backend", "--home", "--user")
@@ -61,11 +66,13 @@ def hoist_global_options(group, ctx, args: list[str]) -> tuple[list[str], bool]:
             own = _own_option(command, name)
             if own is None and not at_top and name in GLOBAL_VALUE_OPTIONS + GLOBAL_FLAG_OPTIONS:
                 take = 2 if name in GLOBAL_VALUE_OPTIONS and not eq else 1
-                hoisted.extend(args[i:i + take])
+                hoisted.extend(args[i : i + take])
                 i += take
                 continue
             if own is not None and not own.is_flag and not getattr(own, "count", False) and not eq:
-                out.extend(args[i:i + 1 + own.nargs])  # the option and its value(s), whatever they look like
+                out.extend(
+                    args[i : i + 1 + own.nargs]
+                )  # the option and its value(s), whatever they look like
                 i += 1 + own.nargs
                 continue
             wants_json = wants_json or (own is not None and name == "--json")
@@ -89,8 +96,13 @@ def hoist_global_options(group, ctx, args: list[str]) -> tuple[list[str], bool]:
 
 
 def _usage_reason(exc) -> str:
-    return {"MissingParameter": "missing_option", "NoSuchOption": "unknown_option", "BadParameter": "bad_value",
-            "BadOptionUsage": "bad_option", "BadArgumentUsage": "bad_argument"}.get(type(exc).__name__, "usage")
+    return {
+        "MissingParameter": "missing_option",
+        "NoSuchOption": "unknown_option",
+        "BadParameter": "bad_value",
+        "BadOptionUsage": "bad_option",
+        "BadArgumentUsage": "bad_argument",
+    }.get(type(exc).__name__, "usage")
 
 
 def emit_error_json(code: ExitCode, reason: str, message: str, error_id: str | None) -> None:
@@ -98,9 +110,21 @@ def emit_error_json(code: ExitCode, reason: str, message: str, error_id: str | N
     import json
     import sys
 
-    sys.stdout.write(json.dumps({"ok": False, "error": {
-        "code": code.name.lower(), "exit_code": int(code), "reason": reason, "message": message,
-        "error_id": error_id}}) + "\n")
+    sys.stdout.write(
+        json.dumps(
+            {
+                "ok": False,
+                "error": {
+                    "code": code.name.lower(),
+                    "exit_code": int(code),
+                    "reason": reason,
+                    "message": message,
+                    "error_id": error_id,
+                },
+            }
+        )
+        + "\n"
+    )
     sys.stdout.flush()
 
 
@@ -154,8 +178,8 @@ app = typer.Typer(
     name="lifeboat",
     cls=LifeboatGroup,
     help="Backup trading console: mirrors the main system, fails over to a local book, replays exactly once.\n\n"
-         "The global options (--backend, --dr-backend, --home, --user, --password-stdin) go before or after "
-         "the command: `lifeboat --user dealer1 sync bod` and `lifeboat sync bod --user dealer1` are the same.",
+    "The global options (--backend, --dr-backend, --home, --user, --password-stdin) go before or after "
+    "the command: `lifeboat --user dealer1 sync bod` and `lifeboat sync bod --user dealer1` are the same.",
     no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -213,7 +237,9 @@ def _check_url(value: str | None) -> str | None:
         raise typer.BadParameter(f"{shown} is not an http:// or https:// URL with a host")
     host = parts.hostname
     if len(host) > 253 or any(not 0 < len(label) <= 63 for label in host.rstrip(".").split(".")):
-        raise typer.BadParameter(f"{shown}: the host name is not valid (labels of 1-63 characters, 253 in all)")
+        raise typer.BadParameter(
+            f"{shown}: the host name is not valid (labels of 1-63 characters, 253 in all)"
+        )
     return value
 
 
@@ -237,19 +263,42 @@ def _version(value: bool) -> None:
 @app.callback(invoke_without_command=True)
 def main_callback(
     ctx: typer.Context,
-    backend: Optional[str] = typer.Option(None, "--backend", envvar="LIFEBOAT_BACKEND_URL", callback=_check_url,
-                                          help="Main backend base URL."),
-    dr_backend: Optional[str] = typer.Option(None, "--dr-backend", envvar="LIFEBOAT_DR_BACKEND_URL",
-                                             callback=_check_url,
-                                             help="DR site base URL (accepted and kept; not used yet)."),
-    home: Optional[Path] = typer.Option(None, "--home", envvar="LIFEBOAT_HOME", help="Data directory (store, logs, config)."),
-    user: Optional[str] = typer.Option(None, "--user", envvar="LIFEBOAT_USER", callback=_check_user, help="User id."),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
-    version: bool = typer.Option(False, "--version", is_eager=True, expose_value=False, callback=_version,
-                                 help="Print the version and exit."),
+    backend: str | None = typer.Option(
+        None, "--backend", envvar="LIFEBOAT_BACKEND_URL", callback=_check_url, help="Main backend base URL."
+    ),
+    dr_backend: str | None = typer.Option(
+        None,
+        "--dr-backend",
+        envvar="LIFEBOAT_DR_BACKEND_URL",
+        callback=_check_url,
+        help="DR site base URL (accepted and kept; not used yet).",
+    ),
+    home: Path | None = typer.Option(
+        None, "--home", envvar="LIFEBOAT_HOME", help="Data directory (store, logs, config)."
+    ),
+    user: str | None = typer.Option(
+        None, "--user", envvar="LIFEBOAT_USER", callback=_check_user, help="User id."
+    ),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input."
+    ),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        expose_value=False,
+        callback=_version,
+        help="Print the version and exit.",
+    ),
 ) -> None:
-    ctx.obj = Globals(backend=backend, home=home, user=user, password_stdin=password_stdin, dr_backend=dr_backend,
-                      as_json=bool(ctx.meta.get(_JSON_WANTED)))
+    ctx.obj = Globals(
+        backend=backend,
+        home=home,
+        user=user,
+        password_stdin=password_stdin,
+        dr_backend=dr_backend,
+        as_json=bool(ctx.meta.get(_JSON_WANTED)),
+    )
     if ctx.invoked_subcommand is None:
         import sys
 
@@ -268,12 +317,19 @@ def sim(
     db: Path = typer.Option(Path("mainsim.db"), "--db", help="mainsim's own SQLite file."),
     seed: int = typer.Option(7, "--seed", help="Seed of the deterministic demo data."),
     heartbeat_ms: int = typer.Option(250, "--heartbeat-ms", min=10, help="Stream heartbeat interval."),
-    allow_faults: bool = typer.Option(False, "--allow-faults", help="Enable the supervisor-only fault control."),
-    ready_file: Optional[Path] = typer.Option(None, "--ready-file", help="Write {url, control_url, pid} here once serving."),
+    allow_faults: bool = typer.Option(
+        False, "--allow-faults", help="Enable the supervisor-only fault control."
+    ),
+    ready_file: Path | None = typer.Option(
+        None, "--ready-file", help="Write {url, control_url, pid} here once serving."
+    ),
     activity: float = typer.Option(0.0, "--activity", min=0, help="Background simulated orders per second."),
-    trading_date: Optional[str] = typer.Option(
-        None, "--trading-date", metavar="YYYY-MM-DD",
-        help="The trading date main runs (and names its contract months) for; default: today in Asia/Kolkata."),
+    trading_date: str | None = typer.Option(
+        None,
+        "--trading-date",
+        metavar="YYYY-MM-DD",
+        help="The trading date main runs (and names its contract months) for; default: today in Asia/Kolkata.",
+    ),
 ) -> None:
     """Run the reference main backend (mainsim)."""
     from datetime import date
@@ -285,18 +341,31 @@ def sim(
         try:
             day = date.fromisoformat(trading_date)
         except ValueError:
-            raise typer.BadParameter(f"not a date (YYYY-MM-DD): {trading_date!r}", param_hint="--trading-date") from None
+            raise typer.BadParameter(
+                f"not a date (YYYY-MM-DD): {trading_date!r}", param_hint="--trading-date"
+            ) from None
     raise typer.Exit(
-        serve(host=host, port=port, db=db, seed=seed, heartbeat_ms=heartbeat_ms,
-              allow_faults=allow_faults, ready_file=ready_file, activity=activity, trading_date=day)
+        serve(
+            host=host,
+            port=port,
+            db=db,
+            seed=seed,
+            heartbeat_ms=heartbeat_ms,
+            allow_faults=allow_faults,
+            ready_file=ready_file,
+            activity=activity,
+            trading_date=day,
+        )
     )
 
 
 @app.command()
 def demo(
     drill: bool = typer.Option(False, "--drill", help="Play the DR drill by itself and write its report."),
-    directory: Optional[Path] = typer.Option(None, "--dir", help="Data dir (default: a new temp dir)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Where --drill writes its report (default: --dir)."),
+    directory: Path | None = typer.Option(None, "--dir", help="Data dir (default: a new temp dir)."),
+    report: Path | None = typer.Option(
+        None, "--report", help="Where --drill writes its report (default: --dir)."
+    ),
     headless: bool = typer.Option(False, "--headless", hidden=True, help="No screen (tests, CI)."),
 ) -> None:
     """mainsim on loopback with demo data and the console logged in (ctrl+o: outage)."""
@@ -341,7 +410,7 @@ def agent(ctx: typer.Context) -> None:
 @app.command()
 def positions(
     ctx: typer.Context,
-    client: Optional[str] = typer.Option(None, "--client", help="One client."),
+    client: str | None = typer.Option(None, "--client", help="One client."),
     local: bool = typer.Option(False, "--local", help="From the local store instead of the main system."),
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
@@ -354,7 +423,7 @@ def positions(
 @app.command()
 def orders(
     ctx: typer.Context,
-    client: Optional[str] = typer.Option(None, "--client", help="One client."),
+    client: str | None = typer.Option(None, "--client", help="One client."),
     local: bool = typer.Option(False, "--local", help="From the local store instead of the main system."),
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
@@ -369,7 +438,9 @@ app.add_typer(sync_app, name="sync")
 
 
 @sync_app.command("bod")
-def sync_bod(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
+def sync_bod(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")
+) -> None:
     """Take the start-of-day snapshot of your scope (replaces the previous one in one transaction)."""
     from console import cmd_book
 
@@ -377,7 +448,9 @@ def sync_bod(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", h
 
 
 @sync_app.command("replay")
-def sync_replay(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
+def sync_replay(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")
+) -> None:
     """Replay the journal to the main system now, then reconcile.
 
     Exit 0 only when every entry ended applied or moot and reconciliation found no mismatch
@@ -390,7 +463,9 @@ def sync_replay(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
 
 
 @sync_app.command("report")
-def sync_report(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
+def sync_report(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")
+) -> None:
     """The last reconciliation report, judged by the same rules and exit codes as `sync replay`."""
     from console import cmd_sync
 
@@ -398,7 +473,9 @@ def sync_report(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
 
 
 @sync_app.command("held")
-def sync_held(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
+def sync_held(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")
+) -> None:
     """Journal entries held for a supervisor's decision (exit 6 when there are any)."""
     from console import cmd_sync
 
@@ -406,8 +483,11 @@ def sync_held(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", 
 
 
 @sync_app.command("release")
-def sync_release(ctx: typer.Context, seq: int = typer.Argument(..., help="Journal sequence number."),
-                 as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
+def sync_release(
+    ctx: typer.Context,
+    seq: int = typer.Argument(..., help="Journal sequence number."),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
     """Supervisor (audited): send a held entry on the next replay."""
     from console import cmd_sync
 
@@ -415,8 +495,11 @@ def sync_release(ctx: typer.Context, seq: int = typer.Argument(..., help="Journa
 
 
 @sync_app.command("discard")
-def sync_discard(ctx: typer.Context, seq: int = typer.Argument(..., help="Journal sequence number."),
-                 as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
+def sync_discard(
+    ctx: typer.Context,
+    seq: int = typer.Argument(..., help="Journal sequence number."),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
     """Supervisor (audited): never send a held entry."""
     from console import cmd_sync
 
@@ -432,14 +515,16 @@ TypeChoice = Enum("TypeChoice", {"MARKET": "MARKET", "LIMIT": "LIMIT", "SL": "SL
 ValidityChoice = Enum("ValidityChoice", {"DAY": "DAY", "IOC": "IOC"}, type=str)
 ExchangeChoice = Enum("ExchangeChoice", {"NSE": "NSE", "BSE": "BSE", "NFO": "NFO"}, type=str)
 ModeAction = Enum("ModeAction", {"show": "show", "force": "force", "auto": "auto"}, type=str)
-ForcedMode = Enum("ForcedMode", {"ONLINE": "ONLINE", "BACKUP": "BACKUP", "RECOVERING": "RECOVERING"}, type=str)
+ForcedMode = Enum(
+    "ForcedMode", {"ONLINE": "ONLINE", "BACKUP": "BACKUP", "RECOVERING": "RECOVERING"}, type=str
+)
 
 
 @app.command()
 def squareoff(
     ctx: typer.Context,
-    client: Optional[str] = typer.Option(None, "--client", help="Flatten this client."),
-    symbol: Optional[str] = typer.Option(None, "--symbol", help="Only this symbol (with --client)."),
+    client: str | None = typer.Option(None, "--client", help="Flatten this client."),
+    symbol: str | None = typer.Option(None, "--symbol", help="Only this symbol (with --client)."),
     all_: bool = typer.Option(False, "--all", help="Flatten your whole scope."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the legs; send and journal nothing."),
     yes: bool = typer.Option(False, "--yes", help="No confirmation prompt (scripts)."),
@@ -450,8 +535,18 @@ def squareoff(
     _start_password_check(ctx.obj)  # first: before the heavy imports
     from console import cmd_trade
 
-    raise typer.Exit(cmd_trade.squareoff(ctx.obj, client=client, symbol=symbol, all_=all_, dry_run=dry_run,
-                                         yes=yes, as_json=as_json, keep_orders=keep_orders))
+    raise typer.Exit(
+        cmd_trade.squareoff(
+            ctx.obj,
+            client=client,
+            symbol=symbol,
+            all_=all_,
+            dry_run=dry_run,
+            yes=yes,
+            as_json=as_json,
+            keep_orders=keep_orders,
+        )
+    )
 
 
 order_app = typer.Typer(help="Place, modify or cancel one order.", no_args_is_help=True)
@@ -467,11 +562,13 @@ def order_place(
     side: SideChoice = typer.Option(..., "--side", case_sensitive=False, help="BUY or SELL."),
     quantity: int = typer.Option(..., "--quantity", help="Quantity (a multiple of the lot size)."),
     product: ProductChoice = typer.Option(..., "--product", case_sensitive=False, help="MIS, NRML or CNC."),
-    order_type: TypeChoice = typer.Option(..., "--type", case_sensitive=False, help="MARKET, LIMIT, SL or SL-M."),
-    price: Optional[str] = typer.Option(None, "--price", help="Limit price (LIMIT, SL)."),
-    trigger: Optional[str] = typer.Option(None, "--trigger", help="Trigger price (SL, SL-M)."),
+    order_type: TypeChoice = typer.Option(
+        ..., "--type", case_sensitive=False, help="MARKET, LIMIT, SL or SL-M."
+    ),
+    price: str | None = typer.Option(None, "--price", help="Limit price (LIMIT, SL)."),
+    trigger: str | None = typer.Option(None, "--trigger", help="Trigger price (SL, SL-M)."),
     validity: ValidityChoice = typer.Option("DAY", "--validity", case_sensitive=False, help="DAY or IOC."),
-    disclosed: Optional[int] = typer.Option(None, "--disclosed", help="Disclosed quantity."),
+    disclosed: int | None = typer.Option(None, "--disclosed", help="Disclosed quantity."),
     yes: bool = typer.Option(False, "--yes", help="No confirmation prompt (scripts)."),
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
@@ -479,21 +576,34 @@ def order_place(
     _start_password_check(ctx.obj)  # first: before the heavy imports
     from console import cmd_trade
 
-    raise typer.Exit(cmd_trade.place(ctx.obj, client=client, exchange=exchange.value, symbol=symbol,
-                                     side=side.value, quantity=quantity, product=product.value,
-                                     order_type=order_type.value, price=price, trigger=trigger,
-                                     validity=validity.value if isinstance(validity, Enum) else validity, disclosed=disclosed, yes=yes,
-                                     as_json=as_json))
+    raise typer.Exit(
+        cmd_trade.place(
+            ctx.obj,
+            client=client,
+            exchange=exchange.value,
+            symbol=symbol,
+            side=side.value,
+            quantity=quantity,
+            product=product.value,
+            order_type=order_type.value,
+            price=price,
+            trigger=trigger,
+            validity=validity.value if isinstance(validity, Enum) else validity,
+            disclosed=disclosed,
+            yes=yes,
+            as_json=as_json,
+        )
+    )
 
 
 @order_app.command("modify")
 def order_modify(
     ctx: typer.Context,
-    order_id: Optional[str] = typer.Option(None, "--order-id", help="The main system's order id."),
-    client_order_id: Optional[str] = typer.Option(None, "--client-order-id", help="Or the client order id."),
-    quantity: Optional[int] = typer.Option(None, "--quantity", help="New quantity."),
-    price: Optional[str] = typer.Option(None, "--price", help="New price."),
-    trigger: Optional[str] = typer.Option(None, "--trigger", help="New trigger price."),
+    order_id: str | None = typer.Option(None, "--order-id", help="The main system's order id."),
+    client_order_id: str | None = typer.Option(None, "--client-order-id", help="Or the client order id."),
+    quantity: int | None = typer.Option(None, "--quantity", help="New quantity."),
+    price: str | None = typer.Option(None, "--price", help="New price."),
+    trigger: str | None = typer.Option(None, "--trigger", help="New trigger price."),
     yes: bool = typer.Option(False, "--yes", help="No confirmation prompt (scripts)."),
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
@@ -501,15 +611,25 @@ def order_modify(
     _start_password_check(ctx.obj)  # first: before the heavy imports
     from console import cmd_trade
 
-    raise typer.Exit(cmd_trade.modify(ctx.obj, order_id=order_id, client_order_id=client_order_id,
-                                      quantity=quantity, price=price, trigger=trigger, yes=yes, as_json=as_json))
+    raise typer.Exit(
+        cmd_trade.modify(
+            ctx.obj,
+            order_id=order_id,
+            client_order_id=client_order_id,
+            quantity=quantity,
+            price=price,
+            trigger=trigger,
+            yes=yes,
+            as_json=as_json,
+        )
+    )
 
 
 @order_app.command("cancel")
 def order_cancel(
     ctx: typer.Context,
-    order_id: Optional[str] = typer.Option(None, "--order-id", help="The main system's order id."),
-    client_order_id: Optional[str] = typer.Option(None, "--client-order-id", help="Or the client order id."),
+    order_id: str | None = typer.Option(None, "--order-id", help="The main system's order id."),
+    client_order_id: str | None = typer.Option(None, "--client-order-id", help="Or the client order id."),
     yes: bool = typer.Option(False, "--yes", help="No confirmation prompt (scripts)."),
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
@@ -517,8 +637,11 @@ def order_cancel(
     _start_password_check(ctx.obj)  # first: before the heavy imports
     from console import cmd_trade
 
-    raise typer.Exit(cmd_trade.cancel(ctx.obj, order_id=order_id, client_order_id=client_order_id, yes=yes,
-                                      as_json=as_json))
+    raise typer.Exit(
+        cmd_trade.cancel(
+            ctx.obj, order_id=order_id, client_order_id=client_order_id, yes=yes, as_json=as_json
+        )
+    )
 
 
 @app.command()
@@ -539,23 +662,33 @@ def killswitch(
 def mode(
     ctx: typer.Context,
     what: ModeAction = typer.Argument("show", case_sensitive=False, help="show, force, or auto."),
-    target: Optional[ForcedMode] = typer.Argument(None, case_sensitive=False,
-                                                  help="With force: ONLINE, BACKUP or RECOVERING."),
+    target: ForcedMode | None = typer.Argument(
+        None, case_sensitive=False, help="With force: ONLINE, BACKUP or RECOVERING."
+    ),
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Show the mode, or (supervisor, audited) force one / go back to automatic."""
     from console import cmd_trade
 
-    raise typer.Exit(cmd_trade.mode(ctx.obj, what=what.value if isinstance(what, Enum) else what,
-                                    target=target.value if isinstance(target, Enum) else target, as_json=as_json))
+    raise typer.Exit(
+        cmd_trade.mode(
+            ctx.obj,
+            what=what.value if isinstance(what, Enum) else what,
+            target=target.value if isinstance(target, Enum) else target,
+            as_json=as_json,
+        )
+    )
 
 
 @app.command()
 def policy(
     ctx: typer.Context,
     what: str = typer.Argument("show", help="show or set."),
-    allow: Optional[bool] = typer.Option(None, "--allow-new-exposure/--reduce-only",
-                                         help="With set: allow new exposure in backup, or reduce-only."),
+    allow: bool | None = typer.Option(
+        None,
+        "--allow-new-exposure/--reduce-only",
+        help="With set: allow new exposure in backup, or reduce-only.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Show the backup policy, or (supervisor, audited) change it."""
@@ -581,16 +714,23 @@ app.add_typer(audit_app, name="audit")
 
 
 @audit_app.command("verify")
-def audit_verify(ctx: typer.Context,
-                 as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
+def audit_verify(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")
+) -> None:
     """Check the audit chain against its signed checkpoints (and main's latest witnessed one):
     exit 0 when no row is found broken (rows no checkpoint covers yet are named as such),
     8 (integrity) naming the first row that differs."""
     from console.cmd_audit import verify_command
 
     g = ctx.obj
-    raise typer.Exit(verify_command(g.home if g else None, backend=g.backend if g else None,
-                                    user=g.user if g else None, as_json=as_json))
+    raise typer.Exit(
+        verify_command(
+            g.home if g else None,
+            backend=g.backend if g else None,
+            user=g.user if g else None,
+            as_json=as_json,
+        )
+    )
 
 
 user_app = typer.Typer(help="Users locked out of offline login (supervisor, audited).", no_args_is_help=True)
@@ -612,8 +752,9 @@ def user_release(
 @user_app.command("lockout")
 def user_lockout(
     ctx: typer.Context,
-    n: Optional[int] = typer.Argument(None, min=0, max=1000,
-                                      help="Wrong passwords in a row that lock a user offline (0: never)."),
+    n: int | None = typer.Argument(
+        None, min=0, max=1000, help="Wrong passwords in a row that lock a user offline (0: never)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Show the offline lockout count, or (supervisor, audited) set it."""

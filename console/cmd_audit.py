@@ -51,8 +51,9 @@ def _emit(data: dict) -> None:
     sys.stdout.write(json.dumps(data, default=str) + "\n")
 
 
-def _failure(code: ExitCode, reason: str, message: str, extra: dict | None = None,
-             logs: Path | None = None) -> dict:
+def _failure(
+    code: ExitCode, reason: str, message: str, extra: dict | None = None, logs: Path | None = None
+) -> dict:
     """The --json failure object; its error id names a line of the console's log
     (``logs``: none before a store was opened, so no id then)."""
     error_id = None
@@ -61,13 +62,25 @@ def _failure(code: ExitCode, reason: str, message: str, extra: dict | None = Non
 
         eventlog.setup(logs)
         error_id = eventlog.new_error_id()
-        logging.getLogger("lifeboat").warning("%s", message, extra={"event": "audit_" + reason, "error_id": error_id})
-    return {"ok": False, "error": {"code": code.name.lower(), "exit_code": int(code), "reason": reason,
-                                   "message": message, "error_id": error_id}, **(extra or {})}
+        logging.getLogger("lifeboat").warning(
+            "%s", message, extra={"event": "audit_" + reason, "error_id": error_id}
+        )
+    return {
+        "ok": False,
+        "error": {
+            "code": code.name.lower(),
+            "exit_code": int(code),
+            "reason": reason,
+            "message": message,
+            "error_id": error_id,
+        },
+        **(extra or {}),
+    }
 
 
-def verify_command(home: Path | None, *, backend: str | None = None, user: str | None = None,
-                   as_json: bool = False) -> int:
+def verify_command(
+    home: Path | None, *, backend: str | None = None, user: str | None = None, as_json: bool = False
+) -> int:
     """Verify the audit chain of the store under ``home`` (or LIFEBOAT_HOME / the
     platform data dir); print the outcome and return the exit code."""
     if as_json:
@@ -78,7 +91,9 @@ def verify_command(home: Path | None, *, backend: str | None = None, user: str |
         with contextlib.redirect_stderr(said):  # the store's own message goes into the JSON
             code = _open_and_verify(home, backend, user)
         if isinstance(code, int):
-            reason = {ExitCode.USAGE: "no_store", ExitCode.BUSY: "store_locked"}.get(ExitCode(code), "store_refused")
+            reason = {ExitCode.USAGE: "no_store", ExitCode.BUSY: "store_locked"}.get(
+                ExitCode(code), "store_refused"
+            )
             _emit(_failure(ExitCode(code), reason, said.getvalue().strip().removeprefix("lifeboat: ")))
             return code
         return _report(*code, as_json=True)
@@ -117,8 +132,9 @@ def _open_and_verify(home: Path | None, backend: str | None, user: str | None):
         if result.ok:
             main_latest, main_note = _ask_main(store, backend, user)
             with store.read_core() as conn:
-                coverage = checkpoints.check(conn, result.rows, trusted=checkpoints.trusted_keys(path.parent),
-                                             main_latest=main_latest)
+                coverage = checkpoints.check(
+                    conn, result.rows, trusted=checkpoints.trusted_keys(path.parent), main_latest=main_latest
+                )
     finally:
         store.close()
     return result, coverage, main_note, path.parent / "logs"
@@ -127,34 +143,46 @@ def _open_and_verify(home: Path | None, backend: str | None, user: str | None):
 def _ask_main(store, backend: str | None, user: str | None) -> tuple[dict | None, str]:
     """Main's latest witnessed checkpoint of this console (None when it has none or
     cannot be asked) and a sentence saying what happened."""
+    from sqlalchemy import select
+
     from backend_client import checkpoints as wire_cp
     from backend_client.client import BackendClient
     from backend_client.errors import BackendError
     from localstore import secrets
     from localstore.models import UserRow
-    from sqlalchemy import select
 
     if user is None:
         with store.read() as s:
-            user = s.scalars(select(UserRow.user_id).where(UserRow.last_online_login_at.is_not(None))
-                             .order_by(UserRow.last_online_login_at.desc()).limit(1)).first()
+            user = s.scalars(
+                select(UserRow.user_id)
+                .where(UserRow.last_online_login_at.is_not(None))
+                .order_by(UserRow.last_online_login_at.desc())
+                .limit(1)
+            ).first()
     token = secrets.load_token(user) if user else None
     if token is None:
         return None, "main not asked: no saved session on this console (log in online to compare with main)"
     from console.service import DEFAULT_BACKEND
 
     async def ask():
-        async with BackendClient(backend or DEFAULT_BACKEND, token=token, connect_timeout=MAIN_TIMEOUT_S,
-                                 read_timeout=MAIN_TIMEOUT_S, retries=0) as c:
+        async with BackendClient(
+            backend or DEFAULT_BACKEND,
+            token=token,
+            connect_timeout=MAIN_TIMEOUT_S,
+            read_timeout=MAIN_TIMEOUT_S,
+            retries=0,
+        ) as c:
             return await wire_cp.latest(c, store.console_id)
 
     try:
         latest = asyncio.run(asyncio.wait_for(ask(), MAIN_TIMEOUT_S * 2))
-    except (BackendError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, BackendError) as exc:
         return None, f"main not asked: {getattr(exc, 'message', None) or 'no answer in time'}"
     if latest is None:
         return None, "main has witnessed no checkpoint of this console yet"
-    return latest.model_dump(mode="json"), f"main's latest witnessed checkpoint is #{latest.number} (row {latest.seq})"
+    return latest.model_dump(
+        mode="json"
+    ), f"main's latest witnessed checkpoint is #{latest.number} (row {latest.seq})"
 
 
 def _report(result, coverage, main_note: str | None, logs: Path, *, as_json: bool) -> int:
@@ -162,8 +190,13 @@ def _report(result, coverage, main_note: str | None, logs: Path, *, as_json: boo
         bad = result if not result.ok else coverage
         message = f"audit chain broken at row {bad.first_bad_id}: {bad.reason}"
         if as_json:
-            extra = {"verdict": "broken", "first_bad_row": bad.first_bad_id, "rows": bad.rows,
-                     "main": main_note, **({"coverage": coverage.as_dict()} if coverage is not None else {})}
+            extra = {
+                "verdict": "broken",
+                "first_bad_row": bad.first_bad_id,
+                "rows": bad.rows,
+                "main": main_note,
+                **({"coverage": coverage.as_dict()} if coverage is not None else {}),
+            }
             _emit(_failure(ExitCode.INTEGRITY, "audit_chain_broken", message, extra, logs))
         else:
             print(message, file=sys.stderr)
@@ -173,8 +206,10 @@ def _report(result, coverage, main_note: str | None, logs: Path, *, as_json: boo
     if coverage.rows == 0:
         summary, verdict = "audit chain intact: no rows yet", "intact"
     elif coverage.uncovered is None:
-        summary = (f"audit chain intact: {coverage.rows} rows, all covered by {coverage.covered_by} "
-                   f"(row {coverage.covered_to})")
+        summary = (
+            f"audit chain intact: {coverage.rows} rows, all covered by {coverage.covered_by} "
+            f"(row {coverage.covered_to})"
+        )
         verdict = "intact"
     else:
         from localstore.checkpoints import span
@@ -182,17 +217,29 @@ def _report(result, coverage, main_note: str | None, logs: Path, *, as_json: boo
         first, last = coverage.uncovered
         to = coverage.covered_to
         done = f"{span(1, to)} {'matches' if to == 1 else 'match'} {coverage.covered_by}; " if to else ""
-        summary = (f"audit chain: {coverage.rows} rows, links consistent; {done}{span(first, last)} "
-                   f"{'is' if first == last else 'are'} not yet covered by a checkpoint (nothing outside this "
-                   f"store vouches for {'it' if first == last else 'them'} yet)")
+        summary = (
+            f"audit chain: {coverage.rows} rows, links consistent; {done}{span(first, last)} "
+            f"{'is' if first == last else 'are'} not yet covered by a checkpoint (nothing outside this "
+            f"store vouches for {'it' if first == last else 'them'} yet)"
+        )
         verdict = "uncovered"
     notes = [main_note] if main_note else []
     if coverage.untrusted:
-        notes.append(f"checkpoint(s) #{', #'.join(map(str, coverage.untrusted))} are not signed by a key this "
-                     f"console holds: they prove nothing and were ignored")
+        notes.append(
+            f"checkpoint(s) #{', #'.join(map(str, coverage.untrusted))} are not signed by a key this "
+            f"console holds: they prove nothing and were ignored"
+        )
     if as_json:
-        _emit({"ok": True, "verdict": verdict, "exit_code": 0, "message": summary, "notes": notes,
-               **coverage.as_dict()})
+        _emit(
+            {
+                "ok": True,
+                "verdict": verdict,
+                "exit_code": 0,
+                "message": summary,
+                "notes": notes,
+                **coverage.as_dict(),
+            }
+        )
     else:
         print(summary)
         for note in notes:

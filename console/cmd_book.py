@@ -13,7 +13,8 @@ import getpass
 import json
 import signal
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from console import eventlog
 from console.exitcodes import ExitCode
@@ -67,7 +68,7 @@ def read_password(g, *, required: bool = True) -> str | None:
     raise UsageProblem("no password: pass --password-stdin (scripts) or run on a terminal")
 
 
-def _data_dir(home) -> "Path":
+def _data_dir(home) -> Path:
     """The data directory, made if need be (localstore.paths.data_dir), with its logs
     directory (0700): else a usage error naming it, since --home or LIFEBOAT_HOME is the
     person's own input (a file there, a parent that cannot be created ...).  What others
@@ -85,7 +86,9 @@ def _data_dir(home) -> "Path":
     except OSError as exc:
         where = Path(home) if home is not None else Path(exc.filename or "the data directory")
         why = "it is a file, not a directory" if where.is_file() else (exc.strerror or type(exc).__name__)
-        raise UsageProblem(f"cannot use {where} as the data directory: {why} (see --home / LIFEBOAT_HOME)") from None
+        raise UsageProblem(
+            f"cannot use {where} as the data directory: {why} (see --home / LIFEBOAT_HOME)"
+        ) from None
 
 
 def _reason_of(exc: BaseException, problem: ServiceError) -> str:
@@ -152,9 +155,12 @@ def login(g) -> int:
         async def go():
             res = await svc.login(g.user, password)
             kept = "token kept in the OS keyring" if res.token_kept else "token NOT kept (no keyring)"
-            err.print(f"Logged in as {res.user.user_id} ({res.user.role.value}, {len(res.user.client_ids)} clients) "
-                      f"on console {res.console_id}; {kept}; offline login possible until "
-                      f"{res.grant_valid_until.isoformat()}", markup=False)
+            err.print(
+                f"Logged in as {res.user.user_id} ({res.user.role.value}, {len(res.user.client_ids)} clients) "
+                f"on console {res.console_id}; {kept}; offline login possible until "
+                f"{res.grant_valid_until.isoformat()}",
+                markup=False,
+            )
             return 0
 
         return go()
@@ -165,9 +171,11 @@ def login(g) -> int:
 def logout(g) -> int:
     def action(svc: Service):
         user, token = svc.logout()
-        what = {"removed": "token removed from the keyring",
-                "none": "no saved token in the keyring (nothing to remove)",
-                "no_keyring": "no keyring on this machine, so no token was kept (nothing to remove)"}[token]
+        what = {
+            "removed": "token removed from the keyring",
+            "none": "no saved token in the keyring (nothing to remove)",
+            "no_keyring": "no keyring on this machine, so no token was kept (nothing to remove)",
+        }[token]
         err.print(f"Logged out {user}: {what}", markup=False)
         return 0
 
@@ -183,9 +191,12 @@ def sync_bod(g, as_json: bool) -> int:
             if as_json:
                 emit_json(res.as_dict())
             else:
-                err.print(f"BOD snapshot for {res.trading_date}: {res.instruments} instruments, {res.clients} clients, "
-                          f"{res.positions} positions, {res.open_orders} open orders, {res.trades} trades "
-                          f"(event seq {res.seq})", markup=False)
+                err.print(
+                    f"BOD snapshot for {res.trading_date}: {res.instruments} instruments, {res.clients} clients, "
+                    f"{res.positions} positions, {res.open_orders} open orders, {res.trades} trades "
+                    f"(event seq {res.seq})",
+                    markup=False,
+                )
             return 0
 
         return go()
@@ -193,9 +204,29 @@ def sync_bod(g, as_json: bool) -> int:
     return run(g, action)
 
 
-_POSITION_COLS = ("client_id", "exchange", "symbol", "product", "net_quantity", "average_price", "last_price", "mtm")
-_ORDER_COLS = ("order_id", "client_id", "exchange", "symbol", "side", "quantity", "filled_quantity", "product",
-               "order_type", "price", "status")  # --json has every field
+_POSITION_COLS = (
+    "client_id",
+    "exchange",
+    "symbol",
+    "product",
+    "net_quantity",
+    "average_price",
+    "last_price",
+    "mtm",
+)
+_ORDER_COLS = (
+    "order_id",
+    "client_id",
+    "exchange",
+    "symbol",
+    "side",
+    "quantity",
+    "filled_quantity",
+    "product",
+    "order_type",
+    "price",
+    "status",
+)  # --json has every field
 
 
 def _table(rows, cols, title: str) -> None:
@@ -234,6 +265,7 @@ def book(g, what: str, client: str | None, local: bool, as_json: bool) -> int:
 
 def status(g, as_json: bool) -> int:
     """Exit 0, or 5 when the mode is UNAVAILABLE (main unreachable and no backup possible here)."""
+
     def action(svc: Service):
         async def go():
             st = await svc.status()
@@ -241,7 +273,9 @@ def status(g, as_json: bool) -> int:
                 emit_json(st)
             else:
                 for label, text in status_lines(st):
-                    out.print(f"{label:<14} {text}", markup=False, soft_wrap=True)  # a long reason stays one line
+                    out.print(
+                        f"{label:<14} {text}", markup=False, soft_wrap=True
+                    )  # a long reason stays one line
             return int(ExitCode.UNAVAILABLE) if st["mode"] == "UNAVAILABLE" else 0
 
         return go()
@@ -261,39 +295,75 @@ def status_lines(st: dict) -> list[tuple[str, str]]:
         mode += f": {st['reason']}"
     b = st["backend"]
     if b["reachable"]:
-        backend = f"{b['url']} reachable" + (f", {b['latency_ms']} ms" if b.get("latency_ms") is not None else "")
+        backend = f"{b['url']} reachable" + (
+            f", {b['latency_ms']} ms" if b.get("latency_ms") is not None else ""
+        )
     else:
         backend = f"{b['url']} UNREACHABLE: {b.get('error') or b.get('kind') or 'unknown'}"
     lines = [("mode", mode), ("backend", backend)]
     if st.get("backup"):
-        lines.append(("offline login", "; ".join(f"{u['user_id']} ({u['role']}) until {u['grant_valid_until']}"
-                                                 for u in st["backup"]["users"])))
+        lines.append(
+            (
+                "offline login",
+                "; ".join(
+                    f"{u['user_id']} ({u['role']}) until {u['grant_valid_until']}"
+                    for u in st["backup"]["users"]
+                ),
+            )
+        )
     lines.append(("console", f"{st['console_id']} ({st['store']})"))
     if st.get("privacy_warnings"):
         lines.append(("privacy", "; ".join(st["privacy_warnings"])))
     an = st["anchors"]  # where the keys that decide trust are kept, and whether this store is enrolled here
-    lines.append(("trust anchors", f"{an['where']}; " + ("enrolled here" if an["enrolled"] else
-                                                         f"NOT enrolled here: {an.get('problem', 'unknown')}")))
+    lines.append(
+        (
+            "trust anchors",
+            f"{an['where']}; "
+            + ("enrolled here" if an["enrolled"] else f"NOT enrolled here: {an.get('problem', 'unknown')}"),
+        )
+    )
     j = st["journal"]
-    lines.append(("journal depth", f"{st['journal_depth']}"
-                  + (f", {j['unacknowledged']} not yet acknowledged" if j.get("unacknowledged") else "")))
+    lines.append(
+        (
+            "journal depth",
+            f"{st['journal_depth']}"
+            + (f", {j['unacknowledged']} not yet acknowledged" if j.get("unacknowledged") else ""),
+        )
+    )
     rp = st["replay"]
     extra = f", {rp['unreplayed']} to replay" if rp.get("unreplayed") else ""
     extra += f", {rp['held']} held for a person" if rp.get("held") else ""
     if rp.get("holder"):
         extra += f" (by {rp['holder']}" + (f" since {rp['since']})" if rp.get("since") else ")")
-    extra += (f"; last report {rp['last_report_at']}" + (f" ({rp['last_verdict']})" if rp.get("last_verdict") else "")
-              if rp.get("last_report_at") else "; no report yet")
+    extra += (
+        f"; last report {rp['last_report_at']}"
+        + (f" ({rp['last_verdict']})" if rp.get("last_verdict") else "")
+        if rp.get("last_report_at")
+        else "; no report yet"
+    )
     lines.append(("replay", f"{rp['state']}{extra}"))
     pol = st["policy"]
-    policy = ("new exposure allowed" if pol["allow_new_exposure"] else "reduce-only") + ", kill switch " + (
-        "ON" if pol["killswitch"] else "off")
-    lines.append(("policy", policy + (f" (set by {pol['updated_by']})" if pol.get("updated_by") else " (default)")))
+    policy = (
+        ("new exposure allowed" if pol["allow_new_exposure"] else "reduce-only")
+        + ", kill switch "
+        + ("ON" if pol["killswitch"] else "off")
+    )
+    lines.append(
+        ("policy", policy + (f" (set by {pol['updated_by']})" if pol.get("updated_by") else " (default)"))
+    )
     rm = st.get("recorded_mode")
-    lines.append(("runtime mode", f"{rm['mode']} since {rm['since']} ({rm.get('reason') or 'no reason recorded'})"
-                  if rm else "none recorded (no agent or console has run here)"))
+    lines.append(
+        (
+            "runtime mode",
+            f"{rm['mode']} since {rm['since']} ({rm.get('reason') or 'no reason recorded'})"
+            if rm
+            else "none recorded (no agent or console has run here)",
+        )
+    )
     lb = st.get("last_bod")
-    lines.append(("last BOD", f"{lb['at']} for {lb.get('trading_date') or 'unknown date'}" if lb else "never"))
+    lines.append(
+        ("last BOD", f"{lb['at']} for {lb.get('trading_date') or 'unknown date'}" if lb else "never")
+    )
     m = st.get("mirror") or {}
     if not m:
         mirror = "never synced"
@@ -316,8 +386,11 @@ def agent(g) -> int:
                 loop.add_signal_handler(sig, task.cancel)
 
             def ready(runtime):
-                err.print(f"agent running for {svc.current_user()} against {svc.backend_url} "
-                          f"(store {svc.store.path}); Ctrl-C to stop", markup=False)
+                err.print(
+                    f"agent running for {svc.current_user()} against {svc.backend_url} "
+                    f"(store {svc.store.path}); Ctrl-C to stop",
+                    markup=False,
+                )
 
             try:
                 await svc.run_agent(password, ready=ready)

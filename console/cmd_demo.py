@@ -23,10 +23,25 @@ def _say(text: str) -> None:
     print(f"lifeboat demo: {text}", file=sys.stderr, flush=True)
 
 
-def run_demo(*, drill: bool, data_dir: Path | None, report_dir: Path | None, headless: bool = False,
-             activity: float | None = None, pause_s: float | None = None, linger_s: float | None = None) -> int:
+def run_demo(
+    *,
+    drill: bool,
+    data_dir: Path | None,
+    report_dir: Path | None,
+    headless: bool = False,
+    activity: float | None = None,
+    pause_s: float | None = None,
+    linger_s: float | None = None,
+) -> int:
     from console import eventlog
-    from console.demo import DEFAULT_ACTIVITY, DemoBackend, DemoError, console_home, make_data_dir, use_private_keyring
+    from console.demo import (
+        DEFAULT_ACTIVITY,
+        DemoBackend,
+        DemoError,
+        console_home,
+        make_data_dir,
+        use_private_keyring,
+    )
     from console.shutdown import EndOnSignal
     from console.tui.config import ConfigError, load_config
 
@@ -48,7 +63,9 @@ def run_demo(*, drill: bool, data_dir: Path | None, report_dir: Path | None, hea
     eventlog.setup(home / "logs")  # log lines go to the file, never over the screen
     use_private_keyring()
     # the drill runs without background orders, so "flat" at the end means what the drill did
-    backend = DemoBackend(data, activity=(0.0 if drill else DEFAULT_ACTIVITY) if activity is None else activity)
+    backend = DemoBackend(
+        data, activity=(0.0 if drill else DEFAULT_ACTIVITY) if activity is None else activity
+    )
     _say(f"starting mainsim on 127.0.0.1 (data dir {data}) ...")
     try:
         backend.start()
@@ -60,16 +77,39 @@ def run_demo(*, drill: bool, data_dir: Path | None, report_dir: Path | None, hea
     # asked to close, and the process ends within seconds whatever the screen does
     ender = EndOnSignal(stop_now=[lambda: backend.stop(grace_s=2.0)], name="lifeboat demo").install()
     try:
-        return _run_screen(backend, home, data, config, drill=drill, report_dir=report_dir or data,
-                           headless=headless, pause_s=pause_s, linger_s=linger_s, ender=ender)
+        return _run_screen(
+            backend,
+            home,
+            data,
+            config,
+            drill=drill,
+            report_dir=report_dir or data,
+            headless=headless,
+            pause_s=pause_s,
+            linger_s=linger_s,
+            ender=ender,
+        )
     finally:
         code = backend.stop()
-        _say(f"mainsim stopped (exit {code}). Data dir: {data} (mainsim.db, mainsim.log, home/ with the "
-             f"console's store and logs); remove it when done.")
+        _say(
+            f"mainsim stopped (exit {code}). Data dir: {data} (mainsim.db, mainsim.log, home/ with the "
+            f"console's store and logs); remove it when done."
+        )
 
 
-def _run_screen(backend, home: Path, data: Path, config, *, drill: bool, report_dir: Path, headless: bool,
-                pause_s: float | None, linger_s: float | None, ender) -> int:
+def _run_screen(
+    backend,
+    home: Path,
+    data: Path,
+    config,
+    *,
+    drill: bool,
+    report_dir: Path,
+    headless: bool,
+    pause_s: float | None,
+    linger_s: float | None,
+    ender,
+) -> int:
     from console.demo import DEMO_USER, OutageSwitch
     from console.demo_report import DrillReport
     from console.service import Service
@@ -80,9 +120,12 @@ def _run_screen(backend, home: Path, data: Path, config, *, drill: bool, report_
     driver = None
     if drill:
         report = DrillReport(backend_url=backend.url, data_dir=str(data), user=DEMO_USER)
-        driver = DrillDriver(report, report_dir,
-                             pause_s=(0.2 if headless else 1.5) if pause_s is None else pause_s,
-                             linger_s=(0.0 if headless else 6.0) if linger_s is None else linger_s)
+        driver = DrillDriver(
+            report,
+            report_dir,
+            pause_s=(0.2 if headless else 1.5) if pause_s is None else pause_s,
+            linger_s=(0.0 if headless else 6.0) if linger_s is None else linger_s,
+        )
     app = DemoApp(service, config, switch=OutageSwitch(backend.control_url), drill=driver)
 
     ender.request_exit = lambda code: app.call_from_thread(app.exit, return_code=code)
@@ -100,8 +143,14 @@ def _run_screen(backend, home: Path, data: Path, config, *, drill: bool, report_
         _say("the drill was stopped before its end; no report written")
         return int(app.return_code or ExitCode.UNEXPECTED) or int(ExitCode.UNEXPECTED)
     rep = driver.report
-    _say(("drill PASSED: the book ended flat and reconciled" if rep.ok else f"drill FAILED: {rep.failure or '-'}")
-         + f"; timings {rep.timings_s}")
+    _say(
+        (
+            "drill PASSED: the book ended flat and reconciled"
+            if rep.ok
+            else f"drill FAILED: {rep.failure or '-'}"
+        )
+        + f"; timings {rep.timings_s}"
+    )
     if driver.paths is None:
         _say(driver.write_error or "the drill report was not written")
         return int(ExitCode.UNEXPECTED)

@@ -130,23 +130,45 @@ def _finish(svc: Service, res: ActionResult, as_json: bool, human) -> int:
 def _print_legs(res: ActionResult) -> None:
     from rich.table import Table
 
-    t = Table(title=f"square-off ({res.mode}{', dry run' if res.dry_run else ''}): {len(res.legs)} legs",
-              header_style="bold")
+    t = Table(
+        title=f"square-off ({res.mode}{', dry run' if res.dry_run else ''}): {len(res.legs)} legs",
+        header_style="bold",
+    )
     for c in ("client", "exchange", "symbol", "product", "side", "quantity", "client_order_id", "outcome"):
         t.add_column(c, justify="right" if c == "quantity" else "left")
     for leg in res.legs:
-        t.add_row(leg["client_id"], leg["exchange"], leg["symbol"], leg["product"], leg["side"],
-                  str(leg["quantity"]), leg.get("client_order_id") or "",
-                  leg["outcome"] + (f": {leg['reason']}" if leg.get("reason") else ""))
+        t.add_row(
+            leg["client_id"],
+            leg["exchange"],
+            leg["symbol"],
+            leg["product"],
+            leg["side"],
+            str(leg["quantity"]),
+            leg.get("client_order_id") or "",
+            leg["outcome"] + (f": {leg['reason']}" if leg.get("reason") else ""),
+        )
     out.print(t)
     if res.cancels:
-        out.print(f"open orders cancelled{' (planned)' if res.dry_run else ''}: {len(res.cancels)}", markup=False)
+        out.print(
+            f"open orders cancelled{' (planned)' if res.dry_run else ''}: {len(res.cancels)}", markup=False
+        )
     if res.mode != "ONLINE" and not res.dry_run:
-        err.print(f"main system down: journaled durably in {res.mode} mode; replayed when it is back", markup=False)
+        err.print(
+            f"main system down: journaled durably in {res.mode} mode; replayed when it is back", markup=False
+        )
 
 
-def squareoff(g, *, client: str | None, symbol: str | None, all_: bool, dry_run: bool, yes: bool, as_json: bool,
-              keep_orders: bool) -> int:
+def squareoff(
+    g,
+    *,
+    client: str | None,
+    symbol: str | None,
+    all_: bool,
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+    keep_orders: bool,
+) -> int:
     def action(svc: Service):
         _text(client, "--client", 32)
         _text(symbol, "--symbol", 40)
@@ -155,13 +177,17 @@ def squareoff(g, *, client: str | None, symbol: str | None, all_: bool, dry_run:
         if symbol and not client:
             raise UsageProblem("--symbol needs --client")
         if not dry_run:
-            _confirm(yes, f"square off {'client ' + client if client else 'your whole scope'}"
-                          f"{' in ' + symbol if symbol else ''}")
+            _confirm(
+                yes,
+                f"square off {'client ' + client if client else 'your whole scope'}"
+                f"{' in ' + symbol if symbol else ''}",
+            )
 
         async def go():
             password = await _password_for(svc, g)
-            res = await svc.squareoff(client_id=client, symbol=symbol, keep_orders=keep_orders, dry_run=dry_run,
-                                      password=password)
+            res = await svc.squareoff(
+                client_id=client, symbol=symbol, keep_orders=keep_orders, dry_run=dry_run, password=password
+            )
             return _finish(svc, res, as_json, _print_legs)
 
         return go()
@@ -174,14 +200,31 @@ def squareoff(g, *, client: str | None, symbol: str | None, all_: bool, dry_run:
 
 def _print_order(res: ActionResult) -> None:
     o = res.order or {}
-    out.print(f"{res.action} {o.get('outcome')}: client_order_id {o.get('client_order_id')}"
-              f"{' order ' + o['order_id'] if o.get('order_id') else ''} ({res.mode})"
-              f"{': ' + o['status_reason'] if o.get('status_reason') else ''}", markup=False)
+    out.print(
+        f"{res.action} {o.get('outcome')}: client_order_id {o.get('client_order_id')}"
+        f"{' order ' + o['order_id'] if o.get('order_id') else ''} ({res.mode})"
+        f"{': ' + o['status_reason'] if o.get('status_reason') else ''}",
+        markup=False,
+    )
 
 
-def place(g, *, client: str, exchange: str, symbol: str, side: str, quantity: int, product: str, order_type: str,
-          price: str | None, trigger: str | None, validity: str, disclosed: int | None, yes: bool,
-          as_json: bool) -> int:
+def place(
+    g,
+    *,
+    client: str,
+    exchange: str,
+    symbol: str,
+    side: str,
+    quantity: int,
+    product: str,
+    order_type: str,
+    price: str | None,
+    trigger: str | None,
+    validity: str,
+    disclosed: int | None,
+    yes: bool,
+    as_json: bool,
+) -> int:
     def action(svc: Service):
         from backend_client.enums import OrderType, Side
         from sync.policy import OrderTicket
@@ -193,15 +236,24 @@ def place(g, *, client: str, exchange: str, symbol: str, side: str, quantity: in
             raise UsageProblem("--disclosed must not be negative")
         p, t = _decimal(price, "--price"), _decimal(trigger, "--trigger")
         _price_flags(order_type.upper(), p, t)
-        ticket = OrderTicket(client_id=client, exchange=exchange.upper(), symbol=symbol.upper(),
-                             side=Side(side.upper()), quantity=quantity, product=product.upper(),
-                             order_type=OrderType(order_type.upper()), price=p, trigger_price=t)
+        ticket = OrderTicket(
+            client_id=client,
+            exchange=exchange.upper(),
+            symbol=symbol.upper(),
+            side=Side(side.upper()),
+            quantity=quantity,
+            product=product.upper(),
+            order_type=OrderType(order_type.upper()),
+            price=p,
+            trigger_price=t,
+        )
         _confirm(yes, f"{ticket.side.value} {quantity} {ticket.symbol} for {client}")
 
         async def go():
             password = await _password_for(svc, g)
-            res = await svc.place(ticket, validity=validity.upper(), disclosed_quantity=disclosed,
-                                  password=password)
+            res = await svc.place(
+                ticket, validity=validity.upper(), disclosed_quantity=disclosed, password=password
+            )
             return _finish(svc, res, as_json, _print_order)
 
         return go()
@@ -227,8 +279,14 @@ def modify(g, *, order_id, client_order_id, quantity, price, trigger, yes: bool,
 
         async def go():
             password = await _password_for(svc, g)
-            res = await svc.modify(order_id=order_id, client_order_id=client_order_id, quantity=quantity,
-                                   price=p, trigger_price=t, password=password)
+            res = await svc.modify(
+                order_id=order_id,
+                client_order_id=client_order_id,
+                quantity=quantity,
+                price=p,
+                trigger_price=t,
+                password=password,
+            )
             return _finish(svc, res, as_json, _print_order)
 
         return go()
@@ -266,9 +324,11 @@ def killswitch(g, *, off: bool, yes: bool, as_json: bool) -> int:
                 if off:
                     out.print(f"kill switch released by {r.user}", markup=False)
                 else:
-                    out.print(f"kill switch ON ({r.mode}): new exposure blocked; "
-                              f"{len(r.cancels)} open orders {'cancelled' if r.mode == 'ONLINE' else 'journaled for cancel'}",
-                              markup=False)
+                    out.print(
+                        f"kill switch ON ({r.mode}): new exposure blocked; "
+                        f"{len(r.cancels)} open orders {'cancelled' if r.mode == 'ONLINE' else 'journaled for cancel'}",
+                        markup=False,
+                    )
 
             return _finish(svc, res, as_json, human)
 
@@ -296,7 +356,9 @@ def mode(g, *, what: str, target: str | None, as_json: bool) -> int:
             if as_json:
                 emit_json(st)
             else:
-                forced = f"forced {st['forced_mode']} by {st['forced_by']}" if st["forced_mode"] else "automatic"
+                forced = (
+                    f"forced {st['forced_mode']} by {st['forced_by']}" if st["forced_mode"] else "automatic"
+                )
                 eff = f"mode {st['effective_mode']}, " if "effective_mode" in st else ""
                 out.print(f"{eff}{forced}", markup=False)
             return 0
@@ -314,14 +376,20 @@ def policy(g, *, what: str, allow: bool | None, as_json: bool) -> int:
             raise UsageProblem("policy set needs --allow-new-exposure or --reduce-only")
 
         async def go():
-            st = svc.policy_show() if what == "show" else await svc.policy_set(allow_new_exposure=bool(allow),
-                                                                              password=read_password(g))
+            st = (
+                svc.policy_show()
+                if what == "show"
+                else await svc.policy_set(allow_new_exposure=bool(allow), password=read_password(g))
+            )
             if as_json:
                 emit_json(st)
             else:
-                out.print(f"backup policy: {'reduce-only' if st['reduce_only'] else 'new exposure ALLOWED'}; "
-                          f"kill switch {'ON' if st['killswitch'] else 'off'}"
-                          f"{'; set by ' + st['updated_by'] if st['updated_by'] else ''}", markup=False)
+                out.print(
+                    f"backup policy: {'reduce-only' if st['reduce_only'] else 'new exposure ALLOWED'}; "
+                    f"kill switch {'ON' if st['killswitch'] else 'off'}"
+                    f"{'; set by ' + st['updated_by'] if st['updated_by'] else ''}",
+                    markup=False,
+                )
             return 0
 
         return go()
@@ -341,8 +409,15 @@ def journal_view(g, *, unfinished: bool, as_json: bool) -> int:
         for c in ("seq", "kind", "client_order_id", "client", "symbol", "state", "acknowledged"):
             t.add_column(c)
         for r in rows:
-            t.add_row(str(r["seq"]), r["kind"], r["client_order_id"], r["client_id"], r["symbol"] or "",
-                      r["state"], "yes" if r["acknowledged"] else "NO (committed, never acknowledged)")
+            t.add_row(
+                str(r["seq"]),
+                r["kind"],
+                r["client_order_id"],
+                r["client_id"],
+                r["symbol"] or "",
+                r["state"],
+                "yes" if r["acknowledged"] else "NO (committed, never acknowledged)",
+            )
         out.print(t)
         return 0
 

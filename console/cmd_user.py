@@ -26,11 +26,19 @@ def release(g, *, user: str, as_json: bool) -> int:
             if as_json:
                 emit_json(st)
             elif st["failures"]:
-                was = "was locked" if st["was_locked"] else f"had {st['failures']} failed attempt(s), not locked"
-                out.print(f"{user} released by {st['released_by']} ({was}): offline login allowed again",
-                          markup=False)
+                was = (
+                    "was locked"
+                    if st["was_locked"]
+                    else f"had {st['failures']} failed attempt(s), not locked"
+                )
+                out.print(
+                    f"{user} released by {st['released_by']} ({was}): offline login allowed again",
+                    markup=False,
+                )
             else:
-                out.print(f"{user} was not locked and had no failed attempts; nothing to release", markup=False)
+                out.print(
+                    f"{user} was not locked and had no failed attempts; nothing to release", markup=False
+                )
             return 0
 
         return go()
@@ -41,15 +49,25 @@ def release(g, *, user: str, as_json: bool) -> int:
 def lockout(g, *, n: int | None, as_json: bool) -> int:
     def action(svc: Service):
         async def go():
-            st = svc.user_lockout_show() if n is None else await svc.user_lockout_set(n, password=read_password(g))
+            st = (
+                svc.user_lockout_show()
+                if n is None
+                else await svc.user_lockout_set(n, password=read_password(g))
+            )
             if as_json:
                 emit_json(st)
             elif st["lock_after"]:
-                out.print(f"offline login locks a user after {st['lock_after']} wrong passwords in a row"
-                          f"{'; set by ' + st['set_by'] if st.get('set_by') else ''}", markup=False)
+                out.print(
+                    f"offline login locks a user after {st['lock_after']} wrong passwords in a row"
+                    f"{'; set by ' + st['set_by'] if st.get('set_by') else ''}",
+                    markup=False,
+                )
             else:
-                out.print("offline lockout off (the growing delay still applies)"
-                          f"{'; set by ' + st['set_by'] if st.get('set_by') else ''}", markup=False)
+                out.print(
+                    "offline lockout off (the growing delay still applies)"
+                    f"{'; set by ' + st['set_by'] if st.get('set_by') else ''}",
+                    markup=False,
+                )
             return 0
 
         return go()

@@ -82,22 +82,46 @@ class DemoBackend:
     def log_path(self) -> Path:
         return self.data_dir / "mainsim.log"
 
-    def start(self, timeout: float = READY_TIMEOUT_S) -> "DemoBackend":
+    def start(self, timeout: float = READY_TIMEOUT_S) -> DemoBackend:
         ready = self.data_dir / "mainsim-ready.json"
         ready.unlink(missing_ok=True)
-        args = [sys.executable, "-m", "mainsim", "--host", "127.0.0.1", "--port", "0",
-                "--db", str(self.data_dir / "mainsim.db"), "--seed", str(self.seed),
-                "--ready-file", str(ready), "--allow-faults", "--activity", str(self.activity),
-                "--tick-ms", str(self.tick_ms), *self.extra_args]
+        args = [
+            sys.executable,
+            "-m",
+            "mainsim",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--db",
+            str(self.data_dir / "mainsim.db"),
+            "--seed",
+            str(self.seed),
+            "--ready-file",
+            str(ready),
+            "--allow-faults",
+            "--activity",
+            str(self.activity),
+            "--tick-ms",
+            str(self.tick_ms),
+            *self.extra_args,
+        ]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True,
-                                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            self.proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise DemoError(f"mainsim exited with code {self.proc.returncode} before it was ready; "
-                                f"see {self.log_path}")
+                raise DemoError(
+                    f"mainsim exited with code {self.proc.returncode} before it was ready; "
+                    f"see {self.log_path}"
+                )
             try:
                 info = json.loads(ready.read_text())
             except (FileNotFoundError, json.JSONDecodeError):
@@ -143,8 +167,14 @@ class OutageSwitch:
     session: staging is a single short request, so the drill knows within a few ms when
     the outage began.  Blocking calls: the screen calls them from a worker thread."""
 
-    def __init__(self, control_url: str, *, user: str = SUPERVISOR, password: str = DEMO_PASSWORD,
-                 timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        control_url: str,
+        *,
+        user: str = SUPERVISOR,
+        password: str = DEMO_PASSWORD,
+        timeout_s: float = 10.0,
+    ) -> None:
         self.control_url = control_url.rstrip("/")
         self.user, self.password = user, password
         self.timeout_s = timeout_s
@@ -169,10 +199,14 @@ class OutageSwitch:
         if self._token is None:
             self.prepare()
         body = {"mode": mode}
-        r = self._client().post("/admin/faults", json=body, headers={"Authorization": f"Bearer {self._token}"})
+        r = self._client().post(
+            "/admin/faults", json=body, headers={"Authorization": f"Bearer {self._token}"}
+        )
         if r.status_code == 401:  # the kept session ended (mainsim restarted, token expired): once more
             self.prepare()
-            r = self._client().post("/admin/faults", json=body, headers={"Authorization": f"Bearer {self._token}"})
+            r = self._client().post(
+                "/admin/faults", json=body, headers={"Authorization": f"Bearer {self._token}"}
+            )
         r.raise_for_status()
         now_mode = r.json()["mode"]
         self.active = now_mode != "none"

@@ -24,12 +24,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from localstore import clock
-
 from console.exitcodes import ExitCode
+from localstore import clock
 
 JSON_NAME = "drill-report.json"
 MD_NAME = "drill-report.md"
@@ -100,7 +99,7 @@ class DrillReport:
         if self._mono0 is None:
             self.begin()
         if wall.tzinfo is None:
-            wall = wall.replace(tzinfo=timezone.utc)
+            wall = wall.replace(tzinfo=UTC)
         return self._mono0 + (wall - self._wall0).total_seconds()
 
     def step(self, name: str, ok: bool = True, detail: str = "", *, mono: float | None = None) -> DrillStep:
@@ -149,7 +148,11 @@ class DrillReport:
         return d
 
     def markdown(self) -> str:
-        verdict = "PASSED: the book ended flat and reconciled" if self.ok else f"FAILED: {self.failure or self._why()}"
+        verdict = (
+            "PASSED: the book ended flat and reconciled"
+            if self.ok
+            else f"FAILED: {self.failure or self._why()}"
+        )
         lines = [
             "# Lifeboat DR drill report",
             "",
@@ -166,7 +169,10 @@ class DrillReport:
         for key, label in TIMING_LABELS.items():
             if key in self.timings_s:
                 lines.append(f"| {label} | {self.timings_s[key]:.3f} |")
-        lines += ["", "Each timing is the difference of two step times below (t, seconds since the drill started)."]
+        lines += [
+            "",
+            "Each timing is the difference of two step times below (t, seconds since the drill started).",
+        ]
         lines += ["", "## Steps", "", "| at (UTC) | t (s) | step | ok | detail |", "|---|---:|---|---|---|"]
         for s in self.steps:
             detail = s.detail.replace("|", "/")
@@ -174,10 +180,14 @@ class DrillReport:
         if self.reconciliation:
             r = self.reconciliation
             counts = ", ".join(f"{k} {v}" for k, v in (r.get("counts") or {}).items() if v) or "none"
-            lines += ["", "## Reconciliation", "",
-                      f"- report #{r.get('id')}: {r.get('headline') or 'entries ' + counts}",
-                      f"- mismatches: {r.get('mismatch_counts')}",
-                      f"- held for a person: {self.held_for_a_person}"]
+            lines += [
+                "",
+                "## Reconciliation",
+                "",
+                f"- report #{r.get('id')}: {r.get('headline') or 'entries ' + counts}",
+                f"- mismatches: {r.get('mismatch_counts')}",
+                f"- held for a person: {self.held_for_a_person}",
+            ]
         lines += ["", f"Exit code {self.exit_code}.", ""]
         return "\n".join(lines)
 

@@ -21,7 +21,7 @@ import logging.handlers
 import os
 import secrets
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 _SECRET_WORDS = ("password", "token", "secret", "signature", "verifier", "grant")
@@ -40,7 +40,7 @@ def _clean(key: str, value):
 class JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             **_context,
@@ -78,8 +78,10 @@ class _RotatingJsonLines(logging.handlers.RotatingFileHandler):
             self._told = True
             why = sys.exc_info()[1]
             why = getattr(why, "strerror", None) or why
-            sys.stderr.write(f"lifeboat: cannot write the log {self.baseFilename} ({why}); "
-                             f"its lines are lost until it can be written again\n")
+            sys.stderr.write(
+                f"lifeboat: cannot write the log {self.baseFilename} ({why}); "
+                f"its lines are lost until it can be written again\n"
+            )
 
     def format(self, record: logging.LogRecord) -> str:
         last = self._last
@@ -122,7 +124,9 @@ def log_error(event: str, exc: BaseException, **extra) -> str | None:
     when the log file could not take the line (an id that points nowhere helps nobody)."""
     error_id = new_error_id()
     logging.getLogger("lifeboat").error(
-        "%s: %s", type(exc).__name__, str(exc)[:500],
+        "%s: %s",
+        type(exc).__name__,
+        str(exc)[:500],
         extra={"event": event, "error_id": error_id, "error_type": type(exc).__name__, **extra},
     )
     if any(getattr(h, "_lifeboat", False) and h.failed for h in logging.getLogger().handlers):

@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -24,10 +23,10 @@ from sqlalchemy import select
 from backend_client import errors as be
 from console import eventlog
 from console.exitcodes import ExitCode
+from localstore import clock
 from localstore.db import Store, open_store
 from localstore.errors import StoreError
 from localstore.paths import data_dir, privacy_warnings, store_path
-from localstore import clock
 
 # Heavy modules (pydantic wire models, the ORM models, httpx client, cryptography,
 # keyring) are imported inside the methods that use them: `lifeboat status` runs
@@ -115,8 +114,8 @@ def translate(exc: BaseException) -> ServiceError:
     if isinstance(exc, StoreError):
         return StoreProblem(str(exc), exc.kind)
     from localstore.db import disk_failure
-    from sync.journal import JournalWriteFailed
     from sync.identity import NotEnrolled
+    from sync.journal import JournalWriteFailed
     from sync.offline import BackupImpossible, OfflineDenied
     from sync.policy import Refusal
 
@@ -129,7 +128,9 @@ def translate(exc: BaseException) -> ServiceError:
         if exc.reason:  # the --json reason: locked, throttled
             denied.code = exc.reason
         return denied
-    if isinstance(exc, NotEnrolled):  # this console's identity is not established on this home (sync.identity)
+    if isinstance(
+        exc, NotEnrolled
+    ):  # this console's identity is not established on this home (sync.identity)
         return Denied(f"refused: {exc.message}")
     if isinstance(exc, BackupImpossible):
         if exc.local:  # a supervisor's decision or an unlock, in any mode: an authentication problem
@@ -198,15 +199,19 @@ class ActionResult:
     def rejected(self) -> bool:
         """Not all done: a leg or the order refused, or a leg main never answered or was not sent."""
         return any(leg.get("outcome") in ("rejected", "unknown", "not_sent") for leg in self.legs) or (
-            self.order is not None and self.order.get("outcome") == "rejected")
+            self.order is not None and self.order.get("outcome") == "rejected"
+        )
 
     @property
     def cut_off(self) -> bool:
         """Not all done only because main stopped answering mid-way (no leg was refused): the
         main system's failure (exit 5), not a rejection."""
         outcomes = [leg.get("outcome") for leg in self.legs]
-        return self.rejected and "rejected" not in outcomes and not (
-            self.order is not None and self.order.get("outcome") == "rejected")
+        return (
+            self.rejected
+            and "rejected" not in outcomes
+            and not (self.order is not None and self.order.get("outcome") == "rejected")
+        )
 
     @property
     def exit_code(self) -> int:
@@ -221,17 +226,30 @@ class ActionResult:
         if self.action in ("squareoff", "killswitch"):
             d["legs"] = self.legs
             d["cancels"] = self.cancels
-        d["outcome"] = "incomplete" if self.cut_off else "rejected" if self.rejected else (
-            "dry_run" if self.dry_run else ("journaled" if self.mode != "ONLINE" else "done"))
-        d["ok"] = not self.rejected  # as in the failure object {"ok": false, "error": ...}: one key for scripts
+        d["outcome"] = (
+            "incomplete"
+            if self.cut_off
+            else "rejected"
+            if self.rejected
+            else ("dry_run" if self.dry_run else ("journaled" if self.mode != "ONLINE" else "done"))
+        )
+        d[
+            "ok"
+        ] = not self.rejected  # as in the failure object {"ok": false, "error": ...}: one key for scripts
         return d
 
 
 def _target_dict(t) -> dict:
     if isinstance(t, dict):
         return t
-    return {"client_id": t.client_id, "exchange": t.exchange, "symbol": t.symbol, "order_id": t.order_id,
-            "client_order_id": t.client_order_id, "journaled_order": t.journaled}
+    return {
+        "client_id": t.client_id,
+        "exchange": t.exchange,
+        "symbol": t.symbol,
+        "order_id": t.order_id,
+        "client_order_id": t.client_order_id,
+        "journaled_order": t.journaled,
+    }
 
 
 class TradingMixin:
@@ -247,24 +265,38 @@ class TradingMixin:
         eventlog.set_context(user=user)
         if mode != "ONLINE":
             if password is None:
-                raise NotLoggedIn("the main system is down: offline login needs your password "
-                                  "(--password-stdin, or run on a terminal)")
-            sess = await asyncio.to_thread(offline.login, self.store, user, password, mode=mode,
-                                           early=self._early_check)
+                raise NotLoggedIn(
+                    "the main system is down: offline login needs your password "
+                    "(--password-stdin, or run on a terminal)"
+                )
+            sess = await asyncio.to_thread(
+                offline.login, self.store, user, password, mode=mode, early=self._early_check
+            )
             return Actor(user, sess.role, sess.client_ids, sess.trading_date)
         scope = offline.stored_scope(self.store, user)
         if scope is None:
             raise NotLoggedIn(f"{user} has not logged in on this console: run `lifeboat login --user {user}`")
         role, clients = scope
-        td = self._mode.probe.trading_date if self._mode and self._mode.probe.trading_date else clock.today_ist()
+        td = (
+            self._mode.probe.trading_date
+            if self._mode and self._mode.probe.trading_date
+            else clock.today_ist()
+        )
         return Actor(user, role, frozenset(clients), td)
 
-    def _log_result(self, res: "ActionResult") -> None:
+    def _log_result(self, res: ActionResult) -> None:
         for leg in res.legs or ([res.order] if res.order else []):
-            log.info(res.action, extra={"event": res.action, "client_order_id": leg.get("client_order_id"),
-                                        "outcome": leg.get("outcome"), "client_id": leg.get("client_id")})
+            log.info(
+                res.action,
+                extra={
+                    "event": res.action,
+                    "client_order_id": leg.get("client_order_id"),
+                    "outcome": leg.get("outcome"),
+                    "client_id": leg.get("client_id"),
+                },
+            )
 
-    async def _route(self, password, online, backup, action: str) -> "ActionResult":
+    async def _route(self, password, online, backup, action: str) -> ActionResult:
         decision = await self.decide_mode()
         try:
             if decision.mode == "ONLINE":
@@ -289,7 +321,7 @@ class TradingMixin:
         self._log_result(res)
         return res
 
-    def acknowledge(self, result: "ActionResult") -> None:
+    def acknowledge(self, result: ActionResult) -> None:
         """Call once the answer has been shown: stamps acknowledged_at (never un-accepts)."""
         from sync import journal
 
@@ -300,98 +332,203 @@ class TradingMixin:
 
     # ------------------------------------------------------------------ one order
 
-    async def place(self, ticket, *, validity: str = "DAY", disclosed_quantity: int | None = None,
-                    password: str | None = None) -> "ActionResult":
+    async def place(
+        self,
+        ticket,
+        *,
+        validity: str = "DAY",
+        disclosed_quantity: int | None = None,
+        password: str | None = None,
+    ) -> ActionResult:
         from backend_client import wire
         from sync import desk
 
         async def online(c, actor):
             from sync import online_desk  # the ORM models: only the ONLINE route needs them
 
-            order = await online_desk.place(self.store, c, actor, ticket, validity=validity,
-                                            disclosed_quantity=disclosed_quantity)
+            order = await online_desk.place(
+                self.store, c, actor, ticket, validity=validity, disclosed_quantity=disclosed_quantity
+            )
             o = order.model_dump(mode="json")
-            o["outcome"] = "rejected" if order.status is wire.OrderStatus.REJECTED else order.status.value.lower()
+            o["outcome"] = (
+                "rejected" if order.status is wire.OrderStatus.REJECTED else order.status.value.lower()
+            )
             return ActionResult("order_place", "ONLINE", actor.user_id, order=o)
 
         def backup(actor, mode):
-            r = desk.place(self.store, actor, ticket, mode=mode, validity=validity,
-                           disclosed_quantity=disclosed_quantity)
-            o = {"client_order_id": r.client_order_id, "seq": r.seq, "client_id": ticket.client_id,
-                 "exchange": ticket.exchange, "symbol": ticket.symbol.upper(), "side": ticket.side.value,
-                 "quantity": ticket.quantity, "product": ticket.product, "outcome": "journaled"}
+            r = desk.place(
+                self.store, actor, ticket, mode=mode, validity=validity, disclosed_quantity=disclosed_quantity
+            )
+            o = {
+                "client_order_id": r.client_order_id,
+                "seq": r.seq,
+                "client_id": ticket.client_id,
+                "exchange": ticket.exchange,
+                "symbol": ticket.symbol.upper(),
+                "side": ticket.side.value,
+                "quantity": ticket.quantity,
+                "product": ticket.product,
+                "outcome": "journaled",
+            }
             return ActionResult("order_place", mode, actor.user_id, order=o, journal_seqs=[r.seq])
 
         return await self._route(password, online, backup, "order_place")
 
-    async def modify(self, *, order_id: str | None = None, client_order_id: str | None = None,
-                     quantity: int | None = None, price=None, trigger_price=None,
-                     password: str | None = None) -> "ActionResult":
+    async def modify(
+        self,
+        *,
+        order_id: str | None = None,
+        client_order_id: str | None = None,
+        quantity: int | None = None,
+        price=None,
+        trigger_price=None,
+        password: str | None = None,
+    ) -> ActionResult:
         from sync import desk
 
         async def online(c, actor):
             from sync import online_desk  # the ORM models: only the ONLINE route needs them
 
-            order = await online_desk.modify(self.store, c, actor, order_id=order_id, client_order_id=client_order_id,
-                                             quantity=quantity, price=price, trigger_price=trigger_price)
-            return ActionResult("order_modify", "ONLINE", actor.user_id,
-                                order={**order.model_dump(mode="json"), "outcome": "modified"})
+            order = await online_desk.modify(
+                self.store,
+                c,
+                actor,
+                order_id=order_id,
+                client_order_id=client_order_id,
+                quantity=quantity,
+                price=price,
+                trigger_price=trigger_price,
+            )
+            return ActionResult(
+                "order_modify",
+                "ONLINE",
+                actor.user_id,
+                order={**order.model_dump(mode="json"), "outcome": "modified"},
+            )
 
         def backup(actor, mode):
-            r = desk.modify(self.store, actor, order_id=order_id, client_order_id=client_order_id,
-                            quantity=quantity, price=price, trigger_price=trigger_price, mode=mode)
-            return ActionResult("order_modify", mode, actor.user_id, journal_seqs=[r.seq], order={
-                "client_order_id": r.client_order_id, "seq": r.seq, "target_order_id": order_id,
-                "target_client_order_id": client_order_id, "outcome": "journaled"})
+            r = desk.modify(
+                self.store,
+                actor,
+                order_id=order_id,
+                client_order_id=client_order_id,
+                quantity=quantity,
+                price=price,
+                trigger_price=trigger_price,
+                mode=mode,
+            )
+            return ActionResult(
+                "order_modify",
+                mode,
+                actor.user_id,
+                journal_seqs=[r.seq],
+                order={
+                    "client_order_id": r.client_order_id,
+                    "seq": r.seq,
+                    "target_order_id": order_id,
+                    "target_client_order_id": client_order_id,
+                    "outcome": "journaled",
+                },
+            )
 
         return await self._route(password, online, backup, "order_modify")
 
-    async def cancel(self, *, order_id: str | None = None, client_order_id: str | None = None,
-                     password: str | None = None) -> "ActionResult":
+    async def cancel(
+        self, *, order_id: str | None = None, client_order_id: str | None = None, password: str | None = None
+    ) -> ActionResult:
         from sync import desk
 
         async def online(c, actor):
             from sync import online_desk  # the ORM models: only the ONLINE route needs them
 
-            order = await online_desk.cancel(self.store, c, actor, order_id=order_id, client_order_id=client_order_id)
-            return ActionResult("order_cancel", "ONLINE", actor.user_id,
-                                order={**order.model_dump(mode="json"), "outcome": order.status.value.lower()})
+            order = await online_desk.cancel(
+                self.store, c, actor, order_id=order_id, client_order_id=client_order_id
+            )
+            return ActionResult(
+                "order_cancel",
+                "ONLINE",
+                actor.user_id,
+                order={**order.model_dump(mode="json"), "outcome": order.status.value.lower()},
+            )
 
         def backup(actor, mode):
             r = desk.cancel(self.store, actor, order_id=order_id, client_order_id=client_order_id, mode=mode)
-            return ActionResult("order_cancel", mode, actor.user_id, journal_seqs=[r.seq], order={
-                "client_order_id": r.client_order_id, "seq": r.seq, "target_order_id": order_id,
-                "target_client_order_id": client_order_id, "outcome": "journaled"})
+            return ActionResult(
+                "order_cancel",
+                mode,
+                actor.user_id,
+                journal_seqs=[r.seq],
+                order={
+                    "client_order_id": r.client_order_id,
+                    "seq": r.seq,
+                    "target_order_id": order_id,
+                    "target_client_order_id": client_order_id,
+                    "outcome": "journaled",
+                },
+            )
 
         return await self._route(password, online, backup, "order_cancel")
 
     # ------------------------------------------------------------------ square-off, kill switch
 
-    async def squareoff(self, *, client_id: str | None = None, symbol: str | None = None,
-                        keep_orders: bool = False, dry_run: bool = False,
-                        password: str | None = None) -> "ActionResult":
+    async def squareoff(
+        self,
+        *,
+        client_id: str | None = None,
+        symbol: str | None = None,
+        keep_orders: bool = False,
+        dry_run: bool = False,
+        password: str | None = None,
+    ) -> ActionResult:
         from sync import desk
 
         async def online(c, actor):
             from sync import online_desk  # the ORM models: only the ONLINE route needs them
 
-            legs, cancels = await online_desk.squareoff(self.store, c, actor, client_id=client_id, symbol=symbol,
-                                                        keep_orders=keep_orders, dry_run=dry_run)
-            return ActionResult("squareoff", "ONLINE", actor.user_id, legs=[leg.as_dict() for leg in legs],
-                                cancels=cancels, dry_run=dry_run)
+            legs, cancels = await online_desk.squareoff(
+                self.store,
+                c,
+                actor,
+                client_id=client_id,
+                symbol=symbol,
+                keep_orders=keep_orders,
+                dry_run=dry_run,
+            )
+            return ActionResult(
+                "squareoff",
+                "ONLINE",
+                actor.user_id,
+                legs=[leg.as_dict() for leg in legs],
+                cancels=cancels,
+                dry_run=dry_run,
+            )
 
         def backup(actor, mode):
-            legs, cancels, receipts = desk.squareoff(self.store, actor, client_id=client_id, symbol=symbol,
-                                                     keep_orders=keep_orders, mode=mode, dry_run=dry_run)
+            legs, cancels, receipts = desk.squareoff(
+                self.store,
+                actor,
+                client_id=client_id,
+                symbol=symbol,
+                keep_orders=keep_orders,
+                mode=mode,
+                dry_run=dry_run,
+            )
             ctargets = [_target_dict(t) for t in cancels]
             for t, r in zip(ctargets, receipts):
                 t["cancel_client_order_id"], t["outcome"] = r.client_order_id, "journaled"
-            return ActionResult("squareoff", mode, actor.user_id, legs=[leg.as_dict() for leg in legs],
-                                cancels=ctargets, journal_seqs=[r.seq for r in receipts], dry_run=dry_run)
+            return ActionResult(
+                "squareoff",
+                mode,
+                actor.user_id,
+                legs=[leg.as_dict() for leg in legs],
+                cancels=ctargets,
+                journal_seqs=[r.seq for r in receipts],
+                dry_run=dry_run,
+            )
 
         return await self._route(password, online, backup, "squareoff")
 
-    async def killswitch(self, *, off: bool = False, password: str | None = None) -> "ActionResult":
+    async def killswitch(self, *, off: bool = False, password: str | None = None) -> ActionResult:
         from sync import desk, online_desk
 
         if off:  # a supervisor's decision, checked locally in every mode (audited)
@@ -409,8 +546,9 @@ class TradingMixin:
             ctargets = [_target_dict(t) for t in cancels]
             for t, r in zip(ctargets, receipts):
                 t["cancel_client_order_id"], t["outcome"] = r.client_order_id, "journaled"
-            return ActionResult("killswitch", mode, actor.user_id, cancels=ctargets,
-                                journal_seqs=[r.seq for r in receipts])
+            return ActionResult(
+                "killswitch", mode, actor.user_id, cancels=ctargets, journal_seqs=[r.seq for r in receipts]
+            )
 
         return await self._route(password, online, backup, "killswitch")
 
@@ -438,9 +576,13 @@ class TradingMixin:
 
         with self.store.read() as s:
             cs = s.get(ConsoleState, 1)
-            return {"mode": cs.mode, "mode_since": cs.mode_since.isoformat() if cs.mode_since else None,
-                    "forced_mode": cs.forced_mode, "forced_by": cs.forced_by,
-                    "forced_at": cs.forced_at.isoformat() if cs.forced_at else None}
+            return {
+                "mode": cs.mode,
+                "mode_since": cs.mode_since.isoformat() if cs.mode_since else None,
+                "forced_mode": cs.forced_mode,
+                "forced_by": cs.forced_by,
+                "forced_at": cs.forced_at.isoformat() if cs.forced_at else None,
+            }
 
     async def mode_force(self, mode: str | None, *, password: str | None = None) -> dict:
         """Force ONLINE/BACKUP/RECOVERING (or None: back to automatic); audited."""
@@ -452,7 +594,9 @@ class TradingMixin:
             try:
                 mode = Mode(mode.upper()).value
             except ValueError:
-                raise Refused(f"unknown mode {mode!r}: ONLINE, BACKUP or RECOVERING", "invalid_mode") from None
+                raise Refused(
+                    f"unknown mode {mode!r}: ONLINE, BACKUP or RECOVERING", "invalid_mode"
+                ) from None
             if mode == "SUSPECT":
                 raise Refused("SUSPECT is the detector's own state and cannot be forced", "invalid_mode")
         actor = await self._supervisor(password, "override the mode", "LOCAL")
@@ -462,9 +606,18 @@ class TradingMixin:
             with self.store.write() as s:
                 cs = s.get(ConsoleState, 1)
                 before = cs.forced_mode
-                cs.forced_mode, cs.forced_by, cs.forced_at = mode, actor.user_id if mode else None, now if mode else None
-                audit.append(s, user_id=actor.user_id, mode=mode or cs.mode, action="mode_change",
-                             payload={"forced_mode": mode, "before": before})
+                cs.forced_mode, cs.forced_by, cs.forced_at = (
+                    mode,
+                    actor.user_id if mode else None,
+                    now if mode else None,
+                )
+                audit.append(
+                    s,
+                    user_id=actor.user_id,
+                    mode=mode or cs.mode,
+                    action="mode_change",
+                    payload={"forced_mode": mode, "before": before},
+                )
 
         await asyncio.to_thread(save)
         log.info("mode_change", extra={"event": "mode_change", "forced_mode": mode})
@@ -475,9 +628,14 @@ class TradingMixin:
 
         with self.store.read() as s:
             p = s.get(Policy, 1)
-            return {"reduce_only": not p.allow_new_exposure, "allow_new_exposure": p.allow_new_exposure,
-                    "killswitch": p.killswitch, "stale_after_minutes": p.stale_after_minutes,
-                    "updated_by": p.updated_by, "updated_at": p.updated_at.isoformat() if p.updated_at else None}
+            return {
+                "reduce_only": not p.allow_new_exposure,
+                "allow_new_exposure": p.allow_new_exposure,
+                "killswitch": p.killswitch,
+                "stale_after_minutes": p.stale_after_minutes,
+                "updated_by": p.updated_by,
+                "updated_at": p.updated_at.isoformat() if p.updated_at else None,
+            }
 
     async def policy_set(self, *, allow_new_exposure: bool, password: str | None = None) -> dict:
         from localstore import audit
@@ -491,8 +649,13 @@ class TradingMixin:
                 p = s.get(Policy, 1)
                 before = p.allow_new_exposure
                 p.allow_new_exposure, p.updated_by, p.updated_at = allow_new_exposure, actor.user_id, now
-                audit.append(s, user_id=actor.user_id, mode="LOCAL", action="policy_change",
-                             payload={"allow_new_exposure": allow_new_exposure, "before": before})
+                audit.append(
+                    s,
+                    user_id=actor.user_id,
+                    mode="LOCAL",
+                    action="policy_change",
+                    payload={"allow_new_exposure": allow_new_exposure, "before": before},
+                )
 
         await asyncio.to_thread(save)
         log.info("policy_change", extra={"event": "policy_change", "allow_new_exposure": allow_new_exposure})
@@ -512,15 +675,31 @@ class TradingMixin:
         def save():
             with self.store.write_core() as conn:
                 before = credentials.clear_attempts(anchors, user_id)
-                audit.append_core(conn, user_id=actor.user_id, mode="LOCAL", action="user_released",
-                                  payload={"user": user_id, "by": actor.user_id, "failures": before.count,
-                                           "was_locked": before.locked})
+                audit.append_core(
+                    conn,
+                    user_id=actor.user_id,
+                    mode="LOCAL",
+                    action="user_released",
+                    payload={
+                        "user": user_id,
+                        "by": actor.user_id,
+                        "failures": before.count,
+                        "was_locked": before.locked,
+                    },
+                )
             return before
 
         before = await asyncio.to_thread(save)
-        log.info("user_released", extra={"event": "user_released", "user_id": user_id, "was_locked": before.locked})
-        return {"user": user_id, "released_by": actor.user_id, "was_locked": before.locked,
-                "failures": before.count, "lock_after": before.lock_after}
+        log.info(
+            "user_released", extra={"event": "user_released", "user_id": user_id, "was_locked": before.locked}
+        )
+        return {
+            "user": user_id,
+            "released_by": actor.user_id,
+            "was_locked": before.locked,
+            "failures": before.count,
+            "lock_after": before.lock_after,
+        }
 
     def user_lockout_show(self) -> dict:
         from localstore import credentials
@@ -543,8 +722,13 @@ class TradingMixin:
             with self.store.write_core() as conn:
                 before = credentials.lock_after(anchors)
                 credentials.set_lock_after(anchors, n)
-                audit.append_core(conn, user_id=actor.user_id, mode="LOCAL", action="lockout_change",
-                                  payload={"lock_after": n, "before": before})
+                audit.append_core(
+                    conn,
+                    user_id=actor.user_id,
+                    mode="LOCAL",
+                    action="lockout_change",
+                    payload={"lock_after": n, "before": before},
+                )
 
         await asyncio.to_thread(save)
         return {"lock_after": n, "set_by": actor.user_id}
@@ -562,19 +746,31 @@ class TradingMixin:
         from localstore.core_tables import KIND_SQUARE_OFF, UNFINISHED_STATES
         from localstore.core_tables import journal as j
 
-        q = (select(j.c.seq, j.c.client_id, j.c.exchange, j.c.symbol, j.c.product, j.c.state, j.c.payload)
-             .where(j.c.kind == KIND_SQUARE_OFF, j.c.state.in_(UNFINISHED_STATES)).order_by(j.c.seq))
+        q = (
+            select(j.c.seq, j.c.client_id, j.c.exchange, j.c.symbol, j.c.product, j.c.state, j.c.payload)
+            .where(j.c.kind == KIND_SQUARE_OFF, j.c.state.in_(UNFINISHED_STATES))
+            .order_by(j.c.seq)
+        )
         if client_id is not None:
             q = q.where(j.c.client_id == client_id)
         out: dict[tuple, dict] = {}
         with self.store.read_core() as conn:
             for r in conn.execute(q):
                 p = json.loads(r.payload or "{}")
-                key = (r.client_id, getattr(r.exchange, "value", r.exchange), r.symbol,
-                       getattr(r.product, "value", r.product))
+                key = (
+                    r.client_id,
+                    getattr(r.exchange, "value", r.exchange),
+                    r.symbol,
+                    getattr(r.product, "value", r.product),
+                )
                 seqs = out[key]["seqs"] + [r.seq] if key in out else [r.seq]
-                out[key] = {"seq": r.seq, "seqs": seqs, "quantity": p.get("quantity_at_intent"),
-                            "side": p.get("side_at_intent"), "state": r.state}
+                out[key] = {
+                    "seq": r.seq,
+                    "seqs": seqs,
+                    "quantity": p.get("quantity_at_intent"),
+                    "side": p.get("side_at_intent"),
+                    "state": r.state,
+                }
         return out
 
 
@@ -621,8 +817,10 @@ class Service(TradingMixin):
 
         with self.store.read() as s:
             uid = s.scalars(
-                select(UserRow.user_id).where(UserRow.last_online_login_at.is_not(None))
-                .order_by(UserRow.last_online_login_at.desc()).limit(1)
+                select(UserRow.user_id)
+                .where(UserRow.last_online_login_at.is_not(None))
+                .order_by(UserRow.last_online_login_at.desc())
+                .limit(1)
             ).first()
         if uid is None:
             raise NotLoggedIn("nobody has logged in on this console: run `lifeboat login --user USER`")
@@ -679,7 +877,9 @@ class Service(TradingMixin):
             key = key_for(grant, keys)
             verify_grant(grant, key.public_key)
         except GrantInvalid as exc:
-            raise Denied(f"the main system's offline grant does not verify ({exc}); offline login will not be possible") from exc
+            raise Denied(
+                f"the main system's offline grant does not verify ({exc}); offline login will not be possible"
+            ) from exc
         if grant.claims.user_id != session.user.user_id:
             raise Denied("the offline grant names another user; refusing it")
         verifier = credentials.make_verifier(password)
@@ -706,18 +906,37 @@ class Service(TradingMixin):
                 cred.trading_date = grant.claims.trading_date
                 cred.updated_at = now
                 s.add(cred)
-                credentials.observe_server_time(s, grant.claims.issued_at)  # main's time, never the local clock
+                credentials.observe_server_time(
+                    s, grant.claims.issued_at
+                )  # main's time, never the local clock
                 released = credentials.online_login(throttle_anchors(store), user_id, grant.claims.issued_at)
                 if released.count:  # the online login lifts the offline throttle and lockout
-                    audit.append(s, user_id=user_id, mode="ONLINE", action="user_released",
-                                 payload={"user": user_id, "by": "online login", "failures": released.count,
-                                          "was_locked": released.locked})
-                audit.append(s, user_id=user_id, mode="ONLINE", action="login",
-                             payload={"how": "online", "role": session.user.role.value,
-                                      "console_id": store.console_id, "grant_keys": _fingerprints(
-                                          {k.key_id: k.public_key for k in keys.keys}),
-                                      "clients": len(session.user.client_ids),
-                                      "grant_valid_until": grant.claims.valid_until.isoformat()})
+                    audit.append(
+                        s,
+                        user_id=user_id,
+                        mode="ONLINE",
+                        action="user_released",
+                        payload={
+                            "user": user_id,
+                            "by": "online login",
+                            "failures": released.count,
+                            "was_locked": released.locked,
+                        },
+                    )
+                audit.append(
+                    s,
+                    user_id=user_id,
+                    mode="ONLINE",
+                    action="login",
+                    payload={
+                        "how": "online",
+                        "role": session.user.role.value,
+                        "console_id": store.console_id,
+                        "grant_keys": _fingerprints({k.key_id: k.public_key for k in keys.keys}),
+                        "clients": len(session.user.client_ids),
+                        "grant_valid_until": grant.claims.valid_until.isoformat(),
+                    },
+                )
 
         await asyncio.to_thread(persist)
         from localstore import checkpoints  # the audit chain's signed checkpoints: key to main, queue sent
@@ -747,27 +966,45 @@ class Service(TradingMixin):
         if vetted is not None:
             path, unlisted = vetted
             if grant_key_id in unlisted:
-                raise Denied(f"the main system signs offline grants with key {grant_key_id!r} (SHA-256 "
-                             f"{trustfile.fingerprint(published[grant_key_id])}), which the broker's trust file "
-                             f"{path} does not list: refusing the login (nothing pinned; a man in the middle, "
-                             f"or the main system's keys changed: ask the broker)")
+                raise Denied(
+                    f"the main system signs offline grants with key {grant_key_id!r} (SHA-256 "
+                    f"{trustfile.fingerprint(published[grant_key_id])}), which the broker's trust file "
+                    f"{path} does not list: refusing the login (nothing pinned; a man in the middle, "
+                    f"or the main system's keys changed: ask the broker)"
+                )
             published = {k: v for k, v in published.items() if k not in unlisted}
         try:
             enrolment = ensure_enrolled(store, anchors, user_id=user_id)
             before = anchors.grant_keys() if anchors is not None else {}
             if anchors is not None and before != published:
                 anchors.put(grant_keys=published)
-                if before:  # a change (main's new keys, or pins put right): audited; the first pins are the login's
+                if (
+                    before
+                ):  # a change (main's new keys, or pins put right): audited; the first pins are the login's
                     with store.write_core() as conn:
-                        audit.append_core(conn, user_id=user_id, mode="ONLINE", action="grant_keys_pinned",
-                                          payload={"pinned": _fingerprints(published), "before": _fingerprints(before),
-                                                   "where": anchors.kind})
+                        audit.append_core(
+                            conn,
+                            user_id=user_id,
+                            mode="ONLINE",
+                            action="grant_keys_pinned",
+                            payload={
+                                "pinned": _fingerprints(published),
+                                "before": _fingerprints(before),
+                                "where": anchors.kind,
+                            },
+                        )
         except AnchorError as exc:  # trust cannot be kept here: no offline login would be possible
             raise Denied(f"cannot keep this console's trust anchors: {exc}") from exc
         if enrolment.previous is not None:
             eventlog.set_context(console_id=enrolment.console_id)
-            log.info("console_enrolled", extra={"event": "console_enrolled", "console_id": enrolment.console_id,
-                                                "previous": enrolment.previous})
+            log.info(
+                "console_enrolled",
+                extra={
+                    "event": "console_enrolled",
+                    "console_id": enrolment.console_id,
+                    "previous": enrolment.previous,
+                },
+            )
         return enrolment
 
     def logout(self) -> tuple[str, str]:
@@ -792,11 +1029,14 @@ class Service(TradingMixin):
         try:
             async with self.session_client(password) as c:
                 snap = await c.bod()
-            return await asyncio.to_thread(replace_book, self.store, snap, mode="ONLINE",
-                                           reason="lifeboat sync bod", user_id=user)
+            return await asyncio.to_thread(
+                replace_book, self.store, snap, mode="ONLINE", reason="lifeboat sync bod", user_id=user
+            )
         except be.ProtocolError as exc:  # main's fault (exit 5); replace_book had not begun, or rolled back
-            refused = MainUnavailable(f"the main system's start-of-day snapshot was refused whole and nothing was "
-                                      f"stored (the previous snapshot is kept): {exc.message}")
+            refused = MainUnavailable(
+                f"the main system's start-of-day snapshot was refused whole and nothing was "
+                f"stored (the previous snapshot is kept): {exc.message}"
+            )
             refused.code = "snapshot_refused"
             raise refused from exc
         except be.BackendError as exc:
@@ -804,8 +1044,9 @@ class Service(TradingMixin):
 
     # ------------------------------------------------------------------ book
 
-    async def positions(self, client_id: str | None = None, *, local: bool = False,
-                        password: str | None = None) -> list[wire.Position]:
+    async def positions(
+        self, client_id: str | None = None, *, local: bool = False, password: str | None = None
+    ) -> list[wire.Position]:
         if local:
             return self.local_positions(client_id)
         try:
@@ -814,8 +1055,9 @@ class Service(TradingMixin):
         except be.BackendError as exc:
             raise translate(exc) from exc
 
-    async def orders(self, client_id: str | None = None, *, local: bool = False,
-                     password: str | None = None) -> list[wire.Order]:
+    async def orders(
+        self, client_id: str | None = None, *, local: bool = False, password: str | None = None
+    ) -> list[wire.Order]:
         if local:
             return self.local_orders(client_id)
         try:
@@ -835,7 +1077,9 @@ class Service(TradingMixin):
         with self.store.read() as s:
             row = s.get(UserRow, user)
         if row is None:
-            raise NotLoggedIn(f"{user} has never logged in on this console: run `lifeboat login --user {user}`")
+            raise NotLoggedIn(
+                f"{user} has never logged in on this console: run `lifeboat login --user {user}`"
+            )
         if row.role != wire.Role.DEALER:
             return None
         return json.loads(row.client_ids or "[]")
@@ -848,7 +1092,9 @@ class Service(TradingMixin):
             with self.store.read() as s:
                 known = s.get(ClientRow, client_id) is not None
             if not known:
-                raise RejectedByMain(f"unknown client {client_id!r} in the local book (not in your scope, or no BOD yet)")
+                raise RejectedByMain(
+                    f"unknown client {client_id!r} in the local book (not in your scope, or no BOD yet)"
+                )
             if scope is not None and client_id not in scope:
                 raise Denied(f"client {client_id} is not in {self.user}'s scope")
             return q.where(column == client_id)
@@ -859,8 +1105,9 @@ class Service(TradingMixin):
         from localstore.models import PositionRow
         from sync.rows import to_model
 
-        q = select(PositionRow).order_by(PositionRow.client_id, PositionRow.exchange, PositionRow.symbol,
-                                         PositionRow.product)
+        q = select(PositionRow).order_by(
+            PositionRow.client_id, PositionRow.exchange, PositionRow.symbol, PositionRow.product
+        )
         q = self._scoped(q, PositionRow.client_id, client_id)
         with self.store.read() as s:
             return [to_model(r, wire.Position) for r in s.scalars(q)]
@@ -870,7 +1117,9 @@ class Service(TradingMixin):
         from localstore.models import OrderRow
         from sync.rows import to_model
 
-        q = self._scoped(select(OrderRow).order_by(OrderRow.created_at, OrderRow.order_id), OrderRow.client_id, client_id)
+        q = self._scoped(
+            select(OrderRow).order_by(OrderRow.created_at, OrderRow.order_id), OrderRow.client_id, client_id
+        )
         with self.store.read() as s:
             return [to_model(r, wire.Order) for r in s.scalars(q)]
 
@@ -893,8 +1142,9 @@ class Service(TradingMixin):
         if probe is None:
             from types import SimpleNamespace
 
-            probe = SimpleNamespace(ok=route == "ONLINE", trading_date=None, latency_ms=None, detail="",
-                                    kind="unknown")
+            probe = SimpleNamespace(
+                ok=route == "ONLINE", trading_date=None, latency_ms=None, detail="", kind="unknown"
+            )
         self._mode = ModeDecision(route, probe, None)
         eventlog.set_context(mode=route)
 
@@ -902,8 +1152,9 @@ class Service(TradingMixin):
         from sync import offline
 
         try:
-            return await asyncio.to_thread(offline.login, self.store, user_id, password, mode=mode,
-                                           early=self._early_check)
+            return await asyncio.to_thread(
+                offline.login, self.store, user_id, password, mode=mode, early=self._early_check
+            )
         except ServiceError:
             raise
         except Exception as exc:  # offline denial, no grant, store trouble: one sentence
@@ -952,8 +1203,9 @@ class Service(TradingMixin):
         from localstore.models import TradeRow
         from sync.rows import to_model
 
-        q = self._scoped(select(TradeRow).order_by(TradeRow.traded_at, TradeRow.trade_id), TradeRow.client_id,
-                         client_id)
+        q = self._scoped(
+            select(TradeRow).order_by(TradeRow.traded_at, TradeRow.trade_id), TradeRow.client_id, client_id
+        )
         with self.store.read() as s:
             return [to_model(r, wire.Trade) for r in s.scalars(q)]
 
@@ -964,8 +1216,12 @@ class Service(TradingMixin):
         from sync.rows import to_model
 
         with self.store.read() as s:
-            return [to_model(r, wire.Instrument) for r in
-                    s.scalars(select(InstrumentRow).order_by(InstrumentRow.exchange, InstrumentRow.symbol))]
+            return [
+                to_model(r, wire.Instrument)
+                for r in s.scalars(
+                    select(InstrumentRow).order_by(InstrumentRow.exchange, InstrumentRow.symbol)
+                )
+            ]
 
     def local_clients(self) -> list[wire.Client]:
         from backend_client import wire
@@ -1020,9 +1276,12 @@ class Service(TradingMixin):
         probe = decision.probe
         backend = {"url": self.backend_url, "reachable": probe.ok}
         if probe.ok:
-            backend.update(status.present(
-                latency_ms=None if probe.latency_ms is None else round(probe.latency_ms, 1),
-                trading_date=probe.trading_date.isoformat() if probe.trading_date else None))
+            backend.update(
+                status.present(
+                    latency_ms=None if probe.latency_ms is None else round(probe.latency_ms, 1),
+                    trading_date=probe.trading_date.isoformat() if probe.trading_date else None,
+                )
+            )
         else:
             backend.update(error=probe.detail or probe.kind, kind=probe.kind)
         now = now or clock.utcnow()
@@ -1038,16 +1297,22 @@ class Service(TradingMixin):
                 else:
                     mode = "UNAVAILABLE"
                     # users who could act but no book: the book alone is the reason
-                    why = "; ".join((ready["problems"] if not ready["users"] else [])
-                                    + ([no_bod] if st["bod_at"] is None else []))
-                    head = (f"BACKUP forced by {st['forced_by'] or 'a supervisor'}" if decision.forced
-                            else f"main system unreachable ({probe.detail or probe.kind})")
+                    why = "; ".join(
+                        (ready["problems"] if not ready["users"] else [])
+                        + ([no_bod] if st["bod_at"] is None else [])
+                    )
+                    head = (
+                        f"BACKUP forced by {st['forced_by'] or 'a supervisor'}"
+                        if decision.forced
+                        else f"main system unreachable ({probe.detail or probe.kind})"
+                    )
                     reason = f"{head} and backup not possible here: {why}"
         depth = st["depth"]
         recorded = None
         if st["mode_since"] is not None:  # the column defaults to ONLINE: without a time nobody recorded it
-            recorded = status.present(mode=st["recorded_mode"], reason=st["mode_reason"],
-                                      since=st["mode_since"].isoformat())
+            recorded = status.present(
+                mode=st["recorded_mode"], reason=st["mode_reason"], since=st["mode_since"].isoformat()
+            )
         if decision.forced and st["forced_at"]:
             mode_since = st["forced_at"].isoformat()
         elif recorded is not None and recorded["mode"] == mode:
@@ -1058,33 +1323,47 @@ class Service(TradingMixin):
             last_event_seq=st["last_event_seq"],
             newest_event_at=st["last_event_at"].isoformat() if st["last_event_at"] else None,
             current_at=st["last_applied_at"].isoformat() if st["last_applied_at"] else None,
-            staleness_s=None if st["last_applied_at"] is None
-            else round((now - st["last_applied_at"]).total_seconds(), 3))
-        return status.present(**{
-            "mode": mode,
-            "reason": reason,
-            "forced_mode": decision.forced,
-            "forced_by": st["forced_by"] if decision.forced else None,
-            "mode_since": mode_since,
-            "backend": backend,
-            "backup": backup,
-            "console_id": self.store.console_id,
-            "store": str(self.store.path),
-            "privacy_warnings": privacy_warnings(self.data_dir),  # what others could read in the data dir
-            "anchors": anchors,  # where the keys that decide trust are, whether enrolled here
-            "journal_depth": depth,
-            "journal": {"depth": depth, "unacknowledged": st["unacknowledged"],
-                        "unacknowledged_entries": st["unacknowledged_entries"]},
-            "policy": status.present(reduce_only=not st["allow_new_exposure"],
-                                     allow_new_exposure=st["allow_new_exposure"],
-                                     killswitch=st["killswitch"], updated_by=st["policy_updated_by"]),
-            "replay": status.replay_state(st, now, main_reachable=probe.ok),
-            # the mode the console's runtime (agent or screen) last recorded on this store
-            "recorded_mode": recorded,
-            "last_bod": None if st["bod_at"] is None else status.present(
-                at=st["bod_at"].isoformat(), trading_date=st["trading_date"], seq=st["bod_seq"]),
-            "mirror": mirror or None,
-        }, keep=("forced_mode",))  # null forced_mode: no supervisor forced one (as `mode show` says)
+            staleness_s=None
+            if st["last_applied_at"] is None
+            else round((now - st["last_applied_at"]).total_seconds(), 3),
+        )
+        return status.present(
+            **{
+                "mode": mode,
+                "reason": reason,
+                "forced_mode": decision.forced,
+                "forced_by": st["forced_by"] if decision.forced else None,
+                "mode_since": mode_since,
+                "backend": backend,
+                "backup": backup,
+                "console_id": self.store.console_id,
+                "store": str(self.store.path),
+                "privacy_warnings": privacy_warnings(self.data_dir),  # what others could read in the data dir
+                "anchors": anchors,  # where the keys that decide trust are, whether enrolled here
+                "journal_depth": depth,
+                "journal": {
+                    "depth": depth,
+                    "unacknowledged": st["unacknowledged"],
+                    "unacknowledged_entries": st["unacknowledged_entries"],
+                },
+                "policy": status.present(
+                    reduce_only=not st["allow_new_exposure"],
+                    allow_new_exposure=st["allow_new_exposure"],
+                    killswitch=st["killswitch"],
+                    updated_by=st["policy_updated_by"],
+                ),
+                "replay": status.replay_state(st, now, main_reachable=probe.ok),
+                # the mode the console's runtime (agent or screen) last recorded on this store
+                "recorded_mode": recorded,
+                "last_bod": None
+                if st["bod_at"] is None
+                else status.present(
+                    at=st["bod_at"].isoformat(), trading_date=st["trading_date"], seq=st["bod_seq"]
+                ),
+                "mirror": mirror or None,
+            },
+            keep=("forced_mode",),
+        )  # null forced_mode: no supervisor forced one (as `mode show` says)
 
     # ------------------------------------------------------------------ agent
 
@@ -1125,7 +1404,9 @@ class Service(TradingMixin):
                             result.status, result.stopped_reason = "stopped", f"reconciliation: {exc.message}"
         except be.BackendError as exc:
             raise translate(exc) from exc
-        log.info("replay", extra={"event": "replay", "status": result.status, "processed": len(result.outcomes)})
+        log.info(
+            "replay", extra={"event": "replay", "status": result.status, "processed": len(result.outcomes)}
+        )
         return {"replay": result.as_dict(), "report": report}
 
     def last_report(self) -> dict | None:
@@ -1155,7 +1436,12 @@ class Service(TradingMixin):
             row = await asyncio.to_thread(fn, self.store, seq, user_id=actor.user_id, mode="LOCAL")
         except held.NotHeld as exc:
             raise Refused(str(exc), "not_held") from exc
-        log.info("replay_release" if release else "replay_discard",
-                 extra={"event": "replay_release" if release else "replay_discard", "seq": seq,
-                        "client_order_id": row["client_order_id"]})
+        log.info(
+            "replay_release" if release else "replay_discard",
+            extra={
+                "event": "replay_release" if release else "replay_discard",
+                "seq": seq,
+                "client_order_id": row["client_order_id"],
+            },
+        )
         return row

@@ -29,8 +29,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 GRACE_S = 3.0
@@ -39,9 +39,15 @@ GRACE_S = 3.0
 class EndOnSignal:
     """SIGTERM / SIGHUP end the process within ``grace_s`` (+ the ``stop_now`` steps' own time)."""
 
-    def __init__(self, *, request_exit: Callable[[int], None] | None = None,
-                 stop_now: Iterable[Callable[[], object]] = (), last: Iterable[Callable[[], object]] = (),
-                 grace_s: float = GRACE_S, name: str = "lifeboat") -> None:
+    def __init__(
+        self,
+        *,
+        request_exit: Callable[[int], None] | None = None,
+        stop_now: Iterable[Callable[[], object]] = (),
+        last: Iterable[Callable[[], object]] = (),
+        grace_s: float = GRACE_S,
+        name: str = "lifeboat",
+    ) -> None:
         self.request_exit = request_exit
         self.stop_now = list(stop_now)
         self.last = list(last)
@@ -50,7 +56,7 @@ class EndOnSignal:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
-    def install(self) -> "EndOnSignal":
+    def install(self) -> EndOnSignal:
         for sig in SIGNALS:
             self._previous[sig] = signal.signal(sig, self._on_signal)
         return self
@@ -63,7 +69,7 @@ class EndOnSignal:
                 signal.signal(sig, signal.SIG_DFL)
         self._previous.clear()
 
-    def __enter__(self) -> "EndOnSignal":
+    def __enter__(self) -> EndOnSignal:
         return self.install()
 
     def __exit__(self, *exc) -> None:
@@ -86,8 +92,12 @@ class EndOnSignal:
         if self.request_exit is not None:
             # call_from_thread waits for the loop; if the loop never answers, this thread
             # must still reach the deadline below: ask from a thread of its own
-            threading.Thread(target=_quietly, args=(lambda: self.request_exit(code),), daemon=True,
-                             name="end-on-signal-ask").start()
+            threading.Thread(
+                target=_quietly,
+                args=(lambda: self.request_exit(code),),
+                daemon=True,
+                name="end-on-signal-ask",
+            ).start()
         time.sleep(self.grace_s)  # the main thread ends the process meanwhile, normally
         last = threading.Thread(target=lambda: [_quietly(step) for step in self.last], daemon=True)
         last.start()
@@ -125,7 +135,7 @@ class AgentPresence:
         self.path = Path(data_dir) / AGENT_LOCK
         self._fd: int | None = None
 
-    def __enter__(self) -> "AgentPresence":
+    def __enter__(self) -> AgentPresence:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
@@ -163,7 +173,9 @@ def running_agent(data_dir: Path) -> int | None:
         os.close(fd)  # also drops our probe lock
 
 
-def unsent_note(entries: list[dict], agent_pid: int | None, *, name: str = "lifeboat", limit: int = 20) -> str:
+def unsent_note(
+    entries: list[dict], agent_pid: int | None, *, name: str = "lifeboat", limit: int = 20
+) -> str:
     """The exit message for journal entries not yet on main: which, and who sends them."""
     if not entries:
         return ""
@@ -173,16 +185,20 @@ def unsent_note(entries: list[dict], agent_pid: int | None, *, name: str = "life
         where = ":".join(str(x) for x in (e.get("exchange"), e.get("symbol")) if x)
         what = " ".join(str(x) for x in (e.get("kind"), e.get("client_id"), where, e.get("product")) if x)
         qty = _quantity(e)
-        lines.append(f"  #{e.get('seq')} {what}{f' qty {qty}' if qty else ''} ({e.get('state')}; "
-                     f"{e.get('client_order_id')})")
+        lines.append(
+            f"  #{e.get('seq')} {what}{f' qty {qty}' if qty else ''} ({e.get('state')}; "
+            f"{e.get('client_order_id')})"
+        )
     if n > limit:
         lines.append(f"  ... and {n - limit} more (lifeboat status lists them)")
     if agent_pid is not None:
         who = f"the agent running on this store{f' (pid {agent_pid})' if agent_pid else ''}"
         lines.append(f"They will be sent by {who}, as soon as main answers.")
     else:
-        lines.append("No agent runs on this store: they will be sent at the next start of the console or of "
-                     "`lifeboat agent` on it, once main answers (`lifeboat sync replay` sends them now).")
+        lines.append(
+            "No agent runs on this store: they will be sent at the next start of the console or of "
+            "`lifeboat agent` on it, once main answers (`lifeboat sync replay` sends them now)."
+        )
     return "\n".join(lines)
 
 

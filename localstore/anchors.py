@@ -34,9 +34,10 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -132,8 +133,10 @@ class Anchors:
         except OSError as exc:
             raise AnchorError(f"cannot read the console's trust anchors at {path}: {exc.strerror}") from None
         if st.st_mode & 0o077:
-            raise AnchorError(f"{path} is readable or writable by others (mode {st.st_mode & 0o777:04o}); "
-                              f"it holds the console's keys: chmod 600 it, or log in online to enrol again")
+            raise AnchorError(
+                f"{path} is readable or writable by others (mode {st.st_mode & 0o777:04o}); "
+                f"it holds the console's keys: chmod 600 it, or log in online to enrol again"
+            )
         try:
             return self._parse(path.read_text(encoding="utf-8"), str(path))
         except (OSError, UnicodeDecodeError) as exc:
@@ -146,8 +149,10 @@ class Anchors:
         except json.JSONDecodeError:
             data = None
         if not isinstance(data, dict):
-            raise AnchorError(f"{what} holding the console's trust anchors is unreadable; "
-                              f"log in online to enrol this console again")
+            raise AnchorError(
+                f"{what} holding the console's trust anchors is unreadable; "
+                f"log in online to enrol this console again"
+            )
         return data
 
     def save(self, data: dict[str, Any]) -> None:
@@ -160,16 +165,19 @@ class Anchors:
                 backend.set_password(SERVICE, self.key, text)
                 return
             except KeyringError as exc:
-                raise AnchorError(f"the OS keyring cannot keep the console's trust anchors "
-                                  f"({type(exc).__name__})") from None
+                raise AnchorError(
+                    f"the OS keyring cannot keep the console's trust anchors ({type(exc).__name__})"
+                ) from None
         self._save_file(text)
 
     def _save_file(self, text: str) -> None:
         home = os.path.realpath(self.home)
         folder = os.path.realpath(self.directory)
         if folder == home or folder.startswith(home + os.sep):
-            raise AnchorError(f"the config dir {self.directory.parent} is inside the console's home {self.home}: "
-                              f"the trust anchors must live outside the store's folder (set {CONFIG_DIR_ENV})")
+            raise AnchorError(
+                f"the config dir {self.directory.parent} is inside the console's home {self.home}: "
+                f"the trust anchors must live outside the store's folder (set {CONFIG_DIR_ENV})"
+            )
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = self.file.with_suffix(f".tmp{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -242,8 +250,10 @@ class Anchors:
         try:
             return Ed25519PrivateKey.from_private_bytes(base64.b64decode(raw, validate=True))
         except (ValueError, TypeError) as exc:
-            raise AnchorError(f"the console's signing key in {self.where} is unreadable ({exc}); "
-                              f"log in online to enrol this console again") from None
+            raise AnchorError(
+                f"the console's signing key in {self.where} is unreadable ({exc}); "
+                f"log in online to enrol this console again"
+            ) from None
 
     def enrol(self, console_id: str) -> Ed25519PrivateKey:
         """Bind ``console_id`` to this home with a new signing key (replacing any)."""
@@ -258,8 +268,11 @@ class Anchors:
     def grant_keys(self) -> dict[str, str]:
         """The pinned offline-grant public keys ({key_id: base64}); {} before enrolment."""
         keys = self.get("grant_keys")
-        return {k: v for k, v in keys.items() if isinstance(k, str) and isinstance(v, str)} \
-            if isinstance(keys, dict) else {}
+        return (
+            {k: v for k, v in keys.items() if isinstance(k, str) and isinstance(v, str)}
+            if isinstance(keys, dict)
+            else {}
+        )
 
 
 def public_key_b64(key: Ed25519PrivateKey) -> str:

@@ -27,17 +27,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from backend_client.auditchain import GENESIS_HASH, canonical_json, row_hash  # noqa: F401 - one definition, shared with main
+from backend_client.auditchain import GENESIS_HASH, canonical_json, row_hash
+from localstore import checkpoints, clock
 from localstore.core_tables import audit_head as _HEAD
 from localstore.core_tables import audit_log as _ROWS
 from localstore.prepared import Prepared
-from localstore import checkpoints, clock
 
 if TYPE_CHECKING:  # the ORM and the models are imported by append/verify, not by append_core's callers
     from sqlalchemy.orm import Session
@@ -88,7 +88,9 @@ def _is_secret_key(key: str) -> bool:
 def redact(value: Any) -> Any:
     """A copy of ``value`` with every secret-looking key's value replaced."""
     if isinstance(value, dict):
-        return {k: (REDACTED if isinstance(k, str) and _is_secret_key(k) else redact(v)) for k, v in value.items()}
+        return {
+            k: (REDACTED if isinstance(k, str) and _is_secret_key(k) else redact(v)) for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
     return value
@@ -97,12 +99,13 @@ def redact(value: Any) -> Any:
 # --------------------------------------------------------------------------- append
 
 
-def _prepare(user_id: str | None, mode: str | Enum, action: str, payload: dict[str, Any],
-             at: datetime | None) -> tuple[str, str, Any]:
+def _prepare(
+    user_id: str | None, mode: str | Enum, action: str, payload: dict[str, Any], at: datetime | None
+) -> tuple[str, str, Any]:
     """(at_text, mode, clean payload): the exact values hashed and stored by both appenders."""
     if not isinstance(payload, dict):
         raise TypeError("audit payload must be a dict")
-    when = (at or clock.utcnow()).astimezone(timezone.utc)
+    when = (at or clock.utcnow()).astimezone(UTC)
     at_text = when.isoformat(timespec="microseconds")
     clean = json.loads(canonical_json(redact(payload)))  # the exact value verify will re-read
     mode = mode.value if isinstance(mode, Enum) else str(mode)  # str() of a str-Enum is "Mode.X" on 3.11
@@ -131,7 +134,13 @@ def append(
     head = _lock_head(session)
     new_id = head.last_id + 1
     digest = row_hash(
-        id=new_id, at=at_text, user_id=user_id, mode=mode, action=action, payload=clean, prev_hash=head.last_hash
+        id=new_id,
+        at=at_text,
+        user_id=user_id,
+        mode=mode,
+        action=action,
+        payload=clean,
+        prev_hash=head.last_hash,
     )
     row = AuditRow(
         id=new_id,
@@ -157,10 +166,14 @@ def append(
 _HEAD_READ_STMT = select(_HEAD.c.last_id, _HEAD.c.last_hash, _HEAD.c.count).where(_HEAD.c.id == 1)
 _HEAD_READ = Prepared(_HEAD_READ_STMT)
 _HEAD_LOCK = Prepared(_HEAD_READ_STMT.with_for_update())
-_ROW_INSERT = Prepared(insert(_ROWS), column_keys=["id", "at", "user_id", "mode", "action", "payload", "prev_hash",
-                                                   "hash"])
-_HEAD_UPDATE = Prepared(update(_HEAD).where(_HEAD.c.id == 1).values(
-    last_id=bindparam("h_id"), last_hash=bindparam("h_hash"), count=bindparam("h_count")))
+_ROW_INSERT = Prepared(
+    insert(_ROWS), column_keys=["id", "at", "user_id", "mode", "action", "payload", "prev_hash", "hash"]
+)
+_HEAD_UPDATE = Prepared(
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(last_id=bindparam("h_id"), last_hash=bindparam("h_hash"), count=bindparam("h_count"))
+)
 
 
 def append_core(
@@ -188,10 +201,22 @@ def append_core(
     else:
         last_id, last_hash, count = head
     new_id = last_id + 1
-    digest = row_hash(id=new_id, at=at_text, user_id=user_id, mode=mode, action=action, payload=clean,
-                      prev_hash=last_hash)
-    _ROW_INSERT.execute(conn, {"id": new_id, "at": at_text, "user_id": user_id, "mode": mode, "action": action,
-                               "payload": canonical_json(clean), "prev_hash": last_hash, "hash": digest})
+    digest = row_hash(
+        id=new_id, at=at_text, user_id=user_id, mode=mode, action=action, payload=clean, prev_hash=last_hash
+    )
+    _ROW_INSERT.execute(
+        conn,
+        {
+            "id": new_id,
+            "at": at_text,
+            "user_id": user_id,
+            "mode": mode,
+            "action": action,
+            "payload": canonical_json(clean),
+            "prev_hash": last_hash,
+            "hash": digest,
+        },
+    )
     _HEAD_UPDATE.execute(conn, {"h_id": new_id, "h_hash": digest, "h_count": count + 1})
     if new_id % checkpoints.EVERY == 0:  # a signed checkpoint every N rows, same transaction
         checkpoints.on_append(conn, seq=new_id, head_hash=digest, mode=mode)
@@ -228,19 +253,29 @@ def verify(session: Session) -> AuditResult:
     last_id = 0
     rows = session.execute(
         select(
-            AuditRow.id, AuditRow.at, AuditRow.user_id, AuditRow.mode, AuditRow.action,
-            AuditRow.payload, AuditRow.prev_hash, AuditRow.hash,
+            AuditRow.id,
+            AuditRow.at,
+            AuditRow.user_id,
+            AuditRow.mode,
+            AuditRow.action,
+            AuditRow.payload,
+            AuditRow.prev_hash,
+            AuditRow.hash,
         ).order_by(AuditRow.id)
     )
     for row in rows:
         count += 1
         if row.id != expected_id:
             return AuditResult(
-                False, expected_id, f"row {expected_id} is missing (the next row found is {row.id})", count - 1
+                False,
+                expected_id,
+                f"row {expected_id} is missing (the next row found is {row.id})",
+                count - 1,
             )
         if row.prev_hash != expected_prev:
             return AuditResult(
-                False, row.id,
+                False,
+                row.id,
                 "its link to the row before does not match (a row was deleted, inserted or reordered here)",
                 count - 1,
             )
@@ -249,11 +284,18 @@ def verify(session: Session) -> AuditResult:
         except (TypeError, ValueError):
             return AuditResult(False, row.id, "its payload is not valid JSON (the row was edited)", count - 1)
         digest = row_hash(
-            id=row.id, at=row.at, user_id=row.user_id, mode=row.mode, action=row.action,
-            payload=payload, prev_hash=row.prev_hash,
+            id=row.id,
+            at=row.at,
+            user_id=row.user_id,
+            mode=row.mode,
+            action=row.action,
+            payload=payload,
+            prev_hash=row.prev_hash,
         )
         if digest != row.hash:
-            return AuditResult(False, row.id, "its content does not match its hash (the row was edited)", count - 1)
+            return AuditResult(
+                False, row.id, "its content does not match its hash (the row was edited)", count - 1
+            )
         expected_prev = row.hash
         expected_id += 1
         last_hash = row.hash
@@ -266,14 +308,16 @@ def verify(session: Session) -> AuditResult:
         return AuditResult(True, None, "no audit rows yet", 0)
     if head.last_id > last_id or head.count > count:
         return AuditResult(
-            False, last_id + 1,
+            False,
+            last_id + 1,
             f"row {last_id + 1} and after are missing (the head records {head.count} rows ending at row {head.last_id})",
             count,
         )
     if head.last_id != last_id or head.count != count or head.last_hash != last_hash:
         bad = head.last_id + 1 if head.last_id < last_id else last_id
         return AuditResult(
-            False, bad,
+            False,
+            bad,
             f"the chain does not end where the head says (head: {head.count} rows ending at row {head.last_id}; "
             f"found {count} ending at row {last_id})",
             count,

@@ -53,7 +53,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,10 +75,10 @@ EVERY_ENV = "LIFEBOAT_CHECKPOINT_EVERY"
 MINUTES_ENV = "LIFEBOAT_CHECKPOINT_MINUTES"
 
 
-
 def span(first: int, last: int) -> str:
     """'row 4' or 'rows 4-8', for a person."""
     return f"row {first}" if first == last else f"rows {first}-{last}"
+
 
 def _env_number(name: str, default: float, kind=int):
     try:
@@ -113,7 +113,9 @@ def _signer(home: Path) -> tuple[Any, str] | None:
             return None
         public = public_key_b64(key)
     except AnchorError as exc:
-        log.warning("no checkpoint signing key", extra={"event": "checkpoint_key_unreadable", "reason": str(exc)})
+        log.warning(
+            "no checkpoint signing key", extra={"event": "checkpoint_key_unreadable", "reason": str(exc)}
+        )
         return None
     _signers[where] = (key, public)
     return _signers[where]
@@ -147,7 +149,9 @@ def trusted_keys(home: Path) -> set[str]:
         keys = {k for k in (anchors.get(PUBLIC_KEYS_ANCHOR) or []) if isinstance(k, str)}
         current = anchors.console_key()
     except AnchorError as exc:  # then no checkpoint proves anything: the rows read as not covered
-        log.warning("checkpoint keys unreadable", extra={"event": "checkpoint_key_unreadable", "reason": str(exc)})
+        log.warning(
+            "checkpoint keys unreadable", extra={"event": "checkpoint_key_unreadable", "reason": str(exc)}
+        )
         return set()
     if current is not None:
         keys.add(public_key_b64(current))
@@ -170,8 +174,16 @@ def _console_id(conn: Connection) -> str:
     return conn.execute(_CONSOLE_ID).scalar_one()
 
 
-def sign_in(conn: Connection, *, seq: int, head_hash: str, mode: str, reason: str,
-            home: Path | None = None, console_id: str | None = None) -> dict | None:
+def sign_in(
+    conn: Connection,
+    *,
+    seq: int,
+    head_hash: str,
+    mode: str,
+    reason: str,
+    home: Path | None = None,
+    console_id: str | None = None,
+) -> dict | None:
     """Sign and store a checkpoint of row ``seq`` (hash ``head_hash``) in the caller's
     write transaction; the claims, or None when this home has no signing key."""
     home = home or _home_of(conn)
@@ -180,9 +192,15 @@ def sign_in(conn: Connection, *, seq: int, head_hash: str, mode: str, reason: st
         return None
     key, public = signer
     number = (conn.execute(select(func.max(_CP.c.number))).scalar() or 0) + 1
-    claims = {"console_id": console_id or _console_id(conn), "number": number, "seq": seq, "head_hash": head_hash,
-              "at": clock.utcnow().astimezone(timezone.utc).isoformat(timespec="microseconds"),
-              "mode": mode, "reason": reason}
+    claims = {
+        "console_id": console_id or _console_id(conn),
+        "number": number,
+        "seq": seq,
+        "head_hash": head_hash,
+        "at": clock.utcnow().astimezone(UTC).isoformat(timespec="microseconds"),
+        "mode": mode,
+        "reason": reason,
+    }
     signature = base64.b64encode(key.sign(signing_bytes(claims))).decode("ascii")
     conn.execute(insert(_CP).values(**claims, public_key=public, signature=signature))
     return claims
@@ -205,8 +223,15 @@ def make(store: Store, *, mode: str, reason: str) -> dict | None:
         newest = conn.execute(_NEWEST).mappings().first()
         if newest is not None and newest["seq"] == head.last_id and newest["head_hash"] == head.last_hash:
             return dict(newest)
-        return sign_in(conn, seq=head.last_id, head_hash=head.last_hash, mode=mode, reason=reason,
-                       home=store.path.parent, console_id=store.console_id)
+        return sign_in(
+            conn,
+            seq=head.last_id,
+            head_hash=head.last_hash,
+            mode=mode,
+            reason=reason,
+            home=store.path.parent,
+            console_id=store.console_id,
+        )
 
 
 def newest(store: Store) -> dict | None:
@@ -236,35 +261,64 @@ class FlushResult:
 
 def _pending(store: Store) -> list[dict]:
     with store.read_core() as conn:
-        rows = conn.execute(select(_CP).where(_CP.c.witnessed_at.is_(None), _CP.c.refused_reason.is_(None))
-                            .order_by(_CP.c.number)).mappings().all()
+        rows = (
+            conn.execute(
+                select(_CP)
+                .where(_CP.c.witnessed_at.is_(None), _CP.c.refused_reason.is_(None))
+                .order_by(_CP.c.number)
+            )
+            .mappings()
+            .all()
+        )
     return [dict(r) for r in rows]
 
 
 def _rows(store: Store, after: int, upto: int) -> list[dict]:
     with store.read_core() as conn:
-        rows = conn.execute(select(_ROWS.c.id, _ROWS.c.at, _ROWS.c.user_id, _ROWS.c.mode, _ROWS.c.action,
-                                   _ROWS.c.payload).where(_ROWS.c.id > after, _ROWS.c.id <= upto)
-                            .order_by(_ROWS.c.id)).mappings().all()
+        rows = (
+            conn.execute(
+                select(_ROWS.c.id, _ROWS.c.at, _ROWS.c.user_id, _ROWS.c.mode, _ROWS.c.action, _ROWS.c.payload)
+                .where(_ROWS.c.id > after, _ROWS.c.id <= upto)
+                .order_by(_ROWS.c.id)
+            )
+            .mappings()
+            .all()
+        )
     return [{**r, "payload": json.loads(r["payload"])} for r in rows]
 
 
-def _mark(store: Store, number: int, *, witnessed_at: datetime | None = None, refused: str | None = None) -> None:
-    with store.write_core(durable=False) as conn:  # lost: it is sent again, and main answers a resend with 200
-        conn.execute(update(_CP).where(_CP.c.number == number)
-                     .values(witnessed_at=witnessed_at, refused_reason=refused))
+def _mark(
+    store: Store, number: int, *, witnessed_at: datetime | None = None, refused: str | None = None
+) -> None:
+    with store.write_core(
+        durable=False
+    ) as conn:  # lost: it is sent again, and main answers a resend with 200
+        conn.execute(
+            update(_CP)
+            .where(_CP.c.number == number)
+            .values(witnessed_at=witnessed_at, refused_reason=refused)
+        )
 
 
 def _submission(cp: dict, rows: list[dict], purpose: str):
     from backend_client.checkpoints import CheckpointSubmission
 
     claims = {k: cp[k] for k in ("console_id", "number", "seq", "head_hash", "at", "mode", "reason")}
-    return CheckpointSubmission(checkpoint={"claims": claims, "public_key": cp["public_key"],
-                                            "signature": cp["signature"]}, rows=rows, purpose=purpose)
+    return CheckpointSubmission(
+        checkpoint={"claims": claims, "public_key": cp["public_key"], "signature": cp["signature"]},
+        rows=rows,
+        purpose=purpose,
+    )
 
 
-async def flush(store: Store, client: BackendClient, *, purpose: str = "checkpoint", offload: bool = True,
-                resend_newest: bool = False) -> FlushResult:
+async def flush(
+    store: Store,
+    client: BackendClient,
+    *,
+    purpose: str = "checkpoint",
+    offload: bool = True,
+    resend_newest: bool = False,
+) -> FlushResult:
     """Send the queued checkpoints to main, oldest first, each with the rows since the
     last one main witnessed.  Main unavailable, or the key not registered: they stay
     queued (``stopped`` says why).  Main refusing one as not extending its last
@@ -281,14 +335,16 @@ async def flush(store: Store, client: BackendClient, *, purpose: str = "checkpoi
 
     result = FlushResult()
     pending = await db(_pending, store)
-    if not pending and resend_newest:  # already witnessed (main answers 200) or refused (main refuses it again)
+    if (
+        not pending and resend_newest
+    ):  # already witnessed (main answers 200) or refused (main refuses it again)
         last = await db(newest, store)
         if last is not None:
             pending = [last]
     if not pending:
         return result
     witnessed_to: dict[str, int] = {}  # console id -> the row main witnessed up to (checkpoints made before
-    try:                                 # a re-enrolment carry the console's earlier id)
+    try:  # a re-enrolment carry the console's earlier id)
         for i, cp in enumerate(pending):
             if cp["console_id"] not in witnessed_to:
                 main = await wire_cp.latest(client, cp["console_id"])
@@ -302,14 +358,22 @@ async def flush(store: Store, client: BackendClient, *, purpose: str = "checkpoi
             except be.IdempotencyConflict as exc:
                 reason = f"main refused it: {exc.message}"
                 await db(_mark, store, cp["number"], refused=reason)
-                log.error("checkpoint refused by main", extra={"event": "checkpoint_refused",
-                                                              "number": cp["number"], "reason": exc.message})
+                log.error(
+                    "checkpoint refused by main",
+                    extra={"event": "checkpoint_refused", "number": cp["number"], "reason": exc.message},
+                )
                 raise ChainRefused(cp["number"], cp["seq"], exc.message) from None
             await db(_mark, store, cp["number"], witnessed_at=witnessed.witnessed_at)
             result.sent.append(cp["number"])
             witnessed_to[cp["console_id"]] = max(after, cp["seq"])
-    except (be.Forbidden, be.Rejected, be.NotFound) as exc:  # no key registered (or another key), or a main without a witness
-        result.stopped = f"main did not take the checkpoints ({exc.message}); an online login registers the key"
+    except (
+        be.Forbidden,
+        be.Rejected,
+        be.NotFound,
+    ) as exc:  # no key registered (or another key), or a main without a witness
+        result.stopped = (
+            f"main did not take the checkpoints ({exc.message}); an online login registers the key"
+        )
     except (be.Unavailable, be.ProtocolError) as exc:
         result.stopped = f"main unavailable: {exc.message}"
     result.queued = len(pending) - len(result.sent)
@@ -339,12 +403,22 @@ class Coverage:
     main: dict | None = None  # main's latest witnessed checkpoint, when asked
 
     def as_dict(self) -> dict:
-        return {"ok": self.ok, "rows": self.rows, "first_bad_row": self.first_bad_id,
-                "reason": self.reason or None, "covered_to_row": self.covered_to, "covered_by": self.covered_by,
-                "uncovered_rows": list(self.uncovered) if self.uncovered else None,
-                "checkpoints": {"total": self.checkpoints, "witnessed": self.witnessed, "queued": self.queued,
-                                "untrusted": self.untrusted},
-                "main_latest": self.main}
+        return {
+            "ok": self.ok,
+            "rows": self.rows,
+            "first_bad_row": self.first_bad_id,
+            "reason": self.reason or None,
+            "covered_to_row": self.covered_to,
+            "covered_by": self.covered_by,
+            "uncovered_rows": list(self.uncovered) if self.uncovered else None,
+            "checkpoints": {
+                "total": self.checkpoints,
+                "witnessed": self.witnessed,
+                "queued": self.queued,
+                "untrusted": self.untrusted,
+            },
+            "main_latest": self.main,
+        }
 
 
 def _status(cp: dict) -> str:
@@ -359,7 +433,11 @@ def check(conn: Connection, rows: int, *, trusted: set[str], main_latest: dict |
     cps = [dict(r) for r in conn.execute(select(_CP).order_by(_CP.c.number)).mappings()]
     cov = Coverage(ok=True, rows=rows, checkpoints=len(cps), main=main_latest)
     wanted = {cp["seq"] for cp in cps} | ({main_latest["seq"]} if main_latest else set())
-    hashes = dict(conn.execute(select(_ROWS.c.id, _ROWS.c.hash).where(_ROWS.c.id.in_(wanted))).all()) if wanted else {}
+    hashes = (
+        dict(conn.execute(select(_ROWS.c.id, _ROWS.c.hash).where(_ROWS.c.id.in_(wanted))).all())
+        if wanted
+        else {}
+    )
 
     def broken(first: int, reason: str) -> Coverage:
         cov.ok, cov.first_bad_id, cov.reason = False, first, reason
@@ -371,18 +449,26 @@ def check(conn: Connection, rows: int, *, trusted: set[str], main_latest: dict |
         """Compare one signed head with the chain; None when it matches.  A head that
         matches at row s proves rows 1..s (each hash commits to every row before it)."""
         if seq > rows:
-            return broken(rows + 1, f"{what} covers row {seq}, but the chain ends at row {rows}: "
-                                    f"{span(rows + 1, seq)} removed")
+            return broken(
+                rows + 1,
+                f"{what} covers row {seq}, but the chain ends at row {rows}: {span(rows + 1, seq)} removed",
+            )
         have = hashes.get(seq, GENESIS_HASH if seq == 0 else None)
         if have != head_hash:
             proved = max(s for s in matched if s < seq)
             first = proved + 1
             where = f"row {first}" if first == seq else f"one of rows {first}-{seq}"
-            return broken(first, f"row {seq} does not match {what}: {where} was changed after the checkpoint was "
-                                 f"made (and the later hashes recomputed); "
-                                 + (f"{span(1, proved)} {'matches' if proved == 1 else 'match'} {matched[proved]}, "
-                                    if proved else "")
-                                 + f"so the first row that differs is {where}")
+            return broken(
+                first,
+                f"row {seq} does not match {what}: {where} was changed after the checkpoint was "
+                f"made (and the later hashes recomputed); "
+                + (
+                    f"{span(1, proved)} {'matches' if proved == 1 else 'match'} {matched[proved]}, "
+                    if proved
+                    else ""
+                )
+                + f"so the first row that differs is {where}",
+            )
         matched[seq] = what
         if seq >= cov.covered_to:
             cov.covered_to, cov.covered_by = seq, what
@@ -391,24 +477,33 @@ def check(conn: Connection, rows: int, *, trusted: set[str], main_latest: dict |
     expected = 1
     for cp in cps:
         if cp["number"] != expected:
-            return broken(cov.covered_to + 1, f"signed checkpoint #{expected} is missing from the store "
-                                              f"(checkpoints #{expected}-#{cp['number'] - 1} were deleted)")
+            return broken(
+                cov.covered_to + 1,
+                f"signed checkpoint #{expected} is missing from the store "
+                f"(checkpoints #{expected}-#{cp['number'] - 1} were deleted)",
+            )
         expected += 1
         claims = {k: cp[k] for k in ("console_id", "number", "seq", "head_hash", "at", "mode", "reason")}
         if cp["public_key"] not in trusted or not signature_ok(claims, cp["public_key"], cp["signature"]):
             cov.untrusted.append(cp["number"])  # forged or from a key this home never held: proves nothing
             continue
         if cp["refused_reason"]:
-            return broken(cov.covered_to + 1, f"signed checkpoint #{cp['number']} (row {cp['seq']}) was refused by "
-                                              f"main: {cp['refused_reason']}")
+            return broken(
+                cov.covered_to + 1,
+                f"signed checkpoint #{cp['number']} (row {cp['seq']}) was refused by "
+                f"main: {cp['refused_reason']}",
+            )
         cov.witnessed += cp["witnessed_at"] is not None
         cov.queued += cp["witnessed_at"] is None
         bad = against(cp["seq"], cp["head_hash"], f"signed checkpoint #{cp['number']} ({_status(cp)})")
         if bad is not None:
             return bad
     if main_latest is not None:
-        bad = against(main_latest["seq"], main_latest["head_hash"],
-                      f"main's latest witnessed checkpoint #{main_latest['number']}")
+        bad = against(
+            main_latest["seq"],
+            main_latest["head_hash"],
+            f"main's latest witnessed checkpoint #{main_latest['number']}",
+        )
         if bad is not None:
             return bad
     if cov.covered_to < rows:
@@ -437,14 +532,20 @@ async def at_login(store: Store, client: BackendClient) -> FlushResult | None:
         await asyncio.to_thread(make, store, mode="ONLINE", reason="login")
         result = await flush(store, client)
     except ChainRefused as exc:
-        log.error("main refused this console's audit checkpoint at login",
-                  extra={"event": "checkpoint_refused_at_login", "reason": exc.message})
+        log.error(
+            "main refused this console's audit checkpoint at login",
+            extra={"event": "checkpoint_refused_at_login", "reason": exc.message},
+        )
         return None
     except be.BackendError as exc:
-        log.warning("checkpoints not sent at login", extra={"event": "checkpoint_login_failed", "reason": exc.message})
+        log.warning(
+            "checkpoints not sent at login", extra={"event": "checkpoint_login_failed", "reason": exc.message}
+        )
         return None
     if result.stopped:
-        log.warning("checkpoints still queued", extra={"event": "checkpoint_queued", "reason": result.stopped})
+        log.warning(
+            "checkpoints still queued", extra={"event": "checkpoint_queued", "reason": result.stopped}
+        )
     return result
 
 
@@ -458,9 +559,13 @@ async def send_queued(store: Store, client: BackendClient) -> None:
     try:
         result = await flush(store, client)
     except ChainRefused as exc:
-        log.error("main refused an audit checkpoint", extra={"event": "checkpoint_refused", "reason": exc.message})
+        log.error(
+            "main refused an audit checkpoint", extra={"event": "checkpoint_refused", "reason": exc.message}
+        )
         return
     except be.BackendError as exc:
         result = FlushResult(stopped=exc.message)
     if result.stopped:
-        log.warning("checkpoints still queued", extra={"event": "checkpoint_queued", "reason": result.stopped})
+        log.warning(
+            "checkpoints still queued", extra={"event": "checkpoint_queued", "reason": result.stopped}
+        )

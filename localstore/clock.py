@@ -13,7 +13,7 @@ affected.
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 OFFSET_ENV = "LIFEBOAT_CLOCK_OFFSET_S"
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
@@ -30,7 +30,7 @@ def offset() -> timedelta:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc) + offset()
+    return datetime.now(UTC) + offset()
 
 
 def today_ist() -> date:

@@ -7,7 +7,7 @@ plain SQL and needs the same conversions without importing the ORM).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
@@ -84,7 +84,7 @@ class UtcDateTime(TypeDecorator):
             raise ValueError(f"not a datetime: {value!r}")
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value.isoformat()} (give it a timezone)")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value
@@ -93,8 +93,8 @@ class UtcDateTime(TypeDecorator):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def utcnow() -> datetime:

@@ -35,14 +35,22 @@ GENESIS_HASH = "0" * 64  # prev_hash of the first audit row (equal to localstore
 
 def _enum(cls: type[enum.Enum], name: str) -> SAEnum:
     """The models' enum column type (VARCHAR holding the enum's value), without DDL."""
-    return SAEnum(cls, name=name, native_enum=False, create_constraint=False, validate_strings=True,
-                  values_callable=lambda e: [m.value for m in e], length=max(len(m.value) for m in cls))
+    return SAEnum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=False,
+        validate_strings=True,
+        values_callable=lambda e: [m.value for m in e],
+        length=max(len(m.value) for m in cls),
+    )
 
 
 metadata = MetaData()  # private: never used for create_all
 
 journal = Table(
-    "journal", metadata,
+    "journal",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("trading_date", Date, nullable=False),
@@ -67,13 +75,15 @@ journal = Table(
 )
 
 order_id_counter = Table(
-    "order_id_counter", metadata,
+    "order_id_counter",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("last_value", BigInteger, nullable=False),
 )
 
 audit_log = Table(
-    "audit_log", metadata,
+    "audit_log",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("at", String(40), nullable=False),
     Column("user_id", String(64)),
@@ -85,7 +95,8 @@ audit_log = Table(
 )
 
 audit_head = Table(
-    "audit_head", metadata,
+    "audit_head",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("last_id", Integer, nullable=False),
     Column("last_hash", String(64), nullable=False),
@@ -93,7 +104,8 @@ audit_head = Table(
 )
 
 audit_checkpoints = Table(
-    "audit_checkpoints", metadata,
+    "audit_checkpoints",
+    metadata,
     Column("number", Integer, primary_key=True, autoincrement=False),
     Column("console_id", String(16), nullable=False),
     Column("seq", Integer, nullable=False),
@@ -108,13 +120,15 @@ audit_checkpoints = Table(
 )
 
 sync_state = Table(
-    "sync_state", metadata,
+    "sync_state",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("clock_watermark", UtcDateTime),
 )
 
 users = Table(
-    "users", metadata,
+    "users",
+    metadata,
     Column("user_id", String(64), primary_key=True),
     Column("role", _enum(Role, "role"), nullable=False),
     Column("client_ids", Text, nullable=False),
@@ -122,7 +136,8 @@ users = Table(
 )
 
 offline_credentials = Table(
-    "offline_credentials", metadata,
+    "offline_credentials",
+    metadata,
     Column("user_id", String(64), primary_key=True),
     Column("verifier", Text, nullable=False),
     Column("grant_json", Text, nullable=False),
@@ -130,18 +145,21 @@ offline_credentials = Table(
 )
 
 clients = Table(
-    "clients", metadata,
+    "clients",
+    metadata,
     Column("client_id", String(32), primary_key=True),
 )
 
 client_limits = Table(
-    "client_limits", metadata,
+    "client_limits",
+    metadata,
     Column("client_id", String(32), primary_key=True),
     Column("max_order_value", Money(), nullable=False),
 )
 
 instruments = Table(
-    "instruments", metadata,
+    "instruments",
+    metadata,
     Column("exchange", _enum(Exchange, "exchange"), primary_key=True),
     Column("symbol", String(40), primary_key=True),
     Column("lot_size", Integer, nullable=False),
@@ -153,7 +171,8 @@ instruments = Table(
 )
 
 positions = Table(
-    "positions", metadata,
+    "positions",
+    metadata,
     Column("client_id", String(32), primary_key=True),
     Column("exchange", _enum(Exchange, "exchange"), primary_key=True),
     Column("symbol", String(40), primary_key=True),
@@ -162,7 +181,8 @@ positions = Table(
 )
 
 orders = Table(
-    "orders", metadata,
+    "orders",
+    metadata,
     Column("order_id", String(64), primary_key=True),
     Column("client_order_id", String(64), nullable=False),
     Column("client_id", String(32), nullable=False),
@@ -182,7 +202,8 @@ orders = Table(
 )
 
 policy = Table(
-    "policy", metadata,
+    "policy",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("allow_new_exposure", Boolean, nullable=False),
     Column("killswitch", Boolean, nullable=False),

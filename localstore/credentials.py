@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,7 +136,9 @@ class AttemptRefused(Exception):
 
 def _lock_after(data: dict[str, Any]) -> int:
     value = data.get("offline_lock_after")
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else LOCK_AFTER_DEFAULT
+    return (
+        value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else LOCK_AFTER_DEFAULT
+    )
 
 
 def _attempts(data: dict[str, Any], user_id: str) -> Attempts:
@@ -145,7 +147,11 @@ def _attempts(data: dict[str, Any], user_id: str) -> Attempts:
         return Attempts(user_id, 0, None, _lock_after(data))
     count = entry.get("count") if isinstance(entry, dict) else None
     try:
-        last_at = datetime.fromisoformat(entry["last_at"]) if isinstance(entry, dict) and entry.get("last_at") else None
+        last_at = (
+            datetime.fromisoformat(entry["last_at"])
+            if isinstance(entry, dict) and entry.get("last_at")
+            else None
+        )
     except (TypeError, ValueError):
         last_at = None
     if isinstance(count, bool) or not isinstance(count, int) or count < 0 or (count and last_at is None):
@@ -266,8 +272,10 @@ def observe_server_time(conn: Connection | Session, server_time: datetime) -> da
     wall clock: a clock set ahead would then refuse offline login until it is reached."""
     if server_time.tzinfo is None:
         raise ValueError("observe_server_time needs a timezone-aware time")
-    server_time = server_time.astimezone(timezone.utc)
-    dialect = conn.get_bind().dialect if hasattr(conn, "get_bind") else conn.dialect  # a Session or a Connection
+    server_time = server_time.astimezone(UTC)
+    dialect = (
+        conn.get_bind().dialect if hasattr(conn, "get_bind") else conn.dialect
+    )  # a Session or a Connection
     # FOR UPDATE serialises writers on a server database; on SQLite BEGIN IMMEDIATE already has
     row = conn.execute(_WATERMARK if dialect.name == "sqlite" else _WATERMARK_LOCK).first()
     if row is None:  # a store opened before its singletons: create the row
@@ -279,8 +287,13 @@ def observe_server_time(conn: Connection | Session, server_time: datetime) -> da
     return row.clock_watermark
 
 
-def clock_rolled_back(conn: Connection | Session, now: datetime, anchors: Anchors | None = None, *,
-                      tolerance: timedelta = CLOCK_TOLERANCE) -> bool:
+def clock_rolled_back(
+    conn: Connection | Session,
+    now: datetime,
+    anchors: Anchors | None = None,
+    *,
+    tolerance: timedelta = CLOCK_TOLERANCE,
+) -> bool:
     """True when ``now`` is earlier than ``watermark`` by more than the tolerance: the
     clock was set back."""
     seen = watermark(conn, anchors)

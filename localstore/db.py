@@ -38,12 +38,11 @@ import contextlib
 import os
 import secrets
 import shutil
-import time
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -93,8 +92,10 @@ class Store:
         if self._sessionmakers is None:
             from sqlalchemy.orm import sessionmaker
 
-            self._sessionmakers = (sessionmaker(bind=self._write_engine, expire_on_commit=False),
-                                   sessionmaker(bind=self.engine, expire_on_commit=False))
+            self._sessionmakers = (
+                sessionmaker(bind=self._write_engine, expire_on_commit=False),
+                sessionmaker(bind=self.engine, expire_on_commit=False),
+            )
         return self._sessionmakers
 
     @contextlib.contextmanager
@@ -180,7 +181,9 @@ def open_store(target: str | Path, *, create: bool = True) -> Store:
     path: Path | None = None
     if url.get_backend_name() == "sqlite":
         if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
-            raise StoreError(f"the local store must be a file, not {url.render_as_string(hide_password=True)!r}")
+            raise StoreError(
+                f"the local store must be a file, not {url.render_as_string(hide_password=True)!r}"
+            )
         path = Path(url.database).expanduser().resolve()
         url = url.set(database=str(path))
         current = _check_sqlite_file(path, create=create)
@@ -212,8 +215,9 @@ def open_store(target: str | Path, *, create: bool = True) -> Store:
             kind = errors.disk_kind(exc)
             if path is not None and kind is not None:
                 report = disk_report(path, kind)
-                raise StoreError(f"cannot open the local store: {report.sentence()}", path=path,
-                                 kind=report.kind) from exc
+                raise StoreError(
+                    f"cannot open the local store: {report.sentence()}", path=path, kind=report.kind
+                ) from exc
             where = path or url.render_as_string(hide_password=True)
             raise StoreError(f"cannot open the local store {where}: {exc}", path=path) from exc
 
@@ -238,19 +242,23 @@ def _check_sqlite_file(path: Path, *, create: bool) -> str | None:
     if not path.exists() or path.stat().st_size == 0:
         if not create:
             raise StoreError(
-                f"no local store at {path}; run `lifeboat login` or `lifeboat sync bod` to create it", path=path
+                f"no local store at {path}; run `lifeboat login` or `lifeboat sync bod` to create it",
+                path=path,
             )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)  # private; SQLite gives -wal/-shm the same mode
+            fd = os.open(
+                path, os.O_CREAT | os.O_WRONLY, 0o600
+            )  # private; SQLite gives -wal/-shm the same mode
             os.close(fd)
         except OSError as exc:
             kind = errors.disk_kind(exc)
             if kind is None:
                 raise
             report = disk_report(path, kind)
-            raise StoreError(f"cannot create the local store: {report.sentence()}", path=path,
-                             kind=report.kind) from exc
+            raise StoreError(
+                f"cannot create the local store: {report.sentence()}", path=path, kind=report.kind
+            ) from exc
         return None
     try:
         with open(path, "rb") as fh:
@@ -273,7 +281,11 @@ def _check_sqlite_file(path: Path, *, create: bool) -> str | None:
         return _check_readonly(path)
     except StoreError:
         for side in side_files:
-            if side not in pre_existing and side.exists() and (side.name.endswith("-shm") or side.stat().st_size == 0):
+            if (
+                side not in pre_existing
+                and side.exists()
+                and (side.name.endswith("-shm") or side.stat().st_size == 0)
+            ):
                 with contextlib.suppress(OSError):
                     side.unlink()
         raise
@@ -297,8 +309,11 @@ def _check_readonly(path: Path) -> str | None:
                 revisions = []
         except sqlite3.DatabaseError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreError(f"the local store {path} is locked by another process; try again", path=path,
-                                 kind=errors.LOCKED) from exc
+                raise StoreError(
+                    f"the local store {path} is locked by another process; try again",
+                    path=path,
+                    kind=errors.LOCKED,
+                ) from exc
             raise _refusal(path, exc) from exc
     finally:
         conn.close()
@@ -311,7 +326,9 @@ def _check_readonly(path: Path) -> str | None:
     return _check_known_revisions(revisions, str(path), path)
 
 
-def _refusal(path: Path, exc: BaseException, what: str = "the local store {path} cannot be read") -> StoreError:
+def _refusal(
+    path: Path, exc: BaseException, what: str = "the local store {path} cannot be read"
+) -> StoreError:
     """A refusal at open that names what failed: the disk (full, I/O error), the data
     (corrupt) or something else, which is then only reported (nothing was changed)."""
     kind = errors.disk_kind(exc)
@@ -330,13 +347,23 @@ def _corrupt_store(path: Path, detail: str) -> StoreError:
     if unsent == 0 and exact:
         advice = _FIX_CORRUPT
     elif unsent:
-        advice = (f"it still holds {_entries(unsent, exact)} not yet replayed to main, so do not move it aside or "
-                  f"build a fresh store: keep it as it is and call support to recover them first")
+        advice = (
+            f"it still holds {_entries(unsent, exact)} not yet replayed to main, so do not move it aside or "
+            f"build a fresh store: keep it as it is and call support to recover them first"
+        )
     else:
-        why = "its journal cannot be read" if unsent is None else "its write-ahead log could not be read with it"
-        advice = (f"{why}, and it may hold entries not yet replayed to main: copy it (with any -wal file beside "
-                  f"it) somewhere safe for support first, then {_FIX_CORRUPT}")
-    return StoreError(f"the local store {path} is corrupt ({detail}); {advice}", path=path, kind=errors.CORRUPT)
+        why = (
+            "its journal cannot be read"
+            if unsent is None
+            else "its write-ahead log could not be read with it"
+        )
+        advice = (
+            f"{why}, and it may hold entries not yet replayed to main: copy it (with any -wal file beside "
+            f"it) somewhere safe for support first, then {_FIX_CORRUPT}"
+        )
+    return StoreError(
+        f"the local store {path} is corrupt ({detail}); {advice}", path=path, kind=errors.CORRUPT
+    )
 
 
 # --------------------------------------------------------------------------- a full or failing disk
@@ -366,13 +393,17 @@ class DiskReport:
         where = f"the disk holding the local store {self.path}"
         free = "unknown space" if self.free is None else _human(self.free)
         if self.kind == errors.DISK_FULL:
-            need = (f"about {_human(self.need)} needed (the store's {_human(self.store_bytes)} again, plus "
-                    f"{_human(self.need - self.store_bytes)} for its write-ahead log)")
+            need = (
+                f"about {_human(self.need)} needed (the store's {_human(self.store_bytes)} again, plus "
+                f"{_human(self.need - self.store_bytes)} for its write-ahead log)"
+            )
             if self.no_inodes:
                 head = f"{where} has no free inodes left ({free} free there; {need})"
             elif self.free is not None and self.free >= self.need:
-                head = (f"{where} refused to let the store grow although {free} is free there (a disk quota, "
-                        f"perhaps; {need})")
+                head = (
+                    f"{where} refused to let the store grow although {free} is free there (a disk quota, "
+                    f"perhaps; {need})"
+                )
             else:
                 head = f"{where} is full: {free} free there, {need}"
             fix = "free space on that disk, then try again"
@@ -382,13 +413,17 @@ class DiskReport:
             fix = "check the disk (the system log names the device) and call support with the error id"
             state = "That is the disk or its device failing, not a sign that the store's content is wrong"
         if self.unsent is None:
-            held = ("its journal cannot be read now, and it may hold entries not yet replayed to main: "
-                    "do not move or delete it")
+            held = (
+                "its journal cannot be read now, and it may hold entries not yet replayed to main: "
+                "do not move or delete it"
+            )
         elif self.unsent == 0 and self.unsent_exact:
             held = "it holds no journal entries waiting for main: do not move or delete it all the same"
         else:
-            held = (f"it holds {_entries(self.unsent, self.unsent_exact)} not yet replayed to main: "
-                    f"do not move or delete it")
+            held = (
+                f"it holds {_entries(self.unsent, self.unsent_exact)} not yet replayed to main: "
+                f"do not move or delete it"
+            )
         return f"{head}. {state}; {held}. To go on, {fix}"
 
 
@@ -444,7 +479,9 @@ def count_unsent(path: Path) -> tuple[int | None, bool]:
         attempts.insert(0, ("", True))
     for extra, exact in attempts:
         try:
-            conn = sqlite3.connect(f"{path.as_uri()}?mode=ro" + (f"&{extra}" if extra else ""), uri=True, timeout=0.5)
+            conn = sqlite3.connect(
+                f"{path.as_uri()}?mode=ro" + (f"&{extra}" if extra else ""), uri=True, timeout=0.5
+            )
             try:
                 return int(conn.execute(sql).fetchone()[0]), exact
             finally:
@@ -498,8 +535,11 @@ def _check_known_revisions(revisions: list[str], where: str, path: Path | None) 
         advice = "upgrade lifeboat, or move the file aside and run `lifeboat sync bod`"
         unsent, exact = count_unsent(path) if path is not None else (0, True)
         if unsent or not exact:  # a fresh store would orphan what main has not seen
-            held = (f"it holds {_entries(unsent, exact)} not yet replayed to main" if unsent
-                    else "it may hold journal entries not yet replayed to main")
+            held = (
+                f"it holds {_entries(unsent, exact)} not yet replayed to main"
+                if unsent
+                else "it may hold journal entries not yet replayed to main"
+            )
             advice = f"upgrade lifeboat ({held}, so do not move it aside)"
         raise StoreError(
             f"the local store {where} has schema revision {', '.join(unknown)}, newer than this Lifeboat "
@@ -564,7 +604,14 @@ def _migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-_SINGLETON_TABLES = ("audit_head", "sync_state", "replay_lease", "console_state", "policy", "order_id_counter")
+_SINGLETON_TABLES = (
+    "audit_head",
+    "sync_state",
+    "replay_lease",
+    "console_state",
+    "policy",
+    "order_id_counter",
+)
 # One statement: the console id, if every single-row table has its row (plain SQL, so
 # a routine open needs neither the ORM nor the models).
 _SINGLETONS_PRESENT = text(

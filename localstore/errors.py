@@ -75,8 +75,10 @@ def disk_kind(exc: BaseException) -> str | None:
 
 def is_corruption(exc: BaseException) -> bool:
     """SQLite says the file's content is wrong (not the disk, not a lock)."""
-    return any((getattr(e, "sqlite_errorname", None) or "").startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
-               for e in _chain(exc))
+    return any(
+        (getattr(e, "sqlite_errorname", None) or "").startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+        for e in _chain(exc)
+    )
 
 
 def tag_store(exc: BaseException, path: Path | None) -> None:

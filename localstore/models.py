@@ -43,6 +43,7 @@ from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from backend_client.wire import Exchange, OrderStatus, OrderType, Product, Role, Side, Validity
+
 # column types live in localstore.coltypes so Core-only readers (`lifeboat status`)
 # can use them without importing the ORM models; re-exported here
 from localstore.coltypes import MONEY_SCALE, Money, UtcDateTime, utcnow  # noqa: F401
@@ -259,7 +260,9 @@ class TradeRow(Base):
     __table_args__ = (Index("ix_trades_client_id", "client_id"),)
 
     trade_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    order_id: Mapped[str] = mapped_column(String(64), nullable=False)  # no FK: a fill may arrive before its order
+    order_id: Mapped[str] = mapped_column(
+        String(64), nullable=False
+    )  # no FK: a fill may arrive before its order
     client_order_id: Mapped[str] = mapped_column(String(64), nullable=False)
     client_id: Mapped[str] = mapped_column(String(32), nullable=False)
     exchange: Mapped[Exchange] = mapped_column(_enum(Exchange, "exchange"), nullable=False)

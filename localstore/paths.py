@@ -65,8 +65,10 @@ def privacy_warnings(home: Path) -> list[str]:
     warnings: list[str] = []
     mode = _mode(home)
     if mode is not None and mode & 0o077:
-        warnings.append(f"the data directory {home} can be read by other users (mode {mode:04o}); "
-                        f"Lifeboat keeps its own files in it private, but run `chmod 700 {home}` to close it")
+        warnings.append(
+            f"the data directory {home} can be read by other users (mode {mode:04o}); "
+            f"Lifeboat keeps its own files in it private, but run `chmod 700 {home}` to close it"
+        )
     logs = home / LOGS_DIRNAME
     targets = [(logs, 0o700)] + [(f, 0o600) for f in sorted(logs.glob("lifeboat.jsonl*")) if f.is_file()]
     targets += [(home / (STORE_FILENAME + suffix), 0o600) for suffix in ("", "-wal", "-shm")]
@@ -78,8 +80,10 @@ def privacy_warnings(home: Path) -> list[str]:
         if why is None:
             warnings.append(f"{path} could be read by other users (mode {mode:04o}); made it {private:04o}")
         else:
-            warnings.append(f"{path} can be read by other users (mode {mode:04o}) and could not be made "
-                            f"{private:04o} ({why}); run `chmod {private:o} {path}`")
+            warnings.append(
+                f"{path} can be read by other users (mode {mode:04o}) and could not be made "
+                f"{private:04o} ({why}); run `chmod {private:o} {path}`"
+            )
     _checked[home] = warnings
     return warnings
 

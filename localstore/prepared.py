@@ -25,17 +25,20 @@ the journal's callers already catch alongside SQLAlchemy's.
 from __future__ import annotations
 
 from collections import namedtuple
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Connection
 
-_Plan = tuple  # (sql, ((name, required, literal, processor) ...), row class or None, ((index, processor) ...))
+_Plan = (
+    tuple  # (sql, ((name, required, literal, processor) ...), row class or None, ((index, processor) ...))
+)
 
 
 class Prepared:
     """A Core statement compiled once per dialect, run on the DBAPI cursor (SQLite)."""
 
-    __slots__ = ("stmt", "column_keys", "_plans")
+    __slots__ = ("_plans", "column_keys", "stmt")
 
     def __init__(self, stmt, column_keys: list[str] | None = None):
         """``column_keys``: for an INSERT/UPDATE without ``.values()``, the columns the
@@ -63,8 +66,13 @@ class Prepared:
         row_cls, procs = None, ()
         if cols:
             row_cls = namedtuple("Row", [c.key or f"c{i}" for i, c in enumerate(cols)], rename=True)
-            procs = tuple((i, p) for i, p in enumerate(c.type.dialect_impl(dialect).result_processor(dialect, None)
-                                                       for c in cols) if p is not None)
+            procs = tuple(
+                (i, p)
+                for i, p in enumerate(
+                    c.type.dialect_impl(dialect).result_processor(dialect, None) for c in cols
+                )
+                if p is not None
+            )
         plan = self._plans[dialect.name] = (compiled.string, tuple(binds), row_cls, procs)
         return plan
 

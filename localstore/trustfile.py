@@ -55,7 +55,9 @@ def configured(home: Path) -> Path | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise TrustFileError(f"{path}: cannot read the console's config for its [trust] section ({exc})") from None
+        raise TrustFileError(
+            f"{path}: cannot read the console's config for its [trust] section ({exc})"
+        ) from None
     name = data.get("trust", {}).get("grant_keys_file") if isinstance(data.get("trust"), dict) else None
     if name is None:
         return None
@@ -75,8 +77,14 @@ def listed(path: Path) -> dict[str, set[str]]:
         words = line.split("#", 1)[0].split()
         if not words:
             continue
-        if len(words) != 2 or len(words[1]) != 64 or any(c not in "0123456789abcdef" for c in words[1].lower()):
-            raise TrustFileError(f"{path} line {n}: write KEY_ID and the key's SHA-256 in hex, not {line.strip()!r}")
+        if (
+            len(words) != 2
+            or len(words[1]) != 64
+            or any(c not in "0123456789abcdef" for c in words[1].lower())
+        ):
+            raise TrustFileError(
+                f"{path} line {n}: write KEY_ID and the key's SHA-256 in hex, not {line.strip()!r}"
+            )
         keys.setdefault(words[0], set()).add(words[1].lower())
     return keys
 

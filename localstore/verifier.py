@@ -41,7 +41,9 @@ _MAX_N = 2**20  # a tampered verifier must not make us allocate gigabytes
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     maxmem = 128 * r * (n + p + 2) + 16 * 1024 * 1024
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=SCRYPT_DKLEN)
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=SCRYPT_DKLEN
+    )
 
 
 def _default_n() -> int:
@@ -74,7 +76,13 @@ def parse_verifier(stored: str) -> tuple[int, int, int, bytes, bytes]:
         digest = base64.b64decode(hash_s, validate=True)
     except (ValueError, AttributeError) as exc:
         raise ValueError("malformed password verifier") from exc
-    if scheme != "scrypt" or not (_MIN_N <= n <= _MAX_N) or n & (n - 1) or not (1 <= r <= 32) or not (1 <= p <= 16):
+    if (
+        scheme != "scrypt"
+        or not (_MIN_N <= n <= _MAX_N)
+        or n & (n - 1)
+        or not (1 <= r <= 32)
+        or not (1 <= p <= 16)
+    ):
         raise ValueError("password verifier has unsupported parameters")
     if len(salt) < 8 or len(digest) < 16:
         raise ValueError("malformed password verifier")
@@ -89,8 +97,13 @@ def check_verifier(stored: str, password: str) -> bool:
     except ValueError:
         return False
     candidate = hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-        maxmem=128 * r * (n + p + 2) + 16 * 1024 * 1024, dklen=len(digest),
+        password.encode("utf-8"),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        maxmem=128 * r * (n + p + 2) + 16 * 1024 * 1024,
+        dklen=len(digest),
     )
     return hmac.compare_digest(candidate, digest)
 
@@ -106,7 +119,7 @@ class EarlyCheck:
     user_id: str
     password: str
     verifier: str
-    answer: "Future[bool]"
+    answer: Future[bool]
 
     def matches(self, user_id: str, password: str, verifier: str) -> bool:
         return (self.user_id, self.password, self.verifier) == (user_id, password, verifier)
@@ -135,7 +148,9 @@ def start_check_from_file(store_file: Path, user_id: str, password: str) -> Earl
     try:
         con = sqlite3.connect(f"{store_file.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
         try:
-            row = con.execute("SELECT verifier FROM offline_credentials WHERE user_id = ?", (user_id,)).fetchone()
+            row = con.execute(
+                "SELECT verifier FROM offline_credentials WHERE user_id = ?", (user_id,)
+            ).fetchone()
         finally:
             con.close()
     except sqlite3.Error:

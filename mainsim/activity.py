@@ -16,7 +16,6 @@ import random
 
 from backend_client import wire
 from backend_client.wire import Exchange, OrderType, Product, Side
-
 from mainsim.book import ApiError, Book
 
 log = logging.getLogger("mainsim.activity")
@@ -60,9 +59,16 @@ class Activity:
             price = min(max(inst.last_price + offset, inst.lower_band), inst.upper_band)
         self.count += 1
         req = wire.OrderRequest(
-            client_order_id=f"{PREFIX}{self.seed}-{self.count}", client_id=client, exchange=inst.exchange,
-            symbol=inst.symbol, side=side, quantity=qty, product=Product.MIS,
-            order_type=OrderType.LIMIT if limit else OrderType.MARKET, price=price)
+            client_order_id=f"{PREFIX}{self.seed}-{self.count}",
+            client_id=client,
+            exchange=inst.exchange,
+            symbol=inst.symbol,
+            side=side,
+            quantity=qty,
+            product=Product.MIS,
+            order_type=OrderType.LIMIT if limit else OrderType.MARKET,
+            price=price,
+        )
         try:
             book.place(req, placed_by=PLACED_BY)
         except ApiError:

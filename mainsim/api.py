@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response, WebSocket
 from fastapi.exceptions import RequestValidationError
@@ -27,7 +28,6 @@ from starlette.routing import Match
 
 from backend_client import wire
 from backend_client.wire import API_PREFIX, OrderStatus, Role
-
 from mainsim.auth import Authority, Principal
 from mainsim.book import ApiError, Book
 from mainsim.stream import Hub
@@ -47,15 +47,24 @@ class Sim:
     background: tuple[Callable[[], Any], ...] = ()  # coroutine factories run for the app's lifetime
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None,
-                   headers: dict | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, headers: dict | None = None
+) -> JSONResponse:
     body = wire.ErrorBody(error=wire.ErrorDetail(code=code, message=message, field=field))
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
-HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-              422: "invalid_request", 429: "too_many_requests"}
+HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+}
 
 ERRORS = {code: {"model": wire.ErrorBody} for code in (401, 403, 404, 409, 422)}
 # Reads with a query or path parameter: FastAPI would otherwise document its own 422 body
@@ -94,7 +103,9 @@ def install_error_handlers(app: FastAPI) -> None:
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         if first.get("type") == "json_invalid":  # its loc is ("body", offset): no field to name
             where, why = first["loc"][-1], first.get("ctx", {}).get("error", "")
-            return error_response(422, "invalid_request", f"The body is not valid JSON: {why} at character {where}.")
+            return error_response(
+                422, "invalid_request", f"The body is not valid JSON: {why} at character {where}."
+            )
         field = _field_of(tuple(first.get("loc", ())))
         msg = str(first.get("msg", "invalid request"))
         return error_response(422, "invalid_request", f"{field}: {msg}" if field else msg, field)
@@ -103,7 +114,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(req: Request, exc: StarletteHTTPException):
         status, headers = exc.status_code, getattr(exc, "headers", None)
         detail = exc.detail if isinstance(exc.detail, str) else "request failed"
-        if status == 400:  # FastAPI's answer to a body it could not decode (not UTF-8): invalid input, as above
+        if (
+            status == 400
+        ):  # FastAPI's answer to a body it could not decode (not UTF-8): invalid input, as above
             status, detail = 422, "The body could not be read: it must be JSON in UTF-8."
         elif status == 404 and detail == "Not Found":
             detail = "No such path."
@@ -149,14 +162,20 @@ def create_app(sim: Sim) -> FastAPI:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    app = FastAPI(title="Lifeboat mainsim: reference main backend", version="1", lifespan=lifespan,
-                  description="The broker's main trading system as simulated for demos, drills and tests.")
+    app = FastAPI(
+        title="Lifeboat mainsim: reference main backend",
+        version="1",
+        lifespan=lifespan,
+        description="The broker's main trading system as simulated for demos, drills and tests.",
+    )
     install_error_handlers(app)
     who = bearer_user(auth)
 
     def trader(user: Principal = Depends(who)) -> Principal:
         if not user.can_trade:
-            raise ApiError(403, "forbidden", f"Role {user.role.value} may not place, modify or cancel orders.")
+            raise ApiError(
+                403, "forbidden", f"Role {user.role.value} may not place, modify or cancel orders."
+            )
         return user
 
     def in_scope(user: Principal, client_id: str) -> None:
@@ -181,8 +200,12 @@ def create_app(sim: Sim) -> FastAPI:
     async def health() -> wire.Health:
         return wire.Health(status="ok", trading_date=book.trading_date, server_time=utcnow())
 
-    @app.post(f"{r}/session", response_model=wire.SessionResponse, responses={401: ERRORS[401], 422: ERRORS[422]},
-              tags=["session"])
+    @app.post(
+        f"{r}/session",
+        response_model=wire.SessionResponse,
+        responses={401: ERRORS[401], 422: ERRORS[422]},
+        tags=["session"],
+    )
     async def session(body: wire.SessionRequest) -> wire.SessionResponse:
         resp = await asyncio.get_running_loop().run_in_executor(None, auth.login, body.user_id, body.password)
         if resp is None:
@@ -197,57 +220,88 @@ def create_app(sim: Sim) -> FastAPI:
     async def bod(user: Principal = Depends(who)) -> wire.BodSnapshot:
         sees = user.sees
         return wire.BodSnapshot(
-            trading_date=book.trading_date, generated_at=utcnow(), seq=book.seq, user=auth.user_info(user),
+            trading_date=book.trading_date,
+            generated_at=utcnow(),
+            seq=book.seq,
+            user=auth.user_info(user),
             instruments=list(book.instruments.values()),
             clients=[c for c in book.clients.values() if sees(c.client_id)],
             limits=[lim for lim in book.limits.values() if sees(lim.client_id)],
             positions=[book.marked(p) for p in book.positions.values() if sees(p.client_id)],
-            open_orders=[o for o in book.orders.values() if o.status in wire.OPEN_STATUSES and sees(o.client_id)],
+            open_orders=[
+                o for o in book.orders.values() if o.status in wire.OPEN_STATUSES and sees(o.client_id)
+            ],
             trades=[t for t in book.trades if sees(t.client_id)],
         )
 
-    @app.get(f"{r}/instruments", response_model=list[wire.Instrument], responses={401: ERRORS[401]},
-             tags=["reference"])
+    @app.get(
+        f"{r}/instruments",
+        response_model=list[wire.Instrument],
+        responses={401: ERRORS[401]},
+        tags=["reference"],
+    )
     async def instruments(user: Principal = Depends(who)):
         return list(book.instruments.values())
 
-    @app.get(f"{r}/clients", response_model=list[wire.Client], responses={401: ERRORS[401]}, tags=["reference"])
+    @app.get(
+        f"{r}/clients", response_model=list[wire.Client], responses={401: ERRORS[401]}, tags=["reference"]
+    )
     async def clients(user: Principal = Depends(who)):
         return [c for c in book.clients.values() if user.sees(c.client_id)]
 
-    @app.get(f"{r}/limits", response_model=list[wire.ClientLimit], responses={401: ERRORS[401]}, tags=["reference"])
+    @app.get(
+        f"{r}/limits", response_model=list[wire.ClientLimit], responses={401: ERRORS[401]}, tags=["reference"]
+    )
     async def limits(user: Principal = Depends(who)):
         return [lim for lim in book.limits.values() if user.sees(lim.client_id)]
 
-    @app.get(f"{r}/positions", response_model=list[wire.Position], responses=READ_ERRORS,
-             tags=["book"])
+    @app.get(f"{r}/positions", response_model=list[wire.Position], responses=READ_ERRORS, tags=["book"])
     async def positions(client_id: str | None = Query(None, max_length=64), user: Principal = Depends(who)):
         keep = clients_filter(user, client_id)
         return [book.marked(p) for p in book.positions.values() if keep(p.client_id)]
 
-    @app.get(f"{r}/orders", response_model=list[wire.Order], responses=READ_ERRORS,
-             tags=["orders"])
-    async def orders(client_id: str | None = Query(None, max_length=64), status: OrderStatus | None = None,
-                     user: Principal = Depends(who)):
+    @app.get(f"{r}/orders", response_model=list[wire.Order], responses=READ_ERRORS, tags=["orders"])
+    async def orders(
+        client_id: str | None = Query(None, max_length=64),
+        status: OrderStatus | None = None,
+        user: Principal = Depends(who),
+    ):
         keep = clients_filter(user, client_id)
-        return [o for o in book.orders.values() if keep(o.client_id) and (status is None or o.status is status)]
+        return [
+            o for o in book.orders.values() if keep(o.client_id) and (status is None or o.status is status)
+        ]
 
-    @app.get(f"{r}/orders/by-client-id/{{client_order_id}}", response_model=wire.Order,
-             responses={**READ_ERRORS, 404: ERRORS[404]}, tags=["orders"])
+    @app.get(
+        f"{r}/orders/by-client-id/{{client_order_id}}",
+        response_model=wire.Order,
+        responses={**READ_ERRORS, 404: ERRORS[404]},
+        tags=["orders"],
+    )
     async def order_by_client_id(client_order_id: str, user: Principal = Depends(who)):
         order_id = book.by_coid.get(client_order_id)
         if order_id is None:
             raise ApiError(404, "not_found", f"No order with client_order_id {client_order_id}.")
         return scoped_order(user, order_id)
 
-    @app.get(f"{r}/orders/{{order_id}}", response_model=wire.Order,
-             responses={**READ_ERRORS, 404: ERRORS[404]}, tags=["orders"])
+    @app.get(
+        f"{r}/orders/{{order_id}}",
+        response_model=wire.Order,
+        responses={**READ_ERRORS, 404: ERRORS[404]},
+        tags=["orders"],
+    )
     async def order(order_id: str, user: Principal = Depends(who)):
         return scoped_order(user, order_id)
 
-    @app.post(f"{r}/orders", response_model=wire.Order, status_code=201, tags=["orders"],
-              responses={200: {"model": wire.Order, "description": "Already accepted with these parameters"},
-                         **ERRORS})
+    @app.post(
+        f"{r}/orders",
+        response_model=wire.Order,
+        status_code=201,
+        tags=["orders"],
+        responses={
+            200: {"model": wire.Order, "description": "Already accepted with these parameters"},
+            **ERRORS,
+        },
+    )
     async def place(body: wire.OrderRequest, response: Response, user: Principal = Depends(trader)):
         if body.client_id in book.clients and not user.sees(body.client_id):
             raise ApiError(403, "forbidden", f"Client {body.client_id} is outside your scope.", "client_id")
@@ -264,8 +318,7 @@ def create_app(sim: Sim) -> FastAPI:
     async def cancel(order_id: str, user: Principal = Depends(trader)):
         return book.cancel(scoped_order(user, order_id))
 
-    @app.get(f"{r}/trades", response_model=list[wire.Trade], responses=READ_ERRORS,
-             tags=["book"])
+    @app.get(f"{r}/trades", response_model=list[wire.Trade], responses=READ_ERRORS, tags=["book"])
     async def trades(client_id: str | None = Query(None, max_length=64), user: Principal = Depends(who)):
         keep = clients_filter(user, client_id)
         return [t for t in book.trades if keep(t.client_id)]
@@ -291,15 +344,19 @@ def create_app(sim: Sim) -> FastAPI:
         await hub.serve(ws, user, since, book_backlog(book))
 
     if sim.faults is not None:
+
         @app.get(f"{r}/admin/faults", response_model=wire.FaultState, responses=ERRORS, tags=["admin"])
         async def fault_state(user: Principal = Depends(who)):
             _supervisor(user)
             return sim.faults.state()
 
         @app.post(f"{r}/admin/faults", response_model=wire.FaultState, responses=ERRORS, tags=["admin"])
-        async def set_fault(body: wire.FaultRequest, request: Request, response: Response,
-                            user: Principal = Depends(who)):
-            _supervisor(user)  # asked on the public port: replied first, the fault begins after (faultcontrol.py)
+        async def set_fault(
+            body: wire.FaultRequest, request: Request, response: Response, user: Principal = Depends(who)
+        ):
+            _supervisor(
+                user
+            )  # asked on the public port: replied first, the fault begins after (faultcontrol.py)
             return await sim.faults.set(body.mode, body.duration_s, peer=request.client, response=response)
 
     return app
@@ -315,4 +372,5 @@ def book_backlog(book: Book):
         if after < book.pruned_to:
             return None
         return book.store.events_between(after, upto)
+
     return backlog

@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from backend_client import wire
 from backend_client.wire import Role
-
 from mainsim.store import Store
 from mainsim.tradingday import end_of_day_utc, utcnow
 
@@ -69,8 +68,11 @@ class Authority:
         self._secret = secret
         self._key = Ed25519PrivateKey.from_private_bytes(wire.b64decode(key_b64))
         raw_pub = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        self.public_key = wire.PublicKey(key_id=hashlib.sha256(raw_pub).hexdigest()[:16], algorithm="Ed25519",
-                                         public_key=wire.b64encode(raw_pub))
+        self.public_key = wire.PublicKey(
+            key_id=hashlib.sha256(raw_pub).hexdigest()[:16],
+            algorithm="Ed25519",
+            public_key=wire.b64encode(raw_pub),
+        )
         self._users = {u: (Role(role), salt, h) for u, role, salt, h in store.users()}
 
     def principal(self, user_id: str) -> Principal | None:
@@ -91,23 +93,38 @@ class Authority:
         who = self.principal(user_id)
         now = utcnow().replace(microsecond=0)
         expires = now + TOKEN_TTL
-        token = jwt.encode({"sub": user_id, "role": role.value, "iat": now, "exp": expires}, self._secret,
-                           algorithm="HS256")
+        token = jwt.encode(
+            {"sub": user_id, "role": role.value, "iat": now, "exp": expires}, self._secret, algorithm="HS256"
+        )
         client_ids = sorted(who.scope) if who.scope is not None else self._all_clients()
         user = wire.UserInfo(user_id=user_id, role=role, client_ids=client_ids)
-        claims = wire.GrantClaims(user_id=user_id, role=role, client_ids=client_ids, trading_date=self.trading_date,
-                                  issued_at=now, valid_until=end_of_day_utc(self.trading_date),
-                                  key_id=self.public_key.key_id)
+        claims = wire.GrantClaims(
+            user_id=user_id,
+            role=role,
+            client_ids=client_ids,
+            trading_date=self.trading_date,
+            issued_at=now,
+            valid_until=end_of_day_utc(self.trading_date),
+            key_id=self.public_key.key_id,
+        )
         signature = wire.b64encode(self._key.sign(wire.grant_signing_bytes(claims)))
-        return wire.SessionResponse(access_token=token, expires_at=expires, user=user,
-                                    offline_grant=wire.OfflineGrant(claims=claims, signature=signature))
+        return wire.SessionResponse(
+            access_token=token,
+            expires_at=expires,
+            user=user,
+            offline_grant=wire.OfflineGrant(claims=claims, signature=signature),
+        )
 
     def verify(self, token: str) -> Principal | None:
         try:
             # exp and iat are checked against mainsim's own clock (tradingday.utcnow, which a
             # drill or test may shift), not PyJWT's reading of the real one
-            claims = jwt.decode(token, self._secret, algorithms=["HS256"],
-                                options={"require": ["exp", "sub"], "verify_exp": False, "verify_iat": False})
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                options={"require": ["exp", "sub"], "verify_exp": False, "verify_iat": False},
+            )
         except jwt.PyJWTError:
             return None
         exp = claims.get("exp")

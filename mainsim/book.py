@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
-from typing import Callable
 
 from backend_client import wire
 from backend_client.wire import OrderStatus, OrderType, Side, Validity
-
 from mainsim import positions as posmath
 from mainsim.orderchecks import Reject, check_limits, check_shape
 from mainsim.store import Changes, Store, position_key
@@ -34,14 +33,20 @@ class ApiError(Exception):
 
 
 class Book:
-    def __init__(self, store: Store, trading_date: date, publish: Callable[[list[tuple[int, str, str]]], None],
-                 retention: int = 200_000):
+    def __init__(
+        self,
+        store: Store,
+        trading_date: date,
+        publish: Callable[[list[tuple[int, str, str]]], None],
+        retention: int = 200_000,
+    ):
         self.store = store
         self.trading_date = trading_date
         self.publish = publish
         self.retention = retention
         self.instruments: dict[tuple[wire.Exchange, str], wire.Instrument] = {
-            (i.exchange, i.symbol): i for i in store.instruments()}
+            (i.exchange, i.symbol): i for i in store.instruments()
+        }
         self.clients: dict[str, wire.Client] = {c.client_id: c for c in store.clients()}
         self.limits: dict[str, wire.ClientLimit] = {lim.client_id: lim for lim in store.limits()}
         self.orders: dict[str, wire.Order] = {}
@@ -74,7 +79,9 @@ class Book:
             self.resting[(order.exchange, order.symbol)][order.order_id] = order
 
     def clients_of(self, dealer_id: str | None) -> list[str]:
-        return sorted(c.client_id for c in self.clients.values() if dealer_id is None or c.dealer_id == dealer_id)
+        return sorted(
+            c.client_id for c in self.clients.values() if dealer_id is None or c.dealer_id == dealer_id
+        )
 
     def last_price(self, p: wire.Position) -> Decimal:
         inst = self.instruments.get((p.exchange, p.symbol))
@@ -105,10 +112,19 @@ class Book:
     def _fill(self, order: wire.Order, inst: wire.Instrument, ch: Changes) -> None:
         now = utcnow()
         price = inst.last_price
-        trade = wire.Trade(trade_id=f"T{self.next_trade:09d}", order_id=order.order_id,
-                           client_order_id=order.client_order_id, client_id=order.client_id, exchange=order.exchange,
-                           symbol=order.symbol, side=order.side, product=order.product, quantity=order.quantity,
-                           price=price, traded_at=now)
+        trade = wire.Trade(
+            trade_id=f"T{self.next_trade:09d}",
+            order_id=order.order_id,
+            client_order_id=order.client_order_id,
+            client_id=order.client_id,
+            exchange=order.exchange,
+            symbol=order.symbol,
+            side=order.side,
+            product=order.product,
+            quantity=order.quantity,
+            price=price,
+            traded_at=now,
+        )
         ch.trades.append((self.next_trade, trade))
         self.next_trade += 1
         self.trades.append(trade)
@@ -141,7 +157,8 @@ class Book:
             changed = True
         if order.status is OrderStatus.OPEN:
             if order.order_type in (OrderType.MARKET, OrderType.SL_M) or (
-                    last <= order.price if buy else last >= order.price):
+                last <= order.price if buy else last >= order.price
+            ):
                 self._fill(order, inst, ch)
                 changed = True
         return changed
@@ -177,20 +194,37 @@ class Book:
             original = self.requests[known]
             if original.client_id == req.client_id and original.same_parameters(req):
                 return self.orders[known], False
-            raise ApiError(409, "idempotency_conflict",
-                           f"client_order_id {req.client_order_id} was already used for a different order.",
-                           "client_order_id")
+            raise ApiError(
+                409,
+                "idempotency_conflict",
+                f"client_order_id {req.client_order_id} was already used for a different order.",
+                "client_order_id",
+            )
         inst = self._validate(req)
         now = utcnow()
         num = self.next_order
         order = wire.Order(
-            order_id=f"O{num:09d}", client_order_id=req.client_order_id, client_id=req.client_id,
-            exchange=req.exchange, symbol=req.symbol, side=req.side, quantity=req.quantity, filled_quantity=0,
-            average_price=Decimal(0), product=req.product, order_type=req.order_type,
-            price=req.price if req.price else None, trigger_price=req.trigger_price if req.trigger_price else None,
-            validity=req.validity, disclosed_quantity=req.disclosed_quantity,
-            status=OrderStatus.TRIGGER_PENDING if req.order_type in (OrderType.SL, OrderType.SL_M) else OrderStatus.OPEN,
-            placed_by=placed_by, created_at=now, updated_at=now,
+            order_id=f"O{num:09d}",
+            client_order_id=req.client_order_id,
+            client_id=req.client_id,
+            exchange=req.exchange,
+            symbol=req.symbol,
+            side=req.side,
+            quantity=req.quantity,
+            filled_quantity=0,
+            average_price=Decimal(0),
+            product=req.product,
+            order_type=req.order_type,
+            price=req.price if req.price else None,
+            trigger_price=req.trigger_price if req.trigger_price else None,
+            validity=req.validity,
+            disclosed_quantity=req.disclosed_quantity,
+            status=OrderStatus.TRIGGER_PENDING
+            if req.order_type in (OrderType.SL, OrderType.SL_M)
+            else OrderStatus.OPEN,
+            placed_by=placed_by,
+            created_at=now,
+            updated_at=now,
         )
         ch = Changes()
         self._settle(order, inst, ch)
@@ -210,20 +244,38 @@ class Book:
 
     def modify(self, order: wire.Order, change: wire.OrderModify) -> wire.Order:
         if order.status not in wire.OPEN_STATUSES:
-            raise ApiError(422, "not_open", f"Order {order.order_id} is {order.status.value}, not open.", "order_id")
+            raise ApiError(
+                422, "not_open", f"Order {order.order_id} is {order.status.value}, not open.", "order_id"
+            )
         updates = change.model_dump(exclude_unset=True, exclude_none=True)
         if not updates:
             raise ApiError(422, "invalid_request", "Nothing to modify: give at least one field.")
         current = wire.OrderRequest(
-            client_order_id=order.client_order_id, client_id=order.client_id, exchange=order.exchange,
-            symbol=order.symbol, side=order.side, quantity=order.quantity, product=order.product,
-            order_type=order.order_type, price=order.price, trigger_price=order.trigger_price,
-            validity=order.validity, disclosed_quantity=order.disclosed_quantity)
+            client_order_id=order.client_order_id,
+            client_id=order.client_id,
+            exchange=order.exchange,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=order.quantity,
+            product=order.product,
+            order_type=order.order_type,
+            price=order.price,
+            trigger_price=order.trigger_price,
+            validity=order.validity,
+            disclosed_quantity=order.disclosed_quantity,
+        )
         merged = current.model_copy(update=updates)
-        if "order_type" in updates and merged.order_type in (OrderType.MARKET, OrderType.SL_M) and "price" not in updates:
+        if (
+            "order_type" in updates
+            and merged.order_type in (OrderType.MARKET, OrderType.SL_M)
+            and "price" not in updates
+        ):
             merged.price = None
-        if "order_type" in updates and merged.order_type in (OrderType.MARKET, OrderType.LIMIT) \
-                and "trigger_price" not in updates:
+        if (
+            "order_type" in updates
+            and merged.order_type in (OrderType.MARKET, OrderType.LIMIT)
+            and "trigger_price" not in updates
+        ):
             merged.trigger_price = None
         inst = self._validate(merged)
         ch = Changes()
@@ -233,8 +285,11 @@ class Book:
         order.order_type = merged.order_type
         order.validity = merged.validity
         order.disclosed_quantity = merged.disclosed_quantity
-        if merged.order_type in (OrderType.SL, OrderType.SL_M) and order.status is OrderStatus.OPEN \
-                and "trigger_price" in updates:
+        if (
+            merged.order_type in (OrderType.SL, OrderType.SL_M)
+            and order.status is OrderStatus.OPEN
+            and "trigger_price" in updates
+        ):
             order.status = OrderStatus.TRIGGER_PENDING
         if merged.order_type in (OrderType.MARKET, OrderType.LIMIT):
             order.status = OrderStatus.OPEN
@@ -247,7 +302,9 @@ class Book:
 
     def cancel(self, order: wire.Order) -> wire.Order:
         if order.status not in wire.OPEN_STATUSES:
-            raise ApiError(422, "not_open", f"Order {order.order_id} is {order.status.value}, not open.", "order_id")
+            raise ApiError(
+                422, "not_open", f"Order {order.order_id} is {order.status.value}, not open.", "order_id"
+            )
         order.status = OrderStatus.CANCELLED
         order.status_reason = "cancelled by user"
         order.updated_at = utcnow()

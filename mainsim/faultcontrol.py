@@ -22,7 +22,6 @@ from datetime import timedelta
 
 from backend_client import wire
 from backend_client.wire import FaultMode
-
 from mainsim.faultproxy import FaultProxy
 from mainsim.tradingday import utcnow
 
@@ -40,7 +39,9 @@ class FaultControl:
     def state(self) -> wire.FaultState:
         return wire.FaultState(mode=self.mode, until=self.until)
 
-    async def set(self, mode: FaultMode, duration_s: float | None, *, peer=None, response=None) -> wire.FaultState:
+    async def set(
+        self, mode: FaultMode, duration_s: float | None, *, peer=None, response=None
+    ) -> wire.FaultState:
         """``peer``: the request's client address as the server saw it; ``response``: the reply's
         headers (FastAPI's Response parameter), given ``connection: close`` when the proxy carries it."""
         if self._timer is not None:
@@ -61,10 +62,14 @@ class FaultControl:
         if duration_s and mode is not FaultMode.NONE:
             self.until = utcnow() + timedelta(seconds=duration_s)
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(duration_s, lambda: asyncio.ensure_future(self.set(FaultMode.NONE, None)))
+            self._timer = loop.call_later(
+                duration_s, lambda: asyncio.ensure_future(self.set(FaultMode.NONE, None))
+            )
         return self.state()
 
     async def _after_reply(self, link, mode: FaultMode) -> None:
         if not await self.proxy.ended(link):
-            log.warning("fault %s: the reply's connection did not close within 2 s; starting it anyway", mode.value)
+            log.warning(
+                "fault %s: the reply's connection did not close within 2 s; starting it anyway", mode.value
+            )
         await self.proxy.set_mode(mode)

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from backend_client.wire import ErrorBody, ErrorDetail, FaultMode
 
 CHUNK = 65536
-ERROR_BODY = ErrorBody(error=ErrorDetail(code="unavailable",
-                                         message="The main system is unavailable (simulated fault).")).model_dump_json()
+ERROR_BODY = ErrorBody(
+    error=ErrorDetail(code="unavailable", message="The main system is unavailable (simulated fault).")
+).model_dump_json()
 ERROR_REPLY = (
     "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
     f"content-length: {len(ERROR_BODY)}\r\nconnection: close\r\n\r\n{ERROR_BODY}"
@@ -59,8 +60,17 @@ async def _closed(writer: asyncio.StreamWriter) -> None:
 
 
 class FaultProxy:
-    def __init__(self, listen_host: str, listen_port: int, target_host: str, target_port: int, *,
-                 latency_ms: float = 0, jitter_ms: float = 0, seed: int | None = None):
+    def __init__(
+        self,
+        listen_host: str,
+        listen_port: int,
+        target_host: str,
+        target_port: int,
+        *,
+        latency_ms: float = 0,
+        jitter_ms: float = 0,
+        seed: int | None = None,
+    ):
         self.listen_host, self.port = listen_host, listen_port
         self.target_host, self.target_port = target_host, target_port
         self.latency_ms, self.jitter_ms = latency_ms, jitter_ms
@@ -71,14 +81,16 @@ class FaultProxy:
         self._flowing: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self) -> "FaultProxy":
+    async def start(self) -> FaultProxy:
         self._flowing = asyncio.Event()
         self._flowing.set()
         await self._bind()
         return self
 
     async def _bind(self) -> None:
-        self._server = await asyncio.start_server(self._accept, self.listen_host, self.port, reuse_address=True)
+        self._server = await asyncio.start_server(
+            self._accept, self.listen_host, self.port, reuse_address=True
+        )
         self.port = self._server.sockets[0].getsockname()[1]  # keep the same port on every re-bind
 
     def _unbind(self) -> None:
@@ -137,7 +149,7 @@ class FaultProxy:
         try:
             await asyncio.wait_for(link.done.wait(), timeout)
             await asyncio.wait_for(_closed(link.client), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
@@ -171,8 +183,10 @@ class FaultProxy:
                 _rst(writer)
                 return
             link.upstream = up_writer
-            link.tasks = [asyncio.ensure_future(self._pump(reader, up_writer)),
-                          asyncio.ensure_future(self._pump(up_reader, writer))]
+            link.tasks = [
+                asyncio.ensure_future(self._pump(reader, up_writer)),
+                asyncio.ensure_future(self._pump(up_reader, writer)),
+            ]
             await asyncio.wait(link.tasks, return_when=asyncio.FIRST_COMPLETED)
         except (OSError, asyncio.CancelledError):
             pass
@@ -190,7 +204,7 @@ class FaultProxy:
     async def _answer_error(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             pass
         writer.write(ERROR_REPLY)
         try:
@@ -220,8 +234,9 @@ class FaultProxy:
 class ThreadedFaultProxy:
     """A FaultProxy on its own event loop in a daemon thread, for synchronous tests."""
 
-    def __init__(self, target_host: str, target_port: int, listen_host: str = "127.0.0.1", listen_port: int = 0,
-                 **kw):
+    def __init__(
+        self, target_host: str, target_port: int, listen_host: str = "127.0.0.1", listen_port: int = 0, **kw
+    ):
         self.proxy = FaultProxy(listen_host, listen_port, target_host, target_port, **kw)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fault-proxy", daemon=True)
@@ -229,7 +244,7 @@ class ThreadedFaultProxy:
     def _call(self, coro, timeout: float = 10):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    def start(self) -> "ThreadedFaultProxy":
+    def start(self) -> ThreadedFaultProxy:
         self._thread.start()
         self._call(self.proxy.start())
         return self
@@ -247,6 +262,7 @@ class ThreadedFaultProxy:
     def reset(self) -> None:
         async def _reset():
             self.proxy.reset()
+
         self._call(_reset())
 
     def stop(self) -> None:
@@ -255,7 +271,7 @@ class ThreadedFaultProxy:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
 
-    def __enter__(self) -> "ThreadedFaultProxy":
+    def __enter__(self) -> ThreadedFaultProxy:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -11,7 +11,6 @@ import random
 import time
 
 from backend_client import wire
-
 from mainsim.book import Book
 from mainsim.tradingday import utcnow
 
@@ -44,12 +43,16 @@ class Market:
 
     def tick_message(self, moved: list[wire.Instrument]) -> str:
         return wire.TickMsg(
-            type="tick", seq=self.book.seq, server_time=utcnow(),
+            type="tick",
+            seq=self.book.seq,
+            server_time=utcnow(),
             ticks=[wire.Tick(exchange=i.exchange, symbol=i.symbol, last_price=i.last_price) for i in moved],
         ).model_dump_json()
 
     def save_prices(self) -> None:
-        self.book.store.save_prices((i.exchange.value, i.symbol, str(i.last_price)) for i in self._instruments)
+        self.book.store.save_prices(
+            (i.exchange.value, i.symbol, str(i.last_price)) for i in self._instruments
+        )
 
     async def run(self) -> None:
         last_save = time.monotonic()

@@ -22,8 +22,13 @@ def check_shape(req: wire.OrderRequest, inst: wire.Instrument | None) -> wire.In
     return inst
 
 
-def check_limits(req: wire.OrderRequest, inst: wire.Instrument, limit: wire.ClientLimit | None,
-                 positions: list[wire.Position], last_price_of) -> None:
+def check_limits(
+    req: wire.OrderRequest,
+    inst: wire.Instrument,
+    limit: wire.ClientLimit | None,
+    positions: list[wire.Position],
+    last_price_of,
+) -> None:
     """Risk checks.  An order that only reduces its position (a square-off) skips the
     order-value check, and exposure is only refused when the order increases it."""
     if limit is None:
@@ -35,10 +40,17 @@ def check_limits(req: wire.OrderRequest, inst: wire.Instrument, limit: wire.Clie
     ref_price = req.price if req.price else inst.last_price
     value = req.quantity * ref_price
     if not reducing and value > limit.max_order_value:
-        raise Reject("order_value_limit", f"Order value {value:.2f} is above the client's limit "
-                                          f"{limit.max_order_value}.", "quantity")
+        raise Reject(
+            "order_value_limit",
+            f"Order value {value:.2f} is above the client's limit {limit.max_order_value}.",
+            "quantity",
+        )
     before = sum(abs(p.net_quantity) * last_price_of(p) for p in positions)
     after = before - abs(current_net) * inst.last_price + abs(current_net + signed) * inst.last_price
     if after > before and after > limit.max_gross_exposure:
-        raise Reject("exposure_limit", f"Gross exposure after this order ({after:.2f}) would be above the client's "
-                                       f"limit {limit.max_gross_exposure}.", "quantity")
+        raise Reject(
+            "exposure_limit",
+            f"Gross exposure after this order ({after:.2f}) would be above the client's "
+            f"limit {limit.max_gross_exposure}.",
+            "quantity",
+        )

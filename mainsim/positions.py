@@ -19,14 +19,33 @@ def mark(pos: wire.Position, last_price: Decimal) -> wire.Position:
     return pos
 
 
-def flat(client_id: str, exchange: wire.Exchange, symbol: str, product: wire.Product, last_price: Decimal,
-         at: datetime) -> wire.Position:
-    return wire.Position(client_id=client_id, exchange=exchange, symbol=symbol, product=product, net_quantity=0,
-                         average_price=Decimal(0), last_price=last_price, realised_pnl=Decimal(0), mtm=Decimal(0),
-                         buy_quantity=0, sell_quantity=0, updated_at=at)
+def flat(
+    client_id: str,
+    exchange: wire.Exchange,
+    symbol: str,
+    product: wire.Product,
+    last_price: Decimal,
+    at: datetime,
+) -> wire.Position:
+    return wire.Position(
+        client_id=client_id,
+        exchange=exchange,
+        symbol=symbol,
+        product=product,
+        net_quantity=0,
+        average_price=Decimal(0),
+        last_price=last_price,
+        realised_pnl=Decimal(0),
+        mtm=Decimal(0),
+        buy_quantity=0,
+        sell_quantity=0,
+        updated_at=at,
+    )
 
 
-def apply_fill(pos: wire.Position, side: wire.Side, quantity: int, price: Decimal, at: datetime) -> wire.Position:
+def apply_fill(
+    pos: wire.Position, side: wire.Side, quantity: int, price: Decimal, at: datetime
+) -> wire.Position:
     """Book one fill into a position (in place)."""
     sign = 1 if side is wire.Side.BUY else -1
     net, avg = pos.net_quantity, pos.average_price
@@ -35,7 +54,9 @@ def apply_fill(pos: wire.Position, side: wire.Side, quantity: int, price: Decima
         avg = (abs(net) * avg + quantity * price) / abs(new_net)
     else:  # reducing, maybe through zero
         closing = min(quantity, abs(net))
-        pos.realised_pnl = (pos.realised_pnl + closing * (price - avg) * (1 if net > 0 else -1)).quantize(MONEY_Q)
+        pos.realised_pnl = (pos.realised_pnl + closing * (price - avg) * (1 if net > 0 else -1)).quantize(
+            MONEY_Q
+        )
         if new_net == 0:
             avg = Decimal(0)
         elif (new_net > 0) != (net > 0):

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-
 from mainsim import seed as demo
+from mainsim import witness
 from mainsim.activity import Activity
 from mainsim.api import Sim, create_app
 from mainsim.auth import Authority, new_user_row
@@ -27,7 +27,6 @@ from mainsim.market import Market
 from mainsim.store import Changes, Store
 from mainsim.stream import Hub
 from mainsim.tradingday import today_ist
-from mainsim import witness
 
 log = logging.getLogger("mainsim")
 
@@ -59,7 +58,10 @@ def open_store(cfg: SimConfig, trading_date: date) -> Store:
         store.write_seed(
             meta={"seed": str(cfg.seed), "seed_trading_date": trading_date.isoformat()},
             users=[new_user_row(u, role, demo.DEMO_PASSWORD) for u, role in demo.USERS],
-            clients=data.clients, limits=data.limits, instruments=data.instruments, changes=ch,
+            clients=data.clients,
+            limits=data.limits,
+            instruments=data.instruments,
+            changes=ch,
         )
     return store
 
@@ -69,14 +71,17 @@ def build(cfg: SimConfig, faults=None) -> tuple[Sim, Store]:
     trading_date = cfg.trading_date or today_ist()
     store = open_store(cfg, trading_date)
     hub_ref: list[Hub] = []
-    book = Book(store, trading_date, publish=lambda events: hub_ref[0].publish_events(events), retention=cfg.retention)
+    book = Book(
+        store, trading_date, publish=lambda events: hub_ref[0].publish_events(events), retention=cfg.retention
+    )
     hub = Hub(lambda: book.seq, cfg.heartbeat_ms, trading_date)
     hub_ref.append(hub)
     auth = Authority(store, trading_date, book.clients_of)
     market = Market(book, cfg.seed, cfg.tick_ms, hub.broadcast)
     activity = Activity(book, cfg.seed, cfg.activity)
-    sim = Sim(book=book, auth=auth, hub=hub, faults=faults,
-              background=(market.run, hub.heartbeats, activity.run))
+    sim = Sim(
+        book=book, auth=auth, hub=hub, faults=faults, background=(market.run, hub.heartbeats, activity.run)
+    )
     sim.market = market
     return sim, store
 
@@ -123,6 +128,7 @@ async def run(cfg: SimConfig) -> int:
     sim, store = build(cfg, control)
     app = create_app(sim)
     witness.install(app, sim.auth, store)  # the consoles' audit checkpoints (mainsim/witness.py)
+
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self):
@@ -135,8 +141,15 @@ async def run(cfg: SimConfig) -> int:
                 for sig, handler in originals.items():
                     signal.signal(sig, handler)
 
-    config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", ws_per_message_deflate=False,
-                            lifespan="on", timeout_graceful_shutdown=3, access_log=False)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        lifespan="on",
+        timeout_graceful_shutdown=3,
+        access_log=False,
+    )
     server = Server(config)
     serving = asyncio.ensure_future(server.serve(sockets=[inner]))
     while not server.started:
@@ -165,22 +178,43 @@ async def run(cfg: SimConfig) -> int:
     return 0
 
 
-def serve(host: str = "127.0.0.1", port: int = 8700, db: Path = Path("mainsim.db"), seed: int = 7,
-          heartbeat_ms: int = 250, allow_faults: bool = False, ready_file: Path | None = None,
-          activity: float = 0.0, tick_ms: int = 500, trading_date: date | None = None,
-          retention: int = 200_000) -> int:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8700,
+    db: Path = Path("mainsim.db"),
+    seed: int = 7,
+    heartbeat_ms: int = 250,
+    allow_faults: bool = False,
+    ready_file: Path | None = None,
+    activity: float = 0.0,
+    tick_ms: int = 500,
+    trading_date: date | None = None,
+    retention: int = 200_000,
+) -> int:
     """Run mainsim until SIGTERM/SIGINT.  Returns the process exit code."""
     import warnings
 
     # FastAPI's body parameter under pydantic >= 2.12: a known false positive (pydantic#12356) printed
     # at the first POST; the schema and the validation are unchanged.  Only this exact warning is hidden.
-    warnings.filterwarnings("ignore", message=r"The 'alias' attribute with value 'body' was provided",
-                            category=UserWarning)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    cfg = SimConfig(host=host, port=port, db=Path(db), seed=seed, heartbeat_ms=heartbeat_ms,
-                    allow_faults=allow_faults, ready_file=Path(ready_file) if ready_file else None,
-                    activity=activity, tick_ms=tick_ms, trading_date=trading_date, retention=retention)
+    warnings.filterwarnings(
+        "ignore", message=r"The 'alias' attribute with value 'body' was provided", category=UserWarning
+    )
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    cfg = SimConfig(
+        host=host,
+        port=port,
+        db=Path(db),
+        seed=seed,
+        heartbeat_ms=heartbeat_ms,
+        allow_faults=allow_faults,
+        ready_file=Path(ready_file) if ready_file else None,
+        activity=activity,
+        tick_ms=tick_ms,
+        trading_date=trading_date,
+        retention=retention,
+    )
     try:
         return asyncio.run(run(cfg))
     except OSError as exc:

@@ -9,10 +9,10 @@ the store never needs to know more about an order than the wire does.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterable
 
 from backend_client import wire
 
@@ -41,15 +41,27 @@ CREATE TABLE IF NOT EXISTS checkpoints(
 CREATE INDEX IF NOT EXISTS ix_checkpoints_seq ON checkpoints(console_id, seq);
 """
 
-_CHECKPOINT_COLUMNS = ("console_id", "number", "seq", "head_hash", "at", "mode", "reason", "public_key", "signature",
-                       "witnessed_at")
+_CHECKPOINT_COLUMNS = (
+    "console_id",
+    "number",
+    "seq",
+    "head_hash",
+    "at",
+    "mode",
+    "reason",
+    "public_key",
+    "signature",
+    "witnessed_at",
+)
 
 
 @dataclass
 class Changes:
     """What one acknowledged action changed; committed atomically by Store.commit."""
 
-    orders: dict[str, tuple[int, wire.Order, str | None]] = field(default_factory=dict)  # id -> (num, order, request json)
+    orders: dict[str, tuple[int, wire.Order, str | None]] = field(
+        default_factory=dict
+    )  # id -> (num, order, request json)
     trades: list[tuple[int, wire.Trade]] = field(default_factory=list)
     positions: dict[tuple, wire.Position] = field(default_factory=dict)
     events: list[tuple[int, str, str]] = field(default_factory=list)  # (seq, client_id, message json)
@@ -86,17 +98,28 @@ class Store:
         return self.meta("seeded") == "1"
 
     # ----------------------------------------------------------------- seeding
-    def write_seed(self, *, meta: dict[str, str], users: Iterable[tuple[str, str, bytes, bytes]],
-                   clients: list[wire.Client], limits: list[wire.ClientLimit],
-                   instruments: list[wire.Instrument], changes: Changes) -> None:
+    def write_seed(
+        self,
+        *,
+        meta: dict[str, str],
+        users: Iterable[tuple[str, str, bytes, bytes]],
+        clients: list[wire.Client],
+        limits: list[wire.ClientLimit],
+        instruments: list[wire.Instrument],
+        changes: Changes,
+    ) -> None:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             for k, v in meta.items():
                 db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (k, v))
             db.executemany("INSERT INTO users VALUES(?,?,?,?)", list(users))
-            db.executemany("INSERT INTO clients VALUES(?,?)", [(c.client_id, c.model_dump_json()) for c in clients])
-            db.executemany("INSERT INTO limits VALUES(?,?)", [(c.client_id, c.model_dump_json()) for c in limits])
+            db.executemany(
+                "INSERT INTO clients VALUES(?,?)", [(c.client_id, c.model_dump_json()) for c in clients]
+            )
+            db.executemany(
+                "INSERT INTO limits VALUES(?,?)", [(c.client_id, c.model_dump_json()) for c in limits]
+            )
             db.executemany(
                 "INSERT INTO instruments VALUES(?,?,?,?)",
                 [(i.exchange.value, i.symbol, i.model_dump_json(), str(i.last_price)) for i in instruments],
@@ -113,14 +136,22 @@ class Store:
         return self.db.execute("SELECT user_id, role, salt, pw_hash FROM users ORDER BY user_id").fetchall()
 
     def clients(self) -> list[wire.Client]:
-        return [wire.Client.model_validate_json(r[0]) for r in self.db.execute("SELECT data FROM clients ORDER BY client_id")]
+        return [
+            wire.Client.model_validate_json(r[0])
+            for r in self.db.execute("SELECT data FROM clients ORDER BY client_id")
+        ]
 
     def limits(self) -> list[wire.ClientLimit]:
-        return [wire.ClientLimit.model_validate_json(r[0]) for r in self.db.execute("SELECT data FROM limits ORDER BY client_id")]
+        return [
+            wire.ClientLimit.model_validate_json(r[0])
+            for r in self.db.execute("SELECT data FROM limits ORDER BY client_id")
+        ]
 
     def instruments(self) -> list[wire.Instrument]:
         out = []
-        for data, last in self.db.execute("SELECT data, last_price FROM instruments ORDER BY exchange, symbol"):
+        for data, last in self.db.execute(
+            "SELECT data, last_price FROM instruments ORDER BY exchange, symbol"
+        ):
             inst = wire.Instrument.model_validate_json(data)
             inst.last_price = Decimal(last)
             out.append(inst)
@@ -133,10 +164,15 @@ class Store:
         ]
 
     def trades(self) -> list[tuple[int, wire.Trade]]:
-        return [(num, wire.Trade.model_validate_json(d)) for num, d in self.db.execute("SELECT num, data FROM trades ORDER BY num")]
+        return [
+            (num, wire.Trade.model_validate_json(d))
+            for num, d in self.db.execute("SELECT num, data FROM trades ORDER BY num")
+        ]
 
     def positions(self) -> list[wire.Position]:
-        return [wire.Position.model_validate_json(r[0]) for r in self.db.execute("SELECT data FROM positions")]
+        return [
+            wire.Position.model_validate_json(r[0]) for r in self.db.execute("SELECT data FROM positions")
+        ]
 
     def max_seq(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
@@ -164,7 +200,9 @@ class Store:
                 )
             else:
                 db.execute("UPDATE orders SET data=? WHERE num=?", (order.model_dump_json(), num))
-        db.executemany("INSERT INTO trades VALUES(?,?,?)", [(n, t.trade_id, t.model_dump_json()) for n, t in ch.trades])
+        db.executemany(
+            "INSERT INTO trades VALUES(?,?,?)", [(n, t.trade_id, t.model_dump_json()) for n, t in ch.trades]
+        )
         db.executemany(
             "INSERT OR REPLACE INTO positions VALUES(?,?,?,?,?)",
             [(*k, p.model_dump_json()) for k, p in ch.positions.items()],
@@ -173,16 +211,21 @@ class Store:
 
     # ----------------------------------------------------------------- witnessed audit checkpoints (mainsim.witness)
     def checkpoint_key(self, console_id: str) -> str | None:
-        row = self.db.execute("SELECT public_key FROM checkpoint_keys WHERE console_id=?", (console_id,)).fetchone()
+        row = self.db.execute(
+            "SELECT public_key FROM checkpoint_keys WHERE console_id=?", (console_id,)
+        ).fetchone()
         return row[0] if row else None
 
     def register_checkpoint_key(self, console_id: str, public_key: str, user_id: str, at: str) -> None:
         """One key per console: a re-enrolled console's new key replaces the old one (one statement)."""
-        self.db.execute("INSERT OR REPLACE INTO checkpoint_keys VALUES(?,?,?,?)", (console_id, public_key, user_id, at))
+        self.db.execute(
+            "INSERT OR REPLACE INTO checkpoint_keys VALUES(?,?,?,?)", (console_id, public_key, user_id, at)
+        )
 
     def _checkpoint(self, where: str, args: tuple) -> dict | None:
-        row = self.db.execute(f"SELECT {', '.join(_CHECKPOINT_COLUMNS)} FROM checkpoints WHERE {where}",
-                              args).fetchone()
+        row = self.db.execute(
+            f"SELECT {', '.join(_CHECKPOINT_COLUMNS)} FROM checkpoints WHERE {where}", args
+        ).fetchone()
         return dict(zip(_CHECKPOINT_COLUMNS, row)) if row else None
 
     def latest_checkpoint(self, console_id: str) -> dict | None:
@@ -193,9 +236,11 @@ class Store:
 
     def add_checkpoint(self, cp: dict) -> None:
         """Durable (synchronous=FULL, one statement) before main answers "witnessed"."""
-        self.db.execute(f"INSERT INTO checkpoints({', '.join(_CHECKPOINT_COLUMNS)}) "
-                        f"VALUES({', '.join('?' * len(_CHECKPOINT_COLUMNS))})",
-                        tuple(cp[c] for c in _CHECKPOINT_COLUMNS))
+        self.db.execute(
+            f"INSERT INTO checkpoints({', '.join(_CHECKPOINT_COLUMNS)}) "
+            f"VALUES({', '.join('?' * len(_CHECKPOINT_COLUMNS))})",
+            tuple(cp[c] for c in _CHECKPOINT_COLUMNS),
+        )
 
     # ----------------------------------------------------------------- events and prices
     def events_between(self, after: int, upto: int) -> list[tuple[int, str, str]]:
@@ -207,7 +252,9 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.execute("DELETE FROM events WHERE seq <= ?", (below_or_at,))
-            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('events_pruned_to', ?)", (str(below_or_at),))
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES('events_pruned_to', ?)", (str(below_or_at),)
+            )
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -216,8 +263,10 @@ class Store:
     def save_prices(self, prices: Iterable[tuple[str, str, str]]) -> None:
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.executemany("UPDATE instruments SET last_price=? WHERE exchange=? AND symbol=?",
-                                [(p, e, s) for e, s, p in prices])
+            self.db.executemany(
+                "UPDATE instruments SET last_price=? WHERE exchange=? AND symbol=?",
+                [(p, e, s) for e, s, p in prices],
+            )
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")

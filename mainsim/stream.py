@@ -14,7 +14,6 @@ import logging
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from backend_client import wire
-
 from mainsim.auth import Principal
 from mainsim.tradingday import utcnow
 
@@ -38,8 +37,11 @@ class Subscriber:
             self.dropped = True
             while not self.queue.empty():
                 self.queue.get_nowait()
-            self.queue.put_nowait(wire.ResnapshotMsg(type="resnapshot", seq=seq,
-                                                     reason="consumer too slow: take a fresh snapshot").model_dump_json())
+            self.queue.put_nowait(
+                wire.ResnapshotMsg(
+                    type="resnapshot", seq=seq, reason="consumer too slow: take a fresh snapshot"
+                ).model_dump_json()
+            )
             self.queue.put_nowait(CLOSE)
 
 
@@ -68,8 +70,11 @@ class Hub:
     async def heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_ms / 1000)
-            self.broadcast(wire.HeartbeatMsg(type="heartbeat", seq=self.book_seq(),
-                                             server_time=utcnow()).model_dump_json())
+            self.broadcast(
+                wire.HeartbeatMsg(
+                    type="heartbeat", seq=self.book_seq(), server_time=utcnow()
+                ).model_dump_json()
+            )
 
     def close_all(self) -> None:
         for sub in list(self.subs):
@@ -87,15 +92,26 @@ class Hub:
         newest = self.book_seq()
         self.subs.add(sub)  # registered before the replay is read: nothing falls in between
         try:
-            await ws.send_text(wire.HelloMsg(type="hello", seq=newest, server_time=utcnow(),
-                                             trading_date=self.trading_date, heartbeat_ms=self.heartbeat_ms,
-                                             user_id=who.user_id).model_dump_json())
+            await ws.send_text(
+                wire.HelloMsg(
+                    type="hello",
+                    seq=newest,
+                    server_time=utcnow(),
+                    trading_date=self.trading_date,
+                    heartbeat_ms=self.heartbeat_ms,
+                    user_id=who.user_id,
+                ).model_dump_json()
+            )
             if since is not None:
                 replay = backlog(since, newest) if 0 <= since <= newest else None
                 if replay is None:
-                    await ws.send_text(wire.ResnapshotMsg(
-                        type="resnapshot", seq=newest,
-                        reason=f"since={since} is outside the retained events; take a fresh snapshot").model_dump_json())
+                    await ws.send_text(
+                        wire.ResnapshotMsg(
+                            type="resnapshot",
+                            seq=newest,
+                            reason=f"since={since} is outside the retained events; take a fresh snapshot",
+                        ).model_dump_json()
+                    )
                 else:
                     for n, (_, client_id, body) in enumerate(replay):
                         if who.sees(client_id):

@@ -24,7 +24,7 @@ from sqlalchemy import delete, insert, select
 
 from backend_client import wire
 from backend_client.errors import ProtocolError
-from localstore import audit, credentials
+from localstore import audit, clock, credentials
 from localstore.db import Store
 from localstore.models import (
     ClientLimitRow,
@@ -38,7 +38,6 @@ from localstore.models import (
     TradeRow,
     UserRow,
 )
-from localstore import clock
 from sync.rows import to_row_values
 
 # Test hook only: seconds to pause inside the replace transaction, after the old book
@@ -85,13 +84,16 @@ def check_scope(snap: wire.BodSnapshot, user_id: str, login_scope: set[str] | No
         return
     wider = sorted(set(snap.user.client_ids) - login_scope)
     if wider:
-        raise SnapshotRefused(f"GET /bod: the snapshot names {len(wider)} client(s) outside the scope "
-                              f"{user_id!r} logged in with ({', '.join(wider[:5])}{' ...' if len(wider) > 5 else ''});"
-                              f" if the scope changed, log in again")
+        raise SnapshotRefused(
+            f"GET /bod: the snapshot names {len(wider)} client(s) outside the scope "
+            f"{user_id!r} logged in with ({', '.join(wider[:5])}{' ...' if len(wider) > 5 else ''});"
+            f" if the scope changed, log in again"
+        )
 
 
-def replace_book(store: Store, snap: wire.BodSnapshot, *, mode: str, reason: str = "bod",
-                 user_id: str | None = None) -> BodResult:
+def replace_book(
+    store: Store, snap: wire.BodSnapshot, *, mode: str, reason: str = "bod", user_id: str | None = None
+) -> BodResult:
     """Replace instruments, clients, limits, positions, orders and trades with ``snap``
     in one durable transaction, record the sync in sync_state and the audit log.
     With ``user_id`` (who asked for it), the snapshot must be that user's, within
@@ -101,8 +103,11 @@ def replace_book(store: Store, snap: wire.BodSnapshot, *, mode: str, reason: str
     with store.write() as s:
         if user_id is not None:  # the login's scope: its signed grant (this transaction rewrites users)
             cred = s.get(OfflineCredential, user_id)
-            check_scope(snap, user_id, None if cred is None else
-                        set(json.loads(cred.grant_json)["claims"]["client_ids"]))
+            check_scope(
+                snap,
+                user_id,
+                None if cred is None else set(json.loads(cred.grant_json)["claims"]["client_ids"]),
+            )
         for row_cls in (TradeRow, OrderRow, PositionRow, ClientLimitRow, ClientRow, InstrumentRow):
             s.execute(delete(row_cls))
         pause = os.environ.get(_PAUSE_ENV)
@@ -111,13 +116,28 @@ def replace_book(store: Store, snap: wire.BodSnapshot, *, mode: str, reason: str
         _bulk(s, InstrumentRow, [to_row_values(i, InstrumentRow, updated_at=now) for i in snap.instruments])
         _bulk(s, ClientRow, [to_row_values(c, ClientRow) for c in snap.clients])
         _bulk(s, ClientLimitRow, [to_row_values(l, ClientLimitRow) for l in snap.limits])
-        _bulk(s, PositionRow, [to_row_values(p, PositionRow, source=src, updated_seq=snap.seq) for p in snap.positions])
-        _bulk(s, OrderRow, [to_row_values(o, OrderRow, source=src, updated_seq=snap.seq) for o in snap.open_orders])
-        _bulk(s, TradeRow, [to_row_values(t, TradeRow, source=src, updated_seq=snap.seq) for t in snap.trades])
+        _bulk(
+            s,
+            PositionRow,
+            [to_row_values(p, PositionRow, source=src, updated_seq=snap.seq) for p in snap.positions],
+        )
+        _bulk(
+            s,
+            OrderRow,
+            [to_row_values(o, OrderRow, source=src, updated_seq=snap.seq) for o in snap.open_orders],
+        )
+        _bulk(
+            s, TradeRow, [to_row_values(t, TradeRow, source=src, updated_seq=snap.seq) for t in snap.trades]
+        )
         user = s.get(UserRow, snap.user.user_id)
         if user is None:
-            s.add(UserRow(user_id=snap.user.user_id, role=snap.user.role,
-                          client_ids=_json_list(snap.user.client_ids)))
+            s.add(
+                UserRow(
+                    user_id=snap.user.user_id,
+                    role=snap.user.role,
+                    client_ids=_json_list(snap.user.client_ids),
+                )
+            )
         else:
             user.role = snap.user.role
             user.client_ids = _json_list(snap.user.client_ids)
@@ -129,10 +149,23 @@ def replace_book(store: Store, snap: wire.BodSnapshot, *, mode: str, reason: str
         state.last_event_at = snap.generated_at
         credentials.observe_server_time(s, snap.generated_at)  # main's time moves the clock watermark
         state.last_applied_at = now
-        result = BodResult(snap.trading_date, snap.seq, now, len(snap.instruments), len(snap.clients),
-                           len(snap.positions), len(snap.open_orders), len(snap.trades))
-        audit.append(s, user_id=snap.user.user_id, mode=mode, action="bod_sync",
-                     payload={"reason": reason, **result.as_dict()})
+        result = BodResult(
+            snap.trading_date,
+            snap.seq,
+            now,
+            len(snap.instruments),
+            len(snap.clients),
+            len(snap.positions),
+            len(snap.open_orders),
+            len(snap.trades),
+        )
+        audit.append(
+            s,
+            user_id=snap.user.user_id,
+            mode=mode,
+            action="bod_sync",
+            payload={"reason": reason, **result.as_dict()},
+        )
     return result
 
 

@@ -24,10 +24,10 @@ from sqlalchemy import and_, bindparam, select, update
 
 from backend_client.enums import Exchange, OrderStatus, OrderType, Product, Side
 from backend_client.ordershape import Shape
+from localstore import clock
 from localstore import core_tables as tables
 from localstore.core_tables import KIND_CANCEL, KIND_MODIFY, KIND_PLACE, KIND_SQUARE_OFF
 from localstore.prepared import Prepared
-from localstore import clock
 from sync import journal, policy
 from sync.journal import Intent, Receipt
 from sync.policy import OrderTicket, Refusal
@@ -60,12 +60,40 @@ _POSITIONS = tables.positions
 _LIMITS = tables.client_limits
 _POLICY = tables.policy
 _ORDERS = tables.orders
-_INSTRUMENT_COLS = tuple(_INSTRUMENTS.c[n] for n in (
-    "exchange", "symbol", "lot_size", "tick_size", "last_price", "lower_band", "upper_band", "freeze_quantity"))
+_INSTRUMENT_COLS = tuple(
+    _INSTRUMENTS.c[n]
+    for n in (
+        "exchange",
+        "symbol",
+        "lot_size",
+        "tick_size",
+        "last_price",
+        "lower_band",
+        "upper_band",
+        "freeze_quantity",
+    )
+)
 _PRODUCTS = frozenset(p.value for p in Product)
-_ORDER_COLS = tuple(_ORDERS.c[n] for n in (
-    "order_id", "client_order_id", "client_id", "exchange", "symbol", "product", "side", "quantity",
-    "filled_quantity", "status", "order_type", "price", "trigger_price", "validity", "disclosed_quantity"))
+_ORDER_COLS = tuple(
+    _ORDERS.c[n]
+    for n in (
+        "order_id",
+        "client_order_id",
+        "client_id",
+        "exchange",
+        "symbol",
+        "product",
+        "side",
+        "quantity",
+        "filled_quantity",
+        "status",
+        "order_type",
+        "price",
+        "trigger_price",
+        "validity",
+        "disclosed_quantity",
+    )
+)
 
 
 def known_client(s, client_id: str) -> None:
@@ -87,38 +115,65 @@ def _exchange(exchange: str) -> Exchange:
 
 def _unknown_symbol(s, exch: Exchange, symbol: str):
     known = list(s.scalars(select(_INSTRUMENTS.c.symbol).where(_INSTRUMENTS.c.exchange == exch)))
-    raise Refusal("unknown_symbol", f"no instrument {symbol!r} on {exch.value}{policy.suggest(symbol, known)}")
+    raise Refusal(
+        "unknown_symbol", f"no instrument {symbol!r} on {exch.value}{policy.suggest(symbol, known)}"
+    )
 
 
 def instrument(s, exchange: str, symbol: str):
     """The instrument's reference data (a row with InstrumentRow's attribute names)."""
     exch = _exchange(exchange)
-    inst = s.execute(select(*_INSTRUMENT_COLS).where(_INSTRUMENTS.c.exchange == exch,
-                                                     _INSTRUMENTS.c.symbol == symbol.upper())).first()
+    inst = s.execute(
+        select(*_INSTRUMENT_COLS).where(
+            _INSTRUMENTS.c.exchange == exch, _INSTRUMENTS.c.symbol == symbol.upper()
+        )
+    ).first()
     if inst is None:
         _unknown_symbol(s, exch, symbol)
     return inst
 
 
 def net_of(s, client_id, exchange, symbol, product) -> int:
-    net = s.scalar(select(_POSITIONS.c.net_quantity).where(
-        _POSITIONS.c.client_id == client_id, _POSITIONS.c.exchange == Exchange(exchange),
-        _POSITIONS.c.symbol == symbol, _POSITIONS.c.product == Product(product)))
+    net = s.scalar(
+        select(_POSITIONS.c.net_quantity).where(
+            _POSITIONS.c.client_id == client_id,
+            _POSITIONS.c.exchange == Exchange(exchange),
+            _POSITIONS.c.symbol == symbol,
+            _POSITIONS.c.product == Product(product),
+        )
+    )
     return net or 0
 
 
 _FACTS = Prepared(
-    select(*_INSTRUMENT_COLS, _CLIENTS.c.client_id.label("known_client"), _LIMITS.c.max_order_value,
-           _POSITIONS.c.net_quantity, _POLICY.c.allow_new_exposure, _POLICY.c.killswitch)
-    .select_from(_POLICY
-                 .outerjoin(_CLIENTS, _CLIENTS.c.client_id == bindparam("f_client"))
-                 .outerjoin(_LIMITS, _LIMITS.c.client_id == bindparam("f_client"))
-                 .outerjoin(_INSTRUMENTS, and_(_INSTRUMENTS.c.exchange == bindparam("f_exchange"),
-                                               _INSTRUMENTS.c.symbol == bindparam("f_symbol")))
-                 .outerjoin(_POSITIONS, and_(_POSITIONS.c.client_id == bindparam("f_client"),
-                                             _POSITIONS.c.exchange == bindparam("f_exchange"),
-                                             _POSITIONS.c.symbol == bindparam("f_symbol"),
-                                             _POSITIONS.c.product == bindparam("f_product"))))
+    select(
+        *_INSTRUMENT_COLS,
+        _CLIENTS.c.client_id.label("known_client"),
+        _LIMITS.c.max_order_value,
+        _POSITIONS.c.net_quantity,
+        _POLICY.c.allow_new_exposure,
+        _POLICY.c.killswitch,
+    )
+    .select_from(
+        _POLICY.outerjoin(_CLIENTS, _CLIENTS.c.client_id == bindparam("f_client"))
+        .outerjoin(_LIMITS, _LIMITS.c.client_id == bindparam("f_client"))
+        .outerjoin(
+            _INSTRUMENTS,
+            and_(
+                _INSTRUMENTS.c.exchange == bindparam("f_exchange"),
+                _INSTRUMENTS.c.symbol == bindparam("f_symbol"),
+            ),
+        )
+        .outerjoin(
+            _POSITIONS,
+            and_(
+                _POSITIONS.c.client_id == bindparam("f_client"),
+                _POSITIONS.c.exchange == bindparam("f_exchange"),
+                _POSITIONS.c.symbol == bindparam("f_symbol"),
+                _POSITIONS.c.product == bindparam("f_product"),
+            ),
+        )
+    )
     .where(_POLICY.c.id == 1)
 )  # built and compiled once, run on the cursor (localstore.prepared): it runs on every PLACE
 
@@ -133,9 +188,12 @@ def place_facts(s, t: OrderTicket):
     except ValueError:
         known_client(s, t.client_id)
         raise Refusal("unknown_exchange", f"unknown exchange {t.exchange!r} (NSE, BSE or NFO)") from None
-    product = Product(t.product) if t.product in _PRODUCTS else None  # a bad one is refused by the shape check
-    row = _FACTS.first(s, {"f_client": t.client_id, "f_exchange": exch, "f_symbol": t.symbol.upper(),
-                           "f_product": product})
+    product = (
+        Product(t.product) if t.product in _PRODUCTS else None
+    )  # a bad one is refused by the shape check
+    row = _FACTS.first(
+        s, {"f_client": t.client_id, "f_exchange": exch, "f_symbol": t.symbol.upper(), "f_product": product}
+    )
     if row is None:  # the policy row is made by the migrations: a store without it is damaged
         raise RuntimeError("the local store has no policy row")
     if row.known_client is None:
@@ -157,26 +215,61 @@ def _v(value):
 # --------------------------------------------------------------------------- actions
 
 
-def place(store, actor: Actor, t: OrderTicket, *, mode: str, validity: str = "DAY",
-          disclosed_quantity: int | None = None) -> Receipt:
+def place(
+    store,
+    actor: Actor,
+    t: OrderTicket,
+    *,
+    mode: str,
+    validity: str = "DAY",
+    disclosed_quantity: int | None = None,
+) -> Receipt:
     policy.check_scope(actor.role, actor.client_ids, t.client_id)
 
     def build(s):
         facts = place_facts(s, t)  # also the instrument (InstrumentRow's attribute names)
         policy.check_ticket_shape(t, facts, validity=validity, disclosed_quantity=disclosed_quantity)
         net = facts.net_quantity or 0
-        journaled = journal.position_reduced(s, (t.client_id, facts.exchange, facts.symbol, Product(t.product)), net)
+        journaled = journal.position_reduced(
+            s, (t.client_id, facts.exchange, facts.symbol, Product(t.product)), net
+        )
         reducing = policy.check_exposure(
-            t, net=net, journaled_reducing=journaled,
-            policy=policy.PolicyView(bool(facts.allow_new_exposure), bool(facts.killswitch)), backup=True)
+            t,
+            net=net,
+            journaled_reducing=journaled,
+            policy=policy.PolicyView(bool(facts.allow_new_exposure), bool(facts.killswitch)),
+            backup=True,
+        )
         policy.check_order_value(t, facts, facts.max_order_value, reducing)
-        return [Intent(KIND_PLACE, t.client_id, facts.exchange, facts.symbol, Product(t.product), payload={
-            "side": t.side.value, "quantity": t.quantity, "order_type": t.order_type.value,
-            "price": t.price, "trigger_price": t.trigger_price, "validity": validity,
-            "disclosed_quantity": disclosed_quantity, "reducing": reducing, "net_at_intent": net})]
+        return [
+            Intent(
+                KIND_PLACE,
+                t.client_id,
+                facts.exchange,
+                facts.symbol,
+                Product(t.product),
+                payload={
+                    "side": t.side.value,
+                    "quantity": t.quantity,
+                    "order_type": t.order_type.value,
+                    "price": t.price,
+                    "trigger_price": t.trigger_price,
+                    "validity": validity,
+                    "disclosed_quantity": disclosed_quantity,
+                    "reducing": reducing,
+                    "net_at_intent": net,
+                },
+            )
+        ]
 
-    return journal.write(store, build, user_id=actor.user_id, mode=mode, trading_date=actor.trading_date,
-                         audit_action="order_place")[0]
+    return journal.write(
+        store,
+        build,
+        user_id=actor.user_id,
+        mode=mode,
+        trading_date=actor.trading_date,
+        audit_action="order_place",
+    )[0]
 
 
 @dataclass
@@ -201,20 +294,59 @@ def _money(value) -> Decimal | None:
 
 
 def _mirror_target(r) -> Target:
-    return Target(r.client_id, r.exchange.value, r.symbol, r.product.value, r.side, r.quantity, r.filled_quantity,
-                  r.order_id, r.client_order_id, False,
-                  Shape(r.exchange, r.symbol, r.side, r.quantity, r.product, r.order_type, r.price, r.trigger_price,
-                        r.validity, r.disclosed_quantity))
+    return Target(
+        r.client_id,
+        r.exchange.value,
+        r.symbol,
+        r.product.value,
+        r.side,
+        r.quantity,
+        r.filled_quantity,
+        r.order_id,
+        r.client_order_id,
+        False,
+        Shape(
+            r.exchange,
+            r.symbol,
+            r.side,
+            r.quantity,
+            r.product,
+            r.order_type,
+            r.price,
+            r.trigger_price,
+            r.validity,
+            r.disclosed_quantity,
+        ),
+    )
 
 
 def _journaled_target(e: dict) -> Target:
     p = e["payload"]
     side, quantity = Side(p["side"]), int(p["quantity"])
-    return Target(e["client_id"], _v(e["exchange"]), e["symbol"], _v(e["product"]), side, quantity, 0, None,
-                  e["client_order_id"], True,
-                  Shape(_v(e["exchange"]), e["symbol"], side, quantity, _v(e["product"]), OrderType(p["order_type"]),
-                        _money(p.get("price")), _money(p.get("trigger_price")), p.get("validity") or "DAY",
-                        p.get("disclosed_quantity")))
+    return Target(
+        e["client_id"],
+        _v(e["exchange"]),
+        e["symbol"],
+        _v(e["product"]),
+        side,
+        quantity,
+        0,
+        None,
+        e["client_order_id"],
+        True,
+        Shape(
+            _v(e["exchange"]),
+            e["symbol"],
+            side,
+            quantity,
+            _v(e["product"]),
+            OrderType(p["order_type"]),
+            _money(p.get("price")),
+            _money(p.get("trigger_price")),
+            p.get("validity") or "DAY",
+            p.get("disclosed_quantity"),
+        ),
+    )
 
 
 def resolve(s, *, order_id: str | None, client_order_id: str | None) -> Target:
@@ -236,13 +368,22 @@ def resolve(s, *, order_id: str | None, client_order_id: str | None) -> Target:
 
 
 def _target_intent(kind: str, tgt: Target, payload: dict) -> Intent:
-    return Intent(kind, tgt.client_id, Exchange(tgt.exchange), tgt.symbol, Product(tgt.product),
-                  target_order_id=tgt.order_id,
-                  target_client_order_id=None if tgt.order_id else tgt.client_order_id, payload=payload)
+    return Intent(
+        kind,
+        tgt.client_id,
+        Exchange(tgt.exchange),
+        tgt.symbol,
+        Product(tgt.product),
+        target_order_id=tgt.order_id,
+        target_client_order_id=None if tgt.order_id else tgt.client_order_id,
+        payload=payload,
+    )
 
 
 def _cancelled_targets(unfinished: list[dict]) -> set[str]:
-    return {e["target_order_id"] or e["target_client_order_id"] for e in unfinished if e["kind"] == KIND_CANCEL}
+    return {
+        e["target_order_id"] or e["target_client_order_id"] for e in unfinished if e["kind"] == KIND_CANCEL
+    }
 
 
 def _as_journaled(tgt: Target, unfinished: list[dict]) -> Target:
@@ -252,13 +393,26 @@ def _as_journaled(tgt: Target, unfinished: list[dict]) -> Target:
     for e in unfinished:
         if e["kind"] == KIND_MODIFY and (e["target_order_id"] or e["target_client_order_id"]) == key:
             p = e["payload"]
-            shape = policy.modified(shape, quantity=p.get("quantity"), price=_money(p.get("price")),
-                                    trigger_price=_money(p.get("trigger_price")))
+            shape = policy.modified(
+                shape,
+                quantity=p.get("quantity"),
+                price=_money(p.get("price")),
+                trigger_price=_money(p.get("trigger_price")),
+            )
     return replace(tgt, quantity=shape.quantity, shape=shape)
 
 
-def modify(store, actor: Actor, *, order_id: str | None, client_order_id: str | None, quantity: int | None,
-           price: Decimal | None, trigger_price: Decimal | None, mode: str) -> Receipt:
+def modify(
+    store,
+    actor: Actor,
+    *,
+    order_id: str | None,
+    client_order_id: str | None,
+    quantity: int | None,
+    price: Decimal | None,
+    trigger_price: Decimal | None,
+    mode: str,
+) -> Receipt:
     def build(s):
         tgt = resolve(s, order_id=order_id, client_order_id=client_order_id)
         policy.check_scope(actor.role, actor.client_ids, tgt.client_id)
@@ -270,13 +424,23 @@ def modify(store, actor: Actor, *, order_id: str | None, client_order_id: str | 
         net = net_of(s, tgt.client_id, tgt.exchange, tgt.symbol, tgt.product)
         policy.check_modify_down(tgt, quantity=quantity, price=price, trigger_price=trigger_price, net=net)
         # what main will judge on replay: the whole order as this change leaves it
-        policy.check_shape(policy.modified(tgt.shape, quantity=quantity, price=price, trigger_price=trigger_price),
-                           inst)
-        return [_target_intent(KIND_MODIFY, tgt, {"quantity": quantity, "price": price,
-                                                         "trigger_price": trigger_price})]
+        policy.check_shape(
+            policy.modified(tgt.shape, quantity=quantity, price=price, trigger_price=trigger_price), inst
+        )
+        return [
+            _target_intent(
+                KIND_MODIFY, tgt, {"quantity": quantity, "price": price, "trigger_price": trigger_price}
+            )
+        ]
 
-    return journal.write(store, build, user_id=actor.user_id, mode=mode, trading_date=actor.trading_date,
-                         audit_action="order_modify")[0]
+    return journal.write(
+        store,
+        build,
+        user_id=actor.user_id,
+        mode=mode,
+        trading_date=actor.trading_date,
+        audit_action="order_modify",
+    )[0]
 
 
 def cancel(store, actor: Actor, *, order_id: str | None, client_order_id: str | None, mode: str) -> Receipt:
@@ -285,18 +449,29 @@ def cancel(store, actor: Actor, *, order_id: str | None, client_order_id: str | 
     def build(s):
         tgt = resolve(s, order_id=order_id, client_order_id=client_order_id)
         policy.check_scope(actor.role, actor.client_ids, tgt.client_id)
-        if (tgt.order_id or tgt.client_order_id) in _cancelled_targets(journal.unfinished_for(s, [tgt.client_id])):
+        if (tgt.order_id or tgt.client_order_id) in _cancelled_targets(
+            journal.unfinished_for(s, [tgt.client_id])
+        ):
             raise Refusal("order_not_open", "a cancel of this order is already journaled")
         return [_target_intent(KIND_CANCEL, tgt, {"reason": "dealer cancel"})]
 
-    return journal.write(store, build, user_id=actor.user_id, mode=mode, trading_date=actor.trading_date,
-                         audit_action="order_cancel")[0]
+    return journal.write(
+        store,
+        build,
+        user_id=actor.user_id,
+        mode=mode,
+        trading_date=actor.trading_date,
+        audit_action="order_cancel",
+    )[0]
 
 
 def open_orders_in_scope(s, actor: Actor, client_id: str | None, symbol: str | None = None) -> list[Target]:
     """Open mirror orders and journaled PLACEs of the scope that no journaled CANCEL targets yet."""
-    q = (select(*_ORDER_COLS).where(_ORDERS.c.status.in_(OPEN_STATUSES))
-         .order_by(_ORDERS.c.created_at, _ORDERS.c.order_id))
+    q = (
+        select(*_ORDER_COLS)
+        .where(_ORDERS.c.status.in_(OPEN_STATUSES))
+        .order_by(_ORDERS.c.created_at, _ORDERS.c.order_id)
+    )
     if client_id:
         q = q.where(_ORDERS.c.client_id == client_id)
     unfinished = journal.unfinished_for(s, [client_id] if client_id else None)
@@ -306,21 +481,31 @@ def open_orders_in_scope(s, actor: Actor, client_id: str | None, symbol: str | N
         if actor.in_scope(r.client_id) and r.order_id not in done and (symbol is None or r.symbol == symbol):
             out.append(_mirror_target(r))
     for e in unfinished:
-        if e["kind"] == KIND_PLACE and e["client_order_id"] not in done and actor.in_scope(e["client_id"]) \
-                and (symbol is None or e["symbol"] == symbol) \
-                and e["payload"].get("order_type") != OrderType.MARKET.value:
+        if (
+            e["kind"] == KIND_PLACE
+            and e["client_order_id"] not in done
+            and actor.in_scope(e["client_id"])
+            and (symbol is None or e["symbol"] == symbol)
+            and e["payload"].get("order_type") != OrderType.MARKET.value
+        ):
             out.append(_journaled_target(e))
     return out
 
 
-_OPEN_POSITIONS_STMT = select(_POSITIONS.c.client_id, _POSITIONS.c.exchange, _POSITIONS.c.symbol,
-                              _POSITIONS.c.product, _POSITIONS.c.net_quantity).where(_POSITIONS.c.net_quantity != 0)
+_OPEN_POSITIONS_STMT = select(
+    _POSITIONS.c.client_id,
+    _POSITIONS.c.exchange,
+    _POSITIONS.c.symbol,
+    _POSITIONS.c.product,
+    _POSITIONS.c.net_quantity,
+).where(_POSITIONS.c.net_quantity != 0)
 _OPEN_POSITIONS = Prepared(_OPEN_POSITIONS_STMT)  # a whole book: 1,000 rows and more
 _OPEN_POSITIONS_OF = Prepared(_OPEN_POSITIONS_STMT.where(_POSITIONS.c.client_id == bindparam("p_client")))
 
 
-def squareoff_plan(s, actor: Actor, *, client_id: str | None, symbol: str | None,
-                   keep_orders: bool) -> tuple[list[Leg], list[Target]]:
+def squareoff_plan(
+    s, actor: Actor, *, client_id: str | None, symbol: str | None, keep_orders: bool
+) -> tuple[list[Leg], list[Target]]:
     if client_id is not None:
         known_client(s, client_id)
         policy.check_scope(actor.role, actor.client_ids, client_id)
@@ -337,14 +522,34 @@ def squareoff_plan(s, actor: Actor, *, client_id: str | None, symbol: str | None
         rows = _OPEN_POSITIONS.all(s)
     legs = position_legs(rows, client_id=client_id, symbol=symbol, in_scope=actor.in_scope)
     if legs:  # a position beyond any instrument's limits is refused before anything is journaled
-        check_legs(legs, {(_v(i.exchange), i.symbol): i for i in s.execute(select(
-            _INSTRUMENTS.c.exchange, _INSTRUMENTS.c.symbol, _INSTRUMENTS.c.freeze_quantity, _INSTRUMENTS.c.lot_size))})
+        check_legs(
+            legs,
+            {
+                (_v(i.exchange), i.symbol): i
+                for i in s.execute(
+                    select(
+                        _INSTRUMENTS.c.exchange,
+                        _INSTRUMENTS.c.symbol,
+                        _INSTRUMENTS.c.freeze_quantity,
+                        _INSTRUMENTS.c.lot_size,
+                    )
+                )
+            },
+        )
     cancels = [] if keep_orders else open_orders_in_scope(s, actor, client_id, symbol)
     return legs, cancels
 
 
-def squareoff(store, actor: Actor, *, client_id: str | None, symbol: str | None, keep_orders: bool,
-              mode: str, dry_run: bool = False) -> tuple[list[Leg], list[Target], list[Receipt]]:
+def squareoff(
+    store,
+    actor: Actor,
+    *,
+    client_id: str | None,
+    symbol: str | None,
+    keep_orders: bool,
+    mode: str,
+    dry_run: bool = False,
+) -> tuple[list[Leg], list[Target], list[Receipt]]:
     """Journal CANCELs of the scope's open orders, then one SQUARE_OFF per position: ONE
     transaction.  Dry run: the same plan, nothing written."""
     plan: dict = {}
@@ -353,10 +558,17 @@ def squareoff(store, actor: Actor, *, client_id: str | None, symbol: str | None,
         legs, cancels = squareoff_plan(s, actor, client_id=client_id, symbol=symbol, keep_orders=keep_orders)
         plan["legs"], plan["cancels"] = legs, cancels
         intents = [_target_intent(KIND_CANCEL, t, {"reason": "square-off"}) for t in cancels]
-        intents += [Intent(KIND_SQUARE_OFF, leg.client_id, Exchange(leg.exchange), leg.symbol,
-                           Product(leg.product), payload={"flatten": True, "side_at_intent": leg.side,
-                                                          "quantity_at_intent": leg.quantity})
-                    for leg in legs]
+        intents += [
+            Intent(
+                KIND_SQUARE_OFF,
+                leg.client_id,
+                Exchange(leg.exchange),
+                leg.symbol,
+                Product(leg.product),
+                payload={"flatten": True, "side_at_intent": leg.side, "quantity_at_intent": leg.quantity},
+            )
+            for leg in legs
+        ]
         return intents
 
     if dry_run:
@@ -365,12 +577,17 @@ def squareoff(store, actor: Actor, *, client_id: str | None, symbol: str | None,
         for leg in plan["legs"]:
             leg.outcome = "dry_run"
         return plan["legs"], plan["cancels"], []
-    receipts = journal.write(store, build, user_id=actor.user_id, mode=mode, trading_date=actor.trading_date,
-                             audit_action="square_off",
-                             audit_payload={"scope": client_id or "all", "symbol": symbol,
-                                            "keep_orders": keep_orders})
+    receipts = journal.write(
+        store,
+        build,
+        user_id=actor.user_id,
+        mode=mode,
+        trading_date=actor.trading_date,
+        audit_action="square_off",
+        audit_payload={"scope": client_id or "all", "symbol": symbol, "keep_orders": keep_orders},
+    )
     legs, cancels = plan["legs"], plan["cancels"]
-    for leg, r in zip(legs, receipts[len(cancels):]):
+    for leg, r in zip(legs, receipts[len(cancels) :]):
         leg.client_order_id, leg.outcome = r.client_order_id, "journaled"
     return legs, cancels, receipts
 
@@ -382,16 +599,27 @@ def killswitch(store, actor: Actor, *, mode: str) -> tuple[list[Target], list[Re
     plan: dict = {}
 
     def build(s):
-        s.execute(update(_POLICY).where(_POLICY.c.id == 1).values(
-            killswitch=True, updated_by=actor.user_id, updated_at=clock.utcnow()))
+        s.execute(
+            update(_POLICY)
+            .where(_POLICY.c.id == 1)
+            .values(killswitch=True, updated_by=actor.user_id, updated_at=clock.utcnow())
+        )
         plan["cancels"] = cancels = open_orders_in_scope(s, actor, None)
         intents = [_target_intent(KIND_CANCEL, t, {"reason": "kill switch"}) for t in cancels]
         if not intents:
             from localstore import audit
 
-            audit.append_core(s, user_id=actor.user_id, mode=mode, action="killswitch_on", payload={"cancels": 0})
+            audit.append_core(
+                s, user_id=actor.user_id, mode=mode, action="killswitch_on", payload={"cancels": 0}
+            )
         return intents
 
-    receipts = journal.write(store, build, user_id=actor.user_id, mode=mode, trading_date=actor.trading_date,
-                             audit_action="killswitch_on")
+    receipts = journal.write(
+        store,
+        build,
+        user_id=actor.user_id,
+        mode=mode,
+        trading_date=actor.trading_date,
+        audit_action="killswitch_on",
+    )
     return plan["cancels"], receipts

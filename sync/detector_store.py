@@ -45,8 +45,12 @@ def record_transition(store: Store, change: Transition, *, wall_at: datetime, us
             user_id=change.by or user_id,
             mode=change.to_mode,
             action="mode_change",
-            payload={"from": change.from_mode.value, "to": change.to_mode.value, "reason": change.reason,
-                     "forced_by": change.by},
+            payload={
+                "from": change.from_mode.value,
+                "to": change.to_mode.value,
+                "reason": change.reason,
+                "forced_by": change.by,
+            },
             at=wall_at,
         )
 
@@ -76,5 +80,9 @@ def read_override(store: Store) -> Override:
 def replay_work(store: Store) -> int:
     """Journal entries still to be replayed to main."""
     with store.read() as s:
-        return s.scalar(select(func.count()).select_from(JournalEntry)
-                        .where(JournalEntry.state.in_(_REPLAY_WORK))) or 0
+        return (
+            s.scalar(
+                select(func.count()).select_from(JournalEntry).where(JournalEntry.state.in_(_REPLAY_WORK))
+            )
+            or 0
+        )

@@ -10,10 +10,9 @@ import json
 
 from sqlalchemy import select
 
-from localstore import audit
+from localstore import audit, clock
 from localstore.db import Store
 from localstore.models import JournalEntry, JournalState
-from localstore import clock
 
 HELD_STATES = (JournalState.HELD, JournalState.CONFLICT)
 RELEASED_PREFIX = "released by "  # the replay does not hold a released entry as stale again
@@ -25,16 +24,28 @@ class NotHeld(Exception):
 
 
 def _row(e: JournalEntry) -> dict:
-    return {"seq": e.seq, "kind": e.kind.value, "client_order_id": e.client_order_id, "client_id": e.client_id,
-            "exchange": getattr(e.exchange, "value", e.exchange), "symbol": e.symbol,
-            "product": getattr(e.product, "value", e.product), "state": e.state.value, "reason": e.state_reason,
-            "user_id": e.user_id, "created_at": e.created_at.isoformat(),
-            "trading_date": e.trading_date.isoformat(), "payload": json.loads(e.payload or "{}")}
+    return {
+        "seq": e.seq,
+        "kind": e.kind.value,
+        "client_order_id": e.client_order_id,
+        "client_id": e.client_id,
+        "exchange": getattr(e.exchange, "value", e.exchange),
+        "symbol": e.symbol,
+        "product": getattr(e.product, "value", e.product),
+        "state": e.state.value,
+        "reason": e.state_reason,
+        "user_id": e.user_id,
+        "created_at": e.created_at.isoformat(),
+        "trading_date": e.trading_date.isoformat(),
+        "payload": json.loads(e.payload or "{}"),
+    }
 
 
 def held_entries(store: Store) -> list[dict]:
     with store.read() as s:
-        rows = s.scalars(select(JournalEntry).where(JournalEntry.state.in_(HELD_STATES)).order_by(JournalEntry.seq))
+        rows = s.scalars(
+            select(JournalEntry).where(JournalEntry.state.in_(HELD_STATES)).order_by(JournalEntry.seq)
+        )
         return [_row(e) for e in rows]
 
 
@@ -56,9 +67,20 @@ def _decide(store: Store, seq: int, user_id: str, mode: str, release: bool) -> d
             e.state = JournalState.MOOT
             e.state_reason = f"{DISCARDED_PREFIX}{user_id} (was {before}: {why})"
         e.updated_at = now
-        audit.append(s, user_id=user_id, mode=mode, action="replay_release" if release else "replay_discard",
-                     payload={"seq": seq, "client_order_id": e.client_order_id, "kind": e.kind.value,
-                              "client_id": e.client_id, "before": before, "reason": why})
+        audit.append(
+            s,
+            user_id=user_id,
+            mode=mode,
+            action="replay_release" if release else "replay_discard",
+            payload={
+                "seq": seq,
+                "client_order_id": e.client_order_id,
+                "kind": e.kind.value,
+                "client_id": e.client_id,
+                "before": before,
+                "reason": why,
+            },
+        )
         return _row(e)
 
 

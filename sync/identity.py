@@ -48,8 +48,10 @@ class NotEnrolled(Exception):
     """This store's console id is not the one this home was enrolled with: nothing may
     be journaled or replayed from it until an online login enrols it here."""
 
-    REMEDY = ("log in online (`lifeboat login`) to enrol it here (it gets a new console id, so it never issues "
-              "another console's order ids)")
+    REMEDY = (
+        "log in online (`lifeboat login`) to enrol it here (it gets a new console id, so it never issues "
+        "another console's order ids)"
+    )
 
     def __init__(self, why: str, *, console_id: str, bound: str | None):
         self.why, self.console_id, self.bound = why, console_id, bound
@@ -97,9 +99,18 @@ def ensure_enrolled(store: Store, anchors: Anchors | None = None, *, user_id: st
             # a store with a past (someone logged in online with it, or this home was bound to
             # another id) is audited; a new console's first id is named by its login row
             if bound is not None or conn.execute(_USED).scalar():
-                audit.append_core(conn, user_id=user_id, mode="ONLINE", action="console_enrolled",
-                                  payload={"console_id": new, "previous": current, "bound_here": bound,
-                                           "why": "the store's console id was not bound to this home"})
+                audit.append_core(
+                    conn,
+                    user_id=user_id,
+                    mode="ONLINE",
+                    action="console_enrolled",
+                    payload={
+                        "console_id": new,
+                        "previous": current,
+                        "bound_here": bound,
+                        "why": "the store's console id was not bound to this home",
+                    },
+                )
             anchors.enrol(new)
     store.console_id = new or current
     _cache(store, store.console_id)
@@ -130,13 +141,17 @@ def check_enrolled(store: Store, anchors: Anchors | None = None) -> None:
         return
     home = store.path.parent
     if bound is None:
-        why = (f"this store (console {store.console_id}) is not enrolled on this home ({home}): it was copied "
-               f"here, or this home's trust anchors ({anchors.where}) were lost")
+        why = (
+            f"this store (console {store.console_id}) is not enrolled on this home ({home}): it was copied "
+            f"here, or this home's trust anchors ({anchors.where}) were lost"
+        )
     else:
-        why = (f"this store was enrolled as console {store.console_id} elsewhere; this home ({home}) "
-               f"is enrolled as console {bound}")
+        why = (
+            f"this store was enrolled as console {store.console_id} elsewhere; this home ({home}) "
+            f"is enrolled as console {bound}"
+        )
     raise NotEnrolled(why, console_id=store.console_id, bound=bound)
 
 
 def _cache(store: Store, console_id: str) -> None:
-    store._enrolled_as = console_id  # noqa: SLF001 - the Store is a plain dataclass; this module owns the mark
+    store._enrolled_as = console_id

@@ -29,22 +29,35 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from operator import itemgetter
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Connection, and_, bindparam, case, func, insert, or_, select, type_coerce, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Connection,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
-from localstore import audit
+from localstore import audit, clock
 from localstore.core_tables import FINAL_STATES, KIND_PLACE, KIND_SQUARE_OFF, STATE_PENDING, UNFINISHED_STATES
 from localstore.core_tables import audit_head as _AUDIT_HEAD
 from localstore.core_tables import journal as _JOURNAL
 from localstore.core_tables import order_id_counter as _COUNTER
 from localstore.db import Store
 from localstore.prepared import Prepared
-from localstore import clock
 from sync.identity import check_enrolled
 
 # Kinds and states are their stored strings here (localstore.core_tables): a caller may
@@ -83,37 +96,78 @@ def format_client_order_id(console_id: str, trading_date: date, n: int) -> str:
 
 # Hot-path statements built once (building and cache-keying a statement costs about
 # as much as running it); values come in as bound parameters.
-_TAKE = (update(_COUNTER).where(_COUNTER.c.id == 1)
-         .values(last_value=_COUNTER.c.last_value + bindparam("count", type_=BigInteger))
-         .returning(_COUNTER.c.last_value))
+_TAKE = (
+    update(_COUNTER)
+    .where(_COUNTER.c.id == 1)
+    .values(last_value=_COUNTER.c.last_value + bindparam("count", type_=BigInteger))
+    .returning(_COUNTER.c.last_value)
+)
 # SQLite: the same bump also returns the audit chain's head (scalar subqueries in
 # RETURNING), so the audit append needs no read of its own: one statement fewer per
 # action.  Under BEGIN IMMEDIATE nobody else can move either until the commit.
 _TAKE_WITH_HEAD = Prepared(
-    update(_COUNTER).where(_COUNTER.c.id == 1)
+    update(_COUNTER)
+    .where(_COUNTER.c.id == 1)
     .values(last_value=_COUNTER.c.last_value + bindparam("count", type_=BigInteger))
-    .returning(_COUNTER.c.last_value, *(select(c).where(_AUDIT_HEAD.c.id == 1).scalar_subquery()
-                                        for c in (_AUDIT_HEAD.c.last_id, _AUDIT_HEAD.c.last_hash,
-                                                  _AUDIT_HEAD.c.count))))
-_ROW_KEYS = ["created_at", "trading_date", "console_id", "user_id", "mode", "kind", "client_order_id", "client_id",
-             "exchange", "symbol", "product", "target_order_id", "target_client_order_id", "payload", "state",
-             "attempts", "updated_at"]  # the keys of the rows ``write`` builds
+    .returning(
+        _COUNTER.c.last_value,
+        *(
+            select(c).where(_AUDIT_HEAD.c.id == 1).scalar_subquery()
+            for c in (_AUDIT_HEAD.c.last_id, _AUDIT_HEAD.c.last_hash, _AUDIT_HEAD.c.count)
+        ),
+    )
+)
+_ROW_KEYS = [
+    "created_at",
+    "trading_date",
+    "console_id",
+    "user_id",
+    "mode",
+    "kind",
+    "client_order_id",
+    "client_id",
+    "exchange",
+    "symbol",
+    "product",
+    "target_order_id",
+    "target_client_order_id",
+    "payload",
+    "state",
+    "attempts",
+    "updated_at",
+]  # the keys of the rows ``write`` builds
 _INSERT_ONE = Prepared(insert(_JOURNAL).returning(_JOURNAL.c.seq), column_keys=_ROW_KEYS)
-_FIRST_LAST = select(_JOURNAL.c.seq).where(_JOURNAL.c.client_order_id.in_([bindparam("f_first"),
-                                                                            bindparam("f_last")]))
+_FIRST_LAST = select(_JOURNAL.c.seq).where(
+    _JOURNAL.c.client_order_id.in_([bindparam("f_first"), bindparam("f_last")])
+)
 _INSERT_MANY = insert(_JOURNAL)
 _SEQS_OF = select(_JOURNAL.c.client_order_id, _JOURNAL.c.seq).where(
-    _JOURNAL.c.client_order_id.in_(bindparam("coids", expanding=True)))
-_ACK_ONE = Prepared(update(_JOURNAL).where(_JOURNAL.c.seq == bindparam("ack_seq")).values(
-    acknowledged_at=bindparam("ack_at")))
-_ACK_MANY = update(_JOURNAL).where(_JOURNAL.c.seq.in_(bindparam("ack_seqs", expanding=True))).values(
-    acknowledged_at=bindparam("ack_at"))
-_UNFINISHED_COLS = (_JOURNAL.c.kind, _JOURNAL.c.client_id, _JOURNAL.c.exchange, _JOURNAL.c.symbol,
-                    _JOURNAL.c.product, _JOURNAL.c.target_order_id, _JOURNAL.c.target_client_order_id,
-                    _JOURNAL.c.client_order_id, _JOURNAL.c.payload)
+    _JOURNAL.c.client_order_id.in_(bindparam("coids", expanding=True))
+)
+_ACK_ONE = Prepared(
+    update(_JOURNAL).where(_JOURNAL.c.seq == bindparam("ack_seq")).values(acknowledged_at=bindparam("ack_at"))
+)
+_ACK_MANY = (
+    update(_JOURNAL)
+    .where(_JOURNAL.c.seq.in_(bindparam("ack_seqs", expanding=True)))
+    .values(acknowledged_at=bindparam("ack_at"))
+)
+_UNFINISHED_COLS = (
+    _JOURNAL.c.kind,
+    _JOURNAL.c.client_id,
+    _JOURNAL.c.exchange,
+    _JOURNAL.c.symbol,
+    _JOURNAL.c.product,
+    _JOURNAL.c.target_order_id,
+    _JOURNAL.c.target_client_order_id,
+    _JOURNAL.c.client_order_id,
+    _JOURNAL.c.payload,
+)
 _OF_POSITION = (
-    _JOURNAL.c.client_id == bindparam("k_client"), _JOURNAL.c.exchange == bindparam("k_exchange"),
-    _JOURNAL.c.symbol == bindparam("k_symbol"), _JOURNAL.c.product == bindparam("k_product"),
+    _JOURNAL.c.client_id == bindparam("k_client"),
+    _JOURNAL.c.exchange == bindparam("k_exchange"),
+    _JOURNAL.c.symbol == bindparam("k_symbol"),
+    _JOURNAL.c.product == bindparam("k_product"),
     or_(*(_JOURNAL.c.state == s for s in UNFINISHED_STATES)),  # not IN: Prepared refuses expanding lists
     or_(_JOURNAL.c.kind == KIND_PLACE, _JOURNAL.c.kind == KIND_SQUARE_OFF),
 )
@@ -121,11 +175,20 @@ _REDUCERS_OF_POSITION = Prepared(select(_JOURNAL.c.kind, _JOURNAL.c.payload).whe
 # SQLite: the same sum in SQL (json_extract), one row back however many entries a
 # position has pending (an outage's journal grows; decoding each payload did not scale)
 _PAYLOAD = type_coerce(_JOURNAL.c.payload, JSON)
-_REDUCED_OF_POSITION = Prepared(select(
-    func.max(case((_JOURNAL.c.kind == KIND_SQUARE_OFF, 1), else_=0)).label("square_off"),
-    func.sum(case((and_(_JOURNAL.c.kind == KIND_PLACE, _PAYLOAD["side"].as_string() == bindparam("k_side")),
-                   _PAYLOAD["quantity"].as_integer()), else_=0)).label("placed"),
-).where(*_OF_POSITION))
+_REDUCED_OF_POSITION = Prepared(
+    select(
+        func.max(case((_JOURNAL.c.kind == KIND_SQUARE_OFF, 1), else_=0)).label("square_off"),
+        func.sum(
+            case(
+                (
+                    and_(_JOURNAL.c.kind == KIND_PLACE, _PAYLOAD["side"].as_string() == bindparam("k_side")),
+                    _PAYLOAD["quantity"].as_integer(),
+                ),
+                else_=0,
+            )
+        ).label("placed"),
+    ).where(*_OF_POSITION)
+)
 
 
 def _take_numbers(conn, count: int) -> int:
@@ -160,9 +223,17 @@ def _json_default(value: Any):
 _PAYLOAD_JSON = json.JSONEncoder(sort_keys=True, default=_json_default)  # one encoder, not one per row
 
 
-def write(store: Store, intents: "list[Intent] | Callable[[Connection], list[Intent]]", *, user_id: str, mode: str,
-          trading_date: date, audit_action: str, audit_payload: dict | None = None,
-          now: datetime | None = None) -> list[Receipt]:
+def write(
+    store: Store,
+    intents: list[Intent] | Callable[[Connection], list[Intent]],
+    *,
+    user_id: str,
+    mode: str,
+    trading_date: date,
+    audit_action: str,
+    audit_payload: dict | None = None,
+    now: datetime | None = None,
+) -> list[Receipt]:
     """Journal ``intents`` and one audit row in ONE durable transaction; returns their
     receipts in order.  ``intents`` may be a function of the write Connection (Core):
     it runs inside the transaction (BEGIN IMMEDIATE), so checks made there against the
@@ -188,24 +259,48 @@ def write(store: Store, intents: "list[Intent] | Callable[[Connection], list[Int
             rows = []
             prefix = format_client_order_id(store.console_id, trading_date, 0)[:-6]  # "{console}-{yymmdd}-"
             for i, it in enumerate(intents):
-                rows.append({
-                    "created_at": now, "trading_date": trading_date, "console_id": store.console_id,
-                    "user_id": user_id, "mode": mode, "kind": _v(it.kind),
-                    "client_order_id": f"{prefix}{first + i:06d}",
-                    "client_id": it.client_id, "exchange": it.exchange, "symbol": it.symbol,
-                    "product": it.product, "target_order_id": it.target_order_id,
-                    "target_client_order_id": it.target_client_order_id,
-                    "payload": _PAYLOAD_JSON.encode(it.payload),
-                    "state": STATE_PENDING, "attempts": 0, "updated_at": now,
-                })
+                rows.append(
+                    {
+                        "created_at": now,
+                        "trading_date": trading_date,
+                        "console_id": store.console_id,
+                        "user_id": user_id,
+                        "mode": mode,
+                        "kind": _v(it.kind),
+                        "client_order_id": f"{prefix}{first + i:06d}",
+                        "client_id": it.client_id,
+                        "exchange": it.exchange,
+                        "symbol": it.symbol,
+                        "product": it.product,
+                        "target_order_id": it.target_order_id,
+                        "target_client_order_id": it.target_client_order_id,
+                        "payload": _PAYLOAD_JSON.encode(it.payload),
+                        "state": STATE_PENDING,
+                        "attempts": 0,
+                        "updated_at": now,
+                    }
+                )
             seqs = _insert(conn, rows)
-            receipts = [Receipt(seq, r["client_order_id"], it.kind, r["client_id"])
-                        for seq, r, it in zip(seqs, rows, intents)]
-            summary = {"entries": [{"seq": r.seq, "kind": _v(r.kind), "client_order_id": r.client_order_id,
-                                    "client_id": r.client_id} for r in receipts[:50]],
-                       "count": len(receipts), **(audit_payload or {})}
-            audit.append_core(conn, user_id=user_id, mode=mode, action=audit_action, payload=summary, at=now,
-                              head=head)
+            receipts = [
+                Receipt(seq, r["client_order_id"], it.kind, r["client_id"])
+                for seq, r, it in zip(seqs, rows, intents)
+            ]
+            summary = {
+                "entries": [
+                    {
+                        "seq": r.seq,
+                        "kind": _v(r.kind),
+                        "client_order_id": r.client_order_id,
+                        "client_id": r.client_id,
+                    }
+                    for r in receipts[:50]
+                ],
+                "count": len(receipts),
+                **(audit_payload or {}),
+            }
+            audit.append_core(
+                conn, user_id=user_id, mode=mode, action=audit_action, payload=summary, at=now, head=head
+            )
     except JournalWriteFailed:
         raise
     except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
@@ -275,14 +370,17 @@ def _insert(conn: Connection, rows: list[dict]) -> list[int]:
     if len(rows) == 1:
         return [_INSERT_ONE.scalar(conn, rows[0])]
     _insert_many(conn, rows)
-    ends = sorted(conn.scalars(_FIRST_LAST, {"f_first": rows[0]["client_order_id"],
-                                             "f_last": rows[-1]["client_order_id"]}))
+    ends = sorted(
+        conn.scalars(
+            _FIRST_LAST, {"f_first": rows[0]["client_order_id"], "f_last": rows[-1]["client_order_id"]}
+        )
+    )
     if len(ends) == 2 and ends[1] - ends[0] == len(rows) - 1:
         return list(range(ends[0], ends[1] + 1))
     coids = [r["client_order_id"] for r in rows]
     seq_of: dict[str, int] = {}
     for i in range(0, len(coids), 500):
-        for coid, seq in conn.execute(_SEQS_OF, {"coids": coids[i:i + 500]}):
+        for coid, seq in conn.execute(_SEQS_OF, {"coids": coids[i : i + 500]}):
             seq_of[coid] = seq
     return [seq_of[c] for c in coids]
 
@@ -299,30 +397,52 @@ def acknowledge(store: Store, seqs: Iterable[int], now: datetime | None = None) 
             _ACK_ONE.execute(conn, {"ack_seq": seqs[0], "ack_at": now})
         else:
             for i in range(0, len(seqs), 500):
-                conn.execute(_ACK_MANY, {"ack_seqs": seqs[i:i + 500], "ack_at": now})
+                conn.execute(_ACK_MANY, {"ack_seqs": seqs[i : i + 500], "ack_at": now})
 
 
 # --------------------------------------------------------------------------- reading
 
 
 def depth(session) -> int:
-    return session.scalar(select(func.count()).select_from(_JOURNAL)
-                          .where(_JOURNAL.c.state.not_in(FINAL_STATES)))
+    return session.scalar(
+        select(func.count()).select_from(_JOURNAL).where(_JOURNAL.c.state.not_in(FINAL_STATES))
+    )
 
 
 def unacknowledged(session, limit: int = 100) -> list[dict]:
     """Entries committed but never acknowledged (the process died before answering)."""
     rows = session.execute(
-        select(_JOURNAL.c.seq, _JOURNAL.c.kind, _JOURNAL.c.client_order_id, _JOURNAL.c.client_id,
-               _JOURNAL.c.symbol, _JOURNAL.c.state, _JOURNAL.c.created_at)
-        .where(_JOURNAL.c.acknowledged_at.is_(None)).order_by(_JOURNAL.c.seq).limit(limit)
+        select(
+            _JOURNAL.c.seq,
+            _JOURNAL.c.kind,
+            _JOURNAL.c.client_order_id,
+            _JOURNAL.c.client_id,
+            _JOURNAL.c.symbol,
+            _JOURNAL.c.state,
+            _JOURNAL.c.created_at,
+        )
+        .where(_JOURNAL.c.acknowledged_at.is_(None))
+        .order_by(_JOURNAL.c.seq)
+        .limit(limit)
     )
-    return [{"seq": r.seq, "kind": _v(r.kind), "client_order_id": r.client_order_id, "client_id": r.client_id,
-             "symbol": r.symbol, "state": _v(r.state), "created_at": r.created_at.isoformat()} for r in rows]
+    return [
+        {
+            "seq": r.seq,
+            "kind": _v(r.kind),
+            "client_order_id": r.client_order_id,
+            "client_id": r.client_id,
+            "symbol": r.symbol,
+            "state": _v(r.state),
+            "created_at": r.created_at.isoformat(),
+        }
+        for r in rows
+    ]
 
 
 def count_unacknowledged(session) -> int:
-    return session.scalar(select(func.count()).select_from(_JOURNAL).where(_JOURNAL.c.acknowledged_at.is_(None)))
+    return session.scalar(
+        select(func.count()).select_from(_JOURNAL).where(_JOURNAL.c.acknowledged_at.is_(None))
+    )
 
 
 def entries(session, *, limit: int = 1000, unfinished_only: bool = False) -> list[dict]:
@@ -347,11 +467,14 @@ def unfinished_for(session, client_ids: Iterable[str] | None = None, key: tuple 
         q = q.where(_JOURNAL.c.client_id.in_(list(client_ids)))
     if key is not None:
         c, e, sym, p = key
-        q = q.where(_JOURNAL.c.client_id == c, _JOURNAL.c.exchange == e, _JOURNAL.c.symbol == sym,
-                    _JOURNAL.c.product == p)
+        q = q.where(
+            _JOURNAL.c.client_id == c,
+            _JOURNAL.c.exchange == e,
+            _JOURNAL.c.symbol == sym,
+            _JOURNAL.c.product == p,
+        )
     rows = session.execute(q.order_by(_JOURNAL.c.seq))
-    return [{**dict(r._mapping), "payload": json.loads(r.payload or "{}")}
-            for r in rows]
+    return [{**dict(r._mapping), "payload": json.loads(r.payload or "{}")} for r in rows]
 
 
 def reduced_by(reducers: list[tuple[str, dict]], net: int) -> int:
@@ -377,8 +500,16 @@ def position_reduced(conn, key: tuple, net: int) -> int:
     if not net:
         return 0
     c, e, sym, p = key
-    row = _REDUCED_OF_POSITION.first(conn, {"k_client": c, "k_exchange": e, "k_symbol": sym, "k_product": p,
-                                            "k_side": "SELL" if net > 0 else "BUY"})
+    row = _REDUCED_OF_POSITION.first(
+        conn,
+        {
+            "k_client": c,
+            "k_exchange": e,
+            "k_symbol": sym,
+            "k_product": p,
+            "k_side": "SELL" if net > 0 else "BUY",
+        },
+    )
     if row is None or row.square_off is None:  # nothing pending
         return 0
     return abs(net) if row.square_off else int(row.placed or 0)
@@ -389,8 +520,12 @@ def position_reducers(conn, key: tuple) -> list[tuple[str, dict]]:
     symbol, product) position: all a backup PLACE check needs from the journal (two
     columns, through the position index)."""
     c, e, sym, p = key
-    return [(kind, json.loads(payload or "{}")) for kind, payload in _REDUCERS_OF_POSITION.all(
-        conn, {"k_client": c, "k_exchange": e, "k_symbol": sym, "k_product": p})]
+    return [
+        (kind, json.loads(payload or "{}"))
+        for kind, payload in _REDUCERS_OF_POSITION.all(
+            conn, {"k_client": c, "k_exchange": e, "k_symbol": sym, "k_product": p}
+        )
+    ]
 
 
 def _v(value):

@@ -28,9 +28,9 @@ from datetime import datetime
 from sqlalchemy import and_, bindparam, insert, select, tuple_, update
 
 from backend_client import wire
+from localstore import clock, credentials
 from localstore.db import Store
 from localstore.models import ClientRow, OrderRow, PositionRow, RecordSource, SyncState, TradeRow
-from localstore import clock, credentials
 from sync.rows import to_row_values
 
 Event = wire.OrderEvent | wire.TradeEvent | wire.PositionEvent
@@ -105,14 +105,21 @@ class Mirror:
     def _in_scope(self, s, events: list[Event]) -> list[Event]:
         """The events whose client the snapshot holds; the others are refused."""
         ids = {e.data.client_id for e in events}
-        known = set(s.scalars(select(ClientRow.client_id).where(ClientRow.client_id.in_(ids)))) if ids else set()
+        known = (
+            set(s.scalars(select(ClientRow.client_id).where(ClientRow.client_id.in_(ids)))) if ids else set()
+        )
         outside = [e for e in events if e.data.client_id not in known]
         if outside:
             self.refused += len(outside)
-            log.warning("stream events refused: client outside the snapshot's scope",
-                        extra={"event": "mirror_refused", "count": len(outside),
-                               "seqs": [e.seq for e in outside[:20]],
-                               "clients": sorted({e.data.client_id for e in outside})[:20]})
+            log.warning(
+                "stream events refused: client outside the snapshot's scope",
+                extra={
+                    "event": "mirror_refused",
+                    "count": len(outside),
+                    "seqs": [e.seq for e in outside[:20]],
+                    "clients": sorted({e.data.client_id for e in outside})[:20],
+                },
+            )
             return [e for e in events if e.data.client_id in known]
         return events
 
@@ -128,8 +135,11 @@ class Mirror:
             return 0
         latest = _latest(events, lambda e: e.data.trade_id)
         known = set(s.scalars(select(TradeRow.trade_id).where(TradeRow.trade_id.in_(latest))))
-        rows = [to_row_values(ev.data, TradeRow, source=RecordSource.STREAM, updated_seq=ev.seq)
-                for tid, ev in latest.items() if tid not in known]
+        rows = [
+            to_row_values(ev.data, TradeRow, source=RecordSource.STREAM, updated_seq=ev.seq)
+            for tid, ev in latest.items()
+            if tid not in known
+        ]
         if rows:
             s.execute(insert(TradeRow.__table__), rows)
         return len(rows)
@@ -149,7 +159,9 @@ def _upsert(s, row_cls, key_cols: tuple, events: list) -> int:
         return 0
     names = [c.key for c in key_cols]
     latest = _latest(events, lambda e: tuple(getattr(e.data, n) for n in names))
-    where = key_cols[0].in_([k[0] for k in latest]) if len(key_cols) == 1 else tuple_(*key_cols).in_(list(latest))
+    where = (
+        key_cols[0].in_([k[0] for k in latest]) if len(key_cols) == 1 else tuple_(*key_cols).in_(list(latest))
+    )
     seen = {tuple(r[:-1]): r[-1] for r in s.execute(select(*key_cols, row_cls.updated_seq).where(where))}
     inserts, updates = [], []
     for k, ev in latest.items():
@@ -178,4 +190,4 @@ def _latest(events, key) -> dict:
 
 def _event_time(ev: Event) -> datetime:
     data = ev.data
-    return getattr(data, "updated_at", None) or getattr(data, "traded_at")
+    return getattr(data, "updated_at", None) or data.traded_at

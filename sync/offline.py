@@ -45,20 +45,21 @@ import json
 import math
 import threading
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
-from backend_client.grants import GrantInvalid, GrantKeyUntrusted, StoredGrant
 from sqlalchemy import bindparam, select
 
-from localstore import audit, credentials
+from backend_client.grants import GrantInvalid, GrantKeyUntrusted, StoredGrant
+from localstore import audit, clock, credentials
 from localstore.core_tables import offline_credentials as _CREDS
 from localstore.core_tables import users as _USERS
 from localstore.db import Store
-from localstore.verifier import EarlyCheck, start_check as start_scrypt_check
-from localstore import clock
+from localstore.verifier import EarlyCheck
+from localstore.verifier import start_check as start_scrypt_check
 
 _CREDENTIAL = select(_CREDS.c.verifier, _CREDS.c.grant_json, _CREDS.c.public_key).where(
-    _CREDS.c.user_id == bindparam("c_user"))
+    _CREDS.c.user_id == bindparam("c_user")
+)
 _SCOPE = select(_USERS.c.role, _USERS.c.client_ids).where(_USERS.c.user_id == bindparam("c_user"))
 
 
@@ -116,8 +117,15 @@ def _one_at_a_time(key: str, user_id: str) -> threading.Lock:
         return _LOGINS.setdefault((key, user_id), threading.Lock())
 
 
-def login(store: Store, user_id: str, password: str, *, now: datetime | None = None,
-          mode: str = "BACKUP", early: EarlyCheck | None = None) -> OfflineSession:
+def login(
+    store: Store,
+    user_id: str,
+    password: str,
+    *,
+    now: datetime | None = None,
+    mode: str = "BACKUP",
+    early: EarlyCheck | None = None,
+) -> OfflineSession:
     """Check ``password`` for ``user_id`` against this console's offline material
     (``early``: a check started ahead by ``start_check``; its answer is used only after
     this attempt was reserved, and only if it still applies)."""
@@ -126,9 +134,17 @@ def login(store: Store, user_id: str, password: str, *, now: datetime | None = N
         return _login(store, anchors, user_id, password, now=now, mode=mode, early=early)
 
 
-def _login(store: Store, anchors, user_id: str, password: str, *, now: datetime | None, mode: str,
-           early: EarlyCheck | None) -> OfflineSession:
-    now = (now or clock.utcnow()).astimezone(timezone.utc)
+def _login(
+    store: Store,
+    anchors,
+    user_id: str,
+    password: str,
+    *,
+    now: datetime | None,
+    mode: str,
+    early: EarlyCheck | None,
+) -> OfflineSession:
+    now = (now or clock.utcnow()).astimezone(UTC)
     with store.read_core() as conn:
         cred = conn.execute(_CREDENTIAL, {"c_user": user_id}).first()
     verifier, grant_json, public_key = cred if cred is not None else (None, None, None)
@@ -137,8 +153,11 @@ def _login(store: Store, anchors, user_id: str, password: str, *, now: datetime 
     cannot = "the password cannot be checked on this console" if local else "backup mode not possible"
     if verifier is None:
         _audit_failure(store, user_id, mode, "never_online_here")
-        raise BackupImpossible(f"{cannot}: {user_id} has never logged in online on this console "
-                               f"(an online login is needed before an outage)", local=local)
+        raise BackupImpossible(
+            f"{cannot}: {user_id} has never logged in online on this console "
+            f"(an online login is needed before an outage)",
+            local=local,
+        )
     pinned = trusted_grant_keys(store)
     refused: Exception | None = None
     # one write transaction (BEGIN IMMEDIATE) checks the clock and the grant and reserves the
@@ -146,29 +165,46 @@ def _login(store: Store, anchors, user_id: str, password: str, *, now: datetime 
     with store.write_core() as conn:
         watermark = credentials.watermark(conn, anchors)
         try:
-            grant = usable_grant(user_id, grant_json, public_key, pinned=pinned, now=now, watermark=watermark,
-                                 rolled_back=credentials.clock_rolled_back(conn, now, anchors))
+            grant = usable_grant(
+                user_id,
+                grant_json,
+                public_key,
+                pinned=pinned,
+                now=now,
+                watermark=watermark,
+                rolled_back=credentials.clock_rolled_back(conn, now, anchors),
+            )
             attempt = credentials.reserve_attempt(anchors, user_id, now)
         except GrantUnusable as exc:
             refused = exc
             _audit_failure(conn, user_id, mode, exc.reason)
         except credentials.AttemptRefused as exc:
             refused = exc
-            _audit_failure(conn, user_id, mode, "locked" if exc.attempts.locked else "throttled",
-                           failures=exc.attempts.count)
+            _audit_failure(
+                conn,
+                user_id,
+                mode,
+                "locked" if exc.attempts.locked else "throttled",
+                failures=exc.attempts.count,
+            )
     if isinstance(refused, credentials.AttemptRefused):
         if refused.attempts.locked:
             raise OfflineDenied(f"{user_id} is locked: {_locked(refused.attempts)}", reason="locked")
         secs = math.ceil(refused.wait_s)
-        raise OfflineDenied(f"too many failed logins for {user_id}: try again in {secs} s", retry_after_s=secs,
-                            reason="throttled")
+        raise OfflineDenied(
+            f"too many failed logins for {user_id}: try again in {secs} s",
+            retry_after_s=secs,
+            reason="throttled",
+        )
     if isinstance(refused, GrantUnusable):
         if refused.untrusted:  # not this console's store, or a grant key it never pinned: authentication
-            raise OfflineDenied(f"{refused.detail}; log in online to enrol this console and pin the main "
-                                f"system's keys") from None
+            raise OfflineDenied(
+                f"{refused.detail}; log in online to enrol this console and pin the main system's keys"
+            ) from None
         again = "log in online again" if local else "log in online when the main system is back"
-        raise BackupImpossible(f"{cannot}: {refused.detail}" + (f"; {again}" if refused.relogin else ""),
-                               local=local) from None
+        raise BackupImpossible(
+            f"{cannot}: {refused.detail}" + (f"; {again}" if refused.relogin else ""), local=local
+        ) from None
 
     if early is not None and early.matches(user_id, password, verifier):
         ok = early.answer.result()
@@ -176,32 +212,51 @@ def _login(store: Store, anchors, user_id: str, password: str, *, now: datetime 
         ok = credentials.check_verifier(verifier, password)  # CPU, ~0.5 s: no transaction is open across it
     with store.write_core() as conn:
         if not ok:  # the attempt stays counted
-            audit.append_core(conn, user_id=user_id, mode=mode, action="login_failed",
-                              payload={"how": "offline", "reason": "wrong_password", "failures": attempt.count})
+            audit.append_core(
+                conn,
+                user_id=user_id,
+                mode=mode,
+                action="login_failed",
+                payload={"how": "offline", "reason": "wrong_password", "failures": attempt.count},
+            )
             if attempt.locked:
-                audit.append_core(conn, user_id=user_id, mode=mode, action="user_locked",
-                                  payload={"how": "offline", "failures": attempt.count,
-                                           "lock_after": attempt.lock_after})
+                audit.append_core(
+                    conn,
+                    user_id=user_id,
+                    mode=mode,
+                    action="user_locked",
+                    payload={"how": "offline", "failures": attempt.count, "lock_after": attempt.lock_after},
+                )
         else:
             credentials.clear_attempts(anchors, user_id)
             if watermark is not None:  # main's time plus the monotonic time since: kept past a reboot
                 credentials.observe_server_time(conn, watermark)
-            audit.append_core(conn, user_id=user_id, mode=mode, action="login",
-                              payload={"how": "offline", "role": grant.role.value,
-                                       "clients": len(grant.client_ids),
-                                       "grant_valid_until": grant.valid_until.isoformat()})
+            audit.append_core(
+                conn,
+                user_id=user_id,
+                mode=mode,
+                action="login",
+                payload={
+                    "how": "offline",
+                    "role": grant.role.value,
+                    "clients": len(grant.client_ids),
+                    "grant_valid_until": grant.valid_until.isoformat(),
+                },
+            )
     if not ok:
         if attempt.locked:
-            raise OfflineDenied(f"wrong password for {user_id}; {user_id} is now locked: {_locked(attempt)}",
-                                reason="locked")
+            raise OfflineDenied(
+                f"wrong password for {user_id}; {user_id} is now locked: {_locked(attempt)}", reason="locked"
+            )
         delay = credentials.throttle_delay(attempt.count)
         hint = f"; next attempt allowed in {math.ceil(delay)} s" if delay > 0 else ""
         if attempt.lock_after:
             left = attempt.lock_after - attempt.count
             hint += f"; {left} more wrong password{'s' if left > 1 else ''} lock{'s' if left == 1 else ''} it"
         raise OfflineDenied(f"wrong password for {user_id}{hint}", retry_after_s=delay or None)
-    return OfflineSession(user_id, grant.role.value, frozenset(grant.client_ids), grant.trading_date,
-                          grant.valid_until)
+    return OfflineSession(
+        user_id, grant.role.value, frozenset(grant.client_ids), grant.trading_date, grant.valid_until
+    )
 
 
 def throttle_anchors(store: Store):
@@ -209,7 +264,6 @@ def throttle_anchors(store: Store):
     the store's home's, or the data dir's for a server database."""
     from localstore.anchors import Anchors
     from localstore.paths import data_dir
-
     from sync.identity import anchors_for
 
     return anchors_for(store) or Anchors(data_dir())
@@ -217,13 +271,18 @@ def throttle_anchors(store: Store):
 
 def _locked(attempts: credentials.Attempts) -> str:
     """Why a user is locked, who can release it, and how."""
-    why = ("the count of its failed offline logins in this console's trust anchors is unreadable (edited?), "
-           "which counts as locked" if attempts.unreadable else
-           f"{attempts.count} password attempts in a row without the right one lock offline login "
-           f"(after {attempts.lock_after})")
-    return (f"{why}; a supervisor releases it on this console with "
-            f"`lifeboat user release {attempts.user_id}` (works offline), or an online login of "
-            f"{attempts.user_id} does once the main system is back")
+    why = (
+        "the count of its failed offline logins in this console's trust anchors is unreadable (edited?), "
+        "which counts as locked"
+        if attempts.unreadable
+        else f"{attempts.count} password attempts in a row without the right one lock offline login "
+        f"(after {attempts.lock_after})"
+    )
+    return (
+        f"{why}; a supervisor releases it on this console with "
+        f"`lifeboat user release {attempts.user_id}` (works offline), or an online login of "
+        f"{attempts.user_id} does once the main system is back"
+    )
 
 
 class GrantUnusable(Exception):
@@ -251,7 +310,6 @@ def trusted_grant_keys(store: Store, anchors=None) -> dict[str, str] | _Untruste
     With a broker's trust file configured (localstore.trustfile), only pins it lists."""
     from localstore import trustfile
     from localstore.anchors import AnchorError
-
     from sync.identity import NotEnrolled, anchors_for, check_enrolled
 
     anchors = anchors or anchors_for(store)
@@ -270,16 +328,28 @@ def trusted_grant_keys(store: Store, anchors=None) -> dict[str, str] | _Untruste
     return pinned if vetted is None else {k: v for k, v in pinned.items() if k not in vetted[1]}
 
 
-def usable_grant(user_id: str, grant_json: str, public_key: str, *, pinned: dict[str, str] | _Untrusted,
-                 now: datetime, watermark: datetime | None, rolled_back: bool) -> StoredGrant:
+def usable_grant(
+    user_id: str,
+    grant_json: str,
+    public_key: str,
+    *,
+    pinned: dict[str, str] | _Untrusted,
+    now: datetime,
+    watermark: datetime | None,
+    rolled_back: bool,
+) -> StoredGrant:
     """Checks 3 and 4 above (the clock, the anchors, then the grant's signature with the
     pinned key, its user and expiry), the same for offline login and for `lifeboat
     status` deciding whether backup is possible.  ``pinned`` is ``trusted_grant_keys``;
     ``watermark`` and ``rolled_back`` come from localstore.credentials."""
     if rolled_back:
-        raise GrantUnusable("clock_rolled_back", f"the clock reads {now.isoformat(timespec='seconds')}, "
-                            f"before the newest time this console has seen "
-                            f"({watermark.isoformat(timespec='seconds')}); fix the clock", relogin=False)
+        raise GrantUnusable(
+            "clock_rolled_back",
+            f"the clock reads {now.isoformat(timespec='seconds')}, "
+            f"before the newest time this console has seen "
+            f"({watermark.isoformat(timespec='seconds')}); fix the clock",
+            relogin=False,
+        )
     if isinstance(pinned, _Untrusted):
         raise GrantUnusable(pinned.reason, pinned.detail, relogin=True, untrusted=True)
     try:
@@ -293,7 +363,9 @@ def usable_grant(user_id: str, grant_json: str, public_key: str, *, pinned: dict
     except GrantInvalid as exc:
         raise GrantUnusable("grant_invalid", str(exc), relogin=True) from None
     except ValueError:  # a grant that does not parse: edited store
-        raise GrantUnusable("grant_invalid", "the stored offline grant is unreadable", relogin=False) from None
+        raise GrantUnusable(
+            "grant_invalid", "the stored offline grant is unreadable", relogin=False
+        ) from None
     return grant
 
 
@@ -302,8 +374,13 @@ def _audit_failure(where, user_id: str, mode: str, reason: str, **more) -> None:
     if isinstance(where, Store):
         with where.write_core() as conn:
             return _audit_failure(conn, user_id, mode, reason, **more)
-    audit.append_core(where, user_id=user_id, mode=mode, action="login_failed",
-                      payload={"how": "offline", "reason": reason, **more})
+    audit.append_core(
+        where,
+        user_id=user_id,
+        mode=mode,
+        action="login_failed",
+        payload={"how": "offline", "reason": reason, **more},
+    )
 
 
 def stored_scope(store: Store, user_id: str) -> tuple[str, list[str]] | None:

@@ -15,9 +15,8 @@ from decimal import Decimal
 from backend_client import errors as be
 from backend_client import wire
 from backend_client.client import BackendClient
-from localstore import audit
+from localstore import audit, clock
 from localstore.models import Policy
-from localstore import clock
 from sync import journal, policy
 from sync.desk import Actor
 from sync.policy import OrderTicket, Refusal
@@ -43,23 +42,49 @@ async def _net(c: BackendClient, client_id: str, exchange: str, symbol: str, pro
     return 0
 
 
-async def place(store, c: BackendClient, actor: Actor, t: OrderTicket, *, validity: str,
-                disclosed_quantity: int | None) -> wire.Order:
+async def place(
+    store, c: BackendClient, actor: Actor, t: OrderTicket, *, validity: str, disclosed_quantity: int | None
+) -> wire.Order:
     policy.check_scope(actor.role, actor.client_ids, t.client_id)
     if killswitch_on(store):
         net = await _net(c, t.client_id, t.exchange, t.symbol, t.product)
-        policy.check_exposure(t, net=net, journaled_reducing=0,
-                              policy=policy.PolicyView(allow_new_exposure=True, killswitch=True), backup=False)
+        policy.check_exposure(
+            t,
+            net=net,
+            journaled_reducing=0,
+            policy=policy.PolicyView(allow_new_exposure=True, killswitch=True),
+            backup=False,
+        )
     coid = journal.allocate_ids(store, actor.trading_date)[0]
-    req = wire.OrderRequest(client_order_id=coid, client_id=t.client_id, exchange=t.exchange, symbol=t.symbol,
-                            side=t.side, quantity=t.quantity, product=t.product, order_type=t.order_type,
-                            price=t.price, trigger_price=t.trigger_price, validity=validity,
-                            disclosed_quantity=disclosed_quantity)
+    req = wire.OrderRequest(
+        client_order_id=coid,
+        client_id=t.client_id,
+        exchange=t.exchange,
+        symbol=t.symbol,
+        side=t.side,
+        quantity=t.quantity,
+        product=t.product,
+        order_type=t.order_type,
+        price=t.price,
+        trigger_price=t.trigger_price,
+        validity=validity,
+        disclosed_quantity=disclosed_quantity,
+    )
     try:
         res = await c.place_order(req)
     finally:
-        _audit(store, actor, "order_place", {"client_order_id": coid, "client_id": t.client_id,
-                                             "symbol": t.symbol, "side": t.side.value, "quantity": t.quantity})
+        _audit(
+            store,
+            actor,
+            "order_place",
+            {
+                "client_order_id": coid,
+                "client_id": t.client_id,
+                "symbol": t.symbol,
+                "side": t.side.value,
+                "quantity": t.quantity,
+            },
+        )
     return res.order
 
 
@@ -71,8 +96,17 @@ async def find_order(c: BackendClient, order_id: str | None, client_order_id: st
         raise Refusal("unknown_order", f"the main system has no order with {which}") from None
 
 
-async def modify(store, c: BackendClient, actor: Actor, *, order_id, client_order_id, quantity: int | None,
-                 price: Decimal | None, trigger_price: Decimal | None) -> wire.Order:
+async def modify(
+    store,
+    c: BackendClient,
+    actor: Actor,
+    *,
+    order_id,
+    client_order_id,
+    quantity: int | None,
+    price: Decimal | None,
+    trigger_price: Decimal | None,
+) -> wire.Order:
     order = await find_order(c, order_id, client_order_id)
     policy.check_scope(actor.role, actor.client_ids, order.client_id)
     if quantity is None and price is None and trigger_price is None:
@@ -80,11 +114,22 @@ async def modify(store, c: BackendClient, actor: Actor, *, order_id, client_orde
     if killswitch_on(store) and quantity is not None and quantity > order.quantity:
         raise Refusal("killswitch", "the kill switch is on: an order cannot be modified upwards")
     try:
-        return await c.modify_order(order.order_id, wire.OrderModify(quantity=quantity, price=price,
-                                                                     trigger_price=trigger_price))
+        return await c.modify_order(
+            order.order_id, wire.OrderModify(quantity=quantity, price=price, trigger_price=trigger_price)
+        )
     finally:
-        _audit(store, actor, "order_modify", {"order_id": order.order_id, "client_order_id": order.client_order_id,
-                                              "quantity": quantity, "price": price, "trigger_price": trigger_price})
+        _audit(
+            store,
+            actor,
+            "order_modify",
+            {
+                "order_id": order.order_id,
+                "client_order_id": order.client_order_id,
+                "quantity": quantity,
+                "price": price,
+                "trigger_price": trigger_price,
+            },
+        )
 
 
 async def cancel(store, c: BackendClient, actor: Actor, *, order_id, client_order_id) -> wire.Order:
@@ -93,14 +138,23 @@ async def cancel(store, c: BackendClient, actor: Actor, *, order_id, client_orde
     try:
         return await c.cancel_order(order.order_id)
     finally:
-        _audit(store, actor, "order_cancel", {"order_id": order.order_id, "client_order_id": order.client_order_id})
+        _audit(
+            store,
+            actor,
+            "order_cancel",
+            {"order_id": order.order_id, "client_order_id": order.client_order_id},
+        )
 
 
 async def _cancel_all(c: BackendClient, orders: list[wire.Order]) -> list[dict]:
     out = []
     for o in orders:
-        row = {"order_id": o.order_id, "client_order_id": o.client_order_id, "client_id": o.client_id,
-               "symbol": o.symbol}
+        row = {
+            "order_id": o.order_id,
+            "client_order_id": o.client_order_id,
+            "client_id": o.client_id,
+            "symbol": o.symbol,
+        }
         try:
             done = await c.cancel_order(o.order_id)
             row["outcome"] = done.status.value.lower()
@@ -110,8 +164,16 @@ async def _cancel_all(c: BackendClient, orders: list[wire.Order]) -> list[dict]:
     return out
 
 
-async def squareoff(store, c: BackendClient, actor: Actor, *, client_id: str | None, symbol: str | None,
-                    keep_orders: bool, dry_run: bool) -> tuple[list[Leg], list[dict]]:
+async def squareoff(
+    store,
+    c: BackendClient,
+    actor: Actor,
+    *,
+    client_id: str | None,
+    symbol: str | None,
+    keep_orders: bool,
+    dry_run: bool,
+) -> tuple[list[Leg], list[dict]]:
     if client_id is not None:
         policy.check_scope(actor.role, actor.client_ids, client_id)
     else:
@@ -120,51 +182,106 @@ async def squareoff(store, c: BackendClient, actor: Actor, *, client_id: str | N
     if symbol is not None:
         symbol = symbol.upper()
         if symbol not in {s for _, s in instruments}:
-            raise Refusal("unknown_symbol", f"no instrument {symbol!r}"
-                                            f"{policy.suggest(symbol, sorted({s for _, s in instruments}))}")
-    legs = split_legs(position_legs(await c.positions(client_id), client_id=client_id, symbol=symbol,
-                                    in_scope=actor.in_scope), instruments)
-    orders = [] if keep_orders else [o for o in await c.orders(client_id) if o.status in OPEN
-                                     and actor.in_scope(o.client_id) and (symbol is None or o.symbol == symbol)]
+            raise Refusal(
+                "unknown_symbol",
+                f"no instrument {symbol!r}{policy.suggest(symbol, sorted({s for _, s in instruments}))}",
+            )
+    legs = split_legs(
+        position_legs(
+            await c.positions(client_id), client_id=client_id, symbol=symbol, in_scope=actor.in_scope
+        ),
+        instruments,
+    )
+    orders = (
+        []
+        if keep_orders
+        else [
+            o
+            for o in await c.orders(client_id)
+            if o.status in OPEN and actor.in_scope(o.client_id) and (symbol is None or o.symbol == symbol)
+        ]
+    )
     if dry_run:
         for leg in legs:
             leg.outcome = "dry_run"
-        return legs, [{"order_id": o.order_id, "client_order_id": o.client_order_id, "client_id": o.client_id,
-                       "symbol": o.symbol, "outcome": "dry_run"} for o in orders]
+        return legs, [
+            {
+                "order_id": o.order_id,
+                "client_order_id": o.client_order_id,
+                "client_id": o.client_id,
+                "symbol": o.symbol,
+                "outcome": "dry_run",
+            }
+            for o in orders
+        ]
     cancels = await _cancel_all(c, orders)
     ids = journal.allocate_ids(store, actor.trading_date, len(legs)) if legs else []
     down = None  # main stopped answering: the legs after that one are not sent at all
     for leg, coid in zip(legs, ids):
         leg.client_order_id = coid
         if down is not None:  # (a hung main would cost a timeout per leg, and each answer is the same)
-            leg.outcome, leg.reason = "not_sent", (f"not sent: main stopped answering ({down.kind}); square off "
-                                                   f"again (with main down it is journaled and replayed)")
+            leg.outcome, leg.reason = (
+                "not_sent",
+                (
+                    f"not sent: main stopped answering ({down.kind}); square off "
+                    f"again (with main down it is journaled and replayed)"
+                ),
+            )
             continue
-        req = wire.OrderRequest(client_order_id=coid, client_id=leg.client_id, exchange=leg.exchange,
-                                symbol=leg.symbol, side=leg.side, quantity=leg.quantity, product=leg.product,
-                                order_type=wire.OrderType.MARKET, validity=wire.Validity.DAY)
+        req = wire.OrderRequest(
+            client_order_id=coid,
+            client_id=leg.client_id,
+            exchange=leg.exchange,
+            symbol=leg.symbol,
+            side=leg.side,
+            quantity=leg.quantity,
+            product=leg.product,
+            order_type=wire.OrderType.MARKET,
+            validity=wire.Validity.DAY,
+        )
         try:
             order = (await c.place_order(req)).order
             leg.order_id = order.order_id
-            leg.outcome = "rejected" if order.status is wire.OrderStatus.REJECTED else order.status.value.lower()
+            leg.outcome = (
+                "rejected" if order.status is wire.OrderStatus.REJECTED else order.status.value.lower()
+            )
             leg.reason = order.status_reason if order.status is wire.OrderStatus.REJECTED else None
         except (be.Rejected, be.Forbidden, be.IdempotencyConflict) as exc:
             leg.outcome, leg.reason = "rejected", exc.message
         except be.ProtocolError as exc:  # main answered, unreadably: it may have taken the order
             down = be.Unavailable(exc.message, kind="protocol", sent=True)
-            leg.outcome, leg.reason = "unknown", ("main's answer was unreadable; look it up by "
-                                                  "client_order_id")
+            leg.outcome, leg.reason = (
+                "unknown",
+                ("main's answer was unreadable; look it up by client_order_id"),
+            )
         except be.Unavailable as exc:
             down = exc
             if exc.sent:
-                leg.outcome, leg.reason = "unknown", (f"main stopped answering ({exc.kind}); look it up by "
-                                                      f"client_order_id")
+                leg.outcome, leg.reason = (
+                    "unknown",
+                    (f"main stopped answering ({exc.kind}); look it up by client_order_id"),
+                )
             else:  # refused before the request went out: it surely did not reach main
-                leg.outcome, leg.reason = "not_sent", (f"not sent: main is unavailable ({exc.kind}); square off "
-                                                       f"again (with main down it is journaled and replayed)")
-    _audit(store, actor, "square_off", {"scope": client_id or "all", "symbol": symbol, "keep_orders": keep_orders,
-                                        "legs": len(legs), "cancels": len(cancels),
-                                        "client_order_ids": [leg.client_order_id for leg in legs[:50]]})
+                leg.outcome, leg.reason = (
+                    "not_sent",
+                    (
+                        f"not sent: main is unavailable ({exc.kind}); square off "
+                        f"again (with main down it is journaled and replayed)"
+                    ),
+                )
+    _audit(
+        store,
+        actor,
+        "square_off",
+        {
+            "scope": client_id or "all",
+            "symbol": symbol,
+            "keep_orders": keep_orders,
+            "legs": len(legs),
+            "cancels": len(cancels),
+            "client_order_ids": [leg.client_order_id for leg in legs[:50]],
+        },
+    )
     return legs, cancels
 
 
@@ -179,5 +296,10 @@ def set_killswitch(store, actor: Actor, on: bool, *, mode: str) -> None:
     with store.write() as s:
         p = s.get(Policy, 1)
         p.killswitch, p.updated_by, p.updated_at = on, actor.user_id, clock.utcnow()
-        audit.append(s, user_id=actor.user_id, mode=mode, action="killswitch_on" if on else "killswitch_off",
-                     payload={})
+        audit.append(
+            s,
+            user_id=actor.user_id,
+            mode=mode,
+            action="killswitch_on" if on else "killswitch_off",
+            payload={},
+        )

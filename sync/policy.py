@@ -96,10 +96,25 @@ def check_shape(order, inst) -> None:
         raise Refusal(r.code, r.message) from None
 
 
-def check_ticket_shape(t: OrderTicket, inst, *, validity: str = "DAY", disclosed_quantity: int | None = None) -> None:
+def check_ticket_shape(
+    t: OrderTicket, inst, *, validity: str = "DAY", disclosed_quantity: int | None = None
+) -> None:
     """A new order's shape on its instrument (inst: InstrumentRow or a row with its names)."""
-    check_shape(Shape(t.exchange, t.symbol, t.side, t.quantity, t.product, t.order_type, t.price, t.trigger_price,
-                      validity, disclosed_quantity), inst)
+    check_shape(
+        Shape(
+            t.exchange,
+            t.symbol,
+            t.side,
+            t.quantity,
+            t.product,
+            t.order_type,
+            t.price,
+            t.trigger_price,
+            validity,
+            disclosed_quantity,
+        ),
+        inst,
+    )
 
 
 # --------------------------------------------------------------------------- exposure
@@ -122,11 +137,15 @@ def exposure_reason(side: Side, quantity: int, net: int, journaled_reducing: int
         return "there is no position to reduce (a new position)"
     if (net > 0 and side is Side.BUY) or (net < 0 and side is Side.SELL):
         return f"it is on the same side as the position ({net:+d})"
-    return (f"quantity {quantity} is more than what is left to reduce "
-            f"({reducible(net, journaled_reducing)} of {abs(net)}; the rest is already journaled)")
+    return (
+        f"quantity {quantity} is more than what is left to reduce "
+        f"({reducible(net, journaled_reducing)} of {abs(net)}; the rest is already journaled)"
+    )
 
 
-def check_exposure(t: OrderTicket, *, net: int, journaled_reducing: int, policy: PolicyView, backup: bool) -> bool:
+def check_exposure(
+    t: OrderTicket, *, net: int, journaled_reducing: int, policy: PolicyView, backup: bool
+) -> bool:
     """Refuse new exposure under the kill switch (any mode) or in backup unless allowed.
     Returns whether the order is reducing."""
     reducing = is_reducing(t.side, t.quantity, net, journaled_reducing)
@@ -145,14 +164,17 @@ def check_order_value(t: OrderTicket, inst, max_order_value: Decimal | None, red
         return
     value = t.quantity * (t.price if t.price else inst.last_price)
     if value > max_order_value:
-        raise Refusal("order_value_limit", f"order value {value:.2f} is above the client's limit {max_order_value}")
+        raise Refusal(
+            "order_value_limit", f"order value {value:.2f} is above the client's limit {max_order_value}"
+        )
 
 
 # --------------------------------------------------------------------------- modify
 
 
-def check_modify_down(order, *, quantity: int | None, price: Decimal | None, trigger_price: Decimal | None,
-                      net: int) -> None:
+def check_modify_down(
+    order, *, quantity: int | None, price: Decimal | None, trigger_price: Decimal | None, net: int
+) -> None:
     """Backup mode's own rules for a MODIFY of an open order (``order``: desk.Target, as
     the journal leaves it); the resulting order's shape is checked apart (``modified``)."""
     if quantity is None and price is None and trigger_price is None:
@@ -161,20 +183,32 @@ def check_modify_down(order, *, quantity: int | None, price: Decimal | None, tri
         if quantity <= 0:
             raise Refusal("invalid_quantity", "quantity must be greater than zero")
         if quantity > order.quantity:
-            raise Refusal("modify_up", f"backup mode allows modifying downwards only: quantity {quantity} is "
-                                       f"above the order's {order.quantity}")
+            raise Refusal(
+                "modify_up",
+                f"backup mode allows modifying downwards only: quantity {quantity} is "
+                f"above the order's {order.quantity}",
+            )
         if quantity <= order.filled_quantity:
-            raise Refusal("invalid_quantity", f"quantity {quantity} is not above what has filled "
-                                              f"({order.filled_quantity}); cancel the order instead")
+            raise Refusal(
+                "invalid_quantity",
+                f"quantity {quantity} is not above what has filled "
+                f"({order.filled_quantity}); cancel the order instead",
+            )
     if price is not None or trigger_price is not None:
         remaining = (quantity or order.quantity) - order.filled_quantity
         if not is_reducing(order.side, remaining, net, 0):
-            raise Refusal("reduce_only", "backup mode allows a price change only on an order that reduces "
-                                         "the position")
+            raise Refusal(
+                "reduce_only", "backup mode allows a price change only on an order that reduces the position"
+            )
 
 
-def modified(shape: Shape, *, quantity: int | None = None, price: Decimal | None = None,
-             trigger_price: Decimal | None = None) -> Shape:
+def modified(
+    shape: Shape,
+    *,
+    quantity: int | None = None,
+    price: Decimal | None = None,
+    trigger_price: Decimal | None = None,
+) -> Shape:
     """The order as a MODIFY leaves it: the given fields change, as main merges them."""
     change = {"quantity": quantity, "price": price, "trigger_price": trigger_price}
     return replace(shape, **{k: v for k, v in change.items() if v is not None})

@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Awaitable, Callable
 
 from sqlalchemy import or_, select
 
 from backend_client import wire
 from backend_client.client import BackendClient
+from localstore import clock
 from localstore.db import Store
 from localstore.models import (
     JournalEntry,
@@ -48,14 +49,17 @@ from localstore.models import (
     ReconciliationReport,
     TradeRow,
 )
-from localstore import clock
 from sync.bod import replace_book
 from sync.held import DISCARDED_PREFIX
 from sync.verdict import headline, verdict
 
 _J = JournalEntry.__table__
-_OUTSTANDING = (JournalState.PENDING.value, JournalState.SENT.value, JournalState.HELD.value,
-                JournalState.CONFLICT.value)
+_OUTSTANDING = (
+    JournalState.PENDING.value,
+    JournalState.SENT.value,
+    JournalState.HELD.value,
+    JournalState.CONFLICT.value,
+)
 STATES = ("applied", "moot", "rejected", "conflict", "held", "pending", "sent")
 FOR_A_PERSON = ("held", "conflict")
 
@@ -75,11 +79,18 @@ def local_book(store: Store) -> dict:
     """The local mirror: net quantity per position, open orders, trade ids."""
     with store.read() as s:
         p, o = PositionRow, OrderRow  # columns, not ORM objects: a book can hold thousands of rows
-        positions = {_key(r): r.net_quantity
-                     for r in s.execute(select(p.client_id, p.exchange, p.symbol, p.product, p.net_quantity))}
-        open_orders = {r.order_id: (r.client_order_id, r.client_id, r.symbol, _v(r.status))
-                       for r in s.execute(select(o.order_id, o.client_order_id, o.client_id, o.symbol, o.status)
-                                          .where(o.status.in_(list(wire.OPEN_STATUSES))))}
+        positions = {
+            _key(r): r.net_quantity
+            for r in s.execute(select(p.client_id, p.exchange, p.symbol, p.product, p.net_quantity))
+        }
+        open_orders = {
+            r.order_id: (r.client_order_id, r.client_id, r.symbol, _v(r.status))
+            for r in s.execute(
+                select(o.order_id, o.client_order_id, o.client_id, o.symbol, o.status).where(
+                    o.status.in_(list(wire.OPEN_STATUSES))
+                )
+            )
+        }
         trades = set(s.scalars(select(TradeRow.trade_id)))
     return {"positions": positions, "open_orders": open_orders, "trades": trades}
 
@@ -87,16 +98,36 @@ def local_book(store: Store) -> dict:
 def report_entries(store: Store, trading_date: date) -> list[dict]:
     """Entries of main's trading day, and every older one still waiting for something."""
     with store.read() as s:
-        rows = s.execute(select(_J).where(or_(_J.c.trading_date >= trading_date, _J.c.state.in_(_OUTSTANDING)))
-                         .order_by(_J.c.seq)).mappings().all()
+        rows = (
+            s.execute(
+                select(_J)
+                .where(or_(_J.c.trading_date >= trading_date, _J.c.state.in_(_OUTSTANDING)))
+                .order_by(_J.c.seq)
+            )
+            .mappings()
+            .all()
+        )
     out = []
     for r in rows:
-        out.append({"seq": r["seq"], "kind": _v(r["kind"]), "client_order_id": r["client_order_id"],
-                    "client_id": r["client_id"], "exchange": _v(r["exchange"]), "symbol": r["symbol"],
-                    "product": _v(r["product"]), "state": _v(r["state"]), "reason": r["state_reason"],
-                    "main_order_id": r["main_order_id"], "target_order_id": r["target_order_id"],
-                    "target_client_order_id": r["target_client_order_id"], "user_id": r["user_id"],
-                    "created_at": r["created_at"].isoformat(), "payload": json.loads(r["payload"] or "{}")})
+        out.append(
+            {
+                "seq": r["seq"],
+                "kind": _v(r["kind"]),
+                "client_order_id": r["client_order_id"],
+                "client_id": r["client_id"],
+                "exchange": _v(r["exchange"]),
+                "symbol": r["symbol"],
+                "product": _v(r["product"]),
+                "state": _v(r["state"]),
+                "reason": r["state_reason"],
+                "main_order_id": r["main_order_id"],
+                "target_order_id": r["target_order_id"],
+                "target_client_order_id": r["target_client_order_id"],
+                "user_id": r["user_id"],
+                "created_at": r["created_at"].isoformat(),
+                "payload": json.loads(r["payload"] or "{}"),
+            }
+        )
     return out
 
 
@@ -110,7 +141,9 @@ def save_report(store: Store, report: dict) -> int:
 
 def last_report(store: Store) -> dict | None:
     with store.read() as s:
-        row = s.scalars(select(ReconciliationReport).order_by(ReconciliationReport.id.desc()).limit(1)).first()
+        row = s.scalars(
+            select(ReconciliationReport).order_by(ReconciliationReport.id.desc()).limit(1)
+        ).first()
     if row is None:
         return None
     report = json.loads(row.json)
@@ -126,8 +159,9 @@ def _discarded(e: dict) -> bool:
     return e["state"] == "moot" and (e.get("reason") or "").startswith(DISCARDED_PREFIX)
 
 
-def journal_mismatches(entries: list[dict], main_positions: dict, main_orders: list[wire.Order],
-                       scope: set[str] | None) -> list[dict]:
+def journal_mismatches(
+    entries: list[dict], main_positions: dict, main_orders: list[wire.Order], scope: set[str] | None
+) -> list[dict]:
     """Where main does not hold what an entry's final state says it should."""
     by_coid = {o.client_order_id: o for o in main_orders}
     by_id = {o.order_id: o for o in main_orders}
@@ -144,19 +178,39 @@ def journal_mismatches(entries: list[dict], main_positions: dict, main_orders: l
     for e in entries:
         if scope is not None and e["client_id"] not in scope:
             continue
-        base = {"seq": e["seq"], "client_order_id": e["client_order_id"], "client_id": e["client_id"],
-                "exchange": e["exchange"], "symbol": e["symbol"], "product": e["product"]}
+        base = {
+            "seq": e["seq"],
+            "client_order_id": e["client_order_id"],
+            "client_id": e["client_id"],
+            "exchange": e["exchange"],
+            "symbol": e["symbol"],
+            "product": e["product"],
+        }
         kind, state = e["kind"], e["state"]
         if kind == "PLACE" and state == "applied":
             o = by_coid.get(e["client_order_id"])
             if o is None:
-                out.append({**base, "kind": "order_missing_on_main", "expected": "an order with this id",
-                            "main": None, "detail": "the journal says main accepted it; main has no such order",
-                            "next_step": "ask main's desk about it; place it again if it is still wanted"})
+                out.append(
+                    {
+                        **base,
+                        "kind": "order_missing_on_main",
+                        "expected": "an order with this id",
+                        "main": None,
+                        "detail": "the journal says main accepted it; main has no such order",
+                        "next_step": "ask main's desk about it; place it again if it is still wanted",
+                    }
+                )
             elif e["main_order_id"] and o.order_id != e["main_order_id"]:
-                out.append({**base, "kind": "order_id_differs", "expected": e["main_order_id"], "main": o.order_id,
-                            "detail": "main's order for this id is not the one recorded",
-                            "next_step": f"check orders {e['main_order_id']} and {o.order_id} on main"})
+                out.append(
+                    {
+                        **base,
+                        "kind": "order_id_differs",
+                        "expected": e["main_order_id"],
+                        "main": o.order_id,
+                        "detail": "main's order for this id is not the one recorded",
+                        "next_step": f"check orders {e['main_order_id']} and {o.order_id} on main",
+                    }
+                )
         elif kind == "SQUARE_OFF" and state in ("applied", "moot") and not _discarded(e):
             key = (e["client_id"], e["exchange"], e["symbol"], e["product"])
             if last_touch.get(key) is not e:
@@ -165,38 +219,80 @@ def journal_mismatches(entries: list[dict], main_positions: dict, main_orders: l
             slices = slices_of.get(e["client_order_id"], [])
             if net != 0:
                 working = [o.order_id for o in slices if o.status in wire.OPEN_STATUSES]
-                why = (f"{len(working)} of its orders still working on main ({', '.join(working)})" if working
-                       else "it moved on main after the square-off")
-                out.append({**base, "kind": "not_flat", "expected": 0, "main": net,
-                            "detail": f"the square-off is {state} but main's position is {net:+d}: {why}",
-                            "next_step": (f"wait for {', '.join(working)} to fill, or cancel and square off again"
-                                          if working else _squareoff_again(e["client_id"], e["symbol"]))})
+                why = (
+                    f"{len(working)} of its orders still working on main ({', '.join(working)})"
+                    if working
+                    else "it moved on main after the square-off"
+                )
+                out.append(
+                    {
+                        **base,
+                        "kind": "not_flat",
+                        "expected": 0,
+                        "main": net,
+                        "detail": f"the square-off is {state} but main's position is {net:+d}: {why}",
+                        "next_step": (
+                            f"wait for {', '.join(working)} to fill, or cancel and square off again"
+                            if working
+                            else _squareoff_again(e["client_id"], e["symbol"])
+                        ),
+                    }
+                )
             if len({o.client_order_id for o in slices}) != len(slices):
-                out.append({**base, "kind": "duplicate_order", "expected": "one order per slice id",
-                            "main": len(slices), "detail": "a slice id appears twice on main",
-                            "next_step": f"check {e['client_id']} {e['symbol']} on main and undo the extra order"})
+                out.append(
+                    {
+                        **base,
+                        "kind": "duplicate_order",
+                        "expected": "one order per slice id",
+                        "main": len(slices),
+                        "detail": "a slice id appears twice on main",
+                        "next_step": f"check {e['client_id']} {e['symbol']} on main and undo the extra order",
+                    }
+                )
         elif kind == "CANCEL" and state == "applied":
             o = by_id.get(e["main_order_id"] or "")
             if o is not None and o.status in wire.OPEN_STATUSES:
-                out.append({**base, "kind": "order_still_open", "expected": "CANCELLED", "main": o.status.value,
-                            "detail": f"order {o.order_id} is still open on main",
-                            "next_step": f"cancel it again: lifeboat order cancel --order-id {o.order_id}"})
+                out.append(
+                    {
+                        **base,
+                        "kind": "order_still_open",
+                        "expected": "CANCELLED",
+                        "main": o.status.value,
+                        "detail": f"order {o.order_id} is still open on main",
+                        "next_step": f"cancel it again: lifeboat order cancel --order-id {o.order_id}",
+                    }
+                )
         elif kind == "MODIFY" and state == "applied":
             o = by_id.get(e["main_order_id"] or "")
-            want = {k: v for k, v in e["payload"].items() if k in ("quantity", "price", "trigger_price") and v is not None}
+            want = {
+                k: v
+                for k, v in e["payload"].items()
+                if k in ("quantity", "price", "trigger_price") and v is not None
+            }
             if o is not None and o.status in wire.OPEN_STATUSES:
-                diff = {k: (v, str(getattr(o, k))) for k, v in want.items() if str(getattr(o, k)) != str(v)
-                        and not _same_number(getattr(o, k), v)}
+                diff = {
+                    k: (v, str(getattr(o, k)))
+                    for k, v in want.items()
+                    if str(getattr(o, k)) != str(v) and not _same_number(getattr(o, k), v)
+                }
                 if diff:
-                    out.append({**base, "kind": "modify_not_on_main", "expected": {k: a for k, (a, _) in diff.items()},
-                                "main": {k: b for k, (_, b) in diff.items()},
-                                "detail": f"order {o.order_id} does not show the modification",
-                                "next_step": f"modify order {o.order_id} again if the change is still wanted"})
+                    out.append(
+                        {
+                            **base,
+                            "kind": "modify_not_on_main",
+                            "expected": {k: a for k, (a, _) in diff.items()},
+                            "main": {k: b for k, (_, b) in diff.items()},
+                            "detail": f"order {o.order_id} does not show the modification",
+                            "next_step": f"modify order {o.order_id} again if the change is still wanted",
+                        }
+                    )
     return out
 
 
 def _squareoff_again(client_id: str, symbol: str | None) -> str:
-    return f"square off again: lifeboat squareoff --client {client_id}" + (f" --symbol {symbol}" if symbol else "")
+    return f"square off again: lifeboat squareoff --client {client_id}" + (
+        f" --symbol {symbol}" if symbol else ""
+    )
 
 
 def _same_number(a, b) -> bool:
@@ -208,17 +304,26 @@ def _same_number(a, b) -> bool:
         return False
 
 
-def moved_on_main(local: dict, main_positions: dict, main_open: dict, entries: list[dict],
-                  scope: set[str] | None) -> list[dict]:
+def moved_on_main(
+    local: dict, main_positions: dict, main_open: dict, entries: list[dict], scope: set[str] | None
+) -> list[dict]:
     """Positions and open orders the journal did not touch that differ between the local
     book (before reconciliation) and main: what happened while the console was blind."""
-    touched = {(e["client_id"], e["exchange"], e["symbol"], e["product"]) for e in entries
-               if e["kind"] in ("PLACE", "SQUARE_OFF") and not _discarded(e)}
-    targeted = {e["main_order_id"] for e in entries if e["kind"] in ("CANCEL", "MODIFY") and e["main_order_id"]}
+    touched = {
+        (e["client_id"], e["exchange"], e["symbol"], e["product"])
+        for e in entries
+        if e["kind"] in ("PLACE", "SQUARE_OFF") and not _discarded(e)
+    }
+    targeted = {
+        e["main_order_id"] for e in entries if e["kind"] in ("CANCEL", "MODIFY") and e["main_order_id"]
+    }
     targeted |= {e["target_order_id"] for e in entries if e["target_order_id"]}
     ours = {e["client_order_id"] for e in entries}
-    squared_off = {e["client_id"] for e in entries
-                   if e["kind"] == "SQUARE_OFF" and e["state"] in ("applied", "moot") and not _discarded(e)}
+    squared_off = {
+        e["client_id"]
+        for e in entries
+        if e["kind"] == "SQUARE_OFF" and e["state"] in ("applied", "moot") and not _discarded(e)
+    }
     out: list[dict] = []
     for key in sorted(set(local["positions"]) | set(main_positions)):
         if key in touched or (scope is not None and key[0] not in scope):
@@ -226,28 +331,69 @@ def moved_on_main(local: dict, main_positions: dict, main_open: dict, entries: l
         lq, mq = local["positions"].get(key, 0), main_positions.get(key, 0)
         if lq != mq:
             finding = mq != 0 and key[0] in squared_off
-            step = (f"if {key[0]} should be flat, " + _squareoff_again(key[0], key[2])
-                    if finding else "none needed: the local book now shows main's position")
-            out.append({"kind": "position_differs", "client_id": key[0], "exchange": key[1], "symbol": key[2],
-                        "product": key[3], "local": lq, "main": mq, "finding": finding,
-                        "detail": "moved on main while this console could not see it", "next_step": step})
+            step = (
+                f"if {key[0]} should be flat, " + _squareoff_again(key[0], key[2])
+                if finding
+                else "none needed: the local book now shows main's position"
+            )
+            out.append(
+                {
+                    "kind": "position_differs",
+                    "client_id": key[0],
+                    "exchange": key[1],
+                    "symbol": key[2],
+                    "product": key[3],
+                    "local": lq,
+                    "main": mq,
+                    "finding": finding,
+                    "detail": "moved on main while this console could not see it",
+                    "next_step": step,
+                }
+            )
     for oid, (coid, client_id, symbol, status) in sorted(local["open_orders"].items()):
         if oid in targeted or oid in main_open or (scope is not None and client_id not in scope):
             continue
-        out.append({"kind": "order_closed_on_main", "order_id": oid, "client_order_id": coid, "client_id": client_id,
-                    "symbol": symbol, "local": status, "main": "not open", "finding": False,
-                    "detail": "open in the local book, no longer open on main (filled or cancelled meanwhile)",
-                    "next_step": "none needed: the local book now shows main's orders"})
+        out.append(
+            {
+                "kind": "order_closed_on_main",
+                "order_id": oid,
+                "client_order_id": coid,
+                "client_id": client_id,
+                "symbol": symbol,
+                "local": status,
+                "main": "not open",
+                "finding": False,
+                "detail": "open in the local book, no longer open on main (filled or cancelled meanwhile)",
+                "next_step": "none needed: the local book now shows main's orders",
+            }
+        )
     for oid, o in sorted(main_open.items()):
-        if oid in local["open_orders"] or o.client_order_id in ours \
-                or o.client_order_id.rsplit("-", 1)[0] in ours or (scope is not None and o.client_id not in scope):
+        if (
+            oid in local["open_orders"]
+            or o.client_order_id in ours
+            or o.client_order_id.rsplit("-", 1)[0] in ours
+            or (scope is not None and o.client_id not in scope)
+        ):
             continue
         finding = o.client_id in squared_off
-        out.append({"kind": "order_only_on_main", "order_id": oid, "client_order_id": o.client_order_id,
-                    "client_id": o.client_id, "symbol": o.symbol, "local": None, "main": o.status.value,
-                    "finding": finding, "detail": "open on main, unknown to the local book (placed elsewhere)",
-                    "next_step": (f"{o.client_id} was squared off: cancel it or square off again once it fills"
-                                  if finding else "none needed: the local book now shows main's orders")})
+        out.append(
+            {
+                "kind": "order_only_on_main",
+                "order_id": oid,
+                "client_order_id": o.client_order_id,
+                "client_id": o.client_id,
+                "symbol": o.symbol,
+                "local": None,
+                "main": o.status.value,
+                "finding": finding,
+                "detail": "open on main, unknown to the local book (placed elsewhere)",
+                "next_step": (
+                    f"{o.client_id} was squared off: cancel it or square off again once it fills"
+                    if finding
+                    else "none needed: the local book now shows main's orders"
+                ),
+            }
+        )
     return out
 
 
@@ -261,23 +407,43 @@ def mirror_mismatches(local: dict, snap: wire.BodSnapshot) -> list[dict]:
     if local["positions"] != main_pos:
         for key in sorted(set(local["positions"]) | set(main_pos)):
             if local["positions"].get(key) != main_pos.get(key):
-                out.append({"kind": "mirror_position", "client_id": key[0], "symbol": key[2],
-                            "local": local["positions"].get(key), "main": main_pos.get(key),
-                            "detail": "the local book still differs from main after the refresh",
-                            "next_step": _REFRESH})
+                out.append(
+                    {
+                        "kind": "mirror_position",
+                        "client_id": key[0],
+                        "symbol": key[2],
+                        "local": local["positions"].get(key),
+                        "main": main_pos.get(key),
+                        "detail": "the local book still differs from main after the refresh",
+                        "next_step": _REFRESH,
+                    }
+                )
     main_open = {o.order_id for o in snap.open_orders}
     if set(local["open_orders"]) != main_open:
-        out.append({"kind": "mirror_orders", "local": sorted(set(local["open_orders"]) - main_open),
-                    "main": sorted(main_open - set(local["open_orders"])),
-                    "detail": "open orders differ from main after the refresh", "next_step": _REFRESH})
+        out.append(
+            {
+                "kind": "mirror_orders",
+                "local": sorted(set(local["open_orders"]) - main_open),
+                "main": sorted(main_open - set(local["open_orders"])),
+                "detail": "open orders differ from main after the refresh",
+                "next_step": _REFRESH,
+            }
+        )
     if local["trades"] != {t.trade_id for t in snap.trades}:
-        out.append({"kind": "mirror_trades", "detail": "trades differ from main after the refresh",
-                    "local": len(local["trades"]), "main": len(snap.trades), "next_step": _REFRESH})
+        out.append(
+            {
+                "kind": "mirror_trades",
+                "detail": "trades differ from main after the refresh",
+                "local": len(local["trades"]),
+                "main": len(snap.trades),
+                "next_step": _REFRESH,
+            }
+        )
     return out
 
 
 def counts_of(entries: list[dict]) -> dict:
-    counts = {s: 0 for s in STATES}
+    counts = dict.fromkeys(STATES, 0)
     for e in entries:
         counts[e["state"]] = counts.get(e["state"], 0) + 1
     return counts
@@ -286,9 +452,15 @@ def counts_of(entries: list[dict]) -> dict:
 # --------------------------------------------------------------------------- the whole thing
 
 
-async def reconcile(store: Store, client: BackendClient, replay_result=None, *,
-                    apply_snapshot: Callable[[wire.BodSnapshot], Awaitable[None]] | None = None,
-                    mode: str = "RECOVERING", offload: bool = False) -> dict:
+async def reconcile(
+    store: Store,
+    client: BackendClient,
+    replay_result=None,
+    *,
+    apply_snapshot: Callable[[wire.BodSnapshot], Awaitable[None]] | None = None,
+    mode: str = "RECOVERING",
+    offload: bool = False,
+) -> dict:
     """Compare, refresh the mirror from main, compare again, store and return the report.
     Raises backend_client errors when main cannot be read (nothing is stored then)."""
 
@@ -319,17 +491,26 @@ async def reconcile(store: Store, client: BackendClient, replay_result=None, *,
         "user": snap.user.user_id,
         "trading_date": snap.trading_date.isoformat(),
         "snapshot_seq": snap.seq,
-        "replay": None if replay_result is None else {k: v for k, v in replay_result.as_dict().items()
-                                                      if k != "outcomes"},
+        "replay": None
+        if replay_result is None
+        else {k: v for k, v in replay_result.as_dict().items() if k != "outcomes"},
         "counts": counts,
         "for_a_person": sum(counts[s] for s in FOR_A_PERSON),
         "entries": entries,
         "mismatches": expected + moved + mirror,
-        "mismatch_counts": {"journal_vs_main": len(expected), "moved_on_main": len(moved), "mirror": len(mirror)},
+        "mismatch_counts": {
+            "journal_vs_main": len(expected),
+            "moved_on_main": len(moved),
+            "mirror": len(mirror),
+        },
         "moved_on_main": [m for m in changed if not m["finding"]],  # for information: not mismatches
         "local_equals_main": not mirror,
-        "main": {"positions": len(snap.positions), "orders": len(main_orders), "open_orders": len(main_open),
-                 "trades": len(snap.trades)},
+        "main": {
+            "positions": len(snap.positions),
+            "orders": len(main_orders),
+            "open_orders": len(main_open),
+            "trades": len(snap.trades),
+        },
     }
     report["verdict"] = verdict(report)
     report["headline"] = headline(report)

@@ -48,7 +48,9 @@ class Recovery:
 
     async def _apply_snapshot(self, snap) -> None:
         rt = self.runtime
-        await asyncio.to_thread(replace_book, rt.store, snap, mode=rt.mode, reason="reconciliation after replay")
+        await asyncio.to_thread(
+            replace_book, rt.store, snap, mode=rt.mode, reason="reconciliation after replay"
+        )
         rt.mirror.snapshot_taken(snap.seq)
         if rt.stream is not None:
             rt.stream.resync(snap.seq)
@@ -64,23 +66,37 @@ class Recovery:
             report = None
             if result.status == "done":
                 rt.detector.replay_done(rt.clock())
-                report = await reconcile(rt.store, rt.client, result, apply_snapshot=self._apply_snapshot,
-                                         mode=rt.mode, offload=True)
+                report = await reconcile(
+                    rt.store,
+                    rt.client,
+                    result,
+                    apply_snapshot=self._apply_snapshot,
+                    mode=rt.mode,
+                    offload=True,
+                )
                 self.last_report = report
-            log.info("automatic replay", extra={"event": "auto_replay", "status": result.status,
-                                                "processed": len(result.outcomes),
-                                                "verdict": report["verdict"] if report else None})
+            log.info(
+                "automatic replay",
+                extra={
+                    "event": "auto_replay",
+                    "status": result.status,
+                    "processed": len(result.outcomes),
+                    "verdict": report["verdict"] if report else None,
+                },
+            )
             for cb in list(self.callbacks):
                 try:
                     cb(result, report)
-                except Exception:  # noqa: BLE001 - a screen's bug must not stop the recovery
+                except Exception:
                     log.exception("replay callback failed", extra={"event": "replay_callback_failed"})
         except (be.Unavailable, be.ProtocolError) as exc:
-            log.warning("automatic replay stopped: main unavailable", extra={"event": "auto_replay_stopped",
-                                                                             "reason": str(exc)})
+            log.warning(
+                "automatic replay stopped: main unavailable",
+                extra={"event": "auto_replay_stopped", "reason": str(exc)},
+            )
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - the runtime must keep running; the next RECOVERING retries
+        except Exception:
             log.exception("automatic replay failed", extra={"event": "auto_replay_failed"})
         finally:
             self._last_end = time.monotonic()

@@ -57,9 +57,10 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Integer, String, bindparam, case, func, select, update
 
@@ -67,9 +68,9 @@ from backend_client import errors as be
 from backend_client import wire
 from backend_client.client import BackendClient
 from backend_client.limits import MAX_SLICES  # a square-off needing more orders is surely wrong: held
+from localstore import clock
 from localstore.db import Store
 from localstore.models import InstrumentRow, JournalEntry, JournalKind, JournalState, Policy, ReplayLease
-from localstore import clock
 from sync.held import RELEASED_PREFIX
 from sync.identity import check_enrolled
 from sync.squareoff import slice_count, slices
@@ -87,15 +88,26 @@ _L = ReplayLease.__table__
 _WORK = (JournalState.PENDING.value, JournalState.SENT.value)
 _OPEN = wire.OPEN_STATUSES
 # One state move: renew the lease (only while we still hold it), then move the entry.
-_RENEW = (update(_L).where(_L.c.id == 1, _L.c.holder == bindparam("b_holder"))
-          .values(expires_at=bindparam("b_expires_at")))
+_RENEW = (
+    update(_L)
+    .where(_L.c.id == 1, _L.c.holder == bindparam("b_holder"))
+    .values(expires_at=bindparam("b_expires_at"))
+)
 # ... built once (building and cache-keying a statement costs about as much as running it).
-_MOVE = update(_J).where(_J.c.seq == bindparam("b_seq")).values(
-    state=bindparam("b_state"), updated_at=bindparam("b_at"),
-    state_reason=case((bindparam("b_keep_reason", type_=Integer) == 1, _J.c.state_reason),
-                      else_=bindparam("b_reason", type_=String)),
-    main_order_id=func.coalesce(bindparam("b_main_order_id", type_=String), _J.c.main_order_id),
-    attempts=_J.c.attempts + bindparam("b_sent", type_=Integer))
+_MOVE = (
+    update(_J)
+    .where(_J.c.seq == bindparam("b_seq"))
+    .values(
+        state=bindparam("b_state"),
+        updated_at=bindparam("b_at"),
+        state_reason=case(
+            (bindparam("b_keep_reason", type_=Integer) == 1, _J.c.state_reason),
+            else_=bindparam("b_reason", type_=String),
+        ),
+        main_order_id=func.coalesce(bindparam("b_main_order_id", type_=String), _J.c.main_order_id),
+        attempts=_J.c.attempts + bindparam("b_sent", type_=Integer),
+    )
+)
 
 
 def bookkeeping_write(store: Store):
@@ -162,13 +174,18 @@ class ReplayResult:
 
     def as_dict(self) -> dict:
         return {
-            "status": self.status, "message": self.message, "holder": self.holder,
+            "status": self.status,
+            "message": self.message,
+            "holder": self.holder,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "main_trading_date": self.main_trading_date.isoformat() if self.main_trading_date else None,
-            "stopped_reason": self.stopped_reason, "busy_holder": self.busy_holder,
+            "stopped_reason": self.stopped_reason,
+            "busy_holder": self.busy_holder,
             "busy_since": self.busy_since.isoformat() if self.busy_since else None,
-            "processed": len(self.outcomes), "steps": self.steps, "outcomes": [asdict(o) for o in self.outcomes],
+            "processed": len(self.outcomes),
+            "steps": self.steps,
+            "outcomes": [asdict(o) for o in self.outcomes],
         }
 
 
@@ -202,8 +219,9 @@ def _holder_is_dead(holder: str) -> bool:
     return False
 
 
-def take_lease(store: Store, holder: str, ttl_s: float = LEASE_TTL_S,
-               now: datetime | None = None) -> tuple[bool, str | None, datetime | None]:
+def take_lease(
+    store: Store, holder: str, ttl_s: float = LEASE_TTL_S, now: datetime | None = None
+) -> tuple[bool, str | None, datetime | None]:
     """Try to take the replay lease (BEGIN IMMEDIATE).  Returns (taken, holder, since):
     on refusal the current holder and since when it holds it."""
     now = now or utcnow()
@@ -212,20 +230,30 @@ def take_lease(store: Store, holder: str, ttl_s: float = LEASE_TTL_S,
         if lease is None:
             lease = ReplayLease(id=1)
             s.add(lease)
-        free = (lease.holder is None or lease.holder == holder or lease.expires_at is None
-                or lease.expires_at <= now or _holder_is_dead(lease.holder))
+        free = (
+            lease.holder is None
+            or lease.holder == holder
+            or lease.expires_at is None
+            or lease.expires_at <= now
+            or _holder_is_dead(lease.holder)
+        )
         if not free:
             return False, lease.holder, lease.acquired_at
         if lease.holder and lease.holder != holder:
-            log.warning("replay lease taken over", extra={"event": "replay_lease_takeover", "from": lease.holder})
+            log.warning(
+                "replay lease taken over", extra={"event": "replay_lease_takeover", "from": lease.holder}
+            )
         lease.holder, lease.acquired_at, lease.expires_at = holder, now, now + timedelta(seconds=ttl_s)
         return True, holder, now
 
 
 def release_lease(store: Store, holder: str) -> None:
     with store.write() as s:
-        s.execute(update(_L).where(_L.c.id == 1, _L.c.holder == holder)
-                  .values(holder=None, acquired_at=None, expires_at=None))
+        s.execute(
+            update(_L)
+            .where(_L.c.id == 1, _L.c.holder == holder)
+            .values(holder=None, acquired_at=None, expires_at=None)
+        )
 
 
 def lease_state(store: Store) -> dict:
@@ -233,8 +261,11 @@ def lease_state(store: Store) -> dict:
         lease = s.get(ReplayLease, 1)
     if lease is None or lease.holder is None:
         return {"holder": None}
-    return {"holder": lease.holder, "acquired_at": lease.acquired_at.isoformat() if lease.acquired_at else None,
-            "expires_at": lease.expires_at.isoformat() if lease.expires_at else None}
+    return {
+        "holder": lease.holder,
+        "acquired_at": lease.acquired_at.isoformat() if lease.acquired_at else None,
+        "expires_at": lease.expires_at.isoformat() if lease.expires_at else None,
+    }
 
 
 # --------------------------------------------------------------------------- the replayer
@@ -250,9 +281,16 @@ class Replayer:
     ``offload=True`` runs the store work in a worker thread (the runtime: its event
     loop must never wait on a disk flush); the CLI runs it inline."""
 
-    def __init__(self, store: Store, client: BackendClient, *, holder: str | None = None,
-                 lease_ttl_s: float = LEASE_TTL_S, clock: Callable[[], datetime] = utcnow,
-                 offload: bool = False) -> None:
+    def __init__(
+        self,
+        store: Store,
+        client: BackendClient,
+        *,
+        holder: str | None = None,
+        lease_ttl_s: float = LEASE_TTL_S,
+        clock: Callable[[], datetime] = utcnow,
+        offload: bool = False,
+    ) -> None:
         self.store = store
         self.client = client
         self.holder = holder or default_holder(store.console_id)
@@ -286,7 +324,9 @@ class Replayer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, wait_s)
         while True:
-            taken, who, since = await self._db(take_lease, self.store, self.holder, self.lease_ttl_s, self.clock())
+            taken, who, since = await self._db(
+                take_lease, self.store, self.holder, self.lease_ttl_s, self.clock()
+            )
             if taken:
                 break
             if loop.time() >= deadline:
@@ -300,19 +340,31 @@ class Replayer:
         finally:
             try:
                 await self._db(release_lease, self.store, self.holder)
-            except Exception:  # noqa: BLE001 - an expired lease frees itself
-                log.exception("could not release the replay lease", extra={"event": "replay_lease_release_failed"})
+            except Exception:
+                log.exception(
+                    "could not release the replay lease", extra={"event": "replay_lease_release_failed"}
+                )
         result.finished_at = self.clock()
         result.steps = self.steps
-        log.info("replay pass", extra={"event": "replay_pass", "status": result.status,
-                                       "processed": len(result.outcomes), "reason": result.stopped_reason})
+        log.info(
+            "replay pass",
+            extra={
+                "event": "replay_pass",
+                "status": result.status,
+                "processed": len(result.outcomes),
+                "reason": result.stopped_reason,
+            },
+        )
         return result
 
     async def _pass(self, result: ReplayResult) -> None:
         try:
             health = await self.client.health()
         except be.BackendError as exc:
-            result.status, result.stopped_reason = "stopped", f"main unavailable before the first entry: {exc.message}"
+            result.status, result.stopped_reason = (
+                "stopped",
+                f"main unavailable before the first entry: {exc.message}",
+            )
             return
         result.main_trading_date = health.trading_date
         refused = await self._handshake()
@@ -351,15 +403,20 @@ class Replayer:
 
         await self._db(checkpoints.make, self.store, mode="RECOVERING", reason="replay")
         try:
-            sent = await checkpoints.flush(self.store, self.client, purpose="replay", offload=self.offload,
-                                           resend_newest=True)
+            sent = await checkpoints.flush(
+                self.store, self.client, purpose="replay", offload=self.offload, resend_newest=True
+            )
         except checkpoints.ChainRefused as exc:
             log.error("replay refused by main", extra={"event": "replay_refused", "reason": exc.message})
-            return (f"main refused the replay: {exc.message} Nothing was sent; the journal is kept "
-                    f"(`lifeboat audit verify` shows where the local history differs)")
+            return (
+                f"main refused the replay: {exc.message} Nothing was sent; the journal is kept "
+                f"(`lifeboat audit verify` shows where the local history differs)"
+            )
         if sent.stopped:
-            log.warning("replay without a witnessed checkpoint", extra={"event": "replay_checkpoint_queued",
-                                                                        "reason": sent.stopped})
+            log.warning(
+                "replay without a witnessed checkpoint",
+                extra={"event": "replay_checkpoint_queued", "reason": sent.stopped},
+            )
         return None
 
     # ------------------------------------------------------------------ store (blocking)
@@ -371,8 +428,16 @@ class Replayer:
 
     def _next_batch(self, after_seq: int) -> list[dict]:
         with self.store.read() as s:
-            rows = s.execute(select(_J).where(_J.c.state.in_(_WORK), _J.c.seq > after_seq)
-                             .order_by(_J.c.seq).limit(BATCH)).mappings().all()
+            rows = (
+                s.execute(
+                    select(_J)
+                    .where(_J.c.state.in_(_WORK), _J.c.seq > after_seq)
+                    .order_by(_J.c.seq)
+                    .limit(BATCH)
+                )
+                .mappings()
+                .all()
+            )
         out = []
         for r in rows:
             d = dict(r)
@@ -382,8 +447,9 @@ class Replayer:
 
     def _journal_state_of(self, client_order_id: str) -> tuple[int, str, str | None] | None:
         with self.store.read() as s:
-            r = s.execute(select(_J.c.seq, _J.c.state, _J.c.state_reason)
-                          .where(_J.c.client_order_id == client_order_id)).first()
+            r = s.execute(
+                select(_J.c.seq, _J.c.state, _J.c.state_reason).where(_J.c.client_order_id == client_order_id)
+            ).first()
         return None if r is None else (r.seq, _v(r.state), r.state_reason)
 
     def _instrument(self, exchange: str, symbol: str) -> tuple[int, int] | None:
@@ -396,31 +462,59 @@ class Replayer:
             self._instruments[key] = (row.freeze_quantity, row.lot_size)
         return self._instruments[key]
 
-    def _commit_move(self, seq: int, state: JournalState, reason: str | None, main_order_id: str | None,
-                     sent: bool) -> None:
+    def _commit_move(
+        self, seq: int, state: JournalState, reason: str | None, main_order_id: str | None, sent: bool
+    ) -> None:
         now = self.clock()
         values: dict[str, Any] = {
-            "b_seq": seq, "b_state": state.value, "b_at": now, "b_reason": reason,
-            "b_keep_reason": int(state is JournalState.SENT),  # SENT keeps the reason (a supervisor's release)
-            "b_main_order_id": main_order_id, "b_sent": int(sent)}
+            "b_seq": seq,
+            "b_state": state.value,
+            "b_at": now,
+            "b_reason": reason,
+            "b_keep_reason": int(
+                state is JournalState.SENT
+            ),  # SENT keeps the reason (a supervisor's release)
+            "b_main_order_id": main_order_id,
+            "b_sent": int(sent),
+        }
         with bookkeeping_write(self.store) as conn:
-            renewed = conn.execute(_RENEW, {"b_holder": self.holder,
-                                            "b_expires_at": now + timedelta(seconds=self.lease_ttl_s)}).rowcount
+            renewed = conn.execute(
+                _RENEW, {"b_holder": self.holder, "b_expires_at": now + timedelta(seconds=self.lease_ttl_s)}
+            ).rowcount
             if renewed != 1:
                 raise _LeaseLost("the replay lease was taken by another replayer; stopped")
             conn.execute(_MOVE, values)
 
-    async def _move(self, e: dict, state: JournalState, reason: str | None = None,
-                    main_order_id: str | None = None) -> EntryOutcome | None:
+    async def _move(
+        self, e: dict, state: JournalState, reason: str | None = None, main_order_id: str | None = None
+    ) -> EntryOutcome | None:
         await self._db(self._commit_move, e["seq"], state, reason, main_order_id, state is JournalState.SENT)
         e["state"] = state.value
         self._step()
         if state is JournalState.SENT:
             return None
-        log.info("replayed", extra={"event": "replay_entry", "client_order_id": e["client_order_id"],
-                                    "seq": e["seq"], "state": state.value, "reason": reason})
-        return EntryOutcome(e["seq"], _v(e["kind"]), e["client_order_id"], e["client_id"], _v(e["exchange"]),
-                            e["symbol"], _v(e["product"]), state.value, reason, main_order_id)
+        log.info(
+            "replayed",
+            extra={
+                "event": "replay_entry",
+                "client_order_id": e["client_order_id"],
+                "seq": e["seq"],
+                "state": state.value,
+                "reason": reason,
+            },
+        )
+        return EntryOutcome(
+            e["seq"],
+            _v(e["kind"]),
+            e["client_order_id"],
+            e["client_id"],
+            _v(e["exchange"]),
+            e["symbol"],
+            _v(e["product"]),
+            state.value,
+            reason,
+            main_order_id,
+        )
 
     # ------------------------------------------------------------------ one entry
 
@@ -445,8 +539,11 @@ class Replayer:
         except be.Unauthorized as exc:
             raise _Stop(f"main refused the session ({exc.message}); log in again and rerun") from None
         except (be.Unavailable, be.ProtocolError) as exc:
-            where = "entry left SENT (will be looked up)" if e["state"] == JournalState.SENT.value \
+            where = (
+                "entry left SENT (will be looked up)"
+                if e["state"] == JournalState.SENT.value
                 else "entry left PENDING"
+            )
             raise _Stop(f"main unavailable at seq {e['seq']} ({exc.message}); {where}") from None
 
     async def _answered(self, coro):
@@ -465,18 +562,31 @@ class Replayer:
     def _order_request(self, e: dict) -> wire.OrderRequest:
         p = e["payload"]
         return wire.OrderRequest(
-            client_order_id=e["client_order_id"], client_id=e["client_id"], exchange=_v(e["exchange"]),
-            symbol=e["symbol"], side=p["side"], quantity=int(p["quantity"]), product=_v(e["product"]),
-            order_type=p.get("order_type", "MARKET"), price=p.get("price"), trigger_price=p.get("trigger_price"),
-            validity=p.get("validity") or "DAY", disclosed_quantity=p.get("disclosed_quantity"))
+            client_order_id=e["client_order_id"],
+            client_id=e["client_id"],
+            exchange=_v(e["exchange"]),
+            symbol=e["symbol"],
+            side=p["side"],
+            quantity=int(p["quantity"]),
+            product=_v(e["product"]),
+            order_type=p.get("order_type", "MARKET"),
+            price=p.get("price"),
+            trigger_price=p.get("trigger_price"),
+            validity=p.get("validity") or "DAY",
+            disclosed_quantity=p.get("disclosed_quantity"),
+        )
 
     async def _place(self, e: dict, main_date: date, stale_after: int) -> EntryOutcome | None:
         coid = e["client_order_id"]
         if e["state"] == JournalState.SENT.value:
             try:
                 order = await self._answered(self.client.order_by_client_id(coid))
-                return await self._move(e, JournalState.APPLIED, f"found on main after an unknown outcome "
-                                                                 f"({order.status.value})", order.order_id)
+                return await self._move(
+                    e,
+                    JournalState.APPLIED,
+                    f"found on main after an unknown outcome ({order.status.value})",
+                    order.order_id,
+                )
             except be.NotFound:
                 pass  # never reached main: safe to send now
         why = self._stale(e, main_date, stale_after)
@@ -492,13 +602,16 @@ class Replayer:
         except be.Rejected as exc:
             return await self._move(e, JournalState.REJECTED, f"{exc.code or 'rejected'}: {exc.message}")
         except be.IdempotencyConflict as exc:
-            return await self._move(e, JournalState.CONFLICT, f"main holds another order with this id: {exc.message}")
+            return await self._move(
+                e, JournalState.CONFLICT, f"main holds another order with this id: {exc.message}"
+            )
         except (be.Forbidden, be.NotFound) as exc:
             return await self._move(e, JournalState.HELD, f"not allowed for this session: {exc.message}")
         order = res.order
         if order.status is wire.OrderStatus.REJECTED:
-            return await self._move(e, JournalState.REJECTED, order.status_reason or "rejected by main",
-                                    order.order_id)
+            return await self._move(
+                e, JournalState.REJECTED, order.status_reason or "rejected by main", order.order_id
+            )
         how = "accepted" if res.created else "already accepted"
         return await self._move(e, JournalState.APPLIED, f"{how} ({order.status.value})", order.order_id)
 
@@ -512,7 +625,10 @@ class Replayer:
         if cached is None or time.monotonic() - cached[0] > POSITION_MAX_AGE_S:
             fetched_at = time.monotonic()
             rows = await self._answered(self.client.positions(client_id))
-            cached = (fetched_at, {(p.exchange.value, p.symbol, p.product.value): p.net_quantity for p in rows})
+            cached = (
+                fetched_at,
+                {(p.exchange.value, p.symbol, p.product.value): p.net_quantity for p in rows},
+            )
             self._positions[client_id] = cached
         return cached[1].get((_v(e["exchange"]), e["symbol"], _v(e["product"])), 0)
 
@@ -525,14 +641,17 @@ class Replayer:
         if e["state"] == JournalState.SENT.value:  # some slices may be on main: look each up, in order
             while len(ours) < MAX_SLICES:
                 try:
-                    ours.append(await self._answered(self.client.order_by_client_id(f"{coid}-{len(ours) + 1}")))
+                    ours.append(
+                        await self._answered(self.client.order_by_client_id(f"{coid}-{len(ours) + 1}"))
+                    )
                 except be.NotFound:
                     break
         why = self._stale(e, main_date, stale_after)
         if why:
             already = f" ({len(ours)} order(s) already on main)" if ours else ""
-            return await self._move(e, JournalState.HELD, f"stale: {why}{already}",
-                                    ours[-1].order_id if ours else None)
+            return await self._move(
+                e, JournalState.HELD, f"stale: {why}{already}", ours[-1].order_id if ours else None
+            )
         inst = await self._db(self._instrument, _v(e["exchange"]), e["symbol"])
         freeze, lot = inst if inst else (None, 1)
         while True:
@@ -540,49 +659,71 @@ class Replayer:
             done_ids = ours[-1].order_id if ours else None
             if net == 0:
                 if ours:
-                    return await self._move(e, JournalState.APPLIED,
-                                            f"flat on main after {len(ours)} order(s)", done_ids)
+                    return await self._move(
+                        e, JournalState.APPLIED, f"flat on main after {len(ours)} order(s)", done_ids
+                    )
                 return await self._move(e, JournalState.MOOT, "already flat on main")
             closing = wire.Side.SELL if net > 0 else wire.Side.BUY
             if intent_side and closing.value != intent_side:
                 was = "long" if intent_side == "SELL" else "short"
                 return await self._move(
-                    e, JournalState.CONFLICT,
+                    e,
+                    JournalState.CONFLICT,
                     f"position is now {net:+d} on main; the intent closed a {was} of {intent_qty} "
-                    f"(sign flipped{' after our orders' if ours else ''}): a person decides", done_ids)
+                    f"(sign flipped{' after our orders' if ours else ''}): a person decides",
+                    done_ids,
+                )
             working = sum(o.quantity - o.filled_quantity for o in ours if o.status in _OPEN)
             remaining = abs(net) - working
             if remaining <= 0:
-                return await self._move(e, JournalState.APPLIED, f"{len(ours)} order(s) working for the rest",
-                                        done_ids)
+                return await self._move(
+                    e, JournalState.APPLIED, f"{len(ours)} order(s) working for the rest", done_ids
+                )
             if len(ours) + slice_count(remaining, freeze, lot) > MAX_SLICES:  # counted, before any is sent
-                return await self._move(e, JournalState.HELD, f"more than {MAX_SLICES} orders needed "
-                                                              f"({remaining:,} left on main)", done_ids)
+                return await self._move(
+                    e,
+                    JournalState.HELD,
+                    f"more than {MAX_SLICES} orders needed ({remaining:,} left on main)",
+                    done_ids,
+                )
             qty = slices(remaining, freeze, lot)[0]
             request = wire.OrderRequest(
-                client_order_id=f"{coid}-{len(ours) + 1}", client_id=e["client_id"], exchange=_v(e["exchange"]),
-                symbol=e["symbol"], side=closing, quantity=qty, product=_v(e["product"]),
-                order_type=wire.OrderType.MARKET, validity=wire.Validity.DAY)
+                client_order_id=f"{coid}-{len(ours) + 1}",
+                client_id=e["client_id"],
+                exchange=_v(e["exchange"]),
+                symbol=e["symbol"],
+                side=closing,
+                quantity=qty,
+                product=_v(e["product"]),
+                order_type=wire.OrderType.MARKET,
+                validity=wire.Validity.DAY,
+            )
             if e["state"] != JournalState.SENT.value:
                 await self._move(e, JournalState.SENT)
             after = f" after {len(ours)} order(s)" if ours else ""
             try:
                 res = await self._sent(e["client_id"], self.client.place_order(request))
             except be.Rejected as exc:
-                return await self._move(e, JournalState.REJECTED, f"{exc.code or 'rejected'}{after}: {exc.message}",
-                                        done_ids)
+                return await self._move(
+                    e, JournalState.REJECTED, f"{exc.code or 'rejected'}{after}: {exc.message}", done_ids
+                )
             except be.IdempotencyConflict as exc:
-                return await self._move(e, JournalState.CONFLICT, f"slice id already used on main: {exc.message}",
-                                        done_ids)
+                return await self._move(
+                    e, JournalState.CONFLICT, f"slice id already used on main: {exc.message}", done_ids
+                )
             except (be.Forbidden, be.NotFound) as exc:
-                return await self._move(e, JournalState.HELD, f"not allowed for this session{after}: {exc.message}",
-                                        done_ids)
+                return await self._move(
+                    e, JournalState.HELD, f"not allowed for this session{after}: {exc.message}", done_ids
+                )
             order = res.order
             ours.append(order)
             if order.status not in _OPEN and order.status is not wire.OrderStatus.COMPLETE:
-                return await self._move(e, JournalState.REJECTED,
-                                        f"slice {len(ours)} {order.status.value}: {order.status_reason}",
-                                        order.order_id)
+                return await self._move(
+                    e,
+                    JournalState.REJECTED,
+                    f"slice {len(ours)} {order.status.value}: {order.status_reason}",
+                    order.order_id,
+                )
 
     # CANCEL / MODIFY --------------------------------------------------
 
@@ -606,10 +747,15 @@ class Replayer:
         seq, state, reason = local
         if state in (JournalState.HELD.value, JournalState.CONFLICT.value):
             return None, f"its order (seq {seq}) is {state}: decide that entry first", True
-        return None, f"its order (seq {seq}) never reached main ({state}{': ' + reason if reason else ''})", False
+        return (
+            None,
+            f"its order (seq {seq}) never reached main ({state}{': ' + reason if reason else ''})",
+            False,
+        )
 
-    async def _cancel_or_modify(self, e: dict, kind: JournalKind, main_date: date,
-                                stale_after: int) -> EntryOutcome | None:
+    async def _cancel_or_modify(
+        self, e: dict, kind: JournalKind, main_date: date, stale_after: int
+    ) -> EntryOutcome | None:
         resumed = e["state"] == JournalState.SENT.value
         order, why_not, hold = await self._target(e)
         if order is None:
@@ -617,22 +763,28 @@ class Replayer:
         verb = "cancel" if kind is JournalKind.CANCEL else "modify"
         if order.status not in _OPEN:
             if resumed and kind is JournalKind.CANCEL and order.status is wire.OrderStatus.CANCELLED:
-                return await self._move(e, JournalState.APPLIED, "found cancelled after an unknown outcome",
-                                        order.order_id)
-            return await self._move(e, JournalState.MOOT,
-                                    f"order {order.order_id} is {order.status.value} on main: nothing to {verb}",
-                                    order.order_id)
+                return await self._move(
+                    e, JournalState.APPLIED, "found cancelled after an unknown outcome", order.order_id
+                )
+            return await self._move(
+                e,
+                JournalState.MOOT,
+                f"order {order.order_id} is {order.status.value} on main: nothing to {verb}",
+                order.order_id,
+            )
         p = e["payload"]
         change = None
         if kind is JournalKind.MODIFY:
             try:
-                change = wire.OrderModify(quantity=p.get("quantity"), price=p.get("price"),
-                                          trigger_price=p.get("trigger_price"))
+                change = wire.OrderModify(
+                    quantity=p.get("quantity"), price=p.get("price"), trigger_price=p.get("trigger_price")
+                )
             except ValueError as exc:
                 return await self._move(e, JournalState.REJECTED, f"unreadable journal payload: {exc}")
             if resumed and _already_modified(order, change):
-                return await self._move(e, JournalState.APPLIED, "found modified after an unknown outcome",
-                                        order.order_id)
+                return await self._move(
+                    e, JournalState.APPLIED, "found modified after an unknown outcome", order.order_id
+                )
         if not resumed:
             why = self._stale(e, main_date, stale_after)
             if why:
@@ -645,15 +797,21 @@ class Replayer:
                 done = await self._sent(order.client_id, self.client.modify_order(order.order_id, change))
         except be.Rejected as exc:
             if exc.code == "not_open":
-                return await self._move(e, JournalState.MOOT, f"order {order.order_id} closed meanwhile: {exc.message}",
-                                        order.order_id)
-            return await self._move(e, JournalState.REJECTED, f"{exc.code or 'rejected'}: {exc.message}",
-                                    order.order_id)
+                return await self._move(
+                    e,
+                    JournalState.MOOT,
+                    f"order {order.order_id} closed meanwhile: {exc.message}",
+                    order.order_id,
+                )
+            return await self._move(
+                e, JournalState.REJECTED, f"{exc.code or 'rejected'}: {exc.message}", order.order_id
+            )
         except be.NotFound as exc:
             return await self._move(e, JournalState.MOOT, exc.message, order.order_id)
         except be.Forbidden as exc:
-            return await self._move(e, JournalState.HELD, f"not allowed for this session: {exc.message}",
-                                    order.order_id)
+            return await self._move(
+                e, JournalState.HELD, f"not allowed for this session: {exc.message}", order.order_id
+            )
         return await self._move(e, JournalState.APPLIED, f"{verb} done ({done.status.value})", done.order_id)
 
 
@@ -662,7 +820,13 @@ def _already_modified(order: wire.Order, change: wire.OrderModify) -> bool:
     return bool(want) and all(getattr(order, k) == v for k, v in want.items())
 
 
-async def replay(store: Store, client: BackendClient, *, wait_s: float = 0.0, holder: str | None = None,
-                 offload: bool = False) -> ReplayResult:
+async def replay(
+    store: Store,
+    client: BackendClient,
+    *,
+    wait_s: float = 0.0,
+    holder: str | None = None,
+    offload: bool = False,
+) -> ReplayResult:
     """One replay pass (see ``Replayer``)."""
     return await Replayer(store, client, holder=holder, offload=offload).run(wait_s=wait_s)

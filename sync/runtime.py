@@ -33,9 +33,9 @@ from backend_client.client import BackendClient
 from backend_client.detector import Detector, Mode, Transition, probe_http_client, probe_once
 from backend_client.errors import ProtocolError, Unavailable
 from backend_client.stream import StreamClient, StreamStatus
+from localstore import clock
 from localstore.db import Store
 from localstore.models import ClientRow, SyncState
-from localstore import clock
 from sync import detector_store
 from sync.bod import replace_book
 from sync.mirror import Mirror
@@ -77,7 +77,9 @@ class Runtime:
         self.clock = clock
         if detector is None:
             start = Mode(mode) if mode else detector_store.read_stored_mode(store)
-            detector = Detector(now=clock(), initial_mode=Mode.ONLINE if start is Mode.ONLINE else Mode.BACKUP)
+            detector = Detector(
+                now=clock(), initial_mode=Mode.ONLINE if start is Mode.ONLINE else Mode.BACKUP
+            )
         self.detector = detector
         # The stream's own silence timer only reconnects a hung stream; the detector's
         # evaluate timer must see the silence first, so the stream waits a little longer.
@@ -103,8 +105,9 @@ class Runtime:
         self.recovery = Recovery(self)  # automatic replay + reconciliation at RECOVERING (issue 5)
 
     def _default_stream(self, since: int | None) -> StreamClient:
-        return StreamClient(self.client.base_url, self.client.token or "", since=since,
-                            silence_timeout=self.silence_timeout)
+        return StreamClient(
+            self.client.base_url, self.client.token or "", since=since, silence_timeout=self.silence_timeout
+        )
 
     @property
     def mode(self) -> str:
@@ -136,7 +139,9 @@ class Runtime:
         except Unavailable as exc:
             self.detector.on_request_error(self.clock(), exc.kind, str(exc))
             raise
-        await asyncio.to_thread(replace_book, self.store, snap, mode=self.mode, reason=reason, user_id=self.user_id)
+        await asyncio.to_thread(
+            replace_book, self.store, snap, mode=self.mode, reason=reason, user_id=self.user_id
+        )
         self.mirror.snapshot_taken(snap.seq)
         if self.stream is not None:
             self.stream.resync(snap.seq)
@@ -149,7 +154,9 @@ class Runtime:
         try:
             await self.resnapshot(reason)
         except Unavailable as exc:
-            log.warning("snapshot failed: main unreachable", extra={"event": "resnapshot_failed", "reason": str(exc)})
+            log.warning(
+                "snapshot failed: main unreachable", extra={"event": "resnapshot_failed", "reason": str(exc)}
+            )
         except ProtocolError as exc:  # refused whole (sync.bod): the previous book stays, asked again later
             log.warning("snapshot refused", extra={"event": "resnapshot_refused", "reason": str(exc)})
 
@@ -194,7 +201,9 @@ class Runtime:
         """Make the stored mode agree with the detector's starting mode."""
         stored = await asyncio.to_thread(detector_store.read_stored_mode, self.store)
         if stored is not self.detector.mode:
-            self._on_transition(Transition(stored, self.detector.mode, self.clock(), f"agent start: {self.detector.reason}"))
+            self._on_transition(
+                Transition(stored, self.detector.mode, self.clock(), f"agent start: {self.detector.reason}")
+            )
 
     async def _first_snapshot(self) -> bool:
         """The start-of-agent snapshot, retried while main is unreachable."""
@@ -208,7 +217,7 @@ class Runtime:
                 log.warning("main unreachable at start; retrying", extra={"event": "start_unreachable"})
                 try:
                     await asyncio.wait_for(self._stop.wait(), timeout=self.detector.probe_interval_backup * 2)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         return False
 
@@ -246,8 +255,15 @@ class Runtime:
     def _on_transition(self, change: Transition) -> None:
         """Detector callback (on the loop, at the instant of the change)."""
         self._mode_queue.put_nowait((change, clock.utcnow()))
-        log.info("mode change", extra={"event": "mode_change", "from": change.from_mode.value,
-                                       "to": change.to_mode.value, "reason": change.reason})
+        log.info(
+            "mode change",
+            extra={
+                "event": "mode_change",
+                "from": change.from_mode.value,
+                "to": change.to_mode.value,
+                "reason": change.reason,
+            },
+        )
         if change.to_mode is not Mode.ONLINE:
             self._wake_probe.set()  # probe at the new mode's pace from now on
 
@@ -259,14 +275,19 @@ class Runtime:
                 return
             change, wall_at = entry
             try:
-                await asyncio.to_thread(detector_store.record_transition, self.store, change,
-                                        wall_at=wall_at, user_id=self.user_id)
-            except Exception:  # noqa: BLE001 - the console must keep its mode even if the disk fails
+                await asyncio.to_thread(
+                    detector_store.record_transition,
+                    self.store,
+                    change,
+                    wall_at=wall_at,
+                    user_id=self.user_id,
+                )
+            except Exception:
                 log.exception("could not record a mode change", extra={"event": "mode_record_failed"})
             for cb in list(self.mode_callbacks):
                 try:
                     cb(change)
-                except Exception:  # noqa: BLE001 - a screen's bug must not stop the detector
+                except Exception:
                     log.exception("mode callback failed", extra={"event": "mode_callback_failed"})
             # after the screens were told: a signed checkpoint of the head (local); the
             # checkpoint loop sends it, so main's round trips never delay a mode change
@@ -283,8 +304,11 @@ class Runtime:
             if send and self.detector.mode is Mode.ONLINE:
                 await checkpoints.flush(self.store, self.client)
         except checkpoints.ChainRefused as exc:
-            log.error("main refused an audit checkpoint", extra={"event": "checkpoint_refused", "reason": exc.message})
-        except Exception:  # noqa: BLE001 - a checkpoint not made now is made at the next moment
+            log.error(
+                "main refused an audit checkpoint",
+                extra={"event": "checkpoint_refused", "reason": exc.message},
+            )
+        except Exception:
             log.exception("audit checkpoint failed", extra={"event": "checkpoint_failed"})
 
     async def _checkpoint_loop(self) -> None:
@@ -295,7 +319,7 @@ class Runtime:
         while True:
             try:
                 await asyncio.wait_for(self._wake_checkpoints.wait(), timeout=checkpoints.MINUTES * 60)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake_checkpoints.clear()
             await self._checkpoint("timer")
@@ -317,7 +341,7 @@ class Runtime:
             while not self._stop.is_set():
                 try:
                     await asyncio.wait_for(self._wake_probe.wait(), timeout=self.detector.probe_interval)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 self._wake_probe.clear()
                 if self._stop.is_set():
@@ -333,7 +357,7 @@ class Runtime:
     async def _apply_override(self) -> None:
         try:
             override = await asyncio.to_thread(detector_store.read_override, self.store)
-        except Exception:  # noqa: BLE001 - an unreadable store must not stop the probes
+        except Exception:
             log.exception("could not read the mode override", extra={"event": "override_read_failed"})
             return
         key = (override.mode, override.by)

@@ -35,9 +35,16 @@ class Leg:
     order_id: str | None = None
 
     def as_dict(self) -> dict:
-        d = {"client_id": self.client_id, "exchange": self.exchange, "symbol": self.symbol, "product": self.product,
-             "side": self.side, "quantity": self.quantity, "client_order_id": self.client_order_id,
-             "outcome": self.outcome}
+        d = {
+            "client_id": self.client_id,
+            "exchange": self.exchange,
+            "symbol": self.symbol,
+            "product": self.product,
+            "side": self.side,
+            "quantity": self.quantity,
+            "client_order_id": self.client_order_id,
+            "outcome": self.outcome,
+        }
         if self.reason is not None:
             d["reason"] = self.reason
         if self.order_id is not None:
@@ -68,23 +75,33 @@ def check_quantity(what: str, quantity: int, freeze_quantity: int | None, lot_si
     """Refuse (``quantity_limit``) a square-off of ``quantity`` that is beyond any
     instrument's limits or would take more than MAX_SLICES orders."""
     if quantity > MAX_QUANTITY:
-        raise Refusal("quantity_limit", f"{what}: a position of {quantity:,} is beyond any instrument's limits "
-                                        f"(at most {MAX_QUANTITY:,}); nothing was sent or journaled: check it on "
-                                        f"the main system")
+        raise Refusal(
+            "quantity_limit",
+            f"{what}: a position of {quantity:,} is beyond any instrument's limits "
+            f"(at most {MAX_QUANTITY:,}); nothing was sent or journaled: check it on "
+            f"the main system",
+        )
     count = slice_count(quantity, freeze_quantity, lot_size)
     if count > MAX_SLICES:
-        raise Refusal("quantity_limit", f"{what}: squaring off {quantity:,} would take {count:,} orders of at most "
-                                        f"{_step(freeze_quantity, lot_size):,} (the limit is {MAX_SLICES:,}); "
-                                        f"nothing was sent or journaled: check it on the main system")
+        raise Refusal(
+            "quantity_limit",
+            f"{what}: squaring off {quantity:,} would take {count:,} orders of at most "
+            f"{_step(freeze_quantity, lot_size):,} (the limit is {MAX_SLICES:,}); "
+            f"nothing was sent or journaled: check it on the main system",
+        )
 
 
-def check_legs(legs: list["Leg"], instruments: dict) -> None:
+def check_legs(legs: list[Leg], instruments: dict) -> None:
     """``check_quantity`` for every leg, before any is sliced or sent (instruments: (exchange,
     symbol) -> anything with freeze_quantity and lot_size)."""
     for leg in legs:
         inst = instruments.get((leg.exchange, leg.symbol))
-        check_quantity(f"{leg.client_id} {leg.exchange}:{leg.symbol} {leg.product}", leg.quantity,
-                       getattr(inst, "freeze_quantity", None), getattr(inst, "lot_size", 1))
+        check_quantity(
+            f"{leg.client_id} {leg.exchange}:{leg.symbol} {leg.product}",
+            leg.quantity,
+            getattr(inst, "freeze_quantity", None),
+            getattr(inst, "lot_size", 1),
+        )
 
 
 def slices(quantity: int, freeze_quantity: int | None, lot_size: int = 1) -> list[int]:
@@ -100,8 +117,9 @@ def slices(quantity: int, freeze_quantity: int | None, lot_size: int = 1) -> lis
     return [step] * full + ([rest] if rest else [])
 
 
-def position_legs(positions, *, client_id: str | None = None, symbol: str | None = None,
-                  in_scope=lambda c: True) -> list[Leg]:
+def position_legs(
+    positions, *, client_id: str | None = None, symbol: str | None = None, in_scope=lambda c: True
+) -> list[Leg]:
     """One leg per non-flat position in scope (positions: rows or wire models)."""
     legs = []
     for p in positions:
@@ -111,8 +129,16 @@ def position_legs(positions, *, client_id: str | None = None, symbol: str | None
             continue
         if symbol is not None and p.symbol.upper() != symbol.upper():
             continue
-        legs.append(Leg(p.client_id, _v(p.exchange), p.symbol, _v(p.product), closing_side(p.net_quantity),
-                        abs(p.net_quantity)))
+        legs.append(
+            Leg(
+                p.client_id,
+                _v(p.exchange),
+                p.symbol,
+                _v(p.product),
+                closing_side(p.net_quantity),
+                abs(p.net_quantity),
+            )
+        )
     legs.sort(key=lambda leg: (leg.client_id, leg.exchange, leg.symbol, leg.product))
     return legs
 

@@ -18,6 +18,7 @@ from localstore.journal_states import FINAL_STATES, HELD_STATES, UNFINISHED_STAT
 def _sql_list(states: tuple[str, ...]) -> str:
     return ", ".join(f"'{s}'" for s in states)
 
+
 _MODE_INPUTS = text(
     "SELECT (SELECT forced_mode FROM console_state WHERE id = 1) AS forced_mode, "
     f"(SELECT count(*) FROM journal WHERE state IN ({_sql_list(UNFINISHED_STATES)})) AS unfinished"
@@ -33,16 +34,26 @@ _HEADS = text(
     "(SELECT count(*) FROM journal WHERE acknowledged_at IS NULL) AS unacknowledged "
     "FROM sync_state s, policy p, console_state c, replay_lease l "
     "WHERE s.id = 1 AND p.id = 1 AND c.id = 1 AND l.id = 1"
-).columns(bod_at=UtcDateTime, last_event_at=UtcDateTime, last_applied_at=UtcDateTime, forced_at=UtcDateTime,
-          mode_since=UtcDateTime, lease_acquired_at=UtcDateTime, lease_expires_at=UtcDateTime,
-          last_report_at=UtcDateTime, allow_new_exposure=Boolean, killswitch=Boolean)
+).columns(
+    bod_at=UtcDateTime,
+    last_event_at=UtcDateTime,
+    last_applied_at=UtcDateTime,
+    forced_at=UtcDateTime,
+    mode_since=UtcDateTime,
+    lease_acquired_at=UtcDateTime,
+    lease_expires_at=UtcDateTime,
+    last_report_at=UtcDateTime,
+    allow_new_exposure=Boolean,
+    killswitch=Boolean,
+)
 _UNACKNOWLEDGED = text(
     "SELECT seq, kind, client_order_id, client_id, symbol, state, created_at FROM journal "
     "WHERE acknowledged_at IS NULL ORDER BY seq LIMIT :limit"
 ).columns(created_at=UtcDateTime)
 _LAST_REPORT = text("SELECT json FROM reconciliation_report ORDER BY id DESC LIMIT 1")
 _CREDENTIALS = text(
-    "SELECT user_id, verifier, grant_json, public_key FROM offline_credentials ORDER BY user_id")
+    "SELECT user_id, verifier, grant_json, public_key FROM offline_credentials ORDER BY user_id"
+)
 
 
 _ANY_CREDENTIAL = text("SELECT EXISTS (SELECT 1 FROM offline_credentials)")
@@ -56,15 +67,21 @@ def anchors_state(store, conn) -> dict:
     logged in online with cannot be enrolled (enrolment is part of that login): said
     without asking the keyring (about 75 ms to import; bench P7)."""
     if not conn.execute(_ANY_CREDENTIAL).scalar():
-        return {"kind": "none", "enrolled": False,
-                "where": "none kept yet (an online login enrols this console and keeps them)"}
+        return {
+            "kind": "none",
+            "enrolled": False,
+            "where": "none kept yet (an online login enrols this console and keeps them)",
+        }
     from localstore.anchors import AnchorError
-
     from sync.identity import NotEnrolled, anchors_for, check_enrolled
 
     anchors = anchors_for(store)
     if anchors is None:
-        return {"kind": "none", "where": "not kept: a server database is not bound to one home", "enrolled": False}
+        return {
+            "kind": "none",
+            "where": "not kept: a server database is not bound to one home",
+            "enrolled": False,
+        }
     try:
         out = {"kind": anchors.kind, "where": anchors.where}
     except AnchorError as exc:
@@ -85,19 +102,41 @@ def mode_inputs(conn) -> tuple[str | None, int]:
 def store_status(conn, *, unacknowledged_limit: int = 20) -> dict:
     """Policy, last BOD, mirror freshness and journal depth, as plain values."""
     h = conn.execute(_HEADS).one()
-    unacked = [present(seq=r.seq, kind=r.kind, client_order_id=r.client_order_id, client_id=r.client_id,
-                       symbol=r.symbol, state=r.state, created_at=r.created_at.isoformat())
-               for r in conn.execute(_UNACKNOWLEDGED, {"limit": unacknowledged_limit})]
+    unacked = [
+        present(
+            seq=r.seq,
+            kind=r.kind,
+            client_order_id=r.client_order_id,
+            client_id=r.client_id,
+            symbol=r.symbol,
+            state=r.state,
+            created_at=r.created_at.isoformat(),
+        )
+        for r in conn.execute(_UNACKNOWLEDGED, {"limit": unacknowledged_limit})
+    ]
     return {
-        "trading_date": _date_text(h.trading_date), "bod_at": h.bod_at, "bod_seq": h.bod_seq,
-        "last_event_seq": h.last_event_seq, "last_event_at": h.last_event_at, "last_applied_at": h.last_applied_at,
-        "allow_new_exposure": bool(h.allow_new_exposure), "killswitch": bool(h.killswitch),
-        "policy_updated_by": h.updated_by, "forced_at": h.forced_at, "forced_by": h.forced_by,
-        "depth": int(h.depth), "held": int(h.held), "unacknowledged": int(h.unacknowledged),
+        "trading_date": _date_text(h.trading_date),
+        "bod_at": h.bod_at,
+        "bod_seq": h.bod_seq,
+        "last_event_seq": h.last_event_seq,
+        "last_event_at": h.last_event_at,
+        "last_applied_at": h.last_applied_at,
+        "allow_new_exposure": bool(h.allow_new_exposure),
+        "killswitch": bool(h.killswitch),
+        "policy_updated_by": h.updated_by,
+        "forced_at": h.forced_at,
+        "forced_by": h.forced_by,
+        "depth": int(h.depth),
+        "held": int(h.held),
+        "unacknowledged": int(h.unacknowledged),
         "unacknowledged_entries": unacked,
-        "recorded_mode": h.recorded_mode, "mode_since": h.mode_since, "mode_reason": h.mode_reason,
-        "lease_holder": h.lease_holder, "lease_acquired_at": h.lease_acquired_at,
-        "lease_expires_at": h.lease_expires_at, "last_report_at": h.last_report_at,
+        "recorded_mode": h.recorded_mode,
+        "mode_since": h.mode_since,
+        "mode_reason": h.mode_reason,
+        "lease_holder": h.lease_holder,
+        "lease_acquired_at": h.lease_acquired_at,
+        "lease_expires_at": h.lease_expires_at,
+        "last_report_at": h.last_report_at,
         "last_verdict": _last_verdict(conn) if h.last_report_at else None,
     }
 
@@ -130,13 +169,19 @@ def replay_state(st: dict, now, *, main_reachable: bool) -> dict:
         state = "held for a person"
     else:
         state = "idle"
-    return present({
-        "state": state, "unreplayed": unfinished, "held": held,
-        "holder": st["lease_holder"] if state == "running" else None,
-        "since": st["lease_acquired_at"].isoformat() if state == "running" and st["lease_acquired_at"] else None,
-        "last_report_at": st["last_report_at"].isoformat() if st["last_report_at"] else None,
-        "last_verdict": st.get("last_verdict"),
-    })
+    return present(
+        {
+            "state": state,
+            "unreplayed": unfinished,
+            "held": held,
+            "holder": st["lease_holder"] if state == "running" else None,
+            "since": st["lease_acquired_at"].isoformat()
+            if state == "running" and st["lease_acquired_at"]
+            else None,
+            "last_report_at": st["last_report_at"].isoformat() if st["last_report_at"] else None,
+            "last_verdict": st.get("last_verdict"),
+        }
+    )
 
 
 def backup_readiness(conn, now, *, store, user_id: str | None = None) -> dict:
@@ -154,8 +199,12 @@ def backup_readiness(conn, now, *, store, user_id: str | None = None) -> dict:
     rows = [r for r in conn.execute(_CREDENTIALS) if user_id is None or r.user_id == user_id]
     if not rows:
         who = f"{user_id} has never" if user_id else "nobody has ever"
-        return {"users": [], "problems": [f"{who} logged in online on this console "
-                                          "(an online login is needed before an outage)"]}
+        return {
+            "users": [],
+            "problems": [
+                f"{who} logged in online on this console (an online login is needed before an outage)"
+            ],
+        }
     from sync import offline  # the signature check (cryptography): only when there is a grant to check
 
     pinned = offline.trusted_grant_keys(store)  # the anchors (keyring): only when there is a grant to check
@@ -168,11 +217,23 @@ def backup_readiness(conn, now, *, store, user_id: str | None = None) -> dict:
             problems.append(f"{r.user_id} has never logged in online on this console")
             continue
         try:
-            grant = offline.usable_grant(r.user_id, r.grant_json, r.public_key, pinned=pinned, now=now,
-                                         watermark=watermark, rolled_back=rolled_back)
+            grant = offline.usable_grant(
+                r.user_id,
+                r.grant_json,
+                r.public_key,
+                pinned=pinned,
+                now=now,
+                watermark=watermark,
+                rolled_back=rolled_back,
+            )
         except offline.GrantUnusable as exc:
-            why = exc.detail + (" (an online login enrols this console and pins the main system's keys)"
-                                if exc.untrusted else " (an online login renews it)" if exc.relogin else "")
+            why = exc.detail + (
+                " (an online login enrols this console and pins the main system's keys)"
+                if exc.untrusted
+                else " (an online login renews it)"
+                if exc.relogin
+                else ""
+            )
             problems.append(f"{r.user_id}: {why}" if user_id is None else why)
             continue
         if grant.role.value == "viewer":
@@ -180,11 +241,18 @@ def backup_readiness(conn, now, *, store, user_id: str | None = None) -> dict:
             continue
         attempts = credentials.attempts(anchors, r.user_id)
         if attempts.locked:
-            problems.append(f"{r.user_id} is locked for offline login after {attempts.count} wrong passwords in a "
-                            f"row (a supervisor's `lifeboat user release {r.user_id}`, or an online login, lifts it)")
+            problems.append(
+                f"{r.user_id} is locked for offline login after {attempts.count} wrong passwords in a "
+                f"row (a supervisor's `lifeboat user release {r.user_id}`, or an online login, lifts it)"
+            )
             continue
-        users.append({"user_id": r.user_id, "role": grant.role.value,
-                      "grant_valid_until": grant.valid_until.isoformat()})
+        users.append(
+            {
+                "user_id": r.user_id,
+                "role": grant.role.value,
+                "grant_valid_until": grant.valid_until.isoformat(),
+            }
+        )
     return {"users": users, "problems": problems}
 
 

@@ -30,7 +30,14 @@ CLI, the agent and the screens can all use them.
 
 from __future__ import annotations
 
-CLEAN, MISMATCHES, HELD, REJECTED, INCOMPLETE, BUSY = "clean", "mismatches", "held", "rejected", "incomplete", "busy"
+CLEAN, MISMATCHES, HELD, REJECTED, INCOMPLETE, BUSY = (
+    "clean",
+    "mismatches",
+    "held",
+    "rejected",
+    "incomplete",
+    "busy",
+)
 REFUSED = "refused"
 VERDICTS = (CLEAN, MISMATCHES, HELD, REJECTED, INCOMPLETE, BUSY, REFUSED)
 
@@ -71,8 +78,12 @@ def headline(report: dict) -> str:
         kinds: dict[str, int] = {}
         for m in mism:
             kinds[m.get("kind", "?")] = kinds.get(m.get("kind", "?"), 0) + 1
-        parts.append(_plural(len(mism), "mismatch", "mismatches") + " (" +
-                     ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in kinds.items()) + ")")
+        parts.append(
+            _plural(len(mism), "mismatch", "mismatches")
+            + " ("
+            + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in kinds.items())
+            + ")"
+        )
     held = int(report.get("for_a_person") or 0)
     if held:
         parts.append(_plural(held, "entry", "entries") + " held for a supervisor")
@@ -83,5 +94,7 @@ def headline(report: dict) -> str:
         parts.append("no mismatches: main holds what the journal meant and the local book equals main")
     info = len(report.get("moved_on_main") or [])
     if info:
-        parts.append(_plural(info, "change", "changes") + " on main during the outage, listed for information")
+        parts.append(
+            _plural(info, "change", "changes") + " on main during the outage, listed for information"
+        )
     return f"{v.upper()}: " + "; ".join(parts)

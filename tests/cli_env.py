@@ -39,12 +39,15 @@ class CliResult:
         try:
             return json.loads(self.stdout)
         except json.JSONDecodeError as exc:
-            raise AssertionError(f"lifeboat {' '.join(self.args)}: stdout is not JSON ({exc}):\n"
-                                 f"stdout={self.stdout!r}\nstderr={self.stderr!r}") from None
+            raise AssertionError(
+                f"lifeboat {' '.join(self.args)}: stdout is not JSON ({exc}):\n"
+                f"stdout={self.stdout!r}\nstderr={self.stderr!r}"
+            ) from None
 
-    def ok(self) -> "CliResult":
+    def ok(self) -> CliResult:
         assert self.returncode == 0, (
-            f"lifeboat {' '.join(self.args)} exited {self.returncode}\nstdout={self.stdout}\nstderr={self.stderr}")
+            f"lifeboat {' '.join(self.args)} exited {self.returncode}\nstdout={self.stdout}\nstderr={self.stderr}"
+        )
         return self
 
 
@@ -95,8 +98,15 @@ class Cli:
         return [sys.executable, "-m", "console.cli", *args]
 
     def __call__(self, *args: str, stdin: str | None = None, timeout: float = 60, **env: str) -> CliResult:
-        p = subprocess.run(self.argv(*args), input=stdin if stdin is not None else "", capture_output=True,
-                           text=True, env=self.env(**env), cwd=REPO_ROOT, timeout=timeout)
+        p = subprocess.run(
+            self.argv(*args),
+            input=stdin if stdin is not None else "",
+            capture_output=True,
+            text=True,
+            env=self.env(**env),
+            cwd=REPO_ROOT,
+            timeout=timeout,
+        )
         return CliResult(tuple(args), p.returncode, p.stdout, p.stderr)
 
     def many(self, *commands: tuple[str, ...], timeout: float = 60) -> list[CliResult]:
@@ -110,8 +120,15 @@ class Cli:
 
     def popen(self, *args: str, stdin: str | None = None, **env: str) -> subprocess.Popen:
         """Start a command and return at once (stdin, if given, is written and closed)."""
-        p = subprocess.Popen(self.argv(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=self.env(**env), cwd=REPO_ROOT)
+        p = subprocess.Popen(
+            self.argv(*args),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(**env),
+            cwd=REPO_ROOT,
+        )
         if stdin:
             p.stdin.write(stdin)
         p.stdin.close()
@@ -160,7 +177,9 @@ def cli_factory(tmp_path, monkeypatch):
 
     def make(backend_url: str, name: str = "console", user: str | None = "dealer1") -> Cli:
         home = tmp_path / name
-        return Cli(home=home, backend_url=backend_url, keyring_file=tmp_path / f"{name}-keyring.json", user=user)
+        return Cli(
+            home=home, backend_url=backend_url, keyring_file=tmp_path / f"{name}-keyring.json", user=user
+        )
 
     yield make
     keyring.set_keyring(previous)
@@ -172,9 +191,15 @@ def cli(sim, cli_factory) -> Cli:
     return cli_factory(sim.url)
 
 
-def copy_anchors(src_home: Path, dst_home: Path, *, keyring_file: Path | None = None,
-                 dst_keyring_files: tuple[Path, ...] = (), console_id: str | None = None,
-                 src_config_dir: Path | None = None) -> None:
+def copy_anchors(
+    src_home: Path,
+    dst_home: Path,
+    *,
+    keyring_file: Path | None = None,
+    dst_keyring_files: tuple[Path, ...] = (),
+    console_id: str | None = None,
+    src_config_dir: Path | None = None,
+) -> None:
     """TEST ONLY: enrol ``dst_home`` (a copy of ``src_home``'s store) as ``src_home`` was, the
     same as an online login there would, without one: templates built once and copied per
     test need it, since the trust anchors are bound to the home's real path
@@ -214,7 +239,7 @@ def enrolled_for_test(store):
     journal writes are not refused as "not enrolled"; no anchors are written anywhere."""
     from sync import identity
 
-    identity._cache(store, store.console_id)  # noqa: SLF001 - test-only
+    identity._cache(store, store.console_id)
     return store
 
 
@@ -226,7 +251,8 @@ def raw_session(url: str, user: str = "dealer1", password: str = PASSWORD) -> di
 
 
 def raw_get(url: str, token: str, path: str, **params) -> list | dict:
-    r = httpx.get(f"{url}/api/v1{path}", params=params or None, headers={"Authorization": f"Bearer {token}"},
-                  timeout=10)
+    r = httpx.get(
+        f"{url}/api/v1{path}", params=params or None, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
     r.raise_for_status()
     return r.json()

@@ -29,11 +29,26 @@ _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _TS = "2026-01-05T09:15:00+05:30"
 GOOD_HEALTH = {"status": "ok", "trading_date": "2026-01-05", "server_time": _TS}
 GOOD_ORDER = {
-    "order_id": "O-1", "client_order_id": "C-1", "client_id": "CL001", "exchange": "NSE",
-    "symbol": "INFY", "side": "BUY", "quantity": 10, "filled_quantity": 0, "average_price": 0,
-    "product": "MIS", "order_type": "LIMIT", "price": 1500.5, "trigger_price": None,
-    "validity": "DAY", "disclosed_quantity": None, "status": "OPEN", "status_reason": None,
-    "placed_by": "dealer1", "created_at": _TS, "updated_at": _TS,
+    "order_id": "O-1",
+    "client_order_id": "C-1",
+    "client_id": "CL001",
+    "exchange": "NSE",
+    "symbol": "INFY",
+    "side": "BUY",
+    "quantity": 10,
+    "filled_quantity": 0,
+    "average_price": 0,
+    "product": "MIS",
+    "order_type": "LIMIT",
+    "price": 1500.5,
+    "trigger_price": None,
+    "validity": "DAY",
+    "disclosed_quantity": None,
+    "status": "OPEN",
+    "status_reason": None,
+    "placed_by": "dealer1",
+    "created_at": _TS,
+    "updated_at": _TS,
 }
 
 
@@ -41,8 +56,10 @@ def _json(obj: Any) -> bytes:
     return json.dumps(obj).encode()
 
 
-_HTML_502 = (b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
-             b"</h1></center><hr><center>nginx</center></body></html>")
+_HTML_502 = (
+    b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
+    b"</h1></center><hr><center>nginx</center></body></html>"
+)
 
 # mode -> (status, content-type or None, body)
 HTTP_MODES: dict[str, tuple[int, str | None, bytes]] = {
@@ -60,12 +77,30 @@ HTTP_MODES: dict[str, tuple[int, str | None, bytes]] = {
     "empty_200": (200, "application/json", b""),
     "text_plain": (200, "text/plain", b"OK lol \x00\xff nonsense"),
     "no_content_type": (200, None, _json(GOOD_HEALTH)),
-    "json_500": (500, "application/json", _json({"error": {"code": "internal", "message": "database is down"}})),
+    "json_500": (
+        500,
+        "application/json",
+        _json({"error": {"code": "internal", "message": "database is down"}}),
+    ),
     "json_503": (503, "application/json", _json({"error": {"code": "fault", "message": "fault injected"}})),
-    "rejected_422": (422, "application/json",
-                     _json({"error": {"code": "lot_size", "message": "quantity is not a multiple of 25",
-                                      "field": "quantity"}})),
-    "unauthorized_401": (401, "application/json", _json({"error": {"code": "unauthorized", "message": "bad token"}})),
+    "rejected_422": (
+        422,
+        "application/json",
+        _json(
+            {
+                "error": {
+                    "code": "lot_size",
+                    "message": "quantity is not a multiple of 25",
+                    "field": "quantity",
+                }
+            }
+        ),
+    ),
+    "unauthorized_401": (
+        401,
+        "application/json",
+        _json({"error": {"code": "unauthorized", "message": "bad token"}}),
+    ),
     "detail_404": (404, "application/json", _json({"detail": "Not Found"})),
     "teapot_418": (418, "application/json", _json({"error": {"code": "teapot", "message": "I'm a teapot"}})),
     "redirect_302": (302, "text/html", b""),
@@ -99,7 +134,7 @@ class GarbageServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> "GarbageServer":
+    async def start(self) -> GarbageServer:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -111,7 +146,7 @@ class GarbageServer:
                 w.transport.abort()
             await self._server.wait_closed()
 
-    async def __aenter__(self) -> "GarbageServer":
+    async def __aenter__(self) -> GarbageServer:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -163,8 +198,11 @@ class GarbageServer:
             return False
         if mode == "reset_mid_body":
             body = _json(GOOD_ORDER)
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                         + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[: len(body) // 2]
+            )
             await writer.drain()
             writer.transport.abort()  # RST, not FIN
             return False
@@ -186,8 +224,12 @@ class GarbageServer:
             return
         key = request.headers.get("sec-websocket-key", "")
         accept = base64.b64encode(hashlib.sha1((key + _WS_GUID).encode()).digest()).decode()
-        writer.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+        writer.write(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            ).encode()
+        )
         if mode == "ws_non_json":
             writer.write(ws_text_frame(b"this is not json {"))
         elif mode == "ws_wrong_shape":
@@ -207,8 +249,14 @@ class GarbageServer:
 
 
 def hello(seq: int) -> dict:
-    return {"type": "hello", "seq": seq, "server_time": _TS, "trading_date": "2026-01-05",
-            "heartbeat_ms": 250, "user_id": "dealer1"}
+    return {
+        "type": "hello",
+        "seq": seq,
+        "server_time": _TS,
+        "trading_date": "2026-01-05",
+        "heartbeat_ms": 250,
+        "user_id": "dealer1",
+    }
 
 
 def heartbeat(seq: int) -> dict:

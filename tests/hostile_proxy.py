@@ -62,8 +62,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -71,16 +72,44 @@ import httpx
 from tests.garbage_server import ws_text_frame
 
 API_PREFIX = "/api/v1"
-MODES = ("forward", "drip", "endless", "garbage", "not_http", "html", "empty200", "rewrite", "wrong_types",
-         "ws_garbage")
+MODES = (
+    "forward",
+    "drip",
+    "endless",
+    "garbage",
+    "not_http",
+    "html",
+    "empty200",
+    "rewrite",
+    "wrong_types",
+    "ws_garbage",
+)
 # headers that describe one hop, or a body encoding httpx already undid: never copied
-_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "upgrade",
-        "proxy-connection", "te", "trailer", "host"}
-_NGINX_502 = (b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
-              b"</center><hr><center>nginx</center></body></html>")
+_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "content-encoding",
+    "upgrade",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "host",
+}
+_NGINX_502 = (
+    b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
+    b"</center><hr><center>nginx</center></body></html>"
+)
 _GARBAGE = b"\x00\xff<<garbage>>\x1b[2J{\"unterminated"
-_REASONS = {200: "OK", 201: "Created", 404: "Not Found", 500: "Internal Server Error", 502: "Bad Gateway",
-            503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    404: "Not Found",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 
 
 @dataclass
@@ -186,8 +215,9 @@ class HostileProxy:
 
     # ------------------------------------------------------------------ rules (any thread)
 
-    def misbehave(self, path: str, mode: str, *, method: str | None = None, times: int | None = None,
-                  **options: Any) -> Rule:
+    def misbehave(
+        self, path: str, mode: str, *, method: str | None = None, times: int | None = None, **options: Any
+    ) -> Rule:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: expected one of {MODES}")
         if mode == "rewrite" and not callable(options.get("rewrite")):
@@ -216,9 +246,10 @@ class HostileProxy:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> "HostileProxy":
-        self._http = httpx.AsyncClient(base_url=self.target_url, trust_env=False, timeout=30.0,
-                                       follow_redirects=False)
+    async def start(self) -> HostileProxy:
+        self._http = httpx.AsyncClient(
+            base_url=self.target_url, trust_env=False, timeout=30.0, follow_redirects=False
+        )
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -234,7 +265,7 @@ class HostileProxy:
             await self._http.aclose()
             self._http = None
 
-    async def __aenter__(self) -> "HostileProxy":
+    async def __aenter__(self) -> HostileProxy:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -275,13 +306,16 @@ class HostileProxy:
             if mode == "endless":
                 await self._endless(writer, int(opts.get("chunk_bytes", 65536)))
                 return False
-            writer.write({
-                "garbage": lambda: _reply(int(opts.get("status", 200)), "application/json",
-                                          opts.get("body", _GARBAGE)),
-                "not_http": lambda: b"SSH-2.0-OpenSSH_9.6\r\n\x00\xffgarbage garbage\r\n\r\n",
-                "html": lambda: _reply(int(opts.get("status", 502)), "text/html", _NGINX_502),
-                "empty200": lambda: _reply(200, "application/json", b""),
-            }[mode]())
+            writer.write(
+                {
+                    "garbage": lambda: _reply(
+                        int(opts.get("status", 200)), "application/json", opts.get("body", _GARBAGE)
+                    ),
+                    "not_http": lambda: b"SSH-2.0-OpenSSH_9.6\r\n\x00\xffgarbage garbage\r\n\r\n",
+                    "html": lambda: _reply(int(opts.get("status", 502)), "text/html", _NGINX_502),
+                    "empty200": lambda: _reply(200, "application/json", b""),
+                }[mode]()
+            )
             await writer.drain()
             return False
         real = await self._upstream(req)
@@ -297,7 +331,7 @@ class HostileProxy:
         if mode == "drip":
             interval = float(opts.get("interval", 1.0))
             for i in range(len(data)):
-                writer.write(data[i:i + 1])
+                writer.write(data[i : i + 1])
                 await writer.drain()
                 await asyncio.sleep(interval)
             return False
@@ -316,8 +350,9 @@ class HostileProxy:
 
     # ------------------------------------------------------------------ WebSocket
 
-    async def _websocket(self, req: _Request, rule: Rule | None, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
+    async def _websocket(
+        self, req: _Request, rule: Rule | None, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         """Forward the upgrade and both byte streams; inject frames for ws_garbage."""
         up_reader, up_writer = await asyncio.open_connection(*self._target)
         head = f"{req.method} {req.target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers)
@@ -338,7 +373,9 @@ class HostileProxy:
                 n = first[1] & 0x7F
                 ext = await up_reader.readexactly({126: 2, 127: 8}.get(n, 0))
                 length = int.from_bytes(ext, "big") if ext else n
-                writer.write(first + ext + await up_reader.readexactly(length))  # server frames are not masked
+                writer.write(
+                    first + ext + await up_reader.readexactly(length)
+                )  # server frames are not masked
                 frames += 1
                 if inject is not None and frames == int(inject.get("after", 1)):
                     for f in inject.get("frames", [b"this is not json {"]):
@@ -380,7 +417,7 @@ class ThreadedHostileProxy:
     def hits(self, path: str | None = None) -> int:
         return self.proxy.hits(path)
 
-    def start(self) -> "ThreadedHostileProxy":
+    def start(self) -> ThreadedHostileProxy:
         self._thread.start()
         self._call(self.proxy.start())
         return self
@@ -400,7 +437,7 @@ class ThreadedHostileProxy:
             t.cancel()
         await asyncio.gather(*rest, return_exceptions=True)
 
-    def __enter__(self) -> "ThreadedHostileProxy":
+    def __enter__(self) -> ThreadedHostileProxy:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

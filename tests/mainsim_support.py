@@ -32,8 +32,9 @@ class Desk:
     def __init__(self, base: str, user: str):
         self.base = base
         self.user = user
-        self.http = httpx.Client(base_url=f"{base}{API}", timeout=10,
-                                 headers={"Authorization": f"Bearer {login(base, user)}"})
+        self.http = httpx.Client(
+            base_url=f"{base}{API}", timeout=10, headers={"Authorization": f"Bearer {login(base, user)}"}
+        )
 
     def get(self, path: str, **kw) -> httpx.Response:
         return self.http.get(path, **kw)
@@ -50,9 +51,17 @@ def new_coid(prefix: str = "t") -> str:
 
 
 def order_body(client_id: str, inst: dict, **over) -> dict:
-    body = dict(client_order_id=new_coid(), client_id=client_id, exchange=inst["exchange"], symbol=inst["symbol"],
-                side="BUY", quantity=inst["lot_size"], product="MIS" if inst["exchange"] != "NFO" else "NRML",
-                order_type="MARKET", validity="DAY")
+    body = dict(
+        client_order_id=new_coid(),
+        client_id=client_id,
+        exchange=inst["exchange"],
+        symbol=inst["symbol"],
+        side="BUY",
+        quantity=inst["lot_size"],
+        product="MIS" if inst["exchange"] != "NFO" else "NRML",
+        order_type="MARKET",
+        validity="DAY",
+    )
     body.update(over)
     return body
 

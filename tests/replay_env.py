@@ -24,8 +24,8 @@ from backend_client.client import BackendClient
 from backend_client.wire import OrderType, Side
 from localstore.db import Store, open_store
 from localstore.models import InstrumentRow, JournalEntry, PositionRow
-from mainsim.faultproxy import FaultProxy, ThreadedFaultProxy, _rst
 from localstore.paths import store_path
+from mainsim.faultproxy import FaultProxy, ThreadedFaultProxy, _rst
 from sync import desk
 from sync.desk import Actor
 from sync.policy import OrderTicket
@@ -37,8 +37,11 @@ SUPER = "super1"
 
 def test_env(tmp: Path) -> dict[str, str]:
     """Environment for in-process logins and for subprocess runners."""
-    return {"LIFEBOAT_TEST_SCRYPT_N": "1024", "PYTHON_KEYRING_BACKEND": "tests.keyring_backend.TestKeyring",
-            "LIFEBOAT_TEST_KEYRING_FILE": str(tmp / "keyring.json")}
+    return {
+        "LIFEBOAT_TEST_SCRYPT_N": "1024",
+        "PYTHON_KEYRING_BACKEND": "tests.keyring_backend.TestKeyring",
+        "LIFEBOAT_TEST_KEYRING_FILE": str(tmp / "keyring.json"),
+    }
 
 
 @dataclass
@@ -67,21 +70,38 @@ class Console:
     # -------------------------------------------------------------- the backup journal (desk calls)
 
     def squareoff(self, client_id: str, symbol: str | None = None, keep_orders: bool = True):
-        return desk.squareoff(self.store, self.actor, client_id=client_id, symbol=symbol, keep_orders=keep_orders,
-                              mode="BACKUP")
+        return desk.squareoff(
+            self.store, self.actor, client_id=client_id, symbol=symbol, keep_orders=keep_orders, mode="BACKUP"
+        )
 
-    def place(self, client_id: str, exchange: str, symbol: str, side: str, quantity: int, product: str,
-              order_type: str = "MARKET", price=None):
-        t = OrderTicket(client_id, exchange, symbol, Side(side), quantity, product, OrderType(order_type), price)
+    def place(
+        self,
+        client_id: str,
+        exchange: str,
+        symbol: str,
+        side: str,
+        quantity: int,
+        product: str,
+        order_type: str = "MARKET",
+        price=None,
+    ):
+        t = OrderTicket(
+            client_id, exchange, symbol, Side(side), quantity, product, OrderType(order_type), price
+        )
         return desk.place(self.store, self.actor, t, mode="BACKUP")
 
     def cancel(self, order_id: str | None = None, client_order_id: str | None = None):
-        return desk.cancel(self.store, self.actor, order_id=order_id, client_order_id=client_order_id, mode="BACKUP")
+        return desk.cancel(
+            self.store, self.actor, order_id=order_id, client_order_id=client_order_id, mode="BACKUP"
+        )
 
     def positions(self, client_id: str | None = None) -> list[PositionRow]:
         with self.store.read() as s:
-            q = select(PositionRow).where(PositionRow.net_quantity != 0).order_by(
-                PositionRow.client_id, PositionRow.symbol)
+            q = (
+                select(PositionRow)
+                .where(PositionRow.net_quantity != 0)
+                .order_by(PositionRow.client_id, PositionRow.symbol)
+            )
             if client_id:
                 q = q.where(PositionRow.client_id == client_id)
             return list(s.scalars(q))
@@ -115,9 +135,23 @@ class Console:
 
     def runner(self, *args: str, url: str | None = None, **env: str) -> subprocess.Popen:
         full = {**os.environ, **self.env, "PYTHONPATH": str(REPO_ROOT), **env}
-        return subprocess.Popen([sys.executable, "-m", "tests.replay_runner", "--home", str(self.home),
-                                 "--url", url or self.url, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=full, cwd=REPO_ROOT)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.replay_runner",
+                "--home",
+                str(self.home),
+                "--url",
+                url or self.url,
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=full,
+            cwd=REPO_ROOT,
+        )
 
     def run_runner(self, *args: str, url: str | None = None, timeout: float = 60, **env: str):
         p = self.runner(*args, url=url, **env)
@@ -152,8 +186,11 @@ class Main:
     def __init__(self, url: str, user: str = SUPER):
         r = httpx.post(f"{url}/api/v1/session", json={"user_id": user, "password": PASSWORD}, timeout=10)
         r.raise_for_status()
-        self.http = httpx.Client(base_url=f"{url}/api/v1", timeout=10,
-                                 headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+        self.http = httpx.Client(
+            base_url=f"{url}/api/v1",
+            timeout=10,
+            headers={"Authorization": f"Bearer {r.json()['access_token']}"},
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -170,11 +207,23 @@ class Main:
                 return p["net_quantity"]
         return 0
 
-    def place(self, client_id: str, exchange: str, symbol: str, side: str, quantity: int, product: str,
-              coid: str) -> dict:
-        r = self.http.post("/orders", json={"client_order_id": coid, "client_id": client_id, "exchange": exchange,
-                                            "symbol": symbol, "side": side, "quantity": quantity,
-                                            "product": product, "order_type": "MARKET", "validity": "DAY"})
+    def place(
+        self, client_id: str, exchange: str, symbol: str, side: str, quantity: int, product: str, coid: str
+    ) -> dict:
+        r = self.http.post(
+            "/orders",
+            json={
+                "client_order_id": coid,
+                "client_id": client_id,
+                "exchange": exchange,
+                "symbol": symbol,
+                "side": side,
+                "quantity": quantity,
+                "product": product,
+                "order_type": "MARKET",
+                "validity": "DAY",
+            },
+        )
         assert r.status_code == 201, r.text
         return r.json()
 
@@ -260,14 +309,21 @@ def _replay_in_child(home: str, url: str, crash_after: int | None, token: str | 
     asyncio.run(go())
 
 
-def replay_in_child(con: Console, crash_after: int | None = None, *, url: str | None = None,
-                    token: str | None = None, **timeouts) -> int:
+def replay_in_child(
+    con: Console,
+    crash_after: int | None = None,
+    *,
+    url: str | None = None,
+    token: str | None = None,
+    **timeouts,
+) -> int:
     """A replay in a forked child process (the imports are already done, so a trial
     costs milliseconds, not an interpreter start); returns its exit code: 0 done,
     3 stopped, sync.replay.CRASH_EXIT_CODE when the crash hook fired."""
     con.close()  # no store connection crosses the fork
     p = multiprocessing.get_context("fork").Process(
-        target=_replay_in_child, args=(str(con.home), url or con.url, crash_after, token, timeouts))
+        target=_replay_in_child, args=(str(con.home), url or con.url, crash_after, token, timeouts)
+    )
     p.start()
     p.join(60)
     assert p.exitcode is not None, "the replaying child did not finish"

@@ -17,6 +17,9 @@ def build(tmp_path_factory, name: str) -> str:
     if shutil.which("gcc") is None:
         pytest.skip("gcc is needed to build the fault shim")
     so = tmp_path_factory.mktemp("shim") / f"{name}.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-o", str(so), str(SOURCES / f"{name}.c"), "-ldl"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-O1", "-o", str(so), str(SOURCES / f"{name}.c"), "-ldl"],
+        check=True,
+        capture_output=True,
+    )
     return str(so)

@@ -29,14 +29,24 @@ class SimProcess:
     control_url: str | None = None
     port: int = 0  # reused on restart so clients can reconnect to the same address
 
-    def start(self, timeout: float = 30.0) -> "SimProcess":
+    def start(self, timeout: float = 30.0) -> SimProcess:
         ready = self.workdir / f"ready-{time.monotonic_ns()}.json"
         args = [
-            sys.executable, "-m", "mainsim",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--db", str(self.db), "--seed", str(self.seed),
-            "--heartbeat-ms", str(self.heartbeat_ms),
-            "--ready-file", str(ready),
+            sys.executable,
+            "-m",
+            "mainsim",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--db",
+            str(self.db),
+            "--seed",
+            str(self.seed),
+            "--heartbeat-ms",
+            str(self.heartbeat_ms),
+            "--ready-file",
+            str(ready),
             *self.extra_args,
         ]
         if self.allow_faults:
@@ -46,7 +56,9 @@ class SimProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mainsim exited with {self.proc.returncode}; see {self.workdir / 'mainsim.log'}")
+                raise RuntimeError(
+                    f"mainsim exited with {self.proc.returncode}; see {self.workdir / 'mainsim.log'}"
+                )
             if ready.exists():
                 try:
                     info = json.loads(ready.read_text())
@@ -75,6 +87,6 @@ class SimProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def restart(self) -> "SimProcess":
+    def restart(self) -> SimProcess:
         self.kill()
         return self.start()

@@ -34,9 +34,12 @@ class Dealer:
         self.scope = sorted(r.json()["user"]["client_ids"])
         self.token = r.json()["access_token"]
         self.url = url
-        self.http = httpx.Client(base_url=f"{url}/api/v1", timeout=10,
-                                 headers={"Authorization": f"Bearer {self.token}"})
-        self.instruments = sorted(self.http.get("/instruments").json(), key=lambda i: (i["exchange"], i["symbol"]))
+        self.http = httpx.Client(
+            base_url=f"{url}/api/v1", timeout=10, headers={"Authorization": f"Bearer {self.token}"}
+        )
+        self.instruments = sorted(
+            self.http.get("/instruments").json(), key=lambda i: (i["exchange"], i["symbol"])
+        )
         self.placed: list[str] = []  # order ids main accepted
         self.resting: list[str] = []  # of those, the ones that were open when last seen
         self.rejected: list[str] = []  # reasons main gave for the ones it refused
@@ -45,10 +48,17 @@ class Dealer:
         self.http.close()
 
     def place(self, client: str, inst: dict, side: str, limit: bool, lots: int, offset: int) -> dict | None:
-        body = {"client_order_id": f"mir-{next(_coids)}-{time.monotonic_ns()}", "client_id": client,
-                "exchange": inst["exchange"], "symbol": inst["symbol"], "side": side,
-                "quantity": lots * inst["lot_size"], "product": "MIS",
-                "order_type": "LIMIT" if limit else "MARKET", "validity": "DAY"}
+        body = {
+            "client_order_id": f"mir-{next(_coids)}-{time.monotonic_ns()}",
+            "client_id": client,
+            "exchange": inst["exchange"],
+            "symbol": inst["symbol"],
+            "side": side,
+            "quantity": lots * inst["lot_size"],
+            "product": "MIS",
+            "order_type": "LIMIT" if limit else "MARKET",
+            "validity": "DAY",
+        }
         if limit:
             body["price"] = float(self._price(inst, offset))
         r = self.http.post("/orders", json=body)
@@ -72,7 +82,11 @@ class Dealer:
         if self.resting:
             oid = self.resting[k % len(self.resting)]
             order = self.http.get(f"/orders/{oid}").json()
-            inst = next(i for i in self.instruments if (i["exchange"], i["symbol"]) == (order["exchange"], order["symbol"]))
+            inst = next(
+                i
+                for i in self.instruments
+                if (i["exchange"], i["symbol"]) == (order["exchange"], order["symbol"])
+            )
             r = self.http.patch(f"/orders/{oid}", json={"price": float(self._price(inst, offset))})
             assert r.status_code in (200, 422), r.text
             if r.status_code == 200 and r.json()["status"] not in OPEN:
@@ -88,7 +102,9 @@ class Dealer:
     def view(self) -> dict:
         return {
             "positions": {_pkey(p): _pvals(p) for p in self.http.get("/positions").json()},
-            "orders": {o["order_id"]: (o["status"], o["filled_quantity"]) for o in self.http.get("/orders").json()},
+            "orders": {
+                o["order_id"]: (o["status"], o["filled_quantity"]) for o in self.http.get("/orders").json()
+            },
             "trades": {t["trade_id"] for t in self.http.get("/trades").json()},
         }
 
@@ -104,16 +120,23 @@ def _pkey(p) -> tuple:
 
 def _pvals(p) -> tuple:
     g = p.get if isinstance(p, dict) else lambda k: getattr(p, k)
-    return (g("net_quantity"), _money(g("average_price")), _money(g("realised_pnl")),
-            g("buy_quantity"), g("sell_quantity"))
+    return (
+        g("net_quantity"),
+        _money(g("average_price")),
+        _money(g("realised_pnl")),
+        g("buy_quantity"),
+        g("sell_quantity"),
+    )
 
 
 def local_view(store: Store) -> dict:
     with store.read() as s:
         return {
             "positions": {_pkey(p): _pvals(p) for p in s.scalars(select(PositionRow))},
-            "orders": {o.order_id: (str(getattr(o.status, "value", o.status)), o.filled_quantity)
-                       for o in s.scalars(select(OrderRow))},
+            "orders": {
+                o.order_id: (str(getattr(o.status, "value", o.status)), o.filled_quantity)
+                for o in s.scalars(select(OrderRow))
+            },
             "trades": set(s.scalars(select(TradeRow.trade_id))),
         }
 
@@ -124,22 +147,29 @@ def mirror_differences(main: dict, local: dict, placed: list[str]) -> list[str]:
     diffs = []
     if main["positions"] != local["positions"]:
         keys = set(main["positions"]) | set(local["positions"])
-        diffs += [f"position {k}: main {main['positions'].get(k)} local {local['positions'].get(k)}"
-                  for k in sorted(keys) if main["positions"].get(k) != local["positions"].get(k)]
+        diffs += [
+            f"position {k}: main {main['positions'].get(k)} local {local['positions'].get(k)}"
+            for k in sorted(keys)
+            if main["positions"].get(k) != local["positions"].get(k)
+        ]
     for oid, values in local["orders"].items():
         if main["orders"].get(oid) != values:
             diffs.append(f"order {oid}: main {main['orders'].get(oid)} local {values}")
     main_open = {o for o, (status, _) in main["orders"].items() if status in OPEN}
     local_open = {o for o, (status, _) in local["orders"].items() if status in OPEN}
     if main_open != local_open:
-        diffs.append(f"open orders: only on main {sorted(main_open - local_open)}, "
-                     f"only local {sorted(local_open - main_open)}")
+        diffs.append(
+            f"open orders: only on main {sorted(main_open - local_open)}, "
+            f"only local {sorted(local_open - main_open)}"
+        )
     missing = [o for o in placed if o not in local["orders"]]
     if missing:
         diffs.append(f"placed orders missing locally: {missing}")
     if main["trades"] != local["trades"]:
-        diffs.append(f"trades: only on main {sorted(main['trades'] - local['trades'])}, "
-                     f"only local {sorted(local['trades'] - main['trades'])}")
+        diffs.append(
+            f"trades: only on main {sorted(main['trades'] - local['trades'])}, "
+            f"only local {sorted(local['trades'] - main['trades'])}"
+        )
     return diffs
 
 
@@ -179,4 +209,6 @@ def simple_burst(dealer: Dealer, n: int, start: int = 0) -> None:
     """n orders: market and limit, both sides, spread over clients and instruments."""
     for k in range(start, start + n):
         inst = dealer.instruments[(k * 7) % len(dealer.instruments)]
-        dealer.place(dealer.scope[k % len(dealer.scope)], inst, "BUY" if k % 2 else "SELL", k % 3 == 0, 1, k % 3 - 1)
+        dealer.place(
+            dealer.scope[k % len(dealer.scope)], inst, "BUY" if k % 2 else "SELL", k % 3 == 0, 1, k % 3 - 1
+        )

@@ -32,7 +32,9 @@ def test_keyring(tmp_path, monkeypatch):
     keyring.set_keyring(previous)
 
 
-def test_without_a_keyring_the_anchors_are_a_0600_file_in_the_config_dir_outside_the_home(tmp_path, no_keyring):
+def test_without_a_keyring_the_anchors_are_a_0600_file_in_the_config_dir_outside_the_home(
+    tmp_path, no_keyring
+):
     home = tmp_path / "home"
     home.mkdir()
     a = Anchors(home)

@@ -55,8 +55,13 @@ def _store(home: Path, *, enrol: bool = True):
 def _append(store, n: int, start: int = 1) -> None:
     for i in range(start, start + n):
         with store.write() as s:
-            audit.append(s, user_id="dealer1", mode="BACKUP", action="order_place",
-                         payload={"client_id": f"C{i}", "quantity": i * 10})
+            audit.append(
+                s,
+                user_id="dealer1",
+                mode="BACKUP",
+                action="order_place",
+                payload={"client_id": f"C{i}", "quantity": i * 10},
+            )
 
 
 def rewrite_row(db: Path, row_id: int, action: str = "order_cancel") -> None:
@@ -66,11 +71,13 @@ def rewrite_row(db: Path, row_id: int, action: str = "order_cancel") -> None:
     conn.execute("UPDATE audit_log SET action = ? WHERE id = ?", (action, row_id))
     prev = conn.execute("SELECT hash FROM audit_log WHERE id = ?", (row_id - 1,)).fetchone()
     prev = prev[0] if prev else audit.GENESIS_HASH
-    rows = conn.execute("SELECT id, at, user_id, mode, action, payload FROM audit_log WHERE id >= ? ORDER BY id",
-                        (row_id,)).fetchall()
+    rows = conn.execute(
+        "SELECT id, at, user_id, mode, action, payload FROM audit_log WHERE id >= ? ORDER BY id", (row_id,)
+    ).fetchall()
     for rid, at, user_id, mode, act, payload in rows:
-        digest = audit.row_hash(id=rid, at=at, user_id=user_id, mode=mode, action=act,
-                                payload=json.loads(payload), prev_hash=prev)
+        digest = audit.row_hash(
+            id=rid, at=at, user_id=user_id, mode=mode, action=act, payload=json.loads(payload), prev_hash=prev
+        )
         conn.execute("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE id = ?", (prev, digest, rid))
         prev = digest
     conn.execute("UPDATE audit_head SET last_hash = ? WHERE id = 1", (prev,))
@@ -81,9 +88,25 @@ def rewrite_row(db: Path, row_id: int, action: str = "order_cancel") -> None:
 def verify_cli(home: Path, *args: str, backend: str = "http://127.0.0.1:9", **env: str):
     full_env = {k: v for k, v in os.environ.items() if k not in ("LIFEBOAT_HOME", "LIFEBOAT_USER")}
     full_env.update(env)
-    return subprocess.run([sys.executable, "-m", "console.cli", "--home", str(home), "--backend", backend,
-                           "audit", "verify", *args], capture_output=True, text=True, timeout=60, env=full_env,
-                          cwd=REPO)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "--home",
+            str(home),
+            "--backend",
+            backend,
+            "audit",
+            "verify",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=full_env,
+        cwd=REPO,
+    )
 
 
 # --------------------------------------------------------------------------- local checkpoints
@@ -104,8 +127,9 @@ def test_rewritten_row_with_recomputed_hashes_is_found_at_its_row(tmp_path, monk
     s.close()
     proc = verify_cli(home)
     assert proc.returncode == 8, proc.stdout + proc.stderr
-    assert proc.stderr.startswith("audit chain broken at row 4: row 4 does not match signed checkpoint #4 "
-                                  "(queued for main)"), proc.stderr
+    assert proc.stderr.startswith(
+        "audit chain broken at row 4: row 4 does not match signed checkpoint #4 (queued for main)"
+    ), proc.stderr
     assert "intact" not in proc.stdout
 
 
@@ -206,10 +230,11 @@ def test_keyring(tmp_path, monkeypatch):
     """The file-backed test keyring (tests/keyring_backend.py; no OS keyring runs here): the
     token and the anchors an in-process login keeps are the ones the CLI subprocesses read."""
     from tests.keyring_backend import TestKeyring
-
     from tests.replay_env import test_env
 
-    for name, value in test_env(tmp_path).items():  # make_console sets these in os.environ: undone at teardown
+    for name, value in test_env(
+        tmp_path
+    ).items():  # make_console sets these in os.environ: undone at teardown
         monkeypatch.setenv(name, value)
     keyring.set_keyring(TestKeyring())
     yield
@@ -220,8 +245,11 @@ def _main_latest(url: str, console_id: str) -> dict | None:
 
     with httpx.Client(base_url=url + "/api/v1", timeout=10) as h:
         token = h.post("/session", json={"user_id": "super1", "password": "demo"}).json()["access_token"]
-        r = h.get("/audit/checkpoints/latest", params={"console_id": console_id},
-                  headers={"Authorization": f"Bearer {token}"})
+        r = h.get(
+            "/audit/checkpoints/latest",
+            params={"console_id": console_id},
+            headers={"Authorization": f"Bearer {token}"},
+        )
     return r.json() if r.status_code == 200 else None
 
 
@@ -258,7 +286,9 @@ def test_checkpoints_queued_while_main_is_down_are_witnessed_when_it_is_back(sim
     proc = verify_cli(con.home, "--json", backend=sim.url, **con.env)
     out = json.loads(proc.stdout)
     assert proc.returncode == 0 and out["verdict"] == "intact", proc.stdout + proc.stderr
-    assert out["checkpoints"]["witnessed"] == out["checkpoints"]["total"] and out["checkpoints"]["queued"] == 0
+    assert (
+        out["checkpoints"]["witnessed"] == out["checkpoints"]["total"] and out["checkpoints"]["queued"] == 0
+    )
     assert out["main_latest"]["number"] == made["number"]
     assert "main's latest witnessed checkpoint" in out["covered_by"]
 
@@ -267,12 +297,30 @@ def console_cli(con, *args: str, stdin: str = "") -> subprocess.CompletedProcess
     """The real CLI for ``con`` (tests/replay_env.Console): super1, its home, its main."""
     from tests import testclock
 
-    env = testclock.keep({k: v for k, v in os.environ.items()
-                          if not k.startswith("LIFEBOAT_") or k == "LIFEBOAT_CONFIG_DIR"})
+    env = testclock.keep(
+        {k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_") or k == "LIFEBOAT_CONFIG_DIR"}
+    )
     env.update(con.env, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "console.cli", "--home", str(con.home), "--backend", con.url,
-                           "--user", "super1", *args], input=stdin, capture_output=True, text=True, timeout=60,
-                          env=env, cwd=REPO)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "--home",
+            str(con.home),
+            "--backend",
+            con.url,
+            "--user",
+            "super1",
+            *args,
+        ],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=REPO,
+    )
 
 
 def _signed(key, claims: dict) -> dict:
@@ -281,8 +329,11 @@ def _signed(key, claims: dict) -> dict:
     from backend_client.auditchain import signing_bytes
     from localstore.anchors import public_key_b64
 
-    return {"claims": claims, "public_key": public_key_b64(key),
-            "signature": base64.b64encode(key.sign(signing_bytes(claims))).decode()}
+    return {
+        "claims": claims,
+        "public_key": public_key_b64(key),
+        "signature": base64.b64encode(key.sign(signing_bytes(claims))).decode(),
+    }
 
 
 def test_main_accepts_only_a_registered_key_a_good_signature_and_a_chain_that_extends(sim):
@@ -296,16 +347,29 @@ def test_main_accepts_only_a_registered_key_a_good_signature_and_a_chain_that_ex
     def chain(actions: list[str]) -> tuple[list[dict], list[str]]:
         rows, hashes, prev = [], [], GENESIS_HASH
         for i, action in enumerate(actions, start=1):
-            row = {"id": i, "at": f"2026-01-05T09:00:0{i}+00:00", "user_id": "dealer1", "mode": "BACKUP",
-                   "action": action, "payload": {"n": i, "price": "101.05"}}
+            row = {
+                "id": i,
+                "at": f"2026-01-05T09:00:0{i}+00:00",
+                "user_id": "dealer1",
+                "mode": "BACKUP",
+                "action": action,
+                "payload": {"n": i, "price": "101.05"},
+            }
             prev = row_hash(**row, prev_hash=prev)
             rows.append(row)
             hashes.append(prev)
         return rows, hashes
 
     def claims(number: int, seq: int, head: str) -> dict:
-        return {"console_id": "TESTC1", "number": number, "seq": seq, "head_hash": head,
-                "at": "2026-01-05T09:01:00+00:00", "mode": "BACKUP", "reason": "mode_change"}
+        return {
+            "console_id": "TESTC1",
+            "number": number,
+            "seq": seq,
+            "head_hash": head,
+            "at": "2026-01-05T09:01:00+00:00",
+            "mode": "BACKUP",
+            "reason": "mode_change",
+        }
 
     key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     rows, hashes = chain(["login", "order_place", "square_off", "order_cancel", "logout"])
@@ -317,28 +381,48 @@ def test_main_accepts_only_a_registered_key_a_good_signature_and_a_chain_that_ex
         assert r.status_code == 403 and "No checkpoint key is registered" in r.json()["error"]["message"]
         r = h.post("/audit/checkpoint-keys", json={"console_id": "TESTC1", "public_key": public_key_b64(key)})
         assert r.status_code == 201
-        forged = {"checkpoint": {**_signed(other, claims(1, 3, hashes[2])), "public_key": public_key_b64(key)},
-                  "rows": rows[:3]}
+        forged = {
+            "checkpoint": {**_signed(other, claims(1, 3, hashes[2])), "public_key": public_key_b64(key)},
+            "rows": rows[:3],
+        }
         r = h.post("/audit/checkpoints", json=forged)
         assert r.status_code == 422 and r.json()["error"]["code"] == "bad_signature"
         assert h.post("/audit/checkpoints", json=first).status_code == 201
-        assert h.post("/audit/checkpoints", json=first).status_code == 200  # the same one again: a lost answer
+        assert (
+            h.post("/audit/checkpoints", json=first).status_code == 200
+        )  # the same one again: a lost answer
         # row 2 rewritten and every later hash recomputed: rows 4-5 no longer lead from the witnessed head
         bad_rows, bad_hashes = chain(["login", "order_cancel", "square_off", "order_cancel", "logout"])
-        r = h.post("/audit/checkpoints", json={"checkpoint": _signed(key, claims(2, 5, bad_hashes[4])),
-                                               "rows": bad_rows[3:]})
+        r = h.post(
+            "/audit/checkpoints",
+            json={"checkpoint": _signed(key, claims(2, 5, bad_hashes[4])), "rows": bad_rows[3:]},
+        )
         assert r.status_code == 409 and r.json()["error"]["code"] == "chain_not_extending"
         assert "do not lead from main's last witnessed checkpoint #1 (row 3)" in r.json()["error"]["message"]
-        r = h.post("/audit/checkpoints", json={"checkpoint": _signed(key, claims(2, 3, bad_hashes[2])), "rows": [],
-                                               "purpose": "replay"})
-        assert r.status_code == 409 and r.json()["error"]["message"].startswith("Replay refused: row 3 of console")
-        r = h.post("/audit/checkpoints", json={"checkpoint": _signed(key, claims(2, 2, hashes[1])), "rows": []})
+        r = h.post(
+            "/audit/checkpoints",
+            json={"checkpoint": _signed(key, claims(2, 3, bad_hashes[2])), "rows": [], "purpose": "replay"},
+        )
+        assert r.status_code == 409 and r.json()["error"]["message"].startswith(
+            "Replay refused: row 3 of console"
+        )
+        r = h.post(
+            "/audit/checkpoints", json={"checkpoint": _signed(key, claims(2, 2, hashes[1])), "rows": []}
+        )
         assert r.status_code == 409 and r.json()["error"]["code"] == "seq_not_growing"
-        nan_rows = [rows[3], {**rows[4], "payload": {"price": float("nan")}}]  # JSON main cannot hash: 422, no 500
-        r = h.post("/audit/checkpoints", headers={"Content-Type": "application/json"},
-                   content=json.dumps({"checkpoint": _signed(key, claims(2, 5, hashes[4])), "rows": nan_rows}))
+        nan_rows = [
+            rows[3],
+            {**rows[4], "payload": {"price": float("nan")}},
+        ]  # JSON main cannot hash: 422, no 500
+        r = h.post(
+            "/audit/checkpoints",
+            headers={"Content-Type": "application/json"},
+            content=json.dumps({"checkpoint": _signed(key, claims(2, 5, hashes[4])), "rows": nan_rows}),
+        )
         assert r.status_code == 422 and "a payload cannot be hashed" in r.json()["error"]["message"]
-        r = h.post("/audit/checkpoints", json={"checkpoint": _signed(key, claims(2, 5, hashes[4])), "rows": rows[3:]})
+        r = h.post(
+            "/audit/checkpoints", json={"checkpoint": _signed(key, claims(2, 5, hashes[4])), "rows": rows[3:]}
+        )
         assert r.status_code == 201 and r.json()["seq"] == 5
         latest = h.get("/audit/checkpoints/latest", params={"console_id": "TESTC1"}).json()
         assert (latest["number"], latest["seq"], latest["head_hash"]) == (2, 5, hashes[4])
@@ -361,7 +445,9 @@ def test_replay_after_a_rewrite_is_refused_with_409_and_the_journal_is_kept(sim,
     conn.execute("DELETE FROM audit_checkpoints")  # and the local checkpoints gone
     conn.commit()
     conn.close()
-    assert verify_cli(con.home, backend="http://127.0.0.1:9", **con.env).returncode == 0  # nothing left locally
+    assert (
+        verify_cli(con.home, backend="http://127.0.0.1:9", **con.env).returncode == 0
+    )  # nothing left locally
     proc = verify_cli(con.home, "--json", backend=sim.url, **con.env)  # main still holds what it witnessed
     out = json.loads(proc.stdout)
     assert proc.returncode == 8 and out["first_bad_row"] == 1, proc.stdout + proc.stderr
@@ -382,7 +468,9 @@ def test_replay_after_a_rewrite_is_refused_with_409_and_the_journal_is_kept(sim,
     con.close()
 
 
-def test_each_mode_change_of_the_runtime_makes_a_checkpoint_sent_once_main_is_online(sim, tmp_path, test_keyring):
+def test_each_mode_change_of_the_runtime_makes_a_checkpoint_sent_once_main_is_online(
+    sim, tmp_path, test_keyring
+):
     """The runtime (agent or screen) checkpoints the head at each mode change it records;
     in BACKUP it stays queued, back ONLINE the queue goes to main."""
     import asyncio
@@ -408,8 +496,10 @@ def test_each_mode_change_of_the_runtime_makes_a_checkpoint_sent_once_main_is_on
             await asyncio.sleep(0.3)
             assert checkpoints.newest(store)["witnessed_at"] is None  # main is not asked in BACKUP
             rt.detector.force(Mode.ONLINE, "super1", rt.clock())
-            while checkpoints.newest(store)["number"] == in_backup["number"] \
-                    or checkpoints.newest(store)["witnessed_at"] is None:
+            while (
+                checkpoints.newest(store)["number"] == in_backup["number"]
+                or checkpoints.newest(store)["witnessed_at"] is None
+            ):
                 await asyncio.sleep(0.02)
             rt._mode_queue.put_nowait(None)
             tasks[1].cancel()
@@ -417,7 +507,11 @@ def test_each_mode_change_of_the_runtime_makes_a_checkpoint_sent_once_main_is_on
             return in_backup, checkpoints.newest(store)
 
     in_backup, back_online = asyncio.run(asyncio.wait_for(go(), 30))
-    assert (in_backup["reason"], in_backup["mode"], in_backup["witnessed_at"]) == ("mode_change", "BACKUP", None)
+    assert (in_backup["reason"], in_backup["mode"], in_backup["witnessed_at"]) == (
+        "mode_change",
+        "BACKUP",
+        None,
+    )
     assert back_online["number"] == in_backup["number"] + 1 and back_online["mode"] == "ONLINE"
     assert back_online["witnessed_at"] is not None
     assert _main_latest(sim.url, store.console_id)["number"] == back_online["number"]

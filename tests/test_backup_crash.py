@@ -26,7 +26,6 @@ from tests.backup_desk import build_template, fresh_console
 from tests.cli_env import PASSWORD
 
 
-
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     return build_template(tmp_path_factory.mktemp("crash-template"))
@@ -39,13 +38,16 @@ def journal_ids(cli) -> dict[str, str | None]:
 
 def a_client(cli) -> str:
     with sqlite3.connect(cli.store_file) as con:
-        return con.execute("SELECT p.client_id FROM positions p JOIN clients c ON c.client_id = p.client_id "
-                           "WHERE c.dealer_id='dealer1' AND p.net_quantity != 0 ORDER BY 1 LIMIT 1").fetchone()[0]
+        return con.execute(
+            "SELECT p.client_id FROM positions p JOIN clients c ON c.client_id = p.client_id "
+            "WHERE c.dealer_id='dealer1' AND p.net_quantity != 0 ORDER BY 1 LIMIT 1"
+        ).fetchone()[0]
 
 
 def squareoff_proc(cli, client, **env) -> subprocess.Popen:
-    return cli.popen("--password-stdin", "squareoff", "--client", client, "--yes", "--json",
-                     stdin=PASSWORD + "\n", **env)
+    return cli.popen(
+        "--password-stdin", "squareoff", "--client", client, "--yes", "--json", stdin=PASSWORD + "\n", **env
+    )
 
 
 def _trials(cli, n: int, seed: int = 4) -> None:
@@ -81,7 +83,9 @@ def test_kill9_during_journal_writes_loses_no_acknowledged_entry(template, tmp_p
     listed = {e["client_order_id"] for e in st["journal"]["unacknowledged_entries"]}
     assert {leg["client_order_id"] for leg in legs} <= listed  # "committed, never acknowledged"
     rows = cli("journal", "--json").ok().json()
-    assert {r["client_order_id"] for r in rows if not r["acknowledged"]} >= {leg["client_order_id"] for leg in legs}
+    assert {r["client_order_id"] for r in rows if not r["acknowledged"]} >= {
+        leg["client_order_id"] for leg in legs
+    }
     _trials(cli, 8)
 
 

@@ -21,10 +21,9 @@ from sqlalchemy import event
 from backend_client.wire import OrderType, Side
 from console.exitcodes import ExitCode
 from console.service import Denied, MainUnavailable, NotAccepted, Refused, Service
-from localstore import audit
+from localstore import audit, clock
 from sync import offline
 from sync.policy import OrderTicket
-from localstore import clock
 from tests.backup_desk import build_template, fresh_console
 from tests.cli_env import DEAD_URL, PASSWORD
 
@@ -52,16 +51,22 @@ def db(svc) -> sqlite3.Connection:
 
 def dealer_clients(svc, user="dealer1") -> list[str]:
     with db(svc) as con:
-        return [r[0] for r in con.execute("SELECT client_id FROM clients WHERE dealer_id = ? ORDER BY client_id",
-                                          (user,))]
+        return [
+            r[0]
+            for r in con.execute(
+                "SELECT client_id FROM clients WHERE dealer_id = ? ORDER BY client_id", (user,)
+            )
+        ]
 
 
 def a_position(svc, client=None, *, exchange=None):
     """(client, exchange, symbol, product, net, lot, freeze, tick, lower, upper) of a non-flat position."""
-    q = ("SELECT p.client_id, p.exchange, p.symbol, p.product, p.net_quantity, i.lot_size, i.freeze_quantity, "
-         "i.tick_size, i.lower_band, i.upper_band, i.last_price FROM positions p JOIN instruments i "
-         "ON i.exchange = p.exchange AND i.symbol = p.symbol JOIN clients c ON c.client_id = p.client_id "
-         "WHERE p.net_quantity != 0 AND c.dealer_id = 'dealer1'")
+    q = (
+        "SELECT p.client_id, p.exchange, p.symbol, p.product, p.net_quantity, i.lot_size, i.freeze_quantity, "
+        "i.tick_size, i.lower_band, i.upper_band, i.last_price FROM positions p JOIN instruments i "
+        "ON i.exchange = p.exchange AND i.symbol = p.symbol JOIN clients c ON c.client_id = p.client_id "
+        "WHERE p.net_quantity != 0 AND c.dealer_id = 'dealer1'"
+    )
     args: list = []
     if client:
         q += " AND p.client_id = ?"
@@ -73,22 +78,40 @@ def a_position(svc, client=None, *, exchange=None):
         row = con.execute(q + " ORDER BY p.client_id, p.symbol LIMIT 1", args).fetchone()
     assert row is not None
     c, e, s, p, net, lot, freeze, tick, lo, hi, last = row
-    return dict(client=c, exchange=e, symbol=s, product=p, net=net, lot=lot, freeze=freeze,
-                tick=Decimal(tick) / 10000, lower=Decimal(lo) / 10000, upper=Decimal(hi) / 10000,
-                last=Decimal(last) / 10000)
+    return dict(
+        client=c,
+        exchange=e,
+        symbol=s,
+        product=p,
+        net=net,
+        lot=lot,
+        freeze=freeze,
+        tick=Decimal(tick) / 10000,
+        lower=Decimal(lo) / 10000,
+        upper=Decimal(hi) / 10000,
+        last=Decimal(last) / 10000,
+    )
 
 
 def reduce_ticket(p, qty=None, **kw) -> OrderTicket:
     side = Side.SELL if p["net"] > 0 else Side.BUY
-    return OrderTicket(p["client"], p["exchange"], p["symbol"], kw.pop("side", side),
-                       qty if qty is not None else abs(p["net"]), p["product"], kw.pop("order_type", OrderType.MARKET),
-                       **kw)
+    return OrderTicket(
+        p["client"],
+        p["exchange"],
+        p["symbol"],
+        kw.pop("side", side),
+        qty if qty is not None else abs(p["net"]),
+        p["product"],
+        kw.pop("order_type", OrderType.MARKET),
+        **kw,
+    )
 
 
 def journal_rows(svc) -> list[tuple]:
     with db(svc) as con:
-        return con.execute("SELECT seq, kind, client_order_id, client_id, state, acknowledged_at FROM journal "
-                           "ORDER BY seq").fetchall()
+        return con.execute(
+            "SELECT seq, kind, client_order_id, client_id, state, acknowledged_at FROM journal ORDER BY seq"
+        ).fetchall()
 
 
 # --------------------------------------------------------------------------- offline login
@@ -105,7 +128,7 @@ def test_backup_squareoff_journals_every_leg_in_one_transaction_with_ids(svc):
     pat = re.compile(rf"^{svc.store.console_id}-\d{{6}}-\d{{6}}$")
     ids = [r[2] for r in rows]
     assert all(pat.match(i) for i in ids) and len(set(ids)) == len(ids)
-    assert [leg["client_order_id"] for leg in res.legs] == ids[len(res.cancels):]
+    assert [leg["client_order_id"] for leg in res.legs] == ids[len(res.cancels) :]
     assert all(r[3] == client and r[4] == "pending" and r[5] is None for r in rows)  # not acknowledged yet
     svc.acknowledge(res)
     assert all(r[5] is not None for r in journal_rows(svc))
@@ -137,7 +160,9 @@ def test_throttle_grows_and_survives_reopening_the_store(svc, template, tmp_path
     again = Service(backend_url=DEAD_URL, home=home, user="dealer1")  # a new open of the same file
     try:
         with pytest.raises(Denied) as e:
-            run(again.squareoff(client_id=dealer_clients(again)[0], password=PASSWORD))  # even the right one waits
+            run(
+                again.squareoff(client_id=dealer_clients(again)[0], password=PASSWORD)
+            )  # even the right one waits
         assert re.search(r"try again in \d+ s", e.value.message)
     finally:
         again.close()
@@ -176,7 +201,9 @@ def test_clock_rolled_back_does_not_extend_the_grant(svc):
 
 def test_tampered_grant_does_not_verify(svc, template):
     with db(svc) as con:
-        g = json.loads(con.execute("SELECT grant_json FROM offline_credentials WHERE user_id='dealer1'").fetchone()[0])
+        g = json.loads(
+            con.execute("SELECT grant_json FROM offline_credentials WHERE user_id='dealer1'").fetchone()[0]
+        )
         g["claims"]["client_ids"].append("C9999")  # widen the scope in the file
         con.execute("UPDATE offline_credentials SET grant_json = ? WHERE user_id='dealer1'", (json.dumps(g),))
     with pytest.raises(MainUnavailable, match="does not verify"):
@@ -221,8 +248,10 @@ def test_new_exposure_refused_same_side_larger_and_new_position(svc):
     assert "more than" in refused(svc, reduce_ticket(p, abs(p["net"]) + p["lot"]), "reduce_only")
     new = OrderTicket(p["client"], "NSE", "INFY", Side.BUY, 1, "MIS", OrderType.MARKET)
     with db(svc) as con:
-        has = con.execute("SELECT 1 FROM positions WHERE client_id=? AND symbol='INFY' AND net_quantity != 0",
-                          (p["client"],)).fetchone()
+        has = con.execute(
+            "SELECT 1 FROM positions WHERE client_id=? AND symbol='INFY' AND net_quantity != 0",
+            (p["client"],),
+        ).fetchone()
     if not has:
         assert "no position" in refused(svc, new, "reduce_only")
 
@@ -244,7 +273,10 @@ def test_supervisor_policy_allows_new_exposure_and_killswitch_blocks_it(svc, tem
         with pytest.raises(Denied):
             run(svc.killswitch(off=True, password=PASSWORD))
         run(sup.killswitch(off=True, password=PASSWORD))
-        assert run(svc.place(reduce_ticket(p, p["lot"], side=same), password=PASSWORD)).order["outcome"] == "journaled"
+        assert (
+            run(svc.place(reduce_ticket(p, p["lot"], side=same), password=PASSWORD)).order["outcome"]
+            == "journaled"
+        )
     finally:
         sup.close()
     with db(svc) as con:
@@ -262,12 +294,18 @@ def test_reference_data_checks(svc):
     refused(svc, reduce_ticket(p, p["lot"], order_type=OrderType.LIMIT), "price_required")
     if abs(p["net"]) > p["freeze"]:
         refused(svc, reduce_ticket(p, p["freeze"] + p["lot"]), "freeze_quantity")
-    msg = refused(svc, OrderTicket(p["client"], "NFO", p["symbol"][:-1] + "X", Side.BUY, p["lot"], "NRML",
-                                   OrderType.MARKET), "unknown_symbol")
+    msg = refused(
+        svc,
+        OrderTicket(p["client"], "NFO", p["symbol"][:-1] + "X", Side.BUY, p["lot"], "NRML", OrderType.MARKET),
+        "unknown_symbol",
+    )
     assert "did you mean" in msg
     with pytest.raises(Denied):  # a client that is not the dealer's
-        run(svc.place(OrderTicket("C0000", "NSE", "INFY", Side.BUY, 1, "MIS", OrderType.MARKET),
-                      password=PASSWORD))
+        run(
+            svc.place(
+                OrderTicket("C0000", "NSE", "INFY", Side.BUY, 1, "MIS", OrderType.MARKET), password=PASSWORD
+            )
+        )
 
 
 def test_order_value_limit_skipped_for_reducing(svc, template):
@@ -282,10 +320,12 @@ def test_order_value_limit_skipped_for_reducing(svc, template):
 
 def test_modify_only_downwards_and_cancel_once(svc):
     with db(svc) as con:
-        row = con.execute("SELECT o.order_id, o.quantity, o.filled_quantity, i.lot_size FROM orders o "
-                          "JOIN clients c ON c.client_id = o.client_id JOIN instruments i ON i.exchange=o.exchange "
-                          "AND i.symbol=o.symbol WHERE c.dealer_id='dealer1' AND o.status IN ('OPEN','TRIGGER_PENDING') "
-                          "AND o.quantity - o.filled_quantity > i.lot_size LIMIT 1").fetchone()
+        row = con.execute(
+            "SELECT o.order_id, o.quantity, o.filled_quantity, i.lot_size FROM orders o "
+            "JOIN clients c ON c.client_id = o.client_id JOIN instruments i ON i.exchange=o.exchange "
+            "AND i.symbol=o.symbol WHERE c.dealer_id='dealer1' AND o.status IN ('OPEN','TRIGGER_PENDING') "
+            "AND o.quantity - o.filled_quantity > i.lot_size LIMIT 1"
+        ).fetchone()
     if row is None:
         pytest.skip("seed has no open order with room to modify down")
     oid, qty, filled, lot = row
@@ -395,8 +435,10 @@ def test_early_check_for_another_password_or_verifier_is_not_used(svc):
     from localstore import credentials
 
     with db(svc) as con:  # the user logged in online again meanwhile: a new verifier, another password
-        con.execute("UPDATE offline_credentials SET verifier = ? WHERE user_id = 'dealer1'",
-                    (credentials.make_verifier("changed-password", n=2**10),))
+        con.execute(
+            "UPDATE offline_credentials SET verifier = ? WHERE user_id = 'dealer1'",
+            (credentials.make_verifier("changed-password", n=2**10),),
+        )
     credentials.clear_attempts(offline.throttle_anchors(svc.store), "dealer1")  # (a supervisor's release)
     with pytest.raises(offline.OfflineDenied, match="wrong password"):
         offline.login(svc.store, "dealer1", PASSWORD, early=early)
@@ -439,21 +481,31 @@ def test_stored_grant_is_read_exactly_as_the_wire_model_reads_it(svc):
     from backend_client.grants import GrantInvalid, StoredGrant, verify_grant
 
     with db(svc) as con:
-        grant_json, key = con.execute("SELECT grant_json, public_key FROM offline_credentials "
-                                      "WHERE user_id='dealer1'").fetchone()
+        grant_json, key = con.execute(
+            "SELECT grant_json, public_key FROM offline_credentials WHERE user_id='dealer1'"
+        ).fetchone()
     model = wire.OfflineGrant.model_validate_json(grant_json)
     verify_grant(model, key)
     got = StoredGrant.verify(grant_json, key)
     c = model.claims
-    assert (got.user_id, got.role, list(got.client_ids), got.trading_date, got.valid_until) == \
-        (c.user_id, c.role, c.client_ids, c.trading_date, c.valid_until)
+    assert (got.user_id, got.role, list(got.client_ids), got.trading_date, got.valid_until) == (
+        c.user_id,
+        c.role,
+        c.client_ids,
+        c.trading_date,
+        c.valid_until,
+    )
     assert got.valid_until.tzinfo is not None
     got.check_validity(c.valid_until - timedelta(seconds=1))
     with pytest.raises(GrantInvalid, match="expired"):
         got.check_validity(c.valid_until)
     g = json.loads(grant_json)
-    for edit in ({"role": "supervisor"}, {"user_id": "dealer2"}, {"valid_until": "2099-01-01T00:00:00Z"},
-                 {"extra": 1}):
+    for edit in (
+        {"role": "supervisor"},
+        {"user_id": "dealer2"},
+        {"valid_until": "2099-01-01T00:00:00Z"},
+        {"extra": 1},
+    ):
         with pytest.raises(GrantInvalid, match="does not verify"):
             StoredGrant.verify(json.dumps({**g, "claims": {**g["claims"], **edit}}), key)
     other_key = wire.b64encode(bytes(32))

@@ -63,7 +63,9 @@ def test_session_lifecycle_and_no_secret_in_the_log(book_sim, tmp_path_factory):
 
     good = cli.login().ok()
     assert "Logged in as dealer1" in good.stderr and "token kept" in good.stderr
-    token = json.loads(cli.keyring_file.read_text())["lifeboat\0dealer1"]  # the keyring also holds the trust anchors
+    token = json.loads(cli.keyring_file.read_text())[
+        "lifeboat\0dealer1"
+    ]  # the keyring also holds the trust anchors
     con = sqlite3.connect(cli.store_file)
     try:
         grant_json, verifier = con.execute("SELECT grant_json, verifier FROM offline_credentials").fetchone()
@@ -134,7 +136,9 @@ def test_status_json_online_then_backup(desk):
 
 
 def test_local_book_equals_main_right_after_bod(desk, book_sim):
-    local, main = (r.ok().json() for r in desk.many(("positions", "--local", "--json"), ("positions", "--json")))
+    local, main = (
+        r.ok().json() for r in desk.many(("positions", "--local", "--json"), ("positions", "--json"))
+    )
     key = lambda p: (p["client_id"], p["exchange"], p["symbol"], p["product"])  # noqa: E731
     assert local and {key(p): p["net_quantity"] for p in local} == {key(p): p["net_quantity"] for p in main}
 
@@ -145,8 +149,11 @@ def test_local_book_equals_main_right_after_bod(desk, book_sim):
     finally:
         svc.close()
     token = raw_session(book_sim.url)["access_token"]
-    main_open = {o["order_id"] for o in raw_get(book_sim.url, token, "/orders")
-                 if o["status"] in ("OPEN", "TRIGGER_PENDING")}
+    main_open = {
+        o["order_id"]
+        for o in raw_get(book_sim.url, token, "/orders")
+        if o["status"] in ("OPEN", "TRIGGER_PENDING")
+    }
     assert local_orders and local_orders == main_open
 
 
@@ -155,8 +162,9 @@ def test_other_dealers_client_and_unknown_client_are_refused(desk, book_sim):
     mine = raw_session(book_sim.url, "dealer1")["user"]["client_ids"]
     assert other not in mine
 
-    r, unknown = desk.many(("orders", "--client", other, "--json"),
-                           ("positions", "--local", "--client", "UNKNOWN", "--json"))
+    r, unknown = desk.many(
+        ("orders", "--client", other, "--json"), ("positions", "--local", "--client", "UNKNOWN", "--json")
+    )
     assert_clean_failure(r, 3, other)
     assert json.loads(r.stdout)["error"]["code"] == "denied"  # --json: the failure as one JSON object
     r = unknown
@@ -174,15 +182,23 @@ def test_audit_verify_after_login_and_bod(desk):
 
 # --------------------------------------------------------------------------- import discipline
 
-_PROBE = ("import sys; sys.argv=['lifeboat', *sys.argv[1:]]; import console.cli as c\n"
-          "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
-          "print('TEXTUAL_IMPORTED', 'textual' in sys.modules)")
+_PROBE = (
+    "import sys; sys.argv=['lifeboat', *sys.argv[1:]]; import console.cli as c\n"
+    "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
+    "print('TEXTUAL_IMPORTED', 'textual' in sys.modules)"
+)
 
 
 @pytest.mark.parametrize("args", [["status", "--json"], ["--help"]])
 def test_cli_path_never_imports_textual(desk, args):
-    p = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True,
-                       env=desk.env(), cwd=str(desk.home), timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args],
+        capture_output=True,
+        text=True,
+        env=desk.env(),
+        cwd=str(desk.home),
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr
     lines = p.stdout.strip().splitlines()
     assert lines[-1] == "TEXTUAL_IMPORTED False", p.stdout
@@ -245,8 +261,10 @@ def test_agent_killed_mid_burst_resumes_without_loss(book_sim, tmp_path_factory)
             store.close()
     con = sqlite3.connect(cli.store_file)
     try:
-        reasons = [json.loads(p)["reason"] for (p,) in con.execute(
-            "SELECT payload FROM audit_log WHERE action = 'bod_sync' ORDER BY id")]
+        reasons = [
+            json.loads(p)["reason"]
+            for (p,) in con.execute("SELECT payload FROM audit_log WHERE action = 'bod_sync' ORDER BY id")
+        ]
     finally:
         con.close()
     assert reasons == ["start of agent"]  # the second agent resumed by sequence, no fresh snapshot

@@ -12,15 +12,28 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.cli_env import DEAD_URL, PASSWORD, REPO_ROOT, Cli, cli_factory  # noqa: F401 (fixture)
 
-ORDER = ("order", "place", "--client", "C1001", "--exchange", "NSE", "--side", "BUY", "--quantity", "1",
-         "--product", "MIS", "--yes", "--json")
+ORDER = (
+    "order",
+    "place",
+    "--client",
+    "C1001",
+    "--exchange",
+    "NSE",
+    "--side",
+    "BUY",
+    "--quantity",
+    "1",
+    "--product",
+    "MIS",
+    "--yes",
+    "--json",
+)
 
 
 def error_of(r, exit_code: int, code: str) -> dict:
@@ -92,7 +105,9 @@ def test_bad_input_is_usage_with_a_message(desk, tmp_path):
         "20,000-character symbol": desk(*ORDER, "--symbol", "A" * 20_000, "--type", "MARKET"),
         "price 1e400": desk(*ORDER, "--symbol", "ITC", "--type", "LIMIT", "--price", "1e400"),
         "5,000-character backend": desk("--backend", "http://" + "a" * 5_000, "status", "--json"),
-        "backend host label too long": desk("--backend", "http://" + "a" * 100 + ".example", "status", "--json"),
+        "backend host label too long": desk(
+            "--backend", "http://" + "a" * 100 + ".example", "status", "--json"
+        ),
     }
     (tmp_path / "a-file").write_text("not a directory")
     cases["home is a file"] = desk("--home", str(tmp_path / "a-file"), "status", "--json")
@@ -133,9 +148,13 @@ def test_hoisting_follows_the_command_path_and_leaves_values_alone():
     hoist = lambda *a: hoist_global_options(group, ctx, list(a))  # noqa: E731
     assert hoist("sync", "bod", "--user", "u1") == (["--user", "u1", "sync", "bod"], False)
     assert hoist("--home", "h", "order", "place", "--client", "--user", "--json") == (
-        ["--home", "h", "order", "place", "--client", "--user", "--json"], True)  # --user is --client's value
+        ["--home", "h", "order", "place", "--client", "--user", "--json"],
+        True,
+    )  # --user is --client's value
     assert hoist("positions", "--password-stdin", "--user=u", "--json", "--", "--home", "x") == (
-        ["--password-stdin", "--user=u", "positions", "--json", "--", "--home", "x"], True)
+        ["--password-stdin", "--user=u", "positions", "--json", "--", "--home", "x"],
+        True,
+    )
     assert hoist("audit", "verify", "--home", "h") == (["--home", "h", "audit", "verify"], False)
     assert hoist("nosuch", "--user", "u") == (["nosuch", "--user", "u"], False)  # the parser reports it
 
@@ -166,9 +185,27 @@ def test_logout_says_what_happened_to_the_token(desk):
 def test_lifeboat_sim_prints_no_pydantic_warning(tmp_path):
     ready = tmp_path / "ready.json"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "console.cli", "sim", "--port", "0", "--db", str(tmp_path / "m.db"),
-                             "--trading-date", "2026-01-05", "--ready-file", str(ready)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "sim",
+            "--port",
+            "0",
+            "--db",
+            str(tmp_path / "m.db"),
+            "--trading-date",
+            "2026-01-05",
+            "--ready-file",
+            str(ready),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+    )
     try:
         deadline = time.monotonic() + 30
         while not ready.exists() or not ready.read_text().strip().endswith("}"):
@@ -179,9 +216,21 @@ def test_lifeboat_sim_prints_no_pydantic_warning(tmp_path):
         r = httpx.post(f"{url}/api/v1/session", json={"user_id": "dealer1", "password": PASSWORD}, timeout=10)
         assert r.status_code == 200
         token = r.json()["access_token"]
-        r = httpx.post(f"{url}/api/v1/orders", headers={"Authorization": f"Bearer {token}"}, timeout=10,
-                       json={"client_order_id": "t-1", "client_id": "C1001", "exchange": "NSE", "symbol": "NOSUCH",
-                             "side": "BUY", "quantity": 1, "product": "MIS", "order_type": "MARKET"})
+        r = httpx.post(
+            f"{url}/api/v1/orders",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+            json={
+                "client_order_id": "t-1",
+                "client_id": "C1001",
+                "exchange": "NSE",
+                "symbol": "NOSUCH",
+                "side": "BUY",
+                "quantity": 1,
+                "product": "MIS",
+                "order_type": "MARKET",
+            },
+        )
         assert r.status_code in (400, 422)
     finally:
         proc.terminate()
@@ -194,6 +243,8 @@ def test_readme_exit_code_table_is_the_enum():
 
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     table = readme.split("| exit code | meaning |", 1)[1].split("\n\n", 1)[0]
-    codes = [int(line.split("|")[1]) for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    codes = [
+        int(line.split("|")[1]) for line in table.splitlines() if line.startswith("| ") and "---" not in line
+    ]
     assert codes == [int(c) for c in ExitCode]
     assert "busy" in table and "integrity" in table

@@ -40,11 +40,18 @@ def mutated_order(draw) -> bytes:
 
 
 truncated_order = st.integers(min_value=0, max_value=len(json.dumps(GOOD_ORDER))).map(
-    lambda n: json.dumps(GOOD_ORDER).encode()[:n])
-error_bodies = st.builds(lambda code, msg: json.dumps({"error": {"code": code, "message": msg}}).encode(),
-                         json_values, json_values)
-bodies = st.one_of(st.binary(max_size=300), mutated_order(), truncated_order, error_bodies,
-                   json_values.map(lambda v: json.dumps(v).encode()))
+    lambda n: json.dumps(GOOD_ORDER).encode()[:n]
+)
+error_bodies = st.builds(
+    lambda code, msg: json.dumps({"error": {"code": code, "message": msg}}).encode(), json_values, json_values
+)
+bodies = st.one_of(
+    st.binary(max_size=300),
+    mutated_order(),
+    truncated_order,
+    error_bodies,
+    json_values.map(lambda v: json.dumps(v).encode()),
+)
 
 
 @st.composite
@@ -90,6 +97,8 @@ def test_any_reply_is_a_model_or_a_typed_error(replies):
 
 def test_a_valid_reply_passes():
     body = json.dumps(GOOD_ORDER).encode()
-    reply = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    reply = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    )
     outcome = asyncio.run(_ask(reply + body))
     assert isinstance(outcome, wire.Order) and outcome.order_id == "O-1"

@@ -30,8 +30,15 @@ def run(coro, timeout: float = 20.0):
 
 
 ORDER_REQUEST = wire.OrderRequest(
-    client_order_id="C-1", client_id="CL001", exchange="NSE", symbol="INFY", side="BUY",
-    quantity=10, product="MIS", order_type="LIMIT", price="1500.5",
+    client_order_id="C-1",
+    client_id="CL001",
+    exchange="NSE",
+    symbol="INFY",
+    side="BUY",
+    quantity=10,
+    product="MIS",
+    order_type="LIMIT",
+    price="1500.5",
 )
 
 # mode, the call to make, the error type, Unavailable.kind (or None)
@@ -331,8 +338,9 @@ def test_bod_has_its_own_deadline(sim):
     from backend_client.errors import DeadlineExceeded
 
     async def scenario():
-        proxy, client = await _proxied(sim, [("/bod", "drip", {"interval": 0.1})], deadline_s=0.5,
-                                       bod_deadline_s=1.5)
+        proxy, client = await _proxied(
+            sim, [("/bod", "drip", {"interval": 0.1})], deadline_s=0.5, bod_deadline_s=1.5
+        )
         try:
             started = asyncio.get_running_loop().time()
             with pytest.raises(DeadlineExceeded) as info:
@@ -348,6 +356,7 @@ def test_bod_has_its_own_deadline(sim):
 
 def test_retries_stop_at_the_deadline():
     """A refused connection is retried with a growing pause, but never past the deadline."""
+
     async def scenario():
         async with BackendClient(f"http://127.0.0.1:{closed_port()}", retries=50, deadline_s=0.4) as client:
             started = asyncio.get_running_loop().time()

@@ -14,7 +14,14 @@ import pytest
 
 from backend_client import wire
 from backend_client.client import BackendClient
-from backend_client.errors import Forbidden, IdempotencyConflict, NotFound, Rejected, Unauthorized, Unavailable
+from backend_client.errors import (
+    Forbidden,
+    IdempotencyConflict,
+    NotFound,
+    Rejected,
+    Unauthorized,
+    Unavailable,
+)
 
 
 def run(coro, timeout: float = 60.0):
@@ -34,9 +41,17 @@ def resting_buy(inst: wire.Instrument, client_id: str, **over) -> wire.OrderRequ
     """A valid LIMIT BUY at the lower band edge: accepted, and it rests (OPEN)."""
     tick = inst.tick_size
     price = -((-inst.lower_band) // tick) * tick  # lower band rounded up to the tick
-    fields = dict(client_order_id=coid(), client_id=client_id, exchange=inst.exchange, symbol=inst.symbol,
-                  side=wire.Side.BUY, quantity=inst.lot_size, product=wire.Product.MIS,
-                  order_type=wire.OrderType.LIMIT, price=price)
+    fields = dict(
+        client_order_id=coid(),
+        client_id=client_id,
+        exchange=inst.exchange,
+        symbol=inst.symbol,
+        side=wire.Side.BUY,
+        quantity=inst.lot_size,
+        product=wire.Product.MIS,
+        order_type=wire.OrderType.LIMIT,
+        price=price,
+    )
     fields.update(over)
     return wire.OrderRequest(**fields)
 
@@ -62,7 +77,11 @@ def test_every_endpoint(sim):
 
             instruments = await client.instruments()
             assert len(instruments) >= 100
-            assert {i.exchange for i in instruments} == {wire.Exchange.NSE, wire.Exchange.BSE, wire.Exchange.NFO}
+            assert {i.exchange for i in instruments} == {
+                wire.Exchange.NSE,
+                wire.Exchange.BSE,
+                wire.Exchange.NFO,
+            }
             clients = await client.clients()
             assert {c.dealer_id for c in clients} == {"dealer1"}
             limits = await client.limits()
@@ -96,9 +115,15 @@ def test_every_endpoint(sim):
             assert cancelled.status is wire.OrderStatus.CANCELLED
 
             market = wire.OrderRequest(
-                client_order_id=coid("M"), client_id=target, exchange=inst.exchange, symbol=inst.symbol,
-                side=wire.Side.BUY, quantity=inst.lot_size, product=wire.Product.MIS,
-                order_type=wire.OrderType.MARKET)
+                client_order_id=coid("M"),
+                client_id=target,
+                exchange=inst.exchange,
+                symbol=inst.symbol,
+                side=wire.Side.BUY,
+                quantity=inst.lot_size,
+                product=wire.Product.MIS,
+                order_type=wire.OrderType.MARKET,
+            )
             filled = (await client.place_order(market)).order
             assert filled.status is wire.OrderStatus.COMPLETE and filled.filled_quantity == inst.lot_size
             trades = await client.trades(client_id=target)
@@ -123,7 +148,9 @@ def test_idempotency_both_ways(sim):
             assert caught.value.status == 409
             # still exactly one order under that id
             orders = await client.orders(client_id=req.client_id)
-            assert [o.order_id for o in orders if o.client_order_id == req.client_order_id] == [first.order.order_id]
+            assert [o.order_id for o in orders if o.client_order_id == req.client_order_id] == [
+                first.order.order_id
+            ]
 
     run(scenario())
 
@@ -203,7 +230,9 @@ def test_fault_switch_is_supervisor_only(sim_factory):
             with pytest.raises(Unavailable) as caught:
                 await sup.health()  # the public address now answers 503
             assert caught.value.kind == "server_error" and caught.value.status == 503
-            assert (await sup.set_fault(wire.FaultRequest(mode=wire.FaultMode.NONE))).mode is wire.FaultMode.NONE
+            assert (
+                await sup.set_fault(wire.FaultRequest(mode=wire.FaultMode.NONE))
+            ).mode is wire.FaultMode.NONE
             assert (await sup.health()).status == "ok"
 
     run(scenario())

@@ -70,14 +70,23 @@ def is_down(i):
 async def _dealer(sim) -> tuple[BackendClient, wire.SessionResponse, wire.Instrument]:
     client = BackendClient(sim.url, read_timeout=2.0)
     session = await client.login("dealer1", "demo")
-    eq = [i for i in await client.instruments() if i.exchange == wire.Exchange.NSE and i.instrument_type == "EQ"]
+    eq = [
+        i for i in await client.instruments() if i.exchange == wire.Exchange.NSE and i.instrument_type == "EQ"
+    ]
     return client, session, min(eq, key=lambda i: i.last_price)
 
 
 def _market(inst: wire.Instrument, client_id: str) -> wire.OrderRequest:
-    return wire.OrderRequest(client_order_id=f"S-{uuid.uuid4().hex[:16]}", client_id=client_id,
-                             exchange=inst.exchange, symbol=inst.symbol, side=wire.Side.BUY,
-                             quantity=inst.lot_size, product=wire.Product.MIS, order_type=wire.OrderType.MARKET)
+    return wire.OrderRequest(
+        client_order_id=f"S-{uuid.uuid4().hex[:16]}",
+        client_id=client_id,
+        exchange=inst.exchange,
+        symbol=inst.symbol,
+        side=wire.Side.BUY,
+        quantity=inst.lot_size,
+        product=wire.Product.MIS,
+        order_type=wire.OrderType.MARKET,
+    )
 
 
 def test_heartbeats_and_order_events_arrive(sim):
@@ -90,7 +99,9 @@ def test_heartbeats_and_order_events_arrive(sim):
             req = _market(inst, session.user.client_ids[0])
             placed = await client.place_order(req)
             await rec.wait(order_event_for(req.client_order_id))
-            await rec.wait(lambda i: isinstance(i, wire.TradeEvent) and i.data.order_id == placed.order.order_id)
+            await rec.wait(
+                lambda i: isinstance(i, wire.TradeEvent) and i.data.order_id == placed.order.order_id
+            )
             await rec.wait(lambda i: isinstance(i, wire.PositionEvent) and i.data.client_id == req.client_id)
             first_hb = await rec.wait(lambda i: isinstance(i, wire.HeartbeatMsg))
             await rec.wait(lambda i: isinstance(i, wire.HeartbeatMsg), start=first_hb + 1)
@@ -181,8 +192,16 @@ def test_events_missed_before_a_kill_are_redelivered_with_since(sim):
 def test_hung_server_is_noticed_by_the_silence_timer(sim):
     async def scenario():
         client, _, _ = await _dealer(sim)
-        rec = Recorder(StreamClient(sim.url, client.token, silence_timeout=0.5, backoff_initial=0.05,
-                                    backoff_max=0.2, open_timeout=0.5))
+        rec = Recorder(
+            StreamClient(
+                sim.url,
+                client.token,
+                silence_timeout=0.5,
+                backoff_initial=0.05,
+                backoff_max=0.2,
+                open_timeout=0.5,
+            )
+        )
         try:
             await rec.wait(lambda i: isinstance(i, wire.HeartbeatMsg))
             os.kill(sim.proc.pid, signal.SIGSTOP)
@@ -217,11 +236,27 @@ def test_staged_outages_hang_refuse_error_then_recovery(sim_factory):
 
     async def scenario():
         async with BackendClient(sim.url) as first:  # log in with the default deadlines: a loaded CI machine
-            token = (await first.login("super1", "demo")).access_token  # once took more than 0.3 s to answer it
-        sup = BackendClient(sim.url, control_url=sim.control_url, token=token, read_timeout=0.3,
-                            connect_timeout=0.3, retries=0)
-        rec = Recorder(StreamClient(sim.url, sup.token, silence_timeout=0.4, backoff_initial=0.05,
-                                    backoff_max=0.2, open_timeout=0.4))
+            token = (
+                await first.login("super1", "demo")
+            ).access_token  # once took more than 0.3 s to answer it
+        sup = BackendClient(
+            sim.url,
+            control_url=sim.control_url,
+            token=token,
+            read_timeout=0.3,
+            connect_timeout=0.3,
+            retries=0,
+        )
+        rec = Recorder(
+            StreamClient(
+                sim.url,
+                sup.token,
+                silence_timeout=0.4,
+                backoff_initial=0.05,
+                backoff_max=0.2,
+                open_timeout=0.4,
+            )
+        )
         errors = {}
         try:
             await rec.wait(lambda i: isinstance(i, wire.HeartbeatMsg))

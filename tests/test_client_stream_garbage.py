@@ -92,8 +92,10 @@ def test_hello_then_silence_is_noticed_and_reconnected():
             return items, server
 
     items, server = run(scenario())
-    kinds = [type(i).__name__ if not isinstance(i, StreamStatus) else ("up" if i.connected else "down")
-             for i in items]
+    kinds = [
+        type(i).__name__ if not isinstance(i, StreamStatus) else ("up" if i.connected else "down")
+        for i in items
+    ]
     assert kinds == ["up", "HelloMsg", "down", "up", "HelloMsg", "down"]
     assert since_of(server.ws_requests[1]) == 0  # resumes from the hello's seq
 
@@ -103,7 +105,9 @@ def test_backoff_grows_while_connections_fail_and_resets_after_a_working_one():
     works = [hello(0), heartbeat(0), "close"]
 
     async def scenario():
-        async with GarbageServer(ws_script=[greet_and_close] * 5 + [works], ws_mode=greet_and_close) as server:
+        async with GarbageServer(
+            ws_script=[greet_and_close] * 5 + [works], ws_mode=greet_and_close
+        ) as server:
             stream = fast_stream(server.url, backoff_initial=0.01, backoff_max=0.08, jitter=0.1)
             pauses = []
             async for item in stream.messages():
@@ -169,8 +173,13 @@ def test_resume_drops_duplicates_and_turns_a_lower_sequence_into_a_resnapshot():
 
 
 def test_server_resnapshot_is_passed_on_once():
-    script = [[hello(3), {"type": "resnapshot", "seq": 3, "reason": "since is newer than the journal"},
-               heartbeat(3)]]
+    script = [
+        [
+            hello(3),
+            {"type": "resnapshot", "seq": 3, "reason": "since is newer than the journal"},
+            heartbeat(3),
+        ]
+    ]
 
     async def scenario():
         async with GarbageServer(ws_script=script) as server:
@@ -269,17 +278,46 @@ def test_garbage_and_an_oversized_message_on_the_real_stream(sim):
             async with BackendClient(sim.url) as c:
                 token = (await c.login("dealer1", "demo")).access_token
             proxy.misbehave("/stream", "ws_garbage", times=1, frames=["this is not json {"])
-            proxy.misbehave("/stream", "ws_garbage", times=1, frames=[b'{"type":"heartbeat","pad":"' + b"x" * 4096
-                                                                       + b'"}'])
-            stream = StreamClient(proxy.url, token, silence_timeout=2.0, backoff_initial=0.02, backoff_max=0.1,
-                                  rng=random.Random(1), max_message_bytes=2048)
-            items = await collect(stream, lambda items: ups(items) >= 3 and not isinstance(items[-1], StreamStatus),
-                                  limit=500)
+            proxy.misbehave(
+                "/stream",
+                "ws_garbage",
+                times=1,
+                frames=[b'{"type":"heartbeat","pad":"' + b"x" * 4096 + b'"}'],
+            )
+            stream = StreamClient(
+                proxy.url,
+                token,
+                silence_timeout=2.0,
+                backoff_initial=0.02,
+                backoff_max=0.1,
+                rng=random.Random(1),
+                max_message_bytes=2048,
+            )
+            items = await collect(
+                stream, lambda items: ups(items) >= 3 and not isinstance(items[-1], StreamStatus), limit=500
+            )
             return items, stream, proxy.hits("/stream")
 
     items, stream, hits = run(scenario())
     assert hits == 2
-    assert downs(items)[:2] == ["protocol error: message over 2048 bytes", "protocol error: malformed message"]
+    assert downs(items)[:2] == [
+        "protocol error: message over 2048 bytes",
+        "protocol error: malformed message",
+    ]
     assert stream.protocol_errors == 2 and stream.reconnects == 2
-    assert all(isinstance(i, (StreamStatus, wire.HelloMsg, wire.HeartbeatMsg, wire.TickMsg, wire.OrderEvent,
-                              wire.TradeEvent, wire.PositionEvent, wire.ResnapshotMsg)) for i in items)
+    assert all(
+        isinstance(
+            i,
+            (
+                StreamStatus,
+                wire.HelloMsg,
+                wire.HeartbeatMsg,
+                wire.TickMsg,
+                wire.OrderEvent,
+                wire.TradeEvent,
+                wire.PositionEvent,
+                wire.ResnapshotMsg,
+            ),
+        )
+        for i in items
+    )

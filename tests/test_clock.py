@@ -17,13 +17,15 @@ from localstore import clock
 from tests import testclock
 
 ROOT = Path(__file__).resolve().parent.parent
-MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
+MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
 
 pytestmark = pytest.mark.dates
 
 
 def _futures(url: str) -> set[str]:
-    token = httpx.post(f"{url}/api/v1/session", json={"user_id": "dealer1", "password": "demo"}).json()["access_token"]
+    token = httpx.post(f"{url}/api/v1/session", json={"user_id": "dealer1", "password": "demo"}).json()[
+        "access_token"
+    ]
     rows = httpx.get(f"{url}/api/v1/instruments", headers={"Authorization": f"Bearer {token}"}).json()
     return {r["symbol"] for r in rows if r["symbol"].startswith("NIFTY") and r["symbol"].endswith("FUT")}
 
@@ -46,13 +48,45 @@ def test_sim_trading_date_flag_sets_the_day_and_the_contract_month(sim_factory):
 
 
 def test_lifeboat_sim_takes_trading_date_and_refuses_a_bad_one(tmp_path):
-    bad = subprocess.run([sys.executable, "-m", "console.cli", "sim", "--trading-date", "2027-02-30", "--port", "0",
-                          "--db", str(tmp_path / "m.db")], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "sim",
+            "--trading-date",
+            "2027-02-30",
+            "--port",
+            "0",
+            "--db",
+            str(tmp_path / "m.db"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert bad.returncode == 2 and "--trading-date" in bad.stderr
     ready = tmp_path / "ready.json"
-    proc = subprocess.Popen([sys.executable, "-m", "console.cli", "sim", "--trading-date", "2027-03-01", "--port", "0",
-                             "--db", str(tmp_path / "m.db"), "--ready-file", str(ready)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "sim",
+            "--trading-date",
+            "2027-03-01",
+            "--port",
+            "0",
+            "--db",
+            str(tmp_path / "m.db"),
+            "--ready-file",
+            str(ready),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
     try:
         import time
 
@@ -60,7 +94,9 @@ def test_lifeboat_sim_takes_trading_date_and_refuses_a_bad_one(tmp_path):
         while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         url = json.loads(ready.read_text())["url"]
-        assert date.fromisoformat(httpx.get(f"{url}/api/v1/health").json()["trading_date"]) == date(2027, 3, 1)
+        assert date.fromisoformat(httpx.get(f"{url}/api/v1/health").json()["trading_date"]) == date(
+            2027, 3, 1
+        )
     finally:
         proc.terminate()
         proc.wait(10)
@@ -70,7 +106,9 @@ def test_a_token_is_judged_by_mainsims_clock_not_the_real_one(sim):
     """mainsim's JWTs carry iat/exp from the injected clock; PyJWT's own check reads the real
     clock and would call a token of the suite's 2026-01-05 expired (or one months ahead 'not
     yet valid')."""
-    token = httpx.post(f"{sim.url}/api/v1/session", json={"user_id": "dealer1", "password": "demo"}).json()["access_token"]
+    token = httpx.post(f"{sim.url}/api/v1/session", json={"user_id": "dealer1", "password": "demo"}).json()[
+        "access_token"
+    ]
     r = httpx.get(f"{sim.url}/api/v1/clients", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from localstore import clock
 from localstore.clock import OFFSET_ENV
@@ -28,14 +28,25 @@ from tests.test_login_throttle import a_client, desk, template  # noqa: F401 - f
 def offline_login(down, shift: timedelta):
     """A backup-mode dry-run square-off with the clock moved by ``shift``."""
     offset = float(os.environ[OFFSET_ENV]) + shift.total_seconds()
-    return down("--password-stdin", "squareoff", "--client", a_client(down), "--dry-run", "--yes", "--json",
-                stdin=PASSWORD + "\n", **{OFFSET_ENV: repr(offset)})
+    return down(
+        "--password-stdin",
+        "squareoff",
+        "--client",
+        a_client(down),
+        "--dry-run",
+        "--yes",
+        "--json",
+        stdin=PASSWORD + "\n",
+        **{OFFSET_ENV: repr(offset)},
+    )
 
 
 def grant_valid_until(down) -> datetime:
     with sqlite3.connect(down.store_file) as con:
-        text = con.execute("SELECT valid_until FROM offline_credentials WHERE user_id = 'dealer1'").fetchone()[0]
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        text = con.execute(
+            "SELECT valid_until FROM offline_credentials WHERE user_id = 'dealer1'"
+        ).fetchone()[0]
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def test_a_clock_set_forward_does_not_lock_out_offline_login_later(desk):
@@ -47,7 +58,7 @@ def test_a_clock_set_forward_does_not_lock_out_offline_login_later(desk):
     offline_login(down, timedelta(0)).ok()  # back at the real time: still allowed
     with sqlite3.connect(down.store_file) as con:
         stored = con.execute("SELECT clock_watermark FROM sync_state").fetchone()[0]
-    assert datetime.fromisoformat(stored).replace(tzinfo=timezone.utc) < clock.utcnow() + timedelta(minutes=1)
+    assert datetime.fromisoformat(stored).replace(tzinfo=UTC) < clock.utcnow() + timedelta(minutes=1)
 
 
 def test_a_clock_set_back_is_still_refused(desk):
@@ -72,10 +83,14 @@ def test_after_a_reboot_only_mains_stored_times_count(tmp_path):
             credentials.observe_server_time(conn, t0 - timedelta(hours=3))
         with store.read_core() as conn:
             # this boot: main's time two hours ago plus the time since boot's count... minus nothing: now-2h+
-            assert credentials.watermark(conn, Anchors(tmp_path / "home", backend="file")) >= t0 - timedelta(hours=2)
+            assert credentials.watermark(conn, Anchors(tmp_path / "home", backend="file")) >= t0 - timedelta(
+                hours=2
+            )
         anchors.put(clock_epoch={**anchors.get("clock_epoch"), "boot_id": "another-boot"})
         with store.read_core() as conn:
-            assert credentials.watermark(conn, Anchors(tmp_path / "home", backend="file")) == t0 - timedelta(hours=3)
+            assert credentials.watermark(conn, Anchors(tmp_path / "home", backend="file")) == t0 - timedelta(
+                hours=3
+            )
             assert credentials.clock_rolled_back(conn, t0 - timedelta(hours=4), anchors)
     finally:
         store.close()

@@ -10,8 +10,10 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 DEMO = "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/lifeboat demo"
-TESTS = ("python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest -m 'not soak' -q"
-         " && LIFEBOAT_TEST_NOW=2027-05-17T11:05:00+05:30 .venv/bin/python -m pytest -m 'dates and not soak' -q")
+TESTS = (
+    "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest -m 'not soak' -q"
+    " && LIFEBOAT_TEST_NOW=2027-05-17T11:05:00+05:30 .venv/bin/python -m pytest -m 'dates and not soak' -q"
+)
 
 
 def test_the_two_commands_come_first_and_ci_runs_the_second():

@@ -19,20 +19,43 @@ import pytest
 from tests.test_demo_drill import demo_env, pid_alive
 from tests.test_demo_tmux import Tmux, banner
 
-pytestmark = [pytest.mark.timeout(120),
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
 
 ENDS_WITHIN_S = 8.0  # "a few seconds": mainsim stopped at once, the screen given 3 s, then the process ends
 
 
 def _start(tmp_path: Path, *extra: str) -> tuple[Tmux, Path]:
     data = tmp_path / "demo"
-    cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "console.cli", "demo", "--dir", str(data), *extra])
+    cmd = " ".join(
+        shlex.quote(a) for a in [sys.executable, "-m", "console.cli", "demo", "--dir", str(data), *extra]
+    )
     tmux = Tmux()
     env = demo_env(tmp_path)
     env["TERM"] = "xterm-256color"
-    subprocess.run(["tmux", "-L", tmux.socket, "-f", "/dev/null", "new-session", "-d", "-s", "demo", "-x", "200",
-                    "-y", "50", f"{cmd}; echo DEMO-EXIT=$?; sleep 60"], env=env, check=True, timeout=10)
+    subprocess.run(
+        [
+            "tmux",
+            "-L",
+            tmux.socket,
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "demo",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            f"{cmd}; echo DEMO-EXIT=$?; sleep 60",
+        ],
+        env=env,
+        check=True,
+        timeout=10,
+    )
     return tmux, data
 
 
@@ -58,10 +81,16 @@ def _gone_within(pids, seconds: float) -> float:
 
 def _store_is_free(data: Path) -> None:
     """Another process can take the store's write lock at once (BEGIN IMMEDIATE, no waiting)."""
-    code = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None); "
-            "c.execute('BEGIN IMMEDIATE'); c.execute('ROLLBACK'); print('free')")
-    r = subprocess.run([sys.executable, "-c", code, str(data / "home" / "lifeboat.db")], capture_output=True,
-                       text=True, timeout=20)
+    code = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None); "
+        "c.execute('BEGIN IMMEDIATE'); c.execute('ROLLBACK'); print('free')"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(data / "home" / "lifeboat.db")],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert r.stdout.strip() == "free", r.stderr
 
 
@@ -128,17 +157,50 @@ def test_sigterm_ends_the_bare_console_with_its_code(tmp_path):
     """The bare console (login screen; main unreachable) ends on SIGTERM with 143 (a guard:
     its handler must not keep it alive)."""
     home = tmp_path / "home"
-    cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "console.cli", "--backend", "http://127.0.0.1:9",
-                                            "--home", str(home), "--user", "dealer1"])
+    cmd = " ".join(
+        shlex.quote(a)
+        for a in [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "--backend",
+            "http://127.0.0.1:9",
+            "--home",
+            str(home),
+            "--user",
+            "dealer1",
+        ]
+    )
     tmux = Tmux()
     env = demo_env(tmp_path)
     env["TERM"] = "xterm-256color"
-    subprocess.run(["tmux", "-L", tmux.socket, "-f", "/dev/null", "new-session", "-d", "-s", "demo", "-x", "200",
-                    "-y", "50", f"{cmd}; echo CONSOLE-EXIT=$?; sleep 60"], env=env, check=True, timeout=10)
+    subprocess.run(
+        [
+            "tmux",
+            "-L",
+            tmux.socket,
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "demo",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            f"{cmd}; echo CONSOLE-EXIT=$?; sleep 60",
+        ],
+        env=env,
+        check=True,
+        timeout=10,
+    )
     try:
         tmux.wait(lambda t: "LIFEBOAT" in t, "the login screen", 30)
         pane = int(tmux("display-message", "-p", "-t", "demo", "#{pane_pid}").strip())
-        console = int(subprocess.run(["pgrep", "-P", str(pane)], capture_output=True, text=True).stdout.split()[0])
+        console = int(
+            subprocess.run(["pgrep", "-P", str(pane)], capture_output=True, text=True).stdout.split()[0]
+        )
         os.kill(console, signal.SIGTERM)
         _gone_within([console], ENDS_WITHIN_S)
         end = tmux.wait(lambda t: "CONSOLE-EXIT=" in t, "the console's exit", 10)

@@ -5,7 +5,6 @@ and mainsim is stopped afterwards (no process left)."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -17,8 +16,10 @@ import pytest
 
 from tests.test_demo_drill import demo_env, pid_alive
 
-pytestmark = [pytest.mark.timeout(90),
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
 
 
 class Tmux:
@@ -53,10 +54,31 @@ def test_demo_under_tmux_online_outage_backup_back_and_quit(tmp_path):
     tmux = Tmux()
     env = demo_env(tmp_path)
     env["TERM"] = "xterm-256color"
-    subprocess.run(["tmux", "-L", tmux.socket, "-f", "/dev/null", "new-session", "-d", "-s", "demo", "-x", "200",
-                    "-y", "50", f"{cmd}; echo DEMO-EXIT=$?; sleep 60"], env=env, check=True, timeout=10)
+    subprocess.run(
+        [
+            "tmux",
+            "-L",
+            tmux.socket,
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "demo",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            f"{cmd}; echo DEMO-EXIT=$?; sleep 60",
+        ],
+        env=env,
+        check=True,
+        timeout=10,
+    )
     try:
-        tmux.wait(lambda t: banner(t).startswith(" ONLINE") and "ctrl+o" in t, "the desk ONLINE with the hint", 45)
+        tmux.wait(
+            lambda t: banner(t).startswith(" ONLINE") and "ctrl+o" in t, "the desk ONLINE with the hint", 45
+        )
         pid = json.loads((data / "mainsim-ready.json").read_text())["pid"]
         assert pid_alive(pid)
         tmux("send-keys", "-t", "demo", "C-o")

@@ -58,7 +58,7 @@ class AgentThread:
             self.runtime = runtime
             await runtime.run()
 
-    def start(self) -> "AgentThread":
+    def start(self) -> AgentThread:
         self._thread.start()
         self.wait_for(lambda r: r.status.connected and r.detector.mode is Mode.ONLINE, "connected and ONLINE")
         return self
@@ -70,8 +70,9 @@ class AgentThread:
             if self.runtime is not None and cond(self.runtime):
                 return time.monotonic() - t0
             time.sleep(0.005)
-        raise AssertionError(f"not {what} after {timeout} s: mode {self.runtime and self.runtime.mode}, "
-                             f"changes {self.changes}")
+        raise AssertionError(
+            f"not {what} after {timeout} s: mode {self.runtime and self.runtime.mode}, changes {self.changes}"
+        )
 
     def wait_mode(self, mode: Mode, timeout: float = 20.0) -> float:
         return self.wait_for(lambda r: r.detector.mode is mode, mode.value, timeout)
@@ -138,7 +139,9 @@ def test_killed_main_goes_to_backup_at_once_and_comes_back_through_recovering(si
         agent.wait_for(lambda r: agent.changes[-1].to_mode is Mode.ONLINE, "ONLINE announced")
         seen = [(c.from_mode, c.to_mode) for c in agent.changes]
         last_backup = max(i for i, (_, to) in enumerate(seen) if to is Mode.BACKUP)
-        assert seen[last_backup + 1:] == [(Mode.BACKUP, Mode.RECOVERING), (Mode.RECOVERING, Mode.ONLINE)], seen
+        assert seen[last_backup + 1 :] == [(Mode.BACKUP, Mode.RECOVERING), (Mode.RECOVERING, Mode.ONLINE)], (
+            seen
+        )
         with store.read() as s:
             assert audit.verify(s).ok
         agent.wait_for(lambda r: r.status.connected, "stream reconnected")
@@ -182,10 +185,18 @@ def test_journal_written_in_backup_is_replayed_before_online(sim, tmp_path):
         try:
             agent.wait_mode(Mode.BACKUP, timeout=10)
             with store.write() as s:
-                s.add(JournalEntry(kind=JournalKind.CANCEL, client_order_id="T-1", client_id=resting["client_id"],
-                                   target_order_id=resting["order_id"], user_id="dealer1", mode="BACKUP",
-                                   trading_date=clock.today_ist() - timedelta(days=1),  # the day before main's
-                                   console_id=store.console_id))
+                s.add(
+                    JournalEntry(
+                        kind=JournalKind.CANCEL,
+                        client_order_id="T-1",
+                        client_id=resting["client_id"],
+                        target_order_id=resting["order_id"],
+                        user_id="dealer1",
+                        mode="BACKUP",
+                        trading_date=clock.today_ist() - timedelta(days=1),  # the day before main's
+                        console_id=store.console_id,
+                    )
+                )
         finally:
             os.kill(sim.proc.pid, signal.SIGCONT)
         agent.wait_mode(Mode.ONLINE, timeout=30)

@@ -108,7 +108,9 @@ def test_hang_noticed_first_by_the_stream_is_still_a_silence():
 
 def test_request_errors_count_like_failed_probes():
     d = online(0.0)
-    assert d.on_request_error(0.1, "rejected") is None and d.mode is Mode.ONLINE  # main said no: main is alive
+    assert (
+        d.on_request_error(0.1, "rejected") is None and d.mode is Mode.ONLINE
+    )  # main said no: main is alive
     assert d.on_request_error(0.2, "timeout").to_mode is Mode.SUSPECT
     assert d.on_request_error(0.3, "reset").to_mode is Mode.BACKUP
 
@@ -303,7 +305,9 @@ _events = st.one_of(
     st.tuples(st.just("message"), st.floats(0.0, 1.0)),
     st.tuples(st.just("disconnect"), st.floats(0.0, 1.0)),
     st.tuples(st.just("probe"), st.floats(0.0, 1.0), st.sampled_from([OK, REFUSED, TIMEOUT, ERROR_503])),
-    st.tuples(st.just("request"), st.floats(0.0, 1.0), st.sampled_from(["refused", "reset", "timeout", "rejected"])),
+    st.tuples(
+        st.just("request"), st.floats(0.0, 1.0), st.sampled_from(["refused", "reset", "timeout", "rejected"])
+    ),
     st.tuples(st.just("evaluate"), st.floats(0.0, 1.0)),
     st.tuples(st.just("replay_done"), st.floats(0.0, 1.0)),
 )

@@ -22,6 +22,7 @@ def drill_in_a_row(tmp_path, runs: int) -> None:
         ready = tmp_path / f"demo-{i}" / "mainsim-ready.json"
         if ready.exists():  # mainsim never outlives the drill
             import json
+
             assert not pid_alive(json.loads(ready.read_text())["pid"]), f"run {i}: mainsim still running"
         results.append((r.returncode, passed, why))
     ok = sum(1 for _code, passed, _why in results if passed)

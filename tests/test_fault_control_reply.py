@@ -24,8 +24,13 @@ pytestmark = pytest.mark.timeout(90)
 @pytest.fixture
 def server(tmp_path_factory):
     from tests.mainsim_support import start_sim
-    sim = start_sim(tmp_path_factory, "mainsim-fault-reply", allow_faults=True,
-                    extra_args=["--trading-date", "2026-11-20"])
+
+    sim = start_sim(
+        tmp_path_factory,
+        "mainsim-fault-reply",
+        allow_faults=True,
+        extra_args=["--trading-date", "2026-11-20"],
+    )
     yield sim
     sim.stop()
 
@@ -55,8 +60,9 @@ def refused(url: str) -> bool:
 
 def post_fault(base: str, token: str, body: dict) -> httpx.Response:
     # a fresh client per call, as curl does: nothing pooled from before
-    return httpx.post(f"{base}{API}/admin/faults", json=body, timeout=5,
-                      headers={"Authorization": f"Bearer {token}"})
+    return httpx.post(
+        f"{base}{API}/admin/faults", json=body, timeout=5, headers={"Authorization": f"Bearer {token}"}
+    )
 
 
 def test_refuse_posted_on_the_public_port_replies_first_and_ends_through_the_control_url(server):
@@ -113,7 +119,9 @@ def test_the_readme_fault_commands_work_as_written(server, tmp_path):
     script = script.replace("\n# end:", f'\nwhile [ ! -e "{go}" ]; do sleep 0.02; done\n# end:', 1)
     out = tmp_path / "out"
     with open(out, "wb") as sink:
-        proc = subprocess.Popen(["bash", "-euo", "pipefail", "-c", script], stdout=sink, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", script], stdout=sink, stderr=subprocess.PIPE
+        )
     try:
         assert until(lambda: b"}" in out.read_bytes() or proc.poll() is not None, timeout=20), "no reply"
         assert json.loads(out.read_text())["mode"] == "refuse", (out.read_text(), proc.poll())

@@ -35,8 +35,18 @@ from tests.hostile_proxy import ThreadedHostileProxy
 from tests.simproc import SimProcess
 
 # what a refused reply must leave exactly as it was
-_KEPT = ("instruments", "clients", "client_limits", "positions", "orders", "trades", "sync_state", "users",
-         "offline_credentials", "journal")
+_KEPT = (
+    "instruments",
+    "clients",
+    "client_limits",
+    "positions",
+    "orders",
+    "trades",
+    "sync_state",
+    "users",
+    "offline_credentials",
+    "journal",
+)
 
 
 @dataclass
@@ -64,8 +74,12 @@ class Desk:
     def __init__(self, root: Path):
         self.sim = SimProcess(db=root / "mainsim.db", workdir=root).start()
         self.proxy = ThreadedHostileProxy(self.sim.url).start()
-        self.cli = PinnedCli(home=root / "home", backend_url=self.proxy.url, keyring_file=root / "keyring.json",
-                             config=root / "config")
+        self.cli = PinnedCli(
+            home=root / "home",
+            backend_url=self.proxy.url,
+            keyring_file=root / "keyring.json",
+            config=root / "config",
+        )
         self.cli.login().ok()
         self.cli("sync", "bod", "--json").ok()
         self.token = raw_session(self.sim.url)["access_token"]
@@ -120,29 +134,43 @@ def _widened_scope(b):
 def _set(table, field, value, row=0):
     def edit(b):
         b[table][row][field] = value
+
     return edit
 
 
 def _duplicate(table):
     def edit(b):
         b[table].append(copy.deepcopy(b[table][0]))
+
     return edit
 
 
 BAD_BODS = {
     "out_of_scope_rows": (_outside_rows, ["positions[", "'ZZ000'", "outside the scope of user 'dealer1'"]),
     "scope_wider_than_login": (_widened_scope, ["1 client(s) outside the scope", "ZZ001", "log in again"]),
-    "symbol_100k_chars": (_set("instruments", "symbol", "A" * 100_000), ["instruments.0.symbol", "at most 40"]),
+    "symbol_100k_chars": (
+        _set("instruments", "symbol", "A" * 100_000),
+        ["instruments.0.symbol", "at most 40"],
+    ),
     "esc_in_name": (_set("clients", "name", "Dealer\x1b]0;pwned\x07"), ["clients.0.name", "U+001B"]),
     "rlo_in_symbol": (_set("positions", "symbol", "INFY\u202eGNOL"), ["positions.0.symbol", "U+202E"]),
-    "c1_control_in_reason": (_set("open_orders", "status_reason", "ok\x9b2J"), ["open_orders.0.status_reason",
-                                                                               "U+009B"]),
-    "net_quantity_10e30": (_set("positions", "net_quantity", 10**30), ["positions.0.net_quantity",
-                                                                       "less than or equal to 1000000000"]),
+    "c1_control_in_reason": (
+        _set("open_orders", "status_reason", "ok\x9b2J"),
+        ["open_orders.0.status_reason", "U+009B"],
+    ),
+    "net_quantity_10e30": (
+        _set("positions", "net_quantity", 10**30),
+        ["positions.0.net_quantity", "less than or equal to 1000000000"],
+    ),
     "seq_2e63": (lambda b: b.update(seq=2**63), ["seq", "less than or equal to 9223372036854775807"]),
-    "price_1e30": (_set("instruments", "last_price", 1e30), ["instruments.0.last_price", "less than or equal"]),
-    "naive_time": (_set("positions", "updated_at", "2026-01-05T09:15:00"), ["positions.0.updated_at",
-                                                                            "timezone"]),
+    "price_1e30": (
+        _set("instruments", "last_price", 1e30),
+        ["instruments.0.last_price", "less than or equal"],
+    ),
+    "naive_time": (
+        _set("positions", "updated_at", "2026-01-05T09:15:00"),
+        ["positions.0.updated_at", "timezone"],
+    ),
     "duplicate_positions": (_duplicate("positions"), ["positions[", "repeats the key"]),
     "duplicate_instruments": (_duplicate("instruments"), ["instruments[", "repeats the key"]),
 }
@@ -197,7 +225,9 @@ def test_the_mirror_refuses_events_for_clients_outside_the_snapshot(desk, tmp_pa
     store = open_store(tmp_path / "copy.db", create=False)
     try:
         mine = wire.Position.model_validate(desk.bod["positions"][0])
-        event = dict(type="position", seq=desk.bod["seq"] + 1, data=mine.model_copy(update={"net_quantity": 0}))
+        event = dict(
+            type="position", seq=desk.bod["seq"] + 1, data=mine.model_copy(update={"net_quantity": 0})
+        )
         outsider = dict(event, seq=desk.bod["seq"] + 2, data=mine.model_copy(update={"client_id": "ZZ999"}))
         mirror = Mirror(store)
         assert mirror.apply([wire.PositionEvent(**event), wire.PositionEvent(**outsider)]) == 1
@@ -206,8 +236,13 @@ def test_the_mirror_refuses_events_for_clients_outside_the_snapshot(desk, tmp_pa
         store.close()
     with sqlite3.connect(tmp_path / "copy.db") as con:
         assert con.execute("SELECT count(*) FROM positions WHERE client_id = 'ZZ999'").fetchone()[0] == 0
-        assert con.execute("SELECT net_quantity FROM positions WHERE client_id = ? AND symbol = ? AND product = ?",
-                           (mine.client_id, mine.symbol, mine.product.value)).fetchone()[0] == 0
+        assert (
+            con.execute(
+                "SELECT net_quantity FROM positions WHERE client_id = ? AND symbol = ? AND product = ?",
+                (mine.client_id, mine.symbol, mine.product.value),
+            ).fetchone()[0]
+            == 0
+        )
 
 
 # --------------------------------------------------------------------------- huge position
@@ -221,16 +256,31 @@ def _orders_on_main(desk) -> int:
     return len(raw_get(desk.sim.url, desk.token, "/orders"))
 
 
-@pytest.mark.parametrize("net, code, words", [
-    (10**30, 5, ["net_quantity", "less than or equal to 1000000000"]),  # beyond any limit: main's reply refused
-    (MAX_QUANTITY, 4, ["quantity_limit", "orders of at most", f"the limit is {MAX_SLICES:,}"]),  # too many slices
-])
+@pytest.mark.parametrize(
+    "net, code, words",
+    [
+        (
+            10**30,
+            5,
+            ["net_quantity", "less than or equal to 1000000000"],
+        ),  # beyond any limit: main's reply refused
+        (
+            MAX_QUANTITY,
+            4,
+            ["quantity_limit", "orders of at most", f"the limit is {MAX_SLICES:,}"],
+        ),  # too many slices
+    ],
+)
 def test_online_squareoff_of_a_huge_position_is_refused_before_slicing(desk, proxy, net, code, words):
     pos = _open_position(desk)
 
     def rewrite(rows):
         for row in rows:
-            if (row["client_id"], row["symbol"], row["product"]) == (pos["client_id"], pos["symbol"], pos["product"]):
+            if (row["client_id"], row["symbol"], row["product"]) == (
+                pos["client_id"],
+                pos["symbol"],
+                pos["product"],
+            ):
                 row["net_quantity"] = net
         return rows
 
@@ -248,19 +298,33 @@ def test_online_squareoff_of_a_huge_position_is_refused_before_slicing(desk, pro
 def test_backup_squareoff_of_a_huge_local_position_is_refused_before_journaling(desk, tmp_path):
     """A position in the local store beyond any limit (a store written before these
     checks, or edited) is refused in backup mode too: nothing is journaled."""
-    up = PinnedCli(home=tmp_path / "home", backend_url=desk.sim.url, keyring_file=tmp_path / "keyring.json",
-                   config=tmp_path / "config")
+    up = PinnedCli(
+        home=tmp_path / "home",
+        backend_url=desk.sim.url,
+        keyring_file=tmp_path / "keyring.json",
+        config=tmp_path / "config",
+    )
     up.login().ok()
     up("sync", "bod").ok()
     down = dataclasses.replace(up, backend_url=DEAD_URL)  # the same console; main gone
     pos = _open_position(desk)
     with sqlite3.connect(down.store_file) as con:
-        con.execute("UPDATE positions SET net_quantity = ? WHERE client_id = ? AND symbol = ? AND product = ?",
-                    (2**62, pos["client_id"], pos["symbol"], pos["product"]))
+        con.execute(
+            "UPDATE positions SET net_quantity = ? WHERE client_id = ? AND symbol = ? AND product = ?",
+            (2**62, pos["client_id"], pos["symbol"], pos["product"]),
+        )
     before = store_rows(down.store_file)
     started = time.monotonic()
-    r = down("--password-stdin", "squareoff", "--client", pos["client_id"], "--yes", "--json",
-             stdin=PASSWORD + "\n", timeout=30)
+    r = down(
+        "--password-stdin",
+        "squareoff",
+        "--client",
+        pos["client_id"],
+        "--yes",
+        "--json",
+        stdin=PASSWORD + "\n",
+        timeout=30,
+    )
     refused(r, 4, "quantity_limit", f"{2**62:,}", "beyond any instrument's limits")
     assert time.monotonic() - started < 15
     after = store_rows(down.store_file)
@@ -278,7 +342,11 @@ def test_safe_text_accepts_exactly_short_printable_text(text):
     character (the ASCII space excepted); what is accepted is returned unchanged."""
     import unicodedata
 
-    bad = [c for c in text if c != " " and unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs")]
+    bad = [
+        c
+        for c in text
+        if c != " " and unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs")
+    ]
     try:
         assert TypeAdapter(wire.Symbol).validate_python(text) == text
         accepted = True
@@ -287,11 +355,14 @@ def test_safe_text_accepts_exactly_short_printable_text(text):
     assert accepted == (1 <= len(text) <= 40 and not bad)
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("net_quantity", 10**30, "less than or equal to 1000000000"),
-    ("symbol", "INFY\x1b[2J", "U+001B"),
-    ("client_id", "C" * 33, "at most 32"),
-])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("net_quantity", 10**30, "less than or equal to 1000000000"),
+        ("symbol", "INFY\x1b[2J", "U+001B"),
+        ("client_id", "C" * 33, "at most 32"),
+    ],
+)
 def test_a_stream_event_with_bad_content_is_refused_before_the_mirror(desk, field, value, words):
     """The live stream reads each message with this adapter (backend_client.stream) and
     drops the connection on a refusal, so the event never reaches the mirror."""
@@ -307,37 +378,89 @@ def test_mains_error_message_is_shown_escaped_and_cut_short(desk, proxy):
     """A 4xx body's message is the one text of main's a person is shown as is: its ESC
     and U+202E come out escaped, and 5,000 characters come out as 500 and a count."""
     pos = _open_position(desk)
-    inst = next(i for i in desk.bod["instruments"] if (i["exchange"], i["symbol"]) == (pos["exchange"], pos["symbol"]))
+    inst = next(
+        i for i in desk.bod["instruments"] if (i["exchange"], i["symbol"]) == (pos["exchange"], pos["symbol"])
+    )
     evil = "nope\x1b]0;pwned\x07\u202e" + "A" * 5000
-    proxy.misbehave("/orders", "rewrite", method="POST", status=422,
-                    rewrite=lambda body: {"error": {"code": "price_band\x1b[31m", "message": evil}})
-    r = desk.cli("order", "place", "--client", pos["client_id"], "--exchange", pos["exchange"], "--symbol",
-                 pos["symbol"], "--side", "BUY", "--quantity", str(inst["lot_size"]), "--product", pos["product"],
-                 "--type", "MARKET", "--yes", "--json", timeout=30)
+    proxy.misbehave(
+        "/orders",
+        "rewrite",
+        method="POST",
+        status=422,
+        rewrite=lambda body: {"error": {"code": "price_band\x1b[31m", "message": evil}},
+    )
+    r = desk.cli(
+        "order",
+        "place",
+        "--client",
+        pos["client_id"],
+        "--exchange",
+        pos["exchange"],
+        "--symbol",
+        pos["symbol"],
+        "--side",
+        "BUY",
+        "--quantity",
+        str(inst["lot_size"]),
+        "--product",
+        pos["product"],
+        "--type",
+        "MARKET",
+        "--yes",
+        "--json",
+        timeout=30,
+    )
     err = refused(r, 4, "nope\\x1b]0;pwned\\x07\\u202e", "(5,015 characters)")
     assert "\x1b" not in r.stdout + r.stderr and "\u202e" not in r.stdout + r.stderr
     assert err["reason"] == "price_band\\x1b[31m"
 
 
-@pytest.mark.parametrize("net, code, words", [
-    (10**30, 5, "less than or equal to 1000000000"),  # main's reply refused: the pass stops, nothing sent
-    (MAX_QUANTITY, 6, f"more than {MAX_SLICES} orders needed"),  # held for a person before any slice is sent
-])
-def test_replay_of_a_squareoff_against_a_huge_live_position_sends_nothing(desk, proxy, tmp_path, net, code, words):
+@pytest.mark.parametrize(
+    "net, code, words",
+    [
+        (10**30, 5, "less than or equal to 1000000000"),  # main's reply refused: the pass stops, nothing sent
+        (
+            MAX_QUANTITY,
+            6,
+            f"more than {MAX_SLICES} orders needed",
+        ),  # held for a person before any slice is sent
+    ],
+)
+def test_replay_of_a_squareoff_against_a_huge_live_position_sends_nothing(
+    desk, proxy, tmp_path, net, code, words
+):
     """A square-off journaled in backup is recomputed against main's live position at
     replay; a live position beyond the limits stops or holds it before any slice."""
-    cli = PinnedCli(home=tmp_path / "home", backend_url=desk.proxy.url, keyring_file=tmp_path / "keyring.json",
-                    config=tmp_path / "config")
+    cli = PinnedCli(
+        home=tmp_path / "home",
+        backend_url=desk.proxy.url,
+        keyring_file=tmp_path / "keyring.json",
+        config=tmp_path / "config",
+    )
     cli.login().ok()
     cli("sync", "bod").ok()
     pos = _open_position(desk)
     down = dataclasses.replace(cli, backend_url=DEAD_URL)
-    down("--password-stdin", "squareoff", "--client", pos["client_id"], "--symbol", pos["symbol"], "--keep-orders",
-         "--yes", "--json", stdin=PASSWORD + "\n").ok()
+    down(
+        "--password-stdin",
+        "squareoff",
+        "--client",
+        pos["client_id"],
+        "--symbol",
+        pos["symbol"],
+        "--keep-orders",
+        "--yes",
+        "--json",
+        stdin=PASSWORD + "\n",
+    ).ok()
 
     def rewrite(rows):
         for row in rows:
-            if (row["client_id"], row["symbol"], row["product"]) == (pos["client_id"], pos["symbol"], pos["product"]):
+            if (row["client_id"], row["symbol"], row["product"]) == (
+                pos["client_id"],
+                pos["symbol"],
+                pos["product"],
+            ):
                 row["net_quantity"] = net if row["net_quantity"] > 0 else -net
         return rows
 
@@ -351,10 +474,13 @@ def test_replay_of_a_squareoff_against_a_huge_live_position_sends_nothing(desk, 
     assert _orders_on_main(desk) == orders
 
 
-@pytest.mark.parametrize("tick, words", [
-    ({"exchange": "NSE", "symbol": "INFY\u202e", "last_price": 1500.05}, "U+202E"),
-    ({"exchange": "NSE", "symbol": "INFY", "last_price": 1e30}, "less than or equal to"),
-])
+@pytest.mark.parametrize(
+    "tick, words",
+    [
+        ({"exchange": "NSE", "symbol": "INFY\u202e", "last_price": 1500.05}, "U+202E"),
+        ({"exchange": "NSE", "symbol": "INFY", "last_price": 1e30}, "less than or equal to"),
+    ],
+)
 def test_a_tick_with_bad_content_is_refused_before_the_market_watch(tick, words):
     """Ticks are not stored but shown as they come (console/tui/feed.py): the same checks."""
     from backend_client.stream import _MESSAGE

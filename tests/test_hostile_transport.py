@@ -32,22 +32,41 @@ from tests.hostile_proxy import ThreadedHostileProxy
 from tests.simproc import SimProcess
 
 DEADLINE_S, BOD_DEADLINE_S = 2.0, 3.0
-BOUNDS = {"LIFEBOAT_REQUEST_DEADLINE_S": str(DEADLINE_S), "LIFEBOAT_BOD_DEADLINE_S": str(BOD_DEADLINE_S),
-          "LIFEBOAT_MAX_REPLY_BYTES": str(2**20), "LIFEBOAT_BOD_MAX_REPLY_BYTES": str(4 * 2**20)}
+BOUNDS = {
+    "LIFEBOAT_REQUEST_DEADLINE_S": str(DEADLINE_S),
+    "LIFEBOAT_BOD_DEADLINE_S": str(BOD_DEADLINE_S),
+    "LIFEBOAT_MAX_REPLY_BYTES": str(2**20),
+    "LIFEBOAT_BOD_MAX_REPLY_BYTES": str(4 * 2**20),
+}
 MARGIN_S = 15.0  # start-up of four commands at once on a loaded 2-core machine; the failure was "past 45 s"
 PEAK_RSS_MB = 300  # a CLI command is ~100 MB here; the endless body took one past 4.6 GB
-ADDRESS_SPACE = 3 * 2**30  # so the code before the fix fails here with MemoryError instead of eating the machine
+ADDRESS_SPACE = (
+    3 * 2**30
+)  # so the code before the fix fails here with MemoryError instead of eating the machine
 # tables that hold what main said (book, credentials) or what the console must send (journal); the audit
 # trail and the order id counter may record an attempt
-KEPT_TABLES = ("positions", "orders", "trades", "instruments", "clients", "client_limits", "users",
-               "offline_credentials", "journal", "sync_state")
+KEPT_TABLES = (
+    "positions",
+    "orders",
+    "trades",
+    "instruments",
+    "clients",
+    "client_limits",
+    "users",
+    "offline_credentials",
+    "journal",
+    "sync_state",
+)
 
 # the probes: name -> (mode, options)
 PROBES = {
     "drip": ("drip", {"interval": 0.5}),
     "endless": ("endless", {}),
     "garbage": ("garbage", {}),
-    "html": ("html", {"status": 502}),  # an nginx page; as a 200 it is a garbage case (test_client_garbage.py)
+    "html": (
+        "html",
+        {"status": 502},
+    ),  # an nginx page; as a 200 it is a garbage case (test_client_garbage.py)
     "empty_200": ("empty200", {}),
     "wrong_types": ("wrong_types", {}),
 }
@@ -85,8 +104,9 @@ def desk(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     sim = SimProcess(db=tmp / "mainsim.db", workdir=tmp).start()
     proxy = ThreadedHostileProxy(sim.url).start()
-    cli = ModuleCli(home=tmp / "console", backend_url=proxy.url, keyring_file=tmp / "keyring.json",
-                    extra_env=BOUNDS)
+    cli = ModuleCli(
+        home=tmp / "console", backend_url=proxy.url, keyring_file=tmp / "keyring.json", extra_env=BOUNDS
+    )
     try:
         cli.login().ok()
         cli("sync", "bod").ok()
@@ -113,9 +133,15 @@ def run_measured(cli: Cli, tmp_path, commands: dict[str, tuple[str, ...]], timeo
     started = {}
     for name, args in commands.items():
         report = tmp_path / f"{name}.json"
-        p = subprocess.Popen([sys.executable, "-c", _MEASURE, str(ADDRESS_SPACE), str(timeout), str(report),
-                              *cli.argv(*args)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=cli.env(), cwd=REPO_ROOT)
+        p = subprocess.Popen(
+            [sys.executable, "-c", _MEASURE, str(ADDRESS_SPACE), str(timeout), str(report), *cli.argv(*args)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli.env(),
+            cwd=REPO_ROOT,
+        )
         p.stdin.write(PASSWORD + "\n")
         p.stdin.close()
         p.stdin = None
@@ -128,8 +154,10 @@ def run_measured(cli: Cli, tmp_path, commands: dict[str, tuple[str, ...]], timeo
 
 
 def check(name: str, res: dict, deadline: float, exit_code: int = 5) -> None:
-    where = f"{name}: exit {res['rc']} after {res['elapsed']:.1f} s\nstdout={res['stdout'][-600:]}\n" \
-            f"stderr={res['stderr'][-600:]}"
+    where = (
+        f"{name}: exit {res['rc']} after {res['elapsed']:.1f} s\nstdout={res['stdout'][-600:]}\n"
+        f"stderr={res['stderr'][-600:]}"
+    )
     assert not res["timed_out"], f"still running after {res['elapsed']:.0f} s: " + where
     assert res["elapsed"] < deadline + MARGIN_S, where
     assert res["peak_rss_kb"] < PEAK_RSS_MB * 1024, f"peak RSS {res['peak_rss_kb'] // 1024} MB: " + where
@@ -154,12 +182,17 @@ def test_a_degraded_main_ends_each_command_in_seconds_with_nothing_stored(desk, 
         proxy.misbehave(path, mode, **options)
     proxy.misbehave(f"/positions?client_id={client}", "forward")
     proxy.misbehave("/orders", mode, method="POST", **options)
-    res = run_measured(cli, tmp_path, {
-        "login": ("--password-stdin", "login"),
-        "positions": ("positions", "--json"),
-        "sync bod": ("sync", "bod"),
-        "squareoff": ("squareoff", "--client", client, "--keep-orders", "--yes", "--json"),
-    }, timeout=BOD_DEADLINE_S + MARGIN_S + 5)
+    res = run_measured(
+        cli,
+        tmp_path,
+        {
+            "login": ("--password-stdin", "login"),
+            "positions": ("positions", "--json"),
+            "sync bod": ("sync", "bod"),
+            "squareoff": ("squareoff", "--client", client, "--keep-orders", "--yes", "--json"),
+        },
+        timeout=BOD_DEADLINE_S + MARGIN_S + 5,
+    )
     spoiled = {path: proxy.hits(path) for path in ("/session", "/positions", "/bod", "/orders")}
     proxy.clear()
 
@@ -194,7 +227,9 @@ def test_websocket_garbage_does_not_stop_the_agent(desk):
     and reopen the connection (logged as protocol errors); the agent keeps running and stops cleanly."""
     cli, proxy, _, _ = desk
     proxy.clear()
-    huge = '{"type":"heartbeat","seq":1,"server_time":"' + "9" * (2 * 2**20) + '"}'  # over the 1 MiB stream cap
+    huge = (
+        '{"type":"heartbeat","seq":1,"server_time":"' + "9" * (2 * 2**20) + '"}'
+    )  # over the 1 MiB stream cap
     proxy.misbehave("/stream", "ws_garbage", times=1, frames=["this is not json {"])
     proxy.misbehave("/stream", "ws_garbage", times=1, frames=[huge])
     agent = cli.popen("agent")
@@ -202,8 +237,10 @@ def test_websocket_garbage_does_not_stop_the_agent(desk):
         deadline = time.monotonic() + 30
         while proxy.hits("/stream") < 2 or _protocol_errors(cli) < 2:
             assert agent.poll() is None, agent.communicate()
-            assert time.monotonic() < deadline, f"stream spoiled {proxy.hits('/stream')} times, " \
-                                                f"{_protocol_errors(cli)} protocol errors logged"
+            assert time.monotonic() < deadline, (
+                f"stream spoiled {proxy.hits('/stream')} times, "
+                f"{_protocol_errors(cli)} protocol errors logged"
+            )
             time.sleep(0.2)
         time.sleep(1.0)  # reconnected to the real stream
         assert agent.poll() is None
@@ -217,8 +254,11 @@ def test_websocket_garbage_does_not_stop_the_agent(desk):
 def _protocol_errors(cli: Cli) -> int:
     if not cli.log_file.exists():
         return 0
-    return sum(1 for line in cli.log_file.read_text().splitlines()
-               if "stream:" in line and ("malformed message" in line or "bytes dropped the connection" in line))
+    return sum(
+        1
+        for line in cli.log_file.read_text().splitlines()
+        if "stream:" in line and ("malformed message" in line or "bytes dropped the connection" in line)
+    )
 
 
 @pytest.mark.parametrize("mode,kind", [("drip", "timeout"), ("endless", "too_large")])
@@ -238,15 +278,26 @@ def test_a_passed_deadline_or_size_cap_reaches_the_failure_detector(desk, tmp_pa
             asyncio.run(svc.login("dealer1", PASSWORD))  # with the default bounds: a loaded machine is slow
             for env, value in BOUNDS.items():
                 monkeypatch.setenv(env, value)
-            pos = next(p for p in raw_get(sim.url, raw_session(sim.url)["access_token"], "/positions")
-                       if p["net_quantity"] > 0)
+            pos = next(
+                p
+                for p in raw_get(sim.url, raw_session(sim.url)["access_token"], "/positions")
+                if p["net_quantity"] > 0
+            )
             heard: list[tuple[str, str]] = []
             svc.request_error_hooks.append(lambda kind, detail: heard.append((kind, detail)))
             svc.use_mode("ONLINE")  # as the console does: its runtime said ONLINE a moment ago
             proxy.misbehave("/orders", mode, method="POST", interval=0.5)
-            ticket = OrderTicket(client_id=pos["client_id"], exchange=pos["exchange"], symbol=pos["symbol"],
-                                 side=Side.SELL, quantity=1, product=pos["product"], order_type=OrderType.MARKET,
-                                 price=None, trigger_price=None)
+            ticket = OrderTicket(
+                client_id=pos["client_id"],
+                exchange=pos["exchange"],
+                symbol=pos["symbol"],
+                side=Side.SELL,
+                quantity=1,
+                product=pos["product"],
+                order_type=OrderType.MARKET,
+                price=None,
+                trigger_price=None,
+            )
             with pytest.raises(MainUnavailable):
                 asyncio.run(svc.place(ticket, password=PASSWORD))
         finally:

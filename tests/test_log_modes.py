@@ -45,13 +45,19 @@ def test_cli_run_and_rotation_leave_logs_private(cli_factory):
     assert "warning" not in r.stderr  # a home Lifeboat made itself has nothing to warn about
 
     # a rotation, through the log set up as the CLI sets it up
-    code = ("import logging, sys; from pathlib import Path; from console import eventlog\n"
-            "eventlog.setup(Path(sys.argv[1]))\n"
-            "logging.getLogger('lifeboat').warning('before the rotation')\n"
-            "[h for h in logging.getLogger().handlers if getattr(h, '_lifeboat', False)][0].doRollover()\n"
-            "logging.getLogger('lifeboat').warning('after the rotation')\n")
-    subprocess.run([sys.executable, "-c", code, str(cli.home / "logs")], check=True, cwd=REPO_ROOT,
-                   env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    code = (
+        "import logging, sys; from pathlib import Path; from console import eventlog\n"
+        "eventlog.setup(Path(sys.argv[1]))\n"
+        "logging.getLogger('lifeboat').warning('before the rotation')\n"
+        "[h for h in logging.getLogger().handlers if getattr(h, '_lifeboat', False)][0].doRollover()\n"
+        "logging.getLogger('lifeboat').warning('after the rotation')\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(cli.home / "logs")],
+        check=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     rotated = cli.home / "logs" / "lifeboat.jsonl.1"
     assert "before the rotation" in rotated.read_text() and "after the rotation" in cli.log_file.read_text()
     assert (mode(rotated), mode(cli.log_file), mode(cli.home / "logs")) == (0o600, 0o600, 0o700)
@@ -62,22 +68,32 @@ def test_home_left_loose_by_an_older_version_is_warned_about_and_tightened(cli_f
     cli("status")  # makes the home, the store and the log
     logs = cli.home / "logs"
     (logs / "lifeboat.jsonl.1").write_text("{}\n")
-    for path, loose in ((cli.home, 0o755), (logs, 0o755), (cli.log_file, 0o644), (logs / "lifeboat.jsonl.1", 0o644),
-                        (cli.store_file, 0o644)):
+    for path, loose in (
+        (cli.home, 0o755),
+        (logs, 0o755),
+        (cli.log_file, 0o644),
+        (logs / "lifeboat.jsonl.1", 0o644),
+        (cli.store_file, 0o644),
+    ):
         os.chmod(path, loose)  # as an older Lifeboat (or a careless copy) left them
 
     r = cli("status", "--json")
     assert r.returncode in (0, 5), r.stderr
     warnings = [line for line in r.stderr.splitlines() if line.startswith("lifeboat: warning:")]
-    assert sum(f"data directory {cli.home} can be read by other users (mode 0755)" in w for w in warnings) == 1, \
-        r.stderr  # once, however often the command looks at its data dir
+    assert (
+        sum(f"data directory {cli.home} can be read by other users (mode 0755)" in w for w in warnings) == 1
+    ), r.stderr  # once, however often the command looks at its data dir
     assert f"chmod 700 {cli.home}" in r.stderr
     for path in (logs, cli.log_file, logs / "lifeboat.jsonl.1", cli.store_file):
         assert any(f"{path} could be read by other users" in w for w in warnings), (path, r.stderr)
     assert r.json()["privacy_warnings"], r.stdout  # status says it too (--json and text)
     assert mode(cli.home) == 0o755  # the person's folder: warned about, not changed
     assert (mode(logs), mode(cli.log_file), mode(logs / "lifeboat.jsonl.1"), mode(cli.store_file)) == (
-        0o700, 0o600, 0o600, 0o600)
+        0o700,
+        0o600,
+        0o600,
+        0o600,
+    )
 
     again = cli("status")  # tightened things are fine now; the home is still said to be open, in status too
     assert "data directory" in again.stderr and "could be read" not in again.stderr, again.stderr

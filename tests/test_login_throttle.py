@@ -42,19 +42,33 @@ def desk(template, tmp_path) -> Cli:
 
 def a_client(cli: Cli) -> str:
     with sqlite3.connect(cli.store_file) as con:
-        return con.execute("SELECT client_id FROM clients WHERE dealer_id = 'dealer1' ORDER BY client_id").fetchone()[0]
+        return con.execute(
+            "SELECT client_id FROM clients WHERE dealer_id = 'dealer1' ORDER BY client_id"
+        ).fetchone()[0]
 
 
 def attempt(down: Cli, password: str, *extra: str, **env: str):
     """One offline login, as a backup-mode dry-run square-off (nothing is journaled)."""
-    return down(*extra, "--password-stdin", "squareoff", "--client", a_client(down), "--dry-run", "--yes", "--json",
-                stdin=password + "\n", **env)
+    return down(
+        *extra,
+        "--password-stdin",
+        "squareoff",
+        "--client",
+        a_client(down),
+        "--dry-run",
+        "--yes",
+        "--json",
+        stdin=password + "\n",
+        **env,
+    )
 
 
 def audit_rows(cli: Cli, action: str) -> list[dict]:
     with sqlite3.connect(cli.store_file) as con:
-        return [json.loads(p) for (p,) in con.execute("SELECT payload FROM audit_log WHERE action = ? ORDER BY id",
-                                                       (action,))]
+        return [
+            json.loads(p)
+            for (p,) in con.execute("SELECT payload FROM audit_log WHERE action = ? ORDER BY id", (action,))
+        ]
 
 
 def wrong_password_checks(cli: Cli) -> int:
@@ -76,8 +90,18 @@ def strike_out(down: Cli, strikes: int = 3) -> None:
 
 def test_parallel_wrong_passwords_get_only_the_allowed_checks(desk):
     down = desk
-    procs = [down.popen("--password-stdin", "squareoff", "--client", a_client(down), "--dry-run", "--yes",
-                        stdin=WRONG + "\n") for _ in range(10)]
+    procs = [
+        down.popen(
+            "--password-stdin",
+            "squareoff",
+            "--client",
+            a_client(down),
+            "--dry-run",
+            "--yes",
+            stdin=WRONG + "\n",
+        )
+        for _ in range(10)
+    ]
     results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
     for p in procs:
         p.stdout.close(), p.stderr.close()
@@ -107,7 +131,10 @@ def test_deleting_or_editing_the_throttle_row_does_not_reset_it(desk):
 def test_three_wrong_passwords_lock_the_user_until_released(desk):
     down = desk
     e1, e2 = error_of(attempt(down, WRONG)), error_of(attempt(down, WRONG))
-    assert "2 more wrong passwords lock it" in e1["message"] and "1 more wrong password locks it" in e2["message"]
+    assert (
+        "2 more wrong passwords lock it" in e1["message"]
+        and "1 more wrong password locks it" in e2["message"]
+    )
     time.sleep(1.1)
     e3 = error_of(attempt(down, WRONG))
     assert e3["reason"] == "locked" and "now locked" in e3["message"], e3
@@ -122,24 +149,49 @@ def test_three_wrong_passwords_lock_the_user_until_released(desk):
 
 def test_an_online_login_releases_the_lock(desk, sim):
     down = desk
-    up = Cli(home=down.home, backend_url=sim.url, keyring_file=down.keyring_file, user="dealer1")  # main is back
+    up = Cli(
+        home=down.home, backend_url=sim.url, keyring_file=down.keyring_file, user="dealer1"
+    )  # main is back
     strike_out(down)
     assert error_of(attempt(down, PASSWORD))["reason"] == "locked"
     up.login("dealer1").ok()
     attempt(down, PASSWORD).ok()
-    assert audit_rows(down, "user_released")[-1] == {"user": "dealer1", "by": "online login", "failures": 3,
-                                                     "was_locked": True}
+    assert audit_rows(down, "user_released")[-1] == {
+        "user": "dealer1",
+        "by": "online login",
+        "failures": 3,
+        "was_locked": True,
+    }
 
 
 def test_a_supervisor_releases_the_lock_offline(desk):
     down = desk
     strike_out(down)
-    r = down("--user", "dealer1", "--password-stdin", "user", "release", "dealer1", "--json",
-             stdin=PASSWORD + "\n")
+    r = down(
+        "--user", "dealer1", "--password-stdin", "user", "release", "dealer1", "--json", stdin=PASSWORD + "\n"
+    )
     assert r.returncode == 3 and "supervisor" in r.stderr, (r.stdout, r.stderr)  # not a dealer's to lift
-    r = down("--user", "super1", "--password-stdin", "user", "release", "dealer1", "--json",
-             stdin=PASSWORD + "\n").ok().json()
-    assert r == {"user": "dealer1", "released_by": "super1", "was_locked": True, "failures": 3, "lock_after": 3}
+    r = (
+        down(
+            "--user",
+            "super1",
+            "--password-stdin",
+            "user",
+            "release",
+            "dealer1",
+            "--json",
+            stdin=PASSWORD + "\n",
+        )
+        .ok()
+        .json()
+    )
+    assert r == {
+        "user": "dealer1",
+        "released_by": "super1",
+        "was_locked": True,
+        "failures": 3,
+        "lock_after": 3,
+    }
     attempt(down, PASSWORD).ok()
     assert audit_rows(down, "user_released")[-1]["by"] == "super1"
 
@@ -149,8 +201,18 @@ def test_the_lockout_count_is_configurable(desk):
     sup = ("--user", "super1", "--password-stdin")
     assert down("user", "lockout", "--json").ok().json() == {"lock_after": 3}
     assert down(*sup, "user", "lockout", "2", "--json", stdin=PASSWORD + "\n").ok().json()["lock_after"] == 2
-    procs = [down.popen("--password-stdin", "squareoff", "--client", a_client(down), "--dry-run", "--yes",
-                        stdin=WRONG + "\n") for _ in range(4)]
+    procs = [
+        down.popen(
+            "--password-stdin",
+            "squareoff",
+            "--client",
+            a_client(down),
+            "--dry-run",
+            "--yes",
+            stdin=WRONG + "\n",
+        )
+        for _ in range(4)
+    ]
     errs = [p.communicate(timeout=60)[1] for p in procs]
     assert sum("wrong password" in e for e in errs) == 2, errs  # exactly two real checks, whatever the timing
     assert sum("is locked" in e or "try again in" in e for e in errs) == 2, errs

@@ -4,7 +4,7 @@ login and scope, order validation with reasons, idempotency, fills and the book.
 from __future__ import annotations
 
 import base64
-from datetime import timezone
+from datetime import UTC
 
 import httpx
 import pytest
@@ -52,6 +52,7 @@ def fut(market):
 
 # ------------------------------------------------------------------ session and scope
 
+
 def test_login_returns_token_and_a_verifiable_offline_grant(server, d1):
     r = httpx.post(f"{server.url}{API}/session", json={"user_id": "dealer1", "password": "demo"})
     assert r.status_code == 200
@@ -64,7 +65,7 @@ def test_login_returns_token_and_a_verifiable_offline_grant(server, d1):
     pub.verify(base64.b64decode(s.offline_grant.signature), wire.grant_signing_bytes(s.offline_grant.claims))
     valid_until = s.offline_grant.claims.valid_until
     assert valid_until > clock.utcnow()
-    assert valid_until.astimezone(timezone.utc).strftime("%H:%M:%S") == "18:29:59"  # 23:59:59 IST
+    assert valid_until.astimezone(UTC).strftime("%H:%M:%S") == "18:29:59"  # 23:59:59 IST
 
 
 def test_bad_password_and_missing_or_bad_token_are_401(server):
@@ -103,12 +104,17 @@ def test_viewer_reads_everything_but_cannot_place_modify_or_cancel(server, sup, 
 
 
 def test_unknown_path_and_unknown_order_answer_error_bodies(d1):
-    for r in (d1.get("/no/such/path"), d1.get("/orders/O999999999"), d1.get("/orders/by-client-id/never-used")):
+    for r in (
+        d1.get("/no/such/path"),
+        d1.get("/orders/O999999999"),
+        d1.get("/orders/by-client-id/never-used"),
+    ):
         assert r.status_code == 404
         wire.ErrorBody.model_validate_json(r.content)
 
 
 # ------------------------------------------------------------------ validation
+
 
 def reject_cases(market, fut_inst):
     nse = eq(market)
@@ -118,7 +124,9 @@ def reject_cases(market, fut_inst):
         "invalid_quantity ": dict(inst=nse, quantity=-5),
         "lot_size": dict(inst=fut_inst, quantity=fut_inst["lot_size"] + 1),
         "freeze_quantity": dict(inst=fut_inst, quantity=fut_inst["freeze_quantity"] + fut_inst["lot_size"]),
-        "price_band": dict(inst=nse, order_type="LIMIT", price=float(nse["upper_band"]) + float(nse["tick_size"])),
+        "price_band": dict(
+            inst=nse, order_type="LIMIT", price=float(nse["upper_band"]) + float(nse["tick_size"])
+        ),
         "price_band ": dict(inst=nse, order_type="LIMIT", price=float(nse["lower_band"]) - 1),
         "tick_size": dict(inst=nse, order_type="LIMIT", price=ticks(nse, 10) + 0.01),
         "product_exchange": dict(inst=fut_inst, product="CNC"),
@@ -130,10 +138,25 @@ def reject_cases(market, fut_inst):
     }
 
 
-@pytest.mark.parametrize("code", ["unknown_symbol", "invalid_quantity", "invalid_quantity ", "lot_size",
-                                  "freeze_quantity", "price_band", "price_band ", "tick_size", "product_exchange",
-                                  "product_exchange ", "price_required", "trigger_required", "disclosed_quantity",
-                                  "order_value_limit"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "unknown_symbol",
+        "invalid_quantity",
+        "invalid_quantity ",
+        "lot_size",
+        "freeze_quantity",
+        "price_band",
+        "price_band ",
+        "tick_size",
+        "product_exchange",
+        "product_exchange ",
+        "price_required",
+        "trigger_required",
+        "disclosed_quantity",
+        "order_value_limit",
+    ],
+)
 def test_each_reject_reason_is_a_422_with_its_code(d1, mine, market, code):
     case = dict(reject_cases(market, fut(market))[code])
     inst = case.pop("inst")
@@ -172,16 +195,22 @@ def test_exposure_limit_refuses_only_orders_that_grow_exposure(sup, market):
             break
     assert codes[-1] == 422 and error_code(r) == "exposure_limit", codes
     # a square-off of what was just bought still goes through: it reduces exposure
-    held = sum(p["net_quantity"] for p in sup.get("/positions", params={"client_id": client}).json()
-               if p["symbol"] == "TCS" and p["exchange"] == "NSE" and p["product"] == "MIS")
+    held = sum(
+        p["net_quantity"]
+        for p in sup.get("/positions", params={"client_id": client}).json()
+        if p["symbol"] == "TCS" and p["exchange"] == "NSE" and p["product"] == "MIS"
+    )
     r = sup.post_order(**order_body(client, inst, side="SELL", quantity=held))
     assert r.status_code == 201 and r.json()["status"] == "COMPLETE"
 
 
 # ------------------------------------------------------------------ idempotency
 
+
 def test_same_client_order_id_same_params_is_200_and_same_order(d1, mine, market):
-    body = order_body(mine, eq(market, "INFY"), order_type="LIMIT", price=ticks(eq(market, "INFY"), 2), quantity=3)
+    body = order_body(
+        mine, eq(market, "INFY"), order_type="LIMIT", price=ticks(eq(market, "INFY"), 2), quantity=3
+    )
     first = d1.post_order(**body)
     again = d1.post_order(**body)
     assert first.status_code == 201 and again.status_code == 200
@@ -206,10 +235,14 @@ def test_corrected_retry_after_a_reject_reuses_the_id(d1, mine, market):
 
 # ------------------------------------------------------------------ fills and the book
 
+
 def net(desk, client, inst, product="MIS"):
     rows = desk.get("/positions", params={"client_id": client}).json()
-    return sum(p["net_quantity"] for p in rows if (p["exchange"], p["symbol"], p["product"]) ==
-               (inst["exchange"], inst["symbol"], product))
+    return sum(
+        p["net_quantity"]
+        for p in rows
+        if (p["exchange"], p["symbol"], p["product"]) == (inst["exchange"], inst["symbol"], product)
+    )
 
 
 def test_market_order_fills_at_last_price_and_moves_the_position(d1, mine, market):
@@ -222,15 +255,20 @@ def test_market_order_fills_at_last_price_and_moves_the_position(d1, mine, marke
     assert net(d1, mine, inst) == before + 7
     trades = d1.get("/trades", params={"client_id": mine}).json()
     assert any(t["order_id"] == order["order_id"] and t["quantity"] == 7 for t in trades)
-    pos = next(p for p in d1.get("/positions", params={"client_id": mine}).json()
-               if p["symbol"] == inst["symbol"] and p["exchange"] == "NSE" and p["product"] == "MIS")
+    pos = next(
+        p
+        for p in d1.get("/positions", params={"client_id": mine}).json()
+        if p["symbol"] == inst["symbol"] and p["exchange"] == "NSE" and p["product"] == "MIS"
+    )
     expected = pos["realised_pnl"] + (pos["last_price"] - pos["average_price"]) * pos["net_quantity"]
     assert pos["mtm"] == pytest.approx(expected, abs=0.02)
 
 
 def test_marketable_limit_fills_and_far_limit_rests_open(d1, mine, market):
     inst = eq(market, "WIPRO")
-    filled = d1.post_order(**order_body(mine, inst, order_type="LIMIT", price=float(inst["upper_band"]), quantity=2))
+    filled = d1.post_order(
+        **order_body(mine, inst, order_type="LIMIT", price=float(inst["upper_band"]), quantity=2)
+    )
     assert filled.json()["status"] == "COMPLETE"
     resting = d1.post_order(**order_body(mine, inst, order_type="LIMIT", price=ticks(inst, 1), quantity=2))
     assert resting.status_code == 201 and resting.json()["status"] == "OPEN"
@@ -243,21 +281,31 @@ def test_sl_waits_for_trigger_and_ioc_that_cannot_fill_is_cancelled(d1, mine, ma
     top = float(inst["upper_band"])
     sl = d1.post_order(**order_body(mine, inst, order_type="SL-M", trigger_price=top, quantity=1))
     assert sl.json()["status"] == "TRIGGER_PENDING"
-    ioc = d1.post_order(**order_body(mine, inst, order_type="LIMIT", price=ticks(inst, 1), validity="IOC", quantity=1))
+    ioc = d1.post_order(
+        **order_body(mine, inst, order_type="LIMIT", price=ticks(inst, 1), validity="IOC", quantity=1)
+    )
     assert ioc.status_code == 201 and ioc.json()["status"] == "CANCELLED"
 
 
 def test_modify_and_cancel_open_orders_then_not_open(d1, mine, market):
     inst = eq(market, "ONGC")
-    order = d1.post_order(**order_body(mine, inst, order_type="LIMIT", price=ticks(inst, 3), quantity=10)).json()
+    order = d1.post_order(
+        **order_body(mine, inst, order_type="LIMIT", price=ticks(inst, 3), quantity=10)
+    ).json()
     r = d1.http.patch(f"/orders/{order['order_id']}", json={"quantity": 20, "price": ticks(inst, 4)})
-    assert r.status_code == 200 and r.json()["quantity"] == 20 and r.json()["price"] == pytest.approx(ticks(inst, 4))
+    assert (
+        r.status_code == 200
+        and r.json()["quantity"] == 20
+        and r.json()["price"] == pytest.approx(ticks(inst, 4))
+    )
     r = d1.http.patch(f"/orders/{order['order_id']}", json={"price": ticks(inst, 4) + 0.01})
     assert r.status_code == 422 and error_code(r) == "tick_size"
     r = d1.http.delete(f"/orders/{order['order_id']}")
     assert r.status_code == 200 and r.json()["status"] == "CANCELLED"
-    for r in (d1.http.delete(f"/orders/{order['order_id']}"),
-              d1.http.patch(f"/orders/{order['order_id']}", json={"quantity": 5})):
+    for r in (
+        d1.http.delete(f"/orders/{order['order_id']}"),
+        d1.http.patch(f"/orders/{order['order_id']}", json={"quantity": 5}),
+    ):
         assert r.status_code == 422 and error_code(r) == "not_open"
     done = d1.post_order(**order_body(mine, inst, quantity=1)).json()
     assert done["status"] == "COMPLETE"

@@ -41,8 +41,11 @@ def desk(server):
 @pytest.fixture(scope="module")
 def control(server):
     """The supervisor on the control URL (admin calls there change the mode before replying)."""
-    return httpx.Client(base_url=f"{server.control_url}{API}", timeout=10,
-                        headers={"Authorization": f"Bearer {login(server.control_url, 'super1')}"})
+    return httpx.Client(
+        base_url=f"{server.control_url}{API}",
+        timeout=10,
+        headers={"Authorization": f"Bearer {login(server.control_url, 'super1')}"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +65,26 @@ def _ref_name(schema: dict) -> str:
 
 def _numeric_fields(document: dict, model: str) -> list[str]:
     props = document["components"]["schemas"][model]["properties"]
-    return sorted(name for name, p in props.items()
-                  if {"integer", "number"} & {s.get("type") for s in p.get("anyOf", [p])})
+    return sorted(
+        name
+        for name, p in props.items()
+        if {"integer", "number"} & {s.get("type") for s in p.get("anyOf", [p])}
+    )
 
 
 # ------------------------------------------------------------------ booleans are not integers
+
 
 def test_every_numeric_field_of_every_request_model_refuses_a_boolean(document):
     """In process, over every request body the live document names: a JSON true or false
     in an integer or number field is an error of that field (pydantic's lax mode read them
     as 1 and 0).  A request model added later is covered without touching this test."""
-    models = {_ref_name(op["requestBody"]["content"]["application/json"]["schema"])
-              for ops in document["paths"].values() for op in ops.values() if "requestBody" in op}
+    models = {
+        _ref_name(op["requestBody"]["content"]["application/json"]["schema"])
+        for ops in document["paths"].values()
+        for op in ops.values()
+        if "requestBody" in op
+    }
     assert {"SessionRequest", "OrderRequest", "OrderModify", "FaultRequest"} <= models
     taken = []
     for model in sorted(models):
@@ -105,7 +116,11 @@ def test_patch_with_a_boolean_quantity_is_422_and_changes_nothing(desk, open_ord
     for field in ("disclosed_quantity", "quantity", "price", "trigger_price"):
         for value in (False, True, *(("5", 5.0) if field.endswith("quantity") else ())):
             r = desk.http.patch(f"/orders/{oid}", json={field: value})
-            if r.status_code != 422 or error_code(r) != "invalid_request" or r.json()["error"]["field"] != field:
+            if (
+                r.status_code != 422
+                or error_code(r) != "invalid_request"
+                or r.json()["error"]["field"] != field
+            ):
                 accepted.append(f"{field}={value!r}: {r.status_code} {r.text[:120]}")
     assert accepted == []
     assert desk.get(f"/orders/{oid}").json() == before
@@ -115,8 +130,13 @@ def test_place_with_a_boolean_quantity_is_422_and_places_nothing(desk):
     inst = next(i for i in desk.instruments().values() if i["exchange"] == "NSE" and i["lot_size"] == 1)
     client = desk.get("/clients").json()[0]["client_id"]
     accepted = []
-    for field, value in (("quantity", True), ("quantity", 1.0), ("disclosed_quantity", False),
-                         ("price", True), ("trigger_price", False)):
+    for field, value in (
+        ("quantity", True),
+        ("quantity", 1.0),
+        ("disclosed_quantity", False),
+        ("price", True),
+        ("trigger_price", False),
+    ):
         body = order_body(client, inst, client_order_id=new_coid("bool"), **{field: value})
         r = desk.post_order(**body)
         if r.status_code != 422 or r.json()["error"]["field"] != field:
@@ -129,10 +149,15 @@ def test_place_with_a_boolean_quantity_is_422_and_places_nothing(desk):
 def test_fault_duration_true_is_not_one_second(control):
     r = control.post("/admin/faults", json={"mode": "none", "duration_s": True})
     assert r.status_code == 422, r.text
-    assert (r.status_code, error_code(r), r.json()["error"]["field"]) == (422, "invalid_request", "duration_s")
+    assert (r.status_code, error_code(r), r.json()["error"]["field"]) == (
+        422,
+        "invalid_request",
+        "duration_s",
+    )
 
 
 # ------------------------------------------------------------------ unparseable bodies
+
 
 def _concrete(path: str, order_id: str) -> str:
     return path.replace("{order_id}", order_id).replace("{client_order_id}", "nope")
@@ -149,14 +174,25 @@ def test_an_unparseable_body_is_a_documented_422_on_every_body_taking_operation(
                 continue
             url = f"{server.url}{_concrete(path, open_order['order_id'])}"
             for raw in (b'{"user_id": "\xff\xfe"}', b"\xc3", b'{"quantity": '):
-                r = httpx.request(method.upper(), url, content=raw, timeout=10,
-                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+                r = httpx.request(
+                    method.upper(),
+                    url,
+                    content=raw,
+                    timeout=10,
+                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                )
                 body = r.json()
-                if r.status_code != 422 or body["error"]["code"] != "invalid_request" or body["error"]["field"]:
+                if (
+                    r.status_code != 422
+                    or body["error"]["code"] != "invalid_request"
+                    or body["error"]["field"]
+                ):
                     wrong.append(f"{method.upper()} {path} {raw!r}: {r.status_code} {r.text[:100]}")
             documented = op["responses"].get("422", {}).get("content", {}).get("application/json", {})
             if _ref_name(documented.get("schema", {"$ref": "-"})) != "ErrorBody" or "400" in op["responses"]:
-                wrong.append(f"{method.upper()} {path}: documents {sorted(op['responses'])}, 422 as {documented}")
+                wrong.append(
+                    f"{method.upper()} {path}: documents {sorted(op['responses'])}, 422 as {documented}"
+                )
     assert wrong == []
 
 
@@ -175,6 +211,7 @@ def test_the_committed_document_describes_every_error_as_an_error_body():
 
 # ------------------------------------------------------------------ methods a path does not serve
 
+
 def test_an_unserved_method_is_405_with_exactly_the_paths_methods_in_allow(server, document, open_order):
     """OPTIONS is answered like any other method a path does not serve: the OpenAPI document
     is how a client learns the API, and no browser (CORS preflight) calls mainsim."""
@@ -184,9 +221,15 @@ def test_an_unserved_method_is_405_with_exactly_the_paths_methods_in_allow(serve
     for path, ops in sorted(document["paths"].items()):
         served = {m.upper() for m in ops}
         for method in sorted(set(METHODS) - served):
-            r = httpx.request(method, f"{server.url}{_concrete(path, open_order['order_id'])}", timeout=10,
-                              headers={"Authorization": f"Bearer {token}"})
+            r = httpx.request(
+                method,
+                f"{server.url}{_concrete(path, open_order['order_id'])}",
+                timeout=10,
+                headers={"Authorization": f"Bearer {token}"},
+            )
             allow = {m.strip() for m in r.headers.get("allow", "").split(",") if m.strip()}
             if r.status_code != 405 or allow != served:
-                wrong.append(f"{method} {path}: {r.status_code}, Allow {sorted(allow)}, serves {sorted(served)}")
+                wrong.append(
+                    f"{method} {path}: {r.status_code}, Allow {sorted(allow)}, serves {sorted(served)}"
+                )
     assert wrong == []

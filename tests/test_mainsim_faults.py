@@ -20,6 +20,7 @@ from tests.mainsim_support import API, Desk, error_code, login
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from tests.mainsim_support import start_sim
+
     sim = start_sim(tmp_path_factory, "mainsim-faults", allow_faults=True)
     yield sim
     sim.stop()
@@ -29,8 +30,9 @@ def server(tmp_path_factory):
 def control(server):
     """The supervisor's client on the control URL, which faults never touch."""
     token = login(server.control_url, "super1")
-    return httpx.Client(base_url=f"{server.control_url}{API}", timeout=5,
-                        headers={"Authorization": f"Bearer {token}"})
+    return httpx.Client(
+        base_url=f"{server.control_url}{API}", timeout=5, headers={"Authorization": f"Bearer {token}"}
+    )
 
 
 def set_fault(control, mode: str, **kw) -> dict:
@@ -77,10 +79,12 @@ def test_error_has_closed_open_connections_when_set_mode_returns():
     """A connection open before the outage is closed by the time set_mode returns (not on a later loop turn).
     Otherwise the control call's reply can reach a client before the close does; its next request then goes out
     on the old pooled connection, and the close that follows turns into a reset instead of the 503."""
+
     async def scenario():
         async def upstream(reader, writer):
             await reader.read(1)
             writer.close()
+
         target = await asyncio.start_server(upstream, "127.0.0.1", 0)
         proxy = await FaultProxy("127.0.0.1", 0, "127.0.0.1", target.sockets[0].getsockname()[1]).start()
         client = socket.create_connection(proxy.address, timeout=5)

@@ -34,7 +34,9 @@ def test_kill_9_after_a_burst_loses_no_acknowledged_order(sim_factory):
         r = desk.get(f"/orders/by-client-id/{coid}")
         assert r.status_code == 200, coid
         assert r.json()["order_id"] == order["order_id"] and r.json()["status"] == order["status"]
-    resting = {o["order_id"] for o in desk.get("/orders", params={"client_id": client, "status": "OPEN"}).json()}
+    resting = {
+        o["order_id"] for o in desk.get("/orders", params={"client_id": client, "status": "OPEN"}).json()
+    }
     assert {o["order_id"] for o in acked.values() if o["status"] == "OPEN"} <= resting
     assert desk.get("/bod").json()["seq"] == seq_before
     # resting orders are live again: one can be cancelled, and new events continue the sequence
@@ -49,7 +51,9 @@ def test_kill_9_after_a_burst_loses_no_acknowledged_order(sim_factory):
 
 
 def _desk_state(url: str) -> dict:
-    token = httpx.post(f"{url}{API}/session", json={"user_id": "super1", "password": "demo"}).json()["access_token"]
+    token = httpx.post(f"{url}{API}/session", json={"user_id": "super1", "password": "demo"}).json()[
+        "access_token"
+    ]
     h = {"Authorization": f"Bearer {token}"}
     get = lambda path: httpx.get(f"{url}{API}{path}", headers=h, timeout=10).json()  # noqa: E731
     volatile = {"last_price", "mtm"}
@@ -57,8 +61,10 @@ def _desk_state(url: str) -> dict:
         "instruments": [{k: v for k, v in i.items() if k not in volatile} for i in get("/instruments")],
         "clients": get("/clients"),
         "limits": get("/limits"),
-        "positions": sorted(([{k: v for k, v in p.items() if k not in volatile} for p in get("/positions")]),
-                            key=lambda p: (p["client_id"], p["exchange"], p["symbol"], p["product"])),
+        "positions": sorted(
+            ([{k: v for k, v in p.items() if k not in volatile} for p in get("/positions")]),
+            key=lambda p: (p["client_id"], p["exchange"], p["symbol"], p["product"]),
+        ),
         "orders": [{k: v for k, v in o.items() if k not in {"status", "updated_at"}} for o in get("/orders")],
     }
 
@@ -73,9 +79,12 @@ def test_same_seed_same_desk_and_another_seed_differs(sim_factory):
     assert len(a["clients"]) >= 40 and len({cl["dealer_id"] for cl in a["clients"]}) == 3
     assert len(a["instruments"]) >= 100 and {i["exchange"] for i in a["instruments"]} == {"NSE", "BSE", "NFO"}
     assert len(a["positions"]) >= 200
-    assert any(o["order_type"] == "LIMIT" for o in a["orders"]) and any(o["order_type"] in ("SL", "SL-M")
-                                                                     for o in a["orders"])
+    assert any(o["order_type"] == "LIMIT" for o in a["orders"]) and any(
+        o["order_type"] in ("SL", "SL-M") for o in a["orders"]
+    )
     futs = [i for i in a["instruments"] if i["exchange"] == "NFO"]
-    assert all(i["instrument_type"] == "FUT" and i["lot_size"] > 1 and i["freeze_quantity"] > i["lot_size"]
-               for i in futs)
+    assert all(
+        i["instrument_type"] == "FUT" and i["lot_size"] > 1 and i["freeze_quantity"] > i["lot_size"]
+        for i in futs
+    )
     assert all(i["lower_band"] < i["previous_close"] < i["upper_band"] for i in a["instruments"])

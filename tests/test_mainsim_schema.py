@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from mainsim.openapi_export import DEFAULT_PATH, schema_text
 from tests.mainsim_support import login, start_sim
 
@@ -23,10 +22,26 @@ def test_schemathesis_finds_no_server_error(tmp_path_factory):
     try:
         token = login(sim.url, "super1")
         cli = Path(sys.executable).with_name("schemathesis")
-        cmd = [str(cli) if cli.exists() else "schemathesis", "run", str(DEFAULT_PATH), "--url", sim.url,
-               "-H", f"Authorization: Bearer {token}", "--checks", "not_a_server_error",
-               "--max-examples", "5", "--seed", "1", "--phases", "coverage,fuzzing",
-               "--request-timeout", "5", "--no-color"]
+        cmd = [
+            str(cli) if cli.exists() else "schemathesis",
+            "run",
+            str(DEFAULT_PATH),
+            "--url",
+            sim.url,
+            "-H",
+            f"Authorization: Bearer {token}",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "5",
+            "--seed",
+            "1",
+            "--phases",
+            "coverage,fuzzing",
+            "--request-timeout",
+            "5",
+            "--no-color",
+        ]
         env = {**os.environ, "SCHEMATHESIS_HOOKS": ""}
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=100, env=env)
     finally:

@@ -33,15 +33,23 @@ from schemathesis.specs.openapi.checks import (
 from mainsim.openapi_export import DEFAULT_PATH
 from tests.mainsim_support import API, login
 
-CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, content_type_conformance,
-          negative_data_rejection, unsupported_method, allow_header_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    response_schema_conformance,
+    content_type_conformance,
+    negative_data_rejection,
+    unsupported_method,
+    allow_header_conformance,
+]
 
 
 @pytest.fixture
 def mainsim_schema(sim):
     schema = schemathesis.openapi.from_path(DEFAULT_PATH)
-    schema.config.update(base_url=sim.url, request_timeout=10,
-                         headers={"Authorization": f"Bearer {login(sim.url, 'dealer1')}"})
+    schema.config.update(
+        base_url=sim.url, request_timeout=10, headers={"Authorization": f"Bearer {login(sim.url, 'dealer1')}"}
+    )
     schema.config.generation.update(max_examples=15, deterministic=True, database="none")
     schema.config.seed = 20260105
     return schema
@@ -53,7 +61,9 @@ def open_orders(sim, mainsim_schema) -> list[dict]:
     replies carry real orders to check against the schema and a modify body is judged by
     the modify itself, not refused first as an unknown order (404)."""
     headers = mainsim_schema.config.headers_for()
-    orders = httpx.get(f"{sim.url}{API}/orders", params={"status": "OPEN"}, headers=headers, timeout=10).json()
+    orders = httpx.get(
+        f"{sim.url}{API}/orders", params={"status": "OPEN"}, headers=headers, timeout=10
+    ).json()
     assert orders, "the seed gives dealer1 open orders"
     return orders
 

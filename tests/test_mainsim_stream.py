@@ -19,8 +19,9 @@ RETENTION = 30
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     # a short event retention so "older than what is retained" is reachable in a test
-    sim = start_sim(tmp_path_factory, "mainsim-stream", heartbeat_ms=250,
-                    extra_args=["--event-retention", str(RETENTION)])
+    sim = start_sim(
+        tmp_path_factory, "mainsim-stream", heartbeat_ms=250, extra_args=["--event-retention", str(RETENTION)]
+    )
     yield sim
     sim.stop()
 
@@ -35,8 +36,12 @@ def ws_url(server, query: str = "") -> str:
 
 
 def open_stream(server, desk, query: str = ""):
-    return connect(ws_url(server, query), additional_headers={"Authorization": desk.http.headers["Authorization"]},
-                   compression=None, open_timeout=10)
+    return connect(
+        ws_url(server, query),
+        additional_headers={"Authorization": desk.http.headers["Authorization"]},
+        compression=None,
+        open_timeout=10,
+    )
 
 
 def read_for(ws, seconds: float) -> list[dict]:

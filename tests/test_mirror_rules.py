@@ -5,7 +5,7 @@ mainsim, is in test_sync_mirror."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -15,28 +15,76 @@ from localstore.db import open_store
 from localstore.models import ClientRow, OrderRow, PositionRow, SyncState, TradeRow
 from sync.mirror import Mirror
 
-T0 = datetime(2026, 11, 30, 4, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
 
 
 def order_ev(seq, status="OPEN", filled=0, order_id="O1"):
-    return wire.OrderEvent(type="order", seq=seq, data=wire.Order(
-        order_id=order_id, client_order_id=f"K-{order_id}", client_id="C001", exchange="NSE", symbol="INFY",
-        side="BUY", quantity=10, filled_quantity=filled, average_price=Decimal("0"), product="MIS",
-        order_type="LIMIT", price=Decimal("1500.5"), trigger_price=None, validity="DAY", disclosed_quantity=None,
-        status=status, placed_by="dealer1", created_at=T0, updated_at=T0 + timedelta(seconds=seq)))
+    return wire.OrderEvent(
+        type="order",
+        seq=seq,
+        data=wire.Order(
+            order_id=order_id,
+            client_order_id=f"K-{order_id}",
+            client_id="C001",
+            exchange="NSE",
+            symbol="INFY",
+            side="BUY",
+            quantity=10,
+            filled_quantity=filled,
+            average_price=Decimal("0"),
+            product="MIS",
+            order_type="LIMIT",
+            price=Decimal("1500.5"),
+            trigger_price=None,
+            validity="DAY",
+            disclosed_quantity=None,
+            status=status,
+            placed_by="dealer1",
+            created_at=T0,
+            updated_at=T0 + timedelta(seconds=seq),
+        ),
+    )
 
 
 def position_ev(seq, net):
-    return wire.PositionEvent(type="position", seq=seq, data=wire.Position(
-        client_id="C001", exchange="NSE", symbol="INFY", product="MIS", net_quantity=net,
-        average_price=Decimal("1500.5"), last_price=Decimal("1501"), realised_pnl=Decimal("0"), mtm=Decimal("5"),
-        buy_quantity=max(net, 0), sell_quantity=max(-net, 0), updated_at=T0 + timedelta(seconds=seq)))
+    return wire.PositionEvent(
+        type="position",
+        seq=seq,
+        data=wire.Position(
+            client_id="C001",
+            exchange="NSE",
+            symbol="INFY",
+            product="MIS",
+            net_quantity=net,
+            average_price=Decimal("1500.5"),
+            last_price=Decimal("1501"),
+            realised_pnl=Decimal("0"),
+            mtm=Decimal("5"),
+            buy_quantity=max(net, 0),
+            sell_quantity=max(-net, 0),
+            updated_at=T0 + timedelta(seconds=seq),
+        ),
+    )
 
 
 def trade_ev(seq, trade_id="T1"):
-    return wire.TradeEvent(type="trade", seq=seq, data=wire.Trade(
-        trade_id=trade_id, order_id="O1", client_order_id="K-O1", client_id="C001", exchange="NSE", symbol="INFY",
-        side="BUY", product="MIS", quantity=10, price=Decimal("1500.5"), traded_at=T0 + timedelta(seconds=seq)))
+    return wire.TradeEvent(
+        type="trade",
+        seq=seq,
+        data=wire.Trade(
+            trade_id=trade_id,
+            order_id="O1",
+            client_order_id="K-O1",
+            client_id="C001",
+            exchange="NSE",
+            symbol="INFY",
+            side="BUY",
+            product="MIS",
+            quantity=10,
+            price=Decimal("1500.5"),
+            traded_at=T0 + timedelta(seconds=seq),
+        ),
+    )
 
 
 def scoped_store(path):
@@ -49,7 +97,10 @@ def scoped_store(path):
 
 def book(store):
     with store.read() as s:
-        orders = {r.order_id: (r.status.value, r.filled_quantity, r.updated_seq) for r in s.scalars(select(OrderRow))}
+        orders = {
+            r.order_id: (r.status.value, r.filled_quantity, r.updated_seq)
+            for r in s.scalars(select(OrderRow))
+        }
         positions = {r.symbol: (r.net_quantity, r.updated_seq) for r in s.scalars(select(PositionRow))}
         trades = s.scalar(select(func.count()).select_from(TradeRow))
         resume = s.get(SyncState, 1).last_event_seq

@@ -51,12 +51,22 @@ def long_equity(store_file, min_net: int = 1) -> dict:
             "SELECT p.client_id, p.exchange, p.symbol, p.product, p.net_quantity, i.tick_size, i.lower_band, "
             "i.upper_band FROM positions p JOIN clients c ON c.client_id = p.client_id JOIN instruments i "
             "ON i.exchange = p.exchange AND i.symbol = p.symbol WHERE c.dealer_id = 'dealer1' AND p.exchange != 'NFO' "
-            "AND p.net_quantity >= ? ORDER BY p.client_id, p.symbol LIMIT 1", (min_net,)).fetchone()
+            "AND p.net_quantity >= ? ORDER BY p.client_id, p.symbol LIMIT 1",
+            (min_net,),
+        ).fetchone()
     assert row is not None
     c, e, s, p, net, tick, lo, hi = row
     money = Decimal(10000)  # the store keeps money as 1/10,000 units (localstore.coltypes.Money)
-    return dict(client=c, exchange=e, symbol=s, product=p, net=net, tick=Decimal(tick) / money,
-                lower=Decimal(lo) / money, upper=Decimal(hi) / money)
+    return dict(
+        client=c,
+        exchange=e,
+        symbol=s,
+        product=p,
+        net=net,
+        tick=Decimal(tick) / money,
+        lower=Decimal(lo) / money,
+        upper=Decimal(hi) / money,
+    )
 
 
 # --------------------------------------------------------------------------- the finding
@@ -65,14 +75,35 @@ def long_equity(store_file, min_net: int = 1) -> dict:
 def test_backup_cli_refuses_a_disclosed_quantity_above_the_order_and_journals_nothing(template, tmp_path):
     cli = fresh_console(template, tmp_path)  # main is down: connection refused
     p = long_equity(cli.store_file)
-    args = ("--password-stdin", "order", "place", "--client", p["client"], "--exchange", p["exchange"],
-            "--symbol", p["symbol"], "--side", "SELL", "--quantity", "1", "--product", p["product"],
-            "--type", "MARKET", "--disclosed", "1000000", "--yes")
+    args = (
+        "--password-stdin",
+        "order",
+        "place",
+        "--client",
+        p["client"],
+        "--exchange",
+        p["exchange"],
+        "--symbol",
+        p["symbol"],
+        "--side",
+        "SELL",
+        "--quantity",
+        "1",
+        "--product",
+        p["product"],
+        "--type",
+        "MARKET",
+        "--disclosed",
+        "1000000",
+        "--yes",
+    )
     r = cli(*args, stdin=PASSWORD + "\n")
     assert r.returncode == 4, f"exit {r.returncode}\nstdout={r.stdout}\nstderr={r.stderr}"
     assert "Traceback" not in r.stderr
-    assert "disclosed_quantity" in r.stderr and "Disclosed quantity 1000000 must be between 0 and the order " \
-                                                  "quantity 1" in r.stderr, r.stderr
+    assert (
+        "disclosed_quantity" in r.stderr
+        and "Disclosed quantity 1000000 must be between 0 and the order quantity 1" in r.stderr
+    ), r.stderr
     r = cli(*args, "--json", stdin=PASSWORD + "\n")
     assert r.returncode == 4
     err = r.json()["error"]
@@ -104,8 +135,17 @@ def test_backup_modify_is_judged_on_the_order_it_leaves(backup_svc):
     trigger = p["lower"] + p["tick"] * 20
 
     def place(**kw):
-        t = OrderTicket(p["client"], p["exchange"], p["symbol"], Side.SELL, kw.pop("quantity"), p["product"],
-                        kw.pop("order_type"), kw.pop("price", None), kw.pop("trigger_price", None))
+        t = OrderTicket(
+            p["client"],
+            p["exchange"],
+            p["symbol"],
+            Side.SELL,
+            kw.pop("quantity"),
+            p["product"],
+            kw.pop("order_type"),
+            kw.pop("price", None),
+            kw.pop("trigger_price", None),
+        )
         return asyncio.run(svc.place(t, validity="DAY", password=PASSWORD, **kw)).order["client_order_id"]
 
     def modify(coid, **kw):
@@ -130,8 +170,19 @@ def test_backup_modify_is_judged_on_the_order_it_leaves(backup_svc):
 # --------------------------------------------------------------------------- main and backup agree
 
 
-SHAPE_CODES = {"unknown_symbol", "invalid_quantity", "lot_size", "freeze_quantity", "price_band", "tick_size",
-               "product_exchange", "price_required", "trigger_required", "disclosed_quantity", "invalid_request"}
+SHAPE_CODES = {
+    "unknown_symbol",
+    "invalid_quantity",
+    "lot_size",
+    "freeze_quantity",
+    "price_band",
+    "tick_size",
+    "product_exchange",
+    "price_required",
+    "trigger_required",
+    "disclosed_quantity",
+    "invalid_request",
+}
 
 
 def verdict(code: str | None) -> str:
@@ -146,9 +197,15 @@ def prices(inst) -> st.SearchStrategy:
     tick, lo, hi = inst["tick"], inst["lower"], inst["upper"]
     off_tick = on_tick(inst).map(lambda v: v + tick / 5)  # four places at most, as the CLI allows
     return st.one_of(
-        st.none(), st.just(Decimal(0)), on_tick(inst), off_tick, off_tick,
-        st.integers(1, 50).map(lambda k: hi + k * tick), st.integers(1, 50).map(lambda k: lo - k * tick),
-        st.sampled_from([Decimal("-5"), Decimal("999999999")]))
+        st.none(),
+        st.just(Decimal(0)),
+        on_tick(inst),
+        off_tick,
+        off_tick,
+        st.integers(1, 50).map(lambda k: hi + k * tick),
+        st.integers(1, 50).map(lambda k: lo - k * tick),
+        st.sampled_from([Decimal("-5"), Decimal("999999999")]),
+    )
 
 
 def on_tick(inst) -> st.SearchStrategy:
@@ -172,18 +229,32 @@ def orders(draw, instruments, clients):
         price = draw(on_tick(inst))
     if order_type is OrderType.SL:  # a buy stop-loss limits at or above its trigger, a sell one at or below
         price = draw(on_tick(inst).filter(lambda v: v >= trigger if side is Side.BUY else v <= trigger))
-    product = draw(st.sampled_from(sorted({"NSE": ("MIS", "CNC"), "BSE": ("MIS", "CNC"),
-                                           "NFO": ("MIS", "NRML")}[inst["exchange"]])))
-    o = dict(client_id=draw(st.sampled_from(clients)), exchange=inst["exchange"], symbol=inst["symbol"], side=side,
-             quantity=quantity, product=Product(product), order_type=order_type, price=price, trigger_price=trigger,
-             validity=draw(st.sampled_from(["DAY", "IOC"])),
-             disclosed_quantity=draw(st.one_of(st.none(), st.integers(0, quantity))))
+    product = draw(
+        st.sampled_from(
+            sorted({"NSE": ("MIS", "CNC"), "BSE": ("MIS", "CNC"), "NFO": ("MIS", "NRML")}[inst["exchange"]])
+        )
+    )
+    o = dict(
+        client_id=draw(st.sampled_from(clients)),
+        exchange=inst["exchange"],
+        symbol=inst["symbol"],
+        side=side,
+        quantity=quantity,
+        product=Product(product),
+        order_type=order_type,
+        price=price,
+        trigger_price=trigger,
+        validity=draw(st.sampled_from(["DAY", "IOC"])),
+        disclosed_quantity=draw(st.one_of(st.none(), st.integers(0, quantity))),
+    )
     hostile = {
         "symbol": st.just("NOSUCHSCRIP"),
         "product": st.sampled_from(list(Product)),
         "order_type": st.sampled_from(list(OrderType)),
-        "quantity": st.one_of(st.sampled_from([0, -1, -lot, 10**30, freeze + lot, freeze * 2, lot + 1]),
-                              st.integers(-10, freeze * 2)),
+        "quantity": st.one_of(
+            st.sampled_from([0, -1, -lot, 10**30, freeze + lot, freeze * 2, lot + 1]),
+            st.integers(-10, freeze * 2),
+        ),
         "price": prices(inst),
         "trigger_price": prices(inst),
         "disclosed_quantity": st.one_of(st.just(-1), st.just(1_000_000), st.integers(0, quantity + 1)),
@@ -214,34 +285,72 @@ def test_random_orders_get_the_same_shape_verdict_from_main_and_the_backup_desk(
         asyncio.run(svc.policy_set(allow_new_exposure=True, password=PASSWORD))
         actor = desk.Actor("super1", "supervisor", frozenset(), bod.trading_date)
         token = raw_session(sim.url, "super1")["access_token"]
-        http = httpx.Client(base_url=f"{sim.url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        http = httpx.Client(
+            base_url=f"{sim.url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
         with sqlite3.connect(svc.store.path) as con:
             money = Decimal(10000)
-            instruments = [dict(exchange=e, symbol=s, lot_size=lot, freeze_quantity=fz, tick=Decimal(t) / money,
-                                lower=Decimal(lo) / money, upper=Decimal(hi) / money)
-                           for e, s, lot, fz, t, lo, hi in con.execute(
-                               "SELECT exchange, symbol, lot_size, freeze_quantity, tick_size, lower_band, upper_band "
-                               "FROM instruments ORDER BY exchange, symbol")]
+            instruments = [
+                dict(
+                    exchange=e,
+                    symbol=s,
+                    lot_size=lot,
+                    freeze_quantity=fz,
+                    tick=Decimal(t) / money,
+                    lower=Decimal(lo) / money,
+                    upper=Decimal(hi) / money,
+                )
+                for e, s, lot, fz, t, lo, hi in con.execute(
+                    "SELECT exchange, symbol, lot_size, freeze_quantity, tick_size, lower_band, upper_band "
+                    "FROM instruments ORDER BY exchange, symbol"
+                )
+            ]
             clients = [r[0] for r in con.execute("SELECT client_id FROM clients ORDER BY client_id")]
         ids = itertools.count(1)
         seen: dict[str, int] = {}
 
-        @settings(max_examples=150, derandomize=True, database=None, deadline=None,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+        @settings(
+            max_examples=150,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        )
         @given(orders(instruments, clients))
         @pinned_examples(instruments, clients[0])
         def same_verdict(o):
-            body = {**o, "client_order_id": f"shape-{next(ids):05d}", "price": _num(o["price"]),
-                    "trigger_price": _num(o["trigger_price"]), "side": o["side"].value,
-                    "product": o["product"].value, "order_type": o["order_type"].value}
+            body = {
+                **o,
+                "client_order_id": f"shape-{next(ids):05d}",
+                "price": _num(o["price"]),
+                "trigger_price": _num(o["trigger_price"]),
+                "side": o["side"].value,
+                "product": o["product"].value,
+                "order_type": o["order_type"].value,
+            }
             r = http.post("/orders", json=body)
             assert r.status_code in (200, 201, 422), r.text
             main_err = r.json()["error"] if r.status_code == 422 else None
-            ticket = OrderTicket(o["client_id"], o["exchange"], o["symbol"], o["side"], o["quantity"],
-                                 o["product"].value, o["order_type"], o["price"], o["trigger_price"])
+            ticket = OrderTicket(
+                o["client_id"],
+                o["exchange"],
+                o["symbol"],
+                o["side"],
+                o["quantity"],
+                o["product"].value,
+                o["order_type"],
+                o["price"],
+                o["trigger_price"],
+            )
             try:
-                desk.place(svc.store, actor, ticket, mode="BACKUP", validity=o["validity"],
-                           disclosed_quantity=o["disclosed_quantity"])
+                desk.place(
+                    svc.store,
+                    actor,
+                    ticket,
+                    mode="BACKUP",
+                    validity=o["validity"],
+                    disclosed_quantity=o["disclosed_quantity"],
+                )
                 desk_code = desk_msg = None
             except Refusal as exc:
                 desk_code, desk_msg = exc.code, exc.message
@@ -268,9 +377,19 @@ def pinned_examples(instruments, client):
     mid = eq["lower"] + ((eq["upper"] - eq["lower"]) / eq["tick"] // 2) * eq["tick"]
 
     def order(inst, **kw):
-        o = dict(client_id=client, exchange=inst["exchange"], symbol=inst["symbol"], side=Side.SELL,
-                 quantity=inst["lot_size"], product=Product.MIS, order_type=OrderType.MARKET, price=None,
-                 trigger_price=None, validity="DAY", disclosed_quantity=None)
+        o = dict(
+            client_id=client,
+            exchange=inst["exchange"],
+            symbol=inst["symbol"],
+            side=Side.SELL,
+            quantity=inst["lot_size"],
+            product=Product.MIS,
+            order_type=OrderType.MARKET,
+            price=None,
+            trigger_price=None,
+            validity="DAY",
+            disclosed_quantity=None,
+        )
         return {**o, **kw}
 
     cases = [

@@ -6,7 +6,7 @@ transaction, and refuse what they cannot prepare.  Real SQLite files in tmp dirs
 from __future__ import annotations
 
 import sqlite3
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -28,11 +28,25 @@ def store(tmp_path):
 
 
 def _journal_row(coid: str, **over) -> dict:
-    row = {"created_at": datetime(2026, 3, 2, 9, 15, 1, 250001, tzinfo=IST), "trading_date": date(2026, 3, 2),
-           "console_id": "C0NS0L", "user_id": "dealer1", "mode": "BACKUP", "kind": "PLACE", "client_order_id": coid,
-           "client_id": "C1001", "exchange": Exchange.NSE, "symbol": "ITC", "product": Product.MIS,
-           "target_order_id": None, "target_client_order_id": None, "payload": '{"quantity": 1}',
-           "state": "pending", "attempts": 0, "updated_at": datetime(2026, 3, 2, 3, 45, tzinfo=timezone.utc)}
+    row = {
+        "created_at": datetime(2026, 3, 2, 9, 15, 1, 250001, tzinfo=IST),
+        "trading_date": date(2026, 3, 2),
+        "console_id": "C0NS0L",
+        "user_id": "dealer1",
+        "mode": "BACKUP",
+        "kind": "PLACE",
+        "client_order_id": coid,
+        "client_id": "C1001",
+        "exchange": Exchange.NSE,
+        "symbol": "ITC",
+        "product": Product.MIS,
+        "target_order_id": None,
+        "target_client_order_id": None,
+        "payload": '{"quantity": 1}',
+        "state": "pending",
+        "attempts": 0,
+        "updated_at": datetime(2026, 3, 2, 3, 45, tzinfo=UTC),
+    }
     row.update(over)
     return row
 
@@ -42,7 +56,9 @@ def test_insert_and_select_store_and_read_exactly_what_core_does(store, tmp_path
     fast = Prepared(insert(t.journal).returning(t.journal.c.seq), column_keys=keys)
     with store.write_core() as conn:
         seq_fast = fast.scalar(conn, _journal_row("FAST-1"))
-        seq_core = conn.execute(insert(t.journal).returning(t.journal.c.seq), _journal_row("CORE-1")).scalar_one()
+        seq_core = conn.execute(
+            insert(t.journal).returning(t.journal.c.seq), _journal_row("CORE-1")
+        ).scalar_one()
     assert seq_core == seq_fast + 1
     with sqlite3.connect(tmp_path / "lifeboat.db") as raw:  # the bytes on disk are the same
         stored = raw.execute("SELECT * FROM journal ORDER BY seq").fetchall()
@@ -55,20 +71,25 @@ def test_insert_and_select_store_and_read_exactly_what_core_does(store, tmp_path
         want = conn.execute(q, {"c": "FAST-1"}).first()
     assert tuple(got) == tuple(want)
     assert got.exchange is Exchange.NSE and got.product is Product.MIS
-    assert got.created_at == datetime(2026, 3, 2, 3, 45, 1, 250001, tzinfo=timezone.utc)
+    assert got.created_at == datetime(2026, 3, 2, 3, 45, 1, 250001, tzinfo=UTC)
     assert got.created_at.tzinfo is not None and got.trading_date == date(2026, 3, 2)
 
 
 def test_money_and_booleans_round_trip_with_literal_binds(store, tmp_path):
     with sqlite3.connect(tmp_path / "lifeboat.db") as raw:  # money is stored as 1/10000 units
         cols = [r[1] for r in raw.execute("PRAGMA table_info(client_limits)")]
-        values = {c: 0 for c in cols} | {"client_id": "C9", "max_order_value": 123456789}
-        raw.execute(f"INSERT INTO client_limits ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
-                    [values[c] for c in cols])
+        values = dict.fromkeys(cols, 0) | {"client_id": "C9", "max_order_value": 123456789}
+        raw.execute(
+            f"INSERT INTO client_limits ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+            [values[c] for c in cols],
+        )
     with store.write_core() as conn:
         conn.execute(update(t.policy).where(t.policy.c.id == 1).values(allow_new_exposure=True))
-    q = Prepared(select(t.client_limits.c.max_order_value, t.policy.c.allow_new_exposure)
-                 .where(t.client_limits.c.client_id == bindparam("c"), t.policy.c.id == 1))  # literal 1 kept
+    q = Prepared(
+        select(t.client_limits.c.max_order_value, t.policy.c.allow_new_exposure).where(
+            t.client_limits.c.client_id == bindparam("c"), t.policy.c.id == 1
+        )
+    )  # literal 1 kept
     with store.read_core() as conn:
         row = q.first(conn, {"c": "C9"})
         assert q.first(conn, {"c": "nobody"}) is None and q.scalar(conn, {"c": "nobody"}) is None
@@ -78,10 +99,9 @@ def test_money_and_booleans_round_trip_with_literal_binds(store, tmp_path):
 
 def test_runs_inside_the_callers_transaction(store, tmp_path):
     bump = Prepared(update(t.policy).where(t.policy.c.id == 1).values(killswitch=bindparam("k")))
-    with pytest.raises(ZeroDivisionError):
-        with store.write_core() as conn:
-            bump.execute(conn, {"k": True})
-            1 / 0  # the block fails: the statement is rolled back with the rest
+    with pytest.raises(ZeroDivisionError), store.write_core() as conn:
+        bump.execute(conn, {"k": True})
+        1 / 0  # the block fails: the statement is rolled back with the rest
     with sqlite3.connect(tmp_path / "lifeboat.db") as raw:
         assert raw.execute("SELECT killswitch FROM policy").fetchone() == (0,)
     with store.write_core() as conn:

@@ -47,7 +47,9 @@ def test_whole_book_squareoff_in_backup_killed_replay_resumed(sim, cli_factory):
     assert report["counts"]["held"] == report["counts"]["conflict"] == 0
 
     positions = raw_get(sim.url, token, "/positions")
-    assert positions and all(p["net_quantity"] == 0 for p in positions), [p for p in positions if p["net_quantity"]]
+    assert positions and all(p["net_quantity"] == 0 for p in positions), [
+        p for p in positions if p["net_quantity"]
+    ]
     coids: dict[str, int] = {}
     for o in raw_get(sim.url, token, "/orders"):
         coids[o["client_order_id"]] = coids.get(o["client_order_id"], 0) + 1
@@ -75,7 +77,9 @@ def test_held_entries_exit_6_then_release_and_discard(sim, cli_factory):
     bod = cli.bod_in_process()
     token = raw_session(sim.url, "super1")["access_token"]
     client = raw_get(sim.url, token, "/clients")[0]["client_id"]
-    symbols = [p["symbol"] for p in raw_get(sim.url, token, "/positions", client_id=client) if p["net_quantity"]][:2]
+    symbols = [
+        p["symbol"] for p in raw_get(sim.url, token, "/positions", client_id=client) if p["net_quantity"]
+    ][:2]
     svc = cli.service()  # journaled in backup as the CLI's squareoff does (the desk call it makes)
     try:
         actor = Actor("super1", "supervisor", frozenset(), bod.trading_date)
@@ -101,7 +105,9 @@ def test_held_entries_exit_6_then_release_and_discard(sim, cli_factory):
         cli("--password-stdin", "sync", "discard", str(s), "--json", stdin=PASSWORD + "\n").ok()
     again = cli("sync", "replay", "--json")
     assert again.returncode == 0, again.stderr
-    assert again.json()["verdict"] == "clean", again.json()["report"]["mismatches"]  # the discarded one is not judged
+    assert again.json()["verdict"] == "clean", again.json()["report"][
+        "mismatches"
+    ]  # the discarded one is not judged
     states = {e["seq"]: e["state"] for e in again.json()["report"]["entries"]}
     assert states[seqs[0]] == "applied" and all(states[s] == "moot" for s in seqs[1:])
     svc = cli.service()

@@ -34,8 +34,13 @@ def clone(tpl: Console, dest: Path, k: int) -> Console:
     with sqlite3.connect(home / "lifeboat.db") as con:
         con.execute("UPDATE console_identity SET console_id = ?", (console_id,))
     # test-only: the clone is enrolled under its new id, as an online login in its home would do
-    copy_anchors(tpl.home, home, keyring_file=Path(tpl.env["LIFEBOAT_TEST_KEYRING_FILE"]), console_id=console_id,
-                 src_config_dir=Path(tpl.env["LIFEBOAT_CONFIG_DIR"]))
+    copy_anchors(
+        tpl.home,
+        home,
+        keyring_file=Path(tpl.env["LIFEBOAT_TEST_KEYRING_FILE"]),
+        console_id=console_id,
+        src_config_dir=Path(tpl.env["LIFEBOAT_CONFIG_DIR"]),
+    )
     return Console(home, tpl.url, tpl.trading_date, tpl.env)
 
 
@@ -48,17 +53,31 @@ def journal_trial(con: Console, client_id: str) -> dict:
     inst = inst_of[other.symbol]
     side = "SELL" if other.net_quantity > 0 else "BUY"
     price = inst.upper_band if side == "SELL" else inst.lower_band  # far away: it rests
-    placed = con.place(client_id, other.exchange.value, other.symbol, side, inst.lot_size, other.product.value,
-                       "LIMIT", price)
+    placed = con.place(
+        client_id,
+        other.exchange.value,
+        other.symbol,
+        side,
+        inst.lot_size,
+        other.product.value,
+        "LIMIT",
+        price,
+    )
     lot = inst_of[big.symbol].lot_size
     half_lots = -(-abs(big.net_quantity) // lot // 2)
     with sqlite3.connect(con.home / "lifeboat.db") as db:
-        db.execute("UPDATE instruments SET freeze_quantity = ? WHERE exchange = ? AND symbol = ?",
-                   (half_lots * lot, big.exchange.value, big.symbol))
+        db.execute(
+            "UPDATE instruments SET freeze_quantity = ? WHERE exchange = ? AND symbol = ?",
+            (half_lots * lot, big.exchange.value, big.symbol),
+        )
     _, _, receipts = con.squareoff(client_id, big.symbol)
     cancel = con.cancel(client_order_id=placed.client_order_id)
-    return {"place": placed.client_order_id, "squareoff": receipts[0].client_order_id, "cancel": cancel.client_order_id,
-            "key": (client_id, big.exchange.value, big.symbol, big.product.value)}
+    return {
+        "place": placed.client_order_id,
+        "squareoff": receipts[0].client_order_id,
+        "cancel": cancel.client_order_id,
+        "key": (client_id, big.exchange.value, big.symbol, big.product.value),
+    }
 
 
 def check_exactly_once(main: Main, con: Console, trial: dict) -> None:
@@ -108,7 +127,10 @@ def test_crash_after_every_step_then_replay_again(scene):
         con.close()
         rc = replay_in_child(con, crash_after=k)
         assert rc == CRASH_EXIT_CODE, f"k={k}: the hook did not fire (rc={rc})"
-        reconciled = k in (1, steps)  # the BOD refresh costs more than the replay: two trials check the report
+        reconciled = k in (
+            1,
+            steps,
+        )  # the BOD refresh costs more than the replay: two trials check the report
         result, report = con.replay(reconciled=reconciled)  # the second run, in this process
         assert result.status == "done", result.message
         check_exactly_once(main, con, t)

@@ -11,11 +11,11 @@ from datetime import timedelta
 
 import pytest
 
+from localstore import clock
 from localstore.models import JournalState
 from mainsim.faultproxy import ThreadedFaultProxy
 from sync import held
 from sync.replay import default_holder, release_lease, take_lease
-from localstore import clock
 from tests.replay_env import DropRepliesProxy, Main, make_console, parse_runner
 from tests.simproc import SimProcess
 
@@ -149,8 +149,13 @@ def test_squareoff_recomputed_against_live_position(world):
     for pos in con.positions(client):
         pytest.fail(f"not flat after reconciliation: {pos.symbol} {pos.net_quantity}")
     assert main.net(*key(p)) == 0 and main.net(*key(q)) == 0
-    sent_p = [o for o in main.orders() if o["client_order_id"].startswith(receipts[0].client_order_id[:-6])
-              and o["symbol"] == p.symbol and o["client_order_id"] != f"outage-{client}-1"]
+    sent_p = [
+        o
+        for o in main.orders()
+        if o["client_order_id"].startswith(receipts[0].client_order_id[:-6])
+        and o["symbol"] == p.symbol
+        and o["client_order_id"] != f"outage-{client}-1"
+    ]
     assert sum(o["quantity"] for o in sent_p) == abs(p.net_quantity) - lot_p
     assert report["counts"]["applied"] >= len(receipts)
     assert report["mismatch_counts"]["journal_vs_main"] == 0 and report["local_equals_main"]
@@ -163,8 +168,13 @@ def test_squareoff_conflict_when_sign_flipped_and_moot_when_flat(world):
     _, _, receipts = con.squareoff(client)
     flip = "SELL" if p.net_quantity > 0 else "BUY"
     main.place(*key(p)[:3], flip, 2 * abs(p.net_quantity), p.product.value, f"flip-{client}")  # now reversed
-    main.place(*key(q)[:3], "SELL" if q.net_quantity > 0 else "BUY", abs(q.net_quantity), q.product.value,
-               f"flat-{client}")  # closed elsewhere
+    main.place(
+        *key(q)[:3],
+        "SELL" if q.net_quantity > 0 else "BUY",
+        abs(q.net_quantity),
+        q.product.value,
+        f"flat-{client}",
+    )  # closed elsewhere
     result, report = con.replay()
     by_symbol = {o.symbol: o for o in result.outcomes}
     assert by_symbol[p.symbol].state == "conflict" and "sign flipped" in by_symbol[p.symbol].reason
@@ -184,7 +194,9 @@ def test_two_processes_one_replays_the_other_sends_nothing(world):
     client, _ = fresh_client(con)
     _, _, receipts = con.squareoff(client)
     con.close()
-    proxy = ThreadedFaultProxy("127.0.0.1", sim.port, latency_ms=40).start()  # a slow link: the passes overlap
+    proxy = ThreadedFaultProxy(
+        "127.0.0.1", sim.port, latency_ms=40
+    ).start()  # a slow link: the passes overlap
     try:
         a = con.runner("--no-reconcile", url=proxy.url)
         b = con.runner("--no-reconcile", url=proxy.url)
@@ -218,7 +230,10 @@ def test_lease_of_a_live_holder_is_refused_of_a_dead_one_taken_over(world):
     taken, who, since = take_lease(store, default_holder(store.console_id), 30, now)
     assert not taken and who == alive and since == now
     result, _ = con.replay(reconciled=False)
-    assert result.status == "busy" and result.message == f"replay held by {alive} since {now.isoformat(timespec='seconds')}"
+    assert (
+        result.status == "busy"
+        and result.message == f"replay held by {alive} since {now.isoformat(timespec='seconds')}"
+    )
     release_lease(store, alive)
     dead = f"{store.console_id}/999999999@{socket.gethostname()}"
     assert take_lease(store, dead, 30, now)[0]
@@ -234,9 +249,15 @@ def test_lease_of_a_live_holder_is_refused_of_a_dead_one_taken_over(world):
 def _age(con, seq: int, *, minutes: int = 0, days: int = 0) -> None:
     with sqlite3.connect(con.home / "lifeboat.db") as db:
         if minutes:
-            db.execute("UPDATE journal SET created_at = datetime(created_at, ?) WHERE seq = ?", (f"-{minutes} minutes", seq))
+            db.execute(
+                "UPDATE journal SET created_at = datetime(created_at, ?) WHERE seq = ?",
+                (f"-{minutes} minutes", seq),
+            )
         if days:
-            db.execute("UPDATE journal SET trading_date = date(trading_date, ?) WHERE seq = ?", (f"-{days} days", seq))
+            db.execute(
+                "UPDATE journal SET trading_date = date(trading_date, ?) WHERE seq = ?",
+                (f"-{days} days", seq),
+            )
 
 
 def test_stale_and_next_day_entries_are_held_then_released_or_discarded(world):
@@ -251,7 +272,9 @@ def test_stale_and_next_day_entries_are_held_then_released_or_discarded(world):
     reasons = {o.seq: o.reason for o in result.outcomes}
     assert {o.state for o in result.outcomes} == {"held"}
     assert "stale after 30 min" in reasons[r1[0].seq] and "from trading day" in reasons[r2[0].seq]
-    assert not main.orders_with_prefix(r1[0].client_order_id) and not main.orders_with_prefix(r2[0].client_order_id)
+    assert not main.orders_with_prefix(r1[0].client_order_id) and not main.orders_with_prefix(
+        r2[0].client_order_id
+    )
     assert report["counts"]["held"] == 2 and report["for_a_person"] == 2
     assert main.net(*key(p)) == p.net_quantity
 
@@ -265,13 +288,17 @@ def test_stale_and_next_day_entries_are_held_then_released_or_discarded(world):
     entries = {e.seq: e for e in con.journal()}
     assert entries[r1[0].seq].state is JournalState.APPLIED
     assert entries[r2[0].seq].state is JournalState.MOOT and entries[r2[0].seq].state_reason.startswith(
-        "discarded by super1")
+        "discarded by super1"
+    )
     assert main.net(*key(p)) == 0 and main.net(*key(q)) == q.net_quantity
     assert report["for_a_person"] == 0
     with sqlite3.connect(con.home / "lifeboat.db") as db:
-        actions = [r[0] for r in db.execute(
-            "SELECT action FROM audit_log WHERE action LIKE 'replay_%' ORDER BY id")]
-        payloads = [r[0] for r in db.execute("SELECT payload FROM audit_log WHERE action LIKE 'replay_%' ORDER BY id")]
+        actions = [
+            r[0] for r in db.execute("SELECT action FROM audit_log WHERE action LIKE 'replay_%' ORDER BY id")
+        ]
+        payloads = [
+            r[0] for r in db.execute("SELECT payload FROM audit_log WHERE action LIKE 'replay_%' ORDER BY id")
+        ]
     assert actions == ["replay_release", "replay_discard"]
     assert str(r1[0].seq) in payloads[0] and str(r2[0].seq) in payloads[1]
     from localstore import audit

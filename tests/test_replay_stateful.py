@@ -29,8 +29,13 @@ import itertools
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, \
-    run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from backend_client import errors as be
 from backend_client.client import BackendClient
@@ -56,8 +61,14 @@ def stage(tmp_path_factory):
     main = Main(sim.url)
     clients = sorted({p["client_id"] for p in main.http.get("/positions").json() if p["net_quantity"]})
     try:
-        yield {"sim": sim, "proxy": proxy, "root": root, "main": main, "clients": itertools.cycle(clients),
-               "n": itertools.count()}
+        yield {
+            "sim": sim,
+            "proxy": proxy,
+            "root": root,
+            "main": main,
+            "clients": itertools.cycle(clients),
+            "n": itertools.count(),
+        }
     finally:
         main.close()
         proxy.stop()
@@ -115,10 +126,20 @@ class ReplayMachine(RuleBasedStateMachine):
             return
         inst = self.con.instrument(p.exchange, p.symbol)
         side = "SELL" if p.net_quantity > 0 else "BUY"
-        price = None if market else (inst.upper_band if side == "SELL" else inst.lower_band)  # far away: it rests
+        price = (
+            None if market else (inst.upper_band if side == "SELL" else inst.lower_band)
+        )  # far away: it rests
         try:
-            r = self.con.place(p.client_id, p.exchange.value, p.symbol, side, inst.lot_size, p.product.value,
-                               "MARKET" if market else "LIMIT", price)
+            r = self.con.place(
+                p.client_id,
+                p.exchange.value,
+                p.symbol,
+                side,
+                inst.lot_size,
+                p.product.value,
+                "MARKET" if market else "LIMIT",
+                price,
+            )
         except Refusal:
             return  # e.g. the journal already reduces all of it
         if not market:
@@ -186,7 +207,9 @@ class ReplayMachine(RuleBasedStateMachine):
                     break
             assert report is not None, result.message if result else "main unreachable"
             self.check_reconciled(report)
-            event(f"journal entries at the end: {min(len(self.con.journal()), 10)}{'+' if len(self.con.journal()) > 10 else ''}")
+            event(
+                f"journal entries at the end: {min(len(self.con.journal()), 10)}{'+' if len(self.con.journal()) > 10 else ''}"
+            )
             left = [(e.seq, e.state, e.state_reason) for e in self.con.journal() if e.state in UNFINISHED]
             assert not left, left
         finally:
@@ -217,7 +240,9 @@ class ReplayMachine(RuleBasedStateMachine):
                 assert counts.get(coid) == 1, (e.seq, coid, counts.get(coid))
                 assert by_coid[coid]["order_id"] == e.main_order_id
             if kind == "SQUARE_OFF":
-                slices = sorted((c for c in counts if c.startswith(coid + "-")), key=lambda c: int(c.rsplit("-", 1)[1]))
+                slices = sorted(
+                    (c for c in counts if c.startswith(coid + "-")), key=lambda c: int(c.rsplit("-", 1)[1])
+                )
                 assert slices == [f"{coid}-{i}" for i in range(1, len(slices) + 1)], (e.seq, slices)
                 if e.state is JournalState.MOOT:
                     assert not slices, (e.seq, e.state_reason, slices)
@@ -227,17 +252,23 @@ class ReplayMachine(RuleBasedStateMachine):
         assert report["mismatch_counts"]["journal_vs_main"] == 0, report["mismatches"]
         assert report["local_equals_main"], report["mismatches"]
         for c in self.clients:
-            local = {(p.exchange.value, p.symbol, p.product.value): p.net_quantity for p in self.con.positions(c)}
-            on_main = {(p["exchange"], p["symbol"], p["product"]): p["net_quantity"]
-                       for p in self.main.http.get("/positions", params={"client_id": c}).json()
-                       if p["net_quantity"]}
+            local = {
+                (p.exchange.value, p.symbol, p.product.value): p.net_quantity for p in self.con.positions(c)
+            }
+            on_main = {
+                (p["exchange"], p["symbol"], p["product"]): p["net_quantity"]
+                for p in self.main.http.get("/positions", params={"client_id": c}).json()
+                if p["net_quantity"]
+            }
             assert local == on_main, (c, local, on_main)
 
 
 def _run(stage, **kw) -> None:
     ReplayMachine.stage = stage
-    run_state_machine_as_test(ReplayMachine, settings=settings(
-        deadline=None, database=None, suppress_health_check=list(HealthCheck), **kw))
+    run_state_machine_as_test(
+        ReplayMachine,
+        settings=settings(deadline=None, database=None, suppress_health_check=list(HealthCheck), **kw),
+    )
 
 
 def test_replay_state_machine(stage):

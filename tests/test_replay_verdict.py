@@ -62,8 +62,21 @@ def test_square_off_not_flat_after_main_moved_is_a_mismatch_with_a_next_step(sim
         main.close()
 
     sim.kill()  # kill -9 of main; the console squares the position off in backup
-    so = cli("--password-stdin", "squareoff", "--client", client, "--symbol", squared["symbol"], "--yes", "--json",
-             stdin=PASSWORD + "\n").ok().json()
+    so = (
+        cli(
+            "--password-stdin",
+            "squareoff",
+            "--client",
+            client,
+            "--symbol",
+            squared["symbol"],
+            "--yes",
+            "--json",
+            stdin=PASSWORD + "\n",
+        )
+        .ok()
+        .json()
+    )
     assert so["mode"] == "BACKUP" and so["legs"] and all(leg["outcome"] == "journaled" for leg in so["legs"])
 
     sim.start()  # main is back on the same --db
@@ -81,9 +94,12 @@ def test_square_off_not_flat_after_main_moved_is_a_mismatch_with_a_next_step(sim
         assert report["counts"]["applied"] >= 1 and report["for_a_person"] == 0
         moved = [m for m in report["mismatches"] if m["kind"] == "position_differs"]
         assert [(m["client_id"], m["symbol"], m["main"]) for m in moved] == [
-            (client, other["symbol"], other_before + 1)]
-        assert moved[0]["next_step"] == (f"if {client} should be flat, square off again: "
-                                         f"lifeboat squareoff --client {client} --symbol {other['symbol']}")
+            (client, other["symbol"], other_before + 1)
+        ]
+        assert moved[0]["next_step"] == (
+            f"if {client} should be flat, square off again: "
+            f"lifeboat squareoff --client {client} --symbol {other['symbol']}"
+        )
         assert "equals" not in body["headline"] and "1 mismatch (position differs 1)" in body["headline"]
         assert main.net(client, squared["exchange"], squared["symbol"], squared["product"]) == 0
 
@@ -96,18 +112,25 @@ def test_square_off_not_flat_after_main_moved_is_a_mismatch_with_a_next_step(sim
         assert body["verdict"] == report["verdict"] == "mismatches"
         not_flat = [m for m in report["mismatches"] if m["kind"] == "not_flat"]
         assert [(m["client_id"], m["symbol"], m["product"], m["main"]) for m in not_flat] == [
-            (client, squared["symbol"], squared["product"], 1)]
+            (client, squared["symbol"], squared["product"], 1)
+        ]
         assert "it moved on main after the square-off" in not_flat[0]["detail"]
-        assert not_flat[0]["next_step"] == (f"square off again: lifeboat squareoff --client {client} "
-                                            f"--symbol {squared['symbol']}")
+        assert not_flat[0]["next_step"] == (
+            f"square off again: lifeboat squareoff --client {client} --symbol {squared['symbol']}"
+        )
         assert len(report["mismatches"]) == 1  # the local book was refreshed by the first replay
         assert body["headline"] == report["headline"]
-        assert body["headline"].startswith("MISMATCHES: applied ") and "1 mismatch (not flat 1)" in body["headline"]
+        assert (
+            body["headline"].startswith("MISMATCHES: applied ")
+            and "1 mismatch (not flat 1)" in body["headline"]
+        )
         assert "equals" not in body["headline"].lower()
 
         # `sync report` judges the stored report by the same rules, in text and in JSON
         rep, text = cli.many(("sync", "report", "--json"), ("sync", "report"))
-        assert rep.returncode == 6 and rep.json()["verdict"] == "mismatches" and rep.json()["id"] == report["id"]
+        assert (
+            rep.returncode == 6 and rep.json()["verdict"] == "mismatches" and rep.json()["id"] == report["id"]
+        )
         assert text.returncode == 6
         line = _headline_line(text.stdout)
         assert "MISMATCHES" in line and "not flat 1" in line and "equals" not in line.lower(), line
@@ -118,15 +141,25 @@ def test_square_off_not_flat_after_main_moved_is_a_mismatch_with_a_next_step(sim
         assert "(mismatches)" in next(x for x in st_text.stdout.splitlines() if x.startswith("replay"))
 
         # the next step, taken: main is flat again and the same replay reads clean
-        cli("--password-stdin", "squareoff", "--client", client, "--symbol", squared["symbol"], "--yes",
-            stdin=PASSWORD + "\n").ok()
+        cli(
+            "--password-stdin",
+            "squareoff",
+            "--client",
+            client,
+            "--symbol",
+            squared["symbol"],
+            "--yes",
+            stdin=PASSWORD + "\n",
+        ).ok()
         assert main.net(client, squared["exchange"], squared["symbol"], squared["product"]) == 0
         clean = cli("sync", "replay", "--json")
         assert clean.returncode == 0, (clean.stdout, clean.stderr)
         body = clean.json()
         assert body["verdict"] == body["report"]["verdict"] == "clean" and body["ok"] is True
         assert body["report"]["mismatches"] == []
-        assert body["headline"].startswith("CLEAN: applied ") and body["headline"].endswith("local book equals main")
+        assert body["headline"].startswith("CLEAN: applied ") and body["headline"].endswith(
+            "local book equals main"
+        )
         rep = cli("sync", "report", "--json")
         assert rep.returncode == 0 and rep.json()["verdict"] == "clean"
         assert cli("status", "--json").json()["replay"]["last_verdict"] == "clean"
@@ -148,14 +181,22 @@ def test_replay_lease_held_by_another_process_is_busy_exit_7(sim, cli_factory):
         main = Main(sim.url)
         client, _, _ = _two_positions(main)
         main.close()
-        desk.squareoff(svc.store, Actor("super1", "supervisor", frozenset(), bod.trading_date), client_id=client,
-                       symbol=None, keep_orders=True, mode="BACKUP")  # journaled as the CLI's backup square-off does
+        desk.squareoff(
+            svc.store,
+            Actor("super1", "supervisor", frozenset(), bod.trading_date),
+            client_id=client,
+            symbol=None,
+            keep_orders=True,
+            mode="BACKUP",
+        )  # journaled as the CLI's backup square-off does
         waiting = cli("sync", "report", "--json")  # no report yet, but the journal waits for a replay
         assert waiting.returncode == 5 and waiting.json()["verdict"] == "incomplete", waiting.stdout
         assert "wait for a replay: run `lifeboat sync replay`" in waiting.json()["message"]
         # another live process on this host holds the lease (this test's own process)
         holder = f"{svc.store.console_id}/{os.getpid()}@{socket.gethostname()}"
-        taken, _, _ = take_lease(svc.store, holder, ttl_s=timedelta(minutes=5).total_seconds(), now=clock.utcnow())
+        taken, _, _ = take_lease(
+            svc.store, holder, ttl_s=timedelta(minutes=5).total_seconds(), now=clock.utcnow()
+        )
         assert taken
         res = cli("sync", "replay", "--json")
         assert res.returncode == 7, (res.stdout, res.stderr)
@@ -172,16 +213,34 @@ def test_replay_lease_held_by_another_process_is_busy_exit_7(sim, cli_factory):
 
 
 def _report(**over) -> dict:
-    base = {"id": 3, "trading_date": "2026-01-05", "user": "super1", "created_at": "2026-01-05T04:00:00+00:00",
-            "replay": {"status": "done"}, "counts": {"applied": 28, "moot": 0, "rejected": 0, "conflict": 0,
-                                                     "held": 0, "pending": 0, "sent": 0},
-            "for_a_person": 0, "entries": [], "mismatches": [], "local_equals_main": True}
+    base = {
+        "id": 3,
+        "trading_date": "2026-01-05",
+        "user": "super1",
+        "created_at": "2026-01-05T04:00:00+00:00",
+        "replay": {"status": "done"},
+        "counts": {
+            "applied": 28,
+            "moot": 0,
+            "rejected": 0,
+            "conflict": 0,
+            "held": 0,
+            "pending": 0,
+            "sent": 0,
+        },
+        "for_a_person": 0,
+        "entries": [],
+        "mismatches": [],
+        "local_equals_main": True,
+    }
     return {**base, **over}
 
 
-SEEN = [{"kind": "not_flat", "client_id": "C1001", "symbol": "POWERGRID", "expected": 0, "main": 1},
-        {"kind": "position_differs", "client_id": "C1001", "symbol": "TCS", "local": 5, "main": 6},
-        {"kind": "position_differs", "client_id": "C1002", "symbol": "ITC", "local": 0, "main": 3}]
+SEEN = [
+    {"kind": "not_flat", "client_id": "C1001", "symbol": "POWERGRID", "expected": 0, "main": 1},
+    {"kind": "position_differs", "client_id": "C1001", "symbol": "TCS", "local": 5, "main": 6},
+    {"kind": "position_differs", "client_id": "C1002", "symbol": "ITC", "local": 0, "main": 3},
+]
 
 
 def test_the_screens_headline_counts_the_rows_and_never_says_equals_over_them():
@@ -195,8 +254,9 @@ def test_the_screens_headline_counts_the_rows_and_never_says_equals_over_them():
     held = _report(counts={**seen["counts"], "held": 1}, for_a_person=1)
     assert "HELD: applied 28, held 1; 1 entry held for a supervisor" in headline(held) and not agrees(held)
     clean = _report()
-    assert headline(clean).endswith("CLEAN: applied 28; no mismatches: main holds what the journal meant and the "
-                                    "local book equals main") and agrees(clean)
+    assert headline(clean).endswith(
+        "CLEAN: applied 28; no mismatches: main holds what the journal meant and the local book equals main"
+    ) and agrees(clean)
 
 
 def test_verdict_is_one_of_the_documented_ones_in_their_order():
@@ -221,9 +281,16 @@ def test_the_report_screen_shows_the_verdict_and_each_next_step():
 
     from console.tui.drill_report import ReconciliationScreen
 
-    seen = _report(mismatches=[{**SEEN[0], "detail": "it moved on main after the square-off",
-                                "next_step": "square off again: lifeboat squareoff --client C1001 --symbol POWERGRID"},
-                               *SEEN[1:]])
+    seen = _report(
+        mismatches=[
+            {
+                **SEEN[0],
+                "detail": "it moved on main after the square-off",
+                "next_step": "square off again: lifeboat squareoff --client C1001 --symbol POWERGRID",
+            },
+            *SEEN[1:],
+        ]
+    )
 
     async def go():
         app = App()
@@ -235,5 +302,10 @@ def test_the_report_screen_shows_the_verdict_and_each_next_step():
             return str(head.content), head.has_class("recon-bad"), [str(c) for c in rows.get_row_at(0)]
 
     text, bad, row = asyncio.run(go())
-    assert bad and text.startswith("Reconciliation #3") and "MISMATCHES" in text and "equals" not in text.lower()
-    assert row[0] == "not_flat" and row[-1] == "square off again: lifeboat squareoff --client C1001 --symbol POWERGRID"
+    assert (
+        bad and text.startswith("Reconciliation #3") and "MISMATCHES" in text and "equals" not in text.lower()
+    )
+    assert (
+        row[0] == "not_flat"
+        and row[-1] == "square off again: lifeboat squareoff --client C1001 --symbol POWERGRID"
+    )

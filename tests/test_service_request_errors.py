@@ -28,9 +28,17 @@ def test_an_order_refused_by_a_dead_main_reaches_the_detector(sim, tmp_path, mon
             svc.request_error_hooks.append(lambda kind, detail: heard.append((kind, detail)))
             svc.use_mode("ONLINE")  # as the console does: its runtime said ONLINE a moment ago
             proxy.set_mode("refuse")
-            ticket = OrderTicket(client_id=pos["client_id"], exchange=pos["exchange"], symbol=pos["symbol"],
-                                 side="SELL", quantity=1, product=pos["product"], order_type="MARKET",
-                                 price=None, trigger_price=None)
+            ticket = OrderTicket(
+                client_id=pos["client_id"],
+                exchange=pos["exchange"],
+                symbol=pos["symbol"],
+                side="SELL",
+                quantity=1,
+                product=pos["product"],
+                order_type="MARKET",
+                price=None,
+                trigger_price=None,
+            )
             with pytest.raises(MainUnavailable):
                 asyncio.run(svc.place(ticket, password=PASSWORD))
         finally:
@@ -67,8 +75,10 @@ def test_online_squareoff_stops_sending_once_main_goes_away(sim, tmp_path, monke
 
             def cut_when_first_leg_lands():  # watches main directly (the first client's orders)
                 while not stop.is_set():
-                    if any(o["client_order_id"].startswith(console)
-                           for o in raw_get(sim.url, token, "/orders", client_id=first)):
+                    if any(
+                        o["client_order_id"].startswith(console)
+                        for o in raw_get(sim.url, token, "/orders", client_id=first)
+                    ):
                         proxy.set_mode("refuse")
                         return
                     time.sleep(0.02)
@@ -86,10 +96,10 @@ def test_online_squareoff_stops_sending_once_main_goes_away(sim, tmp_path, monke
     assert all(o not in ("unknown", "not_sent", "rejected") for o in outcomes[:first_bad]), outcomes
     if outcomes[first_bad] == "unknown":  # its answer was cut on the way back: it may be on main
         assert "client_order_id" in res.legs[first_bad]["reason"]
-    assert outcomes[first_bad + 1:] == ["not_sent"] * (len(outcomes) - first_bad - 1), outcomes
+    assert outcomes[first_bad + 1 :] == ["not_sent"] * (len(outcomes) - first_bad - 1), outcomes
     assert res.rejected and res.cut_off and res.exit_code == 5 and res.as_dict()["outcome"] == "incomplete"
     assert "square off again" in res.legs[-1]["reason"]
     on_main = {o["client_order_id"] for o in raw_get(sim.url, token, "/orders")}
     done = {leg["client_order_id"] for leg in res.legs[:first_bad]}
     assert done <= on_main  # the legs that went through are there ...
-    assert not {leg["client_order_id"] for leg in res.legs[first_bad + 1:]} & on_main  # ... none of the rest
+    assert not {leg["client_order_id"] for leg in res.legs[first_bad + 1 :]} & on_main  # ... none of the rest

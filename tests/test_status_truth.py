@@ -11,7 +11,7 @@ Issue 9, section 3.  A real mainsim, the real CLI as a subprocess, a real store:
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -61,12 +61,15 @@ def test_backup_only_with_a_valid_grant_and_a_book_here(sim, cli_factory):
     assert no_book.returncode == 5, no_book.stdout + no_book.stderr
     st = no_book.json()
     assert st["mode"] == "UNAVAILABLE" and st["reason"].endswith(
-        "backup not possible here: no start-of-day book in the local store (`lifeboat sync bod` while main is up)")
+        "backup not possible here: no start-of-day book in the local store (`lifeboat sync bod` while main is up)"
+    )
 
     cli.bod_in_process()
-    backup, other, text = cli.many(("--backend", DEAD_URL, "status", "--json"),
-                                   ("--backend", DEAD_URL, "--user", "dealer2", "status", "--json"),
-                                   ("--backend", DEAD_URL, "status"))
+    backup, other, text = cli.many(
+        ("--backend", DEAD_URL, "status", "--json"),
+        ("--backend", DEAD_URL, "--user", "dealer2", "status", "--json"),
+        ("--backend", DEAD_URL, "status"),
+    )
     st = backup.ok().json()
     assert st["mode"] == "BACKUP" and "reason" not in st and nulls(st) == []
     [who] = st["backup"]["users"]
@@ -80,8 +83,20 @@ def test_backup_only_with_a_valid_grant_and_a_book_here(sim, cli_factory):
     assert "dealer2 has never logged in online on this console" in other.json()["reason"]
 
     # BACKUP told the truth: a backup action is accepted (journaled), exit 0
-    so = cli("--backend", DEAD_URL, "--password-stdin", "squareoff", "--all", "--yes", "--json",
-             stdin=PASSWORD + "\n").ok().json()
+    so = (
+        cli(
+            "--backend",
+            DEAD_URL,
+            "--password-stdin",
+            "squareoff",
+            "--all",
+            "--yes",
+            "--json",
+            stdin=PASSWORD + "\n",
+        )
+        .ok()
+        .json()
+    )
     assert so["mode"] == "BACKUP" and so["outcome"] == "journaled"
 
 
@@ -134,7 +149,10 @@ def test_status_fields_are_words_not_nones_on_a_fresh_console_with_main_up(sim, 
     out = t.ok().stdout
     assert_words_not_nones(out)
     assert "mirror         never synced" in out and "last BOD       never" in out
-    assert "runtime mode   none recorded" in out and "policy         reduce-only, kill switch off (default)" in out
+    assert (
+        "runtime mode   none recorded" in out
+        and "policy         reduce-only, kill switch off (default)" in out
+    )
 
 
 def test_mode_since_agrees_with_the_mode_the_runtime_recorded(sim, cli_factory):
@@ -145,17 +163,21 @@ def test_mode_since_agrees_with_the_mode_the_runtime_recorded(sim, cli_factory):
     cli = cli_factory(sim.url)
     cli.login().ok()
     cli.bod_in_process()
-    at = datetime(2026, 1, 5, 4, 1, 2, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 5, 4, 1, 2, tzinfo=UTC)
     store = open_store(cli.store_file)
     try:
-        record_transition(store, Transition(Mode.ONLINE, Mode.BACKUP, 0.0, "3 probes failed"), wall_at=at,
-                          user_id="dealer1")
+        record_transition(
+            store, Transition(Mode.ONLINE, Mode.BACKUP, 0.0, "3 probes failed"), wall_at=at, user_id="dealer1"
+        )
     finally:
         store.close()
     down, up = cli.many(("--backend", DEAD_URL, "status", "--json"), ("status", "--json"))
     st = down.ok().json()
-    assert st["mode"] == "BACKUP" and st["recorded_mode"] == {"mode": "BACKUP", "reason": "3 probes failed",
-                                                               "since": at.isoformat()}
+    assert st["mode"] == "BACKUP" and st["recorded_mode"] == {
+        "mode": "BACKUP",
+        "reason": "3 probes failed",
+        "since": at.isoformat(),
+    }
     assert st["mode_since"] == at.isoformat() and nulls(st) == []
     st = up.ok().json()  # main answers: ONLINE now, the BACKUP record says nothing about since when
     assert st["mode"] == "ONLINE" and "mode_since" not in st and st["recorded_mode"]["mode"] == "BACKUP"
@@ -180,8 +202,12 @@ async def _bar(pilot, desk, mode: str) -> str:
     from console.tui.widgets.status_bar import StatusBar
 
     bar = desk.query_one(StatusBar)
-    return await wait_for(pilot, lambda: bar.status.get("mode") == mode and "dealer1" in bar.line()
-                          and bar.line(), timeout=30, what=f"the status bar in {mode}")
+    return await wait_for(
+        pilot,
+        lambda: bar.status.get("mode") == mode and "dealer1" in bar.line() and bar.line(),
+        timeout=30,
+        what=f"the status bar in {mode}",
+    )
 
 
 async def _online_then_down(sim, home):
@@ -209,7 +235,9 @@ async def _offline_from_the_start(url, home):
         app.exit()
 
 
-def test_the_console_banner_says_unavailable_not_backup_where_nothing_could_be_journaled(sim, tmp_path, tui_keyring):
+def test_the_console_banner_says_unavailable_not_backup_where_nothing_could_be_journaled(
+    sim, tmp_path, tui_keyring
+):
     """Logged in online, then the offline material is gone (the grant expired overnight, or as
     here removed from the store) and main goes down: the banner must not say BACKUP."""
     home = tmp_path / "home"
@@ -229,7 +257,9 @@ async def _online_then_down_without_a_grant(sim, home):
             db.execute("DELETE FROM offline_credentials")
         sim.kill()
         banner = desk.query_one(ModeBanner)
-        await wait_for(pilot, lambda: banner.mode == "UNAVAILABLE", timeout=30, what="UNAVAILABLE on the banner")
+        await wait_for(
+            pilot, lambda: banner.mode == "UNAVAILABLE", timeout=30, what="UNAVAILABLE on the banner"
+        )
         text = str(banner.render())
         assert text.startswith(" UNAVAILABLE") and "dealer1 has never logged in online" in text, text
         assert desk.status["mode"] == "UNAVAILABLE"

@@ -26,8 +26,11 @@ def _fill(path: Path, n: int = 8) -> None:
     for i in range(1, n + 1):
         with s.write() as session:
             audit.append(
-                session, user_id=f"dealer{i % 3 + 1}", mode="ONLINE" if i < 5 else "BACKUP",
-                action="order_place", payload={"client_id": f"C{i}", "quantity": i * 10, "price": Decimal("101.05")},
+                session,
+                user_id=f"dealer{i % 3 + 1}",
+                mode="ONLINE" if i < 5 else "BACKUP",
+                action="order_place",
+                payload={"client_id": f"C{i}", "quantity": i * 10, "price": Decimal("101.05")},
             )
     s.close()
 
@@ -85,11 +88,10 @@ def test_empty_chain_verifies(tmp_path):
 def test_append_commits_with_the_action_or_not_at_all(tmp_path):
     s = open_store(tmp_path / "t.db")
     try:
-        with pytest.raises(RuntimeError):
-            with s.write() as session:
-                session.get(SyncState, 1).bod_seq = 5
-                audit.append(session, user_id="super1", mode="ONLINE", action="bod_sync", payload={"seq": 5})
-                raise RuntimeError("sync failed half way")
+        with pytest.raises(RuntimeError), s.write() as session:
+            session.get(SyncState, 1).bod_seq = 5
+            audit.append(session, user_id="super1", mode="ONLINE", action="bod_sync", payload={"seq": 5})
+            raise RuntimeError("sync failed half way")
         with s.read() as session:
             assert session.query(AuditRow).count() == 0
             assert session.get(SyncState, 1).bod_seq is None
@@ -99,7 +101,10 @@ def test_append_commits_with_the_action_or_not_at_all(tmp_path):
 
 
 def test_edit_found_at_its_row(chain):
-    _sql(chain, """UPDATE audit_log SET payload = '{"client_id":"C5","price":"101.05","quantity":5000}' WHERE id = 5""")
+    _sql(
+        chain,
+        """UPDATE audit_log SET payload = '{"client_id":"C5","price":"101.05","quantity":5000}' WHERE id = 5""",
+    )
     result = _verify(chain)
     assert not result.ok and result.first_bad_id == 5 and "edited" in result.reason
 
@@ -118,8 +123,12 @@ def test_delete_in_the_middle_found(chain):
 
 def test_delete_and_renumber_found(chain):
     # a careful intruder closes the gap: row 5 becomes 4, ...  row 4's link is then wrong
-    _sql(chain, "DELETE FROM audit_log WHERE id = 4", "UPDATE audit_log SET id = id - 1 WHERE id > 4",
-         "UPDATE audit_head SET last_id = 7, count = 7")
+    _sql(
+        chain,
+        "DELETE FROM audit_log WHERE id = 4",
+        "UPDATE audit_log SET id = id - 1 WHERE id > 4",
+        "UPDATE audit_head SET last_id = 7, count = 7",
+    )
     result = _verify(chain)
     assert not result.ok and result.first_bad_id == 4
 
@@ -149,16 +158,23 @@ def test_insert_in_the_middle_found(chain):
 
 
 def test_insert_at_the_end_found(chain):
-    _sql(chain, "INSERT INTO audit_log (id, at, user_id, mode, action, payload, prev_hash, hash)"
-                " SELECT 9, at, user_id, mode, 'login', '{}', hash, hash FROM audit_log WHERE id = 8")
+    _sql(
+        chain,
+        "INSERT INTO audit_log (id, at, user_id, mode, action, payload, prev_hash, hash)"
+        " SELECT 9, at, user_id, mode, 'login', '{}', hash, hash FROM audit_log WHERE id = 8",
+    )
     result = _verify(chain)
     assert not result.ok and result.first_bad_id == 9
 
 
 def test_reorder_found(chain):
     # swap rows 3 and 6 (ids exchanged, content kept)
-    _sql(chain, "UPDATE audit_log SET id = -1 WHERE id = 3", "UPDATE audit_log SET id = 3 WHERE id = 6",
-         "UPDATE audit_log SET id = 6 WHERE id = -1")
+    _sql(
+        chain,
+        "UPDATE audit_log SET id = -1 WHERE id = 3",
+        "UPDATE audit_log SET id = 3 WHERE id = 6",
+        "UPDATE audit_log SET id = 6 WHERE id = -1",
+    )
     result = _verify(chain)
     assert not result.ok and result.first_bad_id == 3
 
@@ -168,11 +184,18 @@ def test_secrets_redacted_before_hashing_and_storing(tmp_path):
     try:
         with s.write() as session:
             audit.append(
-                session, user_id="dealer1", mode="ONLINE", action="login",
+                session,
+                user_id="dealer1",
+                mode="ONLINE",
+                action="login",
                 payload={
-                    "user_id": "dealer1", "password": "demo", "access_token": "eyJhbGciOi.secret.part",
+                    "user_id": "dealer1",
+                    "password": "demo",
+                    "access_token": "eyJhbGciOi.secret.part",
                     "grant": {"claims": {"user_id": "dealer1"}, "signature": "c2lnbmF0dXJl"},
-                    "legs": [{"verifier": "scrypt$1$2$3", "session_token": "tok", "state": JournalState.SENT}],
+                    "legs": [
+                        {"verifier": "scrypt$1$2$3", "session_token": "tok", "state": JournalState.SENT}
+                    ],
                 },
             )
         with s.read() as session:
@@ -187,7 +210,9 @@ def test_secrets_redacted_before_hashing_and_storing(tmp_path):
         assert secret not in raw
     stored = json.loads(row.payload)
     assert stored["password"] == "[redacted]" and stored["access_token"] == "[redacted]"
-    assert stored["grant"]["signature"] == "[redacted]" and stored["grant"]["claims"] == {"user_id": "dealer1"}
+    assert stored["grant"]["signature"] == "[redacted]" and stored["grant"]["claims"] == {
+        "user_id": "dealer1"
+    }
     assert stored["legs"][0] == {"verifier": "[redacted]", "session_token": "[redacted]", "state": "sent"}
 
 
@@ -195,7 +220,11 @@ def _cli(home: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "LIFEBOAT_HOME"}
     return subprocess.run(
         [sys.executable, "-m", "console.cli", "--home", str(home), "audit", "verify"],
-        capture_output=True, text=True, timeout=60, env=env, cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
     )
 
 

@@ -5,7 +5,7 @@ moves back.  Real SQLite files."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -26,7 +26,7 @@ from localstore.credentials import (
 from localstore.db import open_store
 from localstore.models import SyncState
 
-T0 = datetime(2026, 3, 2, 4, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
 FAST_N = 2**10  # TEST ONLY: cheap scrypt so the suite stays fast; production uses 2**17
 
 
@@ -68,8 +68,13 @@ def test_test_override_is_validated(monkeypatch):
 
 @pytest.mark.parametrize(
     "stored",
-    ["", "plain", "scrypt$abc$8$1$AAAA$AAAA", "scrypt$1073741824$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA==",
-     "bcrypt$1024$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA=="],
+    [
+        "",
+        "plain",
+        "scrypt$abc$8$1$AAAA$AAAA",
+        "scrypt$1073741824$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA==",
+        "bcrypt$1024$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA==",
+    ],
 )
 def test_malformed_or_hostile_verifier_never_matches(stored):
     assert check_verifier(stored, "anything") is False
@@ -130,25 +135,31 @@ def test_clock_watermark_never_moves_back(tmp_path):
             assert clock_rolled_back(session, T0 - timedelta(hours=1))
             assert not clock_rolled_back(session, T0 - timedelta(seconds=100))  # within the tolerance
             assert not clock_rolled_back(session, T0 + timedelta(minutes=1))
-        with pytest.raises(ValueError, match="timezone"):
-            with s.write() as session:
-                observe_server_time(session, datetime(2026, 3, 2, 4, 0))
+        with pytest.raises(ValueError, match="timezone"), s.write() as session:
+            observe_server_time(session, datetime(2026, 3, 2, 4, 0))
     finally:
         s.close()
 
 
 def test_offline_credential_row_holds_no_password(tmp_path):
-    from localstore.models import OfflineCredential, UserRow
     from backend_client.wire import Role
+    from localstore.models import OfflineCredential, UserRow
 
     s = open_store(tmp_path / "c.db")
     try:
         with s.write() as session:
-            session.add(UserRow(user_id="dealer1", role=Role.DEALER, client_ids='["C1"]', last_online_login_at=T0))
+            session.add(
+                UserRow(user_id="dealer1", role=Role.DEALER, client_ids='["C1"]', last_online_login_at=T0)
+            )
             session.add(
                 OfflineCredential(
-                    user_id="dealer1", verifier=make_verifier("demo", n=FAST_N), grant_json="{}", key_id="k1",
-                    public_key="AAAA", valid_until=T0 + timedelta(hours=14), trading_date=T0.date(),
+                    user_id="dealer1",
+                    verifier=make_verifier("demo", n=FAST_N),
+                    grant_json="{}",
+                    key_id="k1",
+                    public_key="AAAA",
+                    valid_until=T0 + timedelta(hours=14),
+                    trading_date=T0.date(),
                 )
             )
         with s.read() as session:

@@ -64,8 +64,11 @@ def tmpfs(tmp_path):
         pytest.skip("filling a real filesystem needs a small tmpfs, and mounting one needs root")
     mnt = tmp_path / "tmpfs"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
     try:
@@ -101,11 +104,14 @@ def backup_console(up: Cli) -> tuple[Cli, list[tuple]]:
         client = con.execute(
             "SELECT p.client_id FROM positions p JOIN clients c ON c.client_id = p.client_id "
             "WHERE c.dealer_id = 'dealer1' AND p.net_quantity != 0 "
-            "GROUP BY p.client_id ORDER BY count(*) DESC, p.client_id LIMIT 1").fetchone()[0]
+            "GROUP BY p.client_id ORDER BY count(*) DESC, p.client_id LIMIT 1"
+        ).fetchone()[0]
     finally:
         con.close()  # a connection left open would keep the WAL index: not the closed store under test
     down = dataclasses.replace(up, backend_url=DEAD_URL)
-    so = down("--password-stdin", "squareoff", "--client", client, "--yes", "--json", stdin=PASSWORD + "\n").ok()
+    so = down(
+        "--password-stdin", "squareoff", "--client", client, "--yes", "--json", stdin=PASSWORD + "\n"
+    ).ok()
     legs = so.json()["legs"]
     assert len(legs) >= 2 and all(leg["outcome"] == "journaled" for leg in legs), so.stdout
     entries = journal_states(down.store_file)  # the legs, and the cancels of the client's open orders
@@ -122,8 +128,15 @@ def assert_disk_full(r, entries: int, *words: str) -> None:
     and no advice that would orphan them."""
     text = r.stderr
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
-    for word in ("disk holding the local store", "free there", "needed", f"{entries} journal entries",
-                 "not yet replayed to main", "do not move or delete it", *words):
+    for word in (
+        "disk holding the local store",
+        "free there",
+        "needed",
+        f"{entries} journal entries",
+        "not yet replayed to main",
+        "do not move or delete it",
+        *words,
+    ):
         assert word in text, (word, text)
     for word in BAD_ADVICE:
         assert word not in text, (word, text)
@@ -171,12 +184,32 @@ def test_full_tmpfs_is_disk_full_not_corrupt_and_the_journal_replays_after(sim, 
     status = down("status", "--json")
     assert_disk_full_json(status, entries)
     assert_disk_full(status, entries, "is full: 0 bytes free there")  # stderr: the same message for a person
-    place = down("--password-stdin", "order", "place", "--client", "C1001", "--exchange", "NSE", "--symbol",
-                 "RELIANCE", "--side", "SELL", "--quantity", "1", "--product", "MIS", "--type", "MARKET", "--yes",
-                 stdin=PASSWORD + "\n")
+    place = down(
+        "--password-stdin",
+        "order",
+        "place",
+        "--client",
+        "C1001",
+        "--exchange",
+        "NSE",
+        "--symbol",
+        "RELIANCE",
+        "--side",
+        "SELL",
+        "--quantity",
+        "1",
+        "--product",
+        "MIS",
+        "--type",
+        "MARKET",
+        "--yes",
+        stdin=PASSWORD + "\n",
+    )
     assert_disk_full(place, entries, "is full")
     up_full = dataclasses.replace(down, backend_url=sim.url)  # main is back, the disk is still full
-    assert_disk_full_json(up_full("--password-stdin", "sync", "replay", "--json", stdin=PASSWORD + "\n"), entries)
+    assert_disk_full_json(
+        up_full("--password-stdin", "sync", "replay", "--json", stdin=PASSWORD + "\n"), entries
+    )
     assert_disk_full(down("audit", "verify"), entries, "is full")
     assert sha256(down.store_file) == before  # nothing was written, nothing "repaired"
 
@@ -237,10 +270,22 @@ def test_injected_eio_is_an_io_error_not_corrupt(sim, cli_factory, fsync_shim):
     the square-off is NOT accepted, the message says the disk reported an I/O error (not
     full, not corrupt), counts the journal, and the journal is as it was."""
     down, journal = backup_console(cli_factory(sim.url))
-    r = down("--password-stdin", "squareoff", "--all", "--yes", stdin=PASSWORD + "\n",
-             LD_PRELOAD=fsync_shim, FAULTSHIM_SKIP="0")
+    r = down(
+        "--password-stdin",
+        "squareoff",
+        "--all",
+        "--yes",
+        stdin=PASSWORD + "\n",
+        LD_PRELOAD=fsync_shim,
+        FAULTSHIM_SKIP="0",
+    )
     assert r.returncode == 1 and "NOT accepted, nothing was" in r.stderr, r.stderr
-    for word in ("reported an I/O error", "free there", f"{len(journal)} journal entries", "do not move or delete it"):
+    for word in (
+        "reported an I/O error",
+        "free there",
+        f"{len(journal)} journal entries",
+        "do not move or delete it",
+    ):
         assert word in r.stderr, (word, r.stderr)
     for word in (*BAD_ADVICE, "is full"):
         assert word not in r.stderr, (word, r.stderr)
@@ -257,7 +302,9 @@ def test_corrupt_store_with_unsent_entries_is_not_advised_to_be_moved_aside(sim,
     down, journal = backup_console(cli_factory(sim.url))
     con = sqlite3.connect(down.store_file)
     try:  # damage an index of another table: the check fails, the journal's own pages stay readable
-        root = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'ix_trades_client_id'").fetchone()[0]
+        root = con.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'ix_trades_client_id'"
+        ).fetchone()[0]
         page = con.execute("PRAGMA page_size").fetchone()[0]
     finally:
         con.close()
@@ -268,7 +315,11 @@ def test_corrupt_store_with_unsent_entries_is_not_advised_to_be_moved_aside(sim,
     r = down("status", "--json")
     err = r.json()["error"]
     assert r.returncode == 8 and err["code"] == "integrity" and err["reason"] == "corrupt", r.stdout
-    for word in ("is corrupt", f"{len(journal)} journal entries not yet replayed to main", "do not move it aside"):
+    for word in (
+        "is corrupt",
+        f"{len(journal)} journal entries not yet replayed to main",
+        "do not move it aside",
+    ):
         assert word in err["message"], (word, err["message"])
     assert "sync bod" not in err["message"], err["message"]
 
@@ -286,10 +337,13 @@ def test_newer_schema_with_unsent_entries_is_not_advised_to_be_moved_aside(tmp_p
     con = sqlite3.connect(path)
     try:
         for n in (1, 2):
-            con.execute("INSERT INTO journal (created_at, trading_date, console_id, user_id, mode, kind, "
-                        "client_order_id, client_id, payload, state, attempts, updated_at) VALUES ('2026-01-05', "
-                        "'2026-01-05', 'C7K2QX', 'dealer1', 'BACKUP', 'PLACE', ?, 'C1001', '{}', 'pending', 0, "
-                        "'2026-01-05')", (f"C7K2QX-260105-00000{n}",))
+            con.execute(
+                "INSERT INTO journal (created_at, trading_date, console_id, user_id, mode, kind, "
+                "client_order_id, client_id, payload, state, attempts, updated_at) VALUES ('2026-01-05', "
+                "'2026-01-05', 'C7K2QX', 'dealer1', 'BACKUP', 'PLACE', ?, 'C1001', '{}', 'pending', 0, "
+                "'2026-01-05')",
+                (f"C7K2QX-260105-00000{n}",),
+            )
         con.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
         con.commit()
     finally:

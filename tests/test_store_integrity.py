@@ -155,7 +155,11 @@ def _run_cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.
     env = {**os.environ, **(env_extra or {})}
     env.pop("LIFEBOAT_HOME", None)
     return subprocess.run(
-        [sys.executable, "-m", "console.cli", *args], capture_output=True, text=True, timeout=60, env=env,
+        [sys.executable, "-m", "console.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
         cwd=Path(__file__).resolve().parents[1],
     )
 

@@ -8,7 +8,7 @@ import os
 import stat
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -16,7 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Column, Integer, MetaData, Table, func, insert, inspect, select, text
+from sqlalchemy import Column, Integer, MetaData, Table, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from localstore import audit
@@ -89,31 +89,34 @@ def test_pragmas_in_effect_on_pooled_connections(store):
 
 
 def test_foreign_keys_enforced(store):
-    with pytest.raises(IntegrityError):
-        with store.write() as s:
-            s.add(ClientLimitRow(client_id="NOPE", max_order_value=Decimal(1), max_gross_exposure=Decimal(1)))
+    with pytest.raises(IntegrityError), store.write() as s:
+        s.add(ClientLimitRow(client_id="NOPE", max_order_value=Decimal(1), max_gross_exposure=Decimal(1)))
 
 
 def test_journal_state_check_constraint_in_database(store):
     # bypass the ORM's enum validation: the CHECK in the database must refuse it too
-    with pytest.raises(IntegrityError):
-        with store.write() as s:
-            s.execute(
-                text(
-                    "INSERT INTO journal (created_at, trading_date, console_id, user_id, mode, kind,"
-                    " client_order_id, client_id, payload, state, attempts, updated_at)"
-                    " VALUES ('2026-01-01 00:00:00', '2026-01-01', 'C', 'u', 'BACKUP', 'PLACE',"
-                    " 'x1', 'c1', '{}', 'bogus', 0, '2026-01-01 00:00:00')"
-                )
+    with pytest.raises(IntegrityError), store.write() as s:
+        s.execute(
+            text(
+                "INSERT INTO journal (created_at, trading_date, console_id, user_id, mode, kind,"
+                " client_order_id, client_id, payload, state, attempts, updated_at)"
+                " VALUES ('2026-01-01 00:00:00', '2026-01-01', 'C', 'u', 'BACKUP', 'PLACE',"
+                " 'x1', 'c1', '{}', 'bogus', 0, '2026-01-01 00:00:00')"
             )
+        )
 
 
 def test_journal_round_trip_with_enums(store):
     with store.write() as s:
         s.add(
             JournalEntry(
-                trading_date=datetime(2026, 1, 2).date(), console_id=store.console_id, user_id="dealer1",
-                mode="BACKUP", kind=JournalKind.SQUARE_OFF, client_order_id="LB-X-1", client_id="C1",
+                trading_date=datetime(2026, 1, 2).date(),
+                console_id=store.console_id,
+                user_id="dealer1",
+                mode="BACKUP",
+                kind=JournalKind.SQUARE_OFF,
+                client_order_id="LB-X-1",
+                client_id="C1",
                 payload='{"flatten": true}',
             )
         )
@@ -155,10 +158,9 @@ def test_begin_immediate_read_then_write_from_two_threads(store):
 
 
 def test_write_rolls_back_on_error(store):
-    with pytest.raises(RuntimeError):
-        with store.write() as s:
-            s.get(SyncState, 1).bod_seq = 99
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), store.write() as s:
+        s.get(SyncState, 1).bod_seq = 99
+        raise RuntimeError("boom")
     with store.read() as s:
         assert s.get(SyncState, 1).bod_seq is None
 
@@ -245,8 +247,11 @@ def money_engine(tmp_path_factory):
 @settings(max_examples=200, deadline=None)
 @given(
     st.decimals(
-        min_value=Decimal("-922337203685477.5807"), max_value=Decimal("922337203685477.5807"),
-        places=4, allow_nan=False, allow_infinity=False,
+        min_value=Decimal("-922337203685477.5807"),
+        max_value=Decimal("922337203685477.5807"),
+        places=4,
+        allow_nan=False,
+        allow_infinity=False,
     )
 )
 def test_money_round_trips_exactly(money_engine, value):
@@ -262,9 +267,8 @@ def test_money_round_trips_exactly(money_engine, value):
 
 def test_money_refuses_what_it_cannot_store_exactly(money_engine):
     for bad in (Decimal("0.00001"), Decimal("NaN"), Decimal("1e30"), "abc"):
-        with pytest.raises(StatementError):
-            with money_engine.begin() as conn:
-                conn.execute(insert(_money_table).values(id=2, v=bad))
+        with pytest.raises(StatementError), money_engine.begin() as conn:
+            conn.execute(insert(_money_table).values(id=2, v=bad))
     # rounding is opt-in for derived figures (average price, MTM)
     assert Money(exact=False).process_bind_param(Decimal("100.33333"), None) == 1003333
     assert Money(exact=False).process_bind_param(Decimal("0.00005"), None) == 0  # half-even
@@ -276,10 +280,9 @@ def test_datetimes_are_aware_utc_and_naive_refused(store):
         s.get(SyncState, 1).bod_at = datetime(2026, 3, 2, 9, 0, tzinfo=ist)
     with store.read() as s:
         got = s.get(SyncState, 1).bod_at
-    assert got == datetime(2026, 3, 2, 3, 30, tzinfo=timezone.utc) and got.tzinfo is not None
-    with pytest.raises(StatementError, match="naive"):
-        with store.write() as s:
-            s.get(SyncState, 1).bod_at = datetime(2026, 3, 2, 9, 0)
+    assert got == datetime(2026, 3, 2, 3, 30, tzinfo=UTC) and got.tzinfo is not None
+    with pytest.raises(StatementError, match="naive"), store.write() as s:
+        s.get(SyncState, 1).bod_at = datetime(2026, 3, 2, 9, 0)
 
 
 def test_localstore_never_imports_textual_and_paths_stays_light():

@@ -30,8 +30,14 @@ from localstore.models import (
 )
 from tests.cli_env import cli, cli_factory, raw_get, raw_session  # noqa: F401  (fixtures)
 
-_TABLES = {"instruments": InstrumentRow, "clients": ClientRow, "limits": ClientLimitRow,
-           "positions": PositionRow, "open_orders": OrderRow, "trades": TradeRow}
+_TABLES = {
+    "instruments": InstrumentRow,
+    "clients": ClientRow,
+    "limits": ClientLimitRow,
+    "positions": PositionRow,
+    "open_orders": OrderRow,
+    "trades": TradeRow,
+}
 
 
 def book_state(store_file: Path) -> dict:
@@ -41,13 +47,22 @@ def book_state(store_file: Path) -> dict:
         with store.read() as s:
             counts = {name: s.scalar(select(func.count()).select_from(row)) for name, row in _TABLES.items()}
             st = s.get(SyncState, 1)
-            bod_actions = s.scalars(select(AuditRow.payload).where(AuditRow.action == "bod_sync")
-                                    .order_by(AuditRow.id)).all()
+            bod_actions = s.scalars(
+                select(AuditRow.payload).where(AuditRow.action == "bod_sync").order_by(AuditRow.id)
+            ).all()
             chain = audit.verify(s)
             open_ids = set(s.scalars(select(OrderRow.order_id)))
-        return {"counts": counts, "trading_date": st.trading_date, "bod_at": st.bod_at, "bod_seq": st.bod_seq,
-                "last_event_seq": st.last_event_seq, "bod_audit": [json.loads(p) for p in bod_actions],
-                "chain_ok": chain.ok, "chain_rows": chain.rows, "order_ids": open_ids}
+        return {
+            "counts": counts,
+            "trading_date": st.trading_date,
+            "bod_at": st.bod_at,
+            "bod_seq": st.bod_seq,
+            "last_event_seq": st.last_event_seq,
+            "bod_audit": [json.loads(p) for p in bod_actions],
+            "chain_ok": chain.ok,
+            "chain_rows": chain.rows,
+            "order_ids": open_ids,
+        }
     finally:
         store.close()
 
@@ -56,10 +71,23 @@ def resting_buy(url: str, token: str, coid: str) -> dict:
     """A limit buy at the lower band of a dealer1 client's instrument: it rests (OPEN)."""
     inst = next(i for i in raw_get(url, token, "/instruments") if i["exchange"] == "NSE")
     client = raw_get(url, token, "/clients")[0]["client_id"]
-    r = httpx.post(f"{url}/api/v1/orders", headers={"Authorization": f"Bearer {token}"}, timeout=10, json={
-        "client_order_id": coid, "client_id": client, "exchange": inst["exchange"], "symbol": inst["symbol"],
-        "side": "BUY", "quantity": inst["lot_size"], "product": "MIS", "order_type": "LIMIT",
-        "price": inst["lower_band"], "validity": "DAY"})
+    r = httpx.post(
+        f"{url}/api/v1/orders",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+        json={
+            "client_order_id": coid,
+            "client_id": client,
+            "exchange": inst["exchange"],
+            "symbol": inst["symbol"],
+            "side": "BUY",
+            "quantity": inst["lot_size"],
+            "product": "MIS",
+            "order_type": "LIMIT",
+            "price": inst["lower_band"],
+            "validity": "DAY",
+        },
+    )
     assert r.status_code == 201, r.text
     order = r.json()
     assert order["status"] == "OPEN", order
@@ -75,8 +103,9 @@ def test_bod_replaces_the_book_and_is_audited(sim, cli):
     st = book_state(cli.store_file)
     expected = {name: len(snap[name]) for name in _TABLES}
     assert st["counts"] == expected
-    assert {k: first[k] for k in ("instruments", "clients", "positions", "open_orders", "trades")} == \
-        {k: expected[k] for k in ("instruments", "clients", "positions", "open_orders", "trades")}
+    assert {k: first[k] for k in ("instruments", "clients", "positions", "open_orders", "trades")} == {
+        k: expected[k] for k in ("instruments", "clients", "positions", "open_orders", "trades")
+    }
     assert st["trading_date"].isoformat() == snap["trading_date"] == first["trading_date"]
     assert st["bod_seq"] == snap["seq"] == first["seq"]
     assert st["bod_at"] == datetime.fromisoformat(first["synced_at"])
@@ -92,8 +121,11 @@ def test_bod_replaces_the_book_and_is_audited(sim, cli):
     assert st2["counts"]["open_orders"] == expected["open_orders"] + 1 == second.open_orders
     assert st2["bod_seq"] == second.seq > st["bod_seq"]
 
-    r = httpx.delete(f"{sim.url}/api/v1/orders/{order['order_id']}",
-                     headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    r = httpx.delete(
+        f"{sim.url}/api/v1/orders/{order['order_id']}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     cli.bod_in_process()
     st3 = book_state(cli.store_file)

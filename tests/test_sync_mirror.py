@@ -60,7 +60,7 @@ class RuntimeThread:
             self.runtime = Runtime(self.store, client)
             await self.runtime.run()
 
-    def start(self, timeout: float = 30) -> "RuntimeThread":
+    def start(self, timeout: float = 30) -> RuntimeThread:
         self._thread.start()
         self.wait_connected(timeout)
         return self
@@ -86,8 +86,15 @@ class RuntimeThread:
 
 
 def actions(n_clients: int, n_instruments: int):
-    place = st.tuples(st.just("place"), st.integers(0, n_clients - 1), st.integers(0, n_instruments - 1),
-                      st.sampled_from(("BUY", "SELL")), st.booleans(), st.integers(1, 3), st.integers(-4, 4))
+    place = st.tuples(
+        st.just("place"),
+        st.integers(0, n_clients - 1),
+        st.integers(0, n_instruments - 1),
+        st.sampled_from(("BUY", "SELL")),
+        st.booleans(),
+        st.integers(1, 3),
+        st.integers(-4, 4),
+    )
     cancel = st.tuples(st.just("cancel"), st.integers(0, 40))
     modify = st.tuples(st.just("modify"), st.integers(0, 40), st.integers(-4, 4))
     return st.lists(st.one_of(place, place, place, cancel, modify), min_size=8, max_size=25)
@@ -114,8 +121,13 @@ def test_mirror_equals_main_after_random_bursts(sim, tmp_path):
     try:
         wait_until_mirrored(dealer, store)
 
-        @settings(max_examples=6, deadline=None, database=None, derandomize=False,
-                  suppress_health_check=[HealthCheck.too_slow])
+        @settings(
+            max_examples=6,
+            deadline=None,
+            database=None,
+            derandomize=False,
+            suppress_health_check=[HealthCheck.too_slow],
+        )
         @given(burst=actions(len(dealer.scope), len(dealer.instruments)))
         def burst_is_mirrored(burst):
             run_burst(dealer, burst)
@@ -202,8 +214,12 @@ def raw_token(url: str, user: str) -> str:
 
 
 def set_fault(control_url: str, token: str, mode: str) -> None:
-    r = httpx.post(f"{control_url}/api/v1/admin/faults", json={"mode": mode},
-                   headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    r = httpx.post(
+        f"{control_url}/api/v1/admin/faults",
+        json={"mode": mode},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
 
 
@@ -229,8 +245,12 @@ def test_a_gap_the_stream_cannot_fill_takes_a_fresh_snapshot(sim_factory, tmp_pa
         assert second.runtime.status.resnapshots == 1
         assert sync_state(store).last_event_seq > resume_from
         with store.read() as s:
-            reasons = [json.loads(p)["reason"] for p in s.scalars(
-                select(AuditRow.payload).where(AuditRow.action == "bod_sync").order_by(AuditRow.id))]
+            reasons = [
+                json.loads(p)["reason"]
+                for p in s.scalars(
+                    select(AuditRow.payload).where(AuditRow.action == "bod_sync").order_by(AuditRow.id)
+                )
+            ]
         assert reasons[0] == "start of agent" and len(reasons) == 2
         assert reasons[1].startswith("stream asked") and "retained" in reasons[1]
     finally:

@@ -35,8 +35,10 @@ def anchors_of(cli: Cli):
 
 def audit_rows(cli: Cli, action: str) -> list[dict]:
     with sqlite3.connect(cli.store_file) as db:
-        return [json.loads(p) for (p,) in db.execute("SELECT payload FROM audit_log WHERE action = ? ORDER BY id",
-                                                      (action,))]
+        return [
+            json.loads(p)
+            for (p,) in db.execute("SELECT payload FROM audit_log WHERE action = ? ORDER BY id", (action,))
+        ]
 
 
 def forge_supervisor_grant(cli: Cli, *, user: str, password: str, key_id: str | None) -> None:
@@ -52,14 +54,21 @@ def forge_supervisor_grant(cli: Cli, *, user: str, password: str, key_id: str | 
     key = Ed25519PrivateKey.generate()
     public = base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
     with sqlite3.connect(cli.store_file) as db:
-        (grant_json,) = db.execute("SELECT grant_json FROM offline_credentials WHERE user_id = ?", (user,)).fetchone()
+        (grant_json,) = db.execute(
+            "SELECT grant_json FROM offline_credentials WHERE user_id = ?", (user,)
+        ).fetchone()
         claims = json.loads(grant_json)["claims"]
-        claims.update(role="supervisor", client_ids=[f"C{i:03d}" for i in range(45)],
-                      valid_until=(clock.utcnow() + timedelta(days=365)).isoformat(),
-                      key_id=key_id or claims["key_id"])
+        claims.update(
+            role="supervisor",
+            client_ids=[f"C{i:03d}" for i in range(45)],
+            valid_until=(clock.utcnow() + timedelta(days=365)).isoformat(),
+            key_id=key_id or claims["key_id"],
+        )
         forged = {"claims": claims, "signature": base64.b64encode(key.sign(claims_bytes(claims))).decode()}
-        db.execute("UPDATE offline_credentials SET grant_json = ?, public_key = ?, verifier = ? WHERE user_id = ?",
-                   (json.dumps(forged), public, credentials.make_verifier(password), user))
+        db.execute(
+            "UPDATE offline_credentials SET grant_json = ?, public_key = ?, verifier = ? WHERE user_id = ?",
+            (json.dumps(forged), public, credentials.make_verifier(password), user),
+        )
 
 
 def allow_new_exposure(cli: Cli) -> bool:
@@ -70,9 +79,12 @@ def allow_new_exposure(cli: Cli) -> bool:
 # --------------------------------------------------------------------------- the forged offline grant
 
 
-@pytest.mark.parametrize("key_id, reason", [(None, "grant_key_mismatch"), ("forged-1", "grant_key_not_pinned")])
+@pytest.mark.parametrize(
+    "key_id, reason", [(None, "grant_key_mismatch"), ("forged-1", "grant_key_not_pinned")]
+)
 def test_a_forged_grant_signed_by_a_key_written_into_the_store_is_refused_exit_3_and_audited(
-        sim, cli_factory, key_id, reason):
+    sim, cli_factory, key_id, reason
+):
     """The finding: a dealer wrote a key, a supervisor grant signed with it and a verifier into
     the store, and `policy set --allow-new-exposure` succeeded offline (exit 0).  The key that
     verifies grants is the one pinned outside the store at the online login."""
@@ -114,13 +126,20 @@ def test_grant_keys_are_pinned_from_main_at_online_login_and_replaced_only_onlin
     anchors.put(grant_keys={})  # nothing pinned for the grant's key id
     r = down(*policy, stdin=PASSWORD + "\n")
     assert r.returncode == 3 and "did not pin" in r.json()["error"]["message"], r.stdout
-    assert [a["reason"] for a in audit_rows(cli, "login_failed")] == ["grant_key_mismatch", "grant_key_not_pinned"]
+    assert [a["reason"] for a in audit_rows(cli, "login_failed")] == [
+        "grant_key_mismatch",
+        "grant_key_not_pinned",
+    ]
 
     anchors.put(grant_keys=zeros)
     cli.login().ok()  # online: main's keys replace the pins, and the change is audited
     assert anchors_of(cli).grant_keys() == published
     [changed] = audit_rows(cli, "grant_keys_pinned")
-    assert changed["pinned"] == fingerprints and changed["before"] != fingerprints and changed["where"] == "keyring"
+    assert (
+        changed["pinned"] == fingerprints
+        and changed["before"] != fingerprints
+        and changed["where"] == "keyring"
+    )
     down(*policy, stdin=PASSWORD + "\n").ok()
 
 
@@ -137,7 +156,9 @@ def test_with_a_keyring_the_anchors_are_there_and_status_says_so(sim, cli_factor
     assert not list((cli.config_dir / "anchors").glob("*.json"))  # no file: the keyring holds them
 
 
-def test_without_a_keyring_the_anchors_are_a_0600_file_outside_the_home_and_backup_works_from_it(sim, cli_factory):
+def test_without_a_keyring_the_anchors_are_a_0600_file_outside_the_home_and_backup_works_from_it(
+    sim, cli_factory
+):
     """A headless server: keyring's fail backend.  The online login keeps the anchors in a 0600 file
     in the config dir (not the token: there is no plaintext fallback for it); status says where;
     offline login verifies the grant with the keys pinned in that file."""
@@ -157,8 +178,11 @@ def test_without_a_keyring_the_anchors_are_a_0600_file_outside_the_home_and_back
     down = dataclasses.replace(cli, backend_url=DEAD_URL)
     j, t = down.many(("status", "--json"), ("status",))
     st = j.ok().json()
-    assert st["mode"] == "BACKUP" and st["anchors"] == {"kind": "file", "enrolled": True,
-                                                         "where": f"{file} (mode 0600; no OS keyring on this machine)"}
+    assert st["mode"] == "BACKUP" and st["anchors"] == {
+        "kind": "file",
+        "enrolled": True,
+        "where": f"{file} (mode 0600; no OS keyring on this machine)",
+    }
     assert f"trust anchors  {file} (mode 0600; no OS keyring on this machine); enrolled here" in t.ok().stdout
     so = down("--password-stdin", "squareoff", "--all", "--yes", "--json", stdin=PASSWORD + "\n").ok().json()
     assert so["outcome"] == "journaled"
@@ -167,7 +191,9 @@ def test_without_a_keyring_the_anchors_are_a_0600_file_outside_the_home_and_back
 # --------------------------------------------------------------------------- the copied store
 
 
-def test_a_copied_store_refuses_to_journal_until_an_online_login_gives_it_a_new_console_id(sim, cli_factory, tmp_path):
+def test_a_copied_store_refuses_to_journal_until_an_online_login_gives_it_a_new_console_id(
+    sim, cli_factory, tmp_path
+):
     """The finding: a store copied to another home kept its console id, so both copies issued the
     same client_order_ids.  The copy (same machine, same keyring: the anchors are per home) is not
     enrolled: offline login, the journal and the replay refuse it (exit 3); an online login gives it
@@ -181,8 +207,11 @@ def test_a_copied_store_refuses_to_journal_until_an_online_login_gives_it_a_new_
     orig("--password-stdin", "sync", "bod", stdin=PASSWORD + "\n").ok()
     odown = dataclasses.replace(orig, backend_url=DEAD_URL)
     client = json.loads(orig("positions", "--local", "--json").ok().stdout)[0]["client_id"]
-    first = odown("--password-stdin", "squareoff", "--client", client, "--yes", "--json",
-                  stdin=PASSWORD + "\n").ok().json()
+    first = (
+        odown("--password-stdin", "squareoff", "--client", client, "--yes", "--json", stdin=PASSWORD + "\n")
+        .ok()
+        .json()
+    )
     original_id = orig("status", "--json").ok().json()["console_id"]
     assert all(leg["client_order_id"].startswith(original_id + "-") for leg in first["legs"])
 
@@ -200,34 +229,52 @@ def test_a_copied_store_refuses_to_journal_until_an_online_login_gives_it_a_new_
     svc = copy.service()
     try:
         with pytest.raises(NotEnrolled, match="log in online"):
-            desk.squareoff(svc.store, Actor("super1", "supervisor", frozenset(), _trading_date(copy)),
-                           client_id=None, symbol=None, keep_orders=True, mode="BACKUP")
+            desk.squareoff(
+                svc.store,
+                Actor("super1", "supervisor", frozenset(), _trading_date(copy)),
+                client_id=None,
+                symbol=None,
+                keep_orders=True,
+                mode="BACKUP",
+            )
     finally:
         svc.close()
     # the replay too (main up, the user's saved token: the same machine's keyring)
     rp = copy("sync", "replay", "--json")
     assert rp.returncode == 3 and "not enrolled on this home" in rp.json()["error"]["message"], rp.stdout
     with sqlite3.connect(copy.store_file) as db:
-        assert db.execute("SELECT count(*) FROM journal").fetchone()[0] == len(first["legs"]) + len(first["cancels"])
+        assert db.execute("SELECT count(*) FROM journal").fetchone()[0] == len(first["legs"]) + len(
+            first["cancels"]
+        )
 
     copy.login().ok()  # online: enrolled here, with a new console id
     new_id = copy("status", "--json").ok().json()["console_id"]
     assert new_id != original_id
-    enrolled = audit_rows(copy, "console_enrolled")[-1]  # the first: the original's first login (a fresh store is enrolled too)
+    enrolled = audit_rows(copy, "console_enrolled")[
+        -1
+    ]  # the first: the original's first login (a fresh store is enrolled too)
     assert enrolled["previous"] == original_id and enrolled["console_id"] == new_id
-    second = cdown("--password-stdin", "squareoff", "--all", "--yes", "--json", stdin=PASSWORD + "\n").ok().json()
-    again = odown("--password-stdin", "squareoff", "--all", "--yes", "--json", stdin=PASSWORD + "\n").ok().json()
+    second = (
+        cdown("--password-stdin", "squareoff", "--all", "--yes", "--json", stdin=PASSWORD + "\n").ok().json()
+    )
+    again = (
+        odown("--password-stdin", "squareoff", "--all", "--yes", "--json", stdin=PASSWORD + "\n").ok().json()
+    )
     copy_ids = {leg["client_order_id"] for leg in second["legs"]}
     orig_ids = {leg["client_order_id"] for leg in again["legs"]}
     assert copy_ids and orig_ids and not copy_ids & orig_ids
-    assert all(c.startswith(new_id + "-") for c in copy_ids) and all(c.startswith(original_id + "-") for c in orig_ids)
+    assert all(c.startswith(new_id + "-") for c in copy_ids) and all(
+        c.startswith(original_id + "-") for c in orig_ids
+    )
 
 
 def _trading_date(cli: Cli):
     from datetime import date
 
     with sqlite3.connect(cli.store_file) as db:
-        return date.fromisoformat(db.execute("SELECT trading_date FROM sync_state WHERE id = 1").fetchone()[0])
+        return date.fromisoformat(
+            db.execute("SELECT trading_date FROM sync_state WHERE id = 1").fetchone()[0]
+        )
 
 
 # --------------------------------------------------------------------------- the broker's trust file
@@ -262,8 +309,12 @@ def test_a_broker_trust_file_decides_which_grant_keys_are_pinned_and_used(sim, c
 
     forge_supervisor_grant(cli, user="super1", password="chosen", key_id="forged-1")
     with sqlite3.connect(cli.store_file) as db:
-        (forged_key,) = db.execute("SELECT public_key FROM offline_credentials WHERE user_id = 'super1'").fetchone()
-    anchors_of(cli).put(grant_keys={key_id: key, "forged-1": forged_key})  # the dealer's account writes its keyring
+        (forged_key,) = db.execute(
+            "SELECT public_key FROM offline_credentials WHERE user_id = 'super1'"
+        ).fetchone()
+    anchors_of(cli).put(
+        grant_keys={key_id: key, "forged-1": forged_key}
+    )  # the dealer's account writes its keyring
     r = down("--password-stdin", "policy", "set", "--allow-new-exposure", "--json", stdin="chosen\n")
     assert r.returncode == 3 and "did not pin" in r.json()["error"]["message"], r.stdout
     assert not allow_new_exposure(cli)

@@ -21,16 +21,29 @@ ANSI = re.compile(r"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]|\x
 
 def _env(home, url):
     env = testclock.keep({k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_")})
-    env.update(LIFEBOAT_HOME=str(home), LIFEBOAT_BACKEND_URL=url, LIFEBOAT_USER="dealer1", TERM="xterm-256color",
-               PYTHONPATH=str(REPO_ROOT), LIFEBOAT_CONFIG=str(home / "none.toml"))
+    env.update(
+        LIFEBOAT_HOME=str(home),
+        LIFEBOAT_BACKEND_URL=url,
+        LIFEBOAT_USER="dealer1",
+        TERM="xterm-256color",
+        PYTHONPATH=str(REPO_ROOT),
+        LIFEBOAT_CONFIG=str(home / "none.toml"),
+    )
     return env
 
 
 def test_bare_lifeboat_opens_the_console_in_a_terminal(sim, tmp_path):
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "console.cli"], stdin=slave, stdout=slave, stderr=slave,
-                            env=_env(tmp_path / "home", sim.url), start_new_session=True, cwd=REPO_ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "console.cli"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=_env(tmp_path / "home", sim.url),
+        start_new_session=True,
+        cwd=REPO_ROOT,
+    )
     os.close(slave)
     seen = ""
     try:
@@ -58,8 +71,15 @@ def test_bare_lifeboat_opens_the_console_in_a_terminal(sim, tmp_path):
 
 
 def test_bare_lifeboat_without_a_terminal_says_so(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "console.cli"], stdin=subprocess.DEVNULL, capture_output=True,
-                       text=True, env=_env(tmp_path / "home", "http://127.0.0.1:9"), cwd=REPO_ROOT, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "console.cli"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path / "home", "http://127.0.0.1:9"),
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
     assert p.returncode == 2 and "needs a terminal" in p.stderr
 
 
@@ -67,9 +87,17 @@ def test_a_bad_config_is_one_sentence_not_a_traceback(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     (home / "none.toml").write_text("[keys]\n\"order.buyy\" = \"f1\"\n")
-    script = ("import sys; from console.tui import run_console; "
-              "sys.exit(run_console(backend='http://127.0.0.1:9', home=None, user='dealer1'))")
-    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                       env=_env(home, "http://127.0.0.1:9"), cwd=REPO_ROOT, timeout=60)
+    script = (
+        "import sys; from console.tui import run_console; "
+        "sys.exit(run_console(backend='http://127.0.0.1:9', home=None, user='dealer1'))"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=_env(home, "http://127.0.0.1:9"),
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
     assert p.returncode == 2, p.stderr
     assert "keys.order.buyy is not a key id" in p.stderr and "Traceback" not in p.stderr

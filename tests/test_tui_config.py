@@ -19,7 +19,9 @@ def test_defaults_when_missing(tmp_path):
 
 
 def test_full_file(tmp_path):
-    p = _write(tmp_path, """
+    p = _write(
+        tmp_path,
+        """
 [console]
 idle_lock_minutes = 2.5
 theme = "nord"
@@ -28,7 +30,8 @@ symbols = ["nse:infy", "NFO:NIFTY-FUT"]
 [keys]
 "order.buy" = "f5"
 "squareoff" = "f10, ctrl+o"
-""")
+""",
+    )
     cfg = load_config(p)
     assert cfg.idle_lock_minutes == 2.5 and cfg.theme == "nord"
     assert cfg.watch_symbols == ["NSE:INFY", "NFO:NIFTY-FUT"]
@@ -36,17 +39,20 @@ symbols = ["nse:infy", "NFO:NIFTY-FUT"]
     assert cfg.path == p
 
 
-@pytest.mark.parametrize("text, says", [
-    ("[console\n", "not valid TOML"),
-    ("[colors]\n", "unknown section [colors]"),
-    ("[console]\nidle_lock = 3\n", "unknown setting console.idle_lock"),
-    ("[console]\nidle_lock_minutes = -1\n", "console.idle_lock_minutes must be"),
-    ("[console]\nidle_lock_minutes = true\n", "console.idle_lock_minutes must be"),
-    ("[market_watch]\nsymbols = \"INFY\"\n", "market_watch.symbols must be a list"),
-    ("[market_watch]\nsymbols = [\"INFY\"]\n", "write EXCHANGE:SYMBOL"),
-    ("[keys]\n\"order.buyy\" = \"f1\"\n", "keys.order.buyy is not a key id"),
-    ("[keys]\n\"order.buy\" = \"F 1!\"\n", "write Textual key names"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("[console\n", "not valid TOML"),
+        ("[colors]\n", "unknown section [colors]"),
+        ("[console]\nidle_lock = 3\n", "unknown setting console.idle_lock"),
+        ("[console]\nidle_lock_minutes = -1\n", "console.idle_lock_minutes must be"),
+        ("[console]\nidle_lock_minutes = true\n", "console.idle_lock_minutes must be"),
+        ("[market_watch]\nsymbols = \"INFY\"\n", "market_watch.symbols must be a list"),
+        ("[market_watch]\nsymbols = [\"INFY\"]\n", "write EXCHANGE:SYMBOL"),
+        ("[keys]\n\"order.buyy\" = \"f1\"\n", "keys.order.buyy is not a key id"),
+        ("[keys]\n\"order.buy\" = \"F 1!\"\n", "write Textual key names"),
+    ],
+)
 def test_bad_settings_are_named(tmp_path, text, says):
     p = _write(tmp_path, text)
     with pytest.raises(ConfigError) as err:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tui_env import SIZE, login, run, make_app, tui_keyring, wait_for  # noqa: F401 - fixture
+from tests.tui_env import SIZE, login, make_app, run, tui_keyring, wait_for  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -42,14 +42,23 @@ async def _order_lifecycle(sim, tmp_path):
         client = desk.book.clients[0]
         inst, price = _resting_limit(desk.book, client)
         await pilot.press("f1")
-        form = await wait_for(pilot, lambda: isinstance(app.screen, OrderEntryScreen) and app.screen, what="order form")
+        form = await wait_for(
+            pilot, lambda: isinstance(app.screen, OrderEntryScreen) and app.screen, what="order form"
+        )
         # inline validation: a quantity off the lot size and a price off the tick are refused before sending
-        form.set_fields(client=client, exchange="NSE", symbol=inst.symbol, order_type="LIMIT",
-                        quantity=str(inst.lot_size + 1) if inst.lot_size > 1 else "0", price=str(price))
+        form.set_fields(
+            client=client,
+            exchange="NSE",
+            symbol=inst.symbol,
+            order_type="LIMIT",
+            quantity=str(inst.lot_size + 1) if inst.lot_size > 1 else "0",
+            price=str(price),
+        )
         await pilot.pause()
         assert not form.validate()
         assert "lot size" in str(form.query_one("#order-error").render()) or "greater than zero" in str(
-            form.query_one("#order-error").render())
+            form.query_one("#order-error").render()
+        )
         form.set_fields(quantity=str(inst.lot_size), price=str(price + inst.tick_size / 2))
         await pilot.pause()
         assert not form.validate() and "tick size" in str(form.query_one("#order-error").render())
@@ -61,7 +70,9 @@ async def _order_lifecycle(sim, tmp_path):
         assert form.validate()
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.screen is desk, what="the form to close on success")
-        main = [o for o in await _main_orders(sim.url, home) if o.symbol == inst.symbol and o.client_id == client]
+        main = [
+            o for o in await _main_orders(sim.url, home) if o.symbol == inst.symbol and o.client_id == client
+        ]
         assert len(main) == 1 and main[0].status.value == "OPEN" and main[0].price == price
         assert main[0].quantity == inst.lot_size and main[0].side.value == "BUY"
         oid = main[0].order_id
@@ -72,7 +83,9 @@ async def _order_lifecycle(sim, tmp_path):
         await wait_for(pilot, lambda: og.row(oid) is not None, what="the order in the order book")
         assert og.move_to(oid)
         await pilot.press("shift+f2")
-        mod = await wait_for(pilot, lambda: isinstance(app.screen, ModifyScreen) and app.screen, what="modify form")
+        mod = await wait_for(
+            pilot, lambda: isinstance(app.screen, ModifyScreen) and app.screen, what="modify form"
+        )
         mod.query_one("#m-quantity").value = str(2 * inst.lot_size)
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.screen is desk, what="modify to finish")
@@ -83,7 +96,9 @@ async def _order_lifecycle(sim, tmp_path):
         await pilot.press("delete")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="cancel confirmation")
         await pilot.press("y")
-        await wait_for(pilot, lambda: og.row(oid)["status"] == "CANCELLED", what="CANCELLED in the order book")
+        await wait_for(
+            pilot, lambda: og.row(oid)["status"] == "CANCELLED", what="CANCELLED in the order book"
+        )
         main = {o.order_id: o for o in await _main_orders(sim.url, home)}
         assert main[oid].status.value == "CANCELLED" and main[oid].quantity == 2 * inst.lot_size
         app.exit()
@@ -126,14 +141,20 @@ async def _squareoff_client(sim, tmp_path):
         before = [p for p in await _main_positions(sim.url, home, client) if p.net_quantity]
         assert before, "the demo data gives every client open positions"
         await pilot.press("f10")
-        so = await wait_for(pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="square-off")
+        so = await wait_for(
+            pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="square-off"
+        )
         so.query_one("#so-scope", Select).value = "client"
-        await wait_for(pilot, lambda: so.preview is not None and so.preview_scope == {"client_id": client},
-                       what="the client preview")
+        await wait_for(
+            pilot,
+            lambda: so.preview is not None and so.preview_scope == {"client_id": client},
+            what="the client preview",
+        )
         legs = so.preview.legs
         assert so.preview.dry_run and len(legs) == len(before)
         assert {(leg["symbol"], leg["quantity"], leg["side"]) for leg in legs} == {
-            (p.symbol, abs(p.net_quantity), "SELL" if p.net_quantity > 0 else "BUY") for p in before}
+            (p.symbol, abs(p.net_quantity), "SELL" if p.net_quantity > 0 else "BUY") for p in before
+        }
         assert so.query_one("#so-legs", DataTable).row_count == len(legs)
         # nothing was sent by the preview
         nets = lambda ps: sorted((p.symbol, p.product.value, p.net_quantity) for p in ps if p.net_quantity)  # noqa: E731
@@ -143,13 +164,17 @@ async def _squareoff_client(sim, tmp_path):
         assert not so.result.rejected and so.result.mode == "ONLINE"
         assert nets(await _main_positions(sim.url, home, client)) == []
         await pilot.press("escape")
-        await wait_for(pilot, lambda: all(pos.row(k)["net_quantity"] == 0 for k in pos.keys() if k[0] == client),
-                       what="flat positions on the desk")
+        await wait_for(
+            pilot,
+            lambda: all(pos.row(k)["net_quantity"] == 0 for k in pos.keys() if k[0] == client),
+            what="flat positions on the desk",
+        )
         app.exit()
 
 
-def test_banner_follows_main_down_and_back_and_the_desk_shows_the_reconciled_book(sim_factory, tmp_path,
-                                                                                  tui_keyring):
+def test_banner_follows_main_down_and_back_and_the_desk_shows_the_reconciled_book(
+    sim_factory, tmp_path, tui_keyring
+):
     run(_banner(sim_factory(), tmp_path))
 
 
@@ -162,8 +187,11 @@ async def _banner(sim, tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         desk = await login(pilot)
         banner = desk.query_one(ModeBanner)
-        await wait_for(pilot, lambda: app.host and app.host.runtime and app.host.runtime.status.connected,
-                       what="the stream")
+        await wait_for(
+            pilot,
+            lambda: app.host and app.host.runtime and app.host.runtime.status.connected,
+            what="the stream",
+        )
         sim.kill()
         await wait_for(pilot, lambda: banner.mode == "BACKUP", what="BACKUP on the banner")
         assert banner.has_class("mode-backup") and "BACKUP" in str(banner.render())
@@ -173,7 +201,9 @@ async def _banner(sim, tmp_path):
         open_key = next(k for k in pos.keys() if pos.row(k)["net_quantity"] != 0)
         pos.move_to(open_key)
         await pilot.press("f10")
-        so = await wait_for(pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="square-off")
+        so = await wait_for(
+            pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="square-off"
+        )
         await wait_for(pilot, lambda: so.preview is not None, what="the preview")
         await pilot.press("y")
         await wait_for(pilot, lambda: so.result is not None, what="the journaled square-off")
@@ -184,11 +214,17 @@ async def _banner(sim, tmp_path):
         sim.start()  # same port, same data
         # main back: RECOVERING, the runtime replays and reconciles, and the console shows the
         # report and the reconciled book by itself (no key pressed)
-        await wait_for(pilot, lambda: isinstance(app.screen, ReconciliationScreen), timeout=30,
-                       what="the reconciliation report over the desk")
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ReconciliationScreen),
+            timeout=30,
+            what="the reconciliation report over the desk",
+        )
         report = app.screen.report
         assert report is app.recoveries[-1].report and report["counts"]["applied"] >= 1, report
-        await wait_for(pilot, lambda: pos.row(open_key)["net_quantity"] == 0, what="the flat position on the desk")
+        await wait_for(
+            pilot, lambda: pos.row(open_key)["net_quantity"] == 0, what="the flat position on the desk"
+        )
         await wait_for(pilot, lambda: banner.mode == "ONLINE", timeout=30, what="ONLINE again")
         assert banner.has_class("mode-online") and banner.progress == ""
         hist = app.mode_history
@@ -221,12 +257,18 @@ async def _offline(url, home):
     app = make_app(url, home)
     async with app.run_test(size=SIZE) as pilot:
         # a wrong password is refused on the login screen, inline
-        screen = await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen) and app.screen.online is False
-                                and app.screen, what="the OFFLINE login hint")
+        screen = await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, LoginScreen) and app.screen.online is False and app.screen,
+            what="the OFFLINE login hint",
+        )
         screen.query_one("#login-password").value = "wrong"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: "wrong password" in str(screen.query_one("#login-error").render()),
-                       what="the inline error")
+        await wait_for(
+            pilot,
+            lambda: "wrong password" in str(screen.query_one("#login-error").render()),
+            what="the inline error",
+        )
         desk = await login(pilot, expect="OFFLINE")
         assert app.session.identity.how == "OFFLINE"
         banner = desk.query_one(ModeBanner)
@@ -236,7 +278,9 @@ async def _offline(url, home):
         open_key = next(k for k in pos.keys() if pos.row(k)["net_quantity"] != 0)
         pos.move_to(open_key)
         await pilot.press("f10")
-        so = await wait_for(pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="square-off")
+        so = await wait_for(
+            pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="square-off"
+        )
         await wait_for(pilot, lambda: so.preview is not None, what="the preview")
         assert so.preview.mode == "BACKUP" and len(so.preview.legs) >= 1
         assert {leg["symbol"] for leg in so.preview.legs} == {open_key[2]}
@@ -248,7 +292,9 @@ async def _offline(url, home):
         jg = desk.grid("journal")
         await wait_for(pilot, lambda: jg.row_count >= 1, what="the journal view")
         row = jg.row(jg.keys()[-1])
-        assert row["kind"] == "SQUARE_OFF" and row["symbol"] == open_key[2] and row["client_id"] == open_key[0]
+        assert (
+            row["kind"] == "SQUARE_OFF" and row["symbol"] == open_key[2] and row["client_id"] == open_key[0]
+        )
         app.exit()
 
 
@@ -271,10 +317,14 @@ async def _lock_help_rebind(sim, tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         desk = await login(pilot)
         # idle for 1.2 s: the lock covers the desk; a wrong password keeps it, the right one opens it
-        lock = await wait_for(pilot, lambda: isinstance(app.screen, LockScreen) and app.screen, what="the idle lock")
+        lock = await wait_for(
+            pilot, lambda: isinstance(app.screen, LockScreen) and app.screen, what="the idle lock"
+        )
         lock.query_one("#lock-password").value = "nope"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: "wrong password" in str(lock.query_one("#lock-error").render()), what="refusal")
+        await wait_for(
+            pilot, lambda: "wrong password" in str(lock.query_one("#lock-error").render()), what="refusal"
+        )
         assert isinstance(app.screen, LockScreen)
         await pilot.press("f2")  # trading keys do nothing while locked
         assert isinstance(app.screen, LockScreen)
@@ -285,7 +335,9 @@ async def _lock_help_rebind(sim, tmp_path):
         app.config.idle_lock_minutes = 60  # no lock during the rest
         # help lists every key in force, the rebound one with its new key
         await pilot.press("question_mark")
-        help_screen = await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen, what="help")
+        help_screen = await wait_for(
+            pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen, what="help"
+        )
         rows = {row[2]: row[0] for row in help_screen.rows}
         ids = {k.id for k in keymap.ALL_KEYS}  # the console's keys (the demo adds its own)
         assert set(rows) == ids, ids ^ set(rows)
@@ -293,8 +345,14 @@ async def _lock_help_rebind(sim, tmp_path):
         assert help_screen.query_one(DataTable).row_count == len(ids)
         # the command palette offers the desk's actions on the desk (and not on the help screen)
         offered = {c.title for c in app.get_system_commands(desk)}
-        assert {"Buy order", "Square off", "Kill switch", "Order book", "Lock screen",
-                "Replay and reconciliation"} <= offered
+        assert {
+            "Buy order",
+            "Square off",
+            "Kill switch",
+            "Order book",
+            "Lock screen",
+            "Replay and reconciliation",
+        } <= offered
         assert "Buy order" not in {c.title for c in app.get_system_commands(help_screen)}
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is desk, what="help closed")
@@ -303,7 +361,9 @@ async def _lock_help_rebind(sim, tmp_path):
         await pilot.pause(0.2)
         assert app.screen is desk
         await pilot.press("f5")
-        form = await wait_for(pilot, lambda: isinstance(app.screen, OrderEntryScreen) and app.screen, what="F5 buy")
+        form = await wait_for(
+            pilot, lambda: isinstance(app.screen, OrderEntryScreen) and app.screen, what="F5 buy"
+        )
         assert form.side == "BUY"
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is desk, what="form closed")
@@ -315,15 +375,22 @@ async def _lock_help_rebind(sim, tmp_path):
         await pilot.press("ctrl+d")
         assert watch.row(first) is None and f"{first[0]}:{first[1]}" not in app.watch_symbols
         await pilot.press("insert")
-        ask = await wait_for(pilot, lambda: isinstance(app.screen, AskScreen) and app.screen, what="add symbol")
+        ask = await wait_for(
+            pilot, lambda: isinstance(app.screen, AskScreen) and app.screen, what="add symbol"
+        )
         ask.query_one("#ask-input").value = f"{first[0]}:{first[1]}"
         await pilot.press("enter")
         await wait_for(pilot, lambda: watch.row(first) is not None, what="the symbol back in the watch")
         assert app.watch_symbols[-1] == f"{first[0]}:{first[1]}"
         await pilot.press("insert")
-        ask = await wait_for(pilot, lambda: isinstance(app.screen, AskScreen) and app.screen, what="add symbol")
+        ask = await wait_for(
+            pilot, lambda: isinstance(app.screen, AskScreen) and app.screen, what="add symbol"
+        )
         ask.query_one("#ask-input").value = "NSE:NOSUCHTHING"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: any("No instrument NSE:NOSUCHTHING" in str(n.message)
-                                          for n in app._notifications), what="the refusal")
+        await wait_for(
+            pilot,
+            lambda: any("No instrument NSE:NOSUCHTHING" in str(n.message) for n in app._notifications),
+            what="the refusal",
+        )
         app.exit()

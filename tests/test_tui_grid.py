@@ -12,8 +12,11 @@ from textual.app import App, ComposeResult
 from console.tui.widgets import panels
 from console.tui.widgets.grid import BookGrid, Column
 
-COLS = [Column("id", "Id", 6), Column("qty", "Qty", 6, "right"), Column("mtm", "MTM", 10, "right", panels.money,
-                                                                         panels.signed_tone)]
+COLS = [
+    Column("id", "Id", 6),
+    Column("qty", "Qty", 6, "right"),
+    Column("mtm", "MTM", 10, "right", panels.money, panels.signed_tone),
+]
 
 
 class GridApp(App):

@@ -13,9 +13,12 @@ FORBIDDEN = re.compile(r"\b(sqlalchemy|localstore\.models|localstore\.db)\b")
 def test_console_tui_never_imports_sqlalchemy_or_the_store_models():
     sources = sorted(TUI.rglob("*.py"))
     assert len(sources) > 10, "the console package moved?"
-    found = [f"{p.relative_to(TUI.parent.parent)}:{n}: {line.strip()}"
-             for p in sources for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
-             if FORBIDDEN.search(line)]
+    found = [
+        f"{p.relative_to(TUI.parent.parent)}:{n}: {line.strip()}"
+        for p in sources
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if FORBIDDEN.search(line)
+    ]
     assert found == [], "\n".join(found)
 
 

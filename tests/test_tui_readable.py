@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(120)
 
 ROOT = Path(__file__).resolve().parent.parent
 FOUR_PLACES = re.compile(r"\d\.\d{4}\b")  # how the store keeps prices: 2965.8500
-AT = datetime(2026, 1, 5, 4, 0, tzinfo=timezone.utc)
+AT = datetime(2026, 1, 5, 4, 0, tzinfo=UTC)
 
 
 def _still_sim(sim_factory):
@@ -91,7 +91,9 @@ async def _help(sim, tmp_path):
     async with app.run_test(size=(160, 45)) as pilot:
         desk = await login(pilot)
         await pilot.press("question_mark")
-        help_screen = await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen, what="help")
+        help_screen = await wait_for(
+            pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen, what="help"
+        )
         await pilot.pause()
         header = str(help_screen.query_one("#help-header").render())
         assert "[keys]" in header, header
@@ -112,8 +114,9 @@ async def _help(sim, tmp_path):
 
 
 @pytest.mark.parametrize("size", [(160, 45), (120, 40)])
-def test_symbols_whole_prices_at_tick_and_the_key_bar_keeps_lock_help_quit(sim_factory, tmp_path, tui_keyring,
-                                                                              size):
+def test_symbols_whole_prices_at_tick_and_the_key_bar_keeps_lock_help_quit(
+    sim_factory, tmp_path, tui_keyring, size
+):
     sim = _still_sim(sim_factory)
     _bod_taken(sim, tmp_path / "home")
     run(_layout(sim, tmp_path, size))
@@ -148,7 +151,9 @@ async def _layout(sim, tmp_path, size):
         desk.action_show("watch")
         await pilot.pause()
         await pilot.press("f1")
-        form = await wait_for(pilot, lambda: isinstance(app.screen, OrderEntryScreen) and app.screen, what="form")
+        form = await wait_for(
+            pilot, lambda: isinstance(app.screen, OrderEntryScreen) and app.screen, what="form"
+        )
         await pilot.pause()
         hint = str(form.query_one("#order-hint").render())
         inst = desk.book.instruments[(form.fields()["exchange"], form.fields()["symbol"])]
@@ -163,7 +168,9 @@ async def _layout(sim, tmp_path, size):
         oid = next(k for k in og.keys() if og.row(k)["price"] is not None and og.row(k)["status"] == "OPEN")
         og.move_to(oid)
         await pilot.press("shift+f2")
-        mod = await wait_for(pilot, lambda: isinstance(app.screen, ModifyScreen) and app.screen, what="modify")
+        mod = await wait_for(
+            pilot, lambda: isinstance(app.screen, ModifyScreen) and app.screen, what="modify"
+        )
         assert mod.query_one("#m-price").value == f"{og.row(oid)['price']:.2f}"
         await pilot.press("escape")
         app.exit()
@@ -195,22 +202,31 @@ async def _f1_early(sim, tmp_path):
 
     app.session.local_book = held_local_book
     async with app.run_test(size=(160, 45)) as pilot:
-        screen = await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen) and app.screen, what="login")
+        screen = await wait_for(
+            pilot, lambda: isinstance(app.screen, LoginScreen) and app.screen, what="login"
+        )
         await wait_for(pilot, lambda: screen.online is not None, what="the login probe")
         screen.query_one("#login-password").value = "demo"
         await pilot.press("enter")
-        desk = await wait_for(pilot, lambda: isinstance(app.screen, DeskScreen) and app.screen, what="the desk")
+        desk = await wait_for(
+            pilot, lambda: isinstance(app.screen, DeskScreen) and app.screen, what="the desk"
+        )
         assert desk.book is None
         await pilot.press("f1")
-        form = await wait_for(pilot, lambda: isinstance(app.screen, OrderEntryScreen) and app.screen,
-                              what="the order form while the book loads")
+        form = await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, OrderEntryScreen) and app.screen,
+            what="the order form while the book loads",
+        )
         assert form.book is None and not form.validate()
         assert "loading" in str(form.query_one("#order-error").render())
         assert not any("still loading" in str(n.message) for n in app._notifications)
         gate.set()
         await wait_for(pilot, lambda: form.book is not None, what="the form to get the book")
         assert form.fields()["client"] == desk.book.clients[0]
-        inst = sorted((i for (e, _s), i in desk.book.instruments.items() if e == "NSE"), key=lambda i: i.symbol)[0]
+        inst = sorted(
+            (i for (e, _s), i in desk.book.instruments.items() if e == "NSE"), key=lambda i: i.symbol
+        )[0]
         form.set_fields(exchange="NSE", symbol=inst.symbol, quantity=str(inst.lot_size))
         await pilot.pause()
         assert form.validate(), str(form.query_one("#order-error").render())
@@ -233,7 +249,9 @@ async def _watch(sim, tmp_path):
         desk = await login(pilot)
         book = desk.book
         own = {(p.exchange.value, p.symbol) for p in book.positions}
-        own |= {(o.exchange.value, o.symbol) for o in book.orders if o.status.value in ("OPEN", "TRIGGER_PENDING")}
+        own |= {
+            (o.exchange.value, o.symbol) for o in book.orders if o.status.value in ("OPEN", "TRIGGER_PENDING")
+        }
         watch = desk.grid("watch")
         assert set(watch.keys()) == own
         assert len(own) < len(book.instruments)  # not the whole reference data
@@ -248,24 +266,50 @@ async def _watch(sim, tmp_path):
 def _position(**kw):
     from backend_client import wire
 
-    base = dict(client_id="C1", exchange="NSE", symbol="X", product="MIS", net_quantity=0, average_price=0,
-                last_price=100, realised_pnl=0, mtm=0, buy_quantity=0, sell_quantity=0, updated_at=AT)
+    base = dict(
+        client_id="C1",
+        exchange="NSE",
+        symbol="X",
+        product="MIS",
+        net_quantity=0,
+        average_price=0,
+        last_price=100,
+        realised_pnl=0,
+        mtm=0,
+        buy_quantity=0,
+        sell_quantity=0,
+        updated_at=AT,
+    )
     return wire.Position(**{**base, **kw})
 
 
 def _trade(n, side, qty, price):
     from backend_client import wire
 
-    return wire.Trade(trade_id=f"T{n}", order_id=f"O{n}", client_order_id=f"X{n}", client_id="C1", exchange="NSE",
-                      symbol="X", side=side, product="MIS", quantity=qty, price=Decimal(price), traded_at=AT)
+    return wire.Trade(
+        trade_id=f"T{n}",
+        order_id=f"O{n}",
+        client_order_id=f"X{n}",
+        client_id="C1",
+        exchange="NSE",
+        symbol="X",
+        side=side,
+        product="MIS",
+        quantity=qty,
+        price=Decimal(price),
+        traded_at=AT,
+    )
 
 
-@pytest.mark.parametrize("carried, fills", [
-    (0, [("BUY", 10, "100"), ("SELL", 4, "110"), ("BUY", 6, "95.5"), ("SELL", 20, "120.25")]),
-    (50, [("SELL", 20, "110"), ("BUY", 5, "90"), ("SELL", 35, "101.05")]),  # carried long, flattened
-    (-30, [("BUY", 10, "99"), ("SELL", 5, "101"), ("BUY", 40, "104.35")]),  # carried short, reversed
-    (40, []),  # untouched carried position
-])
+@pytest.mark.parametrize(
+    "carried, fills",
+    [
+        (0, [("BUY", 10, "100"), ("SELL", 4, "110"), ("BUY", 6, "95.5"), ("SELL", 20, "120.25")]),
+        (50, [("SELL", 20, "110"), ("BUY", 5, "90"), ("SELL", 35, "101.05")]),  # carried long, flattened
+        (-30, [("BUY", 10, "99"), ("SELL", 5, "101"), ("BUY", 40, "104.35")]),  # carried short, reversed
+        (40, []),  # untouched carried position
+    ],
+)
 def test_buy_and_sell_averages_follow_mainsim_arithmetic(carried, fills):
     """mainsim books the fills (its own apply_fill); the desk derives the side averages
     from the position main sends plus the fills, and gets the true averages."""
@@ -274,8 +318,12 @@ def test_buy_and_sell_averages_follow_mainsim_arithmetic(carried, fills):
     from mainsim.positions import apply_fill
 
     avg0 = Decimal("101.35")
-    pos = _position(net_quantity=carried, average_price=avg0 if carried else 0,
-                    buy_quantity=max(carried, 0), sell_quantity=max(-carried, 0))
+    pos = _position(
+        net_quantity=carried,
+        average_price=avg0 if carried else 0,
+        buy_quantity=max(carried, 0),
+        sell_quantity=max(-carried, 0),
+    )
     buy_v = Decimal(max(carried, 0)) * avg0
     sell_v = Decimal(max(-carried, 0)) * avg0
     trades = []
@@ -304,38 +352,65 @@ def test_side_averages_blank_when_the_fills_do_not_explain_the_quantities():
     assert panels.side_averages(pos, totals[("C1", "NSE", "X", "MIS")]) == (None, None)
 
 
-def test_positions_realised_unrealised_averages_total_and_the_order_book_columns(sim_factory, tmp_path,
-                                                                                   tui_keyring):
+def test_positions_realised_unrealised_averages_total_and_the_order_book_columns(
+    sim_factory, tmp_path, tui_keyring
+):
     sim = _still_sim(sim_factory)
     _bod_taken(sim, tmp_path / "home")
     run(_positions(sim, tmp_path))
 
 
 async def _positions(sim, tmp_path):
-    from sync.policy import OrderTicket
     from backend_client.wire import OrderType, Side
+    from sync.policy import OrderTicket
 
     app = make_app(sim.url, tmp_path / "home")  # the runtime runs: the fill and position come live
     async with app.run_test(size=(160, 45)) as pilot:
         desk = await login(pilot)
         pos = desk.grid("positions")
         labels = [c.label for c in pos.columns]
-        for want in ("Net qty", "Avg", "LTP", "MTM", "Realised", "Unrealised", "Buy qty", "Buy avg", "Sell qty",
-                     "Sell avg"):
+        for want in (
+            "Net qty",
+            "Avg",
+            "LTP",
+            "MTM",
+            "Realised",
+            "Unrealised",
+            "Buy qty",
+            "Buy avg",
+            "Sell qty",
+            "Sell avg",
+        ):
             assert want in labels
         # flatten one long position with a market order on main: the row goes flat, its MTM is all realised
-        key = next(k for k in pos.keys() if pos.row(k)["net_quantity"] > 0 and pos.row(k)["exchange"] == "NSE")
+        key = next(
+            k for k in pos.keys() if pos.row(k)["net_quantity"] > 0 and pos.row(k)["exchange"] == "NSE"
+        )
         row = pos.row(key)
         qty, avg = row["net_quantity"], Decimal(row["average_price"])
-        ticket = OrderTicket(client_id=key[0], exchange=key[1], symbol=key[2], side=Side.SELL, quantity=qty,
-                             product=key[3], order_type=OrderType.MARKET, price=None, trigger_price=None)
+        ticket = OrderTicket(
+            client_id=key[0],
+            exchange=key[1],
+            symbol=key[2],
+            side=Side.SELL,
+            quantity=qty,
+            product=key[3],
+            order_type=OrderType.MARKET,
+            price=None,
+            trigger_price=None,
+        )
         app.run_trade(lambda s: s.place(ticket, validity="DAY", disclosed_quantity=None), reply_to=desk)
         await wait_for(pilot, lambda: pos.row(key)["net_quantity"] == 0, timeout=30, what="the flat position")
         await wait_for(pilot, lambda: pos.row(key)["sell_average"] is not None, what="the sell average")
         flat = pos.row(key)
         trades = desk.grid("trades")
-        sold = [trades.row(k) for k in trades.keys() if trades.row(k)["symbol"] == key[2]
-                and trades.row(k)["client_id"] == key[0] and trades.row(k)["side"] == "SELL"]
+        sold = [
+            trades.row(k)
+            for k in trades.keys()
+            if trades.row(k)["symbol"] == key[2]
+            and trades.row(k)["client_id"] == key[0]
+            and trades.row(k)["side"] == "SELL"
+        ]
         assert sold, "the fill in the trade book"
         price = sum(Decimal(t["price"]) * t["quantity"] for t in sold) / sum(t["quantity"] for t in sold)
         assert flat["unrealised_pnl"] == 0 and flat["realised_pnl"] == flat["mtm"] != 0
@@ -343,6 +418,7 @@ async def _positions(sim, tmp_path):
         assert flat["buy_average"] == avg.quantize(Decimal("0.01"))
         assert flat["sell_average"] == price.quantize(Decimal("0.01"))
         assert flat["realised_pnl"] == ((price - avg) * qty).quantize(Decimal("0.01"))
+
         # the total line: every row's realised, unrealised and MTM summed, as shown
         def shown_total():
             rows = [pos.row(k) for k in pos.keys()]
@@ -359,9 +435,18 @@ async def _positions(sim, tmp_path):
         labels = [c.label for c in og.columns]
         for want in ("Exch", "Prod", "Trigger", "Avg traded", "Time UTC"):
             assert want in labels
-        await wait_for(pilot, lambda: any(og.row(k)["status"] == "COMPLETE" and og.row(k)["symbol"] == key[2]
-                                          for k in og.keys()), what="the filled order")
-        done = next(og.row(k) for k in og.keys() if og.row(k)["status"] == "COMPLETE" and og.row(k)["symbol"] == key[2])
+        await wait_for(
+            pilot,
+            lambda: any(
+                og.row(k)["status"] == "COMPLETE" and og.row(k)["symbol"] == key[2] for k in og.keys()
+            ),
+            what="the filled order",
+        )
+        done = next(
+            og.row(k)
+            for k in og.keys()
+            if og.row(k)["status"] == "COMPLETE" and og.row(k)["symbol"] == key[2]
+        )
         assert done["exchange"] == key[1] and done["product"] == key[3]
         assert Decimal(done["average_price"]) == price and re.fullmatch(r"\d\d:\d\d:\d\d", done["time"])
         sl = next(og.row(k) for k in og.keys() if og.row(k)["order_type"] in ("SL", "SL-M"))

@@ -34,9 +34,13 @@ def _held_scene(url: str, home) -> tuple[int, tuple]:
         svc.use_mode("BACKUP")  # route as the runtime would in an outage: journaled, not sent
         res = run(svc.squareoff(client_id=p.client_id, symbol=p.symbol, password="demo"))
         assert res.mode == "BACKUP" and res.journal_seqs
-        seq = next(e["seq"] for e in svc.journal_entries() if e["kind"] == "SQUARE_OFF" and e["symbol"] == p.symbol)
+        seq = next(
+            e["seq"] for e in svc.journal_entries() if e["kind"] == "SQUARE_OFF" and e["symbol"] == p.symbol
+        )
         with sqlite3.connect(home / "lifeboat.db") as db:  # journaled 31 minutes ago: stale (policy: 30)
-            db.execute("UPDATE journal SET created_at = datetime(created_at, '-31 minutes') WHERE seq = ?", (seq,))
+            db.execute(
+                "UPDATE journal SET created_at = datetime(created_at, '-31 minutes') WHERE seq = ?", (seq,)
+            )
         svc.use_mode(None)
         out = run(svc.replay())
         assert out["report"]["for_a_person"] >= 1, out
@@ -48,8 +52,12 @@ def _held_scene(url: str, home) -> tuple[int, tuple]:
 
 def _audit(home, action: str) -> list[tuple[str, dict]]:
     with sqlite3.connect(home / "lifeboat.db") as db:
-        return [(u, json.loads(p)) for u, p in
-                db.execute("SELECT user_id, payload FROM audit_log WHERE action = ? ORDER BY id", (action,))]
+        return [
+            (u, json.loads(p))
+            for u, p in db.execute(
+                "SELECT user_id, payload FROM audit_log WHERE action = ? ORDER BY id", (action,)
+            )
+        ]
 
 
 def test_held_entry_read_only_for_a_dealer_released_by_a_supervisor_then_replayed(sim, tmp_path, tui_keyring):
@@ -73,7 +81,9 @@ async def _open_replay(pilot):
 
     app = pilot.app
     await pilot.press("ctrl+r")
-    screen = await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen) and app.screen, what="replay screen")
+    screen = await wait_for(
+        pilot, lambda: isinstance(app.screen, ReplayScreen) and app.screen, what="replay screen"
+    )
     await wait_for(pilot, lambda: screen.loaded >= 1, what="the report and held entries")
     return screen
 
@@ -123,8 +133,9 @@ async def _supervisor_releases_and_replays(url, home, seq, key):
         assert screen.last_decision is None
         # release, confirmed
         await pilot.press("r")
-        confirm = await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen,
-                                 what="release confirmation")
+        confirm = await wait_for(
+            pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen, what="release confirmation"
+        )
         assert f"#{seq}" in str(confirm.query_one("#confirm-question").render())
         await pilot.press("y")
         await wait_for(pilot, lambda: screen.last_decision is not None, what="the release")
@@ -141,7 +152,9 @@ async def _supervisor_releases_and_replays(url, home, seq, key):
         from console.tui.messages import ModeChanged, ReplayProgress
         from console.tui.widgets.banner import ModeBanner
 
-        running = SimpleNamespace(recovery=SimpleNamespace(running=True, replayer=SimpleNamespace(progress=(2, 2))))
+        running = SimpleNamespace(
+            recovery=SimpleNamespace(running=True, replayer=SimpleNamespace(progress=(2, 2)))
+        )
         assert app.session.replay_progress(running) == "2/3"
         running.recovery.running = False
         assert app.session.replay_progress(running) is None
@@ -153,14 +166,19 @@ async def _supervisor_releases_and_replays(url, home, seq, key):
         banner = desk.query_one(ModeBanner)
         await wait_for(pilot, lambda: "replay 2/3" in str(banner.render()), what="progress on the banner")
         desk.post_message(ReplayProgress(None))
-        await wait_for(pilot, lambda: banner.progress == "" and "2/3" not in str(banner.render()),
-                       what="progress cleared")
+        await wait_for(
+            pilot,
+            lambda: banner.progress == "" and "2/3" not in str(banner.render()),
+            what="progress cleared",
+        )
         desk.set_mode(ModeChanged("ONLINE", "RECOVERING", "replay done", app.clock()))
         poll.resume()
         # replay now: the released square-off reaches main and the report says so
         loaded = screen.loaded
         await pilot.press("n")
-        await wait_for(pilot, lambda: screen.last_replay is not None and screen.loaded > loaded, what="the replay")
+        await wait_for(
+            pilot, lambda: screen.last_replay is not None and screen.loaded > loaded, what="the replay"
+        )
         assert screen.last_replay.error is None, screen.last_replay.error
         assert screen.last_replay.outcome["replay"]["status"] == "done"
         assert screen.report["for_a_person"] == 0
@@ -169,8 +187,10 @@ async def _supervisor_releases_and_replays(url, home, seq, key):
         app.exit()
     svc = Service(backend_url=url, home=home, user="dealer1")
     try:
-        main = {(p.client_id, p.exchange.value, p.symbol, p.product.value): p.net_quantity
-                for p in await svc.positions(key[0])}
+        main = {
+            (p.client_id, p.exchange.value, p.symbol, p.product.value): p.net_quantity
+            for p in await svc.positions(key[0])
+        }
     finally:
         svc.close()
     assert main[key] == 0

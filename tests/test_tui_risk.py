@@ -28,8 +28,9 @@ def _screen_text(app) -> str:
 # --------------------------------------------------------------------------- square-off journaled, quit
 
 
-def test_backup_squareoff_is_marked_a_second_f10_says_so_and_quit_asks_then_lists_it(sim_factory, tmp_path,
-                                                                                     tui_keyring, capsys):
+def test_backup_squareoff_is_marked_a_second_f10_says_so_and_quit_asks_then_lists_it(
+    sim_factory, tmp_path, tui_keyring, capsys
+):
     run(_journaled_then_quit(sim_factory(), tmp_path, capsys))
 
 
@@ -44,8 +45,11 @@ async def _journaled_then_quit(sim, tmp_path, capsys):
     app = make_app(sim.url, tmp_path / "home")
     async with app.run_test(size=SIZE) as pilot:
         desk = await login(pilot)
-        await wait_for(pilot, lambda: app.host and app.host.runtime and app.host.runtime.status.connected,
-                       what="the stream")
+        await wait_for(
+            pilot,
+            lambda: app.host and app.host.runtime and app.host.runtime.status.connected,
+            what="the stream",
+        )
         sim.kill()
         banner = desk.query_one(ModeBanner)
         await wait_for(pilot, lambda: banner.mode == "BACKUP", what="BACKUP")
@@ -55,7 +59,9 @@ async def _journaled_then_quit(sim, tmp_path, capsys):
         assert not pos.row(key).get("squareoff")
         pos.move_to(key)
         await pilot.press("f10")
-        so = await wait_for(pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="square-off")
+        so = await wait_for(
+            pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="square-off"
+        )
         await wait_for(pilot, lambda: so.preview is not None, what="the preview")
         assert not so.query_one("#so-already").display and not so.already  # nothing journaled yet
         await pilot.press("y")
@@ -73,7 +79,9 @@ async def _journaled_then_quit(sim, tmp_path, capsys):
         # a second F10 on it says so before the same leg is offered again
         pos.move_to(key)
         await pilot.press("f10")
-        so = await wait_for(pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="F10 again")
+        so = await wait_for(
+            pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="F10 again"
+        )
         await wait_for(pilot, lambda: so.preview is not None, what="the second preview")
         warning = so.query_one("#so-already", Static)
         assert warning.display
@@ -87,7 +95,9 @@ async def _journaled_then_quit(sim, tmp_path, capsys):
 
         # ctrl+q asks first: one entry not yet on main, and who sends it
         await pilot.press("ctrl+q")
-        ask = await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen, what="quit question")
+        ask = await wait_for(
+            pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen, what="quit question"
+        )
         question = ask.question
         assert "1 journal entry is not yet on the main system (1 SQUARE_OFF)" in question, question
         assert "no agent runs on this store" in question and "next start" in question, question
@@ -107,7 +117,9 @@ async def _journaled_then_quit(sim, tmp_path, capsys):
         app.service.close()
     err = capsys.readouterr().err
     assert "lifeboat: 1 journal entry is not yet on the main system:" in err, err
-    assert re.search(rf"#{seq} SQUARE_OFF {key[0]} {key[1]}:{key[2]} {key[3]} qty {abs(net)} \(pending; ", err), err
+    assert re.search(
+        rf"#{seq} SQUARE_OFF {key[0]} {key[1]}:{key[2]} {key[3]} qty {abs(net)} \(pending; ", err
+    ), err
     assert "No agent runs on this store: they will be sent at the next start" in err, err
 
 
@@ -138,8 +150,16 @@ def test_the_exit_note_names_a_running_agent(sim, cli_factory):
             assert agent.poll() is None and time.monotonic() < deadline, agent.communicate()[1]
             time.sleep(0.1)
         assert running_agent(cli.home) == agent.pid
-        entry = {"seq": 7, "kind": "CANCEL", "client_id": "C1", "exchange": "NSE", "symbol": "INFY",
-                 "state": "pending", "client_order_id": "X-1", "payload": {}}
+        entry = {
+            "seq": 7,
+            "kind": "CANCEL",
+            "client_id": "C1",
+            "exchange": "NSE",
+            "symbol": "INFY",
+            "state": "pending",
+            "client_order_id": "X-1",
+            "payload": {},
+        }
         note = unsent_note([entry], running_agent(cli.home))
         assert f"They will be sent by the agent running on this store (pid {agent.pid})" in note, note
     finally:
@@ -158,34 +178,54 @@ def test_squareoff_preview_lists_the_open_orders_it_will_cancel(sim, tmp_path, t
 async def _cancels(sim, tmp_path):
     from textual.widgets import DataTable, Select
 
-    from console.tui.screens.squareoff import SquareOffScreen
     from backend_client.enums import OrderType, Side
+    from console.tui.screens.squareoff import SquareOffScreen
     from sync.policy import OrderTicket
 
     app = make_app(sim.url, tmp_path / "home")
     async with app.run_test(size=SIZE) as pilot:
         desk = await login(pilot)
         client = desk.book.clients[0]
-        inst = sorted((i for (e, _s), i in desk.book.instruments.items() if e == "NSE"), key=lambda i: i.symbol)[0]
+        inst = sorted(
+            (i for (e, _s), i in desk.book.instruments.items() if e == "NSE"), key=lambda i: i.symbol
+        )[0]
         price = inst.lower_band + 2 * inst.tick_size  # valid, and it rests (OPEN)
-        ticket = OrderTicket(client_id=client, exchange="NSE", symbol=inst.symbol, side=Side.BUY,
-                             quantity=inst.lot_size, product="MIS", order_type=OrderType.LIMIT, price=price)
+        ticket = OrderTicket(
+            client_id=client,
+            exchange="NSE",
+            symbol=inst.symbol,
+            side=Side.BUY,
+            quantity=inst.lot_size,
+            product="MIS",
+            order_type=OrderType.LIMIT,
+            price=price,
+        )
         placed = await app.session.place(ticket, validity="DAY", disclosed_quantity=None)
         assert not placed.rejected, placed.as_dict()
-        orders = [o for o in await app.service.orders(client) if o.symbol == inst.symbol and
-                  o.status.value == "OPEN"]
+        orders = [
+            o
+            for o in await app.service.orders(client)
+            if o.symbol == inst.symbol and o.status.value == "OPEN"
+        ]
         assert len(orders) == 1, "the resting order is on main"
         oid = orders[0].order_id
         await pilot.press("f10")
-        so = await wait_for(pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="square-off")
+        so = await wait_for(
+            pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="square-off"
+        )
         so.query_one("#so-scope", Select).value = "client"
         so.query_one("#so-client", Select).value = client
-        await wait_for(pilot, lambda: so.preview is not None and so.preview_scope == {"client_id": client},
-                       what="the client preview")
+        await wait_for(
+            pilot,
+            lambda: so.preview is not None and so.preview_scope == {"client_id": client},
+            what="the client preview",
+        )
         table = so.query_one("#so-cancels", DataTable)
         assert table.display
         rows = [table.get_row_at(i) for i in range(table.row_count)]
-        assert any(str(r[0]) == str(oid) and str(r[1]) == client and str(r[2]) == inst.symbol for r in rows), rows
+        assert any(
+            str(r[0]) == str(oid) and str(r[1]) == client and str(r[2]) == inst.symbol for r in rows
+        ), rows
         assert table.row_count == len(so.preview.cancels)
         await pilot.press("escape")
         app.exit()
@@ -213,7 +253,9 @@ async def _lock(sim, tmp_path):
         assert row["client_id"] in before and row["symbol"] in before  # the check below can see them
         app.notify(f"Square-off: 2 legs for {row['client_id']}")
         await pilot.press("ctrl+l")
-        lock = await wait_for(pilot, lambda: isinstance(app.screen, LockScreen) and app.screen, what="the lock")
+        lock = await wait_for(
+            pilot, lambda: isinstance(app.screen, LockScreen) and app.screen, what="the lock"
+        )
         await pilot.pause(0.3)
         shown = _screen_text(app)
         assert "LOCKED" in shown
@@ -231,15 +273,21 @@ async def _lock(sim, tmp_path):
         # a wrong password while ONLINE: refused as an unlock, not as an offline login
         lock.query_one("#lock-password").value = "nope"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: "wrong password" in str(lock.query_one("#lock-error").render()),
-                       what="the refusal")
+        await wait_for(
+            pilot, lambda: "wrong password" in str(lock.query_one("#lock-error").render()), what="the refusal"
+        )
         said = str(lock.query_one("#lock-error").render())
-        assert app.session.mode == "ONLINE" and "offline" not in said and said.startswith("unlock refused"), said
+        assert app.session.mode == "ONLINE" and "offline" not in said and said.startswith("unlock refused"), (
+            said
+        )
         lock.query_one("#lock-password").value = "demo"
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is desk, what="unlocked")
         held = [str(n.message) for n in app._notifications]
-        assert f"Order rejected for {row['client_id']}" in held and f"Square-off: 2 legs for {row['client_id']}" in held
+        assert (
+            f"Order rejected for {row['client_id']}" in held
+            and f"Square-off: 2 legs for {row['client_id']}" in held
+        )
         await pilot.press("ctrl+p")
         await wait_for(pilot, lambda: CommandPalette.is_open(app), what="the palette once unlocked")
         await pilot.press("escape")

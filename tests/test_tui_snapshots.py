@@ -15,7 +15,7 @@ Regenerate after a deliberate change: pytest tests/test_tui_snapshots.py --snaps
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -28,33 +28,67 @@ from tests.tui_env import login, make_app, tui_keyring, wait_for  # noqa: F401 -
 pytestmark = pytest.mark.timeout(120)
 
 SIZE = (160, 45)
-FROZEN = datetime(2026, 1, 5, 9, 41, 7, tzinfo=timezone.utc)
+FROZEN = datetime(2026, 1, 5, 9, 41, 7, tzinfo=UTC)
 STATUS_ONLINE = {
-    "mode": "ONLINE", "journal_depth": 0, "replay": "idle",
+    "mode": "ONLINE",
+    "journal_depth": 0,
+    "replay": "idle",
     "probe": {"ok": True, "latency_ms": 3.0, "kind": "ok"},
     "mirror": {"current_at": "2026-01-05T09:41:05+00:00"},
     "last_bod": {"at": "2026-01-05T09:15:00+00:00", "trading_date": "2026-01-05"},
     "user": {"user_id": "dealer1", "role": "dealer", "how": "ONLINE"},
 }
-STATUS_BACKUP = {**STATUS_ONLINE, "mode": "BACKUP", "journal_depth": 3,
-                 "probe": {"ok": False, "latency_ms": None, "kind": "refused"}}
+STATUS_BACKUP = {
+    **STATUS_ONLINE,
+    "mode": "BACKUP",
+    "journal_depth": 3,
+    "probe": {"ok": False, "latency_ms": None, "kind": "refused"},
+}
 REPORT = {
-    "id": 1, "created_at": "2026-01-05T09:44:12+00:00", "user": "dealer1", "trading_date": "2026-01-05",
+    "id": 1,
+    "created_at": "2026-01-05T09:44:12+00:00",
+    "user": "dealer1",
+    "trading_date": "2026-01-05",
     "replay": {"status": "done", "message": "replay done: 3 entries processed"},
     "counts": {"applied": 2, "moot": 1, "rejected": 0, "conflict": 0, "held": 0, "pending": 0, "sent": 0},
     "for_a_person": 0,
     "entries": [
-        {"seq": 1, "kind": "SQUARE_OFF", "client_id": "C1001", "symbol": "ICICIBANK", "product": "CNC",
-         "client_order_id": "DEMO01-260105-000001", "state": "applied", "main_order_id": "O000000061",
-         "reason": "sold 43 to flatten"},
-        {"seq": 2, "kind": "SQUARE_OFF", "client_id": "C1001", "symbol": "KOTAKBANK", "product": "MIS",
-         "client_order_id": "DEMO01-260105-000002", "state": "applied", "main_order_id": "O000000062",
-         "reason": "bought 42 to flatten"},
-        {"seq": 3, "kind": "CANCEL", "client_id": "C1001", "symbol": "ITC", "product": "CNC",
-         "client_order_id": "DEMO01-260105-000003", "state": "moot", "main_order_id": None,
-         "reason": "order already filled on main"},
+        {
+            "seq": 1,
+            "kind": "SQUARE_OFF",
+            "client_id": "C1001",
+            "symbol": "ICICIBANK",
+            "product": "CNC",
+            "client_order_id": "DEMO01-260105-000001",
+            "state": "applied",
+            "main_order_id": "O000000061",
+            "reason": "sold 43 to flatten",
+        },
+        {
+            "seq": 2,
+            "kind": "SQUARE_OFF",
+            "client_id": "C1001",
+            "symbol": "KOTAKBANK",
+            "product": "MIS",
+            "client_order_id": "DEMO01-260105-000002",
+            "state": "applied",
+            "main_order_id": "O000000062",
+            "reason": "bought 42 to flatten",
+        },
+        {
+            "seq": 3,
+            "kind": "CANCEL",
+            "client_id": "C1001",
+            "symbol": "ITC",
+            "product": "CNC",
+            "client_order_id": "DEMO01-260105-000003",
+            "state": "moot",
+            "main_order_id": None,
+            "reason": "order already filled on main",
+        },
     ],
-    "mismatches": [], "mismatch_counts": {"journal_vs_main": 0, "moved_on_main": 0, "mirror": 0},
+    "mismatches": [],
+    "mismatch_counts": {"journal_vs_main": 0, "moved_on_main": 0, "mirror": 0},
     "local_equals_main": True,
 }
 
@@ -68,8 +102,11 @@ def still_sim(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv(OFFSET_ENV, testclock.offset_to(FROZEN))
     work = tmp_path_factory.mktemp("snapsim")
-    sim = SimProcess(db=work / "mainsim.db", workdir=work,
-                     extra_args=["--tick-ms", "3600000", "--activity", "0", "--trading-date", FROZEN.date().isoformat()])
+    sim = SimProcess(
+        db=work / "mainsim.db",
+        workdir=work,
+        extra_args=["--tick-ms", "3600000", "--activity", "0", "--trading-date", FROZEN.date().isoformat()],
+    )
     try:
         sim.start()
         yield sim
@@ -125,7 +162,9 @@ def test_login_screen(console, snap_compare):
 
     async def run_before(pilot):
         app = pilot.app
-        screen = await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen) and app.screen, what="login")
+        screen = await wait_for(
+            pilot, lambda: isinstance(app.screen, LoginScreen) and app.screen, what="login"
+        )
         await wait_for(pilot, lambda: screen.online is not None, what="the login probe")
         screen.post_message(LoginProbed(True, "", 2.0))  # pin the measured latency
         await pilot.pause()
@@ -180,8 +219,11 @@ def test_squareoff_preview(console, snap_compare):
     async def run_before(pilot):
         await desk_ready(pilot)
         await pilot.press("f10")
-        screen = await wait_for(pilot, lambda: isinstance(pilot.app.screen, SquareOffScreen) and pilot.app.screen,
-                                what="square-off")
+        screen = await wait_for(
+            pilot,
+            lambda: isinstance(pilot.app.screen, SquareOffScreen) and pilot.app.screen,
+            what="square-off",
+        )
         await wait_for(pilot, lambda: screen.preview is not None, what="the preview legs")
         await pilot.pause(0.3)
         still(pilot.app)
@@ -220,10 +262,18 @@ def test_reconciliation_report(console, snap_compare):
 
     async def run_before(pilot):
         await desk_ready(pilot)
-        await pilot.app.push_screen(ReconciliationScreen(
-            REPORT, timings={"detection_s": 0.64, "squareoff_journal_s": 0.91, "replay_s": 0.42,
-                             "reconciliation_s": 0.21},
-            verdict="DRILL PASSED: the book ended flat and reconciled"))
+        await pilot.app.push_screen(
+            ReconciliationScreen(
+                REPORT,
+                timings={
+                    "detection_s": 0.64,
+                    "squareoff_journal_s": 0.91,
+                    "replay_s": 0.42,
+                    "reconciliation_s": 0.21,
+                },
+                verdict="DRILL PASSED: the book ended flat and reconciled",
+            )
+        )
         await pilot.pause()
         still(pilot.app)
 
@@ -231,21 +281,49 @@ def test_reconciliation_report(console, snap_compare):
 
 
 HELD = [
-    {"seq": 4, "kind": "SQUARE_OFF", "client_order_id": "DEMO01-260105-000004", "client_id": "C1002",
-     "exchange": "NSE", "symbol": "INFY", "product": "MIS", "state": "held",
-     "reason": "stale after 30 min: journaled 2026-01-05T09:02:11+00:00", "user_id": "dealer1",
-     "created_at": "2026-01-05T09:02:11+00:00", "trading_date": "2026-01-05", "payload": {}},
-    {"seq": 5, "kind": "SQUARE_OFF", "client_order_id": "DEMO01-260105-000005", "client_id": "C1002",
-     "exchange": "NSE", "symbol": "TCS", "product": "CNC", "state": "conflict",
-     "reason": "position flipped on main: was long 40, now short 10", "user_id": "dealer1",
-     "created_at": "2026-01-05T09:31:40+00:00", "trading_date": "2026-01-05", "payload": {}},
+    {
+        "seq": 4,
+        "kind": "SQUARE_OFF",
+        "client_order_id": "DEMO01-260105-000004",
+        "client_id": "C1002",
+        "exchange": "NSE",
+        "symbol": "INFY",
+        "product": "MIS",
+        "state": "held",
+        "reason": "stale after 30 min: journaled 2026-01-05T09:02:11+00:00",
+        "user_id": "dealer1",
+        "created_at": "2026-01-05T09:02:11+00:00",
+        "trading_date": "2026-01-05",
+        "payload": {},
+    },
+    {
+        "seq": 5,
+        "kind": "SQUARE_OFF",
+        "client_order_id": "DEMO01-260105-000005",
+        "client_id": "C1002",
+        "exchange": "NSE",
+        "symbol": "TCS",
+        "product": "CNC",
+        "state": "conflict",
+        "reason": "position flipped on main: was long 40, now short 10",
+        "user_id": "dealer1",
+        "created_at": "2026-01-05T09:31:40+00:00",
+        "trading_date": "2026-01-05",
+        "payload": {},
+    },
 ]
 REPORT_HELD = {
-    **REPORT, "id": 2, "created_at": "2026-01-05T09:45:30+00:00",
+    **REPORT,
+    "id": 2,
+    "created_at": "2026-01-05T09:45:30+00:00",
     "replay": {"status": "done", "message": "replay done: 3 entries processed, 2 held for a person"},
-    "counts": {**REPORT["counts"], "held": 1, "conflict": 1}, "for_a_person": 2,
-    "entries": [*REPORT["entries"][:1],
-                {**HELD[0], "main_order_id": None}, {**HELD[1], "main_order_id": None}],
+    "counts": {**REPORT["counts"], "held": 1, "conflict": 1},
+    "for_a_person": 2,
+    "entries": [
+        *REPORT["entries"][:1],
+        {**HELD[0], "main_order_id": None},
+        {**HELD[1], "main_order_id": None},
+    ],
 }
 
 
@@ -258,8 +336,11 @@ def test_replay_screen(console, snap_compare):
     async def run_before(pilot):
         await desk_ready(pilot)
         await pilot.press("ctrl+r")
-        screen = await wait_for(pilot, lambda: isinstance(pilot.app.screen, ReplayScreen) and pilot.app.screen,
-                                what="the replay screen")
+        screen = await wait_for(
+            pilot,
+            lambda: isinstance(pilot.app.screen, ReplayScreen) and pilot.app.screen,
+            what="the replay screen",
+        )
         await wait_for(pilot, lambda: screen.loaded >= 1, what="the live load")
         screen.post_message(HeldLoaded(REPORT_HELD, HELD))
         await wait_for(pilot, lambda: screen.loaded >= 2, what="the fixed report")

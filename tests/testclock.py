@@ -12,7 +12,7 @@ the variable, so every part agrees on the date.  CI runs the date-sensitive test
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from localstore.clock import OFFSET_ENV
 
@@ -30,7 +30,7 @@ def start() -> datetime:
 
 def offset_to(when: datetime) -> str:
     """The value of LIFEBOAT_CLOCK_OFFSET_S that makes 'now' equal ``when``."""
-    return repr((when - datetime.now(timezone.utc)).total_seconds())
+    return repr((when - datetime.now(UTC)).total_seconds())
 
 
 def install() -> None:
@@ -41,5 +41,9 @@ def keep(env: dict[str, str]) -> dict[str, str]:
     """``env`` plus the clock offset, and the test's config dir (conftest: trust anchors and their
     locks never go to the user's real ~/.config): for tests that build a subprocess environment
     from scratch."""
-    config = {"LIFEBOAT_CONFIG_DIR": os.environ["LIFEBOAT_CONFIG_DIR"]} if "LIFEBOAT_CONFIG_DIR" in os.environ else {}
+    config = (
+        {"LIFEBOAT_CONFIG_DIR": os.environ["LIFEBOAT_CONFIG_DIR"]}
+        if "LIFEBOAT_CONFIG_DIR" in os.environ
+        else {}
+    )
     return {**config, **env, OFFSET_ENV: os.environ[OFFSET_ENV]}

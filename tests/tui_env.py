@@ -67,7 +67,9 @@ async def login(pilot, password: str = PASSWORD, expect: str = "ONLINE"):
     from console.tui.screens.login import LoginScreen
 
     app = pilot.app
-    screen = await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen) and app.screen, what="login screen")
+    screen = await wait_for(
+        pilot, lambda: isinstance(app.screen, LoginScreen) and app.screen, what="login screen"
+    )
     await wait_for(pilot, lambda: screen.online is not None, what="the login probe")
     how = str(screen.query_one("#login-how").render())
     assert f"log in {expect}" in how, how

@@ -24,8 +24,9 @@ def run_console(*, backend: str | None, home: Path | None, user: str | None) -> 
     service = Service(backend_url=backend, home=home, user=user)
     app = LifeboatApp(service, config, user=user)
     # closing the terminal (SIGHUP) or kill (SIGTERM) ends the console within seconds
-    ender = EndOnSignal(request_exit=lambda code: app.call_from_thread(app.exit, return_code=code),
-                        last=[service.close]).install()
+    ender = EndOnSignal(
+        request_exit=lambda code: app.call_from_thread(app.exit, return_code=code), last=[service.close]
+    ).install()
     try:
         app.run()
         tell_unsent(service)  # on stderr once the screen is gone: what is not yet on main, who sends it

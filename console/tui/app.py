@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from localstore import clock as wallclock
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable
 
 from textual import events
 from textual.app import App, SystemCommand
@@ -37,6 +36,7 @@ from console.tui.feed import Feed, RuntimeHost
 from console.tui.messages import ActionDone, ModeChanged, Recovered
 from console.tui.outcome import summarize
 from console.tui.session import DealerSession
+from localstore import clock as wallclock
 
 
 class LifeboatApp(App):
@@ -44,9 +44,16 @@ class LifeboatApp(App):
     TITLE = "Lifeboat"
     BINDINGS = keymap.bindings(keymap.APP_KEYS)
 
-    def __init__(self, service, config: ConsoleConfig | None = None, *, user: str | None = None,
-                 clock: Callable[[], datetime] | None = None, status_every: float = 2.0,
-                 start_runtime: bool = True) -> None:
+    def __init__(
+        self,
+        service,
+        config: ConsoleConfig | None = None,
+        *,
+        user: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+        status_every: float = 2.0,
+        start_runtime: bool = True,
+    ) -> None:
         super().__init__()
         self.service = service
         self.config = config or ConsoleConfig()
@@ -92,9 +99,14 @@ class LifeboatApp(App):
         self.switch_screen(DeskScreen())
         if self.start_runtime and self.host is None:
             ident = self.session.identity
-            self.host = RuntimeHost(self.service, self.feed, on_mode=self._runtime_mode,
-                                    user_id=ident.user_id if ident else None, clock=self.clock,
-                                    on_recovered=self._runtime_recovered)
+            self.host = RuntimeHost(
+                self.service,
+                self.feed,
+                on_mode=self._runtime_mode,
+                user_id=ident.user_id if ident else None,
+                clock=self.clock,
+                on_recovered=self._runtime_recovered,
+            )
             self.run_worker(self.host.run, thread=True, group="runtime", name="runtime", exit_on_error=False)
 
     def _runtime_mode(self, mode: str, previous: str, reason: str, at: datetime) -> None:
@@ -108,8 +120,11 @@ class LifeboatApp(App):
         if desk is not None:
             desk.set_mode(msg)
         if msg.mode != msg.previous:
-            self.notify(f"{msg.previous} -> {msg.mode}: {msg.reason}", title="Mode",
-                        severity="information" if msg.mode == "ONLINE" else "warning")
+            self.notify(
+                f"{msg.previous} -> {msg.mode}: {msg.reason}",
+                title="Mode",
+                severity="information" if msg.mode == "ONLINE" else "warning",
+            )
 
     def _runtime_recovered(self, result, report: dict | None) -> None:
         self.post_message(Recovered(result, report))  # runtime thread
@@ -176,8 +191,13 @@ class LifeboatApp(App):
         """Bubbled up after the screen showed it: now stamp the journal entries acknowledged."""
         res = msg.result
         if res is not None and res.journal_seqs:
-            self.run_worker(partial(self.service.acknowledge, res), thread=True, group="ack",
-                            name="acknowledge", exit_on_error=False)
+            self.run_worker(
+                partial(self.service.acknowledge, res),
+                thread=True,
+                group="ack",
+                name="acknowledge",
+                exit_on_error=False,
+            )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is not WorkerState.ERROR:
@@ -208,7 +228,11 @@ class LifeboatApp(App):
 
     def idle_lock_check(self) -> None:
         idle = time.monotonic() - self.last_input
-        if not self.locked and self.session.identity is not None and idle >= self.config.idle_lock_minutes * 60:
+        if (
+            not self.locked
+            and self.session.identity is not None
+            and idle >= self.config.idle_lock_minutes * 60
+        ):
             self.action_lock()
 
     def action_lock(self) -> None:
@@ -218,14 +242,23 @@ class LifeboatApp(App):
             return
         self.locked = True
         # the notices on screen name clients and orders: they wait for the unlock, as do new ones
-        self._held_notices.extend((n.message, n.title, n.severity, n.timeout, n.markup) for n in self._notifications)
+        self._held_notices.extend(
+            (n.message, n.title, n.severity, n.timeout, n.markup) for n in self._notifications
+        )
         self.clear_notifications()
         if CommandPalette.is_open(self):
             self.screen.dismiss()  # the palette (open over the desk) must not stay over the lock
         self.push_screen(LockScreen(self.session.identity.user_id))
 
-    def notify(self, message, *, title: str = "", severity="information", timeout: float | None = None,
-               markup: bool = True) -> None:
+    def notify(
+        self,
+        message,
+        *,
+        title: str = "",
+        severity="information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
         """While locked a notice waits for the unlock (it may name a client or an order); a
         mode change is shown at once (it names none)."""
         if getattr(self, "locked", False) and title != "Mode":
@@ -259,7 +292,9 @@ class LifeboatApp(App):
             for title, action, help_text in offer():
                 yield SystemCommand(title, help_text, partial(screen.run_action, action))
         if self.session.identity is not None:
-            yield SystemCommand("Lock screen", "lock the console until the password is given", self.action_lock)
+            yield SystemCommand(
+                "Lock screen", "lock the console until the password is given", self.action_lock
+            )
         yield from super().get_system_commands(screen)
 
     async def action_quit(self) -> None:
@@ -289,7 +324,9 @@ class LifeboatApp(App):
             self.exit()
             return
         if isinstance(entries, Exception):
-            question = f"The journal could not be read ({entries}): entries may not be on main yet. Quit anyway?"
+            question = (
+                f"The journal could not be read ({entries}): entries may not be on main yet. Quit anyway?"
+            )
         else:
             n = len(entries)
             kinds: dict[str, int] = {}
@@ -297,11 +334,16 @@ class LifeboatApp(App):
                 kinds[str(e.get("kind"))] = kinds.get(str(e.get("kind")), 0) + 1
             what = ", ".join(f"{c} {k}" for k, c in sorted(kinds.items()))
             it, they = ("it", "It stays") if n == 1 else ("them", "They stay")
-            who = (f"the agent running on this store{f' (pid {agent})' if agent else ''} will send {it} once "
-                   "main answers" if agent is not None else
-                   f"no agent runs on this store: {it} will be sent at the next start of the console or agent")
-            question = (f"{n} journal entr{'y is' if n == 1 else 'ies are'} not yet on the main system ({what}). "
-                        f"{they} in the journal; {who}. Quit anyway?")
+            who = (
+                f"the agent running on this store{f' (pid {agent})' if agent else ''} will send {it} once "
+                "main answers"
+                if agent is not None
+                else f"no agent runs on this store: {it} will be sent at the next start of the console or agent"
+            )
+            question = (
+                f"{n} journal entr{'y is' if n == 1 else 'ies are'} not yet on the main system ({what}). "
+                f"{they} in the journal; {who}. Quit anyway?"
+            )
 
         def answered(yes: bool | None) -> None:
             self._quit_asked = False

@@ -34,8 +34,12 @@ CONFIG_FILENAME = "config.toml"
 _SYMBOL = re.compile(r"^(NSE|BSE|NFO):[A-Z0-9&_.-]{1,40}$")
 _KEY = re.compile(r"^[a-z0-9_+]+(,[a-z0-9_+]+)*$")
 # [trust] is read by localstore.trustfile (the CLI path, without Textual); here it is only allowed
-_SECTIONS = {"console": {"idle_lock_minutes", "theme"}, "market_watch": {"symbols"}, "keys": None,
-             "trust": {"grant_keys_file"}}
+_SECTIONS = {
+    "console": {"idle_lock_minutes", "theme"},
+    "market_watch": {"symbols"},
+    "keys": None,
+    "trust": {"grant_keys_file"},
+}
 
 
 class ConfigError(Exception):
@@ -95,21 +99,26 @@ def parse_config(data: dict, path: Path | None = None) -> ConsoleConfig:
     cfg = ConsoleConfig(path=path)
     for section, value in data.items():
         if section not in _SECTIONS:
-            raise ConfigError(f"{where}: unknown section [{section}] (allowed: {', '.join(sorted(_SECTIONS))})")
+            raise ConfigError(
+                f"{where}: unknown section [{section}] (allowed: {', '.join(sorted(_SECTIONS))})"
+            )
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
         allowed = _SECTIONS[section]
         if allowed is not None:
             for name in value:
                 if name not in allowed:
-                    raise ConfigError(f"{where}: unknown setting {section}.{name} "
-                                      f"(allowed: {', '.join(sorted(allowed))})")
+                    raise ConfigError(
+                        f"{where}: unknown setting {section}.{name} (allowed: {', '.join(sorted(allowed))})"
+                    )
     console = data.get("console", {})
     if "idle_lock_minutes" in console:
         v = console["idle_lock_minutes"]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 24 * 60:
-            raise ConfigError(f"{where}: console.idle_lock_minutes must be a number of minutes from 0 "
-                              f"(off) to 1440, not {v!r}")
+            raise ConfigError(
+                f"{where}: console.idle_lock_minutes must be a number of minutes from 0 "
+                f"(off) to 1440, not {v!r}"
+            )
         cfg.idle_lock_minutes = float(v)
     if "theme" in console:
         v = console["theme"]
@@ -121,16 +130,22 @@ def parse_config(data: dict, path: Path | None = None) -> ConsoleConfig:
         raise ConfigError(f"{where}: market_watch.symbols must be a list such as [\"NSE:INFY\"]")
     for s in symbols:
         if not isinstance(s, str) or not _SYMBOL.match(s.upper()):
-            raise ConfigError(f"{where}: market_watch.symbols has {s!r}: write EXCHANGE:SYMBOL, "
-                              f"exchange NSE, BSE or NFO (e.g. \"NSE:INFY\")")
+            raise ConfigError(
+                f"{where}: market_watch.symbols has {s!r}: write EXCHANGE:SYMBOL, "
+                f"exchange NSE, BSE or NFO (e.g. \"NSE:INFY\")"
+            )
     cfg.watch_symbols = [s.upper() for s in symbols]
     for binding_id, keys in data.get("keys", {}).items():
         if isinstance(keys, str):
             keys = _key_names(keys)
         if binding_id not in KEY_IDS:
-            raise ConfigError(f"{where}: keys.{binding_id} is not a key id; ids: {', '.join(sorted(KEY_IDS))}")
+            raise ConfigError(
+                f"{where}: keys.{binding_id} is not a key id; ids: {', '.join(sorted(KEY_IDS))}"
+            )
         if not isinstance(keys, str) or not _KEY.match(keys.replace(" ", "")):
-            raise ConfigError(f"{where}: keys.{binding_id} = {keys!r}: write Textual key names, "
-                              f"comma-separated (e.g. \"f1\" or \"ctrl+b,f1\")")
+            raise ConfigError(
+                f"{where}: keys.{binding_id} = {keys!r}: write Textual key names, "
+                f"comma-separated (e.g. \"f1\" or \"ctrl+b,f1\")"
+            )
         cfg.keys[binding_id] = keys.replace(" ", "")
     return cfg

@@ -29,21 +29,35 @@ from console.tui import keymap
 from console.tui.app import LifeboatApp
 from console.tui.messages import ModeChanged
 
-HINT = ("Demo: ctrl+o stages an outage (main refuses connections) and ends it again; F10 squares off, "
-        "F9 shows the journal, ? lists every key, ctrl+q quits.")
+HINT = (
+    "Demo: ctrl+o stages an outage (main refuses connections) and ends it again; F10 squares off, "
+    "F9 shows the journal, ? lists every key, ctrl+q quits."
+)
 
 
-HINT_LINE = (" DEMO   ctrl+o  stage / end an outage of the main system   |   F10  square off   |   F9  journal   |   "
-             "?  every key   |   ctrl+q  quit (stops mainsim)")
-DRILL_LINE = (" DRILL  plays by itself: outage -> BACKUP -> square-off journaled -> outage ended -> RECOVERING -> "
-              "replay -> reconciliation -> ONLINE; the report is written at the end")
+HINT_LINE = (
+    " DEMO   ctrl+o  stage / end an outage of the main system   |   F10  square off   |   F9  journal   |   "
+    "?  every key   |   ctrl+q  quit (stops mainsim)"
+)
+DRILL_LINE = (
+    " DRILL  plays by itself: outage -> BACKUP -> square-off journaled -> outage ended -> RECOVERING -> "
+    "replay -> reconciliation -> ONLINE; the report is written at the end"
+)
 
 
 class DemoApp(LifeboatApp):
     BINDINGS = [*LifeboatApp.BINDINGS, *keymap.bindings(keymap.DEMO_KEYS)]
 
-    def __init__(self, service, config=None, *, switch: OutageSwitch, password: str = DEMO_PASSWORD,
-                 drill: "DrillDriver | None" = None, **kw) -> None:
+    def __init__(
+        self,
+        service,
+        config=None,
+        *,
+        switch: OutageSwitch,
+        password: str = DEMO_PASSWORD,
+        drill: DrillDriver | None = None,
+        **kw,
+    ) -> None:
         super().__init__(service, config, user=DEMO_USER, **kw)
         self.switch = switch
         self.demo_password = password
@@ -69,15 +83,19 @@ class DemoApp(LifeboatApp):
 
         try:
             asyncio.run(go())
-        except Exception as exc:  # noqa: BLE001 - the drill must end on it; the demo says it and waits
+        except Exception as exc:
             why = exc.message if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
             if self.driver is not None:  # nobody to log in by hand: the drill fails now, and says why
                 self.call_from_thread(self._start_drill, f"demo login failed: {why}")
                 return
             if not isinstance(exc, ServiceError):
                 raise
-            self.call_from_thread(self.notify, f"Demo login failed ({why}); log in by hand as "
-                                  f"{DEMO_USER} / {DEMO_PASSWORD}.", severity="error", timeout=30)
+            self.call_from_thread(
+                self.notify,
+                f"Demo login failed ({why}); log in by hand as {DEMO_USER} / {DEMO_PASSWORD}.",
+                severity="error",
+                timeout=30,
+            )
             return
         self.call_from_thread(self._signed_in)
 
@@ -134,17 +152,27 @@ class DemoApp(LifeboatApp):
         try:
             mode = self.switch.toggle()
         except Exception as exc:  # noqa: BLE001 - the fault switch is the demo's; say so, keep going
-            self.call_from_thread(self.notify, f"mainsim's fault control did not answer: {exc}",
-                                  severity="error", timeout=10)
+            self.call_from_thread(
+                self.notify, f"mainsim's fault control did not answer: {exc}", severity="error", timeout=10
+            )
             return
         if mode == "none":
-            text = ("Outage ended: main answers again. The console goes RECOVERING, replays its journal, "
-                    "reconciles and shows the report, then ONLINE.")
+            text = (
+                "Outage ended: main answers again. The console goes RECOVERING, replays its journal, "
+                "reconciles and shows the report, then ONLINE."
+            )
         else:
-            text = ("OUTAGE STAGED: main now refuses connections. The banner turns BACKUP; square off with F10 "
-                    "(journaled locally), see it with F9; ctrl+o ends the outage.")
-        self.call_from_thread(self.notify, text, title="Demo", severity="warning" if mode != "none" else
-                              "information", timeout=15)
+            text = (
+                "OUTAGE STAGED: main now refuses connections. The banner turns BACKUP; square off with F10 "
+                "(journaled locally), see it with F9; ctrl+o ends the outage."
+            )
+        self.call_from_thread(
+            self.notify,
+            text,
+            title="Demo",
+            severity="warning" if mode != "none" else "information",
+            timeout=15,
+        )
 
 
 class _StepFailed(Exception):
@@ -164,8 +192,15 @@ class DrillDriver:
     as the app received it, the replayer's own stamps), and every timing is the difference
     of two of those instants (demo_report.TIMING_SPANS): the report agrees with itself."""
 
-    def __init__(self, report: DrillReport, report_dir: Path, *, pause_s: float = 1.5, linger_s: float = 6.0,
-                 step_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        report: DrillReport,
+        report_dir: Path,
+        *,
+        pause_s: float = 1.5,
+        linger_s: float = 6.0,
+        step_timeout_s: float = 30.0,
+    ) -> None:
         self.app: DemoApp | None = None
         self.report = report
         self.report_dir = report_dir
@@ -196,8 +231,11 @@ class DrillDriver:
             await self._finish()
             code = rep.exit_code
             if rep.ok:
-                app.notify(f"DRILL PASSED: flat and reconciled. Report: {self.paths[1] if self.paths else '-'}",
-                           title="Drill", timeout=max(self.linger_s, 5))
+                app.notify(
+                    f"DRILL PASSED: flat and reconciled. Report: {self.paths[1] if self.paths else '-'}",
+                    title="Drill",
+                    timeout=max(self.linger_s, 5),
+                )
                 await asyncio.sleep(self.linger_s)
         finally:  # a failed drill ends now (the reason is on stderr and in the report); an exit already
             if app.return_code is None:  # under way (a signal: 128 + its number) keeps its own code
@@ -257,8 +295,11 @@ class DrillDriver:
         from console.service import ServiceError
 
         book = await self.wait("console ONLINE", self._book_loaded)
-        rep.step("console ONLINE", detail=f"{DEMO_USER} logged in online, BOD taken, book loaded "
-                                          f"({len(book.positions)} positions), runtime live")
+        rep.step(
+            "console ONLINE",
+            detail=f"{DEMO_USER} logged in online, BOD taken, book loaded "
+            f"({len(book.positions)} positions), runtime live",
+        )
         # picked only now, from main, once the desk shows the book it will square off from
         try:
             positions = await self.blocking(svc.positions)
@@ -266,8 +307,11 @@ class DrillDriver:
             self.fail("client to square off", f"main did not list the positions: {exc.message}")
         chosen = pick_drill_client(positions)
         if chosen is None:
-            self.fail("client to square off", f"no client of {DEMO_USER} has an open position on main "
-                                              f"({len(positions)} positions, all flat)")
+            self.fail(
+                "client to square off",
+                f"no client of {DEMO_USER} has an open position on main "
+                f"({len(positions)} positions, all flat)",
+            )
         client, legs = chosen
         rep.client_id, rep.legs = client, legs
         rep.step("client to square off", detail=f"{client}: {legs} open legs on main")
@@ -287,8 +331,12 @@ class DrillDriver:
         answered = time.monotonic()
         # the instant it was staged is the ask: the refusal begins inside the request (the console may be in
         # BACKUP before the answer is back in this thread), so the answer would come after the detection
-        staged = rep.step("outage staged", mono=asked, detail=f"mainsim's fault control set to refuse connections; "
-                                                              f"it answered in {answered - asked:.3f} s")
+        staged = rep.step(
+            "outage staged",
+            mono=asked,
+            detail=f"mainsim's fault control set to refuse connections; "
+            f"it answered in {answered - asked:.3f} s",
+        )
         mono, _ = await self.wait("BACKUP", lambda: app.entered("BACKUP", asked))
         backup = rep.step("BACKUP", mono=mono)
         backup.detail = f"detected {backup.t - staged.t:.3f} s after the outage was staged"
@@ -307,8 +355,11 @@ class DrillDriver:
         if res.mode != "BACKUP" or res.rejected or not res.journal_seqs:
             self.fail("square-off journaled", f"mode {res.mode}: {text}")
         await asyncio.to_thread(svc.acknowledge, res)
-        rep.step("square-off journaled", mono=done, detail=f"{len(res.legs)} legs, {len(res.cancels or [])} cancels, "
-                                                            f"journal seqs {res.journal_seqs}")
+        rep.step(
+            "square-off journaled",
+            mono=done,
+            detail=f"{len(res.legs)} legs, {len(res.cancels or [])} cancels, journal seqs {res.journal_seqs}",
+        )
         app.notify(text, title="Square-off (backup)", timeout=8)
         app.desk.action_show("journal")
         app.desk.sample_status()
@@ -324,39 +375,58 @@ class DrillDriver:
         mono, _ = await self.wait("RECOVERING", lambda: app.entered("RECOVERING", asked))
         step = rep.step("RECOVERING", mono=mono)
         step.detail = f"{step.t - ended.t:.3f} s after the outage ended"
-        done = await self.wait("replay reconciled", lambda: next(
-            (r for r in app.recoveries if r.seen >= asked and r.report is not None), None), timeout=60)
+        done = await self.wait(
+            "replay reconciled",
+            lambda: next((r for r in app.recoveries if r.seen >= asked and r.report is not None), None),
+            timeout=60,
+        )
         report = done.report
         replay = report.get("replay") or {}
         if replay.get("started_at"):
             rep.step("replay started", mono=rep.instant(datetime.fromisoformat(replay["started_at"])))
         if replay.get("finished_at"):
-            rep.step("replay ended", mono=rep.instant(datetime.fromisoformat(replay["finished_at"])),
-                     detail=replay.get("message", "-"))
+            rep.step(
+                "replay ended",
+                mono=rep.instant(datetime.fromisoformat(replay["finished_at"])),
+                detail=replay.get("message", "-"),
+            )
         else:  # no stamp, no timing: the step says what the replayer said, when the drill saw it
             rep.step("replayed", detail=replay.get("message", "-"))
         if report.get("created_at"):
-            rep.step("reconciliation stored", mono=rep.instant(datetime.fromisoformat(report["created_at"])),
-                     detail=f"report #{report.get('id')}")
+            rep.step(
+                "reconciliation stored",
+                mono=rep.instant(datetime.fromisoformat(report["created_at"])),
+                detail=f"report #{report.get('id')}",
+            )
         mono, _ = await self.wait("ONLINE", lambda: app.entered("ONLINE", asked))
         step = rep.step("ONLINE", mono=mono)
         step.detail = f"{step.t - ended.t:.3f} s after the outage ended"
 
         rep.reconciled, rep.held_for_a_person = judge_reconciliation(report)
-        rep.reconciliation = {"id": report.get("id"), "counts": report.get("counts"),
-                              "verdict": report.get("verdict"), "headline": report.get("headline"),
-                              "mismatch_counts": report.get("mismatch_counts"),
-                              "local_equals_main": report.get("local_equals_main")}
+        rep.reconciliation = {
+            "id": report.get("id"),
+            "counts": report.get("counts"),
+            "verdict": report.get("verdict"),
+            "headline": report.get("headline"),
+            "mismatch_counts": report.get("mismatch_counts"),
+            "local_equals_main": report.get("local_equals_main"),
+        }
         positions = await self.blocking(lambda: svc.positions(client))
         rep.flat = flat_on_main(positions, client)
         left = [f"{p.symbol} {p.net_quantity}" for p in positions if p.client_id == client and p.net_quantity]
         rep.step("book flat on main", ok=rep.flat, detail=f"{client}: " + (", ".join(left) or "every leg 0"))
-        rep.step("reconciled", ok=rep.reconciled,
-                 detail=f"mismatches {report.get('mismatch_counts')}, held {rep.held_for_a_person}")
+        rep.step(
+            "reconciled",
+            ok=rep.reconciled,
+            detail=f"mismatches {report.get('mismatch_counts')}, held {rep.held_for_a_person}",
+        )
         from console.tui.drill_report import ReconciliationScreen
 
         for timing in TIMING_SPANS:
             rep.span(timing)
-        verdict = ("DRILL PASSED: the book ended flat and reconciled" if rep.ok
-                   else f"DRILL FAILED: {rep.failure or rep._why()}")
+        verdict = (
+            "DRILL PASSED: the book ended flat and reconciled"
+            if rep.ok
+            else f"DRILL FAILED: {rep.failure or rep._why()}"
+        )
         app.push_screen(ReconciliationScreen(report, timings=dict(rep.timings_s), verdict=verdict))

@@ -18,15 +18,24 @@ from console.demo_report import TIMING_LABELS
 from sync.verdict import CLEAN, verdict
 from sync.verdict import headline as verdict_headline
 
-_STATE_STYLE = {"applied": "green", "moot": "dim", "rejected": "red", "conflict": "bold red",
-                "held": "bold yellow", "pending": "cyan", "sent": "cyan"}
+_STATE_STYLE = {
+    "applied": "green",
+    "moot": "dim",
+    "rejected": "red",
+    "conflict": "bold red",
+    "held": "bold yellow",
+    "pending": "cyan",
+    "sent": "cyan",
+}
 
 
 def headline(report: dict) -> str:
     """The verdict and the counts of what the screen lists below (sync/verdict.py: the
     same words as `lifeboat sync report`); "equals" only when nothing is listed as differing."""
-    return (f"Reconciliation #{report.get('id', '-')}  trading day {report.get('trading_date', '-')}  "
-            f"({report.get('user', '-')}): {verdict_headline(report)}")
+    return (
+        f"Reconciliation #{report.get('id', '-')}  trading day {report.get('trading_date', '-')}  "
+        f"({report.get('user', '-')}): {verdict_headline(report)}"
+    )
 
 
 def agrees(report: dict) -> bool:
@@ -37,12 +46,21 @@ def agrees(report: dict) -> bool:
 def entries_table(report: dict, *, id: str = "recon-entries") -> DataTable:
     """The report's journal entries, one line each, the state coloured (also the replay screen's)."""
     entries = DataTable(id=id, cursor_type="row", zebra_stripes=True)
-    entries.add_columns("Seq", "Kind", "Client", "Symbol", "Prod", "Client order id", "State", "Main order",
-                        "Reason")
+    entries.add_columns(
+        "Seq", "Kind", "Client", "Symbol", "Prod", "Client order id", "State", "Main order", "Reason"
+    )
     for e in report.get("entries") or []:
-        entries.add_row(str(e.get("seq")), e.get("kind") or "", e.get("client_id") or "",
-                        e.get("symbol") or "", e.get("product") or "", e.get("client_order_id") or "",
-                        styled_state(e.get("state")), e.get("main_order_id") or "", e.get("reason") or "")
+        entries.add_row(
+            str(e.get("seq")),
+            e.get("kind") or "",
+            e.get("client_id") or "",
+            e.get("symbol") or "",
+            e.get("product") or "",
+            e.get("client_order_id") or "",
+            styled_state(e.get("state")),
+            e.get("main_order_id") or "",
+            e.get("reason") or "",
+        )
     return entries
 
 
@@ -53,11 +71,19 @@ def styled_state(state) -> str:
 
 def _rows_table(rows: list[dict], id: str, first: str, local_label: str, *, next_step: bool) -> DataTable:
     table = DataTable(id=id, cursor_type="row")
-    table.add_columns(first, "Client", "Symbol", local_label, "Main", "Detail", *(["Next step"] if next_step else []))
+    table.add_columns(
+        first, "Client", "Symbol", local_label, "Main", "Detail", *(["Next step"] if next_step else [])
+    )
     for x in rows:
-        table.add_row(x.get("kind", ""), x.get("client_id") or "", x.get("symbol") or "",
-                      str(x.get("expected", x.get("local", ""))), str(x.get("main", "")), x.get("detail", ""),
-                      *([x.get("next_step") or ""] if next_step else []))
+        table.add_row(
+            x.get("kind", ""),
+            x.get("client_id") or "",
+            x.get("symbol") or "",
+            str(x.get("expected", x.get("local", ""))),
+            str(x.get("main", "")),
+            x.get("detail", ""),
+            *([x.get("next_step") or ""] if next_step else []),
+        )
     return table
 
 
@@ -71,7 +97,9 @@ def moved_table(report: dict, *, id: str = "recon-moved") -> DataTable | None:
     """What changed on main during the outage for clients the journal did not flatten:
     listed for information (the local book now shows main's), or None."""
     moved = report.get("moved_on_main") or []
-    return _rows_table(moved, id, "Changed on main (information)", "Local", next_step=False) if moved else None
+    return (
+        _rows_table(moved, id, "Changed on main (information)", "Local", next_step=False) if moved else None
+    )
 
 
 class ReconciliationScreen(ModalScreen[None]):
@@ -86,7 +114,9 @@ class ReconciliationScreen(ModalScreen[None]):
     """
     BINDINGS = [Binding("escape,enter,q", "close", "Back to the desk", id="recon.close")]
 
-    def __init__(self, report: dict, *, timings: dict[str, float] | None = None, verdict: str | None = None) -> None:
+    def __init__(
+        self, report: dict, *, timings: dict[str, float] | None = None, verdict: str | None = None
+    ) -> None:
         super().__init__()
         self.report = report
         self.timings = timings or {}
@@ -102,20 +132,29 @@ class ReconciliationScreen(ModalScreen[None]):
                 yield Static(f"Replay: {replay.get('message', replay.get('status', '-'))}", id="recon-replay")
             yield entries_table(r)
             mism = mismatches_table(r)
-            yield mism if mism is not None else Static("No mismatches: main holds what the journal meant.",
-                                                       id="recon-nomismatch")
+            yield (
+                mism
+                if mism is not None
+                else Static("No mismatches: main holds what the journal meant.", id="recon-nomismatch")
+            )
             moved = moved_table(r)
             if moved is not None:
                 yield moved
             if self.timings:
-                parts = [f"{TIMING_LABELS.get(k, k)} {v:.2f} s" for k, v in self.timings.items() if k in TIMING_LABELS]
+                parts = [
+                    f"{TIMING_LABELS.get(k, k)} {v:.2f} s"
+                    for k, v in self.timings.items()
+                    if k in TIMING_LABELS
+                ]
                 yield Static("Drill timings: " + "  |  ".join(parts), id="recon-timings")
             if self.verdict:
                 yield Static(self.verdict, id="recon-verdict")
             yield Static("Esc: back to the desk", id="recon-hint")
 
     def on_mount(self) -> None:
-        self.query_one("#recon-box").styles.width = "96%"  # wider than the console's dialogs: the entries table
+        self.query_one(
+            "#recon-box"
+        ).styles.width = "96%"  # wider than the console's dialogs: the entries table
 
     def action_close(self) -> None:
         self.dismiss(None)

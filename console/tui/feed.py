@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from datetime import datetime
-from localstore import clock as wallclock
-from typing import Callable
 
 from backend_client import wire
 from backend_client.stream import StreamClient
+from localstore import clock as wallclock
 
 
 class Feed:
@@ -103,8 +103,16 @@ class TappedStream(StreamClient):
 class RuntimeHost:
     """Runs the console's Runtime in a worker thread on its own loop until ``stop``."""
 
-    def __init__(self, service, feed: Feed, *, on_mode: Callable, user_id: str | None,
-                 clock: Callable[[], datetime] | None = None, on_recovered: Callable | None = None) -> None:
+    def __init__(
+        self,
+        service,
+        feed: Feed,
+        *,
+        on_mode: Callable,
+        user_id: str | None,
+        clock: Callable[[], datetime] | None = None,
+        on_recovered: Callable | None = None,
+    ) -> None:
         self.service = service
         self.on_recovered = on_recovered  # f(result, report) after each automatic replay pass
         self.clock = clock or wallclock.utcnow
@@ -128,8 +136,9 @@ class RuntimeHost:
 
             def stream_factory(since):
                 rt = holder["rt"]
-                return TappedStream(c.base_url, c.token or "", since=since,
-                                    silence_timeout=rt.silence_timeout, feed=self.feed)
+                return TappedStream(
+                    c.base_url, c.token or "", since=since, silence_timeout=rt.silence_timeout, feed=self.feed
+                )
 
             rt = Runtime(self.service.store, c, user_id=self.user_id, stream_factory=stream_factory)
             holder["rt"] = rt

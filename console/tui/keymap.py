@@ -93,8 +93,18 @@ _DECLARED = {k.id: n for n, k in enumerate(ALL_KEYS + DEMO_KEYS)}
 
 
 def bindings(keys: tuple[Key, ...]) -> list[Binding]:
-    return [Binding(k.key, k.action, k.description, show=k.show, priority=k.priority, id=k.id,
-                    tooltip=f"{k.description} (id {k.id})") for k in keys]
+    return [
+        Binding(
+            k.key,
+            k.action,
+            k.description,
+            show=k.show,
+            priority=k.priority,
+            id=k.id,
+            tooltip=f"{k.description} (id {k.id})",
+        )
+        for k in keys
+    ]
 
 
 def markdown_table() -> str:

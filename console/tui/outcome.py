@@ -17,14 +17,24 @@ def summarize(res) -> tuple[str, bool]:
         text = f"{what} {verb} ({mode}): {len(legs)} leg(s), {len(res.cancels)} cancel(s)"
         if bad:
             text += "; not done: " + "; ".join(
-                f"{leg.get('client_id')} {leg.get('symbol')}: {leg.get('reason') or leg.get('outcome')}" for leg in bad)
+                f"{leg.get('client_id')} {leg.get('symbol')}: {leg.get('reason') or leg.get('outcome')}"
+                for leg in bad
+            )
         return text, not bad
     o = res.order or {}
     outcome = d.get("outcome")
-    label = {"order_place": "order", "order_modify": "modify", "order_cancel": "cancel"}.get(res.action, res.action)
+    label = {"order_place": "order", "order_modify": "modify", "order_cancel": "cancel"}.get(
+        res.action, res.action
+    )
     if outcome == "rejected":
-        return f"{label} REJECTED: {o.get('status_reason') or o.get('reason') or 'rejected by the main system'}", False
+        return (
+            f"{label} REJECTED: {o.get('status_reason') or o.get('reason') or 'rejected by the main system'}",
+            False,
+        )
     if mode != "ONLINE":
-        return f"{label} JOURNALED #{o.get('seq')} ({mode}): {o.get('client_order_id')}, goes to main on recovery", True
+        return (
+            f"{label} JOURNALED #{o.get('seq')} ({mode}): {o.get('client_order_id')}, goes to main on recovery",
+            True,
+        )
     ident = o.get("order_id") or o.get("client_order_id")
     return f"{label} SENT: {ident} {o.get('status', o.get('outcome', ''))}".strip(), True

@@ -78,8 +78,9 @@ class DealerSession:
         return self._password
 
     async def place(self, ticket, *, validity: str, disclosed_quantity: int | None):
-        return await self.service.place(ticket, validity=validity, disclosed_quantity=disclosed_quantity,
-                                        password=self._action_password)
+        return await self.service.place(
+            ticket, validity=validity, disclosed_quantity=disclosed_quantity, password=self._action_password
+        )
 
     async def modify(self, **kw):
         return await self.service.modify(password=self._action_password, **kw)
@@ -124,10 +125,17 @@ class DealerSession:
         st["replay"] = replay_text(st.get("replay"))
         st["probe"] = {"ok": probe.ok, "latency_ms": probe.latency_ms, "kind": probe.kind}
         if self.identity is not None:
-            st["user"] = {"user_id": self.identity.user_id, "role": self.identity.role, "how": self.identity.how}
+            st["user"] = {
+                "user_id": self.identity.user_id,
+                "role": self.identity.role,
+                "how": self.identity.how,
+            }
         if runtime is not None:
-            st["runtime"] = {"connected": runtime.status.connected, "resnapshots": runtime.status.resnapshots,
-                             "reason": runtime.status.reason}
+            st["runtime"] = {
+                "connected": runtime.status.connected,
+                "resnapshots": runtime.status.resnapshots,
+                "reason": runtime.status.reason,
+            }
             progress = self.replay_progress(runtime)
             if progress is not None:
                 st["replay"] = progress
@@ -145,7 +153,7 @@ class DealerSession:
         return Book(svc.local_positions(), svc.local_orders(), svc.local_trades(), instruments, clients)
 
     def replay_progress(self, runtime) -> str | None:
-        """"done/total" of the runtime's running replay pass, or None when none runs.
+        """ "done/total" of the runtime's running replay pass, or None when none runs.
         total = entries done + entries still to send (the backlog shrinks as they land)."""
         rec = getattr(runtime, "recovery", None)
         replayer = getattr(rec, "replayer", None)

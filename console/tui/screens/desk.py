@@ -41,8 +41,14 @@ PANELS = {
 OPEN_STATUSES = ("OPEN", "TRIGGER_PENDING")
 # A square-off journaled and not yet on main, on its position's row: "SQ 50 pending" (the
 # quantity it was journaled for; "sent": sent, main's answer not yet read back).
-SQUAREOFF_COLUMN = Column("squareoff", "Square-off", 10, tone=lambda _v: Style(color="black", bgcolor="yellow"),
-                          fit=True, max_width=24)
+SQUAREOFF_COLUMN = Column(
+    "squareoff",
+    "Square-off",
+    10,
+    tone=lambda _v: Style(color="black", bgcolor="yellow"),
+    fit=True,
+    max_width=24,
+)
 
 
 def with_squareoff_column(cols: list) -> list:
@@ -92,8 +98,12 @@ class DeskScreen(Screen):
         with ContentSwitcher(initial=f"grid-{self.panel}", id="panels"):
             for name, (_title, cols) in PANELS.items():
                 if name == "positions":  # LTP and MTM follow the ticks as live quotes
-                    yield self.GRID(with_squareoff_column(cols), id=f"grid-{name}", quote_of=panels.position_quote,
-                                    with_quote=panels.position_with_quote)
+                    yield self.GRID(
+                        with_squareoff_column(cols),
+                        id=f"grid-{name}",
+                        quote_of=panels.position_quote,
+                        with_quote=panels.position_with_quote,
+                    )
                 else:
                     yield self.GRID(cols, id=f"grid-{name}")
         yield StatusBar(self.app.clock, id="status")
@@ -122,7 +132,9 @@ class DeskScreen(Screen):
         self.post_message(BookLoaded(self.app.session.local_book()))
 
     def _tick(self, exchange, symbol):
-        inst = self.book.instruments.get((getattr(exchange, "value", exchange), symbol)) if self.book else None
+        inst = (
+            self.book.instruments.get((getattr(exchange, "value", exchange), symbol)) if self.book else None
+        )
         return inst.tick_size if inst is not None else None
 
     def _position_row(self, p) -> dict:
@@ -142,10 +154,12 @@ class DeskScreen(Screen):
             key = position_key(p)
             rows.append((key, self._position_row(p)))
         self.grid("positions").set_rows(rows)
-        self.grid("orders").set_rows((o.order_id, panels.order_row(o, self._tick(o.exchange, o.symbol)))
-                                     for o in book.orders)
-        self.grid("trades").set_rows((t.trade_id, panels.trade_row(t, self._tick(t.exchange, t.symbol)))
-                                     for t in book.trades)
+        self.grid("orders").set_rows(
+            (o.order_id, panels.order_row(o, self._tick(o.exchange, o.symbol))) for o in book.orders
+        )
+        self.grid("trades").set_rows(
+            (t.trade_id, panels.trade_row(t, self._tick(t.exchange, t.symbol))) for t in book.trades
+        )
         self._fill_watch()
         self._show_total()
         self.show_title()
@@ -230,7 +244,9 @@ class DeskScreen(Screen):
             realised += Decimal(row["realised_pnl"])
             unrealised += Decimal(row["unrealised_pnl"])
             mtm += Decimal(row["mtm"])
-        g.set_summary({"client_id": "Total", "realised_pnl": realised, "unrealised_pnl": unrealised, "mtm": mtm})
+        g.set_summary(
+            {"client_id": "Total", "realised_pnl": realised, "unrealised_pnl": unrealised, "mtm": mtm}
+        )
 
     @work(thread=True, exclusive=True, group="desk-status", exit_on_error=False)
     def sample_status(self) -> None:
@@ -401,17 +417,22 @@ class DeskScreen(Screen):
             if yes:
                 self.app.run_trade(lambda s: s.cancel(order_id=oid), reply_to=self)
 
-        self.app.push_screen(ConfirmScreen(
-            f"Cancel order {oid}: {row['side']} {row['quantity']} {row['symbol']} for {row['client_id']}?"), done)
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Cancel order {oid}: {row['side']} {row['quantity']} {row['symbol']} for {row['client_id']}?"
+            ),
+            done,
+        )
 
     def action_squareoff(self) -> None:
         from console.tui.screens.squareoff import SquareOffScreen
 
         pos = self.cursor_position() if self.panel == "positions" else None
         client = (pos or {}).get("client_id") or self._ticket_defaults().get("client_id")
-        self.app.push_screen(SquareOffScreen(position=pos, client_id=client,
-                                             clients=self.book.clients if self.book else []),
-                             lambda _result: self.sample_status())  # the marker of what was just journaled
+        self.app.push_screen(
+            SquareOffScreen(position=pos, client_id=client, clients=self.book.clients if self.book else []),
+            lambda _result: self.sample_status(),
+        )  # the marker of what was just journaled
 
     def action_killswitch(self) -> None:
         from console.tui.screens.confirm import ConfirmScreen
@@ -420,8 +441,9 @@ class DeskScreen(Screen):
             if yes:
                 self.app.run_trade(lambda s: s.killswitch(), reply_to=self)
 
-        self.app.push_screen(ConfirmScreen("KILL SWITCH: cancel every open order in your scope and block new "
-                                           "exposure?"), done)
+        self.app.push_screen(
+            ConfirmScreen("KILL SWITCH: cancel every open order in your scope and block new exposure?"), done
+        )
 
     def action_watch_add(self) -> None:
         from console.tui.screens.confirm import AskScreen
@@ -473,8 +495,9 @@ def default_watch(book) -> list[str]:
     (positions, then open orders), each once, by symbol; with an empty book, the first 40
     NSE instruments by symbol."""
     seen: dict[str, None] = {}
-    for item in list(book.positions) + [o for o in book.orders if getattr(o.status, "value", o.status)
-                                        in OPEN_STATUSES]:
+    for item in list(book.positions) + [
+        o for o in book.orders if getattr(o.status, "value", o.status) in OPEN_STATUSES
+    ]:
         exch = getattr(item.exchange, "value", item.exchange)
         if (exch, item.symbol) in book.instruments:
             seen.setdefault(f"{exch}:{item.symbol}")

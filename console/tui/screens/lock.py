@@ -16,7 +16,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
-from console.tui.messages import UnlockFailed, Unlocked
+from console.tui.messages import Unlocked, UnlockFailed
 
 
 class LockScreen(Screen[None]):

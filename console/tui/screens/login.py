@@ -51,8 +51,10 @@ class LoginScreen(Screen):
             how.update(f"Main system reachable ({msg.latency_ms:.0f} ms): you will log in ONLINE.")
             how.set_classes("online")
         else:
-            how.update(f"Main system unreachable ({msg.detail}): you will log in OFFLINE "
-                       "against this console's offline grant (backup mode).")
+            how.update(
+                f"Main system unreachable ({msg.detail}): you will log in OFFLINE "
+                "against this console's offline grant (backup mode)."
+            )
             how.set_classes("offline")
         if self.is_attached:
             self.set_timer(2.0, self.probe, name="login-reprobe")
@@ -73,7 +75,9 @@ class LoginScreen(Screen):
             self._error("Still checking the main system; try again in a moment.")
             return
         self._error("")
-        self.query_one("#login-how", Static).update("Logging in " + ("ONLINE…" if self.online else "OFFLINE…"))
+        self.query_one("#login-how", Static).update(
+            "Logging in " + ("ONLINE…" if self.online else "OFFLINE…")
+        )
         self.login(user, password, self.online)
 
     @work(thread=True, exclusive=True, group="login", exit_on_error=False)

@@ -76,13 +76,23 @@ def build_ticket(fields: dict, instruments: dict, clients: list[str]):
         raise Invalid(f"no instrument {symbol} on {exch} in the local reference data")
     qty = _int(fields["quantity"], "quantity", required=True)
     disclosed = _int(fields["disclosed"], "disclosed quantity", required=False)
-    ticket = OrderTicket(client_id=client, exchange=exch, symbol=symbol, side=Side(fields["side"]), quantity=qty,
-                         product=fields["product"], order_type=OrderType(fields["order_type"]),
-                         price=_price(fields["price"], "price"), trigger_price=_price(fields["trigger"], "trigger price"))
+    ticket = OrderTicket(
+        client_id=client,
+        exchange=exch,
+        symbol=symbol,
+        side=Side(fields["side"]),
+        quantity=qty,
+        product=fields["product"],
+        order_type=OrderType(fields["order_type"]),
+        price=_price(fields["price"], "price"),
+        trigger_price=_price(fields["trigger"], "trigger price"),
+    )
     try:
         check_ticket_shape(ticket, inst)
     except Refusal as exc:
-        raise Invalid(exc.message.replace("--price", "a price").replace("--trigger", "a trigger price")) from None
+        raise Invalid(
+            exc.message.replace("--price", "a price").replace("--trigger", "a trigger price")
+        ) from None
     if disclosed is not None and not 0 <= disclosed <= qty:
         raise Invalid(f"disclosed quantity must be between 0 and the quantity {qty}")
     return ticket, fields["validity"], disclosed, inst
@@ -119,7 +129,9 @@ class OrderEntryScreen(ModalScreen[object]):
                 yield Label("Client")
                 yield Input(d.get("client_id", ""), id="f-client")
                 yield Label("Exchange")
-                yield Select(_opts(EXCHANGES), value=d.get("exchange", "NSE"), allow_blank=False, id="f-exchange")
+                yield Select(
+                    _opts(EXCHANGES), value=d.get("exchange", "NSE"), allow_blank=False, id="f-exchange"
+                )
                 yield Label("Symbol")
                 yield Input(d.get("symbol", ""), id="f-symbol")
                 yield Label("Side")
@@ -127,7 +139,9 @@ class OrderEntryScreen(ModalScreen[object]):
                 yield Label("Quantity")
                 yield Input("", id="f-quantity", type="integer")
                 yield Label("Product")
-                yield Select(_opts(PRODUCTS), value=d.get("product", "MIS"), allow_blank=False, id="f-product")
+                yield Select(
+                    _opts(PRODUCTS), value=d.get("product", "MIS"), allow_blank=False, id="f-product"
+                )
                 yield Label("Order type")
                 yield Select(_opts(TYPES), value="MARKET", allow_blank=False, id="f-order_type")
                 yield Label("Price")
@@ -141,7 +155,11 @@ class OrderEntryScreen(ModalScreen[object]):
             yield Static("", id="order-hint")
             yield Static("", id="order-error")
             with Horizontal(classes="buttons"):
-                yield Button(f"{self.side} (Ctrl+S)", id="order-go", variant="success" if self.side == "BUY" else "error")
+                yield Button(
+                    f"{self.side} (Ctrl+S)",
+                    id="order-go",
+                    variant="success" if self.side == "BUY" else "error",
+                )
                 yield Button("Close (Esc)", id="order-close")
 
     def on_mount(self) -> None:
@@ -150,10 +168,19 @@ class OrderEntryScreen(ModalScreen[object]):
 
     def fields(self) -> dict:
         q = lambda i: self.query_one(f"#f-{i}")  # noqa: E731
-        return {"client": q("client").value, "exchange": q("exchange").value, "symbol": q("symbol").value,
-                "side": q("side").value, "quantity": q("quantity").value, "product": q("product").value,
-                "order_type": q("order_type").value, "price": q("price").value, "trigger": q("trigger").value,
-                "validity": q("validity").value, "disclosed": q("disclosed").value}
+        return {
+            "client": q("client").value,
+            "exchange": q("exchange").value,
+            "symbol": q("symbol").value,
+            "side": q("side").value,
+            "quantity": q("quantity").value,
+            "product": q("product").value,
+            "order_type": q("order_type").value,
+            "price": q("price").value,
+            "trigger": q("trigger").value,
+            "validity": q("validity").value,
+            "disclosed": q("disclosed").value,
+        }
 
     def set_fields(self, **values) -> None:
         """Fill the form (tests, and the palette's pre-filled orders)."""
@@ -174,8 +201,10 @@ class OrderEntryScreen(ModalScreen[object]):
         inst = self.book.instruments.get((f["exchange"], f["symbol"].strip().upper()))
         if inst is not None:
             p = lambda v: price_text(v, inst.tick_size, grouped=False)  # noqa: E731
-            hint.update(f"{inst.symbol}: LTP {p(inst.last_price)}  lot {inst.lot_size}  tick {p(inst.tick_size)}  "
-                        f"band {p(inst.lower_band)}-{p(inst.upper_band)}  freeze {inst.freeze_quantity}")
+            hint.update(
+                f"{inst.symbol}: LTP {p(inst.last_price)}  lot {inst.lot_size}  tick {p(inst.tick_size)}  "
+                f"band {p(inst.lower_band)}-{p(inst.upper_band)}  freeze {inst.freeze_quantity}"
+            )
         else:
             hint.update("")
         try:
@@ -195,10 +224,14 @@ class OrderEntryScreen(ModalScreen[object]):
             return
         if not self.validate():
             return
-        ticket, validity, disclosed, _inst = build_ticket(self.fields(), self.book.instruments, self.book.clients)
+        ticket, validity, disclosed, _inst = build_ticket(
+            self.fields(), self.book.instruments, self.book.clients
+        )
         self.sending = True
         self.query_one("#order-error", Static).update("sending…")
-        self.app.run_trade(lambda s: s.place(ticket, validity=validity, disclosed_quantity=disclosed), reply_to=self)
+        self.app.run_trade(
+            lambda s: s.place(ticket, validity=validity, disclosed_quantity=disclosed), reply_to=self
+        )
 
     def on_action_done(self, msg: ActionDone) -> None:
         self.sending = False
@@ -229,7 +262,9 @@ class ModifyScreen(ModalScreen[object]):
     def compose(self) -> ComposeResult:
         o = self.order
         with Vertical(classes="dialog"):
-            yield Static(f"MODIFY {o['order_id']}: {o['side']} {o['symbol']} for {o['client_id']} ({o['order_type']})")
+            yield Static(
+                f"MODIFY {o['order_id']}: {o['side']} {o['symbol']} for {o['client_id']} ({o['order_type']})"
+            )
             yield Label("Quantity")
             yield Input(str(o["quantity"]), id="m-quantity", type="integer")
             yield Label("Price")
@@ -257,9 +292,11 @@ class ModifyScreen(ModalScreen[object]):
             err.update(str(exc))
             return
         o = self.order
-        change = {"quantity": qty if qty != o["quantity"] else None,
-                  "price": price if price != o.get("price") else None,
-                  "trigger_price": trigger if trigger != o.get("trigger_price") else None}
+        change = {
+            "quantity": qty if qty != o["quantity"] else None,
+            "price": price if price != o.get("price") else None,
+            "trigger_price": trigger if trigger != o.get("trigger_price") else None,
+        }
         if all(v is None for v in change.values()):
             err.update("nothing changed")
             return

@@ -13,6 +13,7 @@ main answers.  Every service call runs in a worker; answers come back as message
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -25,10 +26,14 @@ from console.tui.drill_report import agrees, entries_table, headline, mismatches
 from console.tui.messages import HeldDecided, HeldLoaded, ReplayRan
 
 HELD_COLUMNS = ("Seq", "Kind", "Client", "Symbol", "Prod", "State", "Journaled (UTC)", "By", "Why held")
-READ_ONLY_NOTE = ("Read only: releasing or discarding a held entry is a supervisor's decision. "
-                  "A supervisor logs in here, or runs `lifeboat sync release SEQ` / `sync discard SEQ`.")
-SUPERVISOR_NOTE = ("r: release the highlighted entry (sent on the next replay, looked up on main first)   "
-                   "x: discard it (never sent)   both audited")
+READ_ONLY_NOTE = (
+    "Read only: releasing or discarding a held entry is a supervisor's decision. "
+    "A supervisor logs in here, or runs `lifeboat sync release SEQ` / `sync discard SEQ`."
+)
+SUPERVISOR_NOTE = (
+    "r: release the highlighted entry (sent on the next replay, looked up on main first)   "
+    "x: discard it (never sent)   both audited"
+)
 
 
 class ReplayScreen(ModalScreen[None]):
@@ -81,7 +86,9 @@ class ReplayScreen(ModalScreen[None]):
                 yield Button("Close (Esc)", id="replay-close")
 
     def on_mount(self) -> None:
-        box = self.query_one("#replay-box")  # the app's .dialog rule outranks DEFAULT_CSS: wider and taller here
+        box = self.query_one(
+            "#replay-box"
+        )  # the app's .dialog rule outranks DEFAULT_CSS: wider and taller here
         box.styles.width, box.styles.height = "96%", "90%"
         note = self.query_one("#replay-note", Static)
         if self.app.session.is_supervisor:
@@ -125,25 +132,39 @@ class ReplayScreen(ModalScreen[None]):
         head.update(headline(report))
         head.add_class("recon-ok" if agrees(report) else "recon-bad")
         replay = report.get("replay") or {}
-        last.update(f"Last replay: {replay.get('message', replay.get('status', '-'))}  "
-                    f"(report of {report.get('created_at', '-')})")
+        last.update(
+            f"Last replay: {replay.get('message', replay.get('status', '-'))}  "
+            f"(report of {report.get('created_at', '-')})"
+        )
         widgets = [entries_table(report, id="replay-entries")]
         mism = mismatches_table(report, id="replay-mismatches")
-        widgets.append(mism if mism is not None else Static("No mismatches: main holds what the journal meant."))
+        widgets.append(
+            mism if mism is not None else Static("No mismatches: main holds what the journal meant.")
+        )
         await box.mount_all(widgets)
 
     def _show_held(self, held: list[dict]) -> None:
         table = self.query_one("#replay-held", DataTable)
         table.clear()
         for e in held:
-            table.add_row(str(e["seq"]), e.get("kind") or "", e.get("client_id") or "", e.get("symbol") or "",
-                          e.get("product") or "", styled_state(e.get("state")), _when(e.get("created_at")),
-                          e.get("user_id") or "", e.get("reason") or "", key=str(e["seq"]))
+            table.add_row(
+                str(e["seq"]),
+                e.get("kind") or "",
+                e.get("client_id") or "",
+                e.get("symbol") or "",
+                e.get("product") or "",
+                styled_state(e.get("state")),
+                _when(e.get("created_at")),
+                e.get("user_id") or "",
+                e.get("reason") or "",
+                key=str(e["seq"]),
+            )
         can = self.app.session.is_supervisor and bool(held)
         self.query_one("#replay-release", Button).disabled = not can
         self.query_one("#replay-discard", Button).disabled = not can
         self.query_one("#replay-held-title", Static).update(
-            f"Held for a person: {len(held)}" if held else "Held for a person: none")
+            f"Held for a person: {len(held)}" if held else "Held for a person: none"
+        )
 
     def say(self, text: str) -> None:
         self.query_one("#replay-status", Static).update(text)
@@ -181,8 +202,11 @@ class ReplayScreen(ModalScreen[None]):
             return
         seq = entry["seq"]
         what = f"#{seq} {entry.get('kind')} {entry.get('client_id')} {entry.get('symbol') or ''}".rstrip()
-        question = (f"RELEASE held entry {what}? It goes to main on the next replay (looked up there first)."
-                    if release else f"DISCARD held entry {what}? It will never be sent to main.")
+        question = (
+            f"RELEASE held entry {what}? It goes to main on the next replay (looked up there first)."
+            if release
+            else f"DISCARD held entry {what}? It will never be sent to main."
+        )
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -211,10 +235,14 @@ class ReplayScreen(ModalScreen[None]):
         if msg.error:
             self.say(f"#{msg.seq} not {'released' if msg.release else 'discarded'}: {msg.error}")
         else:
-            self.say(f"#{msg.seq} {'released: sent on the next replay' if msg.release else 'discarded: never sent'}"
-                     f" ({msg.row.get('reason')})")
-            self.app.notify(f"Held entry #{msg.seq} {'released' if msg.release else 'discarded'} (audited).",
-                            title="Replay")
+            self.say(
+                f"#{msg.seq} {'released: sent on the next replay' if msg.release else 'discarded: never sent'}"
+                f" ({msg.row.get('reason')})"
+            )
+            self.app.notify(
+                f"Held entry #{msg.seq} {'released' if msg.release else 'discarded'} (audited).",
+                title="Replay",
+            )
         self.load()
 
     # ------------------------------------------------------------------ replay now
@@ -267,7 +295,7 @@ def _when(iso: str | None) -> str:
     """When the entry was journaled, in UTC (the date matters: an earlier day's entry is held)."""
     if not iso:
         return ""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    at = datetime.fromisoformat(iso).astimezone(timezone.utc)
+    at = datetime.fromisoformat(iso).astimezone(UTC)
     return f"{at:%Y-%m-%d %H:%M:%S}"

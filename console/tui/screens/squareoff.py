@@ -21,7 +21,15 @@ SCOPES = (("This position", "position"), ("This client", "client"), ("Whole scop
 # Fixed widths: auto-sized columns grew when the legs landed, and the header line stayed
 # painted at the widths it had before (about one preview in two).  With widths that do not
 # depend on the data the header never changes, so it cannot go stale; they fit the dialog.
-LEG_COLUMNS = (("Client", 8), ("Exch", 4), ("Symbol", 14), ("Prod", 4), ("Side", 4), ("Qty", 7), ("Outcome", 28))
+LEG_COLUMNS = (
+    ("Client", 8),
+    ("Exch", 4),
+    ("Symbol", 14),
+    ("Prod", 4),
+    ("Side", 4),
+    ("Qty", 7),
+    ("Outcome", 28),
+)
 CANCEL_COLUMNS = (("Cancel order", 28), ("Client", 8), ("Symbol", 14), ("Outcome", 28))
 
 
@@ -51,8 +59,12 @@ class SquareOffScreen(ModalScreen[object]):
             yield Static("SQUARE OFF", id="squareoff-title")
             with Horizontal(classes="row"):
                 yield Select(SCOPES, value=scope, allow_blank=False, id="so-scope")
-                yield Select([(c, c) for c in self.clients], value=self.client_id if self.client_id in self.clients
-                             else Select.BLANK, id="so-client", prompt="client")
+                yield Select(
+                    [(c, c) for c in self.clients],
+                    value=self.client_id if self.client_id in self.clients else Select.BLANK,
+                    id="so-client",
+                    prompt="client",
+                )
             yield Static("", id="so-what")
             yield Static("", id="so-already")  # a square-off of these positions is already journaled
             table = DataTable(id="so-legs", cursor_type="row")
@@ -98,7 +110,9 @@ class SquareOffScreen(ModalScreen[object]):
         if "client_id" in scope and scope["client_id"] is None:
             self.query_one("#so-status", Static).update("choose a client")
             return
-        self.query_one("#so-what", Static).update(f"Flatten {self.describe(scope)}; open orders in it are cancelled.")
+        self.query_one("#so-what", Static).update(
+            f"Flatten {self.describe(scope)}; open orders in it are cancelled."
+        )
         self.query_one("#so-status", Static).update("previewing…")
         self.busy = True
         self.asked += 1
@@ -138,8 +152,15 @@ class SquareOffScreen(ModalScreen[object]):
             outcome = leg.get("outcome") + (f": {leg['reason']}" if leg.get("reason") else "")
             if key in already:
                 outcome = f"AGAIN (#{already[key][1]['seq']} {already[key][1]['state']}) {outcome}"
-            table.add_row(leg.get("client_id"), leg.get("exchange"), leg.get("symbol"), leg.get("product"),
-                          leg.get("side"), str(leg.get("quantity")), outcome)
+            table.add_row(
+                leg.get("client_id"),
+                leg.get("exchange"),
+                leg.get("symbol"),
+                leg.get("product"),
+                leg.get("side"),
+                str(leg.get("quantity")),
+                outcome,
+            )
         self._show_cancels(res.cancels)
         if res.dry_run:
             self.preview, self.preview_scope = res, self.asked_scope
@@ -149,15 +170,22 @@ class SquareOffScreen(ModalScreen[object]):
             if not res.legs and not cancels:
                 status.update("Nothing to square off in this scope.")
                 return
-            status.update(f"{len(res.legs)} leg(s) and {cancels} open order(s) to cancel, in {res.mode}. "
-                          + (("Press y to send it anyway." if res.mode == "ONLINE" else "Press y to journal it again.")
-                             if already else "Press y to confirm."))
+            status.update(
+                f"{len(res.legs)} leg(s) and {cancels} open order(s) to cancel, in {res.mode}. "
+                + (
+                    ("Press y to send it anyway." if res.mode == "ONLINE" else "Press y to journal it again.")
+                    if already
+                    else "Press y to confirm."
+                )
+            )
             self.query_one("#so-go", Button).disabled = False
         else:
             self.result = res
             self.query_one("#so-go", Button).display = False  # done: only Close is left
             status.update(f"{msg.summary}  (Esc to close)")
-            self.app.notify(msg.summary, title="Square-off", severity="information" if not res.rejected else "error")
+            self.app.notify(
+                msg.summary, title="Square-off", severity="information" if not res.rejected else "error"
+            )
 
     def _show_already(self, mode: str) -> None:
         """Say it before the same legs are offered again: these positions already have a
@@ -166,11 +194,18 @@ class SquareOffScreen(ModalScreen[object]):
         if not self.already:
             box.display = False
             return
-        what = "; ".join(f"{leg['symbol']} {leg['client_id']} {p.get('side') or ''} {p.get('quantity')} "
-                         f"(#{p['seq']} {p['state']})".replace("  ", " ") for leg, p in self.already[:6])
+        what = "; ".join(
+            f"{leg['symbol']} {leg['client_id']} {p.get('side') or ''} {p.get('quantity')} "
+            f"(#{p['seq']} {p['state']})".replace("  ", " ")
+            for leg, p in self.already[:6]
+        )
         more = f" and {len(self.already) - 6} more" if len(self.already) > 6 else ""
-        then = ("confirming sends the orders now; the journaled one is recomputed against main's position when "
-                "it is replayed" if mode == "ONLINE" else "confirming journals the same square-off again")
+        then = (
+            "confirming sends the orders now; the journaled one is recomputed against main's position when "
+            "it is replayed"
+            if mode == "ONLINE"
+            else "confirming journals the same square-off again"
+        )
         box.update(f"ALREADY JOURNALED, not yet on main: {what}{more}. It is sent when main answers; {then}.")
         box.display = True
 
@@ -181,8 +216,12 @@ class SquareOffScreen(ModalScreen[object]):
             which = c.get("order_id") or f"{c.get('client_order_id')} (journaled)"
             outcome = c.get("outcome") or "dry_run"
             outcome = "to cancel" if outcome == "dry_run" else outcome
-            table.add_row(which, c.get("client_id"), c.get("symbol"),
-                          outcome + (f": {c['reason']}" if c.get("reason") else ""))
+            table.add_row(
+                which,
+                c.get("client_id"),
+                c.get("symbol"),
+                outcome + (f": {c['reason']}" if c.get("reason") else ""),
+            )
         table.display = bool(cancels)
 
     @on(Button.Pressed, "#so-go")

@@ -27,8 +27,9 @@ it.  ``set_summary`` pins one line (a total) under the rows, in the same columns
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Iterable
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
@@ -93,7 +94,7 @@ class BookGrid(ScrollView, can_focus=True):
     class CursorMoved(Message):
         """The highlighted row changed (``key`` is None when the grid is empty)."""
 
-        def __init__(self, grid: "BookGrid", key: RowKey | None) -> None:
+        def __init__(self, grid: BookGrid, key: RowKey | None) -> None:
             super().__init__()
             self.grid = grid
             self.key = key
@@ -102,10 +103,18 @@ class BookGrid(ScrollView, can_focus=True):
     CURSOR = Style(reverse=True)
     SUMMARY = Style(bold=True)
 
-    def __init__(self, columns: Iterable[Column], *, max_fps: float = 8.0, cache_size: int = 512,
-                 quote_of: Callable[[dict], Hashable] | None = None,
-                 with_quote: Callable[[dict, Any], dict] | None = None,
-                 name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(
+        self,
+        columns: Iterable[Column],
+        *,
+        max_fps: float = 8.0,
+        cache_size: int = 512,
+        quote_of: Callable[[dict], Hashable] | None = None,
+        with_quote: Callable[[dict, Any], dict] | None = None,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.quote_of = quote_of
         self.with_quote = with_quote
@@ -352,7 +361,9 @@ class BookGrid(ScrollView, can_focus=True):
     # ------------------------------------------------------------------ rendering (Line API)
 
     def _resize_virtual(self) -> None:
-        self.virtual_size = Size(self._line_width, len(self._keys) + 1 + (1 if self._summary is not None else 0))
+        self.virtual_size = Size(
+            self._line_width, len(self._keys) + 1 + (1 if self._summary is not None else 0)
+        )
 
     def render_lines(self, crop):
         self._base = self.rich_style  # once per paint, not once per line (it walks the DOM)
@@ -426,5 +437,7 @@ class BookGrid(ScrollView, can_focus=True):
 
     def line_text(self, values: dict, header: bool = False) -> str:
         """One line as drawn: ``values`` in the grid's columns at their current widths."""
-        return _SEP.join(_fit(values.get(c.key, "") if header else c.text(values), w, c.align)
-                         for c, w in zip(self.columns, self.widths))
+        return _SEP.join(
+            _fit(values.get(c.key, "") if header else c.text(values), w, c.align)
+            for c, w in zip(self.columns, self.widths)
+        )

@@ -37,7 +37,10 @@ def key_entries(active_bindings) -> tuple[list[tuple[str, str, str]], list[tuple
 
     def rank(binding_id):
         group = keymap.BY_ID[binding_id].group
-        return (BAR_ORDER.index(group) if group in BAR_ORDER else len(BAR_ORDER), keymap.help_rank(binding_id))
+        return (
+            BAR_ORDER.index(group) if group in BAR_ORDER else len(BAR_ORDER),
+            keymap.help_rank(binding_id),
+        )
 
     for binding_id in sorted(seen, key=rank):
         known = keymap.BY_ID[binding_id]
@@ -50,6 +53,7 @@ def key_entries(active_bindings) -> tuple[list[tuple[str, str, str]], list[tuple
 def layout(trading, screen, width: int) -> tuple[str, list[tuple[int, int, str]]]:
     """The bar's text at ``width`` and where each key sits ((start, end, key) spans): the
     screen keys right-aligned and always whole, the trading keys from the left while they fit."""
+
     def piece(entry):
         return f"{entry[0]} {entry[1]}"
 

@@ -65,8 +65,12 @@ WATCH = [
     Column("change", "Chg", 9, "right", tone=signed_tone, row_fmt=_price),
     Column("change_pct", "Chg%", 7, "right", lambda v: f"{v:.2f}", signed_tone),
     Column("lot_size", "Lot", 5, "right"),
-    Column("band", "Band", 21, row_fmt=lambda v, row: "-".join(price_text(x, row.get("tick"), grouped=False)
-                                                           for x in v)),
+    Column(
+        "band",
+        "Band",
+        21,
+        row_fmt=lambda v, row: "-".join(price_text(x, row.get("tick"), grouped=False) for x in v),
+    ),
 ]
 
 POSITIONS = [
@@ -178,11 +182,23 @@ def position_row(p, tick=None, fills=None) -> dict:
     ``(last price - average) x net quantity``: what closing the open quantity at the last
     price would add; a flat row's MTM is all realised.  Buy and sell averages: side_averages."""
     buy_avg, sell_avg = side_averages(p, fills)
-    return {"client_id": p.client_id, "exchange": _v(p.exchange), "symbol": p.symbol, "product": _v(p.product),
-            "net_quantity": p.net_quantity, "average_price": p.average_price, "last_price": p.last_price,
-            "mtm": p.mtm, "realised_pnl": p.realised_pnl, "unrealised_pnl": Decimal(p.mtm) - Decimal(p.realised_pnl),
-            "buy_quantity": p.buy_quantity, "sell_quantity": p.sell_quantity, "buy_average": buy_avg,
-            "sell_average": sell_avg, "tick": tick}
+    return {
+        "client_id": p.client_id,
+        "exchange": _v(p.exchange),
+        "symbol": p.symbol,
+        "product": _v(p.product),
+        "net_quantity": p.net_quantity,
+        "average_price": p.average_price,
+        "last_price": p.last_price,
+        "mtm": p.mtm,
+        "realised_pnl": p.realised_pnl,
+        "unrealised_pnl": Decimal(p.mtm) - Decimal(p.realised_pnl),
+        "buy_quantity": p.buy_quantity,
+        "sell_quantity": p.sell_quantity,
+        "buy_average": buy_avg,
+        "sell_average": sell_avg,
+        "tick": tick,
+    }
 
 
 def position_quote(row: dict) -> tuple[str, str]:
@@ -192,7 +208,12 @@ def position_quote(row: dict) -> tuple[str, str]:
 def position_with_quote(row: dict, ltp) -> dict:
     """A position as shown at last price ``ltp``: LTP, MTM and unrealised P&L follow the tick."""
     unrealised = (Decimal(ltp) - Decimal(row["average_price"])) * row["net_quantity"]
-    return {**row, "last_price": ltp, "mtm": Decimal(row["realised_pnl"]) + unrealised, "unrealised_pnl": unrealised}
+    return {
+        **row,
+        "last_price": ltp,
+        "mtm": Decimal(row["realised_pnl"]) + unrealised,
+        "unrealised_pnl": unrealised,
+    }
 
 
 def mtm(row: dict, ltp) -> Decimal:
@@ -204,31 +225,66 @@ def _hms(at) -> str:
 
 
 def order_row(o, tick=None) -> dict:
-    return {"order_id": o.order_id, "client_order_id": o.client_order_id, "client_id": o.client_id,
-            "exchange": _v(o.exchange), "symbol": o.symbol, "side": _v(o.side), "quantity": o.quantity,
-            "filled_quantity": o.filled_quantity, "order_type": _v(o.order_type), "price": o.price,
-            "trigger_price": o.trigger_price, "product": _v(o.product), "status": _v(o.status),
-            "average_price": o.average_price if o.filled_quantity else None, "time": _hms(o.created_at),
-            "tick": tick}
+    return {
+        "order_id": o.order_id,
+        "client_order_id": o.client_order_id,
+        "client_id": o.client_id,
+        "exchange": _v(o.exchange),
+        "symbol": o.symbol,
+        "side": _v(o.side),
+        "quantity": o.quantity,
+        "filled_quantity": o.filled_quantity,
+        "order_type": _v(o.order_type),
+        "price": o.price,
+        "trigger_price": o.trigger_price,
+        "product": _v(o.product),
+        "status": _v(o.status),
+        "average_price": o.average_price if o.filled_quantity else None,
+        "time": _hms(o.created_at),
+        "tick": tick,
+    }
 
 
 def trade_row(t, tick=None) -> dict:
-    return {"trade_id": t.trade_id, "order_id": t.order_id, "client_id": t.client_id, "exchange": _v(t.exchange),
-            "symbol": t.symbol, "side": _v(t.side), "product": _v(t.product), "quantity": t.quantity,
-            "price": t.price, "traded_at": _hms(t.traded_at), "tick": tick}
+    return {
+        "trade_id": t.trade_id,
+        "order_id": t.order_id,
+        "client_id": t.client_id,
+        "exchange": _v(t.exchange),
+        "symbol": t.symbol,
+        "side": _v(t.side),
+        "product": _v(t.product),
+        "quantity": t.quantity,
+        "price": t.price,
+        "traded_at": _hms(t.traded_at),
+        "tick": tick,
+    }
 
 
 def watch_row(inst, ltp=None) -> dict:
     ltp = Decimal(ltp if ltp is not None else inst.last_price)
     prev = Decimal(inst.previous_close)
     chg = ltp - prev
-    return {"exchange": _v(inst.exchange), "symbol": inst.symbol, "last_price": ltp, "change": chg,
-            "change_pct": float(chg / prev * 100) if prev else 0.0, "lot_size": inst.lot_size,
-            "band": (inst.lower_band, inst.upper_band), "tick": inst.tick_size}
+    return {
+        "exchange": _v(inst.exchange),
+        "symbol": inst.symbol,
+        "last_price": ltp,
+        "change": chg,
+        "change_pct": float(chg / prev * 100) if prev else 0.0,
+        "lot_size": inst.lot_size,
+        "band": (inst.lower_band, inst.upper_band),
+        "tick": inst.tick_size,
+    }
 
 
 def journal_row(e: dict) -> dict:
     detail = e.get("reason") or e.get("outcome") or ""
-    return {"seq": e.get("seq"), "kind": _v(e.get("kind")), "client_id": e.get("client_id"),
-            "symbol": e.get("symbol"), "state": _v(e.get("state")), "client_order_id": e.get("client_order_id"),
-            "detail": str(detail)}
+    return {
+        "seq": e.get("seq"),
+        "kind": _v(e.get("kind")),
+        "client_id": e.get("client_id"),
+        "symbol": e.get("symbol"),
+        "state": _v(e.get("state")),
+        "client_order_id": e.get("client_order_id"),
+        "detail": str(detail),
+    }

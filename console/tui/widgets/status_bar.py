@@ -7,8 +7,8 @@ snapshot with a frozen clock draws the same bar every time.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from textual.widgets import Static
 
@@ -40,12 +40,17 @@ class StatusBar(Static):
         st, now = self.status, self.clock()
         parts = []
         if self.mode_since is not None:
-            parts.append(f"since {self.mode_since.astimezone(timezone.utc):%H:%M:%S}Z "
-                         f"({_ago((now - self.mode_since).total_seconds())})")
+            parts.append(
+                f"since {self.mode_since.astimezone(UTC):%H:%M:%S}Z "
+                f"({_ago((now - self.mode_since).total_seconds())})"
+            )
         probe = st.get("probe") or {}
         if probe:
-            parts.append(f"main {probe['latency_ms']:.0f} ms" if probe.get("ok") and probe.get("latency_ms") is not None
-                         else f"main down ({probe.get('kind', '?')})")
+            parts.append(
+                f"main {probe['latency_ms']:.0f} ms"
+                if probe.get("ok") and probe.get("latency_ms") is not None
+                else f"main down ({probe.get('kind', '?')})"
+            )
         if "journal_depth" in st:
             parts.append(f"journal {st['journal_depth']}")
         parts.append(f"replay {st.get('replay', 'idle')}")
@@ -57,7 +62,9 @@ class StatusBar(Static):
             parts.append("mirror -")
         bod = st.get("last_bod")
         if bod:
-            parts.append(f"BOD {datetime.fromisoformat(bod['at']).astimezone(timezone.utc):%H:%M}Z {bod['trading_date']}")
+            parts.append(
+                f"BOD {datetime.fromisoformat(bod['at']).astimezone(UTC):%H:%M}Z {bod['trading_date']}"
+            )
         elif st:
             parts.append("BOD none")
         user = st.get("user")

@@ -7,6 +7,7 @@ read scanned every unfinished entry, so each action got slower as the journal gr
 Revision ID: 0003
 Revises: 0002
 """
+
 from __future__ import annotations
 
 from alembic import op

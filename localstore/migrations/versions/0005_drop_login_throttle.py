@@ -9,6 +9,7 @@ any lock anyway).
 Revision ID: 0005
 Revises: 0004
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
