@@ -11,7 +11,7 @@ main, which the dealer cannot write.
 * ``GET /audit/checkpoints/latest?console_id=``: the last witnessed one, 404 none.
 
 The models are shared with mainsim (it may import backend_client); the hashing is
-backend_client.auditchain's.
+contract.auditchain's.
 """
 
 from __future__ import annotations

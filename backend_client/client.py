@@ -48,9 +48,9 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import TypeAdapter
 
-from backend_client import wire
 from backend_client.errors import BackendError, DeadlineExceeded, ProtocolError, ReplyTooLarge, Unavailable
 from backend_client.replies import check_status, decode_body, transport_error
+from contract import wire
 
 T = TypeVar("T")
 

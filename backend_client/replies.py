@@ -13,7 +13,6 @@ from __future__ import annotations
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from backend_client import wire
 from backend_client.errors import (
     BackendError,
     Forbidden,
@@ -24,6 +23,7 @@ from backend_client.errors import (
     Unauthorized,
     Unavailable,
 )
+from contract import wire
 
 _ERROR_BODY = TypeAdapter(wire.ErrorBody)
 

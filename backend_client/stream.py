@@ -38,9 +38,9 @@ from pydantic import TypeAdapter, ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
-from backend_client import wire
 from backend_client.client import checked_token, positive_setting
 from backend_client.errors import Forbidden, Unauthorized
+from contract import wire
 
 log = logging.getLogger(__name__)
 

@@ -190,7 +190,7 @@ def raw_commits(path: Path, rows: int) -> float:
 
 
 def p4(home: Path, rows: int, runs: int) -> None:
-    from backend_client.wire import OrderType, Side
+    from contract.wire import OrderType, Side
     from localstore import clock
     from localstore.db import open_store
     from sync import desk, journal

@@ -38,10 +38,10 @@ import httpx
 from pydantic import TypeAdapter
 from websockets.asyncio.client import connect
 
-from backend_client import wire
 from backend_client.client import BackendClient
 from backend_client.errors import BackendError
 from backend_client.stream import StreamClient, StreamStatus, stream_url
+from contract import wire
 from tests.simproc import SimProcess
 
 

@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import insert
 from websockets.asyncio.client import connect
 
-from backend_client import wire
 from backend_client.client import BackendClient
 from backend_client.stream import stream_url
+from contract import wire
 from localstore.db import open_store
 from localstore.models import ClientRow
 from sync.mirror import Mirror

@@ -55,13 +55,13 @@ def child(args) -> None:
 
     from textual.widgets import DataTable
 
-    from backend_client import wire
     from console.service import Service
     from console.tui.app import LifeboatApp
     from console.tui.config import ConsoleConfig
     from console.tui.messages import Book, BookLoaded
     from console.tui.screens.desk import DeskScreen
     from console.tui.session import Identity
+    from contract import wire
 
     out = Path(args.out)
     n_rows, rate, seconds = args.rows, args.rate, args.seconds

@@ -508,7 +508,7 @@ def sync_discard(
 
 # --------------------------------------------------------------------------- trading (issue 4)
 
-# Choices as small local enums (not backend_client.wire's: that would import pydantic at start-up).
+# Choices as small local enums (not contract.wire's: that would import pydantic at start-up).
 SideChoice = Enum("SideChoice", {"BUY": "BUY", "SELL": "SELL"}, type=str)
 ProductChoice = Enum("ProductChoice", {"MIS": "MIS", "NRML": "NRML", "CNC": "CNC"}, type=str)
 TypeChoice = Enum("TypeChoice", {"MARKET": "MARKET", "LIMIT": "LIMIT", "SL": "SL", "SL_M": "SL-M"}, type=str)

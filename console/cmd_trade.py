@@ -68,9 +68,9 @@ def _text(value: str | None, flag: str, longest: int) -> str | None:
 
 
 def _price_flags(order_type: str, price: Decimal | None, trigger: Decimal | None) -> None:
-    """Which of --price and --trigger an order type takes (main's rule: backend_client.ordershape)."""
-    from backend_client.enums import OrderType
-    from backend_client.ordershape import PRICED, TRIGGERED
+    """Which of --price and --trigger an order type takes (main's rule: contract.ordershape)."""
+    from contract.enums import OrderType
+    from contract.ordershape import PRICED, TRIGGERED
 
     kind = OrderType(order_type)  # the flag's choices are the order types
     needs_price, needs_trigger = kind in PRICED, kind in TRIGGERED
@@ -226,7 +226,7 @@ def place(
     as_json: bool,
 ) -> int:
     def action(svc: Service):
-        from backend_client.enums import OrderType, Side
+        from contract.enums import OrderType, Side
         from sync.policy import OrderTicket
 
         _text(client, "--client", 32)

@@ -32,8 +32,8 @@ from localstore.paths import data_dir, privacy_warnings, store_path
 # keyring) are imported inside the methods that use them: `lifeboat status` runs
 # on Core reads and one probe and must start fast (bench P7).
 if TYPE_CHECKING:
-    from backend_client import wire
     from backend_client.client import BackendClient
+    from contract import wire
     from sync.bod import BodResult
 
 DEFAULT_BACKEND = "http://127.0.0.1:8700"
@@ -340,7 +340,7 @@ class TradingMixin:
         disclosed_quantity: int | None = None,
         password: str | None = None,
     ) -> ActionResult:
-        from backend_client import wire
+        from contract import wire
         from sync import desk
 
         async def online(c, actor):
@@ -865,7 +865,7 @@ class Service(TradingMixin):
             raise translate(exc) from exc
 
     async def _login(self, c: BackendClient, user_id: str, password: str) -> LoginResult:
-        from backend_client.grants import GrantInvalid, key_for, verify_grant
+        from contract.grants import GrantInvalid, key_for, verify_grant
         from localstore import audit, credentials, secrets
         from localstore.models import OfflineCredential, UserRow
         from sync.offline import throttle_anchors
@@ -1070,7 +1070,7 @@ class Service(TradingMixin):
         """The current user's clients as recorded at their last online login (None: every
         client, for a supervisor or viewer).  A console shared by two dealers keeps one
         book; each sees only their own clients in it."""
-        from backend_client import wire
+        from contract import wire
         from localstore.models import UserRow
 
         user = self.current_user()
@@ -1101,7 +1101,7 @@ class Service(TradingMixin):
         return q if scope is None else q.where(column.in_(scope))
 
     def local_positions(self, client_id: str | None = None) -> list[wire.Position]:
-        from backend_client import wire
+        from contract import wire
         from localstore.models import PositionRow
         from sync.rows import to_model
 
@@ -1113,7 +1113,7 @@ class Service(TradingMixin):
             return [to_model(r, wire.Position) for r in s.scalars(q)]
 
     def local_orders(self, client_id: str | None = None) -> list[wire.Order]:
-        from backend_client import wire
+        from contract import wire
         from localstore.models import OrderRow
         from sync.rows import to_model
 
@@ -1199,7 +1199,7 @@ class Service(TradingMixin):
             raise
 
     def local_trades(self, client_id: str | None = None) -> list[wire.Trade]:
-        from backend_client import wire
+        from contract import wire
         from localstore.models import TradeRow
         from sync.rows import to_model
 
@@ -1211,7 +1211,7 @@ class Service(TradingMixin):
 
     def local_instruments(self) -> list[wire.Instrument]:
         """Reference data from the last BOD (not scoped: every dealer sees every instrument)."""
-        from backend_client import wire
+        from contract import wire
         from localstore.models import InstrumentRow
         from sync.rows import to_model
 
@@ -1224,7 +1224,7 @@ class Service(TradingMixin):
             ]
 
     def local_clients(self) -> list[wire.Client]:
-        from backend_client import wire
+        from contract import wire
         from localstore.models import ClientRow
         from sync.rows import to_model
 

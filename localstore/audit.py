@@ -20,7 +20,7 @@ The chain alone cannot stop someone who edits a row and recomputes every later h
 with ``row_hash`` (which is public by design: main recomputes it too).  Signed
 checkpoints anchor it outside the store (localstore.checkpoints): every
 ``checkpoints.EVERY`` rows the append itself makes one.  ``row_hash`` and the
-canonical form are backend_client.auditchain's, the one definition main shares.
+canonical form are contract.auditchain's, the one definition main shares.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from backend_client.auditchain import GENESIS_HASH, canonical_json, row_hash
+from contract.auditchain import GENESIS_HASH, canonical_json, row_hash
 from localstore import checkpoints, clock
 from localstore.core_tables import audit_head as _HEAD
 from localstore.core_tables import audit_log as _ROWS

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, insert, select, text, update
 
-from backend_client.auditchain import GENESIS_HASH, signature_ok, signing_bytes
+from contract.auditchain import GENESIS_HASH, signature_ok, signing_bytes
 from localstore import clock
 from localstore.core_tables import audit_checkpoints as _CP
 from localstore.core_tables import audit_head as _HEAD

@@ -24,7 +24,7 @@ import enum
 from sqlalchemy import BigInteger, Boolean, Column, Date, Integer, MetaData, String, Table, Text
 from sqlalchemy import Enum as SAEnum
 
-from backend_client.enums import Exchange, OrderStatus, OrderType, Product, Role, Side, Validity
+from contract.enums import Exchange, OrderStatus, OrderType, Product, Role, Side, Validity
 from localstore.coltypes import Money, UtcDateTime
 from localstore.journal_states import FINAL_STATES, STATE_PENDING, STATE_SENT, UNFINISHED_STATES  # noqa: F401
 
@@ -193,7 +193,7 @@ orders = Table(
     Column("filled_quantity", Integer, nullable=False),
     Column("product", _enum(Product, "product"), nullable=False),
     Column("order_type", _enum(OrderType, "order_type"), nullable=False),  # a backup MODIFY checks the
-    Column("price", Money()),  # order's resulting shape (backend_client.ordershape)
+    Column("price", Money()),  # order's resulting shape (contract.ordershape)
     Column("trigger_price", Money()),
     Column("validity", _enum(Validity, "validity"), nullable=False),
     Column("disclosed_quantity", Integer),

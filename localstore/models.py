@@ -8,7 +8,7 @@ Why these shapes:
   enums are VARCHAR + CHECK (no native enum types), and constraints have names so
   later Alembic batch migrations on SQLite can find them.
 * Mirror tables (instruments ... trades) carry the fields of
-  ``backend_client.wire`` one to one, plus ``source`` (bod / stream / local) and
+  ``contract.wire`` one to one, plus ``source`` (bod / stream / local) and
   ``updated_seq`` (the stream event sequence that last wrote the row) so the live
   mirror can ignore stale events.
 * The journal is the heart of backup mode: one row per intent, its states and
@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from backend_client.wire import Exchange, OrderStatus, OrderType, Product, Role, Side, Validity
+from contract.wire import Exchange, OrderStatus, OrderType, Product, Role, Side, Validity
 
 # column types live in localstore.coltypes so Core-only readers (`lifeboat status`)
 # can use them without importing the ORM models; re-exported here

@@ -14,8 +14,8 @@ import asyncio
 import logging
 import random
 
-from backend_client import wire
-from backend_client.wire import Exchange, OrderType, Product, Side
+from contract import wire
+from contract.wire import Exchange, OrderType, Product, Side
 from mainsim.book import ApiError, Book
 
 log = logging.getLogger("mainsim.activity")

@@ -26,8 +26,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from backend_client import wire
-from backend_client.wire import API_PREFIX, OrderStatus, Role
+from contract import wire
+from contract.wire import API_PREFIX, OrderStatus, Role
 from mainsim.auth import Authority, Principal
 from mainsim.book import ApiError, Book
 from mainsim.stream import Hub

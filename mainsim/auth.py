@@ -18,8 +18,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from backend_client import wire
-from backend_client.wire import Role
+from contract import wire
+from contract.wire import Role
 from mainsim.store import Store
 from mainsim.tradingday import end_of_day_utc, utcnow
 

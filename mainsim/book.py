@@ -14,8 +14,8 @@ from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 
-from backend_client import wire
-from backend_client.wire import OrderStatus, OrderType, Side, Validity
+from contract import wire
+from contract.wire import OrderStatus, OrderType, Side, Validity
 from mainsim import positions as posmath
 from mainsim.orderchecks import Reject, check_limits, check_shape
 from mainsim.store import Changes, Store, position_key

@@ -20,8 +20,8 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from backend_client import wire
-from backend_client.wire import FaultMode
+from contract import wire
+from contract.wire import FaultMode
 from mainsim.faultproxy import FaultProxy
 from mainsim.tradingday import utcnow
 

@@ -19,7 +19,7 @@ import struct
 import threading
 from dataclasses import dataclass, field
 
-from backend_client.wire import ErrorBody, ErrorDetail, FaultMode
+from contract.wire import ErrorBody, ErrorDetail, FaultMode
 
 CHUNK = 65536
 ERROR_BODY = ErrorBody(

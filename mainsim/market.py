@@ -10,7 +10,7 @@ import logging
 import random
 import time
 
-from backend_client import wire
+from contract import wire
 from mainsim.book import Book
 from mainsim.tradingday import utcnow
 

@@ -2,7 +2,7 @@
 dealer's terminal shows (wire.REJECT_CODES).  Pure functions: no state changes.
 
 The shape rules (lot, tick, band, freeze, product, price and trigger by order
-type, disclosed quantity, validity) live in backend_client.ordershape, which the
+type, disclosed quantity, validity) live in contract.ordershape, which the
 backup desk applies too, so an order the console journals with main down gets
 the verdict main gives it on replay.  The risk checks (order value, exposure) are
 main's own and stay here.
@@ -10,14 +10,14 @@ main's own and stay here.
 
 from __future__ import annotations
 
-from backend_client import ordershape, wire
-from backend_client.ordershape import Reject
-from backend_client.wire import Side
+from contract import ordershape, wire
+from contract.ordershape import Reject
+from contract.wire import Side
 
 
 def check_shape(req: wire.OrderRequest, inst: wire.Instrument | None) -> wire.Instrument:
     """Everything that depends only on the order and its instrument: the rules the
-    backup desk applies too (backend_client.ordershape, one definition)."""
+    backup desk applies too (contract.ordershape, one definition)."""
     ordershape.check(req, inst)
     return inst
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from backend_client import wire
+from contract import wire
 
 AVG_Q = Decimal("0.0001")
 MONEY_Q = Decimal("0.01")

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from backend_client import wire
-from backend_client.wire import Exchange, OrderStatus, OrderType, Product, Side, Validity
+from contract import wire
+from contract.wire import Exchange, OrderStatus, OrderType, Product, Side, Validity
 from mainsim.tradingday import market_open_utc
 
 DEALERS = ("dealer1", "dealer2", "dealer3")

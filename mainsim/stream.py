@@ -13,7 +13,7 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from backend_client import wire
+from contract import wire
 from mainsim.auth import Principal
 from mainsim.tradingday import utcnow
 

@@ -5,7 +5,7 @@ store's owner can still delete them.  Main keeps the checkpoints it accepted whe
 dealer cannot write, and accepts one only if it EXTENDS the last one it witnessed for
 that console: the console sends the audit rows in between (their canonical, redacted
 form) and main recomputes the chain from its witnessed head with the console's own
-``row_hash`` (backend_client.auditchain, the one shared definition).  So a console
+``row_hash`` (contract.auditchain, the one shared definition).  So a console
 whose history was rewritten before a witnessed checkpoint can never get another one
 accepted, and the replay handshake (``purpose: "replay"``) is refused with 409: a
 rewritten history cannot be replayed.
@@ -28,8 +28,8 @@ import logging
 from fastapi import Depends, FastAPI, Query, Response
 
 from backend_client import checkpoints as cp
-from backend_client import wire
-from backend_client.auditchain import GENESIS_HASH, ChainBreak, extend, signature_ok
+from contract import wire
+from contract.auditchain import GENESIS_HASH, ChainBreak, extend, signature_ok
 from mainsim.api import bearer_user
 from mainsim.auth import Authority, Principal
 from mainsim.book import ApiError

@@ -6,7 +6,7 @@ never half of each; SQLite's atomic commit gives exactly that when the delete of
 the old book and the insert of the new one share one BEGIN IMMEDIATE transaction.
 
 Why a snapshot is checked before that transaction: main's reply is validated
-field by field and for its own scope and keys (backend_client.wire.BodSnapshot);
+field by field and for its own scope and keys (contract.wire.BodSnapshot);
 here it must also be the snapshot of the user who asked, within the scope that
 user's login was given.  A snapshot that fails is refused whole, as main's fault
 (``SnapshotRefused``, a ProtocolError: exit 5), and the previous one stays.
@@ -22,8 +22,8 @@ from datetime import date, datetime
 
 from sqlalchemy import delete, insert, select
 
-from backend_client import wire
 from backend_client.errors import ProtocolError
+from contract import wire
 from localstore import audit, clock, credentials
 from localstore.db import Store
 from localstore.models import (

@@ -10,7 +10,7 @@ but the journal in one statement): an action costs about a millisecond, not tens
 ``policy.Refusal`` and nothing is written.
 
 A PLACE, and the order a MODIFY leaves (after the MODIFYs already journaled for it),
-must pass main's own shape rules (backend_client.ordershape, one definition for
+must pass main's own shape rules (contract.ordershape, one definition for
 both): what is journaled here is what main accepts on replay, risk limits aside.
 """
 
@@ -22,8 +22,8 @@ from decimal import Decimal
 
 from sqlalchemy import and_, bindparam, select, update
 
-from backend_client.enums import Exchange, OrderStatus, OrderType, Product, Side
-from backend_client.ordershape import Shape
+from contract.enums import Exchange, OrderStatus, OrderType, Product, Side
+from contract.ordershape import Shape
 from localstore import clock
 from localstore import core_tables as tables
 from localstore.core_tables import KIND_CANCEL, KIND_MODIFY, KIND_PLACE, KIND_SQUARE_OFF
@@ -286,7 +286,7 @@ class Target:
     order_id: str | None
     client_order_id: str
     journaled: bool
-    shape: Shape  # the whole order as main would judge a change of it (backend_client.ordershape)
+    shape: Shape  # the whole order as main would judge a change of it (contract.ordershape)
 
 
 def _money(value) -> Decimal | None:

@@ -12,7 +12,7 @@ old.  Rules that keep the mirror exact:
 - an event for a client the snapshot does not hold is refused (logged, counted in
   ``refused``, never stored): the snapshot's clients are the user's scope, checked
   when it was taken (sync.bod), and a stream must not widen it.  Each event is
-  checked field by field before it gets here (backend_client.wire, via the stream).
+  checked field by field before it gets here (contract.wire, via the stream).
 
 Staleness: ``last_event_at`` is the server time of the newest applied event;
 ``last_applied_at`` is the local time the mirror was last known current (an event
@@ -27,7 +27,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, bindparam, insert, select, tuple_, update
 
-from backend_client import wire
+from contract import wire
 from localstore import clock, credentials
 from localstore.db import Store
 from localstore.models import ClientRow, OrderRow, PositionRow, RecordSource, SyncState, TradeRow

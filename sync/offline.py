@@ -49,7 +49,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import bindparam, select
 
-from backend_client.grants import GrantInvalid, GrantKeyUntrusted, StoredGrant
+from contract.grants import GrantInvalid, GrantKeyUntrusted, StoredGrant
 from localstore import audit, clock, credentials
 from localstore.core_tables import offline_credentials as _CREDS
 from localstore.core_tables import users as _USERS

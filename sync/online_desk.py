@@ -13,8 +13,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from backend_client import errors as be
-from backend_client import wire
 from backend_client.client import BackendClient
+from contract import wire
 from localstore import audit, clock
 from localstore.models import Policy
 from sync import journal, policy

@@ -4,7 +4,7 @@ Why: with the main system down nothing checks an order but this module, so it
 applies the exchanges' outage-facility rule (reduce-only: square off, cancel,
 modify downwards) plus the pre-trade checks main would make from the BOD
 reference data and limits (the order-shape rules from their one definition with
-main's, backend_client.ordershape).  Pure functions over plain values: no store, no
+main's, contract.ordershape).  Pure functions over plain values: no store, no
 network, so every rule is exact to test.  Each refusal is a ``Refusal`` with a
 reason code (the same codes as main's rejects where one exists) and a sentence.
 
@@ -29,9 +29,9 @@ import difflib
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from backend_client import ordershape
-from backend_client.enums import OrderType, Side
-from backend_client.ordershape import Shape
+from contract import ordershape
+from contract.enums import OrderType, Side
+from contract.ordershape import Shape
 
 
 class Refusal(Exception):
@@ -89,7 +89,7 @@ def suggest(word: str, known: list[str]) -> str:
 
 def check_shape(order, inst) -> None:
     """The order-shape rules main applies, from their one definition
-    (backend_client.ordershape), refused with main's code and message."""
+    (contract.ordershape), refused with main's code and message."""
     try:
         ordershape.check(order, inst)
     except ordershape.Reject as r:

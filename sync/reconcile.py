@@ -37,8 +37,8 @@ from datetime import date
 
 from sqlalchemy import or_, select
 
-from backend_client import wire
 from backend_client.client import BackendClient
+from contract import wire
 from localstore import clock
 from localstore.db import Store
 from localstore.models import (

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sqlalchemy import inspect
 
-from backend_client import wire
+from contract import wire
 from localstore.models import (
     ClientLimitRow,
     ClientRow,

@@ -6,7 +6,7 @@ whole number of lots); in backup each position becomes ONE journaled SQUARE_OFF
 intent ("flatten client C in symbol S, product P"), recomputed on replay against
 main's live position so it never overshoots.  Pure functions, no I/O.
 
-A position beyond any instrument's limits (backend_client.limits: more than
+A position beyond any instrument's limits (contract.limits: more than
 MAX_QUANTITY, or more orders than MAX_SLICES at its freeze quantity) is refused
 before anything is sliced, sent or journaled: slicing 10**30 at a freeze quantity
 of 1,800 would never end.
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend_client.enums import Side
-from backend_client.limits import MAX_QUANTITY, MAX_SLICES
+from contract.enums import Side
+from contract.limits import MAX_QUANTITY, MAX_SLICES
 from sync.policy import Refusal
 
 

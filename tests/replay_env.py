@@ -21,7 +21,7 @@ import httpx
 from sqlalchemy import select
 
 from backend_client.client import BackendClient
-from backend_client.wire import OrderType, Side
+from contract.wire import OrderType, Side
 from localstore.db import Store, open_store
 from localstore.models import InstrumentRow, JournalEntry, PositionRow
 from localstore.paths import store_path

@@ -326,7 +326,7 @@ def console_cli(con, *args: str, stdin: str = "") -> subprocess.CompletedProcess
 def _signed(key, claims: dict) -> dict:
     import base64
 
-    from backend_client.auditchain import signing_bytes
+    from contract.auditchain import signing_bytes
     from localstore.anchors import public_key_b64
 
     return {
@@ -341,7 +341,7 @@ def test_main_accepts_only_a_registered_key_a_good_signature_and_a_chain_that_ex
     import httpx
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from backend_client.auditchain import GENESIS_HASH, row_hash
+    from contract.auditchain import GENESIS_HASH, row_hash
     from localstore.anchors import public_key_b64
 
     def chain(actions: list[str]) -> tuple[list[dict], list[str]]:

@@ -18,9 +18,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event
 
-from backend_client.wire import OrderType, Side
 from console.exitcodes import ExitCode
 from console.service import Denied, MainUnavailable, NotAccepted, Refused, Service
+from contract.wire import OrderType, Side
 from localstore import audit, clock
 from sync import offline
 from sync.policy import OrderTicket
@@ -477,8 +477,8 @@ def test_stored_grant_is_read_exactly_as_the_wire_model_reads_it(svc):
     """Offline login verifies the stored grant without pydantic (grants.StoredGrant): the
     same claims as the wire model, the same signature check; any edit, a wrong key or an
     unreadable grant is refused."""
-    from backend_client import wire
-    from backend_client.grants import GrantInvalid, StoredGrant, verify_grant
+    from contract import wire
+    from contract.grants import GrantInvalid, StoredGrant, verify_grant
 
     with db(svc) as con:
         grant_json, key = con.execute(

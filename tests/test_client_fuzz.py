@@ -13,9 +13,9 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend_client import wire
 from backend_client.client import BackendClient
 from backend_client.errors import BackendError
+from contract import wire
 from tests.garbage_server import GOOD_ORDER, GarbageServer
 
 STATUSES = [200, 201, 204, 301, 400, 401, 403, 404, 409, 418, 422, 429, 500, 502, 503]

@@ -13,7 +13,6 @@ import json
 
 import pytest
 
-from backend_client import wire
 from backend_client.client import BackendClient, PlaceResult
 from backend_client.errors import (
     BackendError,
@@ -22,6 +21,7 @@ from backend_client.errors import (
     Unauthorized,
     Unavailable,
 )
+from contract import wire
 from tests.garbage_server import GarbageServer, closed_port
 
 

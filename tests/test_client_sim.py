@@ -12,7 +12,6 @@ from decimal import Decimal
 
 import pytest
 
-from backend_client import wire
 from backend_client.client import BackendClient
 from backend_client.errors import (
     Forbidden,
@@ -22,6 +21,7 @@ from backend_client.errors import (
     Unauthorized,
     Unavailable,
 )
+from contract import wire
 
 
 def run(coro, timeout: float = 60.0):

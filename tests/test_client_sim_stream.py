@@ -12,10 +12,10 @@ import uuid
 
 import pytest
 
-from backend_client import wire
 from backend_client.client import BackendClient
 from backend_client.errors import Unauthorized, Unavailable
 from backend_client.stream import StreamClient, StreamStatus
+from contract import wire
 
 
 def run(coro, timeout: float = 60.0):

@@ -15,9 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from backend_client import wire
 from backend_client.errors import Unauthorized
 from backend_client.stream import StreamClient, StreamStatus, stream_url
+from contract import wire
 from tests.garbage_server import GarbageServer, closed_port, heartbeat, hello, order_event
 
 

@@ -28,8 +28,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from backend_client import wire
-from backend_client.limits import MAX_QUANTITY, MAX_SLICES
+from contract import wire
+from contract.limits import MAX_QUANTITY, MAX_SLICES
 from tests.cli_env import DEAD_URL, PASSWORD, Cli, raw_get, raw_session
 from tests.hostile_proxy import ThreadedHostileProxy
 from tests.simproc import SimProcess

@@ -266,8 +266,8 @@ def test_a_passed_deadline_or_size_cap_reaches_the_failure_detector(desk, tmp_pa
     """An order whose answer trickles or never ends is an error of main for the console's runtime too:
     the service's request-error hook hears its kind, and the detector shows SUSPECT and asks for a probe."""
     from backend_client.detector import Detector, Mode
-    from backend_client.enums import OrderType, Side
     from console.service import MainUnavailable, Service
+    from contract.enums import OrderType, Side
     from sync.policy import OrderTicket
 
     sim = desk[3]

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from backend_client import wire
+from contract import wire
 from localstore import clock
 from tests.mainsim_support import API, Desk, error_code, order_body, start_sim, ticks
 

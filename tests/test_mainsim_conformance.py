@@ -19,7 +19,7 @@ import json
 import httpx
 import pytest
 
-from backend_client import wire
+from contract import wire
 from mainsim.openapi_export import DEFAULT_PATH
 from tests.mainsim_support import API, Desk, error_code, login, new_coid, order_body, start_sim
 

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from backend_client.wire import FaultMode
+from contract.wire import FaultMode
 from mainsim.faultproxy import FaultProxy, ThreadedFaultProxy
 from tests.mainsim_support import API, Desk, error_code, login
 

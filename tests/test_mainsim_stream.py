@@ -10,7 +10,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from backend_client import wire
+from contract import wire
 from tests.mainsim_support import Desk, order_body, start_sim
 
 RETENTION = 30

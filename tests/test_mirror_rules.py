@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from backend_client import wire
+from contract import wire
 from localstore.db import open_store
 from localstore.models import ClientRow, OrderRow, PositionRow, SyncState, TradeRow
 from sync.mirror import Mirror

@@ -1,6 +1,6 @@
 """The backup desk refuses what main would refuse (issue 10, section 4).
 
-The order-shape rules (backend_client/ordershape.py) are one definition used by
+The order-shape rules (contract/ordershape.py) are one definition used by
 mainsim and by the backup desk.  These tests hold the two to the same verdict:
 
 * the finding, as a script meets it: the real `lifeboat` CLI in backup mode (a real
@@ -26,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from backend_client.wire import OrderType, Product, Side
 from console.service import Refused, Service
+from contract.wire import OrderType, Product, Side
 from sync import desk
 from sync.policy import OrderTicket, Refusal
 from tests.backup_desk import build_template, fresh_console

@@ -180,7 +180,7 @@ def _modules_after(code: str, home: Path) -> set[str]:
 
 HEAVY = (
     "localstore.models",
-    "backend_client.wire",
+    "contract.wire",
     "alembic",
     "sqlalchemy.orm",
     "textual",
@@ -280,7 +280,7 @@ BACKUP_FORBIDDEN = (
     "sync.online_desk",
     "httpx",
     "pydantic",
-    "backend_client.wire",
+    "contract.wire",
 )
 
 
@@ -395,7 +395,7 @@ def test_fast_executemany_stores_exactly_what_core_stores(tmp_path):
             [(JournalKind.SQUARE_OFF, "NSE", "MIS"), ("CANCEL", None, None), ("PLACE", "BSE", "CNC")]
         )
     ]
-    from backend_client.wire import Exchange, Product
+    from contract.wire import Exchange, Product
 
     rows[0]["exchange"], rows[0]["product"] = Exchange.NSE, Product.MIS  # enums and their values alike
     dumped = []

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import bindparam, insert, select, update
 
-from backend_client.wire import Exchange, Product
+from contract.wire import Exchange, Product
 from localstore import core_tables as t
 from localstore.db import open_store
 from localstore.prepared import Prepared

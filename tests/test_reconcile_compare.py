@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from backend_client import wire
+from contract import wire
 from sync.reconcile import journal_mismatches
 
 NOW = datetime(2026, 11, 30, 5, 0, tzinfo=UTC)

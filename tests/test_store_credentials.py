@@ -142,7 +142,7 @@ def test_clock_watermark_never_moves_back(tmp_path):
 
 
 def test_offline_credential_row_holds_no_password(tmp_path):
-    from backend_client.wire import Role
+    from contract.wire import Role
     from localstore.models import OfflineCredential, UserRow
 
     s = open_store(tmp_path / "c.db")

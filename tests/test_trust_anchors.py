@@ -48,7 +48,7 @@ def forge_supervisor_grant(cli: Cli, *, user: str, password: str, key_id: str | 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from backend_client.grants import claims_bytes
+    from contract.grants import claims_bytes
     from localstore import clock, credentials
 
     key = Ed25519PrivateKey.generate()

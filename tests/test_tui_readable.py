@@ -264,7 +264,7 @@ async def _watch(sim, tmp_path):
 
 
 def _position(**kw):
-    from backend_client import wire
+    from contract import wire
 
     base = dict(
         client_id="C1",
@@ -284,7 +284,7 @@ def _position(**kw):
 
 
 def _trade(n, side, qty, price):
-    from backend_client import wire
+    from contract import wire
 
     return wire.Trade(
         trade_id=f"T{n}",
@@ -313,8 +313,8 @@ def _trade(n, side, qty, price):
 def test_buy_and_sell_averages_follow_mainsim_arithmetic(carried, fills):
     """mainsim books the fills (its own apply_fill); the desk derives the side averages
     from the position main sends plus the fills, and gets the true averages."""
-    from backend_client import wire
     from console.tui.widgets import panels
+    from contract import wire
     from mainsim.positions import apply_fill
 
     avg0 = Decimal("101.35")
@@ -361,7 +361,7 @@ def test_positions_realised_unrealised_averages_total_and_the_order_book_columns
 
 
 async def _positions(sim, tmp_path):
-    from backend_client.wire import OrderType, Side
+    from contract.wire import OrderType, Side
     from sync.policy import OrderTicket
 
     app = make_app(sim.url, tmp_path / "home")  # the runtime runs: the fill and position come live

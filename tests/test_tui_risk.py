@@ -178,8 +178,8 @@ def test_squareoff_preview_lists_the_open_orders_it_will_cancel(sim, tmp_path, t
 async def _cancels(sim, tmp_path):
     from textual.widgets import DataTable, Select
 
-    from backend_client.enums import OrderType, Side
     from console.tui.screens.squareoff import SquareOffScreen
+    from contract.enums import OrderType, Side
     from sync.policy import OrderTicket
 
     app = make_app(sim.url, tmp_path / "home")

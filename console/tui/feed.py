@@ -21,8 +21,8 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from backend_client import wire
 from backend_client.stream import StreamClient
+from contract import wire
 from localstore import clock as wallclock
 
 

@@ -16,9 +16,9 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from backend_client.wire import OrderType, Side
 from console.tui.messages import ActionDone
 from console.tui.widgets.panels import price_text
+from contract.wire import OrderType, Side
 
 EXCHANGES = ("NSE", "BSE", "NFO")
 PRODUCTS = ("MIS", "NRML", "CNC")

@@ -13,7 +13,7 @@ reference data (lot, tick, band, freeze quantity, product by exchange, price and
 trigger by order type, disclosed quantity, validity); the risk checks (order value,
 exposure) depend on a client's limits and positions and stay with each side.
 
-Pure and standard library only (backend_client.enums, not wire): the backup path
+Pure and standard library only (contract.enums, not wire): the backup path
 must not import pydantic (bench P3).  ``check`` takes any object with the order's
 attributes (a wire.OrderRequest, or ``Shape`` below) and any object with an
 instrument's (a wire.Instrument, or a row of the local store).
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 
-from backend_client.enums import PRODUCTS_BY_EXCHANGE, OrderType, Product, Side, Validity
+from contract.enums import PRODUCTS_BY_EXCHANGE, OrderType, Product, Side, Validity
 
 PRICED = frozenset({OrderType.LIMIT, OrderType.SL})  # order types that need a price
 TRIGGERED = frozenset({OrderType.SL, OrderType.SL_M})  # order types that need a trigger price

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from backend_client.enums import Role
+from contract.enums import Role
 
 if TYPE_CHECKING:
-    from backend_client import wire
+    from contract import wire
 
 
 class GrantInvalid(Exception):

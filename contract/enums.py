@@ -1,7 +1,7 @@
 """The contract's enumerations (exchanges, sides, products, order types and states,
 roles), with nothing but the standard library.
 
-Why apart from backend_client.wire: the backup-mode path (local checks, the journal,
+Why apart from contract.wire: the backup-mode path (local checks, the journal,
 the store's tables) needs these names but none of the pydantic models, and a CLI
 command with main down should not pay for importing pydantic (bench P3).  wire
 re-exports every name here, so ``wire.Exchange is enums.Exchange``.

@@ -1,6 +1,6 @@
 """Bounds of what the main system may send and the console will act on.
 
-Why a module of its own: the reply models (backend_client.wire) refuse a reply
+Why a module of its own: the reply models (contract.wire) refuse a reply
 beyond these bounds before anything is stored, and the square-off planner
 (sync.squareoff, on the backup path that must not import pydantic) refuses a
 position beyond them before it slices anything; both read the same numbers.

@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from backend_client.limits import MAX_MONEY, MAX_QUANTITY, MAX_SEQ
+from contract.limits import MAX_MONEY, MAX_QUANTITY, MAX_SEQ
 
 API_PREFIX = "/api/v1"
 
@@ -49,7 +49,7 @@ Price = Annotated[Decimal, _AS_FLOAT]
 # The console stores what main sends (BOD, the live mirror, the login's user and
 # grant) and shows it to a person, so a reply is refused whole, before anything is
 # stored, unless every value fits: text printable and no longer than its store
-# column, quantities and money within backend_client.limits, times with a zone.
+# column, quantities and money within contract.limits, times with a zone.
 # (Scope and duplicate keys: BodSnapshot below and sync.bod, which knows the user.)
 
 
@@ -111,9 +111,9 @@ class Wire(BaseModel):
 
 
 # --------------------------------------------------------------------------- enums
-# (backend_client.enums: standard library only, for the backup path; the same classes)
+# (contract.enums: standard library only, for the backup path; the same classes)
 
-from backend_client.enums import (  # noqa: E402, F401
+from contract.enums import (  # noqa: E402, F401
     OPEN_STATUSES,
     PRODUCTS_BY_EXCHANGE,
     Exchange,
@@ -200,7 +200,7 @@ class OfflineGrant(Wire):
 def grant_signing_bytes(claims: GrantClaims | dict[str, Any]) -> bytes:
     """The exact bytes an offline grant's signature covers: canonical JSON of the claims
     (sorted keys, no whitespace, JSON-mode values)."""
-    from backend_client.grants import claims_bytes  # one definition, shared with offline login
+    from contract.grants import claims_bytes  # one definition, shared with offline login
 
     return claims_bytes(claims.model_dump(mode="json") if isinstance(claims, GrantClaims) else claims)
 
