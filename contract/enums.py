@@ -64,3 +64,9 @@ PRODUCTS_BY_EXCHANGE: dict[Exchange, frozenset[Product]] = {
     Exchange.BSE: frozenset({Product.MIS, Product.CNC}),
     Exchange.NFO: frozenset({Product.MIS, Product.NRML}),
 }
+
+
+def value_of(x: object) -> object:
+    """The wire value of an enum member, or ``x`` itself when it is already plain (a row read
+    back from the store, a dict from JSON): the one helper every layer uses to compare the two."""
+    return x.value if isinstance(x, Enum) else x

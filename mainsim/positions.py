@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from contract import wire
+from contract import money, wire
 
 AVG_Q = Decimal("0.0001")
 MONEY_Q = Decimal("0.01")
@@ -15,7 +15,7 @@ MONEY_Q = Decimal("0.01")
 def mark(pos: wire.Position, last_price: Decimal) -> wire.Position:
     """Refresh last price and MTM (realised + (last - average) x net) in place."""
     pos.last_price = last_price
-    pos.mtm = (pos.realised_pnl + (last_price - pos.average_price) * pos.net_quantity).quantize(MONEY_Q)
+    pos.mtm = money.mtm(pos.realised_pnl, pos.net_quantity, pos.average_price, last_price).quantize(MONEY_Q)
     return pos
 
 

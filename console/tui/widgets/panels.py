@@ -20,6 +20,7 @@ from decimal import Decimal
 from rich.style import Style
 
 from console.tui.widgets.grid import Column
+from contract import money
 
 _RED, _GREEN = Style(color="red"), Style(color="green")
 _CENT = Decimal("0.01")
@@ -207,17 +208,17 @@ def position_quote(row: dict) -> tuple[str, str]:
 
 def position_with_quote(row: dict, ltp) -> dict:
     """A position as shown at last price ``ltp``: LTP, MTM and unrealised P&L follow the tick."""
-    unrealised = (Decimal(ltp) - Decimal(row["average_price"])) * row["net_quantity"]
+    open_pnl = money.unrealised(row["net_quantity"], row["average_price"], ltp)
     return {
         **row,
         "last_price": ltp,
-        "mtm": Decimal(row["realised_pnl"]) + unrealised,
-        "unrealised_pnl": unrealised,
+        "mtm": Decimal(row["realised_pnl"]) + open_pnl,
+        "unrealised_pnl": open_pnl,
     }
 
 
 def mtm(row: dict, ltp) -> Decimal:
-    return Decimal(row["realised_pnl"]) + (Decimal(ltp) - Decimal(row["average_price"])) * row["net_quantity"]
+    return money.mtm(row["realised_pnl"], row["net_quantity"], row["average_price"], ltp)
 
 
 def _hms(at) -> str:
