@@ -20,7 +20,7 @@ from decimal import Decimal
 from rich.style import Style
 
 from console.tui.widgets.grid import Column
-from contract import money
+from contract import money as pnl
 
 _RED, _GREEN = Style(color="red"), Style(color="green")
 _CENT = Decimal("0.01")
@@ -208,7 +208,7 @@ def position_quote(row: dict) -> tuple[str, str]:
 
 def position_with_quote(row: dict, ltp) -> dict:
     """A position as shown at last price ``ltp``: LTP, MTM and unrealised P&L follow the tick."""
-    open_pnl = money.unrealised(row["net_quantity"], row["average_price"], ltp)
+    open_pnl = pnl.unrealised(row["net_quantity"], row["average_price"], ltp)
     return {
         **row,
         "last_price": ltp,
@@ -218,7 +218,7 @@ def position_with_quote(row: dict, ltp) -> dict:
 
 
 def mtm(row: dict, ltp) -> Decimal:
-    return money.mtm(row["realised_pnl"], row["net_quantity"], row["average_price"], ltp)
+    return pnl.mtm(row["realised_pnl"], row["net_quantity"], row["average_price"], ltp)
 
 
 def _hms(at) -> str:
