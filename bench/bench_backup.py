@@ -190,8 +190,8 @@ def raw_commits(path: Path, rows: int) -> float:
 
 
 def p4(home: Path, rows: int, runs: int) -> None:
+    from contract import clock
     from contract.wire import OrderType, Side
-    from localstore import clock
     from localstore.db import open_store
     from sync import desk, journal
     from sync.policy import OrderTicket

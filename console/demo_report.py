@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from console.exitcodes import ExitCode
-from localstore import clock
+from contract import clock
 
 JSON_NAME = "drill-report.json"
 MD_NAME = "drill-report.md"

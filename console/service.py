@@ -23,7 +23,7 @@ from sqlalchemy import select
 from backend_client import errors as be
 from console import eventlog
 from console.exitcodes import ExitCode
-from localstore import clock
+from contract import clock
 from localstore.db import Store, open_store
 from localstore.errors import StoreError
 from localstore.paths import data_dir, privacy_warnings, store_path

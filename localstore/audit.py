@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from contract import clock
 from contract.auditchain import GENESIS_HASH, canonical_json, row_hash
-from localstore import checkpoints, clock
+from localstore import checkpoints
 from localstore.core_tables import audit_head as _HEAD
 from localstore.core_tables import audit_log as _ROWS
 from localstore.prepared import Prepared

@@ -59,8 +59,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, insert, select, text, update
 
+from contract import clock
 from contract.auditchain import GENESIS_HASH, signature_ok, signing_bytes
-from localstore import clock
 from localstore.core_tables import audit_checkpoints as _CP
 from localstore.core_tables import audit_head as _HEAD
 from localstore.core_tables import audit_log as _ROWS

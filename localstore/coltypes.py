@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, TypeDecorator
 
-from localstore import clock
+from contract import clock
 
 MONEY_SCALE = 10_000  # units per rupee: 4 decimal places, finer than any tick size
 _MONEY_QUANTUM = Decimal("0.0001")

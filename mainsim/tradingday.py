@@ -7,23 +7,13 @@ every part of mainsim reads.
 
 from __future__ import annotations
 
-import os
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time
 
-IST = timezone(timedelta(hours=5, minutes=30), "IST")
-# The same variable as the console's clock (localstore/clock.py): a drill or the test suite
-# moves both programs in time together.  mainsim is the stand-in for a separate system, so it
-# reads the variable itself rather than importing the console's store package.
-OFFSET_ENV = "LIFEBOAT_CLOCK_OFFSET_S"
+# The one clock of the contract (contract/clock.py, LIFEBOAT_CLOCK_OFFSET_S): a drill or the
+# test suite moves mainsim and the console in time together.
+from contract.clock import IST, OFFSET_ENV, today_ist, utcnow
 
-
-def utcnow() -> datetime:
-    text = os.environ.get(OFFSET_ENV)
-    return datetime.now(UTC) + (timedelta(seconds=float(text)) if text else timedelta(0))
-
-
-def today_ist(now: datetime | None = None) -> date:
-    return (now or utcnow()).astimezone(IST).date()
+__all__ = ["IST", "OFFSET_ENV", "end_of_day_utc", "today_ist", "utcnow"]
 
 
 def end_of_day_utc(trading_date: date) -> datetime:

@@ -23,8 +23,8 @@ from datetime import date, datetime
 from sqlalchemy import delete, insert, select
 
 from backend_client.errors import ProtocolError
-from contract import wire
-from localstore import audit, clock, credentials
+from contract import clock, wire
+from localstore import audit, credentials
 from localstore.db import Store
 from localstore.models import (
     ClientLimitRow,

@@ -22,9 +22,9 @@ from decimal import Decimal
 
 from sqlalchemy import and_, bindparam, select, update
 
+from contract import clock
 from contract.enums import Exchange, OrderStatus, OrderType, Product, Side
 from contract.ordershape import Shape
-from localstore import clock
 from localstore import core_tables as tables
 from localstore.core_tables import KIND_CANCEL, KIND_MODIFY, KIND_PLACE, KIND_SQUARE_OFF
 from localstore.prepared import Prepared

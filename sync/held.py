@@ -10,7 +10,8 @@ import json
 
 from sqlalchemy import select
 
-from localstore import audit, clock
+from contract import clock
+from localstore import audit
 from localstore.db import Store
 from localstore.models import JournalEntry, JournalState
 

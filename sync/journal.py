@@ -51,7 +51,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
-from localstore import audit, clock
+from contract import clock
+from localstore import audit
 from localstore.core_tables import FINAL_STATES, KIND_PLACE, KIND_SQUARE_OFF, STATE_PENDING, UNFINISHED_STATES
 from localstore.core_tables import audit_head as _AUDIT_HEAD
 from localstore.core_tables import journal as _JOURNAL

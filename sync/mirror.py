@@ -27,8 +27,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, bindparam, insert, select, tuple_, update
 
-from contract import wire
-from localstore import clock, credentials
+from contract import clock, credentials, wire
 from localstore.db import Store
 from localstore.models import ClientRow, OrderRow, PositionRow, RecordSource, SyncState, TradeRow
 from sync.rows import to_row_values

@@ -49,8 +49,9 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import bindparam, select
 
+from contract import clock
 from contract.grants import GrantInvalid, GrantKeyUntrusted, StoredGrant
-from localstore import audit, clock, credentials
+from localstore import audit, credentials
 from localstore.core_tables import offline_credentials as _CREDS
 from localstore.core_tables import users as _USERS
 from localstore.db import Store

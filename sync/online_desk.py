@@ -14,8 +14,8 @@ from decimal import Decimal
 
 from backend_client import errors as be
 from backend_client.client import BackendClient
-from contract import wire
-from localstore import audit, clock
+from contract import clock, wire
+from localstore import audit
 from localstore.models import Policy
 from sync import journal, policy
 from sync.desk import Actor

@@ -38,8 +38,7 @@ from datetime import date
 from sqlalchemy import or_, select
 
 from backend_client.client import BackendClient
-from contract import wire
-from localstore import clock
+from contract import clock, wire
 from localstore.db import Store
 from localstore.models import (
     JournalEntry,

@@ -66,9 +66,8 @@ from sqlalchemy import Integer, String, bindparam, case, func, select, update
 
 from backend_client import errors as be
 from backend_client.client import BackendClient
-from contract import wire
+from contract import clock, wire
 from contract.limits import MAX_SLICES  # a square-off needing more orders is surely wrong: held
-from localstore import clock
 from localstore.db import Store
 from localstore.models import InstrumentRow, JournalEntry, JournalKind, JournalState, Policy, ReplayLease
 from sync.held import RELEASED_PREFIX

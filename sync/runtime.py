@@ -32,8 +32,7 @@ from backend_client.client import BackendClient
 from backend_client.detector import Detector, Mode, Transition, probe_http_client, probe_once
 from backend_client.errors import ProtocolError, Unavailable
 from backend_client.stream import StreamClient, StreamStatus
-from contract import wire
-from localstore import clock
+from contract import clock, wire
 from localstore.db import Store
 from localstore.models import ClientRow, SyncState
 from sync import detector_store

@@ -20,8 +20,9 @@ from sqlalchemy import event
 
 from console.exitcodes import ExitCode
 from console.service import Denied, MainUnavailable, NotAccepted, Refused, Service
+from contract import clock
 from contract.wire import OrderType, Side
-from localstore import audit, clock
+from localstore import audit
 from sync import offline
 from sync.policy import OrderTicket
 from tests.backup_desk import build_template, fresh_console

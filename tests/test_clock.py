@@ -1,5 +1,5 @@
 """One injected clock: mainsim's trading date and contract months, and every date the console
-computes, come from it (localstore/clock.py, mainsim/tradingday.py), never from the real date."""
+computes, come from it (contract/clock.py, mainsim/tradingday.py), never from the real date."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from localstore import clock
+from contract import clock
 from tests import testclock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +115,7 @@ def test_a_token_is_judged_by_mainsims_clock_not_the_real_one(sim):
 
 PRODUCT = ["console", "backend_client", "localstore", "sync", "mainsim"]
 READS_THE_REAL_CLOCK = re.compile(r"datetime\.now\(|datetime\.utcnow\(|date\.today\(|time\.time\(\)")
-THE_CLOCKS = {Path("localstore/clock.py"), Path("mainsim/tradingday.py")}
+THE_CLOCKS = {Path("contract/clock.py"), Path("mainsim/tradingday.py")}
 
 
 def test_no_product_module_reads_the_real_date_but_the_clocks():

@@ -6,7 +6,7 @@ wall clock); back at the real time, offline login was refused until the real tim
 it.  Now only the main system's times move it (the grant's issued_at at online login, the
 BOD, the mirror) plus the monotonic time since the online login on this boot
 (localstore.credentials).  The clock is moved per process with LIFEBOAT_CLOCK_OFFSET_S,
-the one clock every part reads (localstore/clock.py).
+the one clock every part reads (contract/clock.py).
 
 Real parts: mainsim on loopback for the online logins and the BOD (once per module,
 tests/backup_desk.py), then a copy of that console pointed at a dead port; the CLI as
@@ -19,8 +19,8 @@ import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
-from localstore import clock
-from localstore.clock import OFFSET_ENV
+from contract import clock
+from contract.clock import OFFSET_ENV
 from tests.cli_env import PASSWORD
 from tests.test_login_throttle import a_client, desk, template  # noqa: F401 - fixtures
 

@@ -21,7 +21,8 @@ from sqlalchemy import select
 
 from backend_client.client import BackendClient
 from backend_client.detector import Detector, Mode, Transition
-from localstore import audit, clock
+from contract import clock
+from localstore import audit
 from localstore.db import Store, open_store
 from localstore.models import AuditRow, ConsoleState, JournalEntry, JournalKind, JournalState
 from mainsim.faultproxy import ThreadedFaultProxy

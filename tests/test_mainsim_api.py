@@ -10,8 +10,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contract import wire
-from localstore import clock
+from contract import clock, wire
 from tests.mainsim_support import API, Desk, error_code, order_body, start_sim, ticks
 
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from localstore import clock
+from contract import clock
 from localstore.models import JournalState
 from mainsim.faultproxy import ThreadedFaultProxy
 from sync import held

@@ -19,7 +19,7 @@ import os
 import socket
 from datetime import timedelta
 
-from localstore import clock
+from contract import clock
 from sync.replay import lease_state, take_lease
 from tests.cli_env import PASSWORD, cli_factory  # noqa: F401 (fixture)
 from tests.replay_env import Main

@@ -48,8 +48,8 @@ def forge_supervisor_grant(cli: Cli, *, user: str, password: str, key_id: str | 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+    from contract import clock, credentials
     from contract.grants import claims_bytes
-    from localstore import clock, credentials
 
     key = Ed25519PrivateKey.generate()
     public = base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()

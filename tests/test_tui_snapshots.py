@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from localstore.clock import OFFSET_ENV
+from contract.clock import OFFSET_ENV
 from tests import testclock
 from tests.cli_env import PASSWORD
 from tests.simproc import SimProcess

@@ -2,7 +2,7 @@
 instant, whatever the real date, so no test can depend on the real date.
 
 ``install()`` (called by conftest before any test module is imported) sets the offset of the
-console's and mainsim's one clock (``LIFEBOAT_CLOCK_OFFSET_S``, localstore/clock.py and
+console's and mainsim's one clock (``LIFEBOAT_CLOCK_OFFSET_S``, contract/clock.py and
 mainsim/tradingday.py) so that "now" is ``LIFEBOAT_TEST_NOW`` (default ``DEFAULT_NOW``) when
 the session starts; time then runs at its real pace.  Subprocesses (mainsim, the CLI) inherit
 the variable, so every part agrees on the date.  CI runs the date-sensitive tests (marker
@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
-from localstore.clock import OFFSET_ENV
+from contract.clock import OFFSET_ENV
 
 NOW_ENV = "LIFEBOAT_TEST_NOW"
 DEFAULT_NOW = "2026-01-05T09:20:00+05:30"  # a Monday, early in the session (IST)

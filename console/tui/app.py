@@ -36,7 +36,7 @@ from console.tui.feed import Feed, RuntimeHost
 from console.tui.messages import ActionDone, ModeChanged, Recovered
 from console.tui.outcome import summarize
 from console.tui.session import DealerSession
-from localstore import clock as wallclock
+from contract import clock as wallclock
 
 
 class LifeboatApp(App):

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from datetime import datetime
 
 from backend_client.stream import StreamClient
+from contract import clock as wallclock
 from contract import wire
-from localstore import clock as wallclock
 
 
 class Feed:
