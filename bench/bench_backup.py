@@ -193,8 +193,8 @@ def p4(home: Path, rows: int, runs: int) -> None:
     from contract import clock
     from contract.wire import OrderType, Side
     from localstore.db import open_store
-    from sync import desk, journal
-    from sync.policy import OrderTicket
+    from sync.trading import desk, journal
+    from sync.trading.policy import OrderTicket
 
     store = open_store(home / "lifeboat.db")
     con = sqlite3.connect(home / "lifeboat.db")
@@ -256,7 +256,7 @@ def why_not_faster(home: Path, tickets, actor, raw_rate: float, n: int) -> None:
     from sqlalchemy import event
 
     from localstore.db import open_store
-    from sync import desk, journal
+    from sync.trading import desk, journal
 
     store_file = home / "lifeboat.db"
     with tempfile.TemporaryDirectory() as d:

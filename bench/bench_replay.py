@@ -28,10 +28,10 @@ import httpx
 
 from backend_client.client import BackendClient
 from localstore.models import JournalKind
-from sync import journal
-from sync.journal import Intent
 from sync.reconcile import reconcile
 from sync.replay import Replayer
+from sync.trading import journal
+from sync.trading.journal import Intent
 from tests.replay_env import Main, make_console
 from tests.simproc import SimProcess
 
@@ -181,7 +181,7 @@ def main_() -> None:
 
 
 def _whole_book(con):
-    from sync import desk
+    from sync.trading import desk
 
     return desk.squareoff(con.store, con.actor, client_id=None, symbol=None, keep_orders=True, mode="BACKUP")
 

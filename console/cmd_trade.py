@@ -227,7 +227,7 @@ def place(
 ) -> int:
     def action(svc: Service):
         from contract.enums import OrderType, Side
-        from sync.policy import OrderTicket
+        from sync.trading.policy import OrderTicket
 
         _text(client, "--client", 32)
         _text(symbol, "--symbol", 40)

@@ -115,9 +115,9 @@ def translate(exc: BaseException) -> ServiceError:
         return StoreProblem(str(exc), exc.kind)
     from localstore.db import disk_failure
     from sync.identity import NotEnrolled
-    from sync.journal import JournalWriteFailed
     from sync.offline import BackupImpossible, OfflineDenied
-    from sync.policy import Refusal
+    from sync.trading.journal import JournalWriteFailed
+    from sync.trading.policy import Refusal
 
     if isinstance(exc, Refusal):
         if exc.code in _DENIED_CODES:
@@ -259,7 +259,7 @@ class TradingMixin:
         """Backup and RECOVERING: offline login (the signed grant gives the scope).
         ONLINE: the main system's session (its role and clients, kept at login)."""
         from sync import offline
-        from sync.desk import Actor
+        from sync.trading.desk import Actor
 
         user = self.current_user()
         eventlog.set_context(user=user)
@@ -323,7 +323,7 @@ class TradingMixin:
 
     def acknowledge(self, result: ActionResult) -> None:
         """Call once the answer has been shown: stamps acknowledged_at (never un-accepts)."""
-        from sync import journal
+        from sync.trading import journal
 
         try:
             journal.acknowledge(self.store, result.journal_seqs)
@@ -341,10 +341,10 @@ class TradingMixin:
         password: str | None = None,
     ) -> ActionResult:
         from contract import wire
-        from sync import desk
+        from sync.trading import desk
 
         async def online(c, actor):
-            from sync import online_desk  # the ORM models: only the ONLINE route needs them
+            from sync.trading import online_desk  # the ORM models: only the ONLINE route needs them
 
             order = await online_desk.place(
                 self.store, c, actor, ticket, validity=validity, disclosed_quantity=disclosed_quantity
@@ -384,10 +384,10 @@ class TradingMixin:
         trigger_price=None,
         password: str | None = None,
     ) -> ActionResult:
-        from sync import desk
+        from sync.trading import desk
 
         async def online(c, actor):
-            from sync import online_desk  # the ORM models: only the ONLINE route needs them
+            from sync.trading import online_desk  # the ORM models: only the ONLINE route needs them
 
             order = await online_desk.modify(
                 self.store,
@@ -436,10 +436,10 @@ class TradingMixin:
     async def cancel(
         self, *, order_id: str | None = None, client_order_id: str | None = None, password: str | None = None
     ) -> ActionResult:
-        from sync import desk
+        from sync.trading import desk
 
         async def online(c, actor):
-            from sync import online_desk  # the ORM models: only the ONLINE route needs them
+            from sync.trading import online_desk  # the ORM models: only the ONLINE route needs them
 
             order = await online_desk.cancel(
                 self.store, c, actor, order_id=order_id, client_order_id=client_order_id
@@ -480,10 +480,10 @@ class TradingMixin:
         dry_run: bool = False,
         password: str | None = None,
     ) -> ActionResult:
-        from sync import desk
+        from sync.trading import desk
 
         async def online(c, actor):
-            from sync import online_desk  # the ORM models: only the ONLINE route needs them
+            from sync.trading import online_desk  # the ORM models: only the ONLINE route needs them
 
             legs, cancels = await online_desk.squareoff(
                 self.store,
@@ -529,7 +529,7 @@ class TradingMixin:
         return await self._route(password, online, backup, "squareoff")
 
     async def killswitch(self, *, off: bool = False, password: str | None = None) -> ActionResult:
-        from sync import desk, online_desk
+        from sync.trading import desk, online_desk
 
         if off:  # a supervisor's decision, checked locally in every mode (audited)
             decision = await self.decide_mode()
@@ -557,7 +557,7 @@ class TradingMixin:
     async def _supervisor(self, password: str | None, what: str, mode: str):
         """A supervisor proves who they are against this console's local verifier and
         signed grant (works whether or not main is up)."""
-        from sync.policy import check_supervisor
+        from sync.trading.policy import check_supervisor
 
         try:
             actor = await self._actor("LOCAL", password)
@@ -734,7 +734,7 @@ class TradingMixin:
         return {"lock_after": n, "set_by": actor.user_id}
 
     def journal_entries(self, *, limit: int = 1000, unfinished_only: bool = False) -> list[dict]:
-        from sync import journal
+        from sync.trading import journal
 
         with self.store.read() as s:
             return journal.entries(s, limit=limit, unfinished_only=unfinished_only)
@@ -1415,7 +1415,7 @@ class Service(TradingMixin):
         return last_report(self.store)
 
     def held_entries(self) -> list[dict]:
-        from sync.held import held_entries
+        from sync.trading.held import held_entries
 
         return held_entries(self.store)
 
@@ -1428,7 +1428,7 @@ class Service(TradingMixin):
         return await self._decide_held(seq, password, release=False)
 
     async def _decide_held(self, seq: int, password: str | None, *, release: bool) -> dict:
-        from sync import held
+        from sync.trading import held
 
         actor = await self._supervisor(password, "decide held journal entries", "LOCAL")
         fn = held.release if release else held.discard

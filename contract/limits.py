@@ -2,7 +2,7 @@
 
 Why a module of its own: the reply models (contract.wire) refuse a reply
 beyond these bounds before anything is stored, and the square-off planner
-(sync.squareoff, on the backup path that must not import pydantic) refuses a
+(sync.trading.squareoff, on the backup path that must not import pydantic) refuses a
 position beyond them before it slices anything; both read the same numbers.
 Standard library only.
 

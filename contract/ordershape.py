@@ -1,6 +1,6 @@
 """The order-shape rules: whether an order is well formed for its instrument, as the
 main system judges it.  ONE definition, used by the reference main system
-(mainsim.orderchecks) and by the backup desk (sync.policy, sync.desk).
+(mainsim.orderchecks) and by the backup desk (sync.trading.policy, sync.trading.desk).
 
 Why one module: with main down the backup desk journals what it accepts, and main
 judges it on replay.  When the two sets of rules were written twice they drifted

@@ -1,6 +1,6 @@
 """This console's identity, bound to its home on this machine.
 
-Why: every client_order_id is ``{console_id}-{yymmdd}-{n:06d}`` (sync.journal), the
+Why: every client_order_id is ``{console_id}-{yymmdd}-{n:06d}`` (sync.trading.journal), the
 console id read from the store.  A store copied to another home (or another machine)
 keeps that id and its counter, so the two copies would issue the same ids: main
 refuses the second order as "already used for a different order", or, with equal
@@ -17,7 +17,7 @@ The policy, in one place:
   (``console_enrolled``) for a store with a past; a new console's first id is named
   by its login's audit row.  The two copies then never share an id again.
 * ``check_enrolled(store)`` before anything issues or sends an id: a journal write
-  (sync.journal.write, allocate_ids) and a replay with entries to send
+  (sync.trading.journal.write, allocate_ids) and a replay with entries to send
   (sync.replay).  A store that is not this console's raises ``NotEnrolled`` (exit 3,
   console.service.translate: the console's identity is not established here, and an
   online login is the cure, as for the offline login that refuses the same store).

@@ -27,7 +27,8 @@ from datetime import datetime
 
 from sqlalchemy import and_, bindparam, insert, select, tuple_, update
 
-from contract import clock, credentials, wire
+from contract import clock, wire
+from localstore import credentials
 from localstore.db import Store
 from localstore.models import ClientRow, OrderRow, PositionRow, RecordSource, SyncState, TradeRow
 from sync.rows import to_row_values

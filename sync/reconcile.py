@@ -49,7 +49,7 @@ from localstore.models import (
     TradeRow,
 )
 from sync.bod import replace_book
-from sync.held import DISCARDED_PREFIX
+from sync.trading.held import DISCARDED_PREFIX
 from sync.verdict import headline, verdict
 
 _J = JournalEntry.__table__

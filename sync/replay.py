@@ -13,7 +13,7 @@ Why it is built this way (issue 5; DESIGN.md "The journal"):
   The client_order_id is main's idempotency key, so even a blind repeat of a PLACE
   would be one order; we still never repeat blindly.
 * State moves commit with ``synchronous=NORMAL`` (the intent itself was journaled with
-  FULL by sync/journal.py; this is only the replay's bookkeeping).  In WAL mode a
+  FULL by sync/trading/journal.py; this is only the replay's bookkeeping).  In WAL mode a
   NORMAL commit is atomic and survives a crash of this process; only an OS crash or
   power loss can lose the last few moves.  That is safe here: a lost SENT mark makes
   the entry look PENDING again, and resending it is harmless because every request
@@ -70,9 +70,9 @@ from contract import clock, wire
 from contract.limits import MAX_SLICES  # a square-off needing more orders is surely wrong: held
 from localstore.db import Store
 from localstore.models import InstrumentRow, JournalEntry, JournalKind, JournalState, Policy, ReplayLease
-from sync.held import RELEASED_PREFIX
 from sync.identity import check_enrolled
-from sync.squareoff import slice_count, slices
+from sync.trading.held import RELEASED_PREFIX
+from sync.trading.squareoff import slice_count, slices
 
 log = logging.getLogger("lifeboat.replay")
 

@@ -1,5 +1,5 @@
 """Shared scene for the replay and reconciliation tests: a real mainsim, a console
-whose store holds super1's BOD, a backup journal written with sync/desk.py calls
+whose store holds super1's BOD, a backup journal written with sync/trading/desk.py calls
 (the same code the CLI runs in backup mode), and main as a dealer sees it over
 plain HTTP.  The keyring is the file-backed test backend (no OS keyring runs on
 this headless machine: a fake by necessity); nothing else is faked.
@@ -26,9 +26,9 @@ from localstore.db import Store, open_store
 from localstore.models import InstrumentRow, JournalEntry, PositionRow
 from localstore.paths import store_path
 from mainsim.faultproxy import FaultProxy, ThreadedFaultProxy, _rst
-from sync import desk
-from sync.desk import Actor
-from sync.policy import OrderTicket
+from sync.trading import desk
+from sync.trading.desk import Actor
+from sync.trading.policy import OrderTicket
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "demo"

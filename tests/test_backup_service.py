@@ -24,7 +24,7 @@ from contract import clock
 from contract.wire import OrderType, Side
 from localstore import audit
 from sync import offline
-from sync.policy import OrderTicket
+from sync.trading.policy import OrderTicket
 from tests.backup_desk import build_template, fresh_console
 from tests.cli_env import DEAD_URL, PASSWORD
 

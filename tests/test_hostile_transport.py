@@ -268,7 +268,7 @@ def test_a_passed_deadline_or_size_cap_reaches_the_failure_detector(desk, tmp_pa
     from backend_client.detector import Detector, Mode
     from console.service import MainUnavailable, Service
     from contract.enums import OrderType, Side
-    from sync.policy import OrderTicket
+    from sync.trading.policy import OrderTicket
 
     sim = desk[3]
     monkeypatch.setenv("LIFEBOAT_TEST_SCRYPT_N", "1024")

@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 
 from console.service import Refused, Service
 from contract.wire import OrderType, Product, Side
-from sync import desk
-from sync.policy import OrderTicket, Refusal
+from sync.trading import desk
+from sync.trading.policy import OrderTicket, Refusal
 from tests.backup_desk import build_template, fresh_console
 from tests.cli_env import DEAD_URL, PASSWORD, cli_factory, raw_session  # noqa: F401  (fixture)
 

@@ -26,8 +26,9 @@ from sqlalchemy import select, text
 from localstore import audit, core_tables
 from localstore.db import open_store
 from localstore.models import AuditRow, JournalKind, JournalState
-from sync import journal, status
-from sync.journal import Intent
+from sync import status
+from sync.trading import journal
+from sync.trading.journal import Intent
 from tests import testclock
 from tests.cli_env import enrolled_for_test
 
@@ -277,7 +278,7 @@ BACKUP_FORBIDDEN = (
     "localstore.models",
     "textual",
     "alembic",
-    "sync.online_desk",
+    "sync.trading.online_desk",
     "httpx",
     "pydantic",
     "contract.wire",
@@ -328,7 +329,7 @@ def test_backup_squareoff_command_stays_off_the_orm(tmp_path, monkeypatch):
     assert res["mode"] == "BACKUP" and res["legs"], res
     assert all(leg["outcome"] == "journaled" and leg["client_order_id"] for leg in res["legs"])
     mods = set(modules.split())
-    assert "sync.offline" in mods and "sync.desk" in mods  # it really took the backup path
+    assert "sync.offline" in mods and "sync.trading.desk" in mods  # it really took the backup path
     assert not [m for m in mods if m in BACKUP_FORBIDDEN or m.split(".")[0] == "textual"], sorted(
         m for m in mods if m in BACKUP_FORBIDDEN or m.split(".")[0] == "textual"
     )
@@ -430,7 +431,7 @@ def test_fast_executemany_stores_exactly_what_core_stores(tmp_path):
 def test_leg_as_dict_keeps_every_field_set():
     import dataclasses
 
-    from sync.squareoff import Leg
+    from sync.trading.squareoff import Leg
 
     for leg in (
         Leg("C1", "NSE", "ITC", "MIS", "SELL", 5),

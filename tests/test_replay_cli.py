@@ -14,9 +14,9 @@ import dataclasses
 import sqlite3
 
 from localstore import audit
-from sync import held as held_entries
 from sync.reconcile import last_report
 from sync.replay import CRASH_EXIT_CODE
+from sync.trading import held as held_entries
 from tests.cli_env import DEAD_URL, PASSWORD, cli_factory, raw_get, raw_session  # noqa: F401 (fixture)
 
 
@@ -69,8 +69,8 @@ def test_whole_book_squareoff_in_backup_killed_replay_resumed(sim, cli_factory):
 
 
 def test_held_entries_exit_6_then_release_and_discard(sim, cli_factory):
-    from sync import desk
-    from sync.desk import Actor
+    from sync.trading import desk
+    from sync.trading.desk import Actor
 
     cli = cli_factory(sim.url, user="super1")
     cli.login().ok()

@@ -40,9 +40,9 @@ from hypothesis.stateful import (
 from backend_client import errors as be
 from backend_client.client import BackendClient
 from localstore.models import JournalState
-from sync.policy import Refusal
 from sync.reconcile import reconcile
 from sync.replay import CRASH_EXIT_CODE, Replayer
+from sync.trading.policy import Refusal
 from tests.replay_env import DropRepliesProxy, Main, make_console, replay_in_child
 from tests.simproc import SimProcess
 

@@ -168,8 +168,8 @@ def test_square_off_not_flat_after_main_moved_is_a_mismatch_with_a_next_step(sim
 
 
 def test_replay_lease_held_by_another_process_is_busy_exit_7(sim, cli_factory):
-    from sync import desk
-    from sync.desk import Actor
+    from sync.trading import desk
+    from sync.trading.desk import Actor
 
     cli = cli_factory(sim.url, user="super1")
     cli.login().ok()

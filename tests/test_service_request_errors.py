@@ -11,7 +11,7 @@ import pytest
 from backend_client.detector import Detector, Mode
 from console.service import MainUnavailable, Service
 from mainsim.faultproxy import ThreadedFaultProxy
-from sync.policy import OrderTicket
+from sync.trading.policy import OrderTicket
 from tests.cli_env import PASSWORD, raw_get, raw_session
 
 

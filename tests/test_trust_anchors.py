@@ -48,8 +48,9 @@ def forge_supervisor_grant(cli: Cli, *, user: str, password: str, key_id: str | 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from contract import clock, credentials
+    from contract import clock
     from contract.grants import claims_bytes
+    from localstore import credentials
 
     key = Ed25519PrivateKey.generate()
     public = base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
@@ -198,9 +199,9 @@ def test_a_copied_store_refuses_to_journal_until_an_online_login_gives_it_a_new_
     same client_order_ids.  The copy (same machine, same keyring: the anchors are per home) is not
     enrolled: offline login, the journal and the replay refuse it (exit 3); an online login gives it
     a new console id (audited), and from then on the two never share an id."""
-    from sync import desk
-    from sync.desk import Actor
     from sync.identity import NotEnrolled
+    from sync.trading import desk
+    from sync.trading.desk import Actor
 
     orig = cli_factory(sim.url, user="super1")
     orig.login().ok()

@@ -362,7 +362,7 @@ def test_positions_realised_unrealised_averages_total_and_the_order_book_columns
 
 async def _positions(sim, tmp_path):
     from contract.wire import OrderType, Side
-    from sync.policy import OrderTicket
+    from sync.trading.policy import OrderTicket
 
     app = make_app(sim.url, tmp_path / "home")  # the runtime runs: the fill and position come live
     async with app.run_test(size=(160, 45)) as pilot:

@@ -180,7 +180,7 @@ async def _cancels(sim, tmp_path):
 
     from console.tui.screens.squareoff import SquareOffScreen
     from contract.enums import OrderType, Side
-    from sync.policy import OrderTicket
+    from sync.trading.policy import OrderTicket
 
     app = make_app(sim.url, tmp_path / "home")
     async with app.run_test(size=SIZE) as pilot:

@@ -1,7 +1,7 @@
 """Order entry (F1 buy, F2 sell) and modify (Shift+F2): every field of the contract,
 checked as the dealer types against the local reference data (lot size, tick size,
 band, freeze quantity, required fields) with the same checks the backup desk applies
-(sync.policy.check_ticket_shape), then sent through the service.  The outcome (sent,
+(sync.trading.policy.check_ticket_shape), then sent through the service.  The outcome (sent,
 journaled, or rejected with the reason) stays on the form when it is a rejection.
 """
 
@@ -61,7 +61,7 @@ def _price(text: str, what: str) -> Decimal | None:
 
 def build_ticket(fields: dict, instruments: dict, clients: list[str]):
     """(ticket, validity, disclosed) from the form's text, or raise Invalid with one sentence."""
-    from sync.policy import OrderTicket, Refusal, check_ticket_shape
+    from sync.trading.policy import OrderTicket, Refusal, check_ticket_shape
 
     client = fields["client"].strip().upper()
     if not client:

@@ -28,10 +28,10 @@ from contract.ordershape import Shape
 from localstore import core_tables as tables
 from localstore.core_tables import KIND_CANCEL, KIND_MODIFY, KIND_PLACE, KIND_SQUARE_OFF
 from localstore.prepared import Prepared
-from sync import journal, policy
-from sync.journal import Intent, Receipt
-from sync.policy import OrderTicket, Refusal
-from sync.squareoff import Leg, check_legs, position_legs
+from sync.trading import journal, policy
+from sync.trading.journal import Intent, Receipt
+from sync.trading.policy import OrderTicket, Refusal
+from sync.trading.squareoff import Leg, check_legs, position_legs
 
 OPEN_STATUSES = (OrderStatus.OPEN, OrderStatus.TRIGGER_PENDING)
 

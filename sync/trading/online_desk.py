@@ -17,10 +17,10 @@ from backend_client.client import BackendClient
 from contract import clock, wire
 from localstore import audit
 from localstore.models import Policy
-from sync import journal, policy
-from sync.desk import Actor
-from sync.policy import OrderTicket, Refusal
-from sync.squareoff import Leg, position_legs, split_legs
+from sync.trading import journal, policy
+from sync.trading.desk import Actor
+from sync.trading.policy import OrderTicket, Refusal
+from sync.trading.squareoff import Leg, position_legs, split_legs
 
 OPEN = (wire.OrderStatus.OPEN, wire.OrderStatus.TRIGGER_PENDING)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from contract.enums import Side
 from contract.limits import MAX_QUANTITY, MAX_SLICES
-from sync.policy import Refusal
+from sync.trading.policy import Refusal
 
 
 @dataclass
