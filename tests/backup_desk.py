@@ -17,6 +17,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import launcher
 from tests.cli_env import DEAD_URL, PASSWORD, Cli, copy_anchors
 from tests.simproc import SimProcess
 
@@ -33,7 +34,8 @@ def build_template(root: Path) -> Template:
 
     from tests.keyring_backend import TestKeyring
 
-    os.environ["LIFEBOAT_TEST_SCRYPT_N"] = "1024"
+    os.environ["LIFEBOAT_TEST_SCRYPT_N"] = "1024"  # for the subprocesses (tests/launcher.py)
+    launcher.install({launcher.SCRYPT_N_ENV: "1024"})  # and for the logins below, in this process
     os.environ.setdefault("PYTHON_KEYRING_BACKEND", "tests.keyring_backend.TestKeyring")
     keyring_file = root / "keyring.json"
     os.environ["LIFEBOAT_TEST_KEYRING_FILE"] = str(keyring_file)

@@ -4,8 +4,9 @@ Shared by tests/test_cli_*.py and tests/test_sync_*.py (import the fixtures from
 here; conftest.py is left to the mainsim fixtures).  Each console gets its own
 LIFEBOAT_HOME under the test's tmp dir.  The keyring is the file-backed test
 backend (tests/keyring_backend.py): no OS keyring runs on this headless machine,
-so that one part is a fake by necessity.  LIFEBOAT_TEST_SCRYPT_N makes the local
-offline-login verifier cheap; nothing else is faked.
+so that one part is a fake by necessity.  The local offline-login verifier is cheap
+(LIFEBOAT_TEST_SCRYPT_N for the subprocesses, run through tests/launcher.py; the
+``cheap_scrypt`` fixture in this process); nothing else is faked.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class Cli:
         return env
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "console.cli", *args]
+        return [sys.executable, "-m", "tests.launcher", *args]  # console.cli with the test seams set
 
     def __call__(self, *args: str, stdin: str | None = None, timeout: float = 60, **env: str) -> CliResult:
         p = subprocess.run(
@@ -162,15 +163,14 @@ class Cli:
 
 
 @pytest.fixture
-def cli_factory(tmp_path, monkeypatch):
+def cli_factory(tmp_path, monkeypatch, cheap_scrypt):
     """Make consoles: ``cli_factory(url, name="console", user="dealer1")``."""
     import keyring
 
     from tests.keyring_backend import TestKeyring
 
-    # in-process logins (Cli.service) use the cheap test verifier too, and a keyring of this test's own: keyring
-    # keeps one backend per process, and what an earlier test left there must not decide this one
-    monkeypatch.setenv("LIFEBOAT_TEST_SCRYPT_N", "1024")
+    # in-process logins (Cli.service) use the cheap test verifier too (cheap_scrypt), and a keyring of this
+    # test's own: keyring keeps one backend per process, and what an earlier test left there must not decide this one
     monkeypatch.setenv("LIFEBOAT_TEST_KEYRING_FILE", str(tmp_path / "in-process-keyring.json"))
     previous = keyring.get_keyring()
     keyring.set_keyring(TestKeyring())

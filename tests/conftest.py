@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests import testclock
+from tests import launcher, testclock
 from tests.simproc import SimProcess
 
 testclock.install()  # before any test imports the product: no test sees the real date
@@ -61,6 +61,15 @@ def _config_dir(tmp_path, monkeypatch):
     """Each test's console config dir (trust anchors, localstore/anchors.py) is its own, outside
     any console home, never the user's real ~/.config/lifeboat."""
     monkeypatch.setenv("LIFEBOAT_CONFIG_DIR", str(tmp_path / "lifeboat-config"))
+
+
+@pytest.fixture
+def cheap_scrypt(monkeypatch):
+    """New offline-login verifiers made in this process use the cheapest scrypt work factor
+    (localstore.verifier.SCRYPT_N, read at call time); subprocesses get it from tests/launcher.py."""
+    from localstore import verifier
+
+    monkeypatch.setattr(verifier, "SCRYPT_N", launcher.CHEAP_SCRYPT_N)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from mainsim.faultproxy import FaultProxy, ThreadedFaultProxy, _rst
 from sync.trading import desk
 from sync.trading.desk import Actor
 from sync.trading.policy import OrderTicket
+from tests import launcher
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "demo"
@@ -163,6 +164,7 @@ def make_console(url: str, tmp: Path, name: str = "console") -> Console:
     """super1 logs in online and takes the BOD of the whole book (in this process)."""
     env = test_env(tmp)
     os.environ.update(env)
+    launcher.install(env)  # the cheap verifier for the login below, in this process
     # the login enrols this home (trust anchors, localstore.anchors): a test has its own config dir
     # (conftest); a benchmark using this gets one in its tmp dir, never the user's real one.  The console
     # records which: whether the anchors land in the test keyring or in that dir depends on the keyring this
@@ -288,10 +290,13 @@ class DropRepliesProxy(ThreadedFaultProxy):
 
 def _replay_in_child(home: str, url: str, crash_after: int | None, token: str | None, timeouts: dict) -> None:
     """The child's whole life: a fresh store connection and client, one pass."""
-    from sync.replay import CRASH_ENV, Replayer
+    from sync.replay import Replayer
 
-    if crash_after is not None:
-        os.environ[CRASH_ENV] = str(crash_after)
+    if crash_after is not None:  # the crash point, in this forked child only
+        launcher.install({launcher.REPLAY_CRASH_AFTER_ENV: str(crash_after)})
+        os.environ[launcher.REPLAY_CRASH_AFTER_ENV] = str(
+            crash_after
+        )  # until sync.replay reads only the seam
 
     async def go():
         store = open_store(Path(home) / "lifeboat.db")

@@ -1,7 +1,7 @@
 """A replay in its own process, for the crash-at-every-step and two-replayers tests:
 ``python -m tests.replay_runner --home H --url U [--user U] [--wait S] [--no-reconcile]``.
-Logs in online, runs one replay pass (the engine's test hook
-LIFEBOAT_TEST_REPLAY_CRASH_AFTER may kill it part-way), reconciles, and prints one
+Logs in online, runs one replay pass (the crash point
+LIFEBOAT_TEST_REPLAY_CRASH_AFTER, set through tests/launcher.py, may kill it part-way), reconciles, and prints one
 JSON line: {"result": ..., "report": ...}."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from localstore.db import open_store
 from localstore.paths import store_path
 from sync.reconcile import reconcile
 from sync.replay import Replayer
+from tests.launcher import install
 
 
 async def main(a) -> int:
@@ -35,6 +36,7 @@ async def main(a) -> int:
 
 
 if __name__ == "__main__":
+    install()  # the test seams this process's environment asks for (the replay's crash point)
     p = argparse.ArgumentParser()
     p.add_argument("--home", required=True)
     p.add_argument("--url", required=True)

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.timeout(150)
 
 def demo_env(tmp_path: Path) -> dict:
     env = dict(os.environ)
-    env["LIFEBOAT_TEST_SCRYPT_N"] = "1024"  # cheap local verifier; the demo's own keyring is in memory
+    env["LIFEBOAT_TEST_SCRYPT_N"] = "1024"  # cheap local verifier (tests/launcher.py); keyring in memory
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)  # tests.launcher importable
     env.pop("LIFEBOAT_CONFIG", None)
     env.pop("LIFEBOAT_HOME", None)
     return env
@@ -30,7 +31,7 @@ def demo_env(tmp_path: Path) -> dict:
 
 def lifeboat(args: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "console.cli", *args],
+        [sys.executable, "-m", "tests.launcher", *args],  # console.cli with the test seams set
         env=env,
         capture_output=True,
         text=True,

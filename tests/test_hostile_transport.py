@@ -262,7 +262,9 @@ def _protocol_errors(cli: Cli) -> int:
 
 
 @pytest.mark.parametrize("mode,kind", [("drip", "timeout"), ("endless", "too_large")])
-def test_a_passed_deadline_or_size_cap_reaches_the_failure_detector(desk, tmp_path, monkeypatch, mode, kind):
+def test_a_passed_deadline_or_size_cap_reaches_the_failure_detector(
+    desk, tmp_path, monkeypatch, cheap_scrypt, mode, kind
+):
     """An order whose answer trickles or never ends is an error of main for the console's runtime too:
     the service's request-error hook hears its kind, and the detector shows SUSPECT and asks for a probe."""
     from backend_client.detector import Detector, Mode
@@ -271,7 +273,6 @@ def test_a_passed_deadline_or_size_cap_reaches_the_failure_detector(desk, tmp_pa
     from sync.trading.policy import OrderTicket
 
     sim = desk[3]
-    monkeypatch.setenv("LIFEBOAT_TEST_SCRYPT_N", "1024")
     with ThreadedHostileProxy(sim.url) as proxy:
         svc = Service(backend_url=proxy.url, home=tmp_path / "home", user="dealer1")
         try:

@@ -15,8 +15,7 @@ from sync.trading.policy import OrderTicket
 from tests.cli_env import PASSWORD, raw_get, raw_session
 
 
-def test_an_order_refused_by_a_dead_main_reaches_the_detector(sim, tmp_path, monkeypatch):
-    monkeypatch.setenv("LIFEBOAT_TEST_SCRYPT_N", "1024")
+def test_an_order_refused_by_a_dead_main_reaches_the_detector(sim, tmp_path, cheap_scrypt):
     host, port = sim.url.split("//")[1].split(":")
     with ThreadedFaultProxy(host, int(port)) as proxy:
         svc = Service(backend_url=proxy.url, home=tmp_path / "home", user="dealer1")
@@ -51,7 +50,7 @@ def test_an_order_refused_by_a_dead_main_reaches_the_detector(sim, tmp_path, mon
     assert det.mode is Mode.SUSPECT and det.probe_wanted
 
 
-def test_online_squareoff_stops_sending_once_main_goes_away(sim, tmp_path, monkeypatch):
+def test_online_squareoff_stops_sending_once_main_goes_away(sim, tmp_path, cheap_scrypt):
     """Main refuses connections in the middle of an online square-off (right after the
     first order reached it): a leg whose answer was cut is "unknown" (look it up by its
     client_order_id); the rest are not sent at all (no timeout per leg, nothing on main
@@ -60,7 +59,6 @@ def test_online_squareoff_stops_sending_once_main_goes_away(sim, tmp_path, monke
     import threading
     import time
 
-    monkeypatch.setenv("LIFEBOAT_TEST_SCRYPT_N", "1024")
     host, port = sim.url.split("//")[1].split(":")
     token = raw_session(sim.url, "super1")["access_token"]
     with ThreadedFaultProxy(host, int(port)) as proxy:

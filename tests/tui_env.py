@@ -1,7 +1,7 @@
 """Helpers for the console's Pilot tests: a real mainsim, a real store, the real app.
 
 The only fake is the keyring (tests/keyring_backend.py: no OS keyring runs on this
-headless machine).  LIFEBOAT_TEST_SCRYPT_N keeps the local verifier cheap.
+headless machine).  The ``cheap_scrypt`` fixture (conftest) keeps the local verifier cheap.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ SIZE = (180, 50)
 
 
 @pytest.fixture
-def tui_keyring(tmp_path, monkeypatch):
+def tui_keyring(tmp_path, monkeypatch, cheap_scrypt):
     import keyring
 
     from tests.keyring_backend import TestKeyring
 
-    monkeypatch.setenv("LIFEBOAT_TEST_SCRYPT_N", "1024")
     monkeypatch.setenv("LIFEBOAT_TEST_KEYRING_FILE", str(tmp_path / "keyring.json"))
     prev = keyring.get_keyring()
     keyring.set_keyring(TestKeyring())
