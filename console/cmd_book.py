@@ -16,9 +16,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from console import eventlog
+from console import cli_advice, eventlog
 from console.exitcodes import ExitCode
-from console.service import Service, ServiceError, translate
+from console.service import Service, ServiceError
+from console.service.errors import settle
 
 
 class _LazyConsole:
@@ -68,7 +69,7 @@ def read_password(g, *, required: bool = True) -> str | None:
     raise UsageProblem("no password: pass --password-stdin (scripts) or run on a terminal")
 
 
-def _data_dir(home) -> Path:
+def _data_dir(home) -> "Path":
     """The data directory, made if need be (localstore.paths.data_dir), with its logs
     directory (0700): else a usage error naming it, since --home or LIFEBOAT_HOME is the
     person's own input (a file there, a parent that cannot be created ...).  What others
@@ -91,31 +92,19 @@ def _data_dir(home) -> Path:
         ) from None
 
 
-def _reason_of(exc: BaseException, problem: ServiceError) -> str:
-    """A machine-readable reason beside the exit code: the rule or the backend's code when
-    one is known, else the kind of failure."""
-    import re
-
-    for source in (problem, exc, exc.__cause__):
-        code = getattr(source, "code", None) or getattr(source, "kind", None)
-        if isinstance(code, str) and code:
-            return code
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(problem).__name__).lower()
-
-
 def run(g, action: Callable[[Service], Any]) -> int:
     """Run one command: build the service, set up logs, map errors to exit codes.
 
     This is the error boundary of every service command: a failure is one short line on
     stderr with an error id (the same id is in the JSON log) and the documented exit
-    code; with --json it is also one ``{"ok": false, "error": {...}}`` object on stdout."""
+    code; with --json it is also one ``{"ok": false, "error": {...}}`` object on stdout.
+    The service's own failures come as ServiceErrors already logged (console.service's
+    boundary); a failure of the command itself (a usage problem ...) is settled here."""
     service = None
-    logging_ready = False
     try:
         logs = _data_dir(g.home) / "logs"
         service = Service(backend_url=g.backend, home=g.home, user=g.user)
         eventlog.setup(logs)
-        logging_ready = True
         eventlog.set_context(user=g.user)
         result = action(service)
         if asyncio.iscoroutine(result):
@@ -123,16 +112,16 @@ def run(g, action: Callable[[Service], Any]) -> int:
         return int(result or 0)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # every failure ends as a message and an exit code, never a traceback
-        problem = translate(exc)
+    except Exception as exc:  # noqa: BLE001 - every failure ends as a message and an exit code, never a traceback
         # an id only for a line really logged: before the log is set up there is none to point to
-        error_id = eventlog.log_error("command_failed", exc) if logging_ready else None
-        code = ExitCode(problem.exit_code) if isinstance(problem, ServiceError) else ExitCode.UNEXPECTED
+        problem = settle(exc)
+        code = ExitCode(problem.exit_code)
+        text = cli_advice.message(problem)
         if getattr(g, "as_json", False):
             from console.cli import emit_error_json
 
-            emit_error_json(code, _reason_of(exc, problem), problem.message, error_id)
-        err.print(f"lifeboat: {problem.message}" + (f" [{error_id}]" if error_id else ""), markup=False)
+            emit_error_json(code, problem.code or "unexpected", text, problem.error_id)
+        err.print(f"lifeboat: {text}" + (f" [{problem.error_id}]" if problem.error_id else ""), markup=False)
         return int(code)
     finally:
         if service is not None:

@@ -172,7 +172,7 @@ def print_report(report: dict) -> None:
 def replay(g, as_json: bool) -> int:
     def action(svc: Service):
         async def go():
-            res = await svc.replay(read_password(g, required=False))
+            res = (await svc.replay(read_password(g, required=False))).as_dict()
             rp, report = res["replay"], res["report"]
             if as_json:
                 emit_json(_judged(res, rp, report))

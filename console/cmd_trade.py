@@ -21,15 +21,17 @@ failed (nothing accepted).
 
 from __future__ import annotations
 
-import os
 import sys
-import time
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 from console.cmd_book import UsageProblem, emit_json, err, out, read_password, run
 from console.service import ActionResult, Service
 
-_ACK_PAUSE_ENV = "LIFEBOAT_TEST_ACK_PAUSE"  # TEST ONLY (tests/test_backup_crash.py); never set in production
+# A seam for tests (tests/launcher.py): called just before the acknowledgement stamp of a
+# result with journaled entries, so a test can kill the process between the answer and the
+# stamp.  None in production.
+before_ack: Callable[[], None] | None = None
 
 
 _MAX_PRICE = Decimal("1000000000")  # far above any listed price; the wire carries prices as JSON numbers
@@ -117,9 +119,8 @@ def _finish(svc: Service, res: ActionResult, as_json: bool, human) -> int:
     else:
         human(res)
     sys.stdout.flush()
-    pause = os.environ.get(_ACK_PAUSE_ENV)
-    if pause and res.journal_seqs:  # TEST ONLY: a window to kill -9 between answer and acknowledgement
-        time.sleep(float(pause))
+    if before_ack is not None and res.journal_seqs:
+        before_ack()
     svc.acknowledge(res)
     return res.exit_code
 
@@ -348,11 +349,12 @@ def mode(g, *, what: str, target: str | None, as_json: bool) -> int:
 
         async def go():
             if what == "show":
-                st = svc.mode_show()
+                st = svc.mode_show().as_dict()
                 decision = await svc.decide_mode()
                 st["effective_mode"] = decision.mode
             else:
-                st = await svc.mode_force(target if what == "force" else None, password=read_password(g))
+                forced = await svc.mode_force(target if what == "force" else None, password=read_password(g))
+                st = forced.as_dict()
             if as_json:
                 emit_json(st)
             else:
@@ -382,12 +384,12 @@ def policy(g, *, what: str, allow: bool | None, as_json: bool) -> int:
                 else await svc.policy_set(allow_new_exposure=bool(allow), password=read_password(g))
             )
             if as_json:
-                emit_json(st)
+                emit_json(st.as_dict())
             else:
                 out.print(
-                    f"backup policy: {'reduce-only' if st['reduce_only'] else 'new exposure ALLOWED'}; "
-                    f"kill switch {'ON' if st['killswitch'] else 'off'}"
-                    f"{'; set by ' + st['updated_by'] if st['updated_by'] else ''}",
+                    f"backup policy: {'reduce-only' if st.reduce_only else 'new exposure ALLOWED'}; "
+                    f"kill switch {'ON' if st.killswitch else 'off'}"
+                    f"{'; set by ' + st.updated_by if st.updated_by else ''}",
                     markup=False,
                 )
             return 0

@@ -24,15 +24,11 @@ def release(g, *, user: str, as_json: bool) -> int:
         async def go():
             st = await svc.user_release(user, password=read_password(g))
             if as_json:
-                emit_json(st)
-            elif st["failures"]:
-                was = (
-                    "was locked"
-                    if st["was_locked"]
-                    else f"had {st['failures']} failed attempt(s), not locked"
-                )
+                emit_json(st.as_dict())
+            elif st.failures:
+                was = "was locked" if st.was_locked else f"had {st.failures} failed attempt(s), not locked"
                 out.print(
-                    f"{user} released by {st['released_by']} ({was}): offline login allowed again",
+                    f"{user} released by {st.released_by} ({was}): offline login allowed again",
                     markup=False,
                 )
             else:
@@ -54,18 +50,17 @@ def lockout(g, *, n: int | None, as_json: bool) -> int:
                 if n is None
                 else await svc.user_lockout_set(n, password=read_password(g))
             )
+            set_by = f"; set by {st.set_by}" if st.set_by else ""
             if as_json:
-                emit_json(st)
-            elif st["lock_after"]:
+                emit_json(st.as_dict())
+            elif st.lock_after:
                 out.print(
-                    f"offline login locks a user after {st['lock_after']} wrong passwords in a row"
-                    f"{'; set by ' + st['set_by'] if st.get('set_by') else ''}",
+                    f"offline login locks a user after {st.lock_after} wrong passwords in a row{set_by}",
                     markup=False,
                 )
             else:
                 out.print(
-                    "offline lockout off (the growing delay still applies)"
-                    f"{'; set by ' + st['set_by'] if st.get('set_by') else ''}",
+                    f"offline lockout off (the growing delay still applies){set_by}",
                     markup=False,
                 )
             return 0

@@ -132,3 +132,8 @@ def log_error(event: str, exc: BaseException, **extra) -> str | None:
     if any(getattr(h, "_lifeboat", False) and h.failed for h in logging.getLogger().handlers):
         return None
     return error_id
+
+
+def ready() -> bool:
+    """Whether ``setup`` has installed the log file's handler (an error id then points to a line)."""
+    return any(getattr(h, "_lifeboat", False) for h in logging.getLogger().handlers)

@@ -1,0 +1,63 @@
+"""The service layer: the one API that the CLI and the TUI both call.
+
+* ``errors``: ServiceError and its subclasses (each knows its CLI exit code), ``translate``
+  and ``boundary`` (the one place a failure becomes a ServiceError);
+* ``results``: typed results (``as_dict()`` is the CLI's --json shape);
+* ``core``: the ``Service`` class (store and client plumbing, the mode, the public methods);
+* ``trading``, ``access``, ``book``, ``recovery``: the work, as functions of the Service.
+
+The faces import from here: ``from console.service import Service, ServiceError, ...``.
+"""
+
+from console.service.core import DEFAULT_BACKEND, Service
+from console.service.errors import (
+    ADVICE_LOGIN,
+    ADVICE_LOGIN_OR_PASSWORD,
+    ADVICE_PASSWORD,
+    Denied,
+    MainUnavailable,
+    NotAccepted,
+    NotLoggedIn,
+    Refused,
+    RejectedByMain,
+    ServiceError,
+    StoreProblem,
+    boundary,
+    translate,
+)
+from console.service.results import (
+    ActionResult,
+    Lockout,
+    LoginResult,
+    ModeDecision,
+    ModeState,
+    PolicyState,
+    ReplayOutcome,
+    UserReleased,
+)
+
+__all__ = [
+    "ADVICE_LOGIN",
+    "ADVICE_LOGIN_OR_PASSWORD",
+    "ADVICE_PASSWORD",
+    "DEFAULT_BACKEND",
+    "ActionResult",
+    "Denied",
+    "Lockout",
+    "LoginResult",
+    "MainUnavailable",
+    "ModeDecision",
+    "ModeState",
+    "NotAccepted",
+    "NotLoggedIn",
+    "PolicyState",
+    "Refused",
+    "RejectedByMain",
+    "ReplayOutcome",
+    "Service",
+    "ServiceError",
+    "StoreProblem",
+    "UserReleased",
+    "boundary",
+    "translate",
+]
