@@ -15,8 +15,7 @@ user's login was given.  A snapshot that fails is refused whole, as main's fault
 from __future__ import annotations
 
 import json
-import os
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -40,9 +39,10 @@ from localstore.models import (
 )
 from sync.rows import to_row_values
 
-# Test hook only: seconds to pause inside the replace transaction, after the old book
-# is deleted and before the commit, so a test can kill -9 the process mid-sync.
-_PAUSE_ENV = "LIFEBOAT_TEST_BOD_PAUSE"
+# Test seam: called inside the replace transaction, after the old book is deleted and
+# before the new one is inserted and committed (a test pauses here to kill -9 the process
+# mid-sync).  None in production.
+before_commit: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -110,12 +110,11 @@ def replace_book(
             )
         for row_cls in (TradeRow, OrderRow, PositionRow, ClientLimitRow, ClientRow, InstrumentRow):
             s.execute(delete(row_cls))
-        pause = os.environ.get(_PAUSE_ENV)
-        if pause:
-            time.sleep(float(pause))
+        if before_commit is not None:
+            before_commit()
         _bulk(s, InstrumentRow, [to_row_values(i, InstrumentRow, updated_at=now) for i in snap.instruments])
         _bulk(s, ClientRow, [to_row_values(c, ClientRow) for c in snap.clients])
-        _bulk(s, ClientLimitRow, [to_row_values(l, ClientLimitRow) for l in snap.limits])
+        _bulk(s, ClientLimitRow, [to_row_values(lim, ClientLimitRow) for lim in snap.limits])
         _bulk(
             s,
             PositionRow,

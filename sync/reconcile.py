@@ -39,6 +39,7 @@ from sqlalchemy import or_, select
 
 from backend_client.client import BackendClient
 from contract import clock, wire
+from contract.enums import value_of
 from localstore.db import Store
 from localstore.models import (
     JournalEntry,
@@ -63,12 +64,8 @@ STATES = ("applied", "moot", "rejected", "conflict", "held", "pending", "sent")
 FOR_A_PERSON = ("held", "conflict")
 
 
-def _v(value):
-    return getattr(value, "value", value)
-
-
 def _key(x) -> tuple[str, str, str, str]:
-    return (x.client_id, _v(x.exchange), x.symbol, _v(x.product))
+    return (x.client_id, value_of(x.exchange), x.symbol, value_of(x.product))
 
 
 # --------------------------------------------------------------------------- local reads (blocking)
@@ -83,7 +80,7 @@ def local_book(store: Store) -> dict:
             for r in s.execute(select(p.client_id, p.exchange, p.symbol, p.product, p.net_quantity))
         }
         open_orders = {
-            r.order_id: (r.client_order_id, r.client_id, r.symbol, _v(r.status))
+            r.order_id: (r.client_order_id, r.client_id, r.symbol, value_of(r.status))
             for r in s.execute(
                 select(o.order_id, o.client_order_id, o.client_id, o.symbol, o.status).where(
                     o.status.in_(list(wire.OPEN_STATUSES))
@@ -111,13 +108,13 @@ def report_entries(store: Store, trading_date: date) -> list[dict]:
         out.append(
             {
                 "seq": r["seq"],
-                "kind": _v(r["kind"]),
+                "kind": value_of(r["kind"]),
                 "client_order_id": r["client_order_id"],
                 "client_id": r["client_id"],
-                "exchange": _v(r["exchange"]),
+                "exchange": value_of(r["exchange"]),
                 "symbol": r["symbol"],
-                "product": _v(r["product"]),
-                "state": _v(r["state"]),
+                "product": value_of(r["product"]),
+                "state": value_of(r["state"]),
                 "reason": r["state_reason"],
                 "main_order_id": r["main_order_id"],
                 "target_order_id": r["target_order_id"],

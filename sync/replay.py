@@ -43,10 +43,11 @@ Why it is built this way (issue 5; DESIGN.md "The journal"):
 * Main unavailable (or an answer we cannot read) mid-replay: the pass stops, the
   entry stays SENT or PENDING as it is, and the result says why.
 
-Test hook (tests only, documented here): ``LIFEBOAT_TEST_REPLAY_CRASH_AFTER=k`` makes
-the process ``os._exit(CRASH_EXIT_CODE)`` right after its k-th *step*, where a step is
-one committed state move or one answer received from main (so a crash between "main
-accepted it" and "we recorded it" is covered too).
+Test seam: ``after_step`` (None in production) is called with the step count right
+after each *step*, where a step is one committed state move or one answer received
+from main (so a crash between "main accepted it" and "we recorded it" is covered too);
+the crash tests install one that ends the process with ``os._exit(CRASH_EXIT_CODE)``
+at the k-th step.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from sqlalchemy import Integer, String, bindparam, case, func, select, update
 from backend_client import errors as be
 from backend_client.client import BackendClient
 from contract import clock, wire
+from contract.enums import value_of
 from contract.limits import MAX_SLICES  # a square-off needing more orders is surely wrong: held
 from localstore.db import Store
 from localstore.models import InstrumentRow, JournalEntry, JournalKind, JournalState, Policy, ReplayLease
@@ -76,8 +78,9 @@ from sync.trading.squareoff import slice_count, slices
 
 log = logging.getLogger("lifeboat.replay")
 
-CRASH_ENV = "LIFEBOAT_TEST_REPLAY_CRASH_AFTER"
-CRASH_EXIT_CODE = 77
+CRASH_EXIT_CODE = 77  # the exit code of a process the crash tests end at a step (see after_step)
+# Test seam (see the module docstring): called with the step count after every step.
+after_step: Callable[[int], None] | None = None
 LEASE_TTL_S = 30.0
 BATCH = 200
 POSITION_MAX_AGE_S = 2.0  # a client's positions fetched longer ago than this are fetched again before use
@@ -270,10 +273,6 @@ def lease_state(store: Store) -> dict:
 # --------------------------------------------------------------------------- the replayer
 
 
-def _v(value):
-    return getattr(value, "value", value)
-
-
 class Replayer:
     """One replay pass over one store, sending with one BackendClient.
 
@@ -297,8 +296,6 @@ class Replayer:
         self.clock = clock
         self.offload = offload
         self.steps = 0
-        crash = os.environ.get(CRASH_ENV)
-        self._crash_after = int(crash) if crash and crash.strip().isdigit() else None
         self._instruments: dict[tuple[str, str], tuple[int, int]] = {}
         # client_id -> (monotonic time of the fetch, {(exchange, symbol, product): net}); dropped on any send
         self._positions: dict[str, tuple[float, dict[tuple[str, str, str], int]]] = {}
@@ -311,8 +308,8 @@ class Replayer:
 
     def _step(self) -> None:
         self.steps += 1
-        if self._crash_after is not None and self.steps >= self._crash_after:
-            os._exit(CRASH_EXIT_CODE)  # test hook: see the module docstring
+        if after_step is not None:
+            after_step(self.steps)  # test seam: see the module docstring
 
     # ------------------------------------------------------------------ run
 
@@ -449,7 +446,7 @@ class Replayer:
             r = s.execute(
                 select(_J.c.seq, _J.c.state, _J.c.state_reason).where(_J.c.client_order_id == client_order_id)
             ).first()
-        return None if r is None else (r.seq, _v(r.state), r.state_reason)
+        return None if r is None else (r.seq, value_of(r.state), r.state_reason)
 
     def _instrument(self, exchange: str, symbol: str) -> tuple[int, int] | None:
         key = (exchange, symbol)
@@ -504,12 +501,12 @@ class Replayer:
         )
         return EntryOutcome(
             e["seq"],
-            _v(e["kind"]),
+            value_of(e["kind"]),
             e["client_order_id"],
             e["client_id"],
-            _v(e["exchange"]),
+            value_of(e["exchange"]),
             e["symbol"],
-            _v(e["product"]),
+            value_of(e["product"]),
             state.value,
             reason,
             main_order_id,
@@ -528,7 +525,7 @@ class Replayer:
         return None
 
     async def _one(self, e: dict, main_date: date, stale_after: int) -> EntryOutcome | None:
-        kind = JournalKind(_v(e["kind"]))
+        kind = JournalKind(value_of(e["kind"]))
         try:
             if kind is JournalKind.PLACE:
                 return await self._place(e, main_date, stale_after)
@@ -563,11 +560,11 @@ class Replayer:
         return wire.OrderRequest(
             client_order_id=e["client_order_id"],
             client_id=e["client_id"],
-            exchange=_v(e["exchange"]),
+            exchange=value_of(e["exchange"]),
             symbol=e["symbol"],
             side=p["side"],
             quantity=int(p["quantity"]),
-            product=_v(e["product"]),
+            product=value_of(e["product"]),
             order_type=p.get("order_type", "MARKET"),
             price=p.get("price"),
             trigger_price=p.get("trigger_price"),
@@ -629,7 +626,7 @@ class Replayer:
                 {(p.exchange.value, p.symbol, p.product.value): p.net_quantity for p in rows},
             )
             self._positions[client_id] = cached
-        return cached[1].get((_v(e["exchange"]), e["symbol"], _v(e["product"])), 0)
+        return cached[1].get((value_of(e["exchange"]), e["symbol"], value_of(e["product"])), 0)
 
     async def _square_off(self, e: dict, main_date: date, stale_after: int) -> EntryOutcome | None:
         coid = e["client_order_id"]
@@ -651,7 +648,7 @@ class Replayer:
             return await self._move(
                 e, JournalState.HELD, f"stale: {why}{already}", ours[-1].order_id if ours else None
             )
-        inst = await self._db(self._instrument, _v(e["exchange"]), e["symbol"])
+        inst = await self._db(self._instrument, value_of(e["exchange"]), e["symbol"])
         freeze, lot = inst if inst else (None, 1)
         while True:
             net = await self._live_net(e)
@@ -689,11 +686,11 @@ class Replayer:
             request = wire.OrderRequest(
                 client_order_id=f"{coid}-{len(ours) + 1}",
                 client_id=e["client_id"],
-                exchange=_v(e["exchange"]),
+                exchange=value_of(e["exchange"]),
                 symbol=e["symbol"],
                 side=closing,
                 quantity=qty,
-                product=_v(e["product"]),
+                product=value_of(e["product"]),
                 order_type=wire.OrderType.MARKET,
                 validity=wire.Validity.DAY,
             )

@@ -23,7 +23,7 @@ from decimal import Decimal
 from sqlalchemy import and_, bindparam, select, update
 
 from contract import clock
-from contract.enums import Exchange, OrderStatus, OrderType, Product, Side
+from contract.enums import OPEN_STATUSES, Exchange, OrderType, Product, Side, value_of
 from contract.ordershape import Shape
 from localstore import core_tables as tables
 from localstore.core_tables import KIND_CANCEL, KIND_MODIFY, KIND_PLACE, KIND_SQUARE_OFF
@@ -32,8 +32,6 @@ from sync.trading import journal, policy
 from sync.trading.journal import Intent, Receipt
 from sync.trading.policy import OrderTicket, Refusal
 from sync.trading.squareoff import Leg, check_legs, position_legs
-
-OPEN_STATUSES = (OrderStatus.OPEN, OrderStatus.TRIGGER_PENDING)
 
 
 @dataclass(frozen=True)
@@ -208,10 +206,6 @@ def policy_view(s) -> policy.PolicyView:
     return policy.PolicyView(bool(p.allow_new_exposure), bool(p.killswitch))
 
 
-def _v(value):
-    return getattr(value, "value", value)
-
-
 # --------------------------------------------------------------------------- actions
 
 
@@ -325,9 +319,9 @@ def _journaled_target(e: dict) -> Target:
     side, quantity = Side(p["side"]), int(p["quantity"])
     return Target(
         e["client_id"],
-        _v(e["exchange"]),
+        value_of(e["exchange"]),
         e["symbol"],
-        _v(e["product"]),
+        value_of(e["product"]),
         side,
         quantity,
         0,
@@ -335,11 +329,11 @@ def _journaled_target(e: dict) -> Target:
         e["client_order_id"],
         True,
         Shape(
-            _v(e["exchange"]),
+            value_of(e["exchange"]),
             e["symbol"],
             side,
             quantity,
-            _v(e["product"]),
+            value_of(e["product"]),
             OrderType(p["order_type"]),
             _money(p.get("price")),
             _money(p.get("trigger_price")),
@@ -469,7 +463,7 @@ def open_orders_in_scope(s, actor: Actor, client_id: str | None, symbol: str | N
     """Open mirror orders and journaled PLACEs of the scope that no journaled CANCEL targets yet."""
     q = (
         select(*_ORDER_COLS)
-        .where(_ORDERS.c.status.in_(OPEN_STATUSES))
+        .where(_ORDERS.c.status.in_(sorted(OPEN_STATUSES)))
         .order_by(_ORDERS.c.created_at, _ORDERS.c.order_id)
     )
     if client_id:
@@ -525,7 +519,7 @@ def squareoff_plan(
         check_legs(
             legs,
             {
-                (_v(i.exchange), i.symbol): i
+                (value_of(i.exchange), i.symbol): i
                 for i in s.execute(
                     select(
                         _INSTRUMENTS.c.exchange,
@@ -587,7 +581,7 @@ def squareoff(
         audit_payload={"scope": client_id or "all", "symbol": symbol, "keep_orders": keep_orders},
     )
     legs, cancels = plan["legs"], plan["cancels"]
-    for leg, r in zip(legs, receipts[len(cancels) :]):
+    for leg, r in zip(legs, receipts[len(cancels) :], strict=False):
         leg.client_order_id, leg.outcome = r.client_order_id, "journaled"
     return legs, cancels, receipts
 

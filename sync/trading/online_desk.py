@@ -15,14 +15,13 @@ from decimal import Decimal
 from backend_client import errors as be
 from backend_client.client import BackendClient
 from contract import clock, wire
+from contract.enums import OPEN_STATUSES
 from localstore import audit
 from localstore.models import Policy
 from sync.trading import journal, policy
 from sync.trading.desk import Actor
 from sync.trading.policy import OrderTicket, Refusal
 from sync.trading.squareoff import Leg, position_legs, split_legs
-
-OPEN = (wire.OrderStatus.OPEN, wire.OrderStatus.TRIGGER_PENDING)
 
 
 def _audit(store, actor: Actor, action: str, payload: dict) -> None:
@@ -198,7 +197,9 @@ async def squareoff(
         else [
             o
             for o in await c.orders(client_id)
-            if o.status in OPEN and actor.in_scope(o.client_id) and (symbol is None or o.symbol == symbol)
+            if o.status in OPEN_STATUSES
+            and actor.in_scope(o.client_id)
+            and (symbol is None or o.symbol == symbol)
         ]
     )
     if dry_run:
@@ -288,7 +289,7 @@ async def squareoff(
 async def killswitch(store, c: BackendClient, actor: Actor) -> list[dict]:
     policy.check_can_act(actor.role)
     set_killswitch(store, actor, True, mode="ONLINE")
-    orders = [o for o in await c.orders() if o.status in OPEN and actor.in_scope(o.client_id)]
+    orders = [o for o in await c.orders() if o.status in OPEN_STATUSES and actor.in_scope(o.client_id)]
     return await _cancel_all(c, orders)
 
 

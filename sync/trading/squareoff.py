@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from contract.enums import Side
+from contract.enums import Side, value_of
 from contract.limits import MAX_QUANTITY, MAX_SLICES
 from sync.trading.policy import Refusal
 
@@ -132,9 +132,9 @@ def position_legs(
         legs.append(
             Leg(
                 p.client_id,
-                _v(p.exchange),
+                value_of(p.exchange),
                 p.symbol,
-                _v(p.product),
+                value_of(p.product),
                 closing_side(p.net_quantity),
                 abs(p.net_quantity),
             )
@@ -154,7 +154,3 @@ def split_legs(legs: list[Leg], instruments: dict) -> list[Leg]:
         for q in slices(leg.quantity, freeze, lot):
             out.append(Leg(leg.client_id, leg.exchange, leg.symbol, leg.product, leg.side, q))
     return out
-
-
-def _v(value):
-    return getattr(value, "value", value)
