@@ -41,6 +41,7 @@ import asyncio
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -53,6 +54,7 @@ from backend_client.replies import check_status, decode_body, transport_error
 from contract import wire
 
 T = TypeVar("T")
+_N = TypeVar("_N", int, float)  # a setting's number type: what ``cast`` makes of it
 
 _RETRY_BACKOFF_S = 0.05  # first pause between attempts; doubles, capped below
 _RETRY_BACKOFF_MAX_S = 0.5
@@ -88,7 +90,7 @@ def _adapter(tp: Any) -> TypeAdapter:
     return _ADAPTERS[tp]
 
 
-def positive_setting(value: float | None, env: str, default: float, cast: type) -> float:
+def positive_setting(value: float | None, env: str, default: _N, cast: Callable[[Any], _N]) -> _N:
     """A bound: the argument if given, else the environment variable, else the default;
     anything but a positive number is refused, naming where it came from."""
     where = "argument"
@@ -411,7 +413,7 @@ class BackendClient:
             return response.status_code, decode_body(response, adapter, method, path)
         except BackendError:
             raise
-        except Exception as exc:  # pragma: no cover - decode_body maps every known failure
+        except Exception as exc:  # noqa: BLE001 - boundary: an unexpected decode failure is a protocol error  # pragma: no cover
             raise ProtocolError(
                 f"{method} {path}: unreadable reply ({type(exc).__name__})", status=response.status_code
             ) from None

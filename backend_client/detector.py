@@ -267,7 +267,7 @@ class Detector:
         start = Mode(self.initial_mode)
         if start not in (Mode.ONLINE, Mode.BACKUP):
             raise ValueError("a detector starts ONLINE or BACKUP")
-        self._auto = start  # the automatic machine's mode (visible unless forced)
+        self._auto: Mode = start  # the automatic machine's mode (visible unless forced)
         self._auto_since = self.now
         self._auto_reason = "start" if start is Mode.ONLINE else "start: the console was in backup mode"
         self.mode, self.since, self.reason = start, self.now, self._auto_reason

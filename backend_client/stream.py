@@ -28,10 +28,9 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Union
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from pydantic import TypeAdapter, ValidationError
@@ -64,16 +63,16 @@ class StreamStatus:
     at: float
 
 
-StreamItem = Union[
-    StreamStatus,
-    wire.HelloMsg,
-    wire.HeartbeatMsg,
-    wire.TickMsg,
-    wire.OrderEvent,
-    wire.TradeEvent,
-    wire.PositionEvent,
-    wire.ResnapshotMsg,
-]
+StreamItem = (
+    StreamStatus
+    | wire.HelloMsg
+    | wire.HeartbeatMsg
+    | wire.TickMsg
+    | wire.OrderEvent
+    | wire.TradeEvent
+    | wire.PositionEvent
+    | wire.ResnapshotMsg
+)
 
 
 def stream_url(base_url: str, since: int | None) -> str:
@@ -195,7 +194,7 @@ class StreamClient:
 
     # ------------------------------------------------------------------ the iterator
 
-    async def messages(self) -> AsyncIterator[StreamItem]:
+    async def messages(self) -> AsyncGenerator[StreamItem, None]:
         failures = 0
         while not self._stopped.is_set():
             url = stream_url(self._base_url, self.last_seq)
@@ -273,7 +272,7 @@ class StreamClient:
         except TimeoutError:
             pass
 
-    async def _read(self, ws: ClientConnection) -> AsyncIterator[StreamItem]:
+    async def _read(self, ws: ClientConnection) -> AsyncGenerator[StreamItem, None]:
         """Messages of one connection; a final StreamStatus says why it ended (none if stopped)."""
         synthesized_resnapshot: int | None = None
         while True:
@@ -300,7 +299,7 @@ class StreamClient:
                 else:
                     yield StreamStatus(False, f"closed: {_close_reason(exc)}", self._clock())
                 return
-            except Exception as exc:  # a transport failure websockets did not wrap
+            except Exception as exc:  # noqa: BLE001 - boundary: a transport failure websockets did not wrap
                 if self._stopped.is_set():
                     return
                 yield StreamStatus(False, f"read failed: {_short(exc)}", self._clock())

@@ -93,7 +93,11 @@ class StoredGrant:
         except (TypeError, KeyError, json.JSONDecodeError) as exc:
             raise ValueError(f"unreadable offline grant: {exc}") from None
         key_id = claims.get("key_id")
-        pinned = {key_id: key} if isinstance(key, str) else key
+        pinned: Mapping[str, str]
+        if isinstance(key, str):  # the one key the caller trusts, for a key_id that is a string
+            pinned = {key_id: key} if isinstance(key_id, str) else {}
+        else:
+            pinned = key
         pin = pinned.get(key_id) if isinstance(key_id, str) else None
         if pin is None:
             raise GrantKeyUntrusted(

@@ -68,21 +68,19 @@ def _printable(value: str) -> str:
     )
 
 
-def safe_text(max_length: int, min_length: int = 1) -> Any:
-    """Printable text of at most ``max_length`` characters (the store's column width);
-    the length is checked first, so a huge string costs nothing to refuse."""
-    return Annotated[
-        str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(_printable)
-    ]
+# Printable text of at most N characters (the store's column width); the length is
+# checked first, so a huge string costs nothing to refuse.  (Spelled out per alias,
+# not built by a function, so that type checkers see each one as ``str``.)
+_PRINTABLE = AfterValidator(_printable)
 
-
-ClientId = safe_text(32)
-Symbol = safe_text(40)
-Ident = safe_text(64)  # user, order, trade, client order, key and dealer ids: String(64) columns
-Name = safe_text(200)
-Reason = safe_text(500, min_length=0)
-Base64 = safe_text(256)  # a key or signature
-Token = safe_text(4096)
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=32), _PRINTABLE]
+Symbol = Annotated[str, StringConstraints(min_length=1, max_length=40), _PRINTABLE]
+# user, order, trade, client order, key and dealer ids: String(64) columns
+Ident = Annotated[str, StringConstraints(min_length=1, max_length=64), _PRINTABLE]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), _PRINTABLE]
+Reason = Annotated[str, StringConstraints(min_length=0, max_length=500), _PRINTABLE]
+Base64 = Annotated[str, StringConstraints(min_length=1, max_length=256), _PRINTABLE]  # a key or signature
+Token = Annotated[str, StringConstraints(min_length=1, max_length=4096), _PRINTABLE]
 
 Quantity = Annotated[int, Field(ge=0, le=MAX_QUANTITY)]
 NetQuantity = Annotated[int, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
