@@ -35,12 +35,17 @@ from console.service.results import (
     ReplayOutcome,
     UserReleased,
 )
+from sync.trading.policy import OrderTicket  # what Service.place takes: the faces build it
+from sync.verdict import CLEAN as VERDICT_CLEAN  # a replay report's verdict (the screens draw it)
+from sync.verdict import headline as report_headline
+from sync.verdict import verdict as report_verdict
 
 __all__ = [
     "ADVICE_LOGIN",
     "ADVICE_LOGIN_OR_PASSWORD",
     "ADVICE_PASSWORD",
     "DEFAULT_BACKEND",
+    "VERDICT_CLEAN",
     "ActionResult",
     "Denied",
     "Lockout",
@@ -50,6 +55,7 @@ __all__ = [
     "ModeState",
     "NotAccepted",
     "NotLoggedIn",
+    "OrderTicket",
     "PolicyState",
     "Refused",
     "RejectedByMain",
@@ -59,5 +65,7 @@ __all__ = [
     "StoreProblem",
     "UserReleased",
     "boundary",
+    "report_headline",
+    "report_verdict",
     "translate",
 ]
