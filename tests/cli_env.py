@@ -1,7 +1,7 @@
 """Running the real `lifeboat` CLI as a subprocess against a real mainsim.
 
-Shared by tests/test_cli_*.py and tests/test_sync_*.py (import the fixtures from
-here; conftest.py is left to the mainsim fixtures).  Each console gets its own
+Shared by tests/test_cli_*.py and tests/test_sync_*.py (the fixtures ``cli_factory``
+and ``cli`` that make these consoles are in tests/conftest.py).  Each console gets its own
 LIFEBOAT_HOME under the test's tmp dir.  The keyring is the file-backed test
 backend (tests/keyring_backend.py): no OS keyring runs on this headless machine,
 so that one part is a fake by necessity.  The local offline-login verifier is cheap
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests import testclock
+from tests.simproc import track
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "demo"
@@ -112,15 +112,24 @@ class Cli:
 
     def many(self, *commands: tuple[str, ...], timeout: float = 60) -> list[CliResult]:
         """Run independent read-only commands at the same time (start-up dominates each)."""
-        procs = [(args, self.popen(*args)) for args in commands]
-        results = []
-        for args, p in procs:
-            out, err = p.communicate(timeout=timeout)
-            results.append(CliResult(tuple(args), p.returncode, out, err))
-        return results
+        procs = []
+        try:
+            for args in commands:
+                procs.append((args, self.popen(*args)))
+            results = []
+            for args, p in procs:
+                out, err = p.communicate(timeout=timeout)
+                results.append(CliResult(tuple(args), p.returncode, out, err))
+            return results
+        finally:  # one timed out or failed to start: none of the others is left running
+            for _, p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
 
     def popen(self, *args: str, stdin: str | None = None, **env: str) -> subprocess.Popen:
-        """Start a command and return at once (stdin, if given, is written and closed)."""
+        """Start a command and return at once (stdin, if given, is written and closed).  The test's
+        end stops it if the test did not (conftest, ``simproc.track``)."""
         p = subprocess.Popen(
             self.argv(*args),
             stdin=subprocess.PIPE,
@@ -130,6 +139,7 @@ class Cli:
             env=self.env(**env),
             cwd=REPO_ROOT,
         )
+        track(p)
         if stdin:
             p.stdin.write(stdin)
         p.stdin.close()
@@ -160,35 +170,6 @@ class Cli:
             return asyncio.run(svc.sync_bod(password))
         finally:
             svc.close()
-
-
-@pytest.fixture
-def cli_factory(tmp_path, monkeypatch, cheap_scrypt):
-    """Make consoles: ``cli_factory(url, name="console", user="dealer1")``."""
-    import keyring
-
-    from tests.keyring_backend import TestKeyring
-
-    # in-process logins (Cli.service) use the cheap test verifier too (cheap_scrypt), and a keyring of this
-    # test's own: keyring keeps one backend per process, and what an earlier test left there must not decide this one
-    monkeypatch.setenv("LIFEBOAT_TEST_KEYRING_FILE", str(tmp_path / "in-process-keyring.json"))
-    previous = keyring.get_keyring()
-    keyring.set_keyring(TestKeyring())
-
-    def make(backend_url: str, name: str = "console", user: str | None = "dealer1") -> Cli:
-        home = tmp_path / name
-        return Cli(
-            home=home, backend_url=backend_url, keyring_file=tmp_path / f"{name}-keyring.json", user=user
-        )
-
-    yield make
-    keyring.set_keyring(previous)
-
-
-@pytest.fixture
-def cli(sim, cli_factory) -> Cli:
-    """A console for dealer1 pointed at the test's mainsim (not logged in yet)."""
-    return cli_factory(sim.url)
 
 
 def copy_anchors(

@@ -2,13 +2,18 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import threading
+import time
 
 import pytest
 
-from tests import launcher, testclock
+from tests import launcher, simproc, testclock
 from tests.simproc import SimProcess
 
 testclock.install()  # before any test imports the product: no test sees the real date
+SESSION_MARK = simproc.mark_session()  # every process the tests start carries it (tests/simproc.py)
+LEFTOVER_GRACE_S = 5.0  # what a teardown stopped may take to be gone
 
 
 def _no_keyring_by_default() -> None:
@@ -37,12 +42,42 @@ def _real_anchors() -> set[str]:
 _REAL_ANCHORS_BEFORE = _real_anchors()
 
 
+def pytest_configure(config):
+    """A SIGTERM (an outer `timeout`, a CI runner giving up) ends the run as ^C does: the fixtures'
+    teardowns still stop what they started, and the guard below still runs."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
+        signal.SIG_DFL,
+        None,
+    ):
+
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """No test may leave anchors or their locks in the user's real config dir (a subprocess started
-    without the test's LIFEBOAT_CONFIG_DIR did, unnoticed): fail the run if one did."""
+    without the test's LIFEBOAT_CONFIG_DIR did, unnoticed): fail the run if one did.  Nor may a
+    process the tests started outlive them (mainsim, an agent, a console; the run's mark in its
+    environment or a descendant of this process): the guard kills it and fails the run."""
     new = _real_anchors() - _REAL_ANCHORS_BEFORE
     if new:
         print(f"\nFAILED: tests wrote {sorted(new)} into the real config dir's anchors/", flush=True)
+        session.exitstatus = 1
+    simproc.stop_tracked()
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    left = simproc.leftovers(SESSION_MARK)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = simproc.leftovers(SESSION_MARK)
+    if left:
+        simproc.kill_pids(left)
+        listing = "".join(f"\n  {pid}: {cmd[:200]}" for pid, cmd in sorted(left.items()))
+        print(
+            f"\nFAILED: processes the tests started were still running at the end (killed):{listing}",
+            flush=True,
+        )
         session.exitstatus = 1
 
 
@@ -72,6 +107,60 @@ def cheap_scrypt(monkeypatch):
     monkeypatch.setattr(verifier, "SCRYPT_N", launcher.CHEAP_SCRYPT_N)
 
 
+@pytest.fixture(autouse=True)
+def _stop_test_processes():
+    """Processes a test started (``simproc.track``: the console commands of tests/cli_env.py, the replay
+    runners) are stopped when it ends, when it failed or timed out too."""
+    started = simproc.tracked_count()
+    yield
+    simproc.stop_tracked(started)
+
+
+@pytest.fixture
+def cli_factory(tmp_path, monkeypatch, cheap_scrypt):
+    """Make consoles (tests/cli_env.py's Cli): ``cli_factory(url, name="console", user="dealer1")``."""
+    import keyring
+
+    from tests.cli_env import Cli
+    from tests.keyring_backend import TestKeyring
+
+    # in-process logins (Cli.service) use the cheap test verifier too (cheap_scrypt), and a keyring of this
+    # test's own: keyring keeps one backend per process, and what an earlier test left there must not decide this one
+    monkeypatch.setenv("LIFEBOAT_TEST_KEYRING_FILE", str(tmp_path / "in-process-keyring.json"))
+    previous = keyring.get_keyring()
+    keyring.set_keyring(TestKeyring())
+
+    def make(backend_url: str, name: str = "console", user: str | None = "dealer1") -> Cli:
+        home = tmp_path / name
+        return Cli(
+            home=home, backend_url=backend_url, keyring_file=tmp_path / f"{name}-keyring.json", user=user
+        )
+
+    yield make
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def cli(sim, cli_factory):
+    """A console for dealer1 pointed at the test's mainsim (not logged in yet)."""
+    return cli_factory(sim.url)
+
+
+@pytest.fixture
+def tui_keyring(tmp_path, monkeypatch, cheap_scrypt):
+    """The file-backed test keyring (tests/keyring_backend.py) for a console app in this process
+    (tests/tui_env.py); yields its file."""
+    import keyring
+
+    from tests.keyring_backend import TestKeyring
+
+    monkeypatch.setenv("LIFEBOAT_TEST_KEYRING_FILE", str(tmp_path / "keyring.json"))
+    prev = keyring.get_keyring()
+    keyring.set_keyring(TestKeyring())
+    yield tmp_path / "keyring.json"
+    keyring.set_keyring(prev)
+
+
 @pytest.fixture
 def sim_factory(tmp_path):
     """Make mainsim subprocesses (each with its own SQLite file); all are killed at teardown."""
@@ -84,9 +173,14 @@ def sim_factory(tmp_path):
         started.append(sim)
         return sim.start()
 
-    yield make
-    for sim in started:
-        sim.kill()
+    try:
+        yield make
+    finally:
+        for sim in started:  # each one, even if killing another failed
+            try:
+                sim.kill()
+            except Exception as exc:  # noqa: BLE001 - reported; the session guard kills what is left
+                print(f"sim_factory: could not kill {sim.proc and sim.proc.pid}: {exc!r}")
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from sync.trading import desk
 from sync.trading.desk import Actor
 from sync.trading.policy import OrderTicket
 from tests import launcher
+from tests.simproc import track
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "demo"
@@ -136,27 +137,34 @@ class Console:
 
     def runner(self, *args: str, url: str | None = None, **env: str) -> subprocess.Popen:
         full = {**os.environ, **self.env, "PYTHONPATH": str(REPO_ROOT), **env}
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.replay_runner",
-                "--home",
-                str(self.home),
-                "--url",
-                url or self.url,
-                *args,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=full,
-            cwd=REPO_ROOT,
+        return track(  # stopped at the test's end if it is still running (conftest)
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.replay_runner",
+                    "--home",
+                    str(self.home),
+                    "--url",
+                    url or self.url,
+                    *args,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=full,
+                cwd=REPO_ROOT,
+            )
         )
 
     def run_runner(self, *args: str, url: str | None = None, timeout: float = 60, **env: str):
         p = self.runner(*args, url=url, **env)
-        out, err = p.communicate(timeout=timeout)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        finally:
+            if p.poll() is None:  # timed out: not left running
+                p.kill()
+                p.wait()
         return p.returncode, out, err
 
 
@@ -331,5 +339,9 @@ def replay_in_child(
     )
     p.start()
     p.join(60)
-    assert p.exitcode is not None, "the replaying child did not finish"
+    finished = p.exitcode is not None
+    if not finished:  # not left running
+        p.kill()
+        p.join(10)
+    assert finished, "the replaying child did not finish"
     return p.exitcode

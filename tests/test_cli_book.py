@@ -17,7 +17,7 @@ import pytest
 
 from localstore import audit
 from localstore.db import open_store
-from tests.cli_env import DEAD_URL, PASSWORD, Cli, cli_factory, raw_get, raw_session  # noqa: F401 (fixture)
+from tests.cli_env import DEAD_URL, PASSWORD, Cli, raw_get, raw_session
 from tests.simproc import SimProcess
 from tests.sync_env import Dealer, simple_burst, wait_until_mirrored
 

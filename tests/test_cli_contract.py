@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from tests.cli_env import DEAD_URL, PASSWORD, REPO_ROOT, Cli, cli_factory  # noqa: F401 (fixture)
+from tests.cli_env import DEAD_URL, PASSWORD, REPO_ROOT, Cli
 
 ORDER = (
     "order",

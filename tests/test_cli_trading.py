@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.backup_desk import build_template, fresh_console
-from tests.cli_env import PASSWORD, cli_factory  # noqa: F401  (fixture)
+from tests.cli_env import PASSWORD
 
 WRONG = "hunter2-wrong"
 

@@ -19,10 +19,25 @@ import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from contract import clock
 from contract.clock import OFFSET_ENV
-from tests.cli_env import PASSWORD
-from tests.test_login_throttle import a_client, desk, template  # noqa: F401 - fixtures
+from tests.backup_desk import build_template, fresh_console
+from tests.cli_env import PASSWORD, Cli
+from tests.test_login_throttle import a_client
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """dealer1 and super1 logged in online and a BOD taken, once per module (tests/backup_desk.py)."""
+    return build_template(tmp_path_factory.mktemp("watermark-template"))
+
+
+@pytest.fixture
+def desk(template, tmp_path) -> Cli:
+    """A copy of the template's console (enrolled, trust anchors copied) with main down."""
+    return fresh_console(template, tmp_path)
 
 
 def offline_login(down, shift: timedelta):

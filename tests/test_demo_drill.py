@@ -15,7 +15,6 @@ import pytest
 
 from console.demo_report import DrillReport, judge_reconciliation
 from console.exitcodes import ExitCode
-from tests.tui_env import tui_keyring  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.timeout(150)
 

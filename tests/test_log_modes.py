@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_env import DEAD_URL, REPO_ROOT, cli_factory  # noqa: F401 (fixture)
+from tests.cli_env import DEAD_URL, REPO_ROOT
 
 
 def mode(path: Path) -> int:

@@ -31,7 +31,7 @@ from contract.wire import OrderType, Product, Side
 from sync.trading import desk
 from sync.trading.policy import OrderTicket, Refusal
 from tests.backup_desk import build_template, fresh_console
-from tests.cli_env import DEAD_URL, PASSWORD, cli_factory, raw_session  # noqa: F401  (fixture)
+from tests.cli_env import DEAD_URL, PASSWORD, raw_session
 
 
 @pytest.fixture(scope="module")

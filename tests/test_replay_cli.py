@@ -17,7 +17,7 @@ from localstore import audit
 from sync.reconcile import last_report
 from sync.replay import CRASH_EXIT_CODE
 from sync.trading import held as held_entries
-from tests.cli_env import DEAD_URL, PASSWORD, cli_factory, raw_get, raw_session  # noqa: F401 (fixture)
+from tests.cli_env import DEAD_URL, PASSWORD, raw_get, raw_session
 
 
 def test_whole_book_squareoff_in_backup_killed_replay_resumed(sim, cli_factory):

@@ -21,7 +21,7 @@ from datetime import timedelta
 
 from contract import clock
 from sync.replay import lease_state, take_lease
-from tests.cli_env import PASSWORD, cli_factory  # noqa: F401 (fixture)
+from tests.cli_env import PASSWORD
 from tests.replay_env import Main
 
 HEADLINE_PREFIX = "Reconciliation #"

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.cli_env import DEAD_URL, PASSWORD, cli_factory  # noqa: F401 - fixture
-from tests.tui_env import SIZE, login, make_app, tui_keyring, wait_for  # noqa: F401 - fixture
+from tests.cli_env import DEAD_URL, PASSWORD
+from tests.tui_env import SIZE, login, make_app, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 

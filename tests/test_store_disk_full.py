@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 
 from tests import shims
-from tests.cli_env import DEAD_URL, PASSWORD, Cli, cli_factory  # noqa: F401 (fixture)
+from tests.cli_env import DEAD_URL, PASSWORD, Cli
 
 BAD_ADVICE = ("corrupt", "move it aside", "sync bod", "Traceback", "Logging error")
 

@@ -28,7 +28,7 @@ from localstore.models import (
     SyncState,
     TradeRow,
 )
-from tests.cli_env import cli, cli_factory, raw_get, raw_session  # noqa: F401  (fixtures)
+from tests.cli_env import raw_get, raw_session
 
 _TABLES = {
     "instruments": InstrumentRow,

@@ -21,7 +21,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.cli_env import DEAD_URL, PASSWORD, Cli, cli_factory, raw_get, raw_session  # noqa: F401 (fixture)
+from tests.cli_env import DEAD_URL, PASSWORD, Cli, raw_get, raw_session
 
 
 def anchors_of(cli: Cli):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tui_env import SIZE, login, make_app, run, tui_keyring, wait_for  # noqa: F401 - fixture
+from tests.tui_env import SIZE, login, make_app, run, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from tests.cli_env import cli_factory  # noqa: F401 - fixture
-from tests.tui_env import SIZE, login, make_app, run, tui_keyring, wait_for  # noqa: F401 - fixture
+from tests.tui_env import SIZE, login, make_app, run, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

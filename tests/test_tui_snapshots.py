@@ -23,7 +23,7 @@ from contract.clock import OFFSET_ENV
 from tests import testclock
 from tests.cli_env import PASSWORD
 from tests.simproc import SimProcess
-from tests.tui_env import login, make_app, tui_keyring, wait_for  # noqa: F401 - fixture
+from tests.tui_env import login, make_app, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,7 +1,8 @@
 """Helpers for the console's Pilot tests: a real mainsim, a real store, the real app.
 
 The only fake is the keyring (tests/keyring_backend.py: no OS keyring runs on this
-headless machine).  The ``cheap_scrypt`` fixture (conftest) keeps the local verifier cheap.
+headless machine: the ``tui_keyring`` fixture, tests/conftest.py).  The ``cheap_scrypt``
+fixture keeps the local verifier cheap.
 """
 
 from __future__ import annotations
@@ -10,24 +11,9 @@ import asyncio
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.cli_env import PASSWORD
 
 SIZE = (180, 50)
-
-
-@pytest.fixture
-def tui_keyring(tmp_path, monkeypatch, cheap_scrypt):
-    import keyring
-
-    from tests.keyring_backend import TestKeyring
-
-    monkeypatch.setenv("LIFEBOAT_TEST_KEYRING_FILE", str(tmp_path / "keyring.json"))
-    prev = keyring.get_keyring()
-    keyring.set_keyring(TestKeyring())
-    yield tmp_path / "keyring.json"
-    keyring.set_keyring(prev)
 
 
 def make_app(url: str, home: Path, *, user: str = "dealer1", config=None, **kw):
