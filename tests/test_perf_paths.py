@@ -5,8 +5,8 @@ audit row through ``audit.append_core``), `status` reads with plain SQL and open
 the store without the ORM.  These tests pin that the fast paths write the same
 rows and hashes as the ORM ones, use the position index, and that the status path
 and a backup-mode square-off really stay light (a subprocess looks at
-``sys.modules``).  localstore.core_tables (the ORM-free tables of the backup path)
-is kept equal to the models column by column.  Real SQLite files in
+``sys.modules``).  localstore.core_tables is the one schema: the models are mapped onto it and
+a migrated store has exactly its tables.  Real SQLite files in
 tmp dirs; nothing mocked.  No timing assertions (speed is in bench/)."""
 
 from __future__ import annotations
@@ -214,28 +214,56 @@ def test_opening_a_store_at_head_needs_neither_alembic_nor_the_orm(tmp_path):
     assert not {"alembic", "sqlalchemy.orm", "localstore.models"} & mods
 
 
-def test_core_tables_match_the_models_column_for_column():
+def test_the_models_are_mapped_onto_the_core_tables_and_the_migrated_store_has_them(tmp_path):
+    """One schema: every ORM class is mapped onto its table in localstore.core_tables (the
+    same object, so the fast paths and the models cannot differ in a column, a type or an
+    enum), and a store migrated by Alembic has exactly those tables, columns (name,
+    stored type, nullability, primary key), indexes, unique, check and foreign-key
+    constraints."""
+    from sqlalchemy import inspect
+    from sqlalchemy.dialects import sqlite
+
     from localstore.models import GENESIS_HASH, Base, JournalKind
 
     assert core_tables.metadata.tables, "no tables to compare"
-    for name, table in core_tables.metadata.tables.items():
-        model = Base.metadata.tables[name]
-        for col in table.columns:
-            assert col.name in model.columns, f"{name}.{col.name} is not in the models"
-            mcol = model.columns[col.name]
-            if name == "journal" and col.name in (
-                "kind",
-                "state",
-            ):  # stored strings here, enums in the models
-                assert type(mcol.type).__name__ == "Enum" and col.type.length >= mcol.type.length
-                continue
-            assert type(col.type) is type(mcol.type), (name, col.name, col.type, mcol.type)
-            assert getattr(col.type, "enum_class", None) is getattr(mcol.type, "enum_class", None), (
-                name,
-                col.name,
-            )
-            assert getattr(col.type, "exact", None) == getattr(mcol.type, "exact", None), (name, col.name)
-            assert (col.primary_key, col.nullable) == (mcol.primary_key, mcol.nullable), (name, col.name)
+    assert Base.metadata is core_tables.metadata
+    mapped = {m.local_table.name: m.local_table for m in Base.registry.mappers}
+    assert set(mapped) == set(core_tables.metadata.tables)
+    for name, table in mapped.items():
+        assert table is getattr(core_tables, name) is core_tables.metadata.tables[name], name
+
+    dialect = sqlite.dialect()
+    s = open_store(tmp_path / "lifeboat.db")
+    try:
+        with s.engine.connect() as conn:
+            insp = inspect(conn)
+            assert set(insp.get_table_names()) - {"alembic_version"} == set(core_tables.metadata.tables)
+            for name, table in core_tables.metadata.tables.items():
+                got = [
+                    (c["name"], c["type"].compile(dialect), c["nullable"], bool(c["primary_key"]))
+                    for c in insp.get_columns(name)
+                ]
+                want = [(c.name, c.type.compile(dialect), c.nullable, c.primary_key) for c in table.columns]
+                assert got == want, name
+                assert {
+                    (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(name)
+                } == {(i.name, tuple(c.name for c in i.columns), bool(i.unique)) for i in table.indexes}, name
+                assert {tuple(u["column_names"]) for u in insp.get_unique_constraints(name)} == {
+                    tuple(c.name for c in u.columns)
+                    for u in table.constraints
+                    if type(u).__name__ == "UniqueConstraint"
+                } | {(c.name,) for c in table.columns if c.unique}, name
+                assert {c["name"] for c in insp.get_check_constraints(name)} == {
+                    c.name for c in table.constraints if type(c).__name__ == "CheckConstraint"
+                }, name
+                assert {
+                    (tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
+                    for f in insp.get_foreign_keys(name)
+                } == {
+                    ((f.parent.name,), f.column.table.name, (f.column.name,)) for f in table.foreign_keys
+                }, name
+    finally:
+        s.close()
     assert {
         core_tables.KIND_PLACE,
         core_tables.KIND_MODIFY,
