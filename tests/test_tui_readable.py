@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tui_env import login, make_app, run, tui_keyring, wait_for  # noqa: F401 - fixture
+from tests.tui_env import login, make_app, run, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
