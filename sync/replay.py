@@ -36,10 +36,9 @@ Why it is built this way (issue 5; DESIGN.md "The journal"):
   position (never overshoots).
 * Stale entries (older than ``Policy.stale_after_minutes`` or from an earlier trading
   day than main's) are held for a supervisor, not sent.
-* One replayer per store: the ``replay_lease`` row, taken in a BEGIN IMMEDIATE
-  transaction and renewed in the same transaction as every state move (so a replayer
-  that lost its lease cannot commit anything).  A lease whose holder is a dead
-  process on this host is taken over at once; any other waits for its expiry.
+* One replayer per store: the replay lease (sync/lease.py), renewed in the same
+  transaction as every state move (so a replayer that lost its lease cannot commit
+  anything).
 * Main unavailable (or an answer we cannot read) mid-replay: the pass stops, the
   entry stays SENT or PENDING as it is, and the result says why.
 
@@ -53,26 +52,22 @@ at the k-th step.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
-
-from sqlalchemy import Integer, String, bindparam, case, func, select, update
 
 from backend_client import errors as be
 from backend_client.client import BackendClient
 from contract import clock, wire
-from contract.enums import value_of
+from contract.enums import OPEN_STATUSES, value_of
 from contract.limits import MAX_SLICES  # a square-off needing more orders is surely wrong: held
+from localstore import replay_store
 from localstore.db import Store
-from localstore.models import InstrumentRow, JournalEntry, JournalKind, JournalState, Policy, ReplayLease
+from localstore.models import JournalKind, JournalState
 from sync.identity import check_enrolled
+from sync.lease import LEASE_TTL_S, default_holder, release_lease, take_lease
 from sync.trading.held import RELEASED_PREFIX
 from sync.trading.squareoff import slice_count, slices
 
@@ -81,50 +76,12 @@ log = logging.getLogger("lifeboat.replay")
 CRASH_EXIT_CODE = 77  # the exit code of a process the crash tests end at a step (see after_step)
 # Test seam (see the module docstring): called with the step count after every step.
 after_step: Callable[[int], None] | None = None
-LEASE_TTL_S = 30.0
 BATCH = 200
 POSITION_MAX_AGE_S = 2.0  # a client's positions fetched longer ago than this are fetched again before use
-
-_J = JournalEntry.__table__
-_L = ReplayLease.__table__
-_WORK = (JournalState.PENDING.value, JournalState.SENT.value)
-_OPEN = wire.OPEN_STATUSES
-# One state move: renew the lease (only while we still hold it), then move the entry.
-_RENEW = (
-    update(_L)
-    .where(_L.c.id == 1, _L.c.holder == bindparam("b_holder"))
-    .values(expires_at=bindparam("b_expires_at"))
-)
-# ... built once (building and cache-keying a statement costs about as much as running it).
-_MOVE = (
-    update(_J)
-    .where(_J.c.seq == bindparam("b_seq"))
-    .values(
-        state=bindparam("b_state"),
-        updated_at=bindparam("b_at"),
-        state_reason=case(
-            (bindparam("b_keep_reason", type_=Integer) == 1, _J.c.state_reason),
-            else_=bindparam("b_reason", type_=String),
-        ),
-        main_order_id=func.coalesce(bindparam("b_main_order_id", type_=String), _J.c.main_order_id),
-        attempts=_J.c.attempts + bindparam("b_sent", type_=Integer),
-    )
-)
-
-
-def bookkeeping_write(store: Store):
-    """The replay's state moves: a Core write transaction committed with
-    ``synchronous=NORMAL`` on SQLite (see the module docstring for why that is safe)."""
-    return store.write_core(durable=False)
 
 
 def utcnow() -> datetime:
     return clock.utcnow()
-
-
-def default_holder(console_id: str) -> str:
-    """Who replays: console id, process id and host (enough to find and judge it)."""
-    return f"{console_id}/{os.getpid()}@{socket.gethostname()}"
 
 
 # --------------------------------------------------------------------------- results
@@ -197,77 +154,6 @@ class _Stop(Exception):
 
 class _LeaseLost(_Stop):
     pass
-
-
-# --------------------------------------------------------------------------- the lease (blocking)
-
-
-def _holder_is_dead(holder: str) -> bool:
-    """True when ``holder`` names a process on this host that no longer runs."""
-    try:
-        rest = holder.rsplit("/", 1)[1]
-        pid_text, host = rest.split("@", 1)
-        pid = int(pid_text)
-    except (IndexError, ValueError):
-        return False
-    if host != socket.gethostname() or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def take_lease(
-    store: Store, holder: str, ttl_s: float = LEASE_TTL_S, now: datetime | None = None
-) -> tuple[bool, str | None, datetime | None]:
-    """Try to take the replay lease (BEGIN IMMEDIATE).  Returns (taken, holder, since):
-    on refusal the current holder and since when it holds it."""
-    now = now or utcnow()
-    with store.write() as s:
-        lease = s.get(ReplayLease, 1)
-        if lease is None:
-            lease = ReplayLease(id=1)
-            s.add(lease)
-        free = (
-            lease.holder is None
-            or lease.holder == holder
-            or lease.expires_at is None
-            or lease.expires_at <= now
-            or _holder_is_dead(lease.holder)
-        )
-        if not free:
-            return False, lease.holder, lease.acquired_at
-        if lease.holder and lease.holder != holder:
-            log.warning(
-                "replay lease taken over", extra={"event": "replay_lease_takeover", "from": lease.holder}
-            )
-        lease.holder, lease.acquired_at, lease.expires_at = holder, now, now + timedelta(seconds=ttl_s)
-        return True, holder, now
-
-
-def release_lease(store: Store, holder: str) -> None:
-    with store.write() as s:
-        s.execute(
-            update(_L)
-            .where(_L.c.id == 1, _L.c.holder == holder)
-            .values(holder=None, acquired_at=None, expires_at=None)
-        )
-
-
-def lease_state(store: Store) -> dict:
-    with store.read() as s:
-        lease = s.get(ReplayLease, 1)
-    if lease is None or lease.holder is None:
-        return {"holder": None}
-    return {
-        "holder": lease.holder,
-        "acquired_at": lease.acquired_at.isoformat() if lease.acquired_at else None,
-        "expires_at": lease.expires_at.isoformat() if lease.expires_at else None,
-    }
 
 
 # --------------------------------------------------------------------------- the replayer
@@ -396,13 +282,14 @@ class Replayer:
         taking checkpoints now (unavailable, key not registered) does not stop the pass:
         the checkpoints stay queued."""
         from localstore import checkpoints
+        from sync import checkpoint_send
 
         await self._db(checkpoints.make, self.store, mode="RECOVERING", reason="replay")
         try:
-            sent = await checkpoints.flush(
+            sent = await checkpoint_send.flush(
                 self.store, self.client, purpose="replay", offload=self.offload, resend_newest=True
             )
-        except checkpoints.ChainRefused as exc:
+        except checkpoint_send.ChainRefused as exc:
             log.error("replay refused by main", extra={"event": "replay_refused", "reason": exc.message})
             return (
                 f"main refused the replay: {exc.message} Nothing was sent; the journal is kept "
@@ -418,68 +305,45 @@ class Replayer:
     # ------------------------------------------------------------------ store (blocking)
 
     def _stale_minutes(self) -> int:
-        with self.store.read() as s:
-            p = s.get(Policy, 1)
-            return int(p.stale_after_minutes) if p is not None else 30
+        return replay_store.stale_after_minutes(self.store)
 
     def _next_batch(self, after_seq: int) -> list[dict]:
-        with self.store.read() as s:
-            rows = (
-                s.execute(
-                    select(_J)
-                    .where(_J.c.state.in_(_WORK), _J.c.seq > after_seq)
-                    .order_by(_J.c.seq)
-                    .limit(BATCH)
-                )
-                .mappings()
-                .all()
-            )
-        out = []
-        for r in rows:
-            d = dict(r)
-            d["payload"] = json.loads(d["payload"] or "{}")
-            out.append(d)
-        return out
+        return replay_store.work_after(self.store, after_seq, BATCH)
 
     def _journal_state_of(self, client_order_id: str) -> tuple[int, str, str | None] | None:
-        with self.store.read() as s:
-            r = s.execute(
-                select(_J.c.seq, _J.c.state, _J.c.state_reason).where(_J.c.client_order_id == client_order_id)
-            ).first()
-        return None if r is None else (r.seq, value_of(r.state), r.state_reason)
+        found = replay_store.entry_state(self.store, client_order_id)
+        if found is None:
+            return None
+        seq, state, reason = found
+        return seq, str(value_of(state)), reason
 
     def _instrument(self, exchange: str, symbol: str) -> tuple[int, int] | None:
         key = (exchange, symbol)
         if key not in self._instruments:
-            with self.store.read() as s:
-                row = s.get(InstrumentRow, (wire.Exchange(exchange), symbol))
-            if row is None:
+            limits = replay_store.instrument_limits(self.store, exchange, symbol)
+            if limits is None:
                 return None
-            self._instruments[key] = (row.freeze_quantity, row.lot_size)
+            self._instruments[key] = limits
         return self._instruments[key]
 
     def _commit_move(
         self, seq: int, state: JournalState, reason: str | None, main_order_id: str | None, sent: bool
     ) -> None:
         now = self.clock()
-        values: dict[str, Any] = {
-            "b_seq": seq,
-            "b_state": state.value,
-            "b_at": now,
-            "b_reason": reason,
-            "b_keep_reason": int(
-                state is JournalState.SENT
-            ),  # SENT keeps the reason (a supervisor's release)
-            "b_main_order_id": main_order_id,
-            "b_sent": int(sent),
-        }
-        with bookkeeping_write(self.store) as conn:
-            renewed = conn.execute(
-                _RENEW, {"b_holder": self.holder, "b_expires_at": now + timedelta(seconds=self.lease_ttl_s)}
-            ).rowcount
-            if renewed != 1:
-                raise _LeaseLost("the replay lease was taken by another replayer; stopped")
-            conn.execute(_MOVE, values)
+        moved = replay_store.move_entry(
+            self.store,
+            holder=self.holder,
+            lease_expires_at=now + timedelta(seconds=self.lease_ttl_s),
+            seq=seq,
+            state=state,
+            reason=reason,
+            keep_reason=state is JournalState.SENT,  # SENT keeps the reason (a supervisor's release)
+            main_order_id=main_order_id,
+            sent=sent,
+            now=now,
+        )
+        if not moved:
+            raise _LeaseLost("the replay lease was taken by another replayer; stopped")
 
     async def _move(
         self, e: dict, state: JournalState, reason: str | None = None, main_order_id: str | None = None
@@ -669,7 +533,7 @@ class Replayer:
                     f"(sign flipped{' after our orders' if ours else ''}): a person decides",
                     done_ids,
                 )
-            working = sum(o.quantity - o.filled_quantity for o in ours if o.status in _OPEN)
+            working = sum(o.quantity - o.filled_quantity for o in ours if o.status in OPEN_STATUSES)
             remaining = abs(net) - working
             if remaining <= 0:
                 return await self._move(
@@ -713,7 +577,7 @@ class Replayer:
                 )
             order = res.order
             ours.append(order)
-            if order.status not in _OPEN and order.status is not wire.OrderStatus.COMPLETE:
+            if order.status not in OPEN_STATUSES and order.status is not wire.OrderStatus.COMPLETE:
                 return await self._move(
                     e,
                     JournalState.REJECTED,
@@ -757,7 +621,7 @@ class Replayer:
         if order is None:
             return await self._move(e, JournalState.HELD if hold else JournalState.MOOT, why_not)
         verb = "cancel" if kind is JournalKind.CANCEL else "modify"
-        if order.status not in _OPEN:
+        if order.status not in OPEN_STATUSES:
             if resumed and kind is JournalKind.CANCEL and order.status is wire.OrderStatus.CANCELLED:
                 return await self._move(
                     e, JournalState.APPLIED, "found cancelled after an unknown outcome", order.order_id

@@ -9,8 +9,9 @@ evaluate timer notices silence, and every mode change is written (ConsoleState a
 audit row, one transaction) and announced to ``mode_callbacks``.  A supervisor's
 override stored by ``lifeboat mode`` is read every probe cycle.  When main dies the
 runtime keeps running: the stream keeps reconnecting and the detector keeps probing.
-Automatic replay plugs in at RECOVERING in the next issue; until then RECOVERING ends
-as soon as the journal holds nothing to replay.  Store writes run in a worker thread
+At RECOVERING the runtime starts the automatic replay (sync.recovery: replay the
+journal, then reconcile); RECOVERING ends once the journal holds nothing left to
+replay.  Store writes run in a worker thread
 so the event loop (and the stream's silence timer) never waits on a disk flush.
 
 Batching is natural: a reader task queues stream items; the writer takes everything
@@ -297,12 +298,13 @@ class Runtime:
         """A signed checkpoint of the audit chain's head (localstore.checkpoints), and,
         with ``send`` while main is up, the queued ones sent to it.  Never stops the runtime."""
         from localstore import checkpoints
+        from sync import checkpoint_send
 
         try:
             await asyncio.to_thread(checkpoints.make, self.store, mode=self.mode, reason=reason)
             if send and self.detector.mode is Mode.ONLINE:
-                await checkpoints.flush(self.store, self.client)
-        except checkpoints.ChainRefused as exc:
+                await checkpoint_send.flush(self.store, self.client)
+        except checkpoint_send.ChainRefused as exc:
             log.error(
                 "main refused an audit checkpoint",
                 extra={"event": "checkpoint_refused", "reason": exc.message},
@@ -366,8 +368,8 @@ class Runtime:
         self.detector.force(override.mode, override.by or "supervisor", self.clock())
 
     async def _finish_recovery(self) -> None:
-        """RECOVERING ends when the journal has nothing left to replay (the replay
-        itself is the next issue's; until then entries waiting keep it RECOVERING)."""
+        """At RECOVERING: start the replay (sync.recovery), and end RECOVERING when the
+        journal has nothing left to replay (entries waiting keep it RECOVERING)."""
         if self.detector.automatic is not Mode.RECOVERING:
             return
         self.recovery.start()  # replays the journal, then calls replay_done and reconciles

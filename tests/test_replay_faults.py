@@ -14,7 +14,7 @@ import pytest
 from contract import clock
 from localstore.models import JournalState
 from mainsim.faultproxy import ThreadedFaultProxy
-from sync.replay import default_holder, release_lease, take_lease
+from sync.lease import default_holder, release_lease, take_lease
 from sync.trading import held
 from tests.replay_env import DropRepliesProxy, Main, make_console, parse_runner
 from tests.simproc import SimProcess

@@ -20,11 +20,17 @@ import socket
 from datetime import timedelta
 
 from contract import clock
-from sync.replay import lease_state, take_lease
+from localstore import replay_store
+from sync.lease import take_lease
 from tests.cli_env import PASSWORD
 from tests.replay_env import Main
 
 HEADLINE_PREFIX = "Reconciliation #"
+
+
+def lease_state(store) -> dict:
+    """Who holds the replay lease (the row as the store has it)."""
+    return {"holder": replay_store.lease_holder(store)}
 
 
 def _two_positions(main: Main, client_hint: str | None = None) -> tuple[str, dict, dict]:
@@ -244,8 +250,8 @@ SEEN = [
 
 
 def test_the_screens_headline_counts_the_rows_and_never_says_equals_over_them():
-    """The TUI's report screen and the replay screen draw this headline (console/tui/drill_report.py)."""
-    from console.tui.drill_report import agrees, headline
+    """The TUI's report screen and the replay screen draw this headline (console/tui/screens/reconciliation.py)."""
+    from console.tui.screens.reconciliation import agrees, headline
 
     seen = _report(mismatches=SEEN)  # local_equals_main is true: the refreshed mirror equals main
     line = headline(seen)
@@ -279,7 +285,7 @@ def test_the_report_screen_shows_the_verdict_and_each_next_step():
     from textual.app import App
     from textual.widgets import DataTable, Static
 
-    from console.tui.drill_report import ReconciliationScreen
+    from console.tui.screens.reconciliation import ReconciliationScreen
 
     seen = _report(
         mismatches=[

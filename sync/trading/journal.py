@@ -440,12 +440,6 @@ def unacknowledged(session, limit: int = 100) -> list[dict]:
     ]
 
 
-def count_unacknowledged(session) -> int:
-    return session.scalar(
-        select(func.count()).select_from(_JOURNAL).where(_JOURNAL.c.acknowledged_at.is_(None))
-    )
-
-
 def entries(session, *, limit: int = 1000, unfinished_only: bool = False) -> list[dict]:
     q = select(_JOURNAL).order_by(_JOURNAL.c.seq).limit(limit)
     if unfinished_only:
