@@ -179,7 +179,7 @@ def test_banner_follows_main_down_and_back_and_the_desk_shows_the_reconciled_boo
 
 
 async def _banner(sim, tmp_path):
-    from console.tui.drill_report import ReconciliationScreen
+    from console.tui.screens.reconciliation import ReconciliationScreen
     from console.tui.screens.squareoff import SquareOffScreen
     from console.tui.widgets.banner import ModeBanner
 
@@ -189,7 +189,7 @@ async def _banner(sim, tmp_path):
         banner = desk.query_one(ModeBanner)
         await wait_for(
             pilot,
-            lambda: app.host and app.host.runtime and app.host.runtime.status.connected,
+            lambda: app.live.snapshot().connected,
             what="the stream",
         )
         sim.kill()

@@ -147,16 +147,15 @@ async def _supervisor_releases_and_replays(url, home, seq, key):
         # the banner's replay progress: done / (done + what the journal still has to send).  A
         # stand-in for the runtime's recovery, because a live pass of one entry is over in
         # milliseconds; the backlog (the released entry, pending again) is read from the real store.
-        from types import SimpleNamespace
+        from dataclasses import replace
 
+        from console.live import LiveSnapshot
         from console.tui.messages import ModeChanged, ReplayProgress
         from console.tui.widgets.banner import ModeBanner
 
-        running = SimpleNamespace(
-            recovery=SimpleNamespace(running=True, replayer=SimpleNamespace(progress=(2, 2)))
-        )
+        running = LiveSnapshot(hosted=True, running=True, replaying=True, replay_done=2, replay_seen=2)
         assert app.session.replay_progress(running) == "2/3"
-        running.recovery.running = False
+        running = replace(running, replaying=False)
         assert app.session.replay_progress(running) is None
         desk = app.desk
         poll = next(t for t in desk._timers if t.name == "desk-replay-progress")

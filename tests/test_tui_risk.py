@@ -46,7 +46,7 @@ async def _journaled_then_quit(sim, tmp_path, capsys):
         desk = await login(pilot)
         await wait_for(
             pilot,
-            lambda: app.host and app.host.runtime and app.host.runtime.status.connected,
+            lambda: app.live.snapshot().connected,
             what="the stream",
         )
         sim.kill()

@@ -258,7 +258,7 @@ def test_lock(console, snap_compare):
 
 
 def test_reconciliation_report(console, snap_compare):
-    from console.tui.drill_report import ReconciliationScreen
+    from console.tui.screens.reconciliation import ReconciliationScreen
 
     async def run_before(pilot):
         await desk_ready(pilot)

@@ -31,5 +31,6 @@ def run_console(*, backend: str | None, home: Path | None, user: str | None) -> 
         app.run()
         tell_unsent(service)  # on stderr once the screen is gone: what is not yet on main, who sends it
     finally:
+        app.live.close()  # the runtime, the loop and its client end before the store closes
         service.close()
     return ender.exit_code or int(ExitCode.OK)

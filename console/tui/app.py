@@ -5,9 +5,11 @@ It owns what outlives a screen: the service session, the runtime (the same Runti
 (keymap, idle lock, market watch) and the clock.  Screens live in console/tui/screens,
 widgets in console/tui/widgets, messages in console/tui/messages.py, CSS in app.tcss.
 
-Every network or disk call runs in a worker thread; results come back as typed
-messages; the one ``on_worker_state_changed`` turns an unexpected worker error into a
-notification, so nothing blocks the event loop and nothing dies with a traceback.
+Every network call runs on the live session's one loop (console/live.py: one event loop
+and one HTTP client for the console's lifetime, the runtime on it too), awaited by a
+worker; store reads run in worker threads; results come back as typed messages; the one
+``on_worker_state_changed`` turns an unexpected worker error into a notification, so
+nothing blocks the screen's event loop and nothing dies with a traceback.
 
 Recovery is the console's own, not only the demo's: after each automatic replay pass
 that reconciled, the desk reloads the (reconciled) local book by itself and the report
@@ -17,24 +19,27 @@ locked: the replay screen, key ``replay``, shows it again).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
+from typing import ClassVar
 
 from textual import events
 from textual.app import App, SystemCommand
+from textual.binding import BindingType
 from textual.command import CommandPalette
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from console.live import Committed, LiveEvent, LiveSession, ModeChange, ReplayPassed, RuntimeEnded, Ticks
+from console.service import ServiceError
 from console.tui import keymap
 from console.tui.config import ConsoleConfig
-from console.tui.feed import Feed, RuntimeHost
-from console.tui.messages import ActionDone, ModeChanged, Recovered
-from console.tui.outcome import summarize
+from console.tui.feed import Feed
+from console.tui.messages import ActionDone, ModeChanged, Recovered, RuntimeStopped
+from console.tui.outcome import said, summarize
 from console.tui.session import DealerSession
 from contract import clock as wallclock
 
@@ -42,7 +47,7 @@ from contract import clock as wallclock
 class LifeboatApp(App):
     CSS_PATH = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses elsewhere find it too
     TITLE = "Lifeboat"
-    BINDINGS = keymap.bindings(keymap.APP_KEYS)
+    BINDINGS: ClassVar[list[BindingType]] = keymap.bindings(keymap.APP_KEYS)
 
     def __init__(
         self,
@@ -57,10 +62,12 @@ class LifeboatApp(App):
         super().__init__()
         self.service = service
         self.config = config or ConsoleConfig()
-        self.session = DealerSession(service)
-        self.feed = Feed()
-        self.host: RuntimeHost | None = None
         self.clock = clock or wallclock.utcnow
+        self.live = LiveSession(service, clock=self.clock)  # the one loop, client and runtime
+        self.session = DealerSession(service, self.live)
+        self.feed = Feed()
+        self.runtime_started = False
+        self.live.subscribe(self._live_event)
         self.status_every = status_every
         self.start_runtime = start_runtime
         self.watch_symbols = list(self.config.watch_symbols)
@@ -97,20 +104,28 @@ class LifeboatApp(App):
         from console.tui.screens.desk import DeskScreen
 
         self.switch_screen(DeskScreen())
-        if self.start_runtime and self.host is None:
+        if self.start_runtime and not self.runtime_started:
+            self.runtime_started = True
             ident = self.session.identity
-            self.host = RuntimeHost(
-                self.service,
-                self.feed,
-                on_mode=self._runtime_mode,
-                user_id=ident.user_id if ident else None,
-                clock=self.clock,
-                on_recovered=self._runtime_recovered,
-            )
-            self.run_worker(self.host.run, thread=True, group="runtime", name="runtime", exit_on_error=False)
+            self.live.start_runtime(ident.user_id if ident else None)
 
-    def _runtime_mode(self, mode: str, previous: str, reason: str, at: datetime) -> None:
-        self.post_message(ModeChanged(mode, previous, reason, at))  # runtime thread: post is thread-safe
+    def _live_event(self, event: LiveEvent) -> None:
+        """The live session's events (its loop's thread): ticks and committed events into the
+        coalescing feed, the rest as messages (``post_message`` is thread-safe)."""
+        if isinstance(event, Ticks):
+            self.feed.ticks(event.msg)
+        elif isinstance(event, Committed):
+            self.feed.events(event.events, event.at)
+        elif isinstance(event, ModeChange):
+            self.post_message(ModeChanged(event.mode, event.previous, event.reason, event.at))
+        elif isinstance(event, ReplayPassed):
+            self.post_message(Recovered(event.result, event.report))
+        elif isinstance(event, RuntimeEnded) and event.error is not None:
+            self.post_message(RuntimeStopped(event.error))
+
+    def on_runtime_stopped(self, msg: RuntimeStopped) -> None:
+        text = _error_text(msg.error)
+        self.notify(f"live mirror stopped: {text}", title="Runtime", severity="error", timeout=30)
 
     def on_mode_changed(self, msg: ModeChanged) -> None:
         self.session.pin_mode(msg.mode)
@@ -126,9 +141,6 @@ class LifeboatApp(App):
                 severity="information" if msg.mode == "ONLINE" else "warning",
             )
 
-    def _runtime_recovered(self, result, report: dict | None) -> None:
-        self.post_message(Recovered(result, report))  # runtime thread
-
     def on_recovered(self, msg: Recovered) -> None:
         """A replay pass ended.  Reconciled: reconciliation replaced the local book with main's,
         so the desk shows it now, without the dealer doing anything; then the report."""
@@ -141,7 +153,7 @@ class LifeboatApp(App):
             desk.sample_status()
         if not self.show_recovery_report:
             return
-        from console.tui.drill_report import ReconciliationScreen, headline
+        from console.tui.screens.reconciliation import ReconciliationScreen, headline
 
         if desk is not None and self.screen is desk and not self.locked:
             self.push_screen(ReconciliationScreen(msg.report))
@@ -170,22 +182,23 @@ class LifeboatApp(App):
     # ------------------------------------------------------------------ actions through the service
 
     def run_trade(self, factory: Callable, reply_to, tag=None) -> Worker:
-        """Run ``factory(session)`` (a coroutine: place, cancel, squareoff ...) in a worker
-        thread; reply with ActionDone (a ServiceError becomes its one-sentence reason), carrying
-        ``tag`` so a screen can drop a late answer to an older question."""
+        """Run ``factory(session)`` (a coroutine: place, cancel, squareoff ...) on the live
+        session's loop, awaited by a worker; reply with ActionDone (a ServiceError becomes its
+        one-sentence reason), carrying ``tag`` so a screen can drop a late answer to an older
+        question."""
 
-        def body() -> None:
+        async def body() -> None:
             from console.service import ServiceError
 
             try:
-                res = asyncio.run(factory(self.session))
+                res = await self.live.call(factory, self.session)
             except ServiceError as exc:
-                reply_to.post_message(ActionDone(None, exc.message, tag))
+                reply_to.post_message(ActionDone(None, said(exc), tag))
                 return
             text, _ok = summarize(res)
             reply_to.post_message(ActionDone(res, text, tag))
 
-        return self.run_worker(body, thread=True, group="actions", name="action", exit_on_error=False)
+        return self.run_worker(body(), group="actions", name="action", exit_on_error=False)
 
     def on_action_done(self, msg: ActionDone) -> None:
         """Bubbled up after the screen showed it: now stamp the journal entries acknowledged."""
@@ -202,12 +215,8 @@ class LifeboatApp(App):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is not WorkerState.ERROR:
             return
-        err = event.worker.error
-        text = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
-        if event.worker.name == "runtime":
-            self.notify(f"live mirror stopped: {text}", title="Runtime", severity="error", timeout=30)
-        else:
-            self.notify(text, title=event.worker.name or "error", severity="error", timeout=10)
+        text = _error_text(event.worker.error)
+        self.notify(text, title=event.worker.name or "error", severity="error", timeout=10)
 
     # ------------------------------------------------------------------ market watch list (config)
 
@@ -353,13 +362,20 @@ class LifeboatApp(App):
         self.push_screen(ConfirmScreen(question), answered)
 
     def stop_runtime(self) -> None:
-        if self.host is not None:
-            self.host.stop()
+        self.live.stop_runtime()
 
     def on_unmount(self) -> None:
         self.stop_runtime()
+        self.live.close()  # the runtime ends, then the session's loop and client
 
     def exit(self, *args, **kw) -> None:
         self.stop_runtime()
         self.session.forget()
         super().exit(*args, **kw)
+
+
+def _error_text(err: BaseException | None) -> str:
+    """A worker's or the runtime's error in one line (its own sentence when it has one)."""
+    if isinstance(err, ServiceError):
+        return said(err)
+    return getattr(err, "message", None) or f"{type(err).__name__}: {err}"

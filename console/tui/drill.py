@@ -16,11 +16,15 @@ here never call ``super()`` for messages: the console's own handlers run as well
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import ClassVar, NoReturn, TypeVar
 
 from textual import work
+from textual.binding import BindingType
 
 from console.demo import DEMO_PASSWORD, DEMO_USER, OutageSwitch, flat_on_main, pick_drill_client
 from console.demo_report import TIMING_SPANS, DrillReport, judge_reconciliation
@@ -28,6 +32,9 @@ from console.exitcodes import ExitCode
 from console.tui import keymap
 from console.tui.app import LifeboatApp
 from console.tui.messages import ModeChanged
+from console.tui.outcome import said
+
+T = TypeVar("T")
 
 HINT = (
     "Demo: ctrl+o stages an outage (main refuses connections) and ends it again; F10 squares off, "
@@ -46,7 +53,7 @@ DRILL_LINE = (
 
 
 class DemoApp(LifeboatApp):
-    BINDINGS = [*LifeboatApp.BINDINGS, *keymap.bindings(keymap.DEMO_KEYS)]
+    BINDINGS: ClassVar[list[BindingType]] = [*LifeboatApp.BINDINGS, *keymap.bindings(keymap.DEMO_KEYS)]
 
     def __init__(
         self,
@@ -77,14 +84,14 @@ class DemoApp(LifeboatApp):
     def sign_in(self) -> None:
         from console.service import ServiceError
 
-        async def go():
+        async def go() -> None:
             await self.session.login(DEMO_USER, self.demo_password, online=True)
             await self.service.sync_bod()
 
         try:
-            asyncio.run(go())
+            self.live.call_blocking(go)
         except Exception as exc:
-            why = exc.message if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
+            why = said(exc) if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
             if self.driver is not None:  # nobody to log in by hand: the drill fails now, and says why
                 self.call_from_thread(self._start_drill, f"demo login failed: {why}")
                 return
@@ -100,7 +107,8 @@ class DemoApp(LifeboatApp):
         self.call_from_thread(self._signed_in)
 
     def _start_drill(self, cannot_start: str | None = None) -> None:
-        self.run_worker(self.driver.run(cannot_start), group="drill", name="drill", exit_on_error=False)
+        if self.driver is not None:
+            self.run_worker(self.driver.run(cannot_start), group="drill", name="drill", exit_on_error=False)
 
     def _signed_in(self) -> None:
         self.open_desk()
@@ -201,7 +209,7 @@ class DrillDriver:
         linger_s: float = 6.0,
         step_timeout_s: float = 30.0,
     ) -> None:
-        self.app: DemoApp | None = None
+        self._app: DemoApp | None = None
         self.report = report
         self.report_dir = report_dir
         self.pause_s = pause_s
@@ -210,6 +218,17 @@ class DrillDriver:
         self.finished = False
         self.paths: tuple[Path, Path] | None = None
         self.write_error: str | None = None
+
+    @property
+    def app(self) -> DemoApp:
+        """The demo console the drill plays on (DemoApp sets it)."""
+        if self._app is None:
+            raise RuntimeError("the drill is not attached to a demo console")
+        return self._app
+
+    @app.setter
+    def app(self, app: DemoApp) -> None:
+        self._app = app
 
     async def run(self, cannot_start: str | None = None) -> None:
         """The whole drill, then the app's exit: always reached, whatever happened on the way.
@@ -244,10 +263,8 @@ class DrillDriver:
     async def _finish(self) -> None:
         app, rep = self.app, self.report
         if app.switch.active:
-            try:
+            with contextlib.suppress(Exception):  # mainsim is stopped on exit anyway
                 await asyncio.to_thread(app.switch.end)
-            except Exception:  # noqa: BLE001 - mainsim is stopped on exit anyway
-                pass
         end = rep.step("drill ended", detail="passed" if rep.ok else f"failed: {rep.failure or rep._why()}")
         for timing in TIMING_SPANS:
             rep.span(timing)
@@ -269,14 +286,13 @@ class DrillDriver:
         self.report.step(what, ok=False, detail=f"not seen within {timeout:.0f} s")
         raise _StepFailed
 
-    def fail(self, what: str, detail: str):
+    def fail(self, what: str, detail: str) -> NoReturn:
         self.report.step(what, ok=False, detail=detail)
         raise _StepFailed
 
-    @staticmethod
-    async def blocking(fn):
-        """A coroutine factory of the service, run on its own loop in a thread (as the console's actions)."""
-        return await asyncio.to_thread(lambda: asyncio.run(fn()))
+    async def blocking(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """A coroutine factory of the service, run on the live session's loop (as the console's actions)."""
+        return await self.app.live.call(fn)
 
     def say(self, text: str) -> None:
         self.app.notify(text, title="Drill", timeout=max(self.pause_s * 3, 4))
@@ -285,7 +301,7 @@ class DrillDriver:
         """The desk's book once it has loaded (BOD taken, rows read), with the console ONLINE."""
         app = self.app
         desk = app.desk
-        if desk is None or desk.book is None or app.host is None or app.host.runtime is None:
+        if desk is None or desk.book is None or not app.live.snapshot().hosted:
             return None
         return desk.book if app.mode_now == "ONLINE" else None
 
@@ -304,7 +320,7 @@ class DrillDriver:
         try:
             positions = await self.blocking(svc.positions)
         except ServiceError as exc:
-            self.fail("client to square off", f"main did not list the positions: {exc.message}")
+            self.fail("client to square off", f"main did not list the positions: {said(exc)}")
         chosen = pick_drill_client(positions)
         if chosen is None:
             self.fail(
@@ -349,9 +365,9 @@ class DrillDriver:
         try:
             res = await self.blocking(lambda: app.session.squareoff(client_id=client))
         except ServiceError as exc:
-            self.fail("square-off journaled", exc.message)
+            self.fail("square-off journaled", said(exc))
         done = time.monotonic()
-        text, ok = summarize(res)
+        text, _ok = summarize(res)
         if res.mode != "BACKUP" or res.rejected or not res.journal_seqs:
             self.fail("square-off journaled", f"mode {res.mode}: {text}")
         await asyncio.to_thread(svc.acknowledge, res)
@@ -420,7 +436,7 @@ class DrillDriver:
             ok=rep.reconciled,
             detail=f"mismatches {report.get('mismatch_counts')}, held {rep.held_for_a_person}",
         )
-        from console.tui.drill_report import ReconciliationScreen
+        from console.tui.screens.reconciliation import ReconciliationScreen
 
         for timing in TIMING_SPANS:
             rep.span(timing)

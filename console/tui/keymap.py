@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def help_rank(binding_id: str) -> tuple:
 _DECLARED = {k.id: n for n, k in enumerate(ALL_KEYS + DEMO_KEYS)}
 
 
-def bindings(keys: tuple[Key, ...]) -> list[Binding]:
+def bindings(keys: tuple[Key, ...]) -> list[BindingType]:
     return [
         Binding(
             k.key,

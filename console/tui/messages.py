@@ -81,14 +81,6 @@ class ActionDone(Message):
         self.result, self.summary, self.tag = result, summary, tag
 
 
-class PreviewReady(Message):
-    """A square-off dry run came back: the legs to confirm."""
-
-    def __init__(self, result, scope: dict) -> None:
-        super().__init__()
-        self.result, self.scope = result, scope
-
-
 class Unlocked(Message):
     pass
 
@@ -106,6 +98,14 @@ class Recovered(Message):
         super().__init__()
         self.result, self.report = result, report
         self.seen = time.monotonic()
+
+
+class RuntimeStopped(Message):
+    """The live session's runtime ended with an error (refused session, broken store ...)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
 
 
 class ReplayProgress(Message):

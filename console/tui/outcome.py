@@ -1,6 +1,28 @@
-"""One line for a person from an ActionResult: sent, journaled, or rejected and why."""
+"""One line for a person from an ActionResult (sent, journaled, or rejected and why), and
+from a ServiceError (its neutral reason, with the console's own advice).
+
+Why the advice is here: the service's messages name no CLI flag or command; each face
+says what its user can do (the CLI in console/cli_advice.py).  On the console the
+password is the one typed at login, and logging in happens on the login screen.
+"""
 
 from __future__ import annotations
+
+from console.service import ADVICE_LOGIN, ADVICE_LOGIN_OR_PASSWORD, ADVICE_PASSWORD, ServiceError
+
+ADVICE = {
+    ADVICE_PASSWORD: "log in again with your password",
+    ADVICE_LOGIN: "log in online as {user} while the main system answers",
+    ADVICE_LOGIN_OR_PASSWORD: "log in online as {user} while the main system answers",
+}
+
+
+def said(problem: ServiceError) -> str:
+    """The sentence the console shows for a service error: its reason, then the advice."""
+    advice = ADVICE.get(problem.advice or "")
+    if advice is None:
+        return problem.message
+    return f"{problem.message}: {advice.format(user=problem.advice_user or 'your user')}"
 
 
 def summarize(res) -> tuple[str, bool]:

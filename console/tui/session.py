@@ -1,19 +1,26 @@
-"""The dealer's session as the console needs it, on top of the public service layer.
+"""The dealer's session as the console needs it, on top of the service and the live session.
 
 Why here: the TUI keeps the logged-in user's password in memory (never on disk) so
 backup-mode actions, which need an offline login each time, do not prompt again, and it
 routes actions by the *runtime's* mode (``Service.use_mode``), not by a one-shot probe.
-Every store read and login check is a public Service method: the console never touches
-SQLAlchemy or the store itself (tests/test_tui_layering.py).  Everything here is
-synchronous or a coroutine, called from worker threads, never on the event loop.
+Every store read and login check is a public Service method, and everything about the
+runtime comes from the live session (console/live.py: its probe, its snapshot): the
+console never touches SQLAlchemy, the store or the runtime itself
+(tests/test_tui_layering.py, the import contracts).  The coroutines here run on the live
+session's loop (``LiveSession.call``), never on the screen's.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from console.service import Service
+from console.live import LiveSession, LiveSnapshot, ProbeResult
+from console.service import ReplayOutcome, Service
+from contract.enums import value_of
+
+if TYPE_CHECKING:
+    from console.tui.messages import Book
 
 
 @dataclass
@@ -25,20 +32,19 @@ class Identity:
 
 
 class DealerSession:
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, live: LiveSession | None = None) -> None:
         self.service = service
+        self.live = live or LiveSession(service)
         self.identity: Identity | None = None
         self._password: str | None = None
         self.token_kept = False
         self.mode = "ONLINE"
-        self.last_probe = None
+        self.last_probe: ProbeResult | None = None
 
     # ------------------------------------------------------------------ login
 
-    async def probe(self, timeout: float = 0.8):
-        from backend_client.detector import probe_once
-
-        self.last_probe = await probe_once(self.service.backend_url, timeout=timeout)
+    async def probe(self, timeout: float = 0.8) -> ProbeResult:
+        self.last_probe = await self.live.probe(timeout=timeout)
         return self.last_probe
 
     async def login(self, user_id: str, password: str, *, online: bool) -> Identity:
@@ -49,7 +55,7 @@ class DealerSession:
             ident = Identity(res.user.user_id, res.user.role.value, sorted(res.user.client_ids), "ONLINE")
         else:
             sess = await self.service.login_offline(user_id, password)
-            self.token_kept = _has_token(user_id)
+            self.token_kept = self.live.token_kept(user_id)
             ident = Identity(user_id, sess.role, sorted(sess.client_ids), "OFFLINE")
             self.mode = "BACKUP"
         self.identity = ident
@@ -65,7 +71,7 @@ class DealerSession:
 
     # ------------------------------------------------------------------ routing
 
-    def pin_mode(self, mode: str, probe=None) -> None:
+    def pin_mode(self, mode: str, probe: ProbeResult | None = None) -> None:
         """Route the next actions by the runtime's mode (SUSPECT has not switched: ONLINE)."""
         self.mode = mode
         self.service.use_mode(mode, probe or self.last_probe)
@@ -100,7 +106,7 @@ class DealerSession:
     def is_supervisor(self) -> bool:
         return self.identity is not None and self.identity.role == "supervisor"
 
-    async def replay(self) -> dict:
+    async def replay(self) -> ReplayOutcome:
         """Replay the journal now (main must answer), then reconcile."""
         return await self.service.replay(password=self._action_password)
 
@@ -114,10 +120,12 @@ class DealerSession:
 
     # ------------------------------------------------------------------ status
 
-    async def sample_status(self, runtime=None) -> dict:
+    async def sample_status(self) -> dict:
+        """The status bar's figures: the service's status, the probe, and the runtime's view."""
         probe = await self.probe()
-        if runtime is not None:
-            self.pin_mode(runtime.mode, probe)
+        live = self.live.snapshot()
+        if live.hosted:
+            self.pin_mode(live.mode, probe)
         st = await self.service.status()
         # the session's mode, except where main is down and no backup action could be accepted
         # here (no valid grant, no book): the status then says UNAVAILABLE, never BACKUP
@@ -130,58 +138,39 @@ class DealerSession:
                 "role": self.identity.role,
                 "how": self.identity.how,
             }
-        if runtime is not None:
+        if live.hosted:
             st["runtime"] = {
-                "connected": runtime.status.connected,
-                "resnapshots": runtime.status.resnapshots,
-                "reason": runtime.status.reason,
+                "connected": live.connected,
+                "resnapshots": live.resnapshots,
+                "reason": live.stream_reason,
             }
-            progress = self.replay_progress(runtime)
+            progress = self.replay_progress(live)
             if progress is not None:
                 st["replay"] = progress
         return st
 
     # ------------------------------------------------------------------ local reads
 
-    def local_book(self):
+    def local_book(self) -> Book:
         """Positions, orders, trades, instruments and clients from the local store (scoped by the service)."""
         from console.tui.messages import Book
 
         svc = self.service
-        instruments = {(_v(i.exchange), i.symbol): i for i in svc.local_instruments()}
+        instruments = {(str(value_of(i.exchange)), i.symbol): i for i in svc.local_instruments()}
         clients = [c.client_id for c in svc.local_clients()]
         return Book(svc.local_positions(), svc.local_orders(), svc.local_trades(), instruments, clients)
 
-    def replay_progress(self, runtime) -> str | None:
+    def replay_progress(self, live: LiveSnapshot) -> str | None:
         """ "done/total" of the runtime's running replay pass, or None when none runs.
         total = entries done + entries still to send (the backlog shrinks as they land)."""
-        rec = getattr(runtime, "recovery", None)
-        replayer = getattr(rec, "replayer", None)
-        if rec is None or replayer is None or not rec.running:
+        if not live.replaying:
             return None
-        done, seen = replayer.progress
+        done, seen = live.replay_done, live.replay_seen
         backlog = self.service.replay_backlog()
         return f"{done}/{max(seen, done + backlog)}"
 
 
-def _v(x):
-    return getattr(x, "value", x)
-
-
-def _has_token(user_id: str) -> bool:
-    from localstore import secrets
-
-    try:
-        return secrets.load_token(user_id) is not None
-    except Exception:  # noqa: BLE001 - no keyring: no token
-        return False
-
-
-def monotonic_to_wall(at: float, clock=time.time, mono=time.monotonic) -> float:
-    return clock() - (mono() - at)
-
-
-def replay_text(replay) -> str:
+def replay_text(replay: Any) -> str:
     """The status bar's short form of the service's replay state."""
     if not isinstance(replay, dict):
         return replay or "idle"

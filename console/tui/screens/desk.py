@@ -11,25 +11,28 @@ times a second.  Ctrl+R (key ``replay``) opens the replay and reconciliation scr
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from decimal import Decimal
+from typing import ClassVar, cast
 
 from rich.style import Style
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Static
 
 from console.tui import keymap
+from console.tui.app import LifeboatApp
 from console.tui.feed import position_key
-from console.tui.messages import BookLoaded, JournalLoaded, ModeChanged, ReplayProgress, StatusSampled
+from console.tui.messages import Book, BookLoaded, JournalLoaded, ModeChanged, ReplayProgress, StatusSampled
 from console.tui.widgets import panels
 from console.tui.widgets.banner import ModeBanner
 from console.tui.widgets.grid import BookGrid, Column
 from console.tui.widgets.keybar import KeyBar
 from console.tui.widgets.status_bar import StatusBar
+from contract.enums import OPEN_STATUSES, value_of
 
 PANELS = {
     "watch": ("Market watch", panels.WATCH),
@@ -38,7 +41,7 @@ PANELS = {
     "trades": ("Trade book", panels.TRADES),
     "journal": ("Journal", panels.JOURNAL),
 }
-OPEN_STATUSES = ("OPEN", "TRIGGER_PENDING")
+OPEN = frozenset(str(value_of(s)) for s in OPEN_STATUSES)  # as the rows show them
 # A square-off journaled and not yet on main, on its position's row: "SQ 50 pending" (the
 # quantity it was journaled for; "sent": sent, main's answer not yet read back).
 SQUAREOFF_COLUMN = Column(
@@ -72,7 +75,8 @@ class PendingSquareOffs(Message):
 
 
 class DeskScreen(Screen):
-    BINDINGS = keymap.bindings(keymap.DESK_KEYS)
+    app = getters.app(LifeboatApp)  # typed: the console's own app
+    BINDINGS: ClassVar[list[BindingType]] = keymap.bindings(keymap.DESK_KEYS)
     DRAIN_FPS = 20  # the frame clock for live data: stage what arrived, repaint the rows it touched
     TOTAL_EVERY = 0.5  # seconds between sums of the positions' total line while prices move
     PROGRESS_EVERY = 0.25  # seconds between looks at a running replay's progress (RECOVERING only)
@@ -83,7 +87,7 @@ class DeskScreen(Screen):
         super().__init__()
         self.panel = "positions"
         self.squareoffs: dict = {}  # position key -> the square-off journaled for it, not yet on main
-        self.book = None
+        self.book: Book | None = None
         self._resnapshots_seen = 0
         self.status: dict = {}
         self._title_shown: tuple[str, int] | None = None
@@ -110,7 +114,8 @@ class DeskScreen(Screen):
         yield KeyBar(id="keybar")
 
     def grid(self, name: str) -> BookGrid:
-        return self.query_one(f"#grid-{name}")
+        # a cast, not a typed query: the bench swaps in a grid that is not a BookGrid (GRID)
+        return cast(BookGrid, self.query_one(f"#grid-{name}"))
 
     def on_mount(self) -> None:
         self.action_show(self.panel)
@@ -132,9 +137,7 @@ class DeskScreen(Screen):
         self.post_message(BookLoaded(self.app.session.local_book()))
 
     def _tick(self, exchange, symbol):
-        inst = (
-            self.book.instruments.get((getattr(exchange, "value", exchange), symbol)) if self.book else None
-        )
+        inst = self.book.instruments.get((value_of(exchange), symbol)) if self.book else None
         return inst.tick_size if inst is not None else None
 
     def _position_row(self, p) -> dict:
@@ -180,6 +183,8 @@ class DeskScreen(Screen):
 
     def _fill_watch(self) -> None:
         book = self.book
+        if book is None:
+            return
         if not self.app.watch_symbols:  # none configured: the book's own instruments, then the dealer's edits
             self.app.watch_symbols = default_watch(book)
         wanted = self.app.watch_symbols
@@ -239,8 +244,8 @@ class DeskScreen(Screen):
             g.set_summary(None)
             return
         realised = unrealised = mtm = Decimal(0)
-        for key in g.keys():
-            row = g.row(key)
+        for key in g.keys():  # noqa: SIM118 - the grid's keys in row order (a method, not a dict's view)
+            row = g.row(key) or {}
             realised += Decimal(row["realised_pnl"])
             unrealised += Decimal(row["unrealised_pnl"])
             mtm += Decimal(row["mtm"])
@@ -250,10 +255,8 @@ class DeskScreen(Screen):
 
     @work(thread=True, exclusive=True, group="desk-status", exit_on_error=False)
     def sample_status(self) -> None:
-        host = self.app.host
-        runtime = host.runtime if host is not None else None
         try:
-            st = asyncio.run(self.app.session.sample_status(runtime))
+            st = self.app.live.call_blocking(self.app.session.sample_status)
         finally:
             self.app.call_from_thread(self._next_sample)
         self.post_message(StatusSampled(st))
@@ -308,9 +311,7 @@ class DeskScreen(Screen):
         """Timer: while RECOVERING with a pass running, ask for its progress (off the loop:
         the total needs the journal's backlog); once it ends, clear the banner's figure."""
         banner = self.query_one(ModeBanner)
-        host = self.app.host
-        rec = getattr(getattr(host, "runtime", None), "recovery", None)
-        running = rec is not None and rec.running
+        running = self.app.live.snapshot().replaying
         if banner.mode == "RECOVERING" and running:
             self.sample_replay_progress()
         elif banner.progress and (banner.mode != "RECOVERING" or not running):
@@ -318,9 +319,7 @@ class DeskScreen(Screen):
 
     @work(thread=True, exclusive=True, group="desk-replay-progress", exit_on_error=False)
     def sample_replay_progress(self) -> None:
-        host = self.app.host
-        runtime = host.runtime if host is not None else None
-        self.post_message(ReplayProgress(self.app.session.replay_progress(runtime)))
+        self.post_message(ReplayProgress(self.app.session.replay_progress(self.app.live.snapshot())))
 
     def on_replay_progress(self, msg: ReplayProgress) -> None:
         banner = self.query_one(ModeBanner)
@@ -393,7 +392,7 @@ class DeskScreen(Screen):
             return None
         g = self.grid("orders")
         row = g.row(g.cursor_key) if g.cursor_key is not None else None
-        if row is None or row["status"] not in OPEN_STATUSES:
+        if row is None or row["status"] not in OPEN:
             self.notify("Select an open order.", severity="warning")
             return None
         return row
@@ -431,8 +430,11 @@ class DeskScreen(Screen):
         client = (pos or {}).get("client_id") or self._ticket_defaults().get("client_id")
         self.app.push_screen(
             SquareOffScreen(position=pos, client_id=client, clients=self.book.clients if self.book else []),
-            lambda _result: self.sample_status(),
-        )  # the marker of what was just journaled
+            self._after_squareoff,
+        )
+
+    def _after_squareoff(self, _result: object) -> None:
+        self.sample_status()  # the marker of what was just journaled
 
     def action_killswitch(self) -> None:
         from console.tui.screens.confirm import ConfirmScreen
@@ -469,7 +471,7 @@ class DeskScreen(Screen):
         if self.panel != "watch" or g.cursor_key is None:
             self.notify("Select a symbol in the market watch (F4) first.", severity="warning")
             return
-        exch, sym = g.cursor_key
+        exch, sym = cast(tuple[str, str], g.cursor_key)
         g.stage(g.cursor_key, None)
         g.flush()
         self.app.watch_remove(f"{exch}:{sym}")
@@ -495,10 +497,8 @@ def default_watch(book) -> list[str]:
     (positions, then open orders), each once, by symbol; with an empty book, the first 40
     NSE instruments by symbol."""
     seen: dict[str, None] = {}
-    for item in list(book.positions) + [
-        o for o in book.orders if getattr(o.status, "value", o.status) in OPEN_STATUSES
-    ]:
-        exch = getattr(item.exchange, "value", item.exchange)
+    for item in list(book.positions) + [o for o in book.orders if value_of(o.status) in OPEN]:
+        exch = value_of(item.exchange)
         if (exch, item.symbol) in book.instruments:
             seen.setdefault(f"{exch}:{item.symbol}")
     if seen:

@@ -8,9 +8,11 @@ config's ``[keys]`` table, which markup would swallow as a style tag.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
@@ -21,7 +23,9 @@ HEADER = "Keys (rebind by id in the config's [keys] table; ctrl+p: command palet
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="help.close")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,question_mark,q", "close", "Close", id="help.close")
+    ]
 
     def __init__(self, rows: list[tuple[str, str, str]]) -> None:
         super().__init__()
@@ -30,7 +34,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="help-box"):
             yield Static(HEADER, markup=False, id="help-header")
-            table = DataTable(id="help-keys", cursor_type="row")
+            table: DataTable[str | Text] = DataTable(id="help-keys", cursor_type="row")
             table.add_columns("Group", "Key", "What", "Id")
             shown = None
             for key, what, binding_id in self.rows:

@@ -3,23 +3,24 @@
 A full screen, not a modal over the desk: nothing of the book (clients, positions, MTM)
 is drawn around it, and notices that arrive while locked wait until the unlock
 (LifeboatApp.notify).  The check is the offline verifier and signed grant on this
-console (through the session, in a worker), so unlocking works whether main is up or down.
+console (through the session, on the live session's loop), so unlocking works whether main is up or down.
 """
 
 from __future__ import annotations
 
-import asyncio
-
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
+from console.tui.app import LifeboatApp
 from console.tui.messages import Unlocked, UnlockFailed
+from console.tui.outcome import said
 
 
 class LockScreen(Screen[None]):
+    app = getters.app(LifeboatApp)  # typed: the console's own app
     DEFAULT_CSS = """
     LockScreen { align: center middle; }
     """
@@ -44,14 +45,14 @@ class LockScreen(Screen[None]):
             self.query_one("#lock-error", Static).update("Checking…")
             self.check(event.value)
 
-    @work(thread=True, exclusive=True, group="unlock", exit_on_error=False)
-    def check(self, password: str) -> None:
+    @work(exclusive=True, group="unlock", exit_on_error=False)
+    async def check(self, password: str) -> None:
         from console.service import ServiceError
 
         try:
-            asyncio.run(self.app.session.check_password(password))
+            await self.app.live.call(self.app.session.check_password, password)
         except ServiceError as exc:
-            self.post_message(UnlockFailed(exc.message))
+            self.post_message(UnlockFailed(said(exc)))
             return
         self.post_message(Unlocked())
 

@@ -1,24 +1,27 @@
 """Login: user and password, and a plain statement of how the login will happen.
 
-The screen probes main every two seconds (in a worker): reachable means an ONLINE login
+The screen probes main every two seconds (on the live session's loop, awaited by a
+worker): reachable means an ONLINE login
 against the main system; unreachable means an OFFLINE login against this console's
 signed offline grant and local verifier (backup mode).  Errors stay on the screen.
 """
 
 from __future__ import annotations
 
-import asyncio
-
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Input, Label, Static
 
+from console.tui.app import LifeboatApp
 from console.tui.messages import LoggedIn, LoginFailed, LoginProbed
+from console.tui.outcome import said
 
 
 class LoginScreen(Screen):
+    app = getters.app(LifeboatApp)  # typed: the console's own app
+
     def __init__(self, user: str | None = None) -> None:
         super().__init__()
         self._user = user or ""
@@ -39,9 +42,9 @@ class LoginScreen(Screen):
         self.query_one("#login-password" if self._user else "#login-user", Input).focus()
         self.probe()
 
-    @work(thread=True, exclusive=True, group="login-probe", exit_on_error=False)
-    def probe(self) -> None:
-        r = asyncio.run(self.app.session.probe(timeout=2.0))
+    @work(exclusive=True, group="login-probe", exit_on_error=False)
+    async def probe(self) -> None:
+        r = await self.app.live.call(self.app.session.probe, timeout=2.0)
         self.post_message(LoginProbed(r.ok, r.detail, r.latency_ms))
 
     def on_login_probed(self, msg: LoginProbed) -> None:
@@ -80,14 +83,14 @@ class LoginScreen(Screen):
         )
         self.login(user, password, self.online)
 
-    @work(thread=True, exclusive=True, group="login", exit_on_error=False)
-    def login(self, user: str, password: str, online: bool) -> None:
+    @work(exclusive=True, group="login", exit_on_error=False)
+    async def login(self, user: str, password: str, online: bool) -> None:
         from console.service import ServiceError
 
         try:
-            ident = asyncio.run(self.app.session.login(user, password, online=online))
+            ident = await self.app.live.call(self.app.session.login, user, password, online=online)
         except ServiceError as exc:
-            self.post_message(LoginFailed(exc.message))
+            self.post_message(LoginFailed(said(exc)))
             return
         self.post_message(LoggedIn(ident.how))
 

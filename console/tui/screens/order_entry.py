@@ -1,23 +1,27 @@
 """Order entry (F1 buy, F2 sell) and modify (Shift+F2): every field of the contract,
 checked as the dealer types against the local reference data (lot size, tick size,
-band, freeze quantity, required fields) with the same checks the backup desk applies
-(sync.trading.policy.check_ticket_shape), then sent through the service.  The outcome (sent,
+band, freeze quantity, required fields) with the order-shape rules main and the backup
+desk apply (contract.ordershape: one definition, neutral wording), then sent through
+the service.  The outcome (sent,
 journaled, or rejected with the reason) stays on the form when it is a rejection.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from typing import ClassVar, Literal, overload
 
-from textual import on
+from textual import getters, on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from console.tui.app import LifeboatApp
 from console.tui.messages import ActionDone
 from console.tui.widgets.panels import price_text
+from contract import ordershape
 from contract.wire import OrderType, Side
 
 EXCHANGES = ("NSE", "BSE", "NFO")
@@ -34,6 +38,10 @@ class Invalid(Exception):
     pass
 
 
+@overload
+def _int(text: str, what: str, *, required: Literal[True]) -> int: ...
+@overload
+def _int(text: str, what: str, *, required: bool) -> int | None: ...
 def _int(text: str, what: str, *, required: bool) -> int | None:
     text = text.strip()
     if not text:
@@ -61,7 +69,7 @@ def _price(text: str, what: str) -> Decimal | None:
 
 def build_ticket(fields: dict, instruments: dict, clients: list[str]):
     """(ticket, validity, disclosed) from the form's text, or raise Invalid with one sentence."""
-    from sync.trading.policy import OrderTicket, Refusal, check_ticket_shape
+    from console.service import OrderTicket
 
     client = fields["client"].strip().upper()
     if not client:
@@ -88,18 +96,29 @@ def build_ticket(fields: dict, instruments: dict, clients: list[str]):
         trigger_price=_price(fields["trigger"], "trigger price"),
     )
     try:
-        check_ticket_shape(ticket, inst)
-    except Refusal as exc:
-        raise Invalid(
-            exc.message.replace("--price", "a price").replace("--trigger", "a trigger price")
-        ) from None
+        ordershape.check(
+            ordershape.Shape(
+                ticket.exchange,
+                ticket.symbol,
+                ticket.side,
+                ticket.quantity,
+                ticket.product,
+                ticket.order_type,
+                ticket.price,
+                ticket.trigger_price,
+            ),
+            inst,
+        )
+    except ordershape.Reject as exc:
+        raise Invalid(exc.message) from None
     if disclosed is not None and not 0 <= disclosed <= qty:
         raise Invalid(f"disclosed quantity must be between 0 and the quantity {qty}")
     return ticket, fields["validity"], disclosed, inst
 
 
 class OrderEntryScreen(ModalScreen[object]):
-    BINDINGS = [
+    app = getters.app(LifeboatApp)  # typed: the console's own app
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", id="order.close"),
         Binding("ctrl+s", "submit", "Submit", id="order.submit", priority=True),
     ]
@@ -167,7 +186,7 @@ class OrderEntryScreen(ModalScreen[object]):
         self.validate()
 
     def fields(self) -> dict:
-        q = lambda i: self.query_one(f"#f-{i}")  # noqa: E731
+        q = self._field
         return {
             "client": q("client").value,
             "exchange": q("exchange").value,
@@ -182,10 +201,15 @@ class OrderEntryScreen(ModalScreen[object]):
             "disclosed": q("disclosed").value,
         }
 
+    def _field(self, name: str) -> Input | Select:
+        field = self.query_one(f"#f-{name}")
+        assert isinstance(field, (Input, Select)), field
+        return field
+
     def set_fields(self, **values) -> None:
         """Fill the form (tests, and the palette's pre-filled orders)."""
         for name, value in values.items():
-            self.query_one(f"#f-{name}").value = value
+            self._field(name).value = value
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -250,7 +274,8 @@ class OrderEntryScreen(ModalScreen[object]):
 
 
 class ModifyScreen(ModalScreen[object]):
-    BINDINGS = [
+    app = getters.app(LifeboatApp)  # typed: the console's own app
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", id="modify.close"),
         Binding("ctrl+s", "submit", "Submit", id="modify.submit", priority=True),
     ]

@@ -7,23 +7,27 @@ and conflicts where main's position flipped sign).  A supervisor releases (sent 
 next replay, after a look-up on main) or discards (never sent) each one, after a
 confirmation; both are audited by the service.  A dealer sees the same screen read only,
 with a note saying whose decision it is.  "Replay now" runs the service's replay when
-main answers.  Every service call runs in a worker; answers come back as messages.
+main answers.  Every service call runs in a worker (network calls on the live session's
+loop); answers come back as messages.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC
+from typing import ClassVar
 
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Button, DataTable, Static
 
-from console.tui.drill_report import agrees, entries_table, headline, mismatches_table, styled_state
+from console.tui.app import LifeboatApp
 from console.tui.messages import HeldDecided, HeldLoaded, ReplayRan
+from console.tui.outcome import said
+from console.tui.screens.reconciliation import agrees, entries_table, headline, mismatches_table, styled_state
 
 HELD_COLUMNS = ("Seq", "Kind", "Client", "Symbol", "Prod", "State", "Journaled (UTC)", "By", "Why held")
 READ_ONLY_NOTE = (
@@ -37,6 +41,7 @@ SUPERVISOR_NOTE = (
 
 
 class ReplayScreen(ModalScreen[None]):
+    app = getters.app(LifeboatApp)  # typed: the console's own app
     DEFAULT_CSS = """
     ReplayScreen #replay-title { text-style: bold; }
     ReplayScreen .replay-section { text-style: bold; margin-top: 1; }
@@ -48,7 +53,7 @@ class ReplayScreen(ModalScreen[None]):
     ReplayScreen #replay-note.read-only { color: $warning; }
     ReplayScreen #replay-status { color: $accent; }
     """
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "release", "Release held", id="replay.release"),
         Binding("x", "discard", "Discard held", id="replay.discard"),
         Binding("n", "replay_now", "Replay now", id="replay.now"),
@@ -74,7 +79,7 @@ class ReplayScreen(ModalScreen[None]):
             yield Static("", id="replay-last")
             yield Vertical(id="replay-report")
             yield Static("Held for a person", classes="replay-section", id="replay-held-title")
-            held = DataTable(id="replay-held", cursor_type="row", zebra_stripes=True)
+            held: DataTable[str] = DataTable(id="replay-held", cursor_type="row", zebra_stripes=True)
             held.add_columns(*HELD_COLUMNS)
             yield held
             yield Static("", id="replay-note")
@@ -109,7 +114,7 @@ class ReplayScreen(ModalScreen[None]):
         try:
             self.post_message(HeldLoaded(svc.last_report(), svc.held_entries()))
         except ServiceError as exc:
-            self.post_message(HeldLoaded(None, [], exc.message))
+            self.post_message(HeldLoaded(None, [], said(exc)))
 
     async def on_held_loaded(self, msg: HeldLoaded) -> None:
         self.report, self.held = msg.report, msg.held
@@ -136,7 +141,7 @@ class ReplayScreen(ModalScreen[None]):
             f"Last replay: {replay.get('message', replay.get('status', '-'))}  "
             f"(report of {report.get('created_at', '-')})"
         )
-        widgets = [entries_table(report, id="replay-entries")]
+        widgets: list[Widget] = [entries_table(report, id="replay-entries")]
         mism = mismatches_table(report, id="replay-mismatches")
         widgets.append(
             mism if mism is not None else Static("No mismatches: main holds what the journal meant.")
@@ -216,16 +221,16 @@ class ReplayScreen(ModalScreen[None]):
 
         self.app.push_screen(ConfirmScreen(question), answered)
 
-    @work(thread=True, exclusive=True, group="replay-decide", exit_on_error=False)
-    def decide(self, seq: int, release: bool) -> None:
+    @work(exclusive=True, group="replay-decide", exit_on_error=False)
+    async def decide(self, seq: int, release: bool) -> None:
         from console.service import ServiceError
 
         session = self.app.session
         try:
             fn = session.release_held if release else session.discard_held
-            row = asyncio.run(fn(seq))
+            row = await self.app.live.call(fn, seq)
         except ServiceError as exc:
-            self.post_message(HeldDecided(seq, release, None, exc.message))
+            self.post_message(HeldDecided(seq, release, None, said(exc)))
             return
         self.post_message(HeldDecided(seq, release, row, None))
 
@@ -237,7 +242,7 @@ class ReplayScreen(ModalScreen[None]):
         else:
             self.say(
                 f"#{msg.seq} {'released: sent on the next replay' if msg.release else 'discarded: never sent'}"
-                f" ({msg.row.get('reason')})"
+                f" ({(msg.row or {}).get('reason')})"
             )
             self.app.notify(
                 f"Held entry #{msg.seq} {'released' if msg.release else 'discarded'} (audited).",
@@ -259,14 +264,14 @@ class ReplayScreen(ModalScreen[None]):
         self.say("replaying the journal to main…")
         self.replay_now()
 
-    @work(thread=True, exclusive=True, group="replay-now", exit_on_error=False)
-    def replay_now(self) -> None:
+    @work(exclusive=True, group="replay-now", exit_on_error=False)
+    async def replay_now(self) -> None:
         from console.service import ServiceError
 
         try:
-            outcome = asyncio.run(self.app.session.replay())
+            outcome = (await self.app.live.call(self.app.session.replay)).as_dict()
         except ServiceError as exc:
-            self.post_message(ReplayRan(None, exc.message))
+            self.post_message(ReplayRan(None, said(exc)))
             return
         self.post_message(ReplayRan(outcome, None))
 
@@ -276,10 +281,11 @@ class ReplayScreen(ModalScreen[None]):
         if msg.error:
             self.say(f"Replay not run: {msg.error}")
         else:
-            replay = msg.outcome.get("replay") or {}
+            outcome = msg.outcome or {}
+            replay = outcome.get("replay") or {}
             self.say(f"Replay {replay.get('status', '-')}: {replay.get('message', '')}")
             desk = self.app.desk
-            if msg.outcome.get("report") is not None and desk is not None:
+            if outcome.get("report") is not None and desk is not None:
                 desk.load_book()  # reconciliation replaced the local book with main's
         self.load()
 

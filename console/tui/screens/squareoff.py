@@ -7,14 +7,16 @@ the console is in), so what the dealer confirms is what will be sent or journale
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
-from textual import on
+from textual import getters, on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Select, Static
 
+from console.tui.app import LifeboatApp
 from console.tui.messages import ActionDone
 
 SCOPES = (("This position", "position"), ("This client", "client"), ("Whole scope", "all"))
@@ -34,7 +36,8 @@ CANCEL_COLUMNS = (("Cancel order", 28), ("Client", 8), ("Symbol", 14), ("Outcome
 
 
 class SquareOffScreen(ModalScreen[object]):
-    BINDINGS = [
+    app = getters.app(LifeboatApp)  # typed: the console's own app
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", id="squareoff.close"),
         Binding("y", "confirm", "Confirm", id="squareoff.confirm"),
     ]
@@ -67,11 +70,13 @@ class SquareOffScreen(ModalScreen[object]):
                 )
             yield Static("", id="so-what")
             yield Static("", id="so-already")  # a square-off of these positions is already journaled
-            table = DataTable(id="so-legs", cursor_type="row")
+            table: DataTable[str] = DataTable(id="so-legs", cursor_type="row")
             for label, width in LEG_COLUMNS:
                 table.add_column(label, width=width)
             yield table
-            cancels = DataTable(id="so-cancels", cursor_type="none")  # the open orders it cancels
+            cancels: DataTable[str] = DataTable(
+                id="so-cancels", cursor_type="none"
+            )  # the open orders it cancels
             for label, width in CANCEL_COLUMNS:
                 cancels.add_column(label, width=width)
             yield cancels

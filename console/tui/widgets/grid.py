@@ -29,12 +29,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.message import Message
@@ -82,7 +82,7 @@ class BookGrid(ScrollView, can_focus=True):
     BookGrid { height: 1fr; }
     """
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "cursor(-1)", "Up", show=False, id="grid.up"),
         Binding("down", "cursor(1)", "Down", show=False, id="grid.down"),
         Binding("pageup", "page(-1)", "Page up", show=False, id="grid.page_up"),
@@ -231,10 +231,13 @@ class BookGrid(ScrollView, can_focus=True):
     def _refresh_quoted(self) -> None:
         """Repaint the visible rows whose quote moved since they were drawn."""
         self._quotes_changed = False
+        quote_of = self.quote_of
+        if quote_of is None:  # rows without quotes never change by a quote
+            return
         top = int(self.scroll_offset.y)
         for i in range(top, min(top + self._body, len(self._keys))):
             key = self._keys[i]
-            if self._drawn_quote.get(key) != self.quotes.get(self.quote_of(self._values[key])):
+            if self._drawn_quote.get(key) != self.quotes.get(quote_of(self._values[key])):
                 self.refresh(Region(0, i - top + 1, self.size.width, 1))
 
     def flush(self) -> int:
@@ -307,7 +310,7 @@ class BookGrid(ScrollView, can_focus=True):
     def row(self, key: RowKey) -> dict | None:
         """The row as shown (its live quote applied)."""
         values = self._values.get(key)
-        if values is None or self.quote_of is None:
+        if values is None or self.quote_of is None or self.with_quote is None:
             return values
         q = self.quotes.get(self.quote_of(values))
         return values if q is None else self.with_quote(values, q)
@@ -375,7 +378,9 @@ class BookGrid(ScrollView, can_focus=True):
         base = self._base if self._base is not None else self.rich_style
         if y == 0:
             if self._header is None:
-                text = _SEP.join(_fit(c.label, w, c.align) for c, w in zip(self.columns, self.widths))
+                text = _SEP.join(
+                    _fit(c.label, w, c.align) for c, w in zip(self.columns, self.widths, strict=True)
+                )
                 self._header = Strip([Segment(text, self.HEADER)])
             return self._header.crop_extend(scroll_x, scroll_x + width, self.HEADER)
         if self._summary is not None and y == self.size.height - 1:
@@ -395,7 +400,7 @@ class BookGrid(ScrollView, can_focus=True):
         ck = (key, self._version[key], on_cursor, quote)
         strip = self._cache.get(ck)
         if strip is None:
-            if quote is not None:
+            if quote is not None and self.with_quote is not None:
                 values = self.with_quote(values, quote)
             strip = self._render_row(values, on_cursor, base)
             self._cache.set(ck, strip)
@@ -430,7 +435,7 @@ class BookGrid(ScrollView, can_focus=True):
     def visible_text(self) -> list[str]:
         """The rows as drawn (header first), for tests and snapshots."""
         out = [self.line_text({c.key: c.label for c in self.columns}, header=True)]
-        out += [self.line_text(self.row(key)) for key in self._keys]
+        out += [self.line_text(self.row(key) or {}) for key in self._keys]
         if self._summary is not None:
             out.append(self.line_text(self._summary))
         return out
@@ -439,5 +444,5 @@ class BookGrid(ScrollView, can_focus=True):
         """One line as drawn: ``values`` in the grid's columns at their current widths."""
         return _SEP.join(
             _fit(values.get(c.key, "") if header else c.text(values), w, c.align)
-            for c, w in zip(self.columns, self.widths)
+            for c, w in zip(self.columns, self.widths, strict=True)
         )

@@ -33,7 +33,8 @@ def key_entries(active_bindings) -> tuple[list[tuple[str, str, str]], list[tuple
         if known is None or not b.show:
             continue
         seen.setdefault(b.id, []).append(key)
-    trading, screen = [], []
+    trading: list[tuple[str, str, str]] = []
+    screen: list[tuple[str, str, str]] = []
 
     def rank(binding_id):
         group = keymap.BY_ID[binding_id].group

@@ -21,6 +21,7 @@ from rich.style import Style
 
 from console.tui.widgets.grid import Column
 from contract import money as pnl
+from contract.enums import value_of
 
 _RED, _GREEN = Style(color="red"), Style(color="green")
 _CENT = Decimal("0.01")
@@ -53,10 +54,6 @@ def _price(v, row: dict) -> str:
 def signed_tone(v):
     v = Decimal(v)
     return _RED if v < 0 else (_GREEN if v > 0 else None)
-
-
-def _v(x):
-    return getattr(x, "value", x)
 
 
 WATCH = [
@@ -141,9 +138,9 @@ def fill_totals(trades) -> dict[tuple, list]:
 
 
 def add_fill(totals: dict, t) -> tuple:
-    key = (t.client_id, _v(t.exchange), t.symbol, _v(t.product))
+    key = (t.client_id, value_of(t.exchange), t.symbol, value_of(t.product))
     agg = totals.setdefault(key, [0, Decimal(0), 0, Decimal(0)])
-    if _v(t.side) == "BUY":
+    if value_of(t.side) == "BUY":
         agg[0] += t.quantity
         agg[1] += t.quantity * Decimal(t.price)
     else:
@@ -185,9 +182,9 @@ def position_row(p, tick=None, fills=None) -> dict:
     buy_avg, sell_avg = side_averages(p, fills)
     return {
         "client_id": p.client_id,
-        "exchange": _v(p.exchange),
+        "exchange": value_of(p.exchange),
         "symbol": p.symbol,
-        "product": _v(p.product),
+        "product": value_of(p.product),
         "net_quantity": p.net_quantity,
         "average_price": p.average_price,
         "last_price": p.last_price,
@@ -230,16 +227,16 @@ def order_row(o, tick=None) -> dict:
         "order_id": o.order_id,
         "client_order_id": o.client_order_id,
         "client_id": o.client_id,
-        "exchange": _v(o.exchange),
+        "exchange": value_of(o.exchange),
         "symbol": o.symbol,
-        "side": _v(o.side),
+        "side": value_of(o.side),
         "quantity": o.quantity,
         "filled_quantity": o.filled_quantity,
-        "order_type": _v(o.order_type),
+        "order_type": value_of(o.order_type),
         "price": o.price,
         "trigger_price": o.trigger_price,
-        "product": _v(o.product),
-        "status": _v(o.status),
+        "product": value_of(o.product),
+        "status": value_of(o.status),
         "average_price": o.average_price if o.filled_quantity else None,
         "time": _hms(o.created_at),
         "tick": tick,
@@ -251,10 +248,10 @@ def trade_row(t, tick=None) -> dict:
         "trade_id": t.trade_id,
         "order_id": t.order_id,
         "client_id": t.client_id,
-        "exchange": _v(t.exchange),
+        "exchange": value_of(t.exchange),
         "symbol": t.symbol,
-        "side": _v(t.side),
-        "product": _v(t.product),
+        "side": value_of(t.side),
+        "product": value_of(t.product),
         "quantity": t.quantity,
         "price": t.price,
         "traded_at": _hms(t.traded_at),
@@ -267,7 +264,7 @@ def watch_row(inst, ltp=None) -> dict:
     prev = Decimal(inst.previous_close)
     chg = ltp - prev
     return {
-        "exchange": _v(inst.exchange),
+        "exchange": value_of(inst.exchange),
         "symbol": inst.symbol,
         "last_price": ltp,
         "change": chg,
@@ -282,10 +279,10 @@ def journal_row(e: dict) -> dict:
     detail = e.get("reason") or e.get("outcome") or ""
     return {
         "seq": e.get("seq"),
-        "kind": _v(e.get("kind")),
+        "kind": value_of(e.get("kind")),
         "client_id": e.get("client_id"),
         "symbol": e.get("symbol"),
-        "state": _v(e.get("state")),
+        "state": value_of(e.get("state")),
         "client_order_id": e.get("client_order_id"),
         "detail": str(detail),
     }

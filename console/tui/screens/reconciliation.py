@@ -8,15 +8,16 @@ Esc goes back to the desk.  It draws a report dict exactly as sync/reconcile.py 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from console.demo_report import TIMING_LABELS
-from sync.verdict import CLEAN, verdict
-from sync.verdict import headline as verdict_headline
+from console.service import VERDICT_CLEAN, report_headline, report_verdict
 
 _STATE_STYLE = {
     "applied": "green",
@@ -30,22 +31,22 @@ _STATE_STYLE = {
 
 
 def headline(report: dict) -> str:
-    """The verdict and the counts of what the screen lists below (sync/verdict.py: the
+    """The verdict and the counts of what the screen lists below (sync/verdict.py through the service: the
     same words as `lifeboat sync report`); "equals" only when nothing is listed as differing."""
     return (
         f"Reconciliation #{report.get('id', '-')}  trading day {report.get('trading_date', '-')}  "
-        f"({report.get('user', '-')}): {verdict_headline(report)}"
+        f"({report.get('user', '-')}): {report_headline(report)}"
     )
 
 
 def agrees(report: dict) -> bool:
     """Both sides agree and nothing waits for a person (the verdict is clean)."""
-    return verdict(report) == CLEAN
+    return report_verdict(report) == VERDICT_CLEAN
 
 
 def entries_table(report: dict, *, id: str = "recon-entries") -> DataTable:
     """The report's journal entries, one line each, the state coloured (also the replay screen's)."""
-    entries = DataTable(id=id, cursor_type="row", zebra_stripes=True)
+    entries: DataTable[str] = DataTable(id=id, cursor_type="row", zebra_stripes=True)
     entries.add_columns(
         "Seq", "Kind", "Client", "Symbol", "Prod", "Client order id", "State", "Main order", "Reason"
     )
@@ -70,7 +71,7 @@ def styled_state(state) -> str:
 
 
 def _rows_table(rows: list[dict], id: str, first: str, local_label: str, *, next_step: bool) -> DataTable:
-    table = DataTable(id=id, cursor_type="row")
+    table: DataTable[str] = DataTable(id=id, cursor_type="row")
     table.add_columns(
         first, "Client", "Symbol", local_label, "Main", "Detail", *(["Next step"] if next_step else [])
     )
@@ -112,7 +113,9 @@ class ReconciliationScreen(ModalScreen[None]):
     ReconciliationScreen .recon-ok { color: $success; text-style: bold; }
     ReconciliationScreen .recon-bad { color: $error; text-style: bold; }
     """
-    BINDINGS = [Binding("escape,enter,q", "close", "Back to the desk", id="recon.close")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,enter,q", "close", "Back to the desk", id="recon.close")
+    ]
 
     def __init__(
         self, report: dict, *, timings: dict[str, float] | None = None, verdict: str | None = None
