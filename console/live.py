@@ -425,10 +425,13 @@ class LiveSession:
     # ------------------------------------------------------------------ helpers for a face
 
     async def probe(self, timeout: float = 0.8) -> ProbeResult:
-        """One health probe of main (on the session's loop); never raises."""
+        """One health probe of main (on the session's loop); never raises.  A probe of its own
+        (a fresh connection each time: "main accepts connections" is what it tests); plain
+        http:// loads no certificate store (tens of ms of the loop's time per probe)."""
         from backend_client.detector import probe_once
 
-        return await probe_once(self.service.backend_url, timeout=timeout)
+        url = self.service.backend_url
+        return await probe_once(url, timeout=timeout, verify=url.startswith("https://"))
 
     def token_kept(self, user_id: str) -> bool:
         """Whether a session token for ``user_id`` is kept (the keyring): online actions need

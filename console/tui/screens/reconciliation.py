@@ -18,16 +18,7 @@ from textual.widgets import DataTable, Static
 
 from console.demo_report import TIMING_LABELS
 from console.service import VERDICT_CLEAN, report_headline, report_verdict
-
-_STATE_STYLE = {
-    "applied": "green",
-    "moot": "dim",
-    "rejected": "red",
-    "conflict": "bold red",
-    "held": "bold yellow",
-    "pending": "cyan",
-    "sent": "cyan",
-}
+from console.styles import JOURNAL_STATE_STYLE
 
 
 def headline(report: dict) -> str:
@@ -66,7 +57,7 @@ def entries_table(report: dict, *, id: str = "recon-entries") -> DataTable:
 
 
 def styled_state(state) -> str:
-    style = _STATE_STYLE.get(state, "")
+    style = JOURNAL_STATE_STYLE.get(state, "")
     return f"[{style}]{state}[/]" if style else str(state)
 
 
