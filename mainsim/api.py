@@ -30,6 +30,7 @@ from contract import wire
 from contract.wire import API_PREFIX, OrderStatus, Role
 from mainsim.auth import Authority, Principal
 from mainsim.book import ApiError, Book
+from mainsim.market import Market
 from mainsim.stream import Hub
 from mainsim.tradingday import utcnow
 
@@ -44,6 +45,7 @@ class Sim:
     auth: Authority
     hub: Hub
     faults: Any = None  # mainsim.faultcontrol.FaultControl when --allow-faults
+    market: Market | None = None  # the price ticker (mainsim.server saves its last prices at shutdown)
     background: tuple[Callable[[], Any], ...] = ()  # coroutine factories run for the app's lifetime
 
 
@@ -66,10 +68,12 @@ HTTP_CODES = {
     429: "too_many_requests",
 }
 
-ERRORS = {code: {"model": wire.ErrorBody} for code in (401, 403, 404, 409, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": wire.ErrorBody} for code in (401, 403, 404, 409, 422)
+}
 # Reads with a query or path parameter: FastAPI would otherwise document its own 422 body
 # (HTTPValidationError), which mainsim never sends.
-READ_ERRORS = {code: ERRORS[code] for code in (401, 403, 422)}
+READ_ERRORS: dict[int | str, dict[str, Any]] = {code: ERRORS[code] for code in (401, 403, 422)}
 
 
 def _allowed(req: Request) -> list[str]:
@@ -100,7 +104,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req, exc: RequestValidationError):
         errors = exc.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        first: dict[str, Any] = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         if first.get("type") == "json_invalid":  # its loc is ("body", offset): no field to name
             where, why = first["loc"][-1], first.get("ctx", {}).get("error", "")
             return error_response(
@@ -114,9 +118,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(req: Request, exc: StarletteHTTPException):
         status, headers = exc.status_code, getattr(exc, "headers", None)
         detail = exc.detail if isinstance(exc.detail, str) else "request failed"
-        if (
-            status == 400
-        ):  # FastAPI's answer to a body it could not decode (not UTF-8): invalid input, as above
+        if status == 400:
+            # FastAPI's answer to a body it could not decode (not UTF-8): invalid input, as above
             status, detail = 422, "The body could not be read: it must be JSON in UTF-8."
         elif status == 404 and detail == "Not Found":
             detail = "No such path."

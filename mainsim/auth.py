@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -53,7 +54,7 @@ class Principal:
 
 
 class Authority:
-    def __init__(self, store: Store, trading_date: date, clients_of: callable):
+    def __init__(self, store: Store, trading_date: date, clients_of: Callable[[str | None], list[str]]):
         self.trading_date = trading_date
         self._clients_of = clients_of  # dealer_id -> list of client ids
         self._all_clients = lambda: clients_of(None)
@@ -79,18 +80,21 @@ class Authority:
         entry = self._users.get(user_id)
         if entry is None:
             return None
-        role = entry[0]
+        return self._principal(user_id, entry[0])
+
+    def _principal(self, user_id: str, role: Role) -> Principal:
         scope = frozenset(self._clients_of(user_id)) if role is Role.DEALER else None
         return Principal(user_id, role, scope)
 
     def login(self, user_id: str, password: str) -> wire.SessionResponse | None:
         entry = self._users.get(user_id)
         # hash even for an unknown user so timing does not tell which user ids exist
-        role, salt, expected = entry if entry else (None, b"\0" * 16, b"")
+        salt, expected = (entry[1], entry[2]) if entry else (b"\0" * 16, b"")
         ok = hmac.compare_digest(hash_password(password, salt), expected)
         if not entry or not ok:
             return None
-        who = self.principal(user_id)
+        role = entry[0]
+        who = self._principal(user_id, role)
         now = utcnow().replace(microsecond=0)
         expires = now + TOKEN_TTL
         token = jwt.encode(

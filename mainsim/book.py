@@ -15,7 +15,8 @@ from datetime import date
 from decimal import Decimal
 
 from contract import wire
-from contract.wire import OrderStatus, OrderType, Side, Validity
+from contract.ordershape import PRICED, TRIGGERED
+from contract.wire import OrderStatus, Side, Validity
 from mainsim import positions as posmath
 from mainsim.orderchecks import Reject, check_limits, check_shape
 from mainsim.store import Changes, Store, position_key
@@ -150,15 +151,21 @@ class Book:
         buy = order.side is Side.BUY
         changed = False
         if order.status is OrderStatus.TRIGGER_PENDING:
-            if not (last >= order.trigger_price if buy else last <= order.trigger_price):
+            trigger = order.trigger_price
+            assert trigger is not None, "a pending stop-loss has a trigger price (ordershape.check)"
+            if not (last >= trigger if buy else last <= trigger):
                 return False
             order.status = OrderStatus.OPEN  # triggered: an SL becomes a limit, an SL-M a market order
             order.updated_at = utcnow()
             changed = True
         if order.status is OrderStatus.OPEN:
-            if order.order_type in (OrderType.MARKET, OrderType.SL_M) or (
-                last <= order.price if buy else last >= order.price
-            ):
+            if order.order_type in PRICED:
+                limit = order.price
+                assert limit is not None, "a LIMIT or SL order has a price (ordershape.check)"
+                reached = (last <= limit) if buy else (last >= limit)
+            else:
+                reached = True  # MARKET, or a triggered SL-M: at the market
+            if reached:
                 self._fill(order, inst, ch)
                 changed = True
         return changed
@@ -219,9 +226,7 @@ class Book:
             trigger_price=req.trigger_price if req.trigger_price else None,
             validity=req.validity,
             disclosed_quantity=req.disclosed_quantity,
-            status=OrderStatus.TRIGGER_PENDING
-            if req.order_type in (OrderType.SL, OrderType.SL_M)
-            else OrderStatus.OPEN,
+            status=OrderStatus.TRIGGER_PENDING if req.order_type in TRIGGERED else OrderStatus.OPEN,
             placed_by=placed_by,
             created_at=now,
             updated_at=now,
@@ -265,17 +270,9 @@ class Book:
             disclosed_quantity=order.disclosed_quantity,
         )
         merged = current.model_copy(update=updates)
-        if (
-            "order_type" in updates
-            and merged.order_type in (OrderType.MARKET, OrderType.SL_M)
-            and "price" not in updates
-        ):
+        if "order_type" in updates and merged.order_type not in PRICED and "price" not in updates:
             merged.price = None
-        if (
-            "order_type" in updates
-            and merged.order_type in (OrderType.MARKET, OrderType.LIMIT)
-            and "trigger_price" not in updates
-        ):
+        if "order_type" in updates and merged.order_type not in TRIGGERED and "trigger_price" not in updates:
             merged.trigger_price = None
         inst = self._validate(merged)
         ch = Changes()
@@ -285,13 +282,9 @@ class Book:
         order.order_type = merged.order_type
         order.validity = merged.validity
         order.disclosed_quantity = merged.disclosed_quantity
-        if (
-            merged.order_type in (OrderType.SL, OrderType.SL_M)
-            and order.status is OrderStatus.OPEN
-            and "trigger_price" in updates
-        ):
+        if merged.order_type in TRIGGERED and order.status is OrderStatus.OPEN and "trigger_price" in updates:
             order.status = OrderStatus.TRIGGER_PENDING
-        if merged.order_type in (OrderType.MARKET, OrderType.LIMIT):
+        if merged.order_type not in TRIGGERED:
             order.status = OrderStatus.OPEN
         order.updated_at = utcnow()
         self._settle(order, inst, ch)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from contract import wire
 from contract.wire import FaultMode
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class FaultControl:
     def __init__(self, proxy: FaultProxy):
         self.proxy = proxy
-        self.until = None
+        self.until: datetime | None = None
         self.mode = proxy.mode  # as asked: the proxy's own mode follows once the reply is out
         self._timer: asyncio.TimerHandle | None = None
         self._pending: asyncio.Task | None = None

@@ -78,7 +78,7 @@ class FaultProxy:
         self._rng = random.Random(seed)
         self._server: asyncio.base_events.Server | None = None
         self._links: set[_Link] = set()
-        self._flowing: asyncio.Event | None = None
+        self._flowing = asyncio.Event()  # clear while hanging (start() makes a fresh, set one)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> FaultProxy:
@@ -196,7 +196,7 @@ class FaultProxy:
             for w in link.writers():
                 try:
                     w.close()
-                except Exception:
+                except Exception:  # noqa: BLE001, S110 - cleanup: a writer that cannot close is gone already
                     pass
             self._links.discard(link)
             link.done.set()

@@ -19,6 +19,7 @@ def check_shape(req: wire.OrderRequest, inst: wire.Instrument | None) -> wire.In
     """Everything that depends only on the order and its instrument: the rules the
     backup desk applies too (contract.ordershape, one definition)."""
     ordershape.check(req, inst)
+    assert inst is not None, "ordershape.check refuses an unknown instrument (unknown_symbol)"
     return inst
 
 

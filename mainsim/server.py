@@ -80,9 +80,13 @@ def build(cfg: SimConfig, faults=None) -> tuple[Sim, Store]:
     market = Market(book, cfg.seed, cfg.tick_ms, hub.broadcast)
     activity = Activity(book, cfg.seed, cfg.activity)
     sim = Sim(
-        book=book, auth=auth, hub=hub, faults=faults, background=(market.run, hub.heartbeats, activity.run)
+        book=book,
+        auth=auth,
+        hub=hub,
+        faults=faults,
+        background=(market.run, hub.heartbeats, activity.run),
+        market=market,
     )
-    sim.market = market
     return sim, store
 
 
@@ -171,7 +175,8 @@ async def run(cfg: SimConfig) -> int:
         if proxy is not None:
             await proxy.stop()
         try:
-            sim.market.save_prices()
+            if sim.market is not None:  # (build() always gives it one)
+                sim.market.save_prices()
         except Exception:
             log.exception("could not save last prices")
         store.close()

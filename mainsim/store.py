@@ -226,7 +226,7 @@ class Store:
         row = self.db.execute(
             f"SELECT {', '.join(_CHECKPOINT_COLUMNS)} FROM checkpoints WHERE {where}", args
         ).fetchone()
-        return dict(zip(_CHECKPOINT_COLUMNS, row)) if row else None
+        return dict(zip(_CHECKPOINT_COLUMNS, row, strict=True)) if row else None
 
     def latest_checkpoint(self, console_id: str) -> dict | None:
         return self._checkpoint("console_id=? ORDER BY seq DESC, number DESC LIMIT 1", (console_id,))

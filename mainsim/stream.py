@@ -113,7 +113,7 @@ class Hub:
                         ).model_dump_json()
                     )
                 else:
-                    for n, (_, client_id, body) in enumerate(replay):
+                    for _, client_id, body in replay:
                         if who.sees(client_id):
                             await ws.send_text(body)
             receiver = asyncio.ensure_future(self._drain_incoming(ws))
@@ -144,5 +144,5 @@ class Hub:
                 msg = await ws.receive()
                 if msg["type"] == "websocket.disconnect":
                     return
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure to read means the peer is gone: the sender ends too
             return

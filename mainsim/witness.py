@@ -27,10 +27,10 @@ import logging
 
 from fastapi import Depends, FastAPI, Query, Response
 
-from backend_client import checkpoints as cp
+from contract import checkpoints as cp
 from contract import wire
 from contract.auditchain import GENESIS_HASH, ChainBreak, extend, signature_ok
-from mainsim.api import bearer_user
+from mainsim.api import ERRORS, bearer_user
 from mainsim.auth import Authority, Principal
 from mainsim.book import ApiError
 from mainsim.store import Store
@@ -38,13 +38,11 @@ from mainsim.tradingday import utcnow
 
 log = logging.getLogger("mainsim.witness")
 
-ERRORS = {code: {"model": wire.ErrorBody} for code in (401, 403, 404, 409, 422)}
-
 
 class Witness:
-    """The rules, apart from HTTP (``store`` None: describing the routes only)."""
+    """The rules, apart from HTTP."""
 
-    def __init__(self, store: Store | None):
+    def __init__(self, store: Store):
         self.store = store
 
     def register(self, body: cp.CheckpointKeyRegistration, user: Principal) -> cp.CheckpointKeyReceipt:
@@ -162,9 +160,9 @@ class Witness:
         return 201, cp.WitnessedCheckpoint(**row)
 
 
-def install(app: FastAPI, auth: Authority | None, store: Store | None) -> None:
-    """Add the witness routes to mainsim's app (``auth``/``store`` None: for the OpenAPI
-    document only)."""
+def install(app: FastAPI, auth: Authority, store: Store) -> None:
+    """Add the witness routes to mainsim's app (mainsim.openapi_export passes no real
+    ``auth`` or ``store``: describing the routes touches neither)."""
     witness = Witness(store)
     r = wire.API_PREFIX
     who = bearer_user(auth)
