@@ -18,7 +18,7 @@ from contract.enums import value_of
 
 
 class Feed:
-    """Thread-safe, coalescing: producers ``tick``/``event``; the screen ``drain``s."""
+    """Thread-safe, coalescing: producers ``ticks``/``events``; the screen ``drain``s."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -28,26 +28,11 @@ class Feed:
         self._trades: list[wire.Trade] = []
         self.received = 0  # items offered (ticks + events), for the bench
 
-    def tick(self, exchange: str, symbol: str, price) -> None:
-        with self._lock:
-            self._ticks[(exchange, symbol)] = price
-            self.received += 1
-
     def ticks(self, msg: wire.TickMsg) -> None:
         with self._lock:
             for t in msg.ticks:
                 self._ticks[(t.exchange.value, t.symbol)] = t.last_price
             self.received += len(msg.ticks)
-
-    def position(self, p: wire.Position) -> None:
-        with self._lock:
-            self._positions[position_key(p)] = p
-            self.received += 1
-
-    def order(self, o: wire.Order) -> None:
-        with self._lock:
-            self._orders[o.order_id] = o
-            self.received += 1
 
     def events(self, events: list, at: datetime | None = None) -> None:
         """Runtime callback: a committed batch of order/trade/position events."""

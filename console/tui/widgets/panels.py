@@ -214,10 +214,6 @@ def position_with_quote(row: dict, ltp) -> dict:
     }
 
 
-def mtm(row: dict, ltp) -> Decimal:
-    return pnl.mtm(row["realised_pnl"], row["net_quantity"], row["average_price"], ltp)
-
-
 def _hms(at) -> str:
     return f"{at:%H:%M:%S}" if at is not None else ""
 
