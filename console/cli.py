@@ -20,7 +20,8 @@ from console.exitcodes import ExitCode
 try:  # typer 0.2x carries its own copy of click; its exceptions are not click's
     from typer._click import exceptions as _click_errors
 except ImportError:  # pragma: no cover - older typer on the real click
-    from click import exceptions as _click_errors
+    # the same module's other home (mypy sees both; only one imports)
+    from click import exceptions as _click_errors  # type: ignore[no-redef]
 
 # ends a command normally (typer's Exit/Abort; click's too, for an older typer on the real click)
 _PASS_THROUGH = tuple(
@@ -131,7 +132,7 @@ def emit_error_json(code: ExitCode, reason: str, message: str, error_id: str | N
 class LifeboatGroup(TyperGroup):
     """The top-level command: global options after the command, and one error boundary.
 
-    Failures inside a command's service work are answered by console.cmd_book.run;
+    Failures inside a command's service work are answered by console.runner.run;
     this catches what happens around it: a flag or value the parser refuses (exit 2)
     and anything unforeseen (exit 1, never a traceback).  With --json either one is
     also one JSON object on stdout."""
@@ -506,7 +507,7 @@ def sync_discard(
     raise typer.Exit(cmd_sync.decide(ctx.obj, seq, release=False, as_json=as_json))
 
 
-# --------------------------------------------------------------------------- trading (issue 4)
+# --------------------------------------------------------------------------- trading
 
 # Choices as small local enums (not contract.wire's: that would import pydantic at start-up).
 SideChoice = Enum("SideChoice", {"BUY": "BUY", "SELL": "SELL"}, type=str)

@@ -18,8 +18,8 @@ import logging
 
 from rich.table import Table
 
-from console.cmd_book import UsageProblem, emit_json, err, out, read_password, run
 from console.exitcodes import ExitCode
+from console.runner import UsageProblem, emit_json, err, out, read_password, run
 from console.service import Service
 from sync import verdict as verdicts
 
@@ -62,12 +62,13 @@ def _judged(body: dict, replay: dict | None, report: dict | None) -> dict:
     code = EXIT_OF[v]
     head: dict = {"ok": code is ExitCode.OK, "verdict": v, "exit_code": int(code)}
     failure = None
+    said = str((replay or {}).get("message"))  # busy and refused are the replay's own answers
     if v == verdicts.BUSY:
-        failure = ("busy", "replay_lease_held", f"{BUSY_MESSAGE} ({replay['message']})")
+        failure = ("busy", "replay_lease_held", f"{BUSY_MESSAGE} ({said})")
     elif (
         v == verdicts.REFUSED
     ):  # main refused the handshake: the audit chain does not extend what it witnessed
-        failure = ("integrity", "replay_refused", replay["message"])
+        failure = ("integrity", "replay_refused", said)
     elif v == verdicts.INCOMPLETE and replay is not None and replay["status"] == "stopped":
         failure = ("unavailable", "replay_stopped", replay["message"])
     if failure is not None:

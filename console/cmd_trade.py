@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
-from console.cmd_book import UsageProblem, emit_json, err, out, read_password, run
+from console.runner import UsageProblem, emit_json, err, out, read_password, run
 from console.service import ActionResult, Service
 
 # A seam for tests (tests/launcher.py): called just before the acknowledgement stamp of a
@@ -53,7 +53,8 @@ def _decimal(value: str | None, flag: str) -> Decimal | None:
         raise UsageProblem(f"{flag} must be a positive number, not {_shown(value)}")
     if d > _MAX_PRICE:
         raise UsageProblem(f"{flag} {_shown(value)} is out of range (at most {_MAX_PRICE:,})")
-    if d.as_tuple().exponent < -_MAX_PRICE_DECIMALS:
+    exponent = d.as_tuple().exponent  # an int: d is finite
+    if isinstance(exponent, int) and exponent < -_MAX_PRICE_DECIMALS:
         raise UsageProblem(f"{flag} {_shown(value)} has more than {_MAX_PRICE_DECIMALS} decimal places")
     return d
 
@@ -353,8 +354,8 @@ def mode(g, *, what: str, target: str | None, as_json: bool) -> int:
                 decision = await svc.decide_mode()
                 st["effective_mode"] = decision.mode
             else:
-                forced = await svc.mode_force(target if what == "force" else None, password=read_password(g))
-                st = forced.as_dict()
+                changed = await svc.mode_force(target if what == "force" else None, password=read_password(g))
+                st = changed.as_dict()
             if as_json:
                 emit_json(st)
             else:

@@ -12,7 +12,7 @@ Exit codes: 0 done; 3 wrong password, throttled or locked, not a supervisor;
 
 from __future__ import annotations
 
-from console.cmd_book import UsageProblem, emit_json, out, read_password, run
+from console.runner import UsageProblem, emit_json, out, read_password, run
 from console.service import Service
 
 

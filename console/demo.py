@@ -25,6 +25,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
 
 DEMO_USER = "dealer1"
 DEMO_PASSWORD = "demo"  # the seeded demo data's password (CONTRACT.md); loopback only
@@ -179,7 +183,7 @@ class OutageSwitch:
         self.user, self.password = user, password
         self.timeout_s = timeout_s
         self.active = False
-        self._http = None  # httpx.Client, made on first use
+        self._http: httpx.Client | None = None  # made on first use
         self._token: str | None = None
 
     def _client(self):
@@ -241,7 +245,7 @@ def use_private_keyring() -> None:
     from keyring.backend import KeyringBackend
 
     class DemoKeyring(KeyringBackend):
-        priority = 1  # type: ignore[assignment]
+        priority = 1
 
         def __init__(self) -> None:
             super().__init__()
@@ -263,13 +267,6 @@ def console_home(data_dir: Path) -> Path:
     home = data_dir / "home"
     home.mkdir(parents=True, exist_ok=True)
     return home
-
-
-async def login_and_bod(service, user: str = DEMO_USER, password: str = DEMO_PASSWORD):
-    """Online login (token to the private keyring, offline grant to the store), then the BOD."""
-    res = await service.login(user, password)
-    bod = await service.sync_bod()
-    return res, bod
 
 
 def flat_on_main(positions, client_id: str) -> bool:

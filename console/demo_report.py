@@ -94,20 +94,25 @@ class DrillReport:
         self._wall0 = wall.replace(microsecond=wall.microsecond // 1000 * 1000)
         self.started_at = self._wall0.isoformat(timespec="milliseconds")
 
+    def _origin(self) -> tuple[float, datetime]:
+        """The drill's start (monotonic, UTC): ``begin`` now if it has not begun."""
+        if self._mono0 is None or self._wall0 is None:
+            self.begin()
+        assert self._mono0 is not None and self._wall0 is not None  # begin() set both
+        return self._mono0, self._wall0
+
     def instant(self, wall: datetime) -> float:
         """A wall-clock stamp (the replayer's, say) as a monotonic instant on the drill's time line."""
-        if self._mono0 is None:
-            self.begin()
+        mono0, wall0 = self._origin()
         if wall.tzinfo is None:
             wall = wall.replace(tzinfo=UTC)
-        return self._mono0 + (wall - self._wall0).total_seconds()
+        return mono0 + (wall - wall0).total_seconds()
 
     def step(self, name: str, ok: bool = True, detail: str = "", *, mono: float | None = None) -> DrillStep:
         """Record a step at monotonic instant ``mono`` (default: now).  Steps are kept in time order."""
-        if self._mono0 is None:
-            self.begin()
-        t = round((time.monotonic() if mono is None else mono) - self._mono0, 3)
-        at = (self._wall0 + timedelta(seconds=t)).isoformat(timespec="milliseconds")
+        mono0, wall0 = self._origin()
+        t = round((time.monotonic() if mono is None else mono) - mono0, 3)
+        at = (wall0 + timedelta(seconds=t)).isoformat(timespec="milliseconds")
         s = DrillStep(name, at, ok, detail, t)
         i = len(self.steps)
         while i and self.steps[i - 1].t > t:

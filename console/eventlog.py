@@ -129,7 +129,9 @@ def log_error(event: str, exc: BaseException, **extra) -> str | None:
         str(exc)[:500],
         extra={"event": event, "error_id": error_id, "error_type": type(exc).__name__, **extra},
     )
-    if any(getattr(h, "_lifeboat", False) and h.failed for h in logging.getLogger().handlers):
+    if any(
+        getattr(h, "_lifeboat", False) and getattr(h, "failed", False) for h in logging.getLogger().handlers
+    ):
         return None
     return error_id
 

@@ -31,6 +31,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 GRACE_S = 3.0
@@ -54,7 +56,7 @@ class EndOnSignal:
         self.grace_s = grace_s
         self.name = name
         self.signum: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, signal.Handlers | int | Callable[[int, FrameType | None], Any] | None] = {}
 
     def install(self) -> EndOnSignal:
         for sig in SIGNALS:
@@ -99,7 +101,12 @@ class EndOnSignal:
                 name="end-on-signal-ask",
             ).start()
         time.sleep(self.grace_s)  # the main thread ends the process meanwhile, normally
-        last = threading.Thread(target=lambda: [_quietly(step) for step in self.last], daemon=True)
+
+        def run_last() -> None:
+            for step in self.last:
+                _quietly(step)
+
+        last = threading.Thread(target=run_last, daemon=True)
         last.start()
         last.join(1.0)
         _say(f"{self.name}: ended by signal {signal.Signals(self.signum or signal.SIGTERM).name}")
@@ -109,7 +116,7 @@ class EndOnSignal:
 def _quietly(step: Callable[[], object]) -> None:
     try:
         step()
-    except BaseException:  # noqa: BLE001 - a cleanup step must never stop the others
+    except BaseException:  # noqa: BLE001, S110 - a cleanup step must never stop the others (nothing to tell)
         pass
 
 
