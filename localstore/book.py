@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, select
@@ -19,6 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from contract.enums import Role
 from localstore import audit
+from localstore.anchors import Anchors
 from localstore.db import Store
 from localstore.models import (
     ClientRow,
@@ -204,3 +206,66 @@ def set_new_exposure(store: Store, allow: bool, *, by: str, now: datetime) -> No
             action="policy_change",
             payload={"allow_new_exposure": allow, "before": before},
         )
+
+
+# --------------------------------------------------------------------------- users: an online login
+
+
+@dataclass(frozen=True)
+class OnlineLogin:
+    """What an online login records: the user's role and clients, and the offline credential
+    (the local verifier and main's signed grant) that offline login checks later."""
+
+    user_id: str
+    role: Role
+    client_ids: list[str]
+    verifier: str
+    grant_json: str
+    key_id: str
+    public_key: str
+    valid_until: datetime
+    trading_date: date
+    issued_at: datetime  # main's time: the server-time watermark, never the local clock
+    now: datetime
+
+
+def record_online_login(
+    store: Store, anchors: Anchors, login: OnlineLogin, audit_payload: dict[str, Any]
+) -> None:
+    """In one write: the user row, the offline credential, main's time seen, the offline
+    throttle and lockout lifted (audited ``user_released`` if there were failures), and the
+    ``login`` audit row with ``audit_payload``."""
+    from localstore import credentials
+    from localstore.models import OfflineCredential
+
+    with store.write() as s:
+        user = s.get(UserRow, login.user_id) or UserRow(user_id=login.user_id)
+        user.role = login.role
+        user.client_ids = json.dumps(sorted(login.client_ids))
+        user.last_online_login_at = login.now
+        s.add(user)
+        cred = s.get(OfflineCredential, login.user_id) or OfflineCredential(user_id=login.user_id)
+        cred.verifier = login.verifier
+        cred.grant_json = login.grant_json
+        cred.key_id = login.key_id
+        cred.public_key = login.public_key
+        cred.valid_until = login.valid_until
+        cred.trading_date = login.trading_date
+        cred.updated_at = login.now
+        s.add(cred)
+        credentials.observe_server_time(s, login.issued_at)
+        released = credentials.online_login(anchors, login.user_id, login.issued_at)
+        if released.count:  # the online login lifts the offline throttle and lockout
+            audit.append(
+                s,
+                user_id=login.user_id,
+                mode="ONLINE",
+                action="user_released",
+                payload={
+                    "user": login.user_id,
+                    "by": "online login",
+                    "failures": released.count,
+                    "was_locked": released.locked,
+                },
+            )
+        audit.append(s, user_id=login.user_id, mode="ONLINE", action="login", payload=audit_payload)

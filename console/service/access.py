@@ -7,7 +7,6 @@ Functions of the Service (console.service.core), which exposes them as its metho
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -39,8 +38,7 @@ async def login(svc: Service, user_id: str, password: str) -> LoginResult:
 
 async def login_on(svc: Service, c: BackendClient, user_id: str, password: str) -> LoginResult:
     from contract.grants import GrantInvalid, key_for, verify_grant
-    from localstore import audit, credentials, secrets
-    from localstore.models import OfflineCredential, UserRow
+    from localstore import book, credentials, secrets
     from sync.offline import throttle_anchors
 
     session = await c.login(user_id, password)
@@ -63,53 +61,28 @@ async def login_on(svc: Service, c: BackendClient, user_id: str, password: str) 
     # outside the store; offline login verifies grants with these pins only
     await asyncio.to_thread(_enrol, svc, keys, user_id, key.key_id)
 
-    def persist() -> None:
-        with store.write() as s:
-            user = s.get(UserRow, user_id) or UserRow(user_id=user_id)
-            user.role = session.user.role
-            user.client_ids = json.dumps(sorted(session.user.client_ids))
-            user.last_online_login_at = now
-            s.add(user)
-            cred = s.get(OfflineCredential, user_id) or OfflineCredential(user_id=user_id)
-            cred.verifier = verifier
-            cred.grant_json = grant.model_dump_json()
-            cred.key_id = key.key_id
-            cred.public_key = key.public_key
-            cred.valid_until = grant.claims.valid_until
-            cred.trading_date = grant.claims.trading_date
-            cred.updated_at = now
-            s.add(cred)
-            credentials.observe_server_time(s, grant.claims.issued_at)  # main's time, never the local clock
-            released = credentials.online_login(throttle_anchors(store), user_id, grant.claims.issued_at)
-            if released.count:  # the online login lifts the offline throttle and lockout
-                audit.append(
-                    s,
-                    user_id=user_id,
-                    mode="ONLINE",
-                    action="user_released",
-                    payload={
-                        "user": user_id,
-                        "by": "online login",
-                        "failures": released.count,
-                        "was_locked": released.locked,
-                    },
-                )
-            audit.append(
-                s,
-                user_id=user_id,
-                mode="ONLINE",
-                action="login",
-                payload={
-                    "how": "online",
-                    "role": session.user.role.value,
-                    "console_id": store.console_id,
-                    "grant_keys": _fingerprints({k.key_id: k.public_key for k in keys.keys}),
-                    "clients": len(session.user.client_ids),
-                    "grant_valid_until": grant.claims.valid_until.isoformat(),
-                },
-            )
-
-    await asyncio.to_thread(persist)
+    login = book.OnlineLogin(
+        user_id=user_id,
+        role=session.user.role,
+        client_ids=list(session.user.client_ids),
+        verifier=verifier,
+        grant_json=grant.model_dump_json(),
+        key_id=key.key_id,
+        public_key=key.public_key,
+        valid_until=grant.claims.valid_until,
+        trading_date=grant.claims.trading_date,
+        issued_at=grant.claims.issued_at,
+        now=now,
+    )
+    payload = {
+        "how": "online",
+        "role": session.user.role.value,
+        "console_id": store.console_id,
+        "grant_keys": _fingerprints({k.key_id: k.public_key for k in keys.keys}),
+        "clients": len(session.user.client_ids),
+        "grant_valid_until": grant.claims.valid_until.isoformat(),
+    }
+    await asyncio.to_thread(lambda: book.record_online_login(store, throttle_anchors(store), login, payload))
     from localstore import checkpoints  # the audit chain's signed checkpoints: key to main, queue sent
 
     await checkpoints.at_login(store, c)
