@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from localstore import credentials
+from localstore import credentials, verifier
 from localstore.anchors import Anchors
 from localstore.credentials import (
     AttemptRefused,
@@ -25,6 +25,7 @@ from localstore.credentials import (
 )
 from localstore.db import open_store
 from localstore.models import SyncState
+from tests import launcher
 
 T0 = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
 FAST_N = 2**10  # TEST ONLY: cheap scrypt so the suite stays fast; production uses 2**17
@@ -51,7 +52,8 @@ def test_stored_parameters_are_used_for_checking(monkeypatch):
     assert (n, r, p) == (2**11, 8, 1)
     expected = hashlib.scrypt(b"secret", salt=salt, n=2**11, r=8, p=1, maxmem=64 * 2**20, dklen=len(digest))
     assert expected == digest
-    monkeypatch.setenv(credentials.TEST_N_ENV, str(2**12))
+    monkeypatch.delenv(launcher.SCRYPT_N_ENV, raising=False)
+    monkeypatch.setattr(verifier, "SCRYPT_N", 2**12)  # the work factor's seam, read at call time
     assert check_verifier(stored, "secret")
     assert parse_verifier(make_verifier("secret"))[0] == 2**12  # new verifiers follow the (test) override
 
@@ -61,8 +63,9 @@ def test_default_parameters_are_owasp():
 
 
 def test_test_override_is_validated(monkeypatch):
-    monkeypatch.setenv(credentials.TEST_N_ENV, "1000")
+    monkeypatch.setattr(verifier, "SCRYPT_N", verifier.SCRYPT_N)  # put back whatever the override set
     with pytest.raises(ValueError, match="power of two"):
+        launcher.install({launcher.SCRYPT_N_ENV: "1000"})  # the override lives in the test launcher
         make_verifier("x")
 
 
