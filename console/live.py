@@ -180,11 +180,12 @@ class LiveSession:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the live session is closed")
-            if self._loop is not None:
-                return
-            self._own_loop = True
-            self._thread = threading.Thread(target=self._thread_main, name="lifeboat-live", daemon=True)
-            self._thread.start()
+            if self._loop is not None and not self._own_loop:
+                return  # the agent's: the caller's loop (run_forever)
+            if self._thread is None:
+                self._own_loop = True
+                self._thread = threading.Thread(target=self._thread_main, name="lifeboat-live", daemon=True)
+                self._thread.start()
         self._started.wait()
 
     def _thread_main(self) -> None:
@@ -193,6 +194,10 @@ class LiveSession:
         self._loop = loop
         try:
             self._bind_client(loop)
+        except Exception:  # no shared client: each service call opens its own, as without a session
+            log.exception(
+                "the live session's client could not be made", extra={"event": "live_client_failed"}
+            )
         finally:
             self._started.set()
         try:
@@ -300,6 +305,7 @@ class LiveSession:
             if self._loop is not None:
                 raise RuntimeError("the live session already runs on a loop")
             self._loop = loop
+        self._started.set()
         self._bind_client(loop)
         try:
             await self._host(password=password, user_id=self.service.current_user(), ready=ready)
