@@ -15,7 +15,7 @@ mainsim may import (it may not import localstore).
   with the console's Ed25519 key (kept outside the store, localstore.anchors) over
   their canonical JSON.
 * No pydantic here: localstore.audit imports this on the journal's hot path.  The
-  witness endpoints' bodies are in backend_client.checkpoints.
+  witness endpoints' bodies are in contract.checkpoints.
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ hashes after it; whoever can edit the store can recompute them with the project'
 lives outside the store (localstore.anchors: the OS keyring or a 0600 file in the
 config dir).  A rewrite before a checkpoint changes that row's hash and no longer
 matches a signature the editor cannot make.  The checkpoints are also sent to main
-(``flush``), which recomputes the chain over the rows in between and keeps them where
-the dealer cannot write: deleting local checkpoints does not help either.
+(sync.checkpoint_send), which recomputes the chain over the rows in between and keeps
+them where the dealer cannot write: deleting local checkpoints does not help either.
+This module is the store's side: the signing key, making, queueing and checking them;
+it never talks to main.
 
 When one is made (all cheap next to the work around them):
 
@@ -29,12 +31,12 @@ bounds how much of a long, quiet stretch waits uncovered.  ``MINUTES`` = 5
 (``LIFEBOAT_CHECKPOINT_MINUTES``): an agent that runs all day ONLINE has its head
 witnessed within minutes, at one small request per five minutes at most.
 
-When they are sent to main (``flush``: oldest first, each with the rows since the last
-one main witnessed; while main is down they stay queued): at online login
-(``at_login``, which also registers the key), after any online command main answered
-(``send_queued``), by the runtime while ONLINE (after each mode change and every
-``MINUTES``), and in the replay handshake (sync.replay), where main's 409 refuses the
-replay.
+When they are sent to main (sync.checkpoint_send: oldest first, each with the rows
+since the last one main witnessed, ``pending`` and ``rows_between`` here; while main is
+down they stay queued; main's answer is recorded with ``mark``): at online login, after
+any online command main answered, by the runtime while ONLINE (after each mode change
+and every ``MINUTES``), and in the replay handshake (sync.replay), where main's 409
+refuses the replay.
 
 A store with no signing key (never enrolled on this home) makes no checkpoint; its
 rows are reported as not covered.
@@ -47,7 +49,6 @@ does not link the two.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -66,7 +67,6 @@ from localstore.core_tables import audit_head as _HEAD
 from localstore.core_tables import audit_log as _ROWS
 
 if TYPE_CHECKING:
-    from backend_client.client import BackendClient
     from localstore.db import Store
 
 log = logging.getLogger("lifeboat.checkpoints")
@@ -99,7 +99,7 @@ PUBLIC_KEYS_ANCHOR = "checkpoint_public_keys"  # every key this home's checkpoin
 _signers: dict[str, tuple[Any, str] | None] = {}  # real home path -> (private key, public key b64)
 
 
-def _signer(home: Path) -> tuple[Any, str] | None:
+def signing_key(home: Path) -> tuple[Any, str] | None:
     """This home's checkpoint key and its public half, or None before enrolment (or when
     the anchors cannot be read: logged; the rows then stay uncovered, never 'intact')."""
     where = os.path.realpath(home)
@@ -121,7 +121,7 @@ def _signer(home: Path) -> tuple[Any, str] | None:
     return _signers[where]
 
 
-def _remember_key(home: Path, public: str) -> None:
+def remember_key(home: Path, public: str) -> None:
     """Add ``public`` to the keys this home's checkpoints were signed with (in the anchors),
     so `audit verify` still trusts them after a re-enrolment makes a new key.  Called at
     online login, right after the enrolment that makes any new key."""
@@ -187,7 +187,7 @@ def sign_in(
     """Sign and store a checkpoint of row ``seq`` (hash ``head_hash``) in the caller's
     write transaction; the claims, or None when this home has no signing key."""
     home = home or _home_of(conn)
-    signer = _signer(home) if home is not None else None
+    signer = signing_key(home) if home is not None else None
     if signer is None:
         return None
     key, public = signer
@@ -240,26 +240,11 @@ def newest(store: Store) -> dict | None:
     return dict(row) if row is not None else None
 
 
-# --------------------------------------------------------------------------- sending them to main
+# --------------------------------------------------------------------------- the queue for main (sync.checkpoint_send sends it)
 
 
-class ChainRefused(Exception):
-    """Main refused a checkpoint because this console's chain does not extend the last
-    one it witnessed (409): the local history was rewritten (or is another store's)."""
-
-    def __init__(self, number: int, seq: int, message: str):
-        super().__init__(message)
-        self.number, self.seq, self.message = number, seq, message
-
-
-@dataclass
-class FlushResult:
-    sent: list[int] = field(default_factory=list)  # checkpoint numbers main witnessed now
-    queued: int = 0  # still waiting for main
-    stopped: str | None = None  # why the rest waits (main unavailable, key not registered ...)
-
-
-def _pending(store: Store) -> list[dict]:
+def pending(store: Store) -> list[dict]:
+    """The checkpoints main has neither witnessed nor refused yet, oldest first."""
     with store.read_core() as conn:
         rows = (
             conn.execute(
@@ -273,7 +258,8 @@ def _pending(store: Store) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-def _rows(store: Store, after: int, upto: int) -> list[dict]:
+def rows_between(store: Store, after: int, upto: int) -> list[dict]:
+    """Audit rows ``after`` < id <= ``upto`` as they are hashed (payload decoded)."""
     with store.read_core() as conn:
         rows = (
             conn.execute(
@@ -287,97 +273,17 @@ def _rows(store: Store, after: int, upto: int) -> list[dict]:
     return [{**r, "payload": json.loads(r["payload"])} for r in rows]
 
 
-def _mark(
+def mark(
     store: Store, number: int, *, witnessed_at: datetime | None = None, refused: str | None = None
 ) -> None:
-    with store.write_core(
-        durable=False
-    ) as conn:  # lost: it is sent again, and main answers a resend with 200
+    """Record main's answer to checkpoint ``number`` (a cheap commit: a lost mark means it
+    is sent again, and main answers a resend with 200)."""
+    with store.write_core(durable=False) as conn:
         conn.execute(
             update(_CP)
             .where(_CP.c.number == number)
             .values(witnessed_at=witnessed_at, refused_reason=refused)
         )
-
-
-def _submission(cp: dict, rows: list[dict], purpose: str):
-    from backend_client.checkpoints import CheckpointSubmission
-
-    claims = {k: cp[k] for k in ("console_id", "number", "seq", "head_hash", "at", "mode", "reason")}
-    return CheckpointSubmission(
-        checkpoint={"claims": claims, "public_key": cp["public_key"], "signature": cp["signature"]},
-        rows=rows,
-        purpose=purpose,
-    )
-
-
-async def flush(
-    store: Store,
-    client: BackendClient,
-    *,
-    purpose: str = "checkpoint",
-    offload: bool = True,
-    resend_newest: bool = False,
-) -> FlushResult:
-    """Send the queued checkpoints to main, oldest first, each with the rows since the
-    last one main witnessed.  Main unavailable, or the key not registered: they stay
-    queued (``stopped`` says why).  Main refusing one as not extending its last
-    witnessed checkpoint: marked refused and ``ChainRefused`` raised.  ``resend_newest``
-    (the replay handshake): the newest checkpoint goes with ``purpose`` even when main
-    already witnessed it (main answers an identical one with 200) or refused it (main
-    judges it again: a refusal marked in the editable store is not taken on trust, and
-    neither is its absence)."""
-    from backend_client import checkpoints as wire_cp
-    from backend_client import errors as be
-
-    async def db(fn, *args, **kw):
-        return await asyncio.to_thread(fn, *args, **kw) if offload else fn(*args, **kw)
-
-    result = FlushResult()
-    pending = await db(_pending, store)
-    if (
-        not pending and resend_newest
-    ):  # already witnessed (main answers 200) or refused (main refuses it again)
-        last = await db(newest, store)
-        if last is not None:
-            pending = [last]
-    if not pending:
-        return result
-    witnessed_to: dict[str, int] = {}  # console id -> the row main witnessed up to (checkpoints made before
-    try:  # a re-enrolment carry the console's earlier id)
-        for i, cp in enumerate(pending):
-            if cp["console_id"] not in witnessed_to:
-                main = await wire_cp.latest(client, cp["console_id"])
-                witnessed_to[cp["console_id"]] = main.seq if main is not None else 0
-            after = witnessed_to[cp["console_id"]]
-            start = after if cp["seq"] > after else cp["seq"]  # an identical resend carries no rows
-            rows = await db(_rows, store, start, cp["seq"])
-            sub = _submission(cp, rows, purpose if i == len(pending) - 1 else "checkpoint")
-            try:
-                witnessed = await wire_cp.submit(client, sub)
-            except be.IdempotencyConflict as exc:
-                reason = f"main refused it: {exc.message}"
-                await db(_mark, store, cp["number"], refused=reason)
-                log.error(
-                    "checkpoint refused by main",
-                    extra={"event": "checkpoint_refused", "number": cp["number"], "reason": exc.message},
-                )
-                raise ChainRefused(cp["number"], cp["seq"], exc.message) from None
-            await db(_mark, store, cp["number"], witnessed_at=witnessed.witnessed_at)
-            result.sent.append(cp["number"])
-            witnessed_to[cp["console_id"]] = max(after, cp["seq"])
-    except (
-        be.Forbidden,
-        be.Rejected,
-        be.NotFound,
-    ) as exc:  # no key registered (or another key), or a main without a witness
-        result.stopped = (
-            f"main did not take the checkpoints ({exc.message}); an online login registers the key"
-        )
-    except (be.Unavailable, be.ProtocolError) as exc:
-        result.stopped = f"main unavailable: {exc.message}"
-    result.queued = len(pending) - len(result.sent)
-    return result
 
 
 # --------------------------------------------------------------------------- checking the chain against them
@@ -509,63 +415,3 @@ def check(conn: Connection, rows: int, *, trusted: set[str], main_latest: dict |
     if cov.covered_to < rows:
         cov.uncovered = (cov.covered_to + 1, rows)
     return cov
-
-
-# --------------------------------------------------------------------------- the moments that make and send them
-
-
-async def at_login(store: Store, client: BackendClient) -> FlushResult | None:
-    """At an online login, after enrolment (sync.identity): register this home's
-    checkpoint key with main, checkpoint the head and send what is queued.  Never fails
-    the login: main not taking them now leaves them queued (logged); a refusal is
-    marked on the checkpoint, and `audit verify` reports it."""
-    from backend_client import checkpoints as wire_cp
-    from backend_client import errors as be
-
-    forget_keys()  # enrolment may have made a new key in this process
-    signer = await asyncio.to_thread(_signer, store.path.parent) if store.path is not None else None
-    if signer is None:
-        return None
-    try:
-        await asyncio.to_thread(_remember_key, store.path.parent, signer[1])
-        await wire_cp.register_key(client, store.console_id, signer[1])
-        await asyncio.to_thread(make, store, mode="ONLINE", reason="login")
-        result = await flush(store, client)
-    except ChainRefused as exc:
-        log.error(
-            "main refused this console's audit checkpoint at login",
-            extra={"event": "checkpoint_refused_at_login", "reason": exc.message},
-        )
-        return None
-    except be.BackendError as exc:
-        log.warning(
-            "checkpoints not sent at login", extra={"event": "checkpoint_login_failed", "reason": exc.message}
-        )
-        return None
-    if result.stopped:
-        log.warning(
-            "checkpoints still queued", extra={"event": "checkpoint_queued", "reason": result.stopped}
-        )
-    return result
-
-
-async def send_queued(store: Store, client: BackendClient) -> None:
-    """After an online command that main answered: send what is queued (a local read when
-    nothing is).  Never fails the command; a refusal is marked and logged."""
-    from backend_client import errors as be
-
-    if store.path is None or not await asyncio.to_thread(_pending, store):
-        return
-    try:
-        result = await flush(store, client)
-    except ChainRefused as exc:
-        log.error(
-            "main refused an audit checkpoint", extra={"event": "checkpoint_refused", "reason": exc.message}
-        )
-        return
-    except be.BackendError as exc:
-        result = FlushResult(stopped=exc.message)
-    if result.stopped:
-        log.warning(
-            "checkpoints still queued", extra={"event": "checkpoint_queued", "reason": result.stopped}
-        )

@@ -27,7 +27,7 @@ import logging
 
 from fastapi import Depends, FastAPI, Query, Response
 
-from backend_client import checkpoints as cp
+from contract import checkpoints as cp
 from contract import wire
 from contract.auditchain import GENESIS_HASH, ChainBreak, extend, signature_ok
 from mainsim.api import ERRORS, bearer_user

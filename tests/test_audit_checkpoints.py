@@ -24,6 +24,7 @@ from keyring.backends import fail
 from localstore import audit, checkpoints
 from localstore.anchors import Anchors
 from localstore.db import open_store
+from sync import checkpoint_send
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -272,7 +273,7 @@ def test_checkpoints_queued_while_main_is_down_are_witnessed_when_it_is_back(sim
         async with BackendClient(url, retries=0) as c:
             if url == sim.url:
                 await c.login("super1", "demo")
-            return await checkpoints.flush(store, c)
+            return await checkpoint_send.flush(store, c)
 
     down = asyncio.run(flush("http://127.0.0.1:9"))  # main down: nothing lost, nothing marked
     assert down.sent == [] and down.queued == 1 and down.stopped.startswith("main unavailable")
