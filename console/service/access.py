@@ -18,6 +18,10 @@ from contract import clock
 if TYPE_CHECKING:
     from backend_client.client import BackendClient
     from console.service.core import Service
+    from contract import wire
+    from localstore.verifier import EarlyCheck
+    from sync.identity import Enrolment
+    from sync.offline import OfflineSession
 
 log = logging.getLogger("lifeboat.service")
 
@@ -83,15 +87,15 @@ async def login_on(svc: Service, c: BackendClient, user_id: str, password: str) 
         "grant_valid_until": grant.claims.valid_until.isoformat(),
     }
     await asyncio.to_thread(lambda: book.record_online_login(store, throttle_anchors(store), login, payload))
-    from sync import checkpoint_send  # the audit chain's signed checkpoints: key to main, queue sent
+    from localstore import checkpoints  # the audit chain's signed checkpoints: key to main, queue sent
 
-    await checkpoint_send.at_login(store, c)
+    await checkpoints.at_login(store, c)
     kept = secrets.save_token(user_id, session.access_token)
     log.info("login", extra={"event": "login", "user_id": user_id, "keyring_kept": kept})
     return LoginResult(session.user, kept, grant.claims.valid_until, store.console_id)
 
 
-def _enrol(svc: Service, keys, user_id: str, grant_key_id: str):
+def _enrol(svc: Service, keys: wire.KeySet, user_id: str, grant_key_id: str) -> Enrolment:
     """At an online login: bind this store to this home (sync.identity.ensure_enrolled) and
     pin the grant keys main publishes now (``keys``: its /keys), replacing the old pins:
     only main, online, changes them.  A change of pins is audited.  With a broker's trust
@@ -165,7 +169,7 @@ def logout(svc: Service) -> tuple[str, str]:
     return user, token
 
 
-async def _offline_check(svc: Service, user_id: str, password: str, mode: str):
+async def _offline_check(svc: Service, user_id: str, password: str, mode: str) -> OfflineSession:
     from sync import offline
 
     try:
@@ -179,7 +183,7 @@ async def _offline_check(svc: Service, user_id: str, password: str, mode: str):
         raise problem from exc
 
 
-def start_password_check(svc: Service, password: str, early=None) -> None:
+def start_password_check(svc: Service, password: str, early: EarlyCheck | None = None) -> None:
     """A script gave its password before the mode is known: start the offline check's
     scrypt (about half a second) now, in a thread beside the health probe, unless
     ``early`` (localstore.verifier.EarlyCheck, started by the CLI before its imports)
@@ -197,7 +201,7 @@ def start_password_check(svc: Service, password: str, early=None) -> None:
         svc._early_check = None
 
 
-async def login_offline(svc: Service, user_id: str, password: str):
+async def login_offline(svc: Service, user_id: str, password: str) -> OfflineSession:
     """Log in while main is down, against this console's signed grant and local
     verifier (audited, throttled).  Returns the sync.offline.OfflineSession (role,
     client_ids from the grant); the user becomes this service's user."""

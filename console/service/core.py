@@ -27,6 +27,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -159,9 +160,9 @@ class Service:
                     )
                 c.token = token
             yield c
-            from sync import checkpoint_send  # main answered: send the checkpoints queued meanwhile
+            from localstore import checkpoints  # main answered: send the audit checkpoints queued meanwhile
 
-            await checkpoint_send.send_queued(self.store, c)
+            await checkpoints.send_queued(self.store, c)
 
     # ------------------------------------------------------------------ mode
 
@@ -256,8 +257,8 @@ class Service:
         order_id: str | None = None,
         client_order_id: str | None = None,
         quantity: int | None = None,
-        price: Any = None,
-        trigger_price: Any = None,
+        price: Decimal | None = None,
+        trigger_price: Decimal | None = None,
         password: str | None = None,
     ) -> ActionResult:
         return await trading.modify(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from localstore.paths import privacy_warnings
 
 if TYPE_CHECKING:
     from console.service.core import Service
+    from sync.runtime import Runtime
 
 log = logging.getLogger("lifeboat.service")
 
@@ -129,7 +131,9 @@ async def status(svc: Service, *, now: datetime | None = None) -> dict:
     )  # null forced_mode: no supervisor forced one (as `mode show` says)
 
 
-async def run_agent(svc: Service, password: str | None = None, *, ready=None) -> None:
+async def run_agent(
+    svc: Service, password: str | None = None, *, ready: Callable[[Runtime], None] | None = None
+) -> None:
     """The runtime with no screen, until cancelled or the session is refused."""
     from console.shutdown import AgentPresence
     from sync.runtime import Runtime

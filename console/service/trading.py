@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from backend_client import errors as be
 from console import eventlog
@@ -22,11 +23,12 @@ if TYPE_CHECKING:
     from backend_client.client import BackendClient
     from console.service.core import Service
     from sync.trading.desk import Actor
+    from sync.trading.policy import OrderTicket
 
 log = logging.getLogger("lifeboat.service")
 
 
-def _target_dict(t) -> dict:
+def _target_dict(t: Any) -> dict[str, Any]:
     if isinstance(t, dict):
         return t
     return {
@@ -39,7 +41,7 @@ def _target_dict(t) -> dict:
     }
 
 
-async def _actor(svc: Service, mode: str, password: str | None, c=None):
+async def _actor(svc: Service, mode: str, password: str | None) -> Actor:
     """Backup and RECOVERING: offline login (the signed grant gives the scope).
     ONLINE: the main system's session (its role and clients, kept at login)."""
     from sync import offline
@@ -90,7 +92,7 @@ async def _route(
     try:
         if decision.mode == "ONLINE":
             async with svc.session_client(password) as c:
-                actor = await _actor(svc, "ONLINE", password, c)
+                actor = await _actor(svc, "ONLINE", password)
                 res = await online(c, actor)
         else:
             actor = await _actor(svc, decision.mode, password)
@@ -117,8 +119,8 @@ def acknowledge(svc: Service, result: ActionResult) -> None:
 
 
 async def place(
-    svc,
-    ticket,
+    svc: Service,
+    ticket: OrderTicket,
     *,
     validity: str = "DAY",
     disclosed_quantity: int | None = None,
@@ -127,7 +129,7 @@ async def place(
     from contract import wire
     from sync.trading import desk
 
-    async def online(c, actor):
+    async def online(c: BackendClient, actor: Actor) -> ActionResult:
         from sync.trading import online_desk  # the ORM models: only the ONLINE route needs them
 
         order = await online_desk.place(
@@ -137,7 +139,7 @@ async def place(
         o["outcome"] = "rejected" if order.status is wire.OrderStatus.REJECTED else order.status.value.lower()
         return ActionResult("order_place", "ONLINE", actor.user_id, order=o)
 
-    def backup(actor, mode):
+    def backup(actor: Actor, mode: str) -> ActionResult:
         r = desk.place(
             svc.store, actor, ticket, mode=mode, validity=validity, disclosed_quantity=disclosed_quantity
         )
@@ -158,18 +160,18 @@ async def place(
 
 
 async def modify(
-    svc,
+    svc: Service,
     *,
     order_id: str | None = None,
     client_order_id: str | None = None,
     quantity: int | None = None,
-    price=None,
-    trigger_price=None,
+    price: Decimal | None = None,
+    trigger_price: Decimal | None = None,
     password: str | None = None,
 ) -> ActionResult:
     from sync.trading import desk
 
-    async def online(c, actor):
+    async def online(c: BackendClient, actor: Actor) -> ActionResult:
         from sync.trading import online_desk  # the ORM models: only the ONLINE route needs them
 
         order = await online_desk.modify(
@@ -189,7 +191,7 @@ async def modify(
             order={**order.model_dump(mode="json"), "outcome": "modified"},
         )
 
-    def backup(actor, mode):
+    def backup(actor: Actor, mode: str) -> ActionResult:
         r = desk.modify(
             svc.store,
             actor,
@@ -218,11 +220,15 @@ async def modify(
 
 
 async def cancel(
-    svc, *, order_id: str | None = None, client_order_id: str | None = None, password: str | None = None
+    svc: Service,
+    *,
+    order_id: str | None = None,
+    client_order_id: str | None = None,
+    password: str | None = None,
 ) -> ActionResult:
     from sync.trading import desk
 
-    async def online(c, actor):
+    async def online(c: BackendClient, actor: Actor) -> ActionResult:
         from sync.trading import online_desk  # the ORM models: only the ONLINE route needs them
 
         order = await online_desk.cancel(
@@ -235,7 +241,7 @@ async def cancel(
             order={**order.model_dump(mode="json"), "outcome": order.status.value.lower()},
         )
 
-    def backup(actor, mode):
+    def backup(actor: Actor, mode: str) -> ActionResult:
         r = desk.cancel(svc.store, actor, order_id=order_id, client_order_id=client_order_id, mode=mode)
         return ActionResult(
             "order_cancel",
@@ -255,7 +261,7 @@ async def cancel(
 
 
 async def squareoff(
-    svc,
+    svc: Service,
     *,
     client_id: str | None = None,
     symbol: str | None = None,
@@ -265,7 +271,7 @@ async def squareoff(
 ) -> ActionResult:
     from sync.trading import desk
 
-    async def online(c, actor):
+    async def online(c: BackendClient, actor: Actor) -> ActionResult:
         from sync.trading import online_desk  # the ORM models: only the ONLINE route needs them
 
         legs, cancels = await online_desk.squareoff(
@@ -286,7 +292,7 @@ async def squareoff(
             dry_run=dry_run,
         )
 
-    def backup(actor, mode):
+    def backup(actor: Actor, mode: str) -> ActionResult:
         legs, cancels, receipts = desk.squareoff(
             svc.store,
             actor,
@@ -321,11 +327,11 @@ async def killswitch(svc: Service, *, off: bool = False, password: str | None = 
         await asyncio.to_thread(online_desk.set_killswitch, svc.store, actor, False, mode=decision.mode)
         return ActionResult("killswitch_off", decision.mode, actor.user_id)
 
-    async def online(c, actor):
+    async def online(c: BackendClient, actor: Actor) -> ActionResult:
         cancels = await online_desk.killswitch(svc.store, c, actor)
         return ActionResult("killswitch", "ONLINE", actor.user_id, cancels=cancels)
 
-    def backup(actor, mode):
+    def backup(actor: Actor, mode: str) -> ActionResult:
         cancels, receipts = desk.killswitch(svc.store, actor, mode=mode)
         ctargets = [_target_dict(t) for t in cancels]
         for t, r in zip(ctargets, receipts, strict=False):
@@ -337,7 +343,7 @@ async def killswitch(svc: Service, *, off: bool = False, password: str | None = 
     return await _route(svc, password, online, backup, "killswitch")
 
 
-async def _supervisor(svc: Service, password: str | None, what: str, mode: str):
+async def _supervisor(svc: Service, password: str | None, what: str, mode: str) -> Actor:
     """A supervisor proves who they are against this console's local verifier and
     signed grant (works whether or not main is up)."""
     from sync.trading.policy import check_supervisor
