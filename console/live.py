@@ -221,7 +221,8 @@ class LiveSession:
         async def body() -> T:
             return await fn(*args, **kw)
 
-        return asyncio.run_coroutine_threadsafe(body(), self.loop)
+        loop = self.loop  # first: a closed session raises before a coroutine is made
+        return asyncio.run_coroutine_threadsafe(body(), loop)
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
         """Await ``fn(*args, **kw)`` run on the session's loop, from another loop (a Textual
