@@ -329,7 +329,7 @@ def test_modify_only_downwards_and_cancel_once(svc):
         ).fetchone()
     if row is None:
         pytest.skip("seed has no open order with room to modify down")
-    oid, qty, filled, lot = row
+    oid, qty, _filled, lot = row
     with pytest.raises(Refused) as e:
         run(svc.modify(order_id=oid, quantity=qty + lot, password=PASSWORD))
     assert e.value.code == "modify_up"

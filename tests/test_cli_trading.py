@@ -69,7 +69,7 @@ def error_id(stderr: str) -> str:
 # --------------------------------------------------------------------------- the scenario
 
 
-def test_main_killed_dealer_squares_off_wrong_password_and_new_exposure_refused(sim, cli_factory):  # noqa: F811
+def test_main_killed_dealer_squares_off_wrong_password_and_new_exposure_refused(sim, cli_factory):
     cli = cli_factory(sim.url)
     cli.login().ok()
     cli("--password-stdin", "sync", "bod", stdin=PASSWORD + "\n").ok()
@@ -98,7 +98,7 @@ def test_main_killed_dealer_squares_off_wrong_password_and_new_exposure_refused(
         }
         assert leg["client_id"] == client and leg["outcome"] == "journaled" and leg["client_order_id"]
 
-    exch, symbol, product, net = a_long_position(cli, clients_of(cli)[1])
+    exch, symbol, product, _net = a_long_position(cli, clients_of(cli)[1])
     r = cli(
         "--password-stdin",
         "order",
@@ -137,7 +137,7 @@ def test_main_killed_dealer_squares_off_wrong_password_and_new_exposure_refused(
     assert all(x["console_id"] and x["user"] == "dealer1" and x["mode"] == "BACKUP" for x in sq)
 
 
-def test_online_squareoff_sends_legs_to_main_and_flattens(sim, cli_factory):  # noqa: F811
+def test_online_squareoff_sends_legs_to_main_and_flattens(sim, cli_factory):
     cli = cli_factory(sim.url)
     cli.login().ok()
     cli("sync", "bod").ok()
@@ -387,7 +387,7 @@ def test_trading_commands_never_import_textual(down, args):
     assert len(lines) > 1 and json.loads(lines[0]) is not None
 
 
-def test_killswitch_cancels_scope_orders_blocks_exposure_and_a_supervisor_releases_it(sim, cli_factory):  # noqa: F811
+def test_killswitch_cancels_scope_orders_blocks_exposure_and_a_supervisor_releases_it(sim, cli_factory):
     from tests.cli_env import raw_get, raw_session
 
     cli = cli_factory(sim.url)

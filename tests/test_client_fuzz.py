@@ -69,14 +69,16 @@ def http_replies(draw) -> bytes:
 async def _ask_each(replies: list[bytes]) -> list:
     """One server and one client for a batch (building an httpx client costs ~0.1 s)."""
     outcomes = []
-    async with GarbageServer(mode="raw") as server:
-        async with BackendClient(server.url, token="t", read_timeout=0.2, retries=0) as client:
-            for reply in replies:
-                server.raw_reply = reply
-                try:
-                    outcomes.append(await client.order("O-1"))
-                except BackendError as exc:
-                    outcomes.append(exc)
+    async with (
+        GarbageServer(mode="raw") as server,
+        BackendClient(server.url, token="t", read_timeout=0.2, retries=0) as client,
+    ):
+        for reply in replies:
+            server.raw_reply = reply
+            try:
+                outcomes.append(await client.order("O-1"))
+            except BackendError as exc:
+                outcomes.append(exc)
     return outcomes
 
 

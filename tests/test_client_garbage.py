@@ -85,10 +85,12 @@ async def _call(client: BackendClient, name: str):
 @pytest.mark.parametrize("mode,call,error,kind", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_garbage_reply_is_a_typed_error(mode, call, error, kind):
     async def scenario():
-        async with GarbageServer(mode=mode) as server:
-            async with BackendClient(server.url, token="t", read_timeout=0.3, retries=0) as client:
-                with pytest.raises(BackendError) as caught:
-                    await _call(client, call)
+        async with (
+            GarbageServer(mode=mode) as server,
+            BackendClient(server.url, token="t", read_timeout=0.3, retries=0) as client,
+        ):
+            with pytest.raises(BackendError) as caught:
+                await _call(client, call)
         return caught.value, server
 
     exc, server = run(scenario())
@@ -102,10 +104,12 @@ def test_garbage_reply_is_a_typed_error(mode, call, error, kind):
 
 def test_rejection_carries_the_reason_code():
     async def scenario():
-        async with GarbageServer(mode="rejected_422") as server:
-            async with BackendClient(server.url, token="t", retries=0) as client:
-                with pytest.raises(Rejected) as caught:
-                    await client.place_order(ORDER_REQUEST)
+        async with (
+            GarbageServer(mode="rejected_422") as server,
+            BackendClient(server.url, token="t", retries=0) as client,
+        ):
+            with pytest.raises(Rejected) as caught:
+                await client.place_order(ORDER_REQUEST)
         return caught.value
 
     exc = run(scenario())
@@ -126,9 +130,11 @@ def test_connection_refused_is_unavailable_not_sent():
 
 def test_get_is_retried_after_a_server_error():
     async def scenario():
-        async with GarbageServer(mode="health_ok", script=["json_503", "close_no_response"]) as server:
-            async with BackendClient(server.url, retries=2) as client:
-                health = await client.health()
+        async with (
+            GarbageServer(mode="health_ok", script=["json_503", "close_no_response"]) as server,
+            BackendClient(server.url, retries=2) as client,
+        ):
+            health = await client.health()
         return health, server
 
     health, server = run(scenario())
@@ -138,10 +144,9 @@ def test_get_is_retried_after_a_server_error():
 
 def test_retries_are_bounded():
     async def scenario():
-        async with GarbageServer(mode="json_503") as server:
-            async with BackendClient(server.url, retries=2) as client:
-                with pytest.raises(Unavailable) as caught:
-                    await client.trades()
+        async with GarbageServer(mode="json_503") as server, BackendClient(server.url, retries=2) as client:
+            with pytest.raises(Unavailable) as caught:
+                await client.trades()
         return caught.value, server
 
     exc, server = run(scenario())
@@ -151,9 +156,11 @@ def test_retries_are_bounded():
 
 def test_place_order_is_retried_with_the_same_client_order_id():
     async def scenario():
-        async with GarbageServer(mode="order_ok", script=["reset_mid_body"]) as server:
-            async with BackendClient(server.url, token="t", retries=2) as client:
-                result = await client.place_order(ORDER_REQUEST)
+        async with (
+            GarbageServer(mode="order_ok", script=["reset_mid_body"]) as server,
+            BackendClient(server.url, token="t", retries=2) as client,
+        ):
+            result = await client.place_order(ORDER_REQUEST)
         return result, server
 
     result, server = run(scenario())
@@ -167,10 +174,12 @@ def test_place_order_is_retried_with_the_same_client_order_id():
 
 def test_outcome_stays_unknown_when_a_later_attempt_is_refused():
     async def scenario():
-        async with GarbageServer(mode="order_ok", script=["close_and_stop_listening"]) as server:
-            async with BackendClient(server.url, token="t", retries=2) as client:
-                with pytest.raises(Unavailable) as caught:
-                    await client.place_order(ORDER_REQUEST)
+        async with (
+            GarbageServer(mode="order_ok", script=["close_and_stop_listening"]) as server,
+            BackendClient(server.url, token="t", retries=2) as client,
+        ):
+            with pytest.raises(Unavailable) as caught:
+                await client.place_order(ORDER_REQUEST)
         return caught.value, server
 
     exc, server = run(scenario())
@@ -181,9 +190,11 @@ def test_outcome_stays_unknown_when_a_later_attempt_is_refused():
 
 def test_place_order_201_is_created():
     async def scenario():
-        async with GarbageServer(mode="order_created") as server:
-            async with BackendClient(server.url, token="t") as client:
-                return await client.place_order(ORDER_REQUEST)
+        async with (
+            GarbageServer(mode="order_created") as server,
+            BackendClient(server.url, token="t") as client,
+        ):
+            return await client.place_order(ORDER_REQUEST)
 
     assert run(scenario()).created is True
 
@@ -192,13 +203,15 @@ def test_place_order_201_is_created():
 @pytest.mark.parametrize("action", ["modify", "cancel"])
 def test_modify_and_cancel_are_never_resent_once_sent(mode, action):
     async def scenario():
-        async with GarbageServer(mode="order_ok", script=[mode]) as server:
-            async with BackendClient(server.url, token="t", read_timeout=0.3, retries=2) as client:
-                with pytest.raises(Unavailable) as caught:
-                    if action == "modify":
-                        await client.modify_order("O-1", wire.OrderModify(quantity=20))
-                    else:
-                        await client.cancel_order("O-1")
+        async with (
+            GarbageServer(mode="order_ok", script=[mode]) as server,
+            BackendClient(server.url, token="t", read_timeout=0.3, retries=2) as client,
+        ):
+            with pytest.raises(Unavailable) as caught:
+                if action == "modify":
+                    await client.modify_order("O-1", wire.OrderModify(quantity=20))
+                else:
+                    await client.cancel_order("O-1")
         return caught.value, server
 
     exc, server = run(scenario())
@@ -208,11 +221,13 @@ def test_modify_and_cancel_are_never_resent_once_sent(mode, action):
 
 def test_token_is_sent_and_latency_recorded():
     async def scenario():
-        async with GarbageServer(mode="order_ok") as server:
-            async with BackendClient(server.url, token="tok-123") as client:
-                assert client.latency_ms is None
-                order = await client.order("a/b?c")
-                return order, client.latency_ms, server
+        async with (
+            GarbageServer(mode="order_ok") as server,
+            BackendClient(server.url, token="tok-123") as client,
+        ):
+            assert client.latency_ms is None
+            order = await client.order("a/b?c")
+            return order, client.latency_ms, server
 
     order, latency, server = run(scenario())
     assert order.order_id == "O-1"
@@ -224,12 +239,14 @@ def test_token_is_sent_and_latency_recorded():
 
 def test_query_parameters_drop_none():
     async def scenario():
-        async with GarbageServer(mode="wrong_shape") as server:
-            async with BackendClient(server.url, token="t") as client:
-                with pytest.raises(ProtocolError):
-                    await client.orders(client_id="CL001", status=wire.OrderStatus.OPEN)
-                with pytest.raises(ProtocolError):
-                    await client.orders()
+        async with (
+            GarbageServer(mode="wrong_shape") as server,
+            BackendClient(server.url, token="t") as client,
+        ):
+            with pytest.raises(ProtocolError):
+                await client.orders(client_id="CL001", status=wire.OrderStatus.OPEN)
+            with pytest.raises(ProtocolError):
+                await client.orders()
         return server
 
     server = run(scenario())

@@ -182,7 +182,7 @@ def test_events_missed_before_a_kill_are_redelivered_with_since(sim):
             await rec2.close()
         return rec2, resume_from, missed
 
-    rec2, resume_from, missed = run(scenario())
+    rec2, resume_from, _missed = run(scenario())
     assert not any(isinstance(i, wire.ResnapshotMsg) for i in rec2.items)
     events = rec2.events()
     assert events and all(e.seq > resume_from for e in events)

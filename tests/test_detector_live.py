@@ -9,6 +9,7 @@ bench/bench_detector.py.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -46,7 +47,7 @@ class AgentThread:
     def _main(self) -> None:
         try:
             asyncio.run(self._run())
-        except BaseException as exc:  # reported by wait_for / stop
+        except BaseException as exc:  # noqa: BLE001 - the thread's failure, reported by wait_for / stop
             self.error = exc
 
     async def _run(self) -> None:
@@ -114,7 +115,7 @@ def into_and_out_of_backup(changes: list[Transition]) -> tuple[list[float], list
 
 def assert_at_most_one_switch_each_way_per_dwell(changes: list[Transition], dwell: float) -> None:
     for times in into_and_out_of_backup(changes):
-        for a, b in zip(times, times[1:]):
+        for a, b in itertools.pairwise(times):
             assert b - a >= dwell - 0.01, f"two switches the same way {b - a:.3f} s apart: {changes}"
 
 
@@ -264,7 +265,7 @@ def flap(sim, tmp_path, seconds: float, period: float = 2.0) -> None:
                 proxy.set_mode("refuse" if down else "none")
                 time.sleep(period)
             proxy.set_mode("none")
-            into, out = into_and_out_of_backup(agent.changes)
+            into, _out = into_and_out_of_backup(agent.changes)
             assert into, f"the link refused half the time: it must have gone to BACKUP ({agent.changes})"
             assert_at_most_one_switch_each_way_per_dwell(agent.changes, 5.0)
             assert len(into) <= seconds / 5.0 + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date
 
 import pytest
@@ -226,14 +227,14 @@ def switches(ts: list[Transition]) -> tuple[list[float], list[float]]:
 def assert_one_switch_each_way_per_dwell(d: Detector) -> None:
     into, out = switches(d.transitions)
     for times in (into, out):
-        for a, b in zip(times, times[1:]):
+        for a, b in itertools.pairwise(times):
             assert b - a >= d.min_dwell - 1e-9, (times, d.transitions)
 
 
 def test_flapping_link_every_2s_for_60s_never_oscillates():
     d = online(0.0)
     drive_link(d, period=2.0, duration=60.0)
-    into, out = switches(d.transitions)
+    into, _out = switches(d.transitions)
     assert into, "the link was down half the time: it must have gone to BACKUP"
     assert_one_switch_each_way_per_dwell(d)
     assert len(into) <= 60.0 / d.min_dwell + 1

@@ -50,7 +50,7 @@ def test_restart_on_the_same_db_does_not_repeat_the_activity(sim_factory):
 
     # seeded from the seed alone, the restarted generator placed first[k]'s order again as after[k]
     assert [_shape(o) for o in after] != [_shape(o) for o in first[:N]]
-    same = sum(_shape(a) == _shape(b) for a, b in zip(after, first))
+    same = sum(_shape(a) == _shape(b) for a, b in zip(after, first, strict=False))
     assert same <= 2, f"{same} of {N} orders after the restart repeat the ones after the first start"
     coids = [o["client_order_id"] for o in _activity(desk)]
     assert len(coids) == len(set(coids))

@@ -264,7 +264,7 @@ def orders(draw, instruments, clients):
     return o
 
 
-def test_random_orders_get_the_same_shape_verdict_from_main_and_the_backup_desk(sim, cli_factory):  # noqa: F811
+def test_random_orders_get_the_same_shape_verdict_from_main_and_the_backup_desk(sim, cli_factory):
     """POST /orders to a running mainsim (each with a fresh client_order_id) against
     desk.place on a real store loaded by a real BOD, for random orders: random order
     types, sides, products (also the wrong exchange's), quantities (0, negative, off the

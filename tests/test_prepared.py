@@ -101,7 +101,7 @@ def test_runs_inside_the_callers_transaction(store, tmp_path):
     bump = Prepared(update(t.policy).where(t.policy.c.id == 1).values(killswitch=bindparam("k")))
     with pytest.raises(ZeroDivisionError), store.write_core() as conn:
         bump.execute(conn, {"k": True})
-        1 / 0  # the block fails: the statement is rolled back with the rest
+        _ = 1 / 0  # the block fails: the statement is rolled back with the rest
     with sqlite3.connect(tmp_path / "lifeboat.db") as raw:
         assert raw.execute("SELECT killswitch FROM policy").fetchone() == (0,)
     with store.write_core() as conn:

@@ -46,7 +46,7 @@ def clone(tpl: Console, dest: Path, k: int) -> Console:
 
 def journal_trial(con: Console, client_id: str) -> dict:
     """The three intents; returns what to check on main afterwards."""
-    positions = [p for p in con.positions(client_id)]
+    positions = list(con.positions(client_id))
     inst_of = {p.symbol: con.instrument(p.exchange, p.symbol) for p in positions}
     big = next(p for p in positions if abs(p.net_quantity) >= 2 * inst_of[p.symbol].lot_size)
     other = next(p for p in positions if p is not big)

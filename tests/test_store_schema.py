@@ -144,7 +144,7 @@ def test_begin_immediate_read_then_write_from_two_threads(store):
                 value = row.bod_seq
                 time.sleep(0.05)  # widen the race window; not a timing assertion
                 row.bod_seq = value + 1
-        except BaseException as exc:  # pragma: no cover - the assertion below reports it
+        except BaseException as exc:  # noqa: BLE001  # pragma: no cover - the assertion below reports it
             errors.append(exc)
 
     threads = [threading.Thread(target=bump) for _ in range(2)]

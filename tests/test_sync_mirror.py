@@ -50,7 +50,7 @@ class RuntimeThread:
     def _main(self) -> None:
         try:
             asyncio.run(self._run())
-        except BaseException as exc:  # reported by stop() / wait_connected()
+        except BaseException as exc:  # noqa: BLE001 - the thread's failure, reported by stop() / wait_connected()
             self.error = exc
 
     async def _run(self) -> None:

@@ -166,7 +166,7 @@ async def _squareoff_client(sim, tmp_path):
         await pilot.press("escape")
         await wait_for(
             pilot,
-            lambda: all(pos.row(k)["net_quantity"] == 0 for k in pos.keys() if k[0] == client),
+            lambda: all(pos.row(k)["net_quantity"] == 0 for k in pos.keys() if k[0] == client),  # noqa: SIM118 - Grid.keys(): a widget, not a dict
             what="flat positions on the desk",
         )
         app.exit()
@@ -198,7 +198,7 @@ async def _banner(sim, tmp_path):
         assert "SUSPECT" in app.mode_history
         # a square-off journaled in BACKUP (the dealer's password from the login)
         pos = desk.grid("positions")
-        open_key = next(k for k in pos.keys() if pos.row(k)["net_quantity"] != 0)
+        open_key = next(k for k in pos.keys() if pos.row(k)["net_quantity"] != 0)  # noqa: SIM118 - Grid.keys(): a widget, not a dict
         pos.move_to(open_key)
         await pilot.press("f10")
         so = await wait_for(
@@ -275,7 +275,7 @@ async def _offline(url, home):
         await wait_for(pilot, lambda: banner.mode == "BACKUP", what="BACKUP")
         pos = desk.grid("positions")
         assert pos.row_count == len(app.service.local_positions())
-        open_key = next(k for k in pos.keys() if pos.row(k)["net_quantity"] != 0)
+        open_key = next(k for k in pos.keys() if pos.row(k)["net_quantity"] != 0)  # noqa: SIM118 - Grid.keys(): a widget, not a dict
         pos.move_to(open_key)
         await pilot.press("f10")
         so = await wait_for(

@@ -145,7 +145,7 @@ async def _layout(sim, tmp_path, size):
             lines = g.visible_text()
             assert g.row_count and not any("…" in line for line in lines), name
             assert not any(FOUR_PLACES.search(line) for line in lines), (name, lines[:3])
-            symbols = {g.row(k)["symbol"] for k in g.keys()}
+            symbols = {g.row(k)["symbol"] for k in g.keys()}  # noqa: SIM118 - Grid.keys(): a widget, not a dict
             assert all(re.search(rf"(^| ){re.escape(s)}( |$)", "\n".join(lines)) for s in symbols)
         # the order form's hint shows the instrument at its tick (0.05: two places)
         desk.action_show("watch")
@@ -165,7 +165,7 @@ async def _layout(sim, tmp_path, size):
         # modify: the price to edit at the tick too
         desk.action_show("orders")
         og = desk.grid("orders")
-        oid = next(k for k in og.keys() if og.row(k)["price"] is not None and og.row(k)["status"] == "OPEN")
+        oid = next(k for k in og.keys() if og.row(k)["price"] is not None and og.row(k)["status"] == "OPEN")  # noqa: SIM118 - Grid.keys(): a widget, not a dict
         og.move_to(oid)
         await pilot.press("shift+f2")
         mod = await wait_for(
@@ -255,7 +255,7 @@ async def _watch(sim, tmp_path):
         watch = desk.grid("watch")
         assert set(watch.keys()) == own
         assert len(own) < len(book.instruments)  # not the whole reference data
-        symbols = [k[1] for k in watch.keys()]
+        symbols = [k[1] for k in watch.keys()]  # noqa: SIM118 - Grid.keys(): a widget, not a dict
         assert symbols == sorted(symbols)
         app.exit()
 
@@ -384,7 +384,9 @@ async def _positions(sim, tmp_path):
             assert want in labels
         # flatten one long position with a market order on main: the row goes flat, its MTM is all realised
         key = next(
-            k for k in pos.keys() if pos.row(k)["net_quantity"] > 0 and pos.row(k)["exchange"] == "NSE"
+            k
+            for k in pos.keys()  # noqa: SIM118 - Grid.keys(): a widget, not a dict
+            if pos.row(k)["net_quantity"] > 0 and pos.row(k)["exchange"] == "NSE"
         )
         row = pos.row(key)
         qty, avg = row["net_quantity"], Decimal(row["average_price"])
@@ -406,7 +408,7 @@ async def _positions(sim, tmp_path):
         trades = desk.grid("trades")
         sold = [
             trades.row(k)
-            for k in trades.keys()
+            for k in trades.keys()  # noqa: SIM118 - Grid.keys(): a widget, not a dict
             if trades.row(k)["symbol"] == key[2]
             and trades.row(k)["client_id"] == key[0]
             and trades.row(k)["side"] == "SELL"
@@ -421,7 +423,7 @@ async def _positions(sim, tmp_path):
 
         # the total line: every row's realised, unrealised and MTM summed, as shown
         def shown_total():
-            rows = [pos.row(k) for k in pos.keys()]
+            rows = [pos.row(k) for k in pos.keys()]  # noqa: SIM118 - Grid.keys(): a widget, not a dict
             sums = {f: sum(Decimal(r[f]) for r in rows) for f in ("mtm", "realised_pnl", "unrealised_pnl")}
             return pos.summary and all(pos.summary[f] == v for f, v in sums.items()) and rows
 
@@ -438,17 +440,18 @@ async def _positions(sim, tmp_path):
         await wait_for(
             pilot,
             lambda: any(
-                og.row(k)["status"] == "COMPLETE" and og.row(k)["symbol"] == key[2] for k in og.keys()
+                og.row(k)["status"] == "COMPLETE" and og.row(k)["symbol"] == key[2]
+                for k in og.keys()  # noqa: SIM118 - Grid.keys(): a widget, not a dict
             ),
             what="the filled order",
         )
         done = next(
             og.row(k)
-            for k in og.keys()
+            for k in og.keys()  # noqa: SIM118 - Grid.keys(): a widget, not a dict
             if og.row(k)["status"] == "COMPLETE" and og.row(k)["symbol"] == key[2]
         )
         assert done["exchange"] == key[1] and done["product"] == key[3]
         assert Decimal(done["average_price"]) == price and re.fullmatch(r"\d\d:\d\d:\d\d", done["time"])
-        sl = next(og.row(k) for k in og.keys() if og.row(k)["order_type"] in ("SL", "SL-M"))
+        sl = next(og.row(k) for k in og.keys() if og.row(k)["order_type"] in ("SL", "SL-M"))  # noqa: SIM118 - Grid.keys(): a widget, not a dict
         assert og.line_text(sl).count(f"{sl['trigger_price']:,.2f}") == 1
         app.exit()

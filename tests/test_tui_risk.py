@@ -53,7 +53,7 @@ async def _journaled_then_quit(sim, tmp_path, capsys):
         banner = desk.query_one(ModeBanner)
         await wait_for(pilot, lambda: banner.mode == "BACKUP", what="BACKUP")
         pos = desk.grid("positions")
-        key = next(k for k in pos.keys() if pos.row(k)["net_quantity"] != 0)
+        key = next(k for k in pos.keys() if pos.row(k)["net_quantity"] != 0)  # noqa: SIM118 - Grid.keys(): a widget, not a dict
         net = pos.row(key)["net_quantity"]
         assert not pos.row(key).get("squareoff")
         pos.move_to(key)
