@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from backend_client import errors as be
 from console import eventlog
 from console.service.errors import Denied, translate
 from console.service.results import LoginResult
@@ -36,8 +37,11 @@ def _fingerprints(keys: dict[str, str]) -> dict[str, str]:
 
 async def login(svc: Service, user_id: str, password: str) -> LoginResult:
     svc.user = user_id
-    async with svc.any_client() as c:
-        return await login_on(svc, c, user_id, password)
+    try:
+        async with svc.any_client() as c:
+            return await login_on(svc, c, user_id, password)
+    except be.BackendError as exc:  # translated here, as before the boundary (reason_of's causes)
+        raise translate(exc) from exc
 
 
 async def login_on(svc: Service, c: BackendClient, user_id: str, password: str) -> LoginResult:

@@ -17,6 +17,7 @@ from console.service.errors import (
     MainUnavailable,
     NotLoggedIn,
     RejectedByMain,
+    translate,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ async def sync_bod(svc: Service, password: str | None = None) -> BodResult:
         )
         refused.code = "snapshot_refused"
         raise refused from exc
+    except be.BackendError as exc:  # translated here, as before the boundary (reason_of's causes)
+        raise translate(exc) from exc
 
 
 async def positions(
@@ -51,8 +54,11 @@ async def positions(
 ) -> list[wire.Position]:
     if local:
         return local_positions(svc, client_id)
-    async with svc.session_client(password) as c:
-        return await c.positions(client_id)
+    try:
+        async with svc.session_client(password) as c:
+            return await c.positions(client_id)
+    except be.BackendError as exc:  # translated here, as before the boundary (reason_of's causes)
+        raise translate(exc) from exc
 
 
 async def orders(
@@ -60,8 +66,11 @@ async def orders(
 ) -> list[wire.Order]:
     if local:
         return local_orders(svc, client_id)
-    async with svc.session_client(password) as c:
-        return await c.orders(client_id)
+    try:
+        async with svc.session_client(password) as c:
+            return await c.orders(client_id)
+    except be.BackendError as exc:  # translated here, as before the boundary (reason_of's causes)
+        raise translate(exc) from exc
 
 
 def _visible(svc: Service, client_id: str | None) -> list[str] | None:

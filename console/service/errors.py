@@ -162,6 +162,16 @@ def translate(exc: BaseException) -> ServiceError:
     return ServiceError(f"{type(exc).__name__}: {exc}")
 
 
+def inside(exc: Exception) -> ServiceError | None:
+    """``exc`` translated where it happened (inside a service function, ``raise problem from
+    exc``), or None for an error the service does not know (left for the boundary, which
+    then reports it as unexpected).  Where the translation happens decides which causes
+    ``reason_of`` looks at, so the functions that translated before the boundary existed
+    still do (the --json reasons stay as they were)."""
+    problem = translate(exc)
+    return None if type(problem) is ServiceError or problem is exc else problem
+
+
 def reason_of(exc: BaseException, problem: ServiceError) -> str:
     """A machine-readable reason beside the exit code: the rule or the backend's code when
     one is known, else the kind of failure (the class name in snake case)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from backend_client import errors as be
 from console.service import trading
-from console.service.errors import Refused
+from console.service.errors import Refused, translate
 from console.service.results import ReplayOutcome
 from contract import clock
 from localstore.paths import privacy_warnings
@@ -138,13 +138,16 @@ async def run_agent(
     from console.shutdown import AgentPresence
     from sync.runtime import Runtime
 
-    # while it runs, a console quitting with unsent entries can say the agent sends them
-    with AgentPresence(svc.data_dir):
-        async with svc.session_client(password) as c:
-            runtime = Runtime(svc.store, c, user_id=svc.current_user())
-            if ready is not None:
-                ready(runtime)
-            await runtime.run()
+    try:
+        # while it runs, a console quitting with unsent entries can say the agent sends them
+        with AgentPresence(svc.data_dir):
+            async with svc.session_client(password) as c:
+                runtime = Runtime(svc.store, c, user_id=svc.current_user())
+                if ready is not None:
+                    ready(runtime)
+                await runtime.run()
+    except be.BackendError as exc:  # translated here, as before the boundary (reason_of's causes)
+        raise translate(exc) from exc
 
 
 async def replay(svc: Service, password: str | None = None, *, wait_s: float = 0.0) -> ReplayOutcome:
@@ -154,15 +157,18 @@ async def replay(svc: Service, password: str | None = None, *, wait_s: float = 0
     from sync.reconcile import reconcile
     from sync.replay import Replayer
 
-    async with svc.session_client(password) as c:
-        result = await Replayer(svc.store, c).run(wait_s=wait_s)
-        report = None
-        if result.status not in ("busy", "refused"):  # refused: nothing was sent (audit chain)
-            try:
-                report = await reconcile(svc.store, c, result, mode="RECOVERING")
-            except (be.Unavailable, be.ProtocolError) as exc:
-                if result.status == "done":
-                    result.status, result.stopped_reason = "stopped", f"reconciliation: {exc.message}"
+    try:
+        async with svc.session_client(password) as c:
+            result = await Replayer(svc.store, c).run(wait_s=wait_s)
+            report = None
+            if result.status not in ("busy", "refused"):  # refused: nothing was sent (audit chain)
+                try:
+                    report = await reconcile(svc.store, c, result, mode="RECOVERING")
+                except (be.Unavailable, be.ProtocolError) as exc:
+                    if result.status == "done":
+                        result.status, result.stopped_reason = "stopped", f"reconciliation: {exc.message}"
+    except be.BackendError as exc:  # translated here, as before the boundary (reason_of's causes)
+        raise translate(exc) from exc
     log.info("replay", extra={"event": "replay", "status": result.status, "processed": len(result.outcomes)})
     return ReplayOutcome(result, report)
 

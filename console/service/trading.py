@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from backend_client import errors as be
 from console import eventlog
-from console.service.errors import ADVICE_LOGIN, ADVICE_PASSWORD, NotLoggedIn, Refused
+from console.service.errors import ADVICE_LOGIN, ADVICE_PASSWORD, NotLoggedIn, Refused, ServiceError, inside
 from console.service.results import ActionResult, Lockout, ModeState, PolicyState, UserReleased
 from contract import clock
 
@@ -86,8 +86,7 @@ async def _route(
     backup: Callable[[Actor, str], ActionResult],
     action: str,
 ) -> ActionResult:
-    """Act online through main, or journal the action (backup, recovering).  Failures
-    leave raw: the public method's boundary makes them the service's own."""
+    """Act online through main, or journal the action (backup, recovering)."""
     decision = await svc.decide_mode()
     try:
         if decision.mode == "ONLINE":
@@ -97,12 +96,17 @@ async def _route(
         else:
             actor = await _actor(svc, decision.mode, password)
             res = await asyncio.to_thread(backup, actor, decision.mode)
-    except (be.Unavailable, be.ProtocolError) as exc:
-        if decision.mode == "ONLINE":
+    except ServiceError:
+        raise
+    except Exception as exc:  # backend, policy, offline-login and journal errors as the service's own
+        if decision.mode == "ONLINE" and isinstance(exc, (be.Unavailable, be.ProtocolError)):
             kind = exc.kind if isinstance(exc, be.Unavailable) else "protocol"
             for hook in svc.request_error_hooks:  # the console's runtime hears it (detector input)
                 hook(kind, exc.message)
-        raise
+        problem = inside(exc)
+        if problem is None:  # not one we know: the boundary reports it as unexpected
+            raise
+        raise problem from exc
     res.user = actor.user_id
     _log_result(svc, res)
     return res
@@ -348,8 +352,16 @@ async def _supervisor(svc: Service, password: str | None, what: str, mode: str) 
     signed grant (works whether or not main is up)."""
     from sync.trading.policy import check_supervisor
 
-    actor = await _actor(svc, "LOCAL", password)
-    check_supervisor(actor.role, what)  # a Refusal: the boundary makes it Denied
+    try:
+        actor = await _actor(svc, "LOCAL", password)
+        check_supervisor(actor.role, what)
+    except ServiceError:
+        raise
+    except Exception as exc:
+        problem = inside(exc)
+        if problem is None:
+            raise
+        raise problem from exc
     return actor
 
 
