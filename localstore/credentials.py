@@ -49,8 +49,9 @@ The verifier itself lives in localstore.verifier (standard library only, so a
 script's command can start checking a password before its heavy imports); its
 names are re-exported here.  Verifier format: ``scrypt$<N>$<r>$<p>$<salt b64>$<hash b64>``.
 
-TEST ONLY: ``LIFEBOAT_TEST_SCRYPT_N`` (a power of two, at least 2**10) lowers N
-for *new* verifiers so the test suite stays fast.  Never set it in production.
+New verifiers use ``localstore.verifier.SCRYPT_N`` as it is at the call (the test
+suite lowers it there, in-process or through tests/launcher.py, so it stays fast);
+the ``SCRYPT_N`` re-exported here is the production default.
 """
 
 from __future__ import annotations
@@ -66,13 +67,10 @@ from sqlalchemy import bindparam, insert, select, update
 from localstore.anchors import Anchors
 from localstore.core_tables import sync_state as _SYNC
 from localstore.verifier import (  # noqa: F401 - the verifier's names, as callers know them
-    _MAX_N,
-    _MIN_N,
     SCRYPT_DKLEN,
     SCRYPT_N,
     SCRYPT_P,
     SCRYPT_R,
-    TEST_N_ENV,
     check_verifier,
     make_verifier,
     parse_verifier,

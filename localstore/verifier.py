@@ -12,8 +12,9 @@ gives nothing away: an answer nobody reads is not an attempt, and the one that i
 read is counted first.
 
 Verifier format: ``scrypt$<N>$<r>$<p>$<salt b64>$<hash b64>``; its parameters are
-stored in it and verification uses them.  TEST ONLY: ``LIFEBOAT_TEST_SCRYPT_N`` (a
-power of two, at least 2**10) lowers N for *new* verifiers.
+stored in it and verification uses them.  New verifiers use ``SCRYPT_N``, read at
+each call: the test suite lowers it (a seam set in-process, or by tests/launcher.py
+for a subprocess); nothing here reads the environment.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 import sqlite3
 import threading
@@ -29,12 +29,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-SCRYPT_N = 2**17
+SCRYPT_N = 2**17  # OWASP; tests set a cheaper power of two (read at call time)
 SCRYPT_R = 8
 SCRYPT_P = 1
 SCRYPT_DKLEN = 32
 SALT_BYTES = 16
-TEST_N_ENV = "LIFEBOAT_TEST_SCRYPT_N"  # TEST ONLY: see module docstring
 _MIN_N = 2**10
 _MAX_N = 2**20  # a tampered verifier must not make us allocate gigabytes
 
@@ -47,12 +46,11 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
 
 
 def _default_n() -> int:
-    override = os.environ.get(TEST_N_ENV)
-    if not override:
-        return SCRYPT_N
-    n = int(override)
+    """``SCRYPT_N`` now (a test may have lowered it); refused unless ``parse_verifier``
+    would accept it, so no verifier is made that could never be checked."""
+    n = SCRYPT_N
     if n < _MIN_N or n > _MAX_N or n & (n - 1):
-        raise ValueError(f"{TEST_N_ENV} must be a power of two between {_MIN_N} and {_MAX_N}")
+        raise ValueError(f"SCRYPT_N must be a power of two between {_MIN_N} and {_MAX_N}, not {n}")
     return n
 
 
