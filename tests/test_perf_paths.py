@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 
-from localstore import audit, core_tables
+from localstore import audit, core_tables, journal_store
 from localstore.db import open_store
 from localstore.models import AuditRow, JournalKind, JournalState
 from sync import status
@@ -107,7 +107,7 @@ def test_many_intents_get_their_own_seqs_in_order(store):
 def test_pending_lookup_of_a_position_uses_the_position_index(store):
     from localstore.models import Exchange, Product
 
-    stmt = journal._REDUCERS_OF_POSITION.stmt.params(
+    stmt = journal_store._REDUCERS_OF_POSITION.stmt.params(
         k_client="C1", k_exchange=Exchange.NSE, k_symbol="ITC", k_product=Product.MIS
     )
     sql = str(stmt.compile(store.engine, compile_kwargs={"literal_binds": True}))
@@ -398,7 +398,7 @@ def test_journal_writes_chain_onto_other_audit_rows_and_verify(store):
 
 
 def test_fast_executemany_stores_exactly_what_core_stores(tmp_path):
-    """journal._insert_many (driver executemany with the columns' own bind processors)
+    """journal_store.insert_many (driver executemany with the columns' own bind processors)
     writes the same bytes as SQLAlchemy's own executemany of the same rows."""
     rows = [
         {
@@ -429,8 +429,8 @@ def test_fast_executemany_stores_exactly_what_core_stores(tmp_path):
     rows[0]["exchange"], rows[0]["product"] = Exchange.NSE, Product.MIS  # enums and their values alike
     dumped = []
     for name, how in (
-        ("core", lambda c: c.execute(journal._INSERT_MANY, rows)),
-        ("fast", lambda c: journal._insert_many(c, rows)),
+        ("core", lambda c: c.execute(journal_store._INSERT_MANY, rows)),
+        ("fast", lambda c: journal_store.insert_many(c, rows)),
     ):
         st = open_store(tmp_path / f"{name}.db")
         try:
@@ -449,7 +449,7 @@ def test_fast_executemany_stores_exactly_what_core_stores(tmp_path):
             StatementError, match="NYSE"
         ):  # refused as on Core's own path (JournalWriteFailed)
             with st.write_core() as conn:
-                journal._insert_many(conn, [{**rows[2], "client_order_id": "X-1", "exchange": "NYSE"}])
+                journal_store.insert_many(conn, [{**rows[2], "client_order_id": "X-1", "exchange": "NYSE"}])
         with st.read_core() as conn:
             assert conn.exec_driver_sql("SELECT count(*) FROM journal").scalar() == 3
     finally:
