@@ -144,6 +144,7 @@ class Store:
                 return
             with self.write_engine.connect() as conn:
                 raw = conn.connection.dbapi_connection  # outside any transaction: pragmas apply
+                assert raw is not None  # a checked-out connection always holds its DBAPI connection
                 raw.execute("PRAGMA synchronous = NORMAL")
                 try:
                     with conn.begin():
@@ -502,12 +503,11 @@ def _human(size: int) -> str:
     """Bytes as df -h shows them (powers of 1024), with the unit spelt out."""
     if size < 1024:
         return f"{size} bytes"
-    value = float(size)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024:
-            break
-    return f"{value:.1f} {unit}"
+    units = ("KiB", "MiB", "GiB", "TiB")
+    value, i = size / 1024, 0
+    while value >= 1024 and i < len(units) - 1:
+        value, i = value / 1024, i + 1
+    return f"{value:.1f} {units[i]}"
 
 
 def _check_server_revision(engine: Engine, url: URL) -> str | None:
@@ -585,12 +585,6 @@ def _alembic_config():
     return cfg
 
 
-def _script_directory():
-    from alembic.script import ScriptDirectory
-
-    return ScriptDirectory.from_config(_alembic_config())
-
-
 def _migrate(engine: Engine) -> None:
     """Bring the schema to head inside one write transaction (DDL is transactional
     on SQLite once BEGIN is ours: a failed migration leaves the old schema).  Under
@@ -663,10 +657,6 @@ def _ensure_singletons(write_engine: Engine) -> str:
 def new_console_id() -> str:
     """A short random id, e.g. ``C7K2QX``: stable once stored, unambiguous read aloud."""
     return "".join(secrets.choice(_CONSOLE_ID_ALPHABET) for _ in range(_CONSOLE_ID_LENGTH))
-
-
-def read_console_id(session: Session) -> str:
-    return session.scalars(text("SELECT console_id FROM console_identity WHERE id = 1")).one()
 
 
 def rebind_console_id(conn: Connection, new_id: str) -> str:

@@ -43,14 +43,15 @@ class StoreError(Exception):
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     """``exc``, the driver error a SQLAlchemy error wraps (``.orig``), and its causes."""
     seen: set[int] = set()
-    todo = [exc]
+    todo: list[BaseException | None] = [exc]
     while todo:
         e = todo.pop(0)
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
         yield e
-        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
+        orig = getattr(e, "orig", None)
+        todo += [orig if isinstance(orig, BaseException) else None, e.__cause__, e.__context__]
 
 
 def disk_kind(exc: BaseException) -> str | None:

@@ -30,6 +30,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+# namedtuple with column keys known only at run time (mypy types only literal field lists)
+_namedtuple: Callable[..., Any] = namedtuple
+
 _Plan = (
     tuple  # (sql, ((name, required, literal, processor) ...), row class or None, ((index, processor) ...))
 )
@@ -63,9 +66,10 @@ class Prepared:
             literal = None if bind.required else bind.effective_value
             binds.append((name, bind.required, literal, proc))
         cols = list(getattr(self.stmt, "exported_columns", ()) or ())
-        row_cls, procs = None, ()
+        row_cls: Any = None
+        procs: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
         if cols:
-            row_cls = namedtuple("Row", [c.key or f"c{i}" for i, c in enumerate(cols)], rename=True)
+            row_cls = _namedtuple("Row", [c.key or f"c{i}" for i, c in enumerate(cols)], rename=True)
             procs = tuple(
                 (i, p)
                 for i, p in enumerate(
@@ -82,7 +86,9 @@ class Prepared:
         for name, required, literal, proc in binds:
             value = params[name] if required or name in params else literal
             values.append(value if proc is None else proc(value))
-        cur = conn.connection.dbapi_connection.execute(sql, values)
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None  # a checked-out connection always holds its DBAPI connection
+        cur = dbapi.execute(sql, values)
         return cur, row_cls, procs
 
     # ------------------------------------------------------------------ results

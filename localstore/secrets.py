@@ -36,7 +36,7 @@ def _usable_backend():
 
     try:
         backend = keyring.get_keyring()
-    except Exception:  # a broken keyring configuration is "no backend", not a crash
+    except Exception:  # noqa: BLE001 - a broken keyring configuration (any error) is "no backend", not a crash
         return None
     if isinstance(backend, (fail.Keyring, null.Keyring)):
         return None
@@ -44,10 +44,6 @@ def _usable_backend():
     if getattr(backend, "backends", None) == []:
         return None
     return backend
-
-
-def keyring_available() -> bool:
-    return _usable_backend() is not None
 
 
 def save_token(user_id: str, token: str) -> bool:
