@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import String, and_, bindparam, select, type_coerce, update
 
 from contract import clock
 from contract.enums import OPEN_STATUSES, Exchange, OrderType, Product, Side, value_of
@@ -486,11 +486,12 @@ def open_orders_in_scope(s, actor: Actor, client_id: str | None, symbol: str | N
     return out
 
 
+# exchange and product as their stored strings (what a leg holds): no enum round trip per row
 _OPEN_POSITIONS_STMT = select(
     _POSITIONS.c.client_id,
-    _POSITIONS.c.exchange,
+    type_coerce(_POSITIONS.c.exchange, String).label("exchange"),
     _POSITIONS.c.symbol,
-    _POSITIONS.c.product,
+    type_coerce(_POSITIONS.c.product, String).label("product"),
     _POSITIONS.c.net_quantity,
 ).where(_POSITIONS.c.net_quantity != 0)
 _OPEN_POSITIONS = Prepared(_OPEN_POSITIONS_STMT)  # a whole book: 1,000 rows and more
@@ -556,9 +557,9 @@ def squareoff(
             Intent(
                 KIND_SQUARE_OFF,
                 leg.client_id,
-                Exchange(leg.exchange),
+                leg.exchange,  # the stored strings (the column takes a member or its value alike)
                 leg.symbol,
-                Product(leg.product),
+                leg.product,
                 payload={"flatten": True, "side_at_intent": leg.side, "quantity_at_intent": leg.quantity},
             )
             for leg in legs
