@@ -246,6 +246,7 @@ async def bench_detection(sim: SimProcess, silence_timeout: float = 0.3, rounds:
     hang, kill, back = [], [], []
     for _ in range(rounds):
         await asyncio.sleep(0.3)
+        assert sim.proc is not None
         t0 = time.monotonic()
         os.kill(sim.proc.pid, signal.SIGSTOP)
         try:

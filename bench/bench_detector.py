@@ -29,6 +29,8 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -95,6 +97,16 @@ class Agent:
     def first(self, mode: Mode, after: float) -> float | None:
         return next((at for m, at in self.decided if m is mode and at >= after), None)
 
+    async def decided_at(
+        self, mode: Mode, after: float, timeout: float, also: Callable[[], object] = lambda: True
+    ) -> float:
+        """Wait until the detector decides ``mode`` at or after ``after`` and ``also()``
+        holds; the instant of that decision."""
+        await self.until(lambda: self.first(mode, after) is not None and also(), timeout)
+        at = self.first(mode, after)
+        assert at is not None
+        return at
+
     async def stop(self) -> None:
         self.runtime.stop()
         await asyncio.gather(self.task, return_exceptions=True)
@@ -150,6 +162,7 @@ async def raw_silence_watch(
                 last = now
             except TimeoutError:
                 if not forever:
+                    assert fired_at is not None, "fired_at is required unless forever"
                     fired_at.append(time.monotonic())
                     return 1
                 fired += 1
@@ -168,11 +181,12 @@ async def bench_killed(workdir: Path, trials: int) -> None:
             watch = asyncio.create_task(raw_close_watch(sim.url, agent.token, ready))
             await ready.wait()
             await asyncio.sleep(0.3)
+            assert sim.proc is not None
             t0 = time.monotonic()
             os.kill(sim.proc.pid, signal.SIGKILL)
-            await agent.until(lambda: agent.first(Mode.BACKUP, t0) is not None, 10)
+            backup_at = await agent.decided_at(Mode.BACKUP, t0, 10)
             closed = await asyncio.wait_for(watch, 10)
-            ours.append((agent.first(Mode.BACKUP, t0) - t0) * 1000)
+            ours.append((backup_at - t0) * 1000)
             raw.append((closed - t0) * 1000)
             await agent.stop()
             sim.proc.wait(10)
@@ -183,7 +197,8 @@ async def bench_killed(workdir: Path, trials: int) -> None:
 
 
 async def bench_hung(workdir: Path, trials: int) -> None:
-    ours, raw = [], []
+    ours: list[float] = []
+    raw: list[float] = []
     sim = SimProcess(db=workdir / "p2-main.db", workdir=workdir, heartbeat_ms=int(HEARTBEAT_S * 1000))
     sim.start()
     agent = await Agent(sim.url, workdir / "p2.db").start()
@@ -197,14 +212,15 @@ async def bench_hung(workdir: Path, trials: int) -> None:
             watch = asyncio.create_task(raw_silence_watch(sim.url, agent.token, ready, fired_at=fired_at))
             await ready.wait()
             await asyncio.sleep(0.3 + (len(ours) % 4) * 0.06)  # vary the phase against the heartbeat
+            assert sim.proc is not None
             t0 = time.monotonic()
             os.kill(sim.proc.pid, signal.SIGSTOP)
             try:
-                await agent.until(lambda: agent.first(Mode.BACKUP, t0) is not None and fired_at, 10)
+                backup_at = await agent.decided_at(Mode.BACKUP, t0, 10, also=partial(bool, fired_at))
             finally:
                 os.kill(sim.proc.pid, signal.SIGCONT)
             await asyncio.wait_for(watch, 15)
-            ours.append((agent.first(Mode.BACKUP, t0) - t0) * 1000)
+            ours.append((backup_at - t0) * 1000)
             raw.append((fired_at[0] - t0) * 1000)
     finally:
         await agent.stop()

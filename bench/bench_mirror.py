@@ -130,6 +130,7 @@ def make_events(n: int, seed: int = 11) -> list:
         if resting and rng.random() < 0.3:
             order = resting.pop(rng.randrange(len(resting)))
             if rng.random() < 0.7:
+                assert order.price is not None  # what rests is a LIMIT order
                 fill(order, order.price)
             else:
                 emit(
@@ -219,7 +220,7 @@ def _upsert(table: str, cols: list[str], key: list[str]) -> str:
     )
 
 
-def bench_raw(path: Path, events: list) -> float:
+def bench_raw(path: Path, events: list) -> tuple[float, list[int]]:
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
@@ -302,7 +303,7 @@ def _pct(xs: list[float], p: float) -> float:
     if not xs:
         return float("nan")
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 async def run_staleness(sim: SimProcess, seconds: float, user: str) -> None:

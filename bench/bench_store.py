@@ -65,8 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
         for per_tx in (1, 100):
             raw = raw_sqlite(tmp / f"raw{per_tx}.db", args.rows, per_tx)
             ours = store_audit(tmp / f"store{per_tx}.db", args.rows, per_tx)

@@ -37,6 +37,7 @@ import threading
 import time
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -130,11 +131,13 @@ def child(args) -> None:
     book = Book(positions, orders, [], instruments, clients)
 
     handler_times: list[float] = []
-    keys_seen: list[str] = []
+    keys_seen: list[float] = []
+    bench_grid: Any  # a BookGrid, or the DataTable baseline with its interface (duck-typed)
 
     if args.child == "datatable":
+        table_grid: Any = make_table_grid(DataTable)
 
-        class BenchGrid(make_table_grid(DataTable)):
+        class TableBenchGrid(table_grid):
             def action_cursor_down(self):
                 handler_times.append(time.monotonic())
                 super().action_cursor_down()
@@ -142,27 +145,32 @@ def child(args) -> None:
             def action_cursor_up(self):
                 handler_times.append(time.monotonic())
                 super().action_cursor_up()
+
+        bench_grid = TableBenchGrid
     else:
         from console.tui.widgets.grid import BookGrid
 
-        class BenchGrid(BookGrid):
+        class BookBenchGrid(BookGrid):
             def action_cursor(self, delta: int) -> None:
                 handler_times.append(time.monotonic())
                 super().action_cursor(delta)
 
+        bench_grid = BookBenchGrid
+
     class BenchDesk(DeskScreen):
-        GRID = BenchGrid
+        GRID = bench_grid
 
-        def load_book(self) -> None:  # the bench loads its own synthetic book
-            pass
+        # (DeskScreen's are Textual workers: these replace them with nothing to do)
+        def load_book(self, *_args: Any, **_kwargs: Any) -> Any:  # the bench loads its own synthetic book
+            return None
 
-        def sample_status(self) -> None:  # no backend here
-            pass
+        def sample_status(self, *_args: Any, **_kwargs: Any) -> Any:  # no backend here
+            return None
 
         def on_mount(self) -> None:  # DeskScreen.on_mount runs too (Textual calls each class's handler)
-            self.app.run_worker(
-                self.app.start_bench(), name="bench"
-            )  # its own task: the app keeps handling keys
+            app = self.app
+            assert isinstance(app, BenchConsole)
+            app.run_worker(app.start_bench(), name="bench")  # its own task: the app keeps handling keys
 
     home = Path(tempfile.mkdtemp(prefix="bench-tui-"))
 
@@ -191,7 +199,7 @@ def child(args) -> None:
                 if renderable is not None:
                     frames.append((time.monotonic(), time.perf_counter() - t0))
 
-            self._display = display
+            self._display = display  # type: ignore[method-assign]  # the bench times each frame written
 
             async def ticker():
                 period = 0.010
@@ -219,9 +227,11 @@ def child(args) -> None:
             tick_task = asyncio.create_task(ticker())
             await asyncio.sleep(0.3)
             t_load = time.monotonic()
-            self.screen.post_message(BookLoaded(book))
-            pos_grid = self.screen.grid("positions")
-            while pos_grid.row_count < len(positions) or self.screen.grid("orders").row_count < len(orders):
+            desk = self.screen
+            assert isinstance(desk, BenchDesk)
+            desk.post_message(BookLoaded(book))
+            pos_grid = desk.grid("positions")
+            while pos_grid.row_count < len(positions) or desk.grid("orders").row_count < len(orders):
                 await asyncio.sleep(0.01)
             load_s = time.monotonic() - t_load
             await asyncio.sleep(0.5)  # the stall of the load's first paint belongs to the load
@@ -303,8 +313,9 @@ def child(args) -> None:
         app.run()
 
 
-def make_table_grid(DataTable):
-    """The baseline: the stock DataTable behind the BookGrid interface the desk uses."""
+def make_table_grid(DataTable: Any) -> Any:
+    """The baseline: the stock DataTable behind the BookGrid interface the desk uses
+    (``DataTable``: textual's, which only the child imports)."""
 
     class TableGrid(DataTable):
         def __init__(self, columns, id=None, quote_of=None, with_quote=None):
@@ -399,7 +410,7 @@ def _pct(xs, p):
     if not xs:
         return 0.0
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 # ============================================================================ parent (the terminal)
@@ -479,7 +490,8 @@ def run_variant(variant: str, args) -> dict:
             variant, res["focused"], res["keys_seen"], "gc max ms", res["gc_max_ms"], "gen2", res["gc_gen2"]
         )
     handled = res.pop("handler_times")
-    lat = [1000 * (h - s) for s, h in zip(sends, handled)]
+    # the app may handle fewer keys than were sent (keys_handled says so): pair the first ones
+    lat = [1000 * (h - s) for s, h in zip(sends, handled, strict=False)]
     res.update(
         keys_sent=len(sends),
         keys_handled=len(handled),
