@@ -94,7 +94,7 @@ def test_many_intents_get_their_own_seqs_in_order(store):
         audit_action="square_off",
     )
     with store.read_core() as conn:
-        stored = {seq: coid for seq, coid in conn.execute(text("SELECT seq, client_order_id FROM journal"))}
+        stored = dict(conn.execute(text("SELECT seq, client_order_id FROM journal")).all())
         payload_i = {
             seq: json.loads(p)["i"] for seq, p in conn.execute(text("SELECT seq, payload FROM journal"))
         }
@@ -445,11 +445,9 @@ def test_fast_executemany_stores_exactly_what_core_stores(tmp_path):
 
     st = open_store(tmp_path / "fast.db")
     try:
-        with pytest.raises(
-            StatementError, match="NYSE"
-        ):  # refused as on Core's own path (JournalWriteFailed)
-            with st.write_core() as conn:
-                journal_store.insert_many(conn, [{**rows[2], "client_order_id": "X-1", "exchange": "NYSE"}])
+        # refused as on Core's own path (JournalWriteFailed)
+        with pytest.raises(StatementError, match="NYSE"), st.write_core() as conn:
+            journal_store.insert_many(conn, [{**rows[2], "client_order_id": "X-1", "exchange": "NYSE"}])
         with st.read_core() as conn:
             assert conn.exec_driver_sql("SELECT count(*) FROM journal").scalar() == 3
     finally:
@@ -513,7 +511,7 @@ def test_reduced_quantity_in_sql_equals_the_entries_summed(reducer_store, entrie
             audit_action="t",
         )
         with reducer_store.write_core() as conn:
-            for r, (_, state) in zip(receipts, intents):
+            for r, (_, state) in zip(receipts, intents, strict=False):
                 conn.execute(
                     core_tables.journal.update().where(core_tables.journal.c.seq == r.seq).values(state=state)
                 )
