@@ -73,21 +73,29 @@ class Desk:
 
     def __init__(self, root: Path):
         self.sim = SimProcess(db=root / "mainsim.db", workdir=root).start()
-        self.proxy = ThreadedHostileProxy(self.sim.url).start()
-        self.cli = PinnedCli(
-            home=root / "home",
-            backend_url=self.proxy.url,
-            keyring_file=root / "keyring.json",
-            config=root / "config",
-        )
-        self.cli.login().ok()
-        self.cli("sync", "bod", "--json").ok()
-        self.token = raw_session(self.sim.url)["access_token"]
-        self.bod = raw_get(self.sim.url, self.token, "/bod")
+        self.proxy = None
+        try:
+            self.proxy = ThreadedHostileProxy(self.sim.url).start()
+            self.cli = PinnedCli(
+                home=root / "home",
+                backend_url=self.proxy.url,
+                keyring_file=root / "keyring.json",
+                config=root / "config",
+            )
+            self.cli.login().ok()
+            self.cli("sync", "bod", "--json").ok()
+            self.token = raw_session(self.sim.url)["access_token"]
+            self.bod = raw_get(self.sim.url, self.token, "/bod")
+        except BaseException:  # the scene failed to build: stop what it started
+            self.close()
+            raise
 
     def close(self) -> None:
-        self.proxy.stop()
-        self.sim.kill()
+        try:
+            if self.proxy is not None:
+                self.proxy.stop()
+        finally:
+            self.sim.kill()
 
 
 @pytest.fixture(scope="module")

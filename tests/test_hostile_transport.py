@@ -29,7 +29,7 @@ import pytest
 
 from tests.cli_env import PASSWORD, REPO_ROOT, Cli, raw_get, raw_session
 from tests.hostile_proxy import ThreadedHostileProxy
-from tests.simproc import SimProcess
+from tests.simproc import SimProcess, track
 
 DEADLINE_S, BOD_DEADLINE_S = 2.0, 3.0
 BOUNDS = {
@@ -103,21 +103,25 @@ def desk(tmp_path_factory):
     """One mainsim, one hostile proxy in front of it, one console logged in through it with a BOD."""
     tmp = tmp_path_factory.mktemp("hostile")
     sim = SimProcess(db=tmp / "mainsim.db", workdir=tmp).start()
-    proxy = ThreadedHostileProxy(sim.url).start()
-    cli = ModuleCli(
-        home=tmp / "console", backend_url=proxy.url, keyring_file=tmp / "keyring.json", extra_env=BOUNDS
-    )
+    proxy = None
     try:
+        proxy = ThreadedHostileProxy(sim.url).start()
+        cli = ModuleCli(
+            home=tmp / "console", backend_url=proxy.url, keyring_file=tmp / "keyring.json", extra_env=BOUNDS
+        )
         cli.login().ok()
         cli("sync", "bod").ok()
         session = raw_session(sim.url)
         rows = raw_get(sim.url, session["access_token"], "/positions")
         open_clients = sorted({r["client_id"] for r in rows if r["net_quantity"]})
         assert len(open_clients) >= len(PROBES), open_clients  # one client with open positions per probe
-        yield cli, proxy, dict(zip(PROBES, open_clients)), sim
+        yield cli, proxy, dict(zip(PROBES, open_clients, strict=False)), sim
     finally:
-        proxy.stop()
-        sim.kill()
+        try:
+            if proxy is not None:
+                proxy.stop()
+        finally:
+            sim.kill()
 
 
 def kept(store_file) -> dict:
@@ -133,14 +137,24 @@ def run_measured(cli: Cli, tmp_path, commands: dict[str, tuple[str, ...]], timeo
     started = {}
     for name, args in commands.items():
         report = tmp_path / f"{name}.json"
-        p = subprocess.Popen(
-            [sys.executable, "-c", _MEASURE, str(ADDRESS_SPACE), str(timeout), str(report), *cli.argv(*args)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=cli.env(),
-            cwd=REPO_ROOT,
+        p = track(  # stopped at the test's end if it is still running (conftest)
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _MEASURE,
+                    str(ADDRESS_SPACE),
+                    str(timeout),
+                    str(report),
+                    *cli.argv(*args),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=cli.env(),
+                cwd=REPO_ROOT,
+            )
         )
         p.stdin.write(PASSWORD + "\n")
         p.stdin.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import ClassVar
 
 import pytest
 from hypothesis import HealthCheck, event, settings
@@ -57,26 +58,32 @@ UNFINISHED = (JournalState.PENDING, JournalState.SENT)
 def stage(tmp_path_factory):
     root = tmp_path_factory.mktemp("replay-stateful")
     sim = SimProcess(db=root / "main.db", workdir=root).start()
-    proxy = DropRepliesProxy("127.0.0.1", sim.port).start()
-    main = Main(sim.url)
-    clients = sorted({p["client_id"] for p in main.http.get("/positions").json() if p["net_quantity"]})
     try:
-        yield {
-            "sim": sim,
-            "proxy": proxy,
-            "root": root,
-            "main": main,
-            "clients": itertools.cycle(clients),
-            "n": itertools.count(),
-        }
+        proxy = DropRepliesProxy("127.0.0.1", sim.port).start()
+        try:
+            main = Main(sim.url)
+            try:
+                clients = sorted(
+                    {p["client_id"] for p in main.http.get("/positions").json() if p["net_quantity"]}
+                )
+                yield {
+                    "sim": sim,
+                    "proxy": proxy,
+                    "root": root,
+                    "main": main,
+                    "clients": itertools.cycle(clients),
+                    "n": itertools.count(),
+                }
+            finally:
+                main.close()
+        finally:
+            proxy.stop()
     finally:
-        main.close()
-        proxy.stop()
         sim.kill()
 
 
 class ReplayMachine(RuleBasedStateMachine):
-    stage: dict = {}
+    stage: ClassVar[dict] = {}  # the module's scene, set by the test before the machine runs
 
     def __init__(self) -> None:
         super().__init__()
