@@ -14,28 +14,22 @@ user's login was given.  A snapshot that fails is refused whole, as main's fault
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import delete, insert, select
-
 from backend_client.errors import ProtocolError
 from contract import clock, wire
-from localstore import audit, credentials
+from localstore import audit, mirror_store
 from localstore.db import Store
 from localstore.models import (
     ClientLimitRow,
     ClientRow,
     InstrumentRow,
-    OfflineCredential,
     OrderRow,
     PositionRow,
     RecordSource,
-    SyncState,
     TradeRow,
-    UserRow,
 )
 from sync.rows import to_row_values
 
@@ -102,52 +96,29 @@ def replace_book(
     src = RecordSource.BOD
     with store.write() as s:
         if user_id is not None:  # the login's scope: its signed grant (this transaction rewrites users)
-            cred = s.get(OfflineCredential, user_id)
-            check_scope(
-                snap,
-                user_id,
-                None if cred is None else set(json.loads(cred.grant_json)["claims"]["client_ids"]),
-            )
-        for row_cls in (TradeRow, OrderRow, PositionRow, ClientLimitRow, ClientRow, InstrumentRow):
-            s.execute(delete(row_cls))
+            check_scope(snap, user_id, mirror_store.login_scope(s, user_id))
+        mirror_store.clear_book(s)
         if before_commit is not None:
             before_commit()
-        _bulk(s, InstrumentRow, [to_row_values(i, InstrumentRow, updated_at=now) for i in snap.instruments])
-        _bulk(s, ClientRow, [to_row_values(c, ClientRow) for c in snap.clients])
-        _bulk(s, ClientLimitRow, [to_row_values(lim, ClientLimitRow) for lim in snap.limits])
-        _bulk(
+        put = mirror_store.insert_rows
+        put(s, "instruments", [to_row_values(i, InstrumentRow, updated_at=now) for i in snap.instruments])
+        put(s, "clients", [to_row_values(c, ClientRow) for c in snap.clients])
+        put(s, "client_limits", [to_row_values(lim, ClientLimitRow) for lim in snap.limits])
+        put(
             s,
-            PositionRow,
+            "positions",
             [to_row_values(p, PositionRow, source=src, updated_seq=snap.seq) for p in snap.positions],
         )
-        _bulk(
+        put(
             s,
-            OrderRow,
+            "orders",
             [to_row_values(o, OrderRow, source=src, updated_seq=snap.seq) for o in snap.open_orders],
         )
-        _bulk(
-            s, TradeRow, [to_row_values(t, TradeRow, source=src, updated_seq=snap.seq) for t in snap.trades]
+        put(s, "trades", [to_row_values(t, TradeRow, source=src, updated_seq=snap.seq) for t in snap.trades])
+        mirror_store.put_user(s, snap.user.user_id, snap.user.role, snap.user.client_ids)
+        mirror_store.record_bod(
+            s, trading_date=snap.trading_date, seq=snap.seq, generated_at=snap.generated_at, now=now
         )
-        user = s.get(UserRow, snap.user.user_id)
-        if user is None:
-            s.add(
-                UserRow(
-                    user_id=snap.user.user_id,
-                    role=snap.user.role,
-                    client_ids=_json_list(snap.user.client_ids),
-                )
-            )
-        else:
-            user.role = snap.user.role
-            user.client_ids = _json_list(snap.user.client_ids)
-        state = s.scalars(select(SyncState).where(SyncState.id == 1)).one()
-        state.trading_date = snap.trading_date
-        state.bod_at = now
-        state.bod_seq = snap.seq
-        state.last_event_seq = snap.seq
-        state.last_event_at = snap.generated_at
-        credentials.observe_server_time(s, snap.generated_at)  # main's time moves the clock watermark
-        state.last_applied_at = now
         result = BodResult(
             snap.trading_date,
             snap.seq,
@@ -166,12 +137,3 @@ def replace_book(
             payload={"reason": reason, **result.as_dict()},
         )
     return result
-
-
-def _bulk(session, row_cls, rows: list[dict]) -> None:
-    if rows:  # a Core executemany on the table: the ORM's bulk path costs about twice as much per row
-        session.execute(insert(row_cls.__table__), rows)
-
-
-def _json_list(items: list[str]) -> str:
-    return json.dumps(sorted(items))

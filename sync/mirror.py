@@ -25,12 +25,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, insert, select, tuple_, update
-
 from contract import clock, wire
-from localstore import credentials
+from localstore import mirror_store
 from localstore.db import Store
-from localstore.models import ClientRow, OrderRow, PositionRow, RecordSource, SyncState, TradeRow
+from localstore.models import OrderRow, PositionRow, RecordSource, TradeRow
 from sync.rows import to_row_values
 
 Event = wire.OrderEvent | wire.TradeEvent | wire.PositionEvent
@@ -49,9 +47,8 @@ class Mirror:
     def __init__(self, store: Store, *, clock=clock.utcnow):
         self.store = store
         self.clock = clock
-        with store.read() as s:
-            st = s.get(SyncState, 1)
-            self.state = MirrorState(st.last_event_seq, st.last_event_at, st.last_applied_at, st.bod_seq or 0)
+        last_seq, last_at, applied_at, bod_seq = mirror_store.sync_marks(store)
+        self.state = MirrorState(last_seq, last_at, applied_at, bod_seq or 0)
         self.applied = 0
         self.skipped = 0
         self.refused = 0  # events for clients outside the snapshot's scope
@@ -78,16 +75,15 @@ class Mirror:
             changed += self._upsert_orders(s, [e for e in scoped if e.type == "order"])
             changed += self._insert_trades(s, [e for e in scoped if e.type == "trade"])
             changed += self._upsert_positions(s, [e for e in scoped if e.type == "position"])
-            st = s.get(SyncState, 1)
-            if fresh:
-                newest = max(fresh, key=lambda e: e.seq)
-                if st.last_event_seq is None or newest.seq > st.last_event_seq:
-                    st.last_event_seq = newest.seq
-                    st.last_event_at = _event_time(newest)
-                    credentials.observe_server_time(s, st.last_event_at)  # main's time: the clock watermark
-            st.last_applied_at = now
-            self.state.last_event_seq = st.last_event_seq
-            self.state.last_event_at = st.last_event_at
+            newest = max(fresh, key=lambda e: e.seq) if fresh else None
+            seq, at = mirror_store.record_events(
+                s,
+                None if newest is None else newest.seq,
+                None if newest is None else _event_time(newest),
+                now,
+            )
+            self.state.last_event_seq = seq
+            self.state.last_event_at = at
             self.state.current_at = now
         self.applied += changed
         self.skipped += len(events) - changed
@@ -99,15 +95,11 @@ class Mirror:
         self.state.current_at = self.clock()
 
     def persist_current(self) -> None:
-        with self.store.write() as s:
-            s.get(SyncState, 1).last_applied_at = self.state.current_at
+        mirror_store.mark_current(self.store, self.state.current_at)
 
     def _in_scope(self, s, events: list[Event]) -> list[Event]:
         """The events whose client the snapshot holds; the others are refused."""
-        ids = {e.data.client_id for e in events}
-        known = (
-            set(s.scalars(select(ClientRow.client_id).where(ClientRow.client_id.in_(ids)))) if ids else set()
-        )
+        known = mirror_store.known_clients(s, {e.data.client_id for e in events})
         outside = [e for e in events if e.data.client_id not in known]
         if outside:
             self.refused += len(outside)
@@ -127,55 +119,39 @@ class Mirror:
 
     @staticmethod
     def _upsert_orders(s, events: list[wire.OrderEvent]) -> int:
-        return _upsert(s, OrderRow, (OrderRow.order_id,), events)
+        return _upsert(s, OrderRow, ("order_id",), events)
 
     @staticmethod
     def _insert_trades(s, events: list[wire.TradeEvent]) -> int:
-        if not events:
-            return 0
         latest = _latest(events, lambda e: e.data.trade_id)
-        known = set(s.scalars(select(TradeRow.trade_id).where(TradeRow.trade_id.in_(latest))))
-        rows = [
-            to_row_values(ev.data, TradeRow, source=RecordSource.STREAM, updated_seq=ev.seq)
-            for tid, ev in latest.items()
-            if tid not in known
-        ]
-        if rows:
-            s.execute(insert(TradeRow.__table__), rows)
-        return len(rows)
+        return mirror_store.insert_new_trades(
+            s,
+            {
+                tid: to_row_values(ev.data, TradeRow, source=RecordSource.STREAM, updated_seq=ev.seq)
+                for tid, ev in latest.items()
+            },
+        )
 
     @staticmethod
     def _upsert_positions(s, events: list[wire.PositionEvent]) -> int:
-        cols = (PositionRow.client_id, PositionRow.exchange, PositionRow.symbol, PositionRow.product)
-        return _upsert(s, PositionRow, cols, events)
+        return _upsert(s, PositionRow, ("client_id", "exchange", "symbol", "product"), events)
 
 
-def _upsert(s, row_cls, key_cols: tuple, events: list) -> int:
-    """Insert or update ``row_cls`` rows keyed by ``key_cols`` from the newest event per
-    key, skipping an event older than the row it would overwrite.  Core statements, one
-    executemany each for the inserts and the updates: the ORM's unit of work cost about
-    three times as much per event, and a busy stream is thousands of events a second."""
-    if not events:
-        return 0
-    names = [c.key for c in key_cols]
-    latest = _latest(events, lambda e: tuple(getattr(e.data, n) for n in names))
-    where = (
-        key_cols[0].in_([k[0] for k in latest]) if len(key_cols) == 1 else tuple_(*key_cols).in_(list(latest))
+def _upsert(s, row_cls, key_names: tuple[str, ...], events: list) -> int:
+    """Insert or update ``row_cls`` rows keyed by ``key_names`` from the newest event per
+    key; an event older than the row it would overwrite is skipped (mirror_store.upsert_newer:
+    Core executemany, the ORM's unit of work cost about three times as much per event, and a
+    busy stream is thousands of events a second)."""
+    latest = _latest(events, lambda e: tuple(getattr(e.data, n) for n in key_names))
+    return mirror_store.upsert_newer(
+        s,
+        row_cls.__table__.name,
+        key_names,
+        {
+            k: to_row_values(ev.data, row_cls, source=RecordSource.STREAM, updated_seq=ev.seq)
+            for k, ev in latest.items()
+        },
     )
-    seen = {tuple(r[:-1]): r[-1] for r in s.execute(select(*key_cols, row_cls.updated_seq).where(where))}
-    inserts, updates = [], []
-    for k, ev in latest.items():
-        if k not in seen:
-            inserts.append(to_row_values(ev.data, row_cls, source=RecordSource.STREAM, updated_seq=ev.seq))
-        elif seen[k] is None or seen[k] < ev.seq:
-            values = to_row_values(ev.data, row_cls, source=RecordSource.STREAM, updated_seq=ev.seq)
-            updates.append({**values, **{f"key_{n}": v for n, v in zip(names, k)}})
-    table = row_cls.__table__
-    if inserts:
-        s.execute(insert(table), inserts)
-    if updates:
-        s.execute(update(table).where(and_(*(table.c[n] == bindparam(f"key_{n}") for n in names))), updates)
-    return len(inserts) + len(updates)
 
 
 def _latest(events, key) -> dict:
