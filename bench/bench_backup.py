@@ -7,13 +7,18 @@
   `python -c "import sqlalchemy, httpx, typer"` (interpreter + imports baseline) and
   scrypt alone (in-process; the CLI runs it in a thread beside its imports).
 * P4: journal acknowledgements per second through the desk layer the service uses
-  (checks + journal commit FULL + acknowledgement), vs raw sqlite3 single-row
-  commits with WAL + synchronous=FULL.  Goal >= 0.6x.  Its floor, same run: the very
-  SQL those actions ran, replayed on a bare sqlite3 connection (SQLite's own cost of
-  this design: journal row and indexes, audit row and chain head, id counter, FULL
-  commit, then the acknowledgement's commit).  And a 1,000-leg square-off
-  journaled in one transaction (goal <= 50 ms), median of runs, with raw sqlite3
-  inserting the very same rows (same schema and indexes) as its same-run floor.
+  (checks + journal commit FULL + acknowledgement stamp, which commits with
+  synchronous=NORMAL: no fsync of its own), vs raw sqlite3 single-row commits with
+  WAL + synchronous=FULL.  Goal >= 0.8x (issue 11).  The two alternate in short
+  rounds and the ratio is the median of the rounds' ratios, so a machine whose load
+  changes during the run moves both sides alike.  Its floor, same run: the very SQL
+  those actions ran, replayed on a bare sqlite3 connection (SQLite's own cost of this
+  design: journal row and indexes, audit row and chain head, id counter, FULL commit,
+  then the acknowledgement's commit; each statement is parsed anew there, so the
+  floor overstates SQLite's share).  And a 1,000-leg square-off journaled in one
+  transaction (goal <= 50 ms, and <= 1.3x of its floor: raw sqlite3 inserting the very
+  same rows, same schema and indexes, with one executemany and one FULL commit),
+  alternating with that floor run by run.
 
 The book comes from a real mainsim BOD; extra positions (to reach 500 / 1,000
 legs) are added to the local store as synthetic rows for existing clients and
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -174,19 +180,22 @@ def p3(home: Path, runs: int) -> None:
     )
 
 
-def raw_commits(path: Path, rows: int) -> float:
+def raw_db(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, kind TEXT, coid TEXT, payload TEXT)")
+    return conn
+
+
+def raw_commits(conn: sqlite3.Connection, rows: int, start: int = 0) -> float:
+    """Single-row FULL commits per second on ``conn`` (``raw_db``)."""
     t0 = time.perf_counter()
-    for i in range(rows):
+    for i in range(start, start + rows):
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("INSERT INTO t VALUES (?,?,?,?)", (i + 1, "PLACE", f"X-{i:06d}", '{"quantity": 1}'))
         conn.execute("COMMIT")
-    el = time.perf_counter() - t0
-    conn.close()
-    return rows / el
+    return rows / (time.perf_counter() - t0)
 
 
 def p4(home: Path, rows: int, runs: int) -> None:
@@ -210,38 +219,57 @@ def p4(home: Path, rows: int, runs: int) -> None:
     # orders spread over the book's positions (a dealer does not send thousands to one position)
     tickets = [OrderTicket(c, ex, sym, Side.BUY, 1, prod, OrderType.MARKET) for c, ex, sym, prod in keys]
     reset_journal(home / "lifeboat.db")
-    rates, raws = [], []
+    ratios, rates, raws = [], [], []
+    rounds = 5 * runs
+    per_round = max(20, rows // rounds)
     with tempfile.TemporaryDirectory() as d:
-        for r in range(runs):
-            raws.append(raw_commits(Path(d) / f"raw{r}.db", rows))
+        raw_conn = raw_db(Path(d) / "raw.db")
+        done = 0
+        for _ in range(rounds):  # alternating: both sides see the same machine
+            raw = raw_commits(raw_conn, per_round, start=done)
             t0 = time.perf_counter()
-            for i in range(rows):
+            for i in range(done, done + per_round):
                 rec = desk.place(store, actor, tickets[i % len(tickets)], mode="BACKUP")
                 journal.acknowledge(store, [rec.seq])
-            rates.append(rows / (time.perf_counter() - t0))
-    rate, raw = statistics.median(rates), statistics.median(raws)
+            rate = per_round / (time.perf_counter() - t0)
+            done += per_round
+            rates.append(rate)
+            raws.append(raw)
+            ratios.append(rate / raw)
+        raw_conn.close()
+    rate, raw, ratio = statistics.median(rates), statistics.median(raws), statistics.median(ratios)
     print(
         f"P4 journal acks/s through the desk (checks + FULL commit + ack): {rate:,.0f}/s vs raw sqlite3 "
-        f"single-row FULL commits {raw:,.0f}/s = {rate / raw:.2f}x (goal >= 0.6x) "
-        f"{'OK' if rate / raw >= 0.6 else 'MISSED'}"
+        f"single-row FULL commits {raw:,.0f}/s = {ratio:.2f}x (median of {rounds} alternating rounds of "
+        f"{per_round}; goal >= 0.8x) {'OK' if ratio >= 0.8 else 'MISSED'}"
     )
     why_not_faster(home, tickets, actor, raw, rows)
 
     fill_positions(home / "lifeboat.db", 1000)
-    times = []
-    for _ in range(max(3, runs)):
-        reset_journal(home / "lifeboat.db")
-        t0 = time.perf_counter()
-        legs, _, receipts = desk.squareoff(
-            store, actor, client_id=None, symbol=None, keep_orders=True, mode="BACKUP"
-        )
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
-    raw_many = raw_same_rows(home / "lifeboat.db", max(3, runs))
+    times, floors, sq_ratios = [], [], []
+    receipts: list = []
+    with raw_same_rows_db(home / "lifeboat.db") as (floor_conn, floor_rows):
+        for _ in range(max(5, runs)):
+            reset_journal(home / "lifeboat.db")
+            t0 = time.perf_counter()
+            _, _, receipts = desk.squareoff(
+                store, actor, client_id=None, symbol=None, keep_orders=True, mode="BACKUP"
+            )
+            times.append(time.perf_counter() - t0)
+            if not floor_rows:  # the rows just journaled, copied once
+                floor_rows.extend(journal_rows(home / "lifeboat.db"))
+            floors.append(raw_same_rows(floor_conn, floor_rows))
+            sq_ratios.append(times[-1] / floors[-1])
+    med, raw_many, sq_ratio = (
+        statistics.median(times),
+        statistics.median(floors),
+        statistics.median(sq_ratios),
+    )
     print(
         f"P4 {len(receipts)}-leg square-off in one transaction: median {med * 1000:.1f} ms (goal <= 50 ms) "
         f"{'OK' if med <= 0.05 else 'MISSED'}; same-run baseline: raw sqlite3 executemany of the same "
-        f"{len(receipts)} journal rows + one FULL commit {raw_many * 1000:.1f} ms = {med / raw_many:.2f}x; "
+        f"{len(receipts)} journal rows + one FULL commit {raw_many * 1000:.1f} ms = {sq_ratio:.2f}x "
+        f"(median of the runs' ratios; goal <= 1.3x) {'OK' if sq_ratio <= 1.3 else 'MISSED'}; "
         f"one FULL commit of one row {1000 / raw:.2f} ms"
     )
     store.close()
@@ -297,28 +325,41 @@ def why_not_faster(home: Path, tickets, actor, raw_rate: float, n: int) -> None:
     )
 
 
-def raw_same_rows(store_file: Path, runs: int) -> float:
-    """Median time for raw sqlite3 to insert the journal rows just written (same schema,
-    same indexes, WAL + FULL) in one transaction: the floor under the square-off."""
-    src = sqlite3.connect(store_file)
-    rows = src.execute("SELECT * FROM journal").fetchall()
+@contextlib.contextmanager
+def raw_same_rows_db(store_file: Path):
+    """A copy of the store (same schema, same indexes, WAL + FULL) on a bare sqlite3
+    connection, and the list the journal rows to insert go in: the floor under the square-off."""
     with tempfile.TemporaryDirectory() as d:
+        src = sqlite3.connect(store_file)
         dst = sqlite3.connect(Path(d) / "copy.db", isolation_level=None)
         src.backup(dst)
+        src.close()
         dst.execute("PRAGMA journal_mode=WAL")
         dst.execute("PRAGMA synchronous=FULL")
-        sql = f"INSERT INTO journal VALUES ({','.join('?' * len(rows[0]))})"
-        times = []
-        for _ in range(runs):
-            dst.execute("DELETE FROM journal")
-            t0 = time.perf_counter()
-            dst.execute("BEGIN IMMEDIATE")
-            dst.executemany(sql, rows)
-            dst.execute("COMMIT")
-            times.append(time.perf_counter() - t0)
-        dst.close()
-    src.close()
-    return statistics.median(times)
+        try:
+            yield dst, []
+        finally:
+            dst.close()
+
+
+def journal_rows(store_file: Path) -> list[tuple]:
+    src = sqlite3.connect(store_file)
+    try:
+        return src.execute("SELECT * FROM journal").fetchall()
+    finally:
+        src.close()
+
+
+def raw_same_rows(dst: sqlite3.Connection, rows: list[tuple]) -> float:
+    """Seconds for raw sqlite3 to insert ``rows`` into the journal of ``dst`` in one
+    transaction (one executemany, one FULL commit)."""
+    sql = f"INSERT INTO journal VALUES ({','.join('?' * len(rows[0]))})"
+    dst.execute("DELETE FROM journal")
+    t0 = time.perf_counter()
+    dst.execute("BEGIN IMMEDIATE")
+    dst.executemany(sql, rows)
+    dst.execute("COMMIT")
+    return time.perf_counter() - t0
 
 
 def main() -> None:
