@@ -118,14 +118,19 @@ class Console:
 
     # -------------------------------------------------------------- replay in this process
 
-    def replay(self, user: str = SUPER, *, reconciled: bool = True, **kw):
+    def replay(self, user: str = SUPER, *, reconciled: bool = True, on_start=None, **kw):
+        """One pass (and its reconciliation); ``on_start(replayer)`` is called just before the pass
+        runs, for a test that watches it (``replayer.progress``) from another thread."""
         from sync.reconcile import reconcile
         from sync.replay import Replayer
 
         async def go():
             async with BackendClient(self.url) as c:
                 await c.login(user, PASSWORD)
-                result = await Replayer(self.store, c, **kw).run()
+                replayer = Replayer(self.store, c, **kw)
+                if on_start is not None:
+                    on_start(replayer)
+                result = await replayer.run()
                 report = None
                 if result.status != "busy" and reconciled:
                     report = await reconcile(self.store, c, result)

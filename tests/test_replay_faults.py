@@ -107,7 +107,7 @@ def test_place_reply_lost_then_found_on_main(world):
 
 
 def test_main_down_leaves_everything_pending(world):
-    sim, con, main = world
+    _sim, con, _main = world
     client, p = fresh_client(con)
     con.squareoff(client, p.symbol)
     import asyncio
@@ -130,7 +130,7 @@ def test_main_down_leaves_everything_pending(world):
 def test_squareoff_recomputed_against_live_position(world):
     """Part of the position was closed on main during the outage, another position grew:
     both square-offs still end exactly flat, with no overshoot."""
-    sim, con, main = world
+    _sim, con, main = world
     client, p = fresh_client(con, min_lots=2)
     others = [q for q in con.positions(client) if q.symbol != p.symbol]
     q = others[0]
@@ -162,10 +162,10 @@ def test_squareoff_recomputed_against_live_position(world):
 
 
 def test_squareoff_conflict_when_sign_flipped_and_moot_when_flat(world):
-    sim, con, main = world
+    _sim, con, main = world
     client, p = fresh_client(con)
     q = next(x for x in con.positions(client) if x.symbol != p.symbol)
-    _, _, receipts = con.squareoff(client)
+    _, _, _receipts = con.squareoff(client)
     flip = "SELL" if p.net_quantity > 0 else "BUY"
     main.place(*key(p)[:3], flip, 2 * abs(p.net_quantity), p.product.value, f"flip-{client}")  # now reversed
     main.place(
@@ -261,7 +261,7 @@ def _age(con, seq: int, *, minutes: int = 0, days: int = 0) -> None:
 
 
 def test_stale_and_next_day_entries_are_held_then_released_or_discarded(world):
-    sim, con, main = world
+    _sim, con, main = world
     client, p = fresh_client(con)
     q = next(x for x in con.positions(client) if x.symbol != p.symbol)
     _, _, r1 = con.squareoff(client, p.symbol)
@@ -327,9 +327,20 @@ def test_actions_journaled_during_replay_queue_behind(world):
         import threading
 
         box = {}
-        t = threading.Thread(target=lambda: box.update(r=con.replay(reconciled=False)))
+        t = threading.Thread(
+            target=lambda: box.update(
+                r=con.replay(reconciled=False, on_start=lambda replayer: box.update(replayer=replayer))
+            )
+        )
         t.start()
-        time.sleep(0.3)
+        # the pass has begun on its first entry (its progress counts it as seen) and is still sending
+        # it (each request takes 150 ms through the proxy): the intent below is journaled during the pass
+        deadline = time.monotonic() + 30
+        while "replayer" not in box or box["replayer"].progress[1] < 1:
+            assert t.is_alive() and time.monotonic() < deadline, (
+                "the replay pass did not start its first entry"
+            )
+            time.sleep(0.01)
         _, _, late = con.squareoff(client, q.symbol)
         t.join(60)
     finally:
