@@ -32,6 +32,7 @@ from console.tui.widgets.banner import ModeBanner
 from console.tui.widgets.grid import BookGrid, Column
 from console.tui.widgets.keybar import KeyBar
 from console.tui.widgets.status_bar import StatusBar
+from contract import money as pnl
 from contract.enums import OPEN_STATUSES, value_of
 
 PANELS = {
@@ -236,21 +237,30 @@ class DeskScreen(Screen):
 
     def _show_total(self) -> None:
         """The positions' total line: realised, unrealised and MTM over every row at the
-        prices shown (live quotes applied)."""
+        prices shown (live quotes applied: unrealised at the quote, as the row shows it; MTM is
+        realised plus unrealised, row by row and so in total).  From the rows' own values, not
+        the rows as shown: every half second while prices move, over 5,000 rows, on the
+        screen's loop."""
         g = self.grid("positions")
         if not hasattr(g, "set_summary"):  # the bench's stock-DataTable baseline has no total line
             return
         if not g.row_count:
             g.set_summary(None)
             return
-        realised = unrealised = mtm = Decimal(0)
-        for key in g.keys():  # noqa: SIM118 - the grid's keys in row order (a method, not a dict's view)
-            row = g.row(key) or {}
-            realised += Decimal(row["realised_pnl"])
-            unrealised += Decimal(row["unrealised_pnl"])
-            mtm += Decimal(row["mtm"])
+        realised = unrealised = Decimal(0)
+        for values, ltp in g.rows_and_quotes():
+            realised += Decimal(values["realised_pnl"])
+            if ltp is None:
+                unrealised += Decimal(values["unrealised_pnl"])
+            else:
+                unrealised += pnl.unrealised(values["net_quantity"], values["average_price"], ltp)
         g.set_summary(
-            {"client_id": "Total", "realised_pnl": realised, "unrealised_pnl": unrealised, "mtm": mtm}
+            {
+                "client_id": "Total",
+                "realised_pnl": realised,
+                "unrealised_pnl": unrealised,
+                "mtm": realised + unrealised,
+            }
         )
 
     @work(thread=True, exclusive=True, group="desk-status", exit_on_error=False)

@@ -27,7 +27,7 @@ it.  ``set_summary`` pins one line (a total) under the rows, in the same columns
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -317,6 +317,14 @@ class BookGrid(ScrollView, can_focus=True):
 
     def keys(self) -> list[RowKey]:
         return list(self._keys)
+
+    def rows_and_quotes(self) -> Iterator[tuple[dict, Any]]:
+        """Every row's own values with its live quote (None: none), in row order: for sums
+        over every row without building each row as shown (``row``)."""
+        quote_of, quotes = self.quote_of, self.quotes
+        for key in self._keys:
+            values = self._values[key]
+            yield values, (quotes.get(quote_of(values)) if quote_of is not None else None)
 
     def move_to(self, key: RowKey) -> bool:
         if key not in self._index:
