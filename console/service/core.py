@@ -160,9 +160,9 @@ class Service:
                     )
                 c.token = token
             yield c
-            from localstore import checkpoints  # main answered: send the audit checkpoints queued meanwhile
+            from sync import checkpoint_send  # main answered: send the checkpoints queued meanwhile
 
-            await checkpoints.send_queued(self.store, c)
+            await checkpoint_send.send_queued(self.store, c)
 
     # ------------------------------------------------------------------ mode
 
