@@ -299,11 +299,11 @@ def why_not_faster(home: Path, tickets, actor, raw_rate: float, n: int) -> None:
         event.listen(
             store.engine, "connect", lambda dbapi_conn, _rec: dbapi_conn.set_trace_callback(seen.append)
         )
-        per_action = None
+        per_action: list[str] = []
         for i in range(n):
             rec = desk.place(store, actor, tickets[i % len(tickets)], mode="BACKUP")
             journal.acknowledge(store, [rec.seq])
-            if per_action is None:
+            if not per_action:
                 per_action = [
                     q
                     for q in seen

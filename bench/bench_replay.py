@@ -29,7 +29,7 @@ import httpx
 from backend_client.client import BackendClient
 from localstore.models import JournalKind
 from sync.reconcile import reconcile
-from sync.replay import Replayer
+from sync.replay import Replayer, ReplayResult
 from sync.trading import journal
 from sync.trading.journal import Intent
 from tests.replay_env import Main, make_console
@@ -101,7 +101,7 @@ async def raw_async(url: str, token: str, plan: list[dict], tag: str) -> float:
         return time.perf_counter() - t0
 
 
-async def replay_and_reconcile(con, url: str, *, reconciled: bool) -> tuple[float, float, object]:
+async def replay_and_reconcile(con, url: str, *, reconciled: bool) -> tuple[float, float, ReplayResult]:
     async with BackendClient(url) as c:
         await c.login("super1", "demo")
         t0 = time.perf_counter()
@@ -162,7 +162,7 @@ def main_() -> None:
                 main.place(cl, "NSE", inst["symbol"], "BUY", 1, "CNC", f"book-{k}")
                 have.add((cl, inst["symbol"]))
             book = make_console(sim.url, root, "p5b")
-            legs, _, receipts = _whole_book(book)
+            _, _, receipts = _whole_book(book)
             t_rep, t_total, result = asyncio.run(replay_and_reconcile(book, sim.url, reconciled=True))
             flat = all(p["net_quantity"] == 0 for p in main.http.get("/positions").json())
             print(

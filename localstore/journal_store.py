@@ -20,7 +20,7 @@ why a journal write is one durable transaction):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -183,7 +183,7 @@ def insert_many(conn: Connection, rows: list[dict]) -> None:
     plan = _MANY_PLANS.get((dialect.name, keys))
     if plan is None:
         compiled = _INSERT_MANY.compile(dialect=dialect, column_keys=list(keys))
-        order = tuple(compiled.positiontup) if compiled.positional else keys
+        order = tuple(compiled.positiontup or ()) if compiled.positional else keys
         procs = tuple(_JOURNAL.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in order)
         plan = _MANY_PLANS[(dialect.name, keys)] = (compiled.string, order, procs)
     sql, order, procs = plan
@@ -192,7 +192,7 @@ def insert_many(conn: Connection, rows: list[dict]) -> None:
         # column by column: a column's processor runs once per distinct value (the rows of one
         # write share their times, user, mode, kind ...), and the per-row work is C (zip, a dict
         # lookup in a comprehension): about a third of a 1,000-leg square-off was this loop, row by row
-        columns = list(zip(*(values_of(r) for r in rows), strict=True))
+        columns: list[Sequence[Any]] = list(zip(*(values_of(r) for r in rows), strict=True))
         for i, proc in enumerate(procs):
             if proc is not None:
                 columns[i] = _converted(columns[i], proc)
@@ -204,7 +204,7 @@ def insert_many(conn: Connection, rows: list[dict]) -> None:
     conn.exec_driver_sql(sql, params)
 
 
-def _converted(column: tuple, proc: Callable[[Any], Any]) -> list:
+def _converted(column: Sequence[Any], proc: Callable[[Any], Any]) -> list:
     """``proc`` applied to every value of ``column``, once per distinct value (as is for
     unhashable values)."""
     try:

@@ -166,3 +166,20 @@ def record_bod(
         )
     )
     credentials.observe_server_time(session, generated_at)  # main's time moves the clock watermark
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def snapshot_day(store: Store) -> tuple[int | None, date | None]:
+    """(bod_seq, trading_date) of the snapshot the local book holds ((None, None): none yet)."""
+    s = t.sync_state
+    with store.read_core() as conn:
+        row = conn.execute(select(s.c.bod_seq, s.c.trading_date).where(s.c.id == 1)).first()
+    return (None, None) if row is None else (row.bod_seq, row.trading_date)
+
+
+def local_client_ids(store: Store) -> set[str]:
+    """The client ids of the local book."""
+    with store.read_core() as conn:
+        return set(conn.scalars(select(t.clients.c.client_id)))

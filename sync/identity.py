@@ -126,6 +126,8 @@ def check_enrolled(store: Store, anchors: Anchors | None = None) -> None:
     from localstore.anchors import AnchorError
 
     anchors = anchors or anchors_for(store)
+    if anchors is None:  # a server database has no anchors (and returned above)
+        return
     try:
         bound = anchors.console_id()
     except AnchorError as exc:
@@ -154,4 +156,4 @@ def check_enrolled(store: Store, anchors: Anchors | None = None) -> None:
 
 
 def _cache(store: Store, console_id: str) -> None:
-    store._enrolled_as = console_id
+    setattr(store, "_enrolled_as", console_id)  # noqa: B010 - a mark on this Store object only (check_enrolled)

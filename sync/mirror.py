@@ -165,5 +165,6 @@ def _latest(events, key) -> dict:
 
 
 def _event_time(ev: Event) -> datetime:
-    data = ev.data
-    return getattr(data, "updated_at", None) or data.traded_at
+    if isinstance(ev, wire.TradeEvent):
+        return ev.data.traded_at
+    return ev.data.updated_at

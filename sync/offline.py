@@ -148,7 +148,8 @@ def _login(
     now = (now or clock.utcnow()).astimezone(UTC)
     with store.read_core() as conn:
         cred = conn.execute(_CREDENTIAL, {"c_user": user_id}).first()
-    verifier, grant_json, public_key = cred if cred is not None else (None, None, None)
+    # the three columns are NOT NULL: a credential row has all of them, or there is none
+    verifier, grant_json, public_key = cred if cred is not None else (None, "", "")
 
     local = mode == "LOCAL"
     cannot = "the password cannot be checked on this console" if local else "backup mode not possible"
@@ -348,7 +349,7 @@ def usable_grant(
             "clock_rolled_back",
             f"the clock reads {now.isoformat(timespec='seconds')}, "
             f"before the newest time this console has seen "
-            f"({watermark.isoformat(timespec='seconds')}); fix the clock",
+            f"({watermark.isoformat(timespec='seconds') if watermark else 'unknown'}); fix the clock",
             relogin=False,
         )
     if isinstance(pinned, _Untrusted):

@@ -65,7 +65,7 @@ FOR_A_PERSON = ("held", "conflict")
 
 
 def _key(x) -> tuple[str, str, str, str]:
-    return (x.client_id, value_of(x.exchange), x.symbol, value_of(x.product))
+    return (x.client_id, str(value_of(x.exchange)), x.symbol, str(value_of(x.product)))
 
 
 # --------------------------------------------------------------------------- local reads (blocking)
@@ -162,10 +162,10 @@ def journal_mismatches(
     by_coid = {o.client_order_id: o for o in main_orders}
     by_id = {o.order_id: o for o in main_orders}
     slices_of: dict[str, list[wire.Order]] = {}  # a square-off's slices are "{client_order_id}-{k}"
-    for o in main_orders:
-        parent, _, k = o.client_order_id.rpartition("-")
+    for order in main_orders:
+        parent, _, k = order.client_order_id.rpartition("-")
         if k.isdigit():
-            slices_of.setdefault(parent, []).append(o)
+            slices_of.setdefault(parent, []).append(order)
     out: list[dict] = []
     last_touch: dict[tuple, dict] = {}
     for e in entries:

@@ -20,7 +20,7 @@ from backend_client import errors as be
 from sync import detector_store
 from sync.bod import replace_book
 from sync.reconcile import reconcile
-from sync.replay import Replayer
+from sync.replay import Replayer, ReplayResult
 
 log = logging.getLogger("lifeboat.recovery")
 
@@ -31,7 +31,7 @@ class Recovery:
         self.retry_s = retry_s
         self.task: asyncio.Task | None = None
         self.replayer: Replayer | None = None
-        self.last_result = None
+        self.last_result: ReplayResult | None = None
         self.last_report: dict | None = None
         self._last_end = float("-inf")
         self.callbacks: list = []  # f(result, report) after each pass (the TUI)

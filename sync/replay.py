@@ -57,6 +57,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from backend_client import errors as be
 from backend_client.client import BackendClient
@@ -365,12 +366,12 @@ class Replayer:
         )
         return EntryOutcome(
             e["seq"],
-            value_of(e["kind"]),
+            str(value_of(e["kind"])),
             e["client_order_id"],
             e["client_id"],
-            value_of(e["exchange"]),
+            _text(e["exchange"]),
             e["symbol"],
-            value_of(e["product"]),
+            _text(e["product"]),
             state.value,
             reason,
             main_order_id,
@@ -389,7 +390,7 @@ class Replayer:
         return None
 
     async def _one(self, e: dict, main_date: date, stale_after: int) -> EntryOutcome | None:
-        kind = JournalKind(value_of(e["kind"]))
+        kind = JournalKind(e["kind"])  # a member or its stored string alike
         try:
             if kind is JournalKind.PLACE:
                 return await self._place(e, main_date, stale_after)
@@ -490,7 +491,7 @@ class Replayer:
                 {(p.exchange.value, p.symbol, p.product.value): p.net_quantity for p in rows},
             )
             self._positions[client_id] = cached
-        return cached[1].get((value_of(e["exchange"]), e["symbol"], value_of(e["product"])), 0)
+        return cached[1].get((str(value_of(e["exchange"])), e["symbol"], str(value_of(e["product"]))), 0)
 
     async def _square_off(self, e: dict, main_date: date, stale_after: int) -> EntryOutcome | None:
         coid = e["client_order_id"]
@@ -651,7 +652,7 @@ class Replayer:
                 return await self._move(e, JournalState.HELD, f"stale: {why}", order.order_id)
             await self._move(e, JournalState.SENT)
         try:
-            if kind is JournalKind.CANCEL:
+            if change is None:  # a CANCEL (a MODIFY has its change here, or was rejected above)
                 done = await self._sent(order.client_id, self.client.cancel_order(order.order_id))
             else:
                 done = await self._sent(order.client_id, self.client.modify_order(order.order_id, change))
@@ -673,6 +674,11 @@ class Replayer:
                 e, JournalState.HELD, f"not allowed for this session: {exc.message}", order.order_id
             )
         return await self._move(e, JournalState.APPLIED, f"{verb} done ({done.status.value})", done.order_id)
+
+
+def _text(value: Any) -> str | None:
+    """A journal column's stored string (None stays None)."""
+    return None if value is None else str(value_of(value))
 
 
 def _already_modified(order: wire.Order, change: wire.OrderModify) -> bool:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import inspect
+from sqlalchemy.orm import Mapper
 
 from contract import wire
 from localstore.models import (
@@ -30,7 +31,9 @@ M = TypeVar("M", bound=BaseModel)
 def _columns(row_cls: type) -> frozenset[str]:
     cols = _COLUMNS.get(row_cls)
     if cols is None:
-        cols = _COLUMNS[row_cls] = frozenset(c.key for c in inspect(row_cls).column_attrs)
+        mapper: Mapper[Any] = inspect(row_cls)
+        keys: list[str] = [prop.key for prop in mapper.column_attrs]
+        cols = _COLUMNS[row_cls] = frozenset(keys)
     return cols
 
 

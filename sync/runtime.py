@@ -27,15 +27,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
 from backend_client.client import BackendClient
 from backend_client.detector import Detector, Mode, Transition, probe_http_client, probe_once
 from backend_client.errors import ProtocolError, Unavailable
 from backend_client.stream import StreamClient, StreamStatus
 from contract import clock, wire
+from localstore import mirror_store
 from localstore.db import Store
-from localstore.models import ClientRow, SyncState
 from sync import detector_store
 from sync.bod import replace_book
 from sync.mirror import Mirror
@@ -125,12 +123,12 @@ class Runtime:
         or when it holds another scope (another user's book on a shared console: resuming
         it with this user's stream would mix the two)."""
         health = await self.client.health()
-        state = await asyncio.to_thread(self._sync_state)
-        if state.bod_seq is None or state.trading_date != health.trading_date:
+        bod_seq, trading_date = await asyncio.to_thread(mirror_store.snapshot_day, self.store)
+        if bod_seq is None or trading_date != health.trading_date:
             await self.resnapshot(reason)
             return
         scope = {c.client_id for c in await self.client.clients()}
-        if scope != await asyncio.to_thread(self._local_clients):
+        if scope != await asyncio.to_thread(mirror_store.local_client_ids, self.store):
             await self.resnapshot(f"{reason}: the local book is another scope")
 
     async def resnapshot(self, reason: str) -> None:
@@ -160,14 +158,6 @@ class Runtime:
         except ProtocolError as exc:  # refused whole (sync.bod): the previous book stays, asked again later
             log.warning("snapshot refused", extra={"event": "resnapshot_refused", "reason": str(exc)})
 
-    def _local_clients(self) -> set[str]:
-        with self.store.read() as s:
-            return set(s.scalars(select(ClientRow.client_id)))
-
-    def _sync_state(self) -> SyncState:
-        with self.store.read() as s:
-            return s.get(SyncState, 1)
-
     async def run(self) -> None:
         """Mirror the stream and watch main until ``stop()``.  Raises Unauthorized/
         Forbidden when the session is refused (retrying cannot fix that); main being
@@ -185,7 +175,7 @@ class Runtime:
                 return
             self.stream = self._stream_factory(self.mirror.state.last_event_seq)
             queue: asyncio.Queue = asyncio.Queue()
-            reader = asyncio.create_task(self._read(queue))
+            reader = asyncio.create_task(self._read(self.stream, queue))
             await self._write(queue, reader)
         finally:
             if self.stream is not None:
@@ -221,9 +211,9 @@ class Runtime:
                     pass
         return False
 
-    async def _read(self, queue: asyncio.Queue) -> None:
+    async def _read(self, stream: StreamClient, queue: asyncio.Queue) -> None:
         try:
-            async for item in self.stream.messages():
+            async for item in stream.messages():
                 self._observe(item)
                 queue.put_nowait(item)
         finally:
@@ -384,8 +374,9 @@ class Runtime:
                 batch.append(queue.get_nowait())
             done = await self._handle(batch)
             if done:
-                if reader.done() and reader.exception() is not None:
-                    raise reader.exception()
+                failed = reader.exception() if reader.done() else None
+                if failed is not None:
+                    raise failed
                 return
 
     async def _handle(self, batch: list) -> bool:
@@ -401,8 +392,8 @@ class Runtime:
                 events = []
                 await self._resnapshot_while_up(f"stream asked: {item.reason}")
             elif isinstance(item, wire.HelloMsg):
-                state = await asyncio.to_thread(self._sync_state)
-                if state.trading_date != item.trading_date:
+                _, trading_date = await asyncio.to_thread(mirror_store.snapshot_day, self.store)
+                if trading_date != item.trading_date:
                     await self._flush(events)
                     events = []
                     await self._resnapshot_while_up("new trading day")

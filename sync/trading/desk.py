@@ -317,11 +317,12 @@ def _mirror_target(r) -> Target:
 def _journaled_target(e: dict) -> Target:
     p = e["payload"]
     side, quantity = Side(p["side"]), int(p["quantity"])
+    exchange, product = str(value_of(e["exchange"])), str(value_of(e["product"]))  # a PLACE has both
     return Target(
         e["client_id"],
-        value_of(e["exchange"]),
+        exchange,
         e["symbol"],
-        value_of(e["product"]),
+        product,
         side,
         quantity,
         0,
@@ -329,11 +330,11 @@ def _journaled_target(e: dict) -> Target:
         e["client_order_id"],
         True,
         Shape(
-            value_of(e["exchange"]),
+            exchange,
             e["symbol"],
             side,
             quantity,
-            value_of(e["product"]),
+            product,
             OrderType(p["order_type"]),
             _money(p.get("price")),
             _money(p.get("trigger_price")),

@@ -89,7 +89,7 @@ async def place(
 
 async def find_order(c: BackendClient, order_id: str | None, client_order_id: str | None) -> wire.Order:
     try:
-        return await (c.order(order_id) if order_id else c.order_by_client_id(client_order_id))
+        return await (c.order(order_id) if order_id else c.order_by_client_id(client_order_id or ""))
     except be.NotFound:
         which = f"order id {order_id}" if order_id else f"client order id {client_order_id}"
         raise Refusal("unknown_order", f"the main system has no order with {which}") from None
@@ -218,7 +218,7 @@ async def squareoff(
     cancels = await _cancel_all(c, orders)
     ids = journal.allocate_ids(store, actor.trading_date, len(legs)) if legs else []
     down = None  # main stopped answering: the legs after that one are not sent at all
-    for leg, coid in zip(legs, ids):
+    for leg, coid in zip(legs, ids, strict=True):
         leg.client_order_id = coid
         if down is not None:  # (a hung main would cost a timeout per leg, and each answer is the same)
             leg.outcome, leg.reason = (

@@ -26,6 +26,7 @@ Rules (documented choices):
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -65,7 +66,7 @@ class OrderTicket:
 # --------------------------------------------------------------------------- scope, reference data
 
 
-def check_scope(role: str, client_ids: list[str] | set[str], client_id: str) -> None:
+def check_scope(role: str, client_ids: Collection[str], client_id: str) -> None:
     if role == "viewer":
         raise Refusal("read_only", "a viewer cannot trade")
     if role != "supervisor" and client_id not in set(client_ids):
@@ -210,5 +211,9 @@ def modified(
     trigger_price: Decimal | None = None,
 ) -> Shape:
     """The order as a MODIFY leaves it: the given fields change, as main merges them."""
-    change = {"quantity": quantity, "price": price, "trigger_price": trigger_price}
-    return replace(shape, **{k: v for k, v in change.items() if v is not None})
+    return replace(
+        shape,
+        quantity=shape.quantity if quantity is None else quantity,
+        price=shape.price if price is None else price,
+        trigger_price=shape.trigger_price if trigger_price is None else trigger_price,
+    )

@@ -82,7 +82,7 @@ def check_quantity(what: str, quantity: int, freeze_quantity: int | None, lot_si
             f"the main system",
         )
     count = slice_count(quantity, freeze_quantity, lot_size)
-    if count > MAX_SLICES:
+    if count > MAX_SLICES and freeze_quantity:  # (more than one order needs a freeze quantity)
         raise Refusal(
             "quantity_limit",
             f"{what}: squaring off {quantity:,} would take {count:,} orders of at most "
@@ -132,9 +132,9 @@ def position_legs(
         legs.append(
             Leg(
                 p.client_id,
-                value_of(p.exchange),
+                str(value_of(p.exchange)),
                 p.symbol,
-                value_of(p.product),
+                str(value_of(p.product)),
                 closing_side(p.net_quantity),
                 abs(p.net_quantity),
             )
