@@ -108,6 +108,12 @@ class SquareOffScreen(ModalScreen[object]):
         return "EVERY position in your scope"
 
     @on(Select.Changed)
+    def _scope_changed(self) -> None:
+        """A select moved.  Mounting them reports their first values too: the scope asked for
+        at mount, not asked again (each ask is a dry run against main)."""
+        if self.scope() != self.asked_scope:
+            self.refresh_preview()
+
     def refresh_preview(self) -> None:
         scope = self.scope()
         self.preview = None
