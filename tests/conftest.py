@@ -56,6 +56,7 @@ def pytest_configure(config):
         signal.signal(signal.SIGTERM, interrupt)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own sessionfinish, which tears down what an interrupt left
 def pytest_sessionfinish(session, exitstatus):
     """No test may leave anchors or their locks in the user's real config dir (a subprocess started
     without the test's LIFEBOAT_CONFIG_DIR did, unnoticed): fail the run if one did.  Nor may a
