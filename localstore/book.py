@@ -1,10 +1,12 @@
-"""The local book's reads, and the console settings a supervisor changes: the SQL the
-console's service needs, so that console/ holds none.
+"""The console's own reads and records that its service needs, so that console/ holds no
+SQL: the local book's reads (scoped to the clients a user may see), the journaled
+square-offs still pending, the mode override and backup policy, and what an online login,
+a logout and a supervisor's lockout decisions record (with their audit rows).
 
 Functions taking the Store.  Book reads take ``clients``: the client ids a user may
 see (None: every client) and ``convert``: what to make of each row while its session
-is open (the service passes sync.rows.to_model with the wire model; this package does
-not import the wire models' users).
+is open (the service passes sync.rows.to_model with the wire model; localstore does
+not import sync).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import InstrumentedAttribute
@@ -32,6 +34,9 @@ from localstore.models import (
     TradeRow,
     UserRow,
 )
+
+if TYPE_CHECKING:
+    from localstore.credentials import Attempts
 
 T = TypeVar("T")
 
@@ -269,3 +274,49 @@ def record_online_login(
                 },
             )
         audit.append(s, user_id=login.user_id, mode="ONLINE", action="login", payload=audit_payload)
+
+
+def record_logout(store: Store, user_id: str, keyring: str) -> None:
+    """A logout, audited with what happened to the saved token (localstore.secrets.delete_token)."""
+    with store.write() as s:
+        audit.append(s, user_id=user_id, mode="ONLINE", action="logout", payload={"keyring": keyring})
+
+
+def record_event(store: Store, *, user_id: str, mode: str, action: str, payload: dict[str, Any]) -> None:
+    """One audit row in its own write (Core: no ORM)."""
+    with store.write_core() as conn:
+        audit.append_core(conn, user_id=user_id, mode=mode, action=action, payload=payload)
+
+
+def release_user(store: Store, anchors: Anchors, user_id: str, *, by: str) -> Attempts:
+    """A supervisor lifts ``user_id``'s offline lockout and failure delay (in the anchors),
+    audited ``user_released`` in the same write; returns the attempts as they were."""
+    from localstore import credentials
+
+    with store.write_core() as conn:
+        before = credentials.clear_attempts(anchors, user_id)
+        audit.append_core(
+            conn,
+            user_id=by,
+            mode="LOCAL",
+            action="user_released",
+            payload={"user": user_id, "by": by, "failures": before.count, "was_locked": before.locked},
+        )
+    return before
+
+
+def set_lockout(store: Store, anchors: Anchors, n: int, *, by: str) -> None:
+    """A supervisor sets how many wrong passwords in a row lock a user offline (0: never),
+    kept in the anchors; audited ``lockout_change`` in the same write."""
+    from localstore import credentials
+
+    with store.write_core() as conn:
+        before = credentials.lock_after(anchors)
+        credentials.set_lock_after(anchors, n)
+        audit.append_core(
+            conn,
+            user_id=by,
+            mode="LOCAL",
+            action="lockout_change",
+            payload={"lock_after": n, "before": before},
+        )

@@ -91,9 +91,9 @@ async def login_on(svc: Service, c: BackendClient, user_id: str, password: str) 
         "grant_valid_until": grant.claims.valid_until.isoformat(),
     }
     await asyncio.to_thread(lambda: book.record_online_login(store, throttle_anchors(store), login, payload))
-    from sync import checkpoint_send  # the audit chain's signed checkpoints: key to main, queue sent
+    from localstore import checkpoints  # the audit chain's signed checkpoints: key to main, queue sent
 
-    await checkpoint_send.at_login(store, c)
+    await checkpoints.at_login(store, c)
     kept = secrets.save_token(user_id, session.access_token)
     log.info("login", extra={"event": "login", "user_id": user_id, "keyring_kept": kept})
     return LoginResult(session.user, kept, grant.claims.valid_until, store.console_id)
@@ -105,7 +105,7 @@ def _enrol(svc: Service, keys: wire.KeySet, user_id: str, grant_key_id: str) -> 
     only main, online, changes them.  A change of pins is audited.  With a broker's trust
     file (localstore.trustfile) only the keys it lists are pinned, and a grant signed by
     a key it does not list refuses the login."""
-    from localstore import audit, trustfile
+    from localstore import book, trustfile
     from localstore.anchors import AnchorError
     from sync.identity import anchors_for, ensure_enrolled
 
@@ -134,18 +134,17 @@ def _enrol(svc: Service, keys: wire.KeySet, user_id: str, grant_key_id: str) -> 
             if (
                 before
             ):  # a change (main's new keys, or pins put right): audited; the first pins are the login's
-                with store.write_core() as conn:
-                    audit.append_core(
-                        conn,
-                        user_id=user_id,
-                        mode="ONLINE",
-                        action="grant_keys_pinned",
-                        payload={
-                            "pinned": _fingerprints(published),
-                            "before": _fingerprints(before),
-                            "where": anchors.kind,
-                        },
-                    )
+                book.record_event(
+                    store,
+                    user_id=user_id,
+                    mode="ONLINE",
+                    action="grant_keys_pinned",
+                    payload={
+                        "pinned": _fingerprints(published),
+                        "before": _fingerprints(before),
+                        "where": anchors.kind,
+                    },
+                )
     except AnchorError as exc:  # trust cannot be kept here: no offline login would be possible
         raise Denied(f"cannot keep this console's trust anchors: {exc}") from exc
     if enrolment.previous is not None:
@@ -164,12 +163,11 @@ def _enrol(svc: Service, keys: wire.KeySet, user_id: str, grant_key_id: str) -> 
 def logout(svc: Service) -> tuple[str, str]:
     """Forget the saved token: (user, what happened to the token: "removed", "none"
     or "no_keyring", localstore.secrets.delete_token)."""
-    from localstore import audit, secrets
+    from localstore import book, secrets
 
     user = svc.current_user()
     token = secrets.delete_token(user)
-    with svc.store.write() as s:
-        audit.append(s, user_id=user, mode="ONLINE", action="logout", payload={"keyring": token})
+    book.record_logout(svc.store, user, token)
     return user, token
 
 

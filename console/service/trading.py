@@ -411,30 +411,12 @@ async def policy_set(svc: Service, *, allow_new_exposure: bool, password: str | 
 async def user_release(svc: Service, user_id: str, *, password: str | None = None) -> UserReleased:
     """A supervisor lifts ``user_id``'s offline lockout and failure delay on this console
     (localstore.credentials; audited ``user_released``).  Checked locally: works offline."""
-    from localstore import audit, credentials
+    from localstore import book
     from sync.offline import throttle_anchors
 
     actor = await _supervisor(svc, password, "release a locked user", "LOCAL")
     anchors = throttle_anchors(svc.store)
-
-    def save():
-        with svc.store.write_core() as conn:
-            before = credentials.clear_attempts(anchors, user_id)
-            audit.append_core(
-                conn,
-                user_id=actor.user_id,
-                mode="LOCAL",
-                action="user_released",
-                payload={
-                    "user": user_id,
-                    "by": actor.user_id,
-                    "failures": before.count,
-                    "was_locked": before.locked,
-                },
-            )
-        return before
-
-    before = await asyncio.to_thread(save)
+    before = await asyncio.to_thread(book.release_user, svc.store, anchors, user_id, by=actor.user_id)
     log.info(
         "user_released", extra={"event": "user_released", "user_id": user_id, "was_locked": before.locked}
     )
@@ -451,25 +433,12 @@ def user_lockout_show(svc: Service) -> Lockout:
 async def user_lockout_set(svc: Service, n: int, *, password: str | None = None) -> Lockout:
     """A supervisor sets how many password attempts in a row without the right one lock
     a user offline (0: never), kept in the trust anchors, not the store; audited."""
-    from localstore import audit, credentials
+    from localstore import book
     from sync.offline import throttle_anchors
 
     if n < 0 or n > 1000:
         raise Refused(f"the lockout count is 0 (off) to 1000, not {n}", "invalid_value")
     actor = await _supervisor(svc, password, "change the offline lockout", "LOCAL")
     anchors = throttle_anchors(svc.store)
-
-    def save():
-        with svc.store.write_core() as conn:
-            before = credentials.lock_after(anchors)
-            credentials.set_lock_after(anchors, n)
-            audit.append_core(
-                conn,
-                user_id=actor.user_id,
-                mode="LOCAL",
-                action="lockout_change",
-                payload={"lock_after": n, "before": before},
-            )
-
-    await asyncio.to_thread(save)
+    await asyncio.to_thread(book.set_lockout, svc.store, anchors, n, by=actor.user_id)
     return Lockout(n, actor.user_id)
