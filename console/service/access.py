@@ -91,9 +91,9 @@ async def login_on(svc: Service, c: BackendClient, user_id: str, password: str) 
         "grant_valid_until": grant.claims.valid_until.isoformat(),
     }
     await asyncio.to_thread(lambda: book.record_online_login(store, throttle_anchors(store), login, payload))
-    from localstore import checkpoints  # the audit chain's signed checkpoints: key to main, queue sent
+    from sync import checkpoint_send  # the audit chain's signed checkpoints: key to main, queue sent
 
-    await checkpoints.at_login(store, c)
+    await checkpoint_send.at_login(store, c)
     kept = secrets.save_token(user_id, session.access_token)
     log.info("login", extra={"event": "login", "user_id": user_id, "keyring_kept": kept})
     return LoginResult(session.user, kept, grant.claims.valid_until, store.console_id)
