@@ -30,7 +30,8 @@ ENDS_WITHIN_S = 8.0  # "a few seconds": mainsim stopped at once, the screen give
 def _start(tmp_path: Path, *extra: str) -> tuple[Tmux, Path]:
     data = tmp_path / "demo"
     cmd = " ".join(
-        shlex.quote(a) for a in [sys.executable, "-m", "console.cli", "demo", "--dir", str(data), *extra]
+        shlex.quote(a)  # console.cli through the test launcher: demo_env's cheap verifier (tests/launcher.py)
+        for a in [sys.executable, "-m", "tests.launcher", "demo", "--dir", str(data), *extra]
     )
     tmux = Tmux()
     env = demo_env(tmp_path)
@@ -162,7 +163,7 @@ def test_sigterm_ends_the_bare_console_with_its_code(tmp_path):
         for a in [
             sys.executable,
             "-m",
-            "console.cli",
+            "tests.launcher",  # console.cli with demo_env's test seams (tests/launcher.py)
             "--backend",
             "http://127.0.0.1:9",
             "--home",

@@ -50,7 +50,10 @@ def banner(text: str) -> str:
 
 def test_demo_under_tmux_online_outage_backup_back_and_quit(tmp_path):
     data = tmp_path / "demo"
-    cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "console.cli", "demo", "--dir", str(data)])
+    # console.cli through the test launcher: demo_env's cheap verifier (tests/launcher.py)
+    cmd = " ".join(
+        shlex.quote(a) for a in [sys.executable, "-m", "tests.launcher", "demo", "--dir", str(data)]
+    )
     tmux = Tmux()
     env = demo_env(tmp_path)
     env["TERM"] = "xterm-256color"
