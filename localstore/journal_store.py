@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -47,6 +47,9 @@ from localstore.core_tables import journal as _JOURNAL
 from localstore.core_tables import order_id_counter as _COUNTER
 from localstore.db import Store
 from localstore.prepared import Prepared
+
+if TYPE_CHECKING:  # the ORM is not imported on the fast paths (tests/test_perf_paths.py)
+    from sqlalchemy.orm import Session
 
 # Hot-path statements built once (building and cache-keying a statement costs about
 # as much as running it); values come in as bound parameters.
@@ -342,3 +345,50 @@ def _plain(value):
     if isinstance(value, datetime):
         return value.isoformat()
     return getattr(value, "value", value)
+
+
+def count_unfinished(store: Store) -> int:
+    """Journal entries the replay still has to send or look up (PENDING, SENT); held and
+    conflict entries wait for a person and do not count."""
+    with store.read_core() as conn:
+        return (
+            conn.execute(
+                select(func.count()).select_from(_JOURNAL).where(_JOURNAL.c.state.in_(UNFINISHED_STATES))
+            ).scalar()
+            or 0
+        )
+
+
+def for_report(store: Store, trading_date: date, outstanding: Iterable[str]) -> list[dict[str, Any]]:
+    """Journal rows (all columns) of ``trading_date`` or later, and every older one in one
+    of the ``outstanding`` states, in seq order."""
+    with store.read_core() as conn:
+        rows = conn.execute(
+            select(_JOURNAL)
+            .where(or_(_JOURNAL.c.trading_date >= trading_date, _JOURNAL.c.state.in_(list(outstanding))))
+            .order_by(_JOURNAL.c.seq)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def in_states(store: Store, states: Iterable[str]) -> list[dict[str, Any]]:
+    """Journal rows (all columns) in one of ``states``, in seq order."""
+    with store.read_core() as conn:
+        rows = conn.execute(
+            select(_JOURNAL).where(_JOURNAL.c.state.in_(list(states))).order_by(_JOURNAL.c.seq)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def entry(conn: Connection | Session, seq: int) -> dict[str, Any] | None:
+    """Journal row ``seq`` (all columns), in the caller's transaction."""
+    row = conn.execute(select(_JOURNAL).where(_JOURNAL.c.seq == seq)).mappings().first()
+    return None if row is None else dict(row)
+
+
+def set_state(conn: Connection | Session, seq: int, state: str, reason: str | None, now: datetime) -> None:
+    """Move journal row ``seq`` to ``state`` with ``reason`` (a person's decision), in the
+    caller's transaction."""
+    conn.execute(
+        update(_JOURNAL).where(_JOURNAL.c.seq == seq).values(state=state, state_reason=reason, updated_at=now)
+    )

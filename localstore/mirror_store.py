@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, delete, insert, select, tuple_, update
-from sqlalchemy.orm import Session
 
+from contract.enums import OPEN_STATUSES
 from localstore import core_tables as t
 from localstore import credentials
 from localstore.db import Store
+
+if TYPE_CHECKING:  # the ORM is not imported on the fast paths (tests/test_perf_paths.py)
+    from sqlalchemy.orm import Session
 
 # the book, children first (a delete in this order never trips a foreign key)
 BOOK_TABLES = (t.trades, t.orders, t.positions, t.client_limits, t.clients, t.instruments)
@@ -183,3 +186,22 @@ def local_client_ids(store: Store) -> set[str]:
     """The client ids of the local book."""
     with store.read_core() as conn:
         return set(conn.scalars(select(t.clients.c.client_id)))
+
+
+def book_for_reconciliation(store: Store) -> tuple[list[Any], list[Any], set[str]]:
+    """The local book as a reconciliation compares it (columns, not objects: a book can hold
+    thousands of rows): positions (client_id, exchange, symbol, product, net_quantity),
+    open orders (order_id, client_order_id, client_id, symbol, status), and the trade ids,
+    from one consistent read."""
+    p, o = t.positions.c, t.orders.c
+    with store.read_core() as conn:
+        positions = list(conn.execute(select(p.client_id, p.exchange, p.symbol, p.product, p.net_quantity)))
+        open_orders = list(
+            conn.execute(
+                select(o.order_id, o.client_order_id, o.client_id, o.symbol, o.status).where(
+                    o.status.in_(sorted(OPEN_STATUSES))
+                )
+            )
+        )
+        trades = set(conn.scalars(select(t.trades.c.trade_id)))
+    return positions, open_orders, trades

@@ -34,14 +34,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
-
 if TYPE_CHECKING:
     from localstore.anchors import Anchors
     from localstore.db import Store
-
-_READ_ID = text("SELECT console_id FROM console_identity WHERE id = 1")
-_USED = text("SELECT EXISTS (SELECT 1 FROM offline_credentials)")
 
 
 class NotEnrolled(Exception):
@@ -79,7 +74,7 @@ def ensure_enrolled(store: Store, anchors: Anchors | None = None, *, user_id: st
     so neither waits on the other for ever.  The anchors are written before the commit: a
     failed commit leaves them naming an id the store does not have, and the next online
     login simply enrols it again."""
-    from localstore import audit
+    from localstore import access_reads, audit
     from localstore.db import new_console_id, rebind_console_id
 
     anchors = anchors or anchors_for(store)
@@ -88,7 +83,7 @@ def ensure_enrolled(store: Store, anchors: Anchors | None = None, *, user_id: st
     with store.write_core() as conn, anchors.locked():
         data = anchors.load()
         bound = data.get("console_id")
-        current = conn.execute(_READ_ID).scalar_one()
+        current = access_reads.console_id(conn)
         if bound == current:
             if not data.get("console_key"):  # enrolled before the console had a key of its own
                 anchors.enrol(current)
@@ -98,7 +93,7 @@ def ensure_enrolled(store: Store, anchors: Anchors | None = None, *, user_id: st
             rebind_console_id(conn, new)
             # a store with a past (someone logged in online with it, or this home was bound to
             # another id) is audited; a new console's first id is named by its login row
-            if bound is not None or conn.execute(_USED).scalar():
+            if bound is not None or access_reads.anyone_logged_in(conn):
                 audit.append_core(
                     conn,
                     user_id=user_id,
@@ -134,8 +129,10 @@ def check_enrolled(store: Store, anchors: Anchors | None = None) -> None:
         raise NotEnrolled(str(exc), console_id=store.console_id, bound=None) from None
     if bound is not None and bound != store.console_id:
         # another process of this home enrolled this very store since it was opened here
+        from localstore import access_reads
+
         with store.read_core() as conn:
-            current = conn.execute(_READ_ID).scalar_one()
+            current = access_reads.console_id(conn)
         if current == bound:
             store.console_id = current
     if bound == store.console_id:

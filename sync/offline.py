@@ -47,21 +47,12 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from sqlalchemy import bindparam, select
-
 from contract import clock
 from contract.grants import GrantInvalid, GrantKeyUntrusted, StoredGrant
-from localstore import audit, credentials
-from localstore.core_tables import offline_credentials as _CREDS
-from localstore.core_tables import users as _USERS
+from localstore import access_reads, audit, credentials
 from localstore.db import Store
 from localstore.verifier import EarlyCheck
 from localstore.verifier import start_check as start_scrypt_check
-
-_CREDENTIAL = select(_CREDS.c.verifier, _CREDS.c.grant_json, _CREDS.c.public_key).where(
-    _CREDS.c.user_id == bindparam("c_user")
-)
-_SCOPE = select(_USERS.c.role, _USERS.c.client_ids).where(_USERS.c.user_id == bindparam("c_user"))
 
 
 class OfflineDenied(Exception):
@@ -98,7 +89,7 @@ def start_check(store: Store, user_id: str, password: str) -> EarlyCheck | None:
     """Start the password's scrypt check in a daemon thread now (localstore.verifier);
     None when this user has no offline material here (login will say why)."""
     with store.read_core() as conn:
-        cred = conn.execute(_CREDENTIAL, {"c_user": user_id}).first()
+        cred = access_reads.credential(conn, user_id)
     if cred is None or not cred.verifier:
         return None
     return start_scrypt_check(user_id, password, cred.verifier)
@@ -147,7 +138,7 @@ def _login(
 ) -> OfflineSession:
     now = (now or clock.utcnow()).astimezone(UTC)
     with store.read_core() as conn:
-        cred = conn.execute(_CREDENTIAL, {"c_user": user_id}).first()
+        cred = access_reads.credential(conn, user_id)
     # the three columns are NOT NULL: a credential row has all of them, or there is none
     verifier, grant_json, public_key = cred if cred is not None else (None, "", "")
 
@@ -388,7 +379,7 @@ def _audit_failure(where, user_id: str, mode: str, reason: str, **more) -> None:
 def stored_scope(store: Store, user_id: str) -> tuple[str, list[str]] | None:
     """(role, client_ids) the main system gave at the last online login, if any."""
     with store.read_core() as conn:
-        u = conn.execute(_SCOPE, {"c_user": user_id}).first()
+        u = access_reads.scope(conn, user_id)
     if u is None:
         return None
     return u.role.value, json.loads(u.client_ids or "[]")

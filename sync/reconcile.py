@@ -35,25 +35,16 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import date
 
-from sqlalchemy import or_, select
-
 from backend_client.client import BackendClient
 from contract import clock, wire
 from contract.enums import value_of
+from localstore import journal_store, mirror_store, report_store
 from localstore.db import Store
-from localstore.models import (
-    JournalEntry,
-    JournalState,
-    OrderRow,
-    PositionRow,
-    ReconciliationReport,
-    TradeRow,
-)
+from localstore.journal_states import JournalState
 from sync.bod import replace_book
 from sync.trading.held import DISCARDED_PREFIX
 from sync.verdict import headline, verdict
 
-_J = JournalEntry.__table__
 _OUTSTANDING = (
     JournalState.PENDING.value,
     JournalState.SENT.value,
@@ -73,38 +64,20 @@ def _key(x) -> tuple[str, str, str, str]:
 
 def local_book(store: Store) -> dict:
     """The local mirror: net quantity per position, open orders, trade ids."""
-    with store.read() as s:
-        p, o = PositionRow, OrderRow  # columns, not ORM objects: a book can hold thousands of rows
-        positions = {
-            _key(r): r.net_quantity
-            for r in s.execute(select(p.client_id, p.exchange, p.symbol, p.product, p.net_quantity))
-        }
-        open_orders = {
-            r.order_id: (r.client_order_id, r.client_id, r.symbol, value_of(r.status))
-            for r in s.execute(
-                select(o.order_id, o.client_order_id, o.client_id, o.symbol, o.status).where(
-                    o.status.in_(list(wire.OPEN_STATUSES))
-                )
-            )
-        }
-        trades = set(s.scalars(select(TradeRow.trade_id)))
-    return {"positions": positions, "open_orders": open_orders, "trades": trades}
+    positions, open_orders, trades = mirror_store.book_for_reconciliation(store)
+    return {
+        "positions": {_key(r): r.net_quantity for r in positions},
+        "open_orders": {
+            r.order_id: (r.client_order_id, r.client_id, r.symbol, value_of(r.status)) for r in open_orders
+        },
+        "trades": trades,
+    }
 
 
 def report_entries(store: Store, trading_date: date) -> list[dict]:
     """Entries of main's trading day, and every older one still waiting for something."""
-    with store.read() as s:
-        rows = (
-            s.execute(
-                select(_J)
-                .where(or_(_J.c.trading_date >= trading_date, _J.c.state.in_(_OUTSTANDING)))
-                .order_by(_J.c.seq)
-            )
-            .mappings()
-            .all()
-        )
     out = []
-    for r in rows:
+    for r in journal_store.for_report(store, trading_date, _OUTSTANDING):
         out.append(
             {
                 "seq": r["seq"],
@@ -128,22 +101,16 @@ def report_entries(store: Store, trading_date: date) -> list[dict]:
 
 
 def save_report(store: Store, report: dict) -> int:
-    with store.write() as s:
-        row = ReconciliationReport(created_at=clock.utcnow(), json=json.dumps(report, default=str))
-        s.add(row)
-        s.flush()
-        return row.id
+    return report_store.save(store, clock.utcnow(), json.dumps(report, default=str))
 
 
 def last_report(store: Store) -> dict | None:
-    with store.read() as s:
-        row = s.scalars(
-            select(ReconciliationReport).order_by(ReconciliationReport.id.desc()).limit(1)
-        ).first()
-    if row is None:
+    found = report_store.last(store)
+    if found is None:
         return None
-    report = json.loads(row.json)
-    report["id"] = row.id
+    report_id, text = found
+    report = json.loads(text)
+    report["id"] = report_id
     return report
 
 

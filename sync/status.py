@@ -1,62 +1,19 @@
 """The store's side of `lifeboat status` and of the CLI's one-shot mode decision.
 
-Why plain SQL here: `status` is what support staff and scripts run first during an
-outage, and it must start fast (bench P7).  These few reads use Core ``text()``
-with the store's column types (localstore.coltypes), so neither the ORM, the
-models nor the pydantic wire schema is imported.  The journal states come from
-localstore.journal_states (JournalState values; a test keeps them equal).
+Why it starts fast: `status` is what support staff and scripts run first during an
+outage (bench P7).  Its reads are plain SQL in localstore/status_reads.py (neither the
+ORM, the models nor the pydantic wire schema is imported); this module shapes them.
+The journal states come from localstore.journal_states (a test keeps them equal).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, text
+from localstore import status_reads
 
-from localstore.coltypes import UtcDateTime
-from localstore.journal_states import FINAL_STATES, HELD_STATES, UNFINISHED_STATES
-
-
-def _sql_list(states: tuple[str, ...]) -> str:
-    return ", ".join(f"'{s}'" for s in states)
-
-
-_MODE_INPUTS = text(
-    "SELECT (SELECT forced_mode FROM console_state WHERE id = 1) AS forced_mode, "
-    f"(SELECT count(*) FROM journal WHERE state IN ({_sql_list(UNFINISHED_STATES)})) AS unfinished"
-)
-_HEADS = text(
-    "SELECT s.trading_date, s.bod_at, s.bod_seq, s.last_event_seq, s.last_event_at, s.last_applied_at, "
-    "p.allow_new_exposure, p.killswitch, p.updated_by, c.forced_at, c.forced_by, "
-    "c.mode AS recorded_mode, c.mode_since, c.mode_reason, "
-    "l.holder AS lease_holder, l.acquired_at AS lease_acquired_at, l.expires_at AS lease_expires_at, "
-    "(SELECT max(created_at) FROM reconciliation_report) AS last_report_at, "
-    f"(SELECT count(*) FROM journal WHERE state NOT IN ({_sql_list(FINAL_STATES)})) AS depth, "
-    f"(SELECT count(*) FROM journal WHERE state IN ({_sql_list(HELD_STATES)})) AS held, "
-    "(SELECT count(*) FROM journal WHERE acknowledged_at IS NULL) AS unacknowledged "
-    "FROM sync_state s, policy p, console_state c, replay_lease l "
-    "WHERE s.id = 1 AND p.id = 1 AND c.id = 1 AND l.id = 1"
-).columns(
-    bod_at=UtcDateTime,
-    last_event_at=UtcDateTime,
-    last_applied_at=UtcDateTime,
-    forced_at=UtcDateTime,
-    mode_since=UtcDateTime,
-    lease_acquired_at=UtcDateTime,
-    lease_expires_at=UtcDateTime,
-    last_report_at=UtcDateTime,
-    allow_new_exposure=Boolean,
-    killswitch=Boolean,
-)
-_UNACKNOWLEDGED = text(
-    "SELECT seq, kind, client_order_id, client_id, symbol, state, created_at FROM journal "
-    "WHERE acknowledged_at IS NULL ORDER BY seq LIMIT :limit"
-).columns(created_at=UtcDateTime)
-_LAST_REPORT = text("SELECT json FROM reconciliation_report ORDER BY id DESC LIMIT 1")
-_CREDENTIALS = text(
-    "SELECT user_id, verifier, grant_json, public_key FROM offline_credentials ORDER BY user_id"
-)
-
-
-_ANY_CREDENTIAL = text("SELECT EXISTS (SELECT 1 FROM offline_credentials)")
+# re-exported: the journal states status counts by
+from localstore.journal_states import FINAL_STATES as FINAL_STATES
+from localstore.journal_states import HELD_STATES as HELD_STATES
+from localstore.journal_states import UNFINISHED_STATES as UNFINISHED_STATES
 
 
 def anchors_state(store, conn) -> dict:
@@ -66,7 +23,7 @@ def anchors_state(store, conn) -> dict:
     console id this home's anchors name, when it is not the store's).  A store nobody
     logged in online with cannot be enrolled (enrolment is part of that login): said
     without asking the keyring (about 75 ms to import; bench P7)."""
-    if not conn.execute(_ANY_CREDENTIAL).scalar():
+    if not status_reads.any_credential(conn):
         return {
             "kind": "none",
             "enrolled": False,
@@ -95,13 +52,12 @@ def anchors_state(store, conn) -> dict:
 
 def mode_inputs(conn) -> tuple[str | None, int]:
     """(a supervisor's forced mode or None, how many journal entries are unfinished)."""
-    row = conn.execute(_MODE_INPUTS).one()
-    return row.forced_mode, int(row.unfinished or 0)
+    return status_reads.mode_inputs(conn)
 
 
 def store_status(conn, *, unacknowledged_limit: int = 20) -> dict:
     """Policy, last BOD, mirror freshness and journal depth, as plain values."""
-    h = conn.execute(_HEADS).one()
+    h = status_reads.heads(conn)
     unacked = [
         present(
             seq=r.seq,
@@ -112,7 +68,7 @@ def store_status(conn, *, unacknowledged_limit: int = 20) -> dict:
             state=r.state,
             created_at=r.created_at.isoformat(),
         )
-        for r in conn.execute(_UNACKNOWLEDGED, {"limit": unacknowledged_limit})
+        for r in status_reads.unacknowledged(conn, unacknowledged_limit)
     ]
     return {
         "trading_date": _date_text(h.trading_date),
@@ -147,7 +103,7 @@ def _last_verdict(conn) -> str | None:
 
     from sync.verdict import verdict
 
-    raw = conn.execute(_LAST_REPORT).scalar()
+    raw = status_reads.last_report_json(conn)
     try:
         report = json.loads(raw) if raw else None
     except ValueError:
@@ -196,7 +152,7 @@ def backup_readiness(conn, now, *, store, user_id: str | None = None) -> dict:
     act, and ``"problems"``: one sentence per user who could not (or why nobody is here)."""
     from localstore import credentials
 
-    rows = [r for r in conn.execute(_CREDENTIALS) if user_id is None or r.user_id == user_id]
+    rows = [r for r in status_reads.credentials(conn) if user_id is None or r.user_id == user_id]
     if not rows:
         who = f"{user_id} has never" if user_id else "nobody has ever"
         return {

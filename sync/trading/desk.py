@@ -20,14 +20,11 @@ from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import String, and_, bindparam, select, type_coerce, update
-
 from contract import clock
 from contract.enums import OPEN_STATUSES, Exchange, OrderType, Product, Side, value_of
 from contract.ordershape import Shape
-from localstore import core_tables as tables
+from localstore import trading_store
 from localstore.core_tables import KIND_CANCEL, KIND_MODIFY, KIND_PLACE, KIND_SQUARE_OFF
-from localstore.prepared import Prepared
 from sync.trading import journal, policy
 from sync.trading.journal import Intent, Receipt
 from sync.trading.policy import OrderTicket, Refusal
@@ -48,59 +45,18 @@ class Actor:
 
 
 # --------------------------------------------------------------------------- lookups
-# Core statements on the write Connection (no ORM objects: each ORM get costs about a
-# millisecond here, and a check runs on every action).
+# On the write Connection of the journal's transaction (the SQL: localstore.trading_store).
 
-# (localstore.core_tables: the same columns and types as the models, without the ORM)
-_CLIENTS = tables.clients
-_INSTRUMENTS = tables.instruments
-_POSITIONS = tables.positions
-_LIMITS = tables.client_limits
-_POLICY = tables.policy
-_ORDERS = tables.orders
-_INSTRUMENT_COLS = tuple(
-    _INSTRUMENTS.c[n]
-    for n in (
-        "exchange",
-        "symbol",
-        "lot_size",
-        "tick_size",
-        "last_price",
-        "lower_band",
-        "upper_band",
-        "freeze_quantity",
-    )
-)
 _PRODUCTS = frozenset(p.value for p in Product)
-_ORDER_COLS = tuple(
-    _ORDERS.c[n]
-    for n in (
-        "order_id",
-        "client_order_id",
-        "client_id",
-        "exchange",
-        "symbol",
-        "product",
-        "side",
-        "quantity",
-        "filled_quantity",
-        "status",
-        "order_type",
-        "price",
-        "trigger_price",
-        "validity",
-        "disclosed_quantity",
-    )
-)
 
 
 def known_client(s, client_id: str) -> None:
-    if s.scalar(select(_CLIENTS.c.client_id).where(_CLIENTS.c.client_id == client_id)) is None:
+    if not trading_store.client_known(s, client_id):
         _unknown_client(s, client_id)
 
 
 def _unknown_client(s, client_id: str):
-    known = list(s.scalars(select(_CLIENTS.c.client_id)))
+    known = trading_store.client_ids(s)
     raise Refusal("unknown_client", f"unknown client {client_id!r}{policy.suggest(client_id, known)}")
 
 
@@ -112,7 +68,7 @@ def _exchange(exchange: str) -> Exchange:
 
 
 def _unknown_symbol(s, exch: Exchange, symbol: str):
-    known = list(s.scalars(select(_INSTRUMENTS.c.symbol).where(_INSTRUMENTS.c.exchange == exch)))
+    known = trading_store.symbols(s, exch)
     raise Refusal(
         "unknown_symbol", f"no instrument {symbol!r} on {exch.value}{policy.suggest(symbol, known)}"
     )
@@ -121,59 +77,14 @@ def _unknown_symbol(s, exch: Exchange, symbol: str):
 def instrument(s, exchange: str, symbol: str):
     """The instrument's reference data (a row with InstrumentRow's attribute names)."""
     exch = _exchange(exchange)
-    inst = s.execute(
-        select(*_INSTRUMENT_COLS).where(
-            _INSTRUMENTS.c.exchange == exch, _INSTRUMENTS.c.symbol == symbol.upper()
-        )
-    ).first()
+    inst = trading_store.instrument(s, exch, symbol.upper())
     if inst is None:
         _unknown_symbol(s, exch, symbol)
     return inst
 
 
 def net_of(s, client_id, exchange, symbol, product) -> int:
-    net = s.scalar(
-        select(_POSITIONS.c.net_quantity).where(
-            _POSITIONS.c.client_id == client_id,
-            _POSITIONS.c.exchange == Exchange(exchange),
-            _POSITIONS.c.symbol == symbol,
-            _POSITIONS.c.product == Product(product),
-        )
-    )
-    return net or 0
-
-
-_FACTS = Prepared(
-    select(
-        *_INSTRUMENT_COLS,
-        _CLIENTS.c.client_id.label("known_client"),
-        _LIMITS.c.max_order_value,
-        _POSITIONS.c.net_quantity,
-        _POLICY.c.allow_new_exposure,
-        _POLICY.c.killswitch,
-    )
-    .select_from(
-        _POLICY.outerjoin(_CLIENTS, _CLIENTS.c.client_id == bindparam("f_client"))
-        .outerjoin(_LIMITS, _LIMITS.c.client_id == bindparam("f_client"))
-        .outerjoin(
-            _INSTRUMENTS,
-            and_(
-                _INSTRUMENTS.c.exchange == bindparam("f_exchange"),
-                _INSTRUMENTS.c.symbol == bindparam("f_symbol"),
-            ),
-        )
-        .outerjoin(
-            _POSITIONS,
-            and_(
-                _POSITIONS.c.client_id == bindparam("f_client"),
-                _POSITIONS.c.exchange == bindparam("f_exchange"),
-                _POSITIONS.c.symbol == bindparam("f_symbol"),
-                _POSITIONS.c.product == bindparam("f_product"),
-            ),
-        )
-    )
-    .where(_POLICY.c.id == 1)
-)  # built and compiled once, run on the cursor (localstore.prepared): it runs on every PLACE
+    return trading_store.net_quantity(s, client_id, exchange, symbol, product)
 
 
 def place_facts(s, t: OrderTicket):
@@ -189,9 +100,7 @@ def place_facts(s, t: OrderTicket):
     product = (
         Product(t.product) if t.product in _PRODUCTS else None
     )  # a bad one is refused by the shape check
-    row = _FACTS.first(
-        s, {"f_client": t.client_id, "f_exchange": exch, "f_symbol": t.symbol.upper(), "f_product": product}
-    )
+    row = trading_store.place_facts(s, t.client_id, exch, t.symbol.upper(), product)
     if row is None:  # the policy row is made by the migrations: a store without it is damaged
         raise RuntimeError("the local store has no policy row")
     if row.known_client is None:
@@ -199,11 +108,6 @@ def place_facts(s, t: OrderTicket):
     if row.symbol is None:
         _unknown_symbol(s, exch, t.symbol)
     return row
-
-
-def policy_view(s) -> policy.PolicyView:
-    p = s.execute(select(_POLICY.c.allow_new_exposure, _POLICY.c.killswitch).where(_POLICY.c.id == 1)).one()
-    return policy.PolicyView(bool(p.allow_new_exposure), bool(p.killswitch))
 
 
 # --------------------------------------------------------------------------- actions
@@ -345,11 +249,7 @@ def _journaled_target(e: dict) -> Target:
 
 
 def resolve(s, *, order_id: str | None, client_order_id: str | None) -> Target:
-    row = None
-    if order_id:
-        row = s.execute(select(*_ORDER_COLS).where(_ORDERS.c.order_id == order_id)).first()
-    elif client_order_id:
-        row = s.execute(select(*_ORDER_COLS).where(_ORDERS.c.client_order_id == client_order_id)).first()
+    row = trading_store.order(s, order_id=order_id, client_order_id=client_order_id)
     if row is not None:
         if row.status not in OPEN_STATUSES:
             raise Refusal("order_not_open", f"order {row.order_id} is {row.status.value}, not open")
@@ -462,17 +362,10 @@ def cancel(store, actor: Actor, *, order_id: str | None, client_order_id: str | 
 
 def open_orders_in_scope(s, actor: Actor, client_id: str | None, symbol: str | None = None) -> list[Target]:
     """Open mirror orders and journaled PLACEs of the scope that no journaled CANCEL targets yet."""
-    q = (
-        select(*_ORDER_COLS)
-        .where(_ORDERS.c.status.in_(sorted(OPEN_STATUSES)))
-        .order_by(_ORDERS.c.created_at, _ORDERS.c.order_id)
-    )
-    if client_id:
-        q = q.where(_ORDERS.c.client_id == client_id)
     unfinished = journal.unfinished_for(s, [client_id] if client_id else None)
     done = _cancelled_targets(unfinished)
     out = []
-    for r in s.execute(q):
+    for r in trading_store.open_orders(s, client_id):
         if actor.in_scope(r.client_id) and r.order_id not in done and (symbol is None or r.symbol == symbol):
             out.append(_mirror_target(r))
     for e in unfinished:
@@ -487,18 +380,6 @@ def open_orders_in_scope(s, actor: Actor, client_id: str | None, symbol: str | N
     return out
 
 
-# exchange and product as their stored strings (what a leg holds): no enum round trip per row
-_OPEN_POSITIONS_STMT = select(
-    _POSITIONS.c.client_id,
-    type_coerce(_POSITIONS.c.exchange, String).label("exchange"),
-    _POSITIONS.c.symbol,
-    type_coerce(_POSITIONS.c.product, String).label("product"),
-    _POSITIONS.c.net_quantity,
-).where(_POSITIONS.c.net_quantity != 0)
-_OPEN_POSITIONS = Prepared(_OPEN_POSITIONS_STMT)  # a whole book: 1,000 rows and more
-_OPEN_POSITIONS_OF = Prepared(_OPEN_POSITIONS_STMT.where(_POSITIONS.c.client_id == bindparam("p_client")))
-
-
 def squareoff_plan(
     s, actor: Actor, *, client_id: str | None, symbol: str | None, keep_orders: bool
 ) -> tuple[list[Leg], list[Target]]:
@@ -509,28 +390,15 @@ def squareoff_plan(
         policy.check_can_act(actor.role)
     if symbol is not None:
         symbol = symbol.upper()
-        if s.scalars(select(_INSTRUMENTS.c.symbol).where(_INSTRUMENTS.c.symbol == symbol)).first() is None:
-            known = list(s.scalars(select(_INSTRUMENTS.c.symbol)))
+        if not trading_store.symbol_known(s, symbol):
+            known = trading_store.symbols(s)
             raise Refusal("unknown_symbol", f"no instrument {symbol!r}{policy.suggest(symbol, known)}")
-    if client_id:
-        rows = _OPEN_POSITIONS_OF.all(s, {"p_client": client_id})
-    else:
-        rows = _OPEN_POSITIONS.all(s)
+    rows = trading_store.open_positions(s, client_id)
     legs = position_legs(rows, client_id=client_id, symbol=symbol, in_scope=actor.in_scope)
     if legs:  # a position beyond any instrument's limits is refused before anything is journaled
         check_legs(
             legs,
-            {
-                (value_of(i.exchange), i.symbol): i
-                for i in s.execute(
-                    select(
-                        _INSTRUMENTS.c.exchange,
-                        _INSTRUMENTS.c.symbol,
-                        _INSTRUMENTS.c.freeze_quantity,
-                        _INSTRUMENTS.c.lot_size,
-                    )
-                )
-            },
+            {(value_of(i.exchange), i.symbol): i for i in trading_store.instrument_limits(s)},
         )
     cancels = [] if keep_orders else open_orders_in_scope(s, actor, client_id, symbol)
     return legs, cancels
@@ -595,11 +463,7 @@ def killswitch(store, actor: Actor, *, mode: str) -> tuple[list[Target], list[Re
     plan: dict = {}
 
     def build(s):
-        s.execute(
-            update(_POLICY)
-            .where(_POLICY.c.id == 1)
-            .values(killswitch=True, updated_by=actor.user_id, updated_at=clock.utcnow())
-        )
+        trading_store.set_killswitch(s, by=actor.user_id, at=clock.utcnow())
         plan["cancels"] = cancels = open_orders_in_scope(s, actor, None)
         intents = [_target_intent(KIND_CANCEL, t, {"reason": "kill switch"}) for t in cancels]
         if not intents:

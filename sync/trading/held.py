@@ -7,13 +7,13 @@ Blocking functions: call them from a worker thread in the runtime or the TUI."""
 from __future__ import annotations
 
 import json
-
-from sqlalchemy import select
+from typing import Any
 
 from contract import clock
-from localstore import audit
+from contract.enums import value_of
+from localstore import audit, journal_store
 from localstore.db import Store
-from localstore.models import JournalEntry, JournalState
+from localstore.journal_states import JournalState
 
 HELD_STATES = (JournalState.HELD, JournalState.CONFLICT)
 RELEASED_PREFIX = "released by "  # the replay does not hold a released entry as stale again
@@ -24,50 +24,48 @@ class NotHeld(Exception):
     """The entry does not exist or is not waiting for a person."""
 
 
-def _row(e: JournalEntry) -> dict:
+def _row(e: dict[str, Any]) -> dict:
     return {
-        "seq": e.seq,
-        "kind": e.kind.value,
-        "client_order_id": e.client_order_id,
-        "client_id": e.client_id,
-        "exchange": getattr(e.exchange, "value", e.exchange),
-        "symbol": e.symbol,
-        "product": getattr(e.product, "value", e.product),
-        "state": e.state.value,
-        "reason": e.state_reason,
-        "user_id": e.user_id,
-        "created_at": e.created_at.isoformat(),
-        "trading_date": e.trading_date.isoformat(),
-        "payload": json.loads(e.payload or "{}"),
+        "seq": e["seq"],
+        "kind": value_of(e["kind"]),
+        "client_order_id": e["client_order_id"],
+        "client_id": e["client_id"],
+        "exchange": value_of(e["exchange"]),
+        "symbol": e["symbol"],
+        "product": value_of(e["product"]),
+        "state": value_of(e["state"]),
+        "reason": e["state_reason"],
+        "user_id": e["user_id"],
+        "created_at": e["created_at"].isoformat(),
+        "trading_date": e["trading_date"].isoformat(),
+        "payload": json.loads(e["payload"] or "{}"),
     }
 
 
 def held_entries(store: Store) -> list[dict]:
-    with store.read() as s:
-        rows = s.scalars(
-            select(JournalEntry).where(JournalEntry.state.in_(HELD_STATES)).order_by(JournalEntry.seq)
-        )
-        return [_row(e) for e in rows]
+    return [_row(e) for e in journal_store.in_states(store, [s.value for s in HELD_STATES])]
 
 
 def _decide(store: Store, seq: int, user_id: str, mode: str, release: bool) -> dict:
     now = clock.utcnow()
     with store.write() as s:
-        e = s.get(JournalEntry, seq)
+        e = journal_store.entry(s, seq)
         if e is None:
             raise NotHeld(f"no journal entry with seq {seq}")
-        if e.state not in HELD_STATES:
-            raise NotHeld(f"entry {seq} is {e.state.value}, not held for a decision")
-        before, why = e.state.value, e.state_reason
+        state = JournalState(e["state"])
+        if state not in HELD_STATES:
+            raise NotHeld(f"entry {seq} is {state.value}, not held for a decision")
+        before, why = state.value, e["state_reason"]
         if release:
             # A released entry is looked up on main before anything is sent (it may have
             # reached main before it was held), so it goes back as SENT when it ever was.
-            e.state = JournalState.SENT if e.attempts > 0 else JournalState.PENDING
-            e.state_reason = f"{RELEASED_PREFIX}{user_id} (was {before}: {why})"
+            new = JournalState.SENT if e["attempts"] > 0 else JournalState.PENDING
+            reason = f"{RELEASED_PREFIX}{user_id} (was {before}: {why})"
         else:
-            e.state = JournalState.MOOT
-            e.state_reason = f"{DISCARDED_PREFIX}{user_id} (was {before}: {why})"
-        e.updated_at = now
+            new = JournalState.MOOT
+            reason = f"{DISCARDED_PREFIX}{user_id} (was {before}: {why})"
+        journal_store.set_state(s, seq, new.value, reason, now)
+        e.update(state=new, state_reason=reason, updated_at=now)
         audit.append(
             s,
             user_id=user_id,
@@ -75,9 +73,9 @@ def _decide(store: Store, seq: int, user_id: str, mode: str, release: bool) -> d
             action="replay_release" if release else "replay_discard",
             payload={
                 "seq": seq,
-                "client_order_id": e.client_order_id,
-                "kind": e.kind.value,
-                "client_id": e.client_id,
+                "client_order_id": e["client_order_id"],
+                "kind": value_of(e["kind"]),
+                "client_id": e["client_id"],
                 "before": before,
                 "reason": why,
             },

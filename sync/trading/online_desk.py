@@ -16,8 +16,7 @@ from backend_client import errors as be
 from backend_client.client import BackendClient
 from contract import clock, wire
 from contract.enums import OPEN_STATUSES
-from localstore import audit
-from localstore.models import Policy
+from localstore import audit, trading_store
 from sync.trading import journal, policy
 from sync.trading.desk import Actor
 from sync.trading.policy import OrderTicket, Refusal
@@ -30,8 +29,7 @@ def _audit(store, actor: Actor, action: str, payload: dict) -> None:
 
 
 def killswitch_on(store) -> bool:
-    with store.read() as s:
-        return bool(s.get(Policy, 1).killswitch)
+    return trading_store.killswitch(store)
 
 
 async def _net(c: BackendClient, client_id: str, exchange: str, symbol: str, product: str) -> int:
@@ -295,8 +293,7 @@ async def killswitch(store, c: BackendClient, actor: Actor) -> list[dict]:
 
 def set_killswitch(store, actor: Actor, on: bool, *, mode: str) -> None:
     with store.write() as s:
-        p = s.get(Policy, 1)
-        p.killswitch, p.updated_by, p.updated_at = on, actor.user_id, clock.utcnow()
+        trading_store.set_killswitch(s, on=on, by=actor.user_id, at=clock.utcnow())
         audit.append(
             s,
             user_id=actor.user_id,
