@@ -21,17 +21,10 @@ from rich.table import Table
 from console.exitcodes import ExitCode
 from console.runner import UsageProblem, emit_json, err, out, read_password, run
 from console.service import Service
+from console.styles import JOURNAL_STATE_STYLE
 from sync import verdict as verdicts
 
-_STYLE = {
-    "applied": "green",
-    "moot": "dim",
-    "rejected": "red",
-    "conflict": "bold red",
-    "held": "bold yellow",
-    "pending": "cyan",
-    "sent": "cyan",
-}
+_STYLE = JOURNAL_STATE_STYLE  # one table for the CLI and the screens
 
 
 EXIT_OF = {

@@ -135,17 +135,14 @@ async def run_agent(
     svc: Service, password: str | None = None, *, ready: Callable[[Runtime], None] | None = None
 ) -> None:
     """The runtime with no screen, until cancelled or the session is refused."""
+    from console.live import LiveSession
     from console.shutdown import AgentPresence
-    from sync.runtime import Runtime
 
     try:
-        # while it runs, a console quitting with unsent entries can say the agent sends them
+        # while it runs, a console quitting with unsent entries can say the agent sends them;
+        # the same live session as the TUI's (one loop, one client), on this command's loop
         with AgentPresence(svc.data_dir):
-            async with svc.session_client(password) as c:
-                runtime = Runtime(svc.store, c, user_id=svc.current_user())
-                if ready is not None:
-                    ready(runtime)
-                await runtime.run()
+            await LiveSession(svc).run_forever(password, ready=ready)
     except be.BackendError as exc:  # translated here, as before the boundary (reason_of's causes)
         raise translate(exc) from exc
 
