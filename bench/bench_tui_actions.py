@@ -75,6 +75,7 @@ ORDER_DONE = re.compile(r"order (SENT: (O\d+) [A-Z]|REJECTED|JOURNALED)")
 PREVIEW_DONE = re.compile(
     r"(\d+) leg\(s\) and \d+ open order\(s\) to cancel, in (\w+)\.|Nothing to square off"
 )
+MODE_NOTICE = re.compile(r"-> (SUSPECT|BACKUP): [^\d\n▌│]*([\d.]+)")
 ONLINE_BANNER = re.compile(r"ONLINE\s+-\s+orders go to the main system")
 BUY_FORM, READY = re.compile(r"BUY ORDER"), re.compile(r"\bready\b")
 OUTCOME_DONE = re.compile(r"\(Esc to close\)")
@@ -378,6 +379,7 @@ class Figures:
     echo: dict[str, list[float]] = field(default_factory=lambda: {"order": [], "preview": [], "outcome": []})
     skipped: list[str] = field(default_factory=list)
     load_s: float = 0.0
+    left_online: dict[str, int] = field(default_factory=dict)
     book_rows: int = 0
 
 
@@ -538,6 +540,8 @@ def run(args) -> Figures:
             if (i + 1) % 10 == 0:
                 print(f"  {i + 1}/{args.cycles} cycles")
         print(f"  the console wrote {term.bytes_in / 1e6:.1f} MB to the terminal")
+        notices = set(MODE_NOTICE.findall(term.text(0)))  # each names its own figure: "late (459 ms)"
+        fig.left_online = {to: sum(1 for n in notices if n[0] == to) for to in ("SUSPECT", "BACKUP")}
         code = term.close()
         term = None
         if code not in (0, None):
@@ -610,6 +614,11 @@ def main() -> None:
         for why in fig.skipped:
             counts[why] = counts.get(why, 0) + 1
         print("not counted: " + "; ".join(f"{why} x{n}" for why, n in sorted(counts.items())))
+    if fig.left_online:
+        print(
+            f"mode notices: to SUSPECT x{fig.left_online['SUSPECT']}, to BACKUP x{fig.left_online['BACKUP']} "
+            f"(the detector missed heartbeats: the machine's load, or a busy console)"
+        )
     print(
         f"goal: p99 <= 100 ms online with the {fig.book_rows}-row book: "
         f"{'met' if worst <= 100 else 'NOT met'} (worst p99 {worst:.0f} ms)"
