@@ -404,6 +404,20 @@ def open_form(term: Terminal, fig: Figures, timeout: float) -> None:
     term.wait_for(BUY_FORM, term.send(F1)[1], timeout)
 
 
+def first_answer(
+    term: Terminal, pos: int, echo: re.Pattern, done: re.Pattern, timeout: float, accept=None
+) -> float:
+    """When the screen first answered the key: its "working" line, or the result itself (a fast
+    answer can replace the working line before it is ever painted)."""
+    either = re.compile(f"{echo.pattern}|{done.pattern}")
+
+    def ok(m: re.Match) -> bool:
+        d = done.fullmatch(m.group(0))
+        return d is None or accept is None or accept(d)
+
+    return term.wait_for(either, pos, timeout, accept=ok)[0]
+
+
 def back_online(term: Terminal, timeout: float) -> None:
     """Close whatever dialog is up and wait for the banner to say ONLINE again."""
     pos = term.mark()
@@ -424,8 +438,9 @@ def one_cycle(term: Terminal, fig: Figures, seen_orders: set[str], timeout: floa
     term.wait_for(READY, pos, timeout)
     settle(pause)
     t0, pos = term.send(ENTER)
-    fig.echo["order"].append(term.wait_for(SENDING, pos, timeout)[0] - t0)
-    t1, m = term.wait_for(ORDER_DONE, pos, timeout, accept=lambda m: m.group(2) not in seen_orders)
+    new_order = lambda m: m.group(2) not in seen_orders  # noqa: E731 - a notice shown again is not it
+    fig.echo["order"].append(first_answer(term, pos, SENDING, ORDER_DONE, timeout, new_order) - t0)
+    t1, m = term.wait_for(ORDER_DONE, pos, timeout, accept=new_order)
     if m.group(2) is None:
         fig.skipped.append(f"order {m.group(1).split()[0].lower()}")  # rejected, or journaled (not online)
         if m.group(1).startswith("REJECTED"):
@@ -436,7 +451,7 @@ def one_cycle(term: Terminal, fig: Figures, seen_orders: set[str], timeout: floa
     settle(pause * 2)
     # square-off of the same position: F10 -> the preview, y -> the outcome, Esc
     t0, pos = term.send(F10)
-    fig.echo["preview"].append(term.wait_for(PREVIEWING, pos, timeout)[0] - t0)
+    fig.echo["preview"].append(first_answer(term, pos, PREVIEWING, PREVIEW_DONE, timeout) - t0)
     t1, m = term.wait_for(PREVIEW_DONE, pos, timeout)
     if m.group(1) is None:
         fig.skipped.append("nothing to square off")
@@ -449,7 +464,7 @@ def one_cycle(term: Terminal, fig: Figures, seen_orders: set[str], timeout: floa
         fig.skipped.append(f"preview in {m.group(2)}")
     settle(pause)
     t0, pos = term.send(b"y")
-    fig.echo["outcome"].append(term.wait_for(SQUARING, pos, timeout)[0] - t0)
+    fig.echo["outcome"].append(first_answer(term, pos, SQUARING, OUTCOME_DONE, timeout) - t0)
     t1, _m = term.wait_for(OUTCOME_DONE, pos, timeout)
     status = term.text(pos)
     if "not done" in status:
@@ -528,7 +543,8 @@ def run(args) -> Figures:
                 # On a loaded machine the console's detector can miss heartbeats and leave ONLINE
                 # (backup refuses new exposure, so the order never says SENT): not a figure.
                 failed += 1
-                fig.skipped.append("a cycle timed out (the console left ONLINE?)")
+                waited = str(exc).split(" on screen")[0].removeprefix("no ")
+                fig.skipped.append(f"a cycle timed out waiting for {waited} (the console left ONLINE?)")
                 if failed >= 3:
                     print(f"  three cycles in a row timed out; stopping at {i + 1}. The last: {exc}")
                     break
