@@ -230,11 +230,11 @@ async def squareoff(
         req = wire.OrderRequest(
             client_order_id=coid,
             client_id=leg.client_id,
-            exchange=leg.exchange,
+            exchange=wire.Exchange(leg.exchange),  # a leg holds the stored strings; the request its enums
             symbol=leg.symbol,
-            side=leg.side,
+            side=wire.Side(leg.side),
             quantity=leg.quantity,
-            product=leg.product,
+            product=wire.Product(leg.product),
             order_type=wire.OrderType.MARKET,
             validity=wire.Validity.DAY,
         )
