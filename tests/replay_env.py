@@ -307,9 +307,6 @@ def _replay_in_child(home: str, url: str, crash_after: int | None, token: str | 
 
     if crash_after is not None:  # the crash point, in this forked child only
         launcher.install({launcher.REPLAY_CRASH_AFTER_ENV: str(crash_after)})
-        os.environ[launcher.REPLAY_CRASH_AFTER_ENV] = str(
-            crash_after
-        )  # until sync.replay reads only the seam
 
     async def go():
         store = open_store(Path(home) / "lifeboat.db")
