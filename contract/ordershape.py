@@ -6,7 +6,7 @@ Why one module: with main down the backup desk journals what it accepts, and mai
 judges it on replay.  When the two sets of rules were written twice they drifted
 (the desk journaled ``--quantity 1 --disclosed 1000000``, which main refused on
 replay while the same order online was refused at once).  Now a rule changes in one
-place for both, and tests/test_order_shape.py holds them to the same verdict.
+place for both, and tests/unit/test_order_shape.py holds them to the same verdict.
 
 "Shape" is everything that depends only on the order and its instrument's
 reference data (lot, tick, band, freeze quantity, product by exchange, price and

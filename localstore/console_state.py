@@ -12,7 +12,7 @@ from sqlalchemy import insert, select, update
 from localstore import core_tables as t
 from localstore.db import Store
 
-if TYPE_CHECKING:  # the ORM is not imported on the fast paths (tests/test_perf_paths.py)
+if TYPE_CHECKING:  # the ORM is not imported on the fast paths (tests/integration/test_perf_paths.py)
     from sqlalchemy.orm import Session
 
 _S = t.console_state

@@ -8,7 +8,7 @@ of what such a run spends on its own imports.  So the fast paths (the journal,
 offline login, the audit append, `lifeboat status`) use these tables without the ORM,
 the models use the very same ``Table`` objects (``Model.__table__ is
 core_tables.<table>``), and there is nothing to keep equal.  This module must not
-import ``sqlalchemy.orm`` (tests/test_perf_paths.py checks the fast paths' modules).
+import ``sqlalchemy.orm`` (tests/integration/test_perf_paths.py checks the fast paths' modules).
 
 Why these shapes:
 

@@ -48,7 +48,7 @@ from localstore.core_tables import order_id_counter as _COUNTER
 from localstore.db import Store
 from localstore.prepared import Prepared
 
-if TYPE_CHECKING:  # the ORM is not imported on the fast paths (tests/test_perf_paths.py)
+if TYPE_CHECKING:  # the ORM is not imported on the fast paths (tests/integration/test_perf_paths.py)
     from sqlalchemy.orm import Session
 
 # Hot-path statements built once (building and cache-keying a statement costs about

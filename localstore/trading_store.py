@@ -21,7 +21,7 @@ from localstore import core_tables as t
 from localstore.db import Store
 from localstore.prepared import Prepared
 
-if TYPE_CHECKING:  # the ORM is not imported on the fast paths (tests/test_perf_paths.py)
+if TYPE_CHECKING:  # the ORM is not imported on the fast paths (tests/integration/test_perf_paths.py)
     from sqlalchemy.orm import Session
 
 _CLIENTS = t.clients

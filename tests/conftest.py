@@ -19,7 +19,7 @@ LEFTOVER_GRACE_S = 5.0  # what a teardown stopped may take to be gone
 def _no_keyring_by_default() -> None:
     """This process's keyring is keyring's 'fail' backend (the headless machine's own) until a test
     sets one.  Left to itself, keyring picks the highest-priority backend class it knows, and the test
-    modules define several of equal priority (a locked one among them, tests/test_store_secrets.py):
+    modules define several of equal priority (a locked one among them, tests/unit/test_store_secrets.py):
     which one won changed from run to run (a set of classes), and a test then found the keyring locked."""
     import keyring
     from keyring.backends import fail

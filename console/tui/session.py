@@ -6,7 +6,7 @@ routes actions by the *runtime's* mode (``Service.use_mode``), not by a one-shot
 Every store read and login check is a public Service method, and everything about the
 runtime comes from the live session (console/live.py: its probe, its snapshot): the
 console never touches SQLAlchemy, the store or the runtime itself
-(tests/test_tui_layering.py, the import contracts).  The coroutines here run on the live
+(tests/tui/test_tui_layering.py, the import contracts).  The coroutines here run on the live
 session's loop (``LiveSession.call``), never on the screen's.
 """
 

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from tests.test_demo_drill import demo_env, pid_alive
+from tests.tui.test_demo_drill import demo_env, pid_alive
 
 pytestmark = [
     pytest.mark.timeout(90),

@@ -1,5 +1,5 @@
 """mainsim answers as its OpenAPI document says, one finding of issue 10 each
-(schemathesis found them; tests/test_mainsim_schemathesis.py keeps sweeping):
+(schemathesis found them; tests/integration/test_mainsim_schemathesis.py keeps sweeping):
 
 - a JSON boolean is not an integer in any request body (``{"disclosed_quantity":
   false}`` was stored as 0, ``{"quantity": true}`` as 1);

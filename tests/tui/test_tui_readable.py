@@ -24,7 +24,7 @@ from tests.tui_env import login, make_app, run, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FOUR_PLACES = re.compile(r"\d\.\d{4}\b")  # how the store keeps prices: 2965.8500
 AT = datetime(2026, 1, 5, 4, 0, tzinfo=UTC)
 

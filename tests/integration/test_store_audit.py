@@ -224,7 +224,7 @@ def _cli(home: Path) -> subprocess.CompletedProcess:
         text=True,
         timeout=60,
         env=env,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
 
 

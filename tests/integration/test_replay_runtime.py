@@ -9,8 +9,8 @@ from backend_client.detector import Mode
 from localstore.models import JournalState
 from mainsim.faultproxy import ThreadedFaultProxy
 from sync.reconcile import last_report
+from tests.integration.test_detector_live import AgentThread
 from tests.replay_env import Main, make_console
-from tests.test_detector_live import AgentThread
 
 
 def test_runtime_replays_at_recovering_then_online(sim, tmp_path):

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(150)
 def demo_env(tmp_path: Path) -> dict:
     env = dict(os.environ)
     env["LIFEBOAT_TEST_SCRYPT_N"] = "1024"  # cheap local verifier (tests/launcher.py); keyring in memory
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)  # tests.launcher importable
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])  # tests.launcher importable
     env.pop("LIFEBOAT_CONFIG", None)
     env.pop("LIFEBOAT_HOME", None)
     return env

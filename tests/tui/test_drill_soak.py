@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_demo_drill import assert_timings_agree, pid_alive, run_drill
+from tests.tui.test_demo_drill import assert_timings_agree, pid_alive, run_drill
 
 
 def drill_in_a_row(tmp_path, runs: int) -> None:

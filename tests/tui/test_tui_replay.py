@@ -1,6 +1,6 @@
 """The replay and reconciliation screen (Ctrl+R) against a real mainsim and a real store:
 a journal entry held for a person (stale: journaled more than the policy window ago, the
-same ageing tests/test_replay_faults.py uses), seen read only by a dealer who cannot
+same ageing tests/integration/test_replay_faults.py uses), seen read only by a dealer who cannot
 release it, released by super1 after a confirmation (the audit row is there), then
 replayed to main with "replay now".  Nothing is mocked but the keyring."""
 

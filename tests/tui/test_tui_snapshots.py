@@ -5,11 +5,11 @@ an hour (prices stay at the seeded values), a frozen clock for the app, cursor b
 the status bar pinned to a fixed sample (its live figures - latency, ages, the BOD time -
 change every run), and no toast left on screen.  The BACKUP desk is drawn by posting the
 runtime's ModeChanged message to the app rather than staging an outage (the runtime is not
-started here, so nothing moves); the live switch is covered by tests/test_demo_tmux.py and
-tests/test_demo_drill.py.  The reconciliation screen is drawn from a fixed report dict of
+started here, so nothing moves); the live switch is covered by tests/tui/test_demo_tmux.py and
+tests/tui/test_demo_drill.py.  The reconciliation screen is drawn from a fixed report dict of
 the shape sync/reconcile.py stores (a live one carries this run's ids and timestamps).
 
-Regenerate after a deliberate change: pytest tests/test_tui_snapshots.py --snapshot-update
+Regenerate after a deliberate change: pytest tests/tui/test_tui_snapshots.py --snapshot-update
 """
 
 from __future__ import annotations

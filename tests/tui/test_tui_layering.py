@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-TUI = Path(__file__).resolve().parent.parent / "console" / "tui"
+TUI = Path(__file__).resolve().parents[2] / "console" / "tui"
 FORBIDDEN = re.compile(r"\b(sqlalchemy|localstore\.models|localstore\.db)\b")
 
 

@@ -32,7 +32,7 @@ from sync.trading.journal import Intent
 from tests import testclock
 from tests.cli_env import enrolled_for_test
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AT = datetime(2026, 3, 2, 4, 5, 6, 789012, tzinfo=UTC)
 
 

@@ -110,7 +110,7 @@ def test_the_readme_fault_commands_work_as_written(server, tmp_path):
     import subprocess
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     block = readme.split("<!-- faults:start -->\n```sh\n", 1)[1].split("```\n<!-- faults:end -->", 1)[0]
     script, n = re.subn(r"^URL=\S+", f"URL={server.url}", block, count=1, flags=re.M)
     script, m = re.subn(r"^CONTROL=\S+", f"CONTROL={server.control_url}", script, count=1, flags=re.M)

@@ -25,7 +25,7 @@ from contract import clock
 from contract.clock import OFFSET_ENV
 from tests.backup_desk import build_template, fresh_console
 from tests.cli_env import PASSWORD, Cli
-from tests.test_login_throttle import a_client
+from tests.integration.test_login_throttle import a_client
 
 
 @pytest.fixture(scope="module")

@@ -160,7 +160,7 @@ def _run_cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.
         text=True,
         timeout=60,
         env=env,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_demo_drill import demo_env, pid_alive
-from tests.test_demo_tmux import Tmux, banner
+from tests.tui.test_demo_drill import demo_env, pid_alive
+from tests.tui.test_demo_tmux import Tmux, banner
 
 pytestmark = [
     pytest.mark.timeout(120),

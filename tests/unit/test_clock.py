@@ -16,7 +16,7 @@ import pytest
 from contract import clock
 from tests import testclock
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
 
 pytestmark = pytest.mark.dates

@@ -26,7 +26,7 @@ from localstore.anchors import Anchors
 from localstore.db import open_store
 from sync import checkpoint_send
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
