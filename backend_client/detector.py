@@ -296,10 +296,6 @@ class Detector:
         """The mode the evidence says, whatever a supervisor forced."""
         return self._auto
 
-    @property
-    def stream_up(self) -> bool:
-        return self._stream_up
-
     def silence(self, now: float) -> float:
         """Seconds since main last showed life (a stream message or a good probe)."""
         return now - max(self._last_message, self._last_good_probe)

@@ -3,7 +3,7 @@
 Why it starts fast: `status` is what support staff and scripts run first during an
 outage (bench P7).  Its reads are plain SQL in localstore/status_reads.py (neither the
 ORM, the models nor the pydantic wire schema is imported); this module shapes them.
-The journal states come from localstore.journal_states (a test keeps them equal).
+The journal states come from localstore.journal_states (one definition).
 """
 
 from __future__ import annotations

@@ -61,7 +61,8 @@ async def login_on(svc: Service, c: BackendClient, user_id: str, password: str) 
         ) from exc
     if grant.claims.user_id != session.user.user_id:
         raise Denied("the offline grant names another user; refusing it")
-    verifier = credentials.make_verifier(password)
+    # scrypt (about 0.5 s by design) off the loop: the live session's one loop keeps serving
+    verifier = await asyncio.to_thread(credentials.make_verifier, password)
     now = clock.utcnow()
     store = svc.store
     # trust anchors (sync.identity, localstore.anchors): this store becomes the console

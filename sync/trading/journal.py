@@ -51,8 +51,8 @@ from localstore.journal_store import reduced_by as reduced_by
 from localstore.journal_store import unfinished_for as unfinished_for
 from sync.identity import check_enrolled
 
-# Kinds and states are their stored strings here (localstore.core_tables): a caller may
-# pass localstore.models.JournalKind members (str enums, equal to those strings).
+# Kinds and states are localstore.journal_states' JournalKind / JournalState (StrEnum): reads
+# return members, which compare, hash and format as the strings stored.
 
 
 class JournalWriteFailed(Exception):
