@@ -163,6 +163,25 @@ async def place(
     return await _route(svc, password, online, backup, "order_place")
 
 
+def _journaled_on_target(
+    action: str, mode: str, actor: Actor, r, order_id: str | None, client_order_id: str | None
+) -> ActionResult:
+    """A modify or cancel journaled in backup: the entry and the order it targets."""
+    return ActionResult(
+        action,
+        mode,
+        actor.user_id,
+        journal_seqs=[r.seq],
+        order={
+            "client_order_id": r.client_order_id,
+            "seq": r.seq,
+            "target_order_id": order_id,
+            "target_client_order_id": client_order_id,
+            "outcome": "journaled",
+        },
+    )
+
+
 async def modify(
     svc: Service,
     *,
@@ -206,19 +225,7 @@ async def modify(
             trigger_price=trigger_price,
             mode=mode,
         )
-        return ActionResult(
-            "order_modify",
-            mode,
-            actor.user_id,
-            journal_seqs=[r.seq],
-            order={
-                "client_order_id": r.client_order_id,
-                "seq": r.seq,
-                "target_order_id": order_id,
-                "target_client_order_id": client_order_id,
-                "outcome": "journaled",
-            },
-        )
+        return _journaled_on_target("order_modify", mode, actor, r, order_id, client_order_id)
 
     return await _route(svc, password, online, backup, "order_modify")
 
@@ -247,19 +254,7 @@ async def cancel(
 
     def backup(actor: Actor, mode: str) -> ActionResult:
         r = desk.cancel(svc.store, actor, order_id=order_id, client_order_id=client_order_id, mode=mode)
-        return ActionResult(
-            "order_cancel",
-            mode,
-            actor.user_id,
-            journal_seqs=[r.seq],
-            order={
-                "client_order_id": r.client_order_id,
-                "seq": r.seq,
-                "target_order_id": order_id,
-                "target_client_order_id": client_order_id,
-                "outcome": "journaled",
-            },
-        )
+        return _journaled_on_target("order_cancel", mode, actor, r, order_id, client_order_id)
 
     return await _route(svc, password, online, backup, "order_cancel")
 

@@ -198,6 +198,10 @@ class DeskScreen(Screen):
         self.grid("watch").set_rows(rows)
 
     def drain(self) -> None:
+        if self.app.screen is not self:
+            # a dialog is over the desk: the feed keeps coalescing (latest value per key, every
+            # fill), and the desk draws it all when it is on top again, not under the dialog
+            return
         ticks, positions, orders, trades = self.app.feed.drain()
         if not (ticks or positions or orders or trades):
             return
