@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response, WebSocket
@@ -31,6 +31,7 @@ from contract.wire import API_PREFIX, OrderStatus, Role
 from mainsim.auth import Authority, Principal
 from mainsim.book import ApiError, Book
 from mainsim.market import Market
+from mainsim.metrics import SimMetrics
 from mainsim.stream import Hub
 from mainsim.tradingday import utcnow
 
@@ -47,6 +48,7 @@ class Sim:
     faults: Any = None  # mainsim.faultcontrol.FaultControl when --allow-faults
     market: Market | None = None  # the price ticker (mainsim.server saves its last prices at shutdown)
     background: tuple[Callable[[], Any], ...] = ()  # coroutine factories run for the app's lifetime
+    metrics: SimMetrics = field(default_factory=SimMetrics)  # this sim's own registry (GET /metrics)
 
 
 def error_response(
@@ -71,6 +73,8 @@ HTTP_CODES = {
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": wire.ErrorBody} for code in (401, 403, 404, 409, 422)
 }
+# What the book's refusal of an order placement counts as (mainsim_orders_total{outcome})
+ORDER_REFUSALS = {409: "conflict", 422: "rejected"}
 # Reads with a query or path parameter: FastAPI would otherwise document its own 422 body
 # (HTTPValidationError), which mainsim never sends.
 READ_ERRORS: dict[int | str, dict[str, Any]] = {code: ERRORS[code] for code in (401, 403, 422)}
@@ -172,6 +176,8 @@ def create_app(sim: Sim) -> FastAPI:
         description="The broker's main trading system as simulated for demos, drills and tests.",
     )
     install_error_handlers(app)
+    metrics = sim.metrics
+    metrics.instrument(app, lambda: len(hub.subs))
     who = bearer_user(auth)
 
     def trader(user: Principal = Depends(who)) -> Principal:
@@ -198,6 +204,13 @@ def create_app(sim: Sim) -> FastAPI:
         return user.sees
 
     r = API_PREFIX
+
+    # At the server root, with no auth: it holds no client, order or user id (mainsim/metrics.py).
+    # Not in the OpenAPI document: it is Prometheus's text format, not part of the JSON API.
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(request: Request) -> Response:
+        body, content_type = metrics.exposition(request.headers.get("accept"))
+        return Response(body, headers={"content-type": content_type})
 
     @app.get(f"{r}/health", response_model=wire.Health, tags=["session"])
     async def health() -> wire.Health:
@@ -308,7 +321,15 @@ def create_app(sim: Sim) -> FastAPI:
     async def place(body: wire.OrderRequest, response: Response, user: Principal = Depends(trader)):
         if body.client_id in book.clients and not user.sees(body.client_id):
             raise ApiError(403, "forbidden", f"Client {body.client_id} is outside your scope.", "client_id")
-        order, created = book.place(body, placed_by=user.user_id)
+        try:
+            order, created = book.place(body, placed_by=user.user_id)
+        except ApiError as exc:
+            metrics.order(ORDER_REFUSALS.get(exc.status, "error"))
+            raise
+        except Exception:
+            metrics.order("error")
+            raise
+        metrics.order("accepted" if created else "duplicate")
         if not created:
             response.status_code = 200
         return order

@@ -1,6 +1,7 @@
 """Assemble and run mainsim: open (and seed) the database, build the book, the
 market, the stream hub and the app, serve with uvicorn (behind the fault proxy
-when faults are allowed), announce readiness, and shut down cleanly on SIGTERM.
+when faults are allowed; the requests it answers itself are counted in the
+sim's metrics too), announce readiness, and shut down cleanly on SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import os
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import cast
 
 from mainsim import seed as demo
 from mainsim import witness
@@ -23,7 +26,9 @@ from mainsim.activity import Activity
 from mainsim.api import Sim, create_app
 from mainsim.auth import Authority, new_user_row
 from mainsim.book import Book
+from mainsim.faultproxy import FaultProxy
 from mainsim.market import Market
+from mainsim.metrics import SimMetrics
 from mainsim.store import Changes, Store
 from mainsim.stream import Hub
 from mainsim.tradingday import today_ist
@@ -66,8 +71,8 @@ def open_store(cfg: SimConfig, trading_date: date) -> Store:
     return store
 
 
-def build(cfg: SimConfig, faults=None) -> tuple[Sim, Store]:
-    """The app and its parts; faults is a FaultControl or None."""
+def build(cfg: SimConfig, faults=None, metrics: SimMetrics | None = None) -> tuple[Sim, Store]:
+    """The app and its parts; faults is a FaultControl or None; metrics a fresh registry when None."""
     trading_date = cfg.trading_date or today_ist()
     store = open_store(cfg, trading_date)
     hub_ref: list[Hub] = []
@@ -86,8 +91,41 @@ def build(cfg: SimConfig, faults=None) -> tuple[Sim, Store]:
         faults=faults,
         background=(market.run, hub.heartbeats, activity.run),
         market=market,
+        metrics=metrics or SimMetrics(),
     )
     return sim, store
+
+
+class _Head:
+    """A request's reader that keeps what the fault proxy read of the request head."""
+
+    def __init__(self, reader: asyncio.StreamReader):
+        self.reader = reader
+        self.data = b""
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        try:
+            self.data = await self.reader.readuntil(separator)
+        except asyncio.IncompleteReadError as exc:
+            self.data = exc.partial
+            raise
+        return self.data
+
+
+class CountedFaultProxy(FaultProxy):
+    """The front proxy, counting in the sim's metrics the requests it answers itself (``error``
+    mode: a 503 the app never sees).  ``refuse`` and ``hang`` answer nothing, so count nothing."""
+
+    def __init__(self, *args, metrics: SimMetrics, **kw):
+        super().__init__(*args, **kw)
+        self.metrics = metrics
+
+    async def _answer_error(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        started, head = time.perf_counter(), _Head(reader)
+        try:
+            await super()._answer_error(cast(asyncio.StreamReader, head), writer)
+        finally:
+            self.metrics.faulted_reply(head.data, 503, time.perf_counter() - started)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -120,16 +158,16 @@ async def run(cfg: SimConfig) -> int:
     import uvicorn
 
     from mainsim.faultcontrol import FaultControl
-    from mainsim.faultproxy import FaultProxy
 
+    metrics = SimMetrics()
     proxy = control = None
     if cfg.allow_faults:
         inner = _listen("127.0.0.1", 0)
-        proxy = FaultProxy(cfg.host, cfg.port, "127.0.0.1", inner.getsockname()[1])
+        proxy = CountedFaultProxy(cfg.host, cfg.port, "127.0.0.1", inner.getsockname()[1], metrics=metrics)
         control = FaultControl(proxy)
     else:
         inner = _listen(cfg.host, cfg.port)
-    sim, store = build(cfg, control)
+    sim, store = build(cfg, control, metrics)
     app = create_app(sim)
     witness.install(app, sim.auth, store)  # the consoles' audit checkpoints (mainsim/witness.py)
 
