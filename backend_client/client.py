@@ -184,6 +184,9 @@ class BackendClient:
         self._control_url = (control_url or self._base_url).rstrip("/")
         self._retries = retries
         self.latency_ms: float | None = None
+        # f(method, path, seconds, outcome) after each logical call ("ok" or what failed:
+        # the Unavailable kind or the error's class); the agent's metrics listen here
+        self.observer: Callable[[str, str, float, str], None] | None = None
         try:
             self._http = httpx.AsyncClient(
                 base_url=self._base_url + wire.API_PREFIX,
@@ -341,6 +344,28 @@ class BackendClient:
         at most ``max_reply_bytes`` (default: the client's).  Raises only
         errors.BackendError subclasses.
         """
+        if self.observer is None:
+            return await self._request(
+                method, path, model, params, json, auth, safe, ok, deadline_s, max_reply_bytes
+            )
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await self._request(
+                method, path, model, params, json, auth, safe, ok, deadline_s, max_reply_bytes
+            )
+        except Unavailable as exc:
+            outcome = exc.kind
+            raise
+        except BackendError as exc:
+            outcome = type(exc).__name__.lower()
+            raise
+        finally:
+            self.observer(method, path, time.perf_counter() - started, outcome)
+
+    async def _request(
+        self, method, path, model, params, json, auth, safe, ok, deadline_s, max_reply_bytes
+    ) -> tuple[int, Any]:
         adapter = _adapter(model)
         headers = {"Authorization": f"Bearer {self._token}"} if auth and self._token else None
         query = {k: v for k, v in (params or {}).items() if v is not None} or None

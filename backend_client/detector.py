@@ -215,6 +215,10 @@ class Transition:
     at: float  # the detector's clock (monotonic seconds)
     reason: str
     by: str | None = None  # the supervisor, for a forced change
+    # why, as one of a few fixed words (metrics label it): silence, heartbeat_late,
+    # heard_again, main_answers, main_back, replay_done, failure_<kind>, alert, forced,
+    # released, start
+    cause: str = "other"
 
 
 @dataclass
@@ -252,6 +256,7 @@ class Detector:
     forced: Mode | None = field(init=False, default=None)
     forced_by: str | None = field(init=False, default=None)
     probe_wanted: bool = field(init=False, default=False)
+    alert_pending: str | None = field(init=False, default=None)  # a monitoring alert waiting for its probe
     transitions: list[Transition] = field(init=False, default_factory=list)
     callbacks: list[Callable[[Transition], None]] = field(init=False, default_factory=list)
 
@@ -359,15 +364,17 @@ class Detector:
                 now,
                 Mode.BACKUP,
                 f"main silent for {quiet:.3f} s ({self.missed_heartbeats} heartbeats missed)",
+                "silence",
             )
         if self._auto is Mode.ONLINE and quiet > self.suspect_after * self.heartbeat_interval + _EPS:
-            return self._set(now, Mode.SUSPECT, f"heartbeat late ({quiet * 1000:.0f} ms)")
+            return self._set(now, Mode.SUSPECT, f"heartbeat late ({quiet * 1000:.0f} ms)", "heartbeat_late")
         if (
             self._auto is Mode.SUSPECT
             and self._fail_streak == 0
+            and self.alert_pending is None  # an alert's SUSPECT waits for its probe
             and quiet <= self.suspect_after * self.heartbeat_interval + _EPS
         ):
-            return self._set(now, Mode.ONLINE, "heard from main again")
+            return self._set(now, Mode.ONLINE, "heard from main again", "heard_again")
         return None
 
     def replay_done(self, now: float) -> Transition | None:
@@ -375,7 +382,7 @@ class Detector:
         if self._auto is not Mode.RECOVERING:
             return None
         self._last_up = now
-        return self._set(now, Mode.ONLINE, "journal replayed")
+        return self._set(now, Mode.ONLINE, "journal replayed", "replay_done")
 
     def force(self, mode: Mode | str | None, by: str, now: float) -> Transition | None:
         """A supervisor's override (ONLINE or BACKUP); None releases it.  Releasing a
@@ -389,7 +396,7 @@ class Detector:
                 self._auto, self._auto_since = Mode.RECOVERING, now
                 self._auto_reason = "override released: replay what was journaled"
                 self._last_up = now
-            return self._show(now, f"override released by {by}: {self._auto_reason}", by=by)
+            return self._show(now, f"override released by {by}: {self._auto_reason}", by=by, cause="released")
         try:
             target = Mode(mode)
         except ValueError:
@@ -399,21 +406,40 @@ class Detector:
         if self.forced is target:
             return None
         self.forced, self.forced_by = target, by
-        return self._show(now, f"forced {target.value} by {by}", by=by)
+        return self._show(now, f"forced {target.value} by {by}", by=by, cause="forced")
+
+    def on_alert(self, now: float, name: str) -> Transition | None:
+        """The monitoring system says main is in trouble (an Alertmanager alert).  Monitoring
+        is slower than our own heartbeats and can be wrong, so an alert never switches mode
+        by itself: ONLINE shows SUSPECT and asks for an immediate probe, and the probe
+        decides (a good answer: ONLINE again; failures: BACKUP by the usual rule).  In any
+        other mode it only asks for a probe."""
+        self.probe_wanted = True
+        if self._auto is not Mode.ONLINE:
+            return None
+        self.alert_pending = name
+        return self._set(now, Mode.SUSPECT, f"monitoring alert {name}; probing", "alert")
 
     # ------------------------------------------------------------------ rules
 
     def _good(self, now: float, what: str) -> Transition | None:
         self._fail_streak = 0
+        if self.alert_pending is not None:
+            if what != "probe ok":  # a stream message is not the probe the alert asked for
+                return None
+            self.alert_pending = None
         self.probe_wanted = False
         if self._auto is Mode.SUSPECT:
-            return self._set(now, Mode.ONLINE, f"{what}: main answers")
+            return self._set(now, Mode.ONLINE, f"{what}: main answers", "main_answers")
         if self._auto is Mode.BACKUP:
             self._good_streak += 1
             if self._good_streak >= self.rise_probes and now - self._auto_since + _EPS >= self.min_dwell:
                 self._last_up = now
                 return self._set(
-                    now, Mode.RECOVERING, f"main answered {self._good_streak} times in a row ({what})"
+                    now,
+                    Mode.RECOVERING,
+                    f"main answered {self._good_streak} times in a row ({what})",
+                    "main_back",
                 )
         return None
 
@@ -425,13 +451,15 @@ class Detector:
         if self._fail_streak >= self.fall_probes:
             soft = kind in _SOFT_KINDS
             if not soft or now - self._last_up + _EPS >= self.min_dwell:
-                return self._set(now, Mode.BACKUP, f"{why} (failure {self._fail_streak} in a row)")
+                return self._set(
+                    now, Mode.BACKUP, f"{why} (failure {self._fail_streak} in a row)", f"failure_{kind}"
+                )
         self.probe_wanted = True
         if self._auto is Mode.ONLINE:
-            return self._set(now, Mode.SUSPECT, f"{why}; probing")
+            return self._set(now, Mode.SUSPECT, f"{why}; probing", f"failure_{kind}")
         return None
 
-    def _set(self, now: float, mode: Mode, reason: str) -> Transition | None:
+    def _set(self, now: float, mode: Mode, reason: str, cause: str) -> Transition | None:
         if mode is self._auto:
             return None
         self._auto, self._auto_since, self._auto_reason = mode, now, reason
@@ -439,13 +467,17 @@ class Detector:
             self._fail_streak = 0
             self._good_streak = 0
             self.probe_wanted = False
-        return self._show(now, reason)
+        if mode is not Mode.SUSPECT:
+            self.alert_pending = None
+        return self._show(now, reason, cause=cause)
 
-    def _show(self, now: float, reason: str, by: str | None = None) -> Transition | None:
+    def _show(
+        self, now: float, reason: str, by: str | None = None, *, cause: str = "other"
+    ) -> Transition | None:
         visible = self.forced or self._auto
         if visible is self.mode:
             return None
-        change = Transition(self.mode, visible, now, reason, by)
+        change = Transition(self.mode, visible, now, reason, by, cause)
         self.mode, self.since, self.reason = visible, now, reason
         self.transitions.append(change)
         if len(self.transitions) > 1000:

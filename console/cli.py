@@ -400,12 +400,24 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
 
 
 @app.command()
-def agent(ctx: typer.Context) -> None:
+def agent(
+    ctx: typer.Context,
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Also serve /metrics (Prometheus), /healthz and the Alertmanager webhook /alertmanager on this port (0: any free port).",
+    ),
+    metrics_host: str = typer.Option(
+        "127.0.0.1", "--metrics-host", help="The address the metrics port listens on (default loopback only)."
+    ),
+) -> None:
     """The console's runtime with no screen: the live mirror of your book, the failure detector
     (ONLINE, SUSPECT, BACKUP, RECOVERING) and, once main is back, the automatic journal replay."""
     from console import cmd_book
 
-    raise typer.Exit(cmd_book.agent(ctx.obj))
+    raise typer.Exit(cmd_book.agent(ctx.obj, metrics_port=metrics_port, metrics_host=metrics_host))
 
 
 @app.command()

@@ -249,9 +249,30 @@ def status_lines(st: dict) -> list[tuple[str, str]]:
     return lines
 
 
-def agent(g) -> int:
+def agent(g, *, metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> int:
     def action(svc: Service):
         password = read_password(g, required=False)
+        monitor = None
+        if metrics_port is not None:
+            from console.monitoring_config import MonitoringConfigError, alert_token
+            from sync.monitoring import MonitorServer
+
+            try:
+                token = alert_token(svc.data_dir)
+            except MonitoringConfigError as exc:
+                raise UsageProblem(str(exc)) from None
+            try:
+                monitor = MonitorServer(svc.store, host=metrics_host, port=metrics_port, token=token)
+            except OSError as exc:
+                raise UsageProblem(
+                    f"cannot serve metrics on {metrics_host}:{metrics_port} ({exc.strerror or exc})"
+                ) from None
+            if token is None:
+                err.print(
+                    "agent: no Alertmanager token configured ([monitoring] alertmanager_token_file): "
+                    "the webhook refuses every notification",
+                    markup=False,
+                )
 
         async def go():
             loop = asyncio.get_running_loop()
@@ -261,16 +282,20 @@ def agent(g) -> int:
                     loop.add_signal_handler(sig, task.cancel)
 
             def ready(runtime):
+                served = f"; metrics, health and webhook on {monitor.url}" if monitor is not None else ""
                 err.print(
                     f"agent running for {svc.current_user()} against {svc.backend_url} "
-                    f"(store {svc.store.path}); Ctrl-C to stop",
+                    f"(store {svc.store.path}){served}; Ctrl-C to stop",
                     markup=False,
                 )
 
             try:
-                await svc.run_agent(password, ready=ready)
+                await svc.run_agent(password, ready=ready, monitor=monitor)
             except asyncio.CancelledError:
                 err.print("agent stopped", markup=False)
+            finally:
+                if monitor is not None:
+                    monitor.close()
             return 0
 
         return go()

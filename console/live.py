@@ -43,6 +43,7 @@ from contract import wire
 if TYPE_CHECKING:
     from backend_client.client import BackendClient
     from console.service import Service
+    from sync.monitoring import MonitorServer
     from sync.runtime import Runtime
 
 __all__ = [
@@ -298,9 +299,16 @@ class LiveSession:
         self._runtime_task = fut
         return fut
 
-    async def run_forever(self, password: str | None = None, *, ready: Callable | None = None) -> None:
+    async def run_forever(
+        self,
+        password: str | None = None,
+        *,
+        ready: Callable | None = None,
+        monitor: MonitorServer | None = None,
+    ) -> None:
         """The runtime on the caller's loop until stopped or refused (``lifeboat agent``).
-        ``ready(runtime)`` once it is built; raises what the runtime raises."""
+        ``ready(runtime)`` once it is built; ``monitor`` (sync.monitoring) serves its
+        metrics, health and the Alertmanager webhook; raises what the runtime raises."""
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._loop is not None:
@@ -309,7 +317,9 @@ class LiveSession:
         self._started.set()
         self._bind_client(loop)
         try:
-            await self._host(password=password, user_id=self.service.current_user(), ready=ready)
+            await self._host(
+                password=password, user_id=self.service.current_user(), ready=ready, monitor=monitor
+            )
         finally:
             await self._close_client()
             with self._lock:
@@ -321,6 +331,7 @@ class LiveSession:
         user_id: str | None,
         password: str | None = None,
         ready: Callable | None = None,
+        monitor: MonitorServer | None = None,
     ) -> None:
         from sync.runtime import Runtime
 
@@ -353,6 +364,8 @@ class LiveSession:
                         pass
 
                 self.service.request_error_hooks.append(request_failed)
+                if monitor is not None:
+                    monitor.attach(rt, loop)
                 try:
                     if ready is not None:
                         ready(rt)
@@ -363,6 +376,8 @@ class LiveSession:
                     await rt.run()
                 finally:
                     self._running = False
+                    if monitor is not None:
+                        monitor.detach()
                     if request_failed in self.service.request_error_hooks:
                         self.service.request_error_hooks.remove(request_failed)
         except BaseException as exc:

@@ -86,6 +86,7 @@ class Runtime:
         self.user_id = user_id
         self.verify = verify
         self.mode_callbacks: list = []  # f(Transition) after each mode change is committed (the TUI)
+        self.probe_callbacks: list = []  # f(ProbeResult) after each probe (metrics)
         self.probes = 0
         self._wake_probe = asyncio.Event()
         self._wake_checkpoints = asyncio.Event()
@@ -192,7 +193,13 @@ class Runtime:
         stored = await asyncio.to_thread(detector_store.read_stored_mode, self.store)
         if stored is not self.detector.mode:
             self._on_transition(
-                Transition(stored, self.detector.mode, self.clock(), f"agent start: {self.detector.reason}")
+                Transition(
+                    stored,
+                    self.detector.mode,
+                    self.clock(),
+                    f"agent start: {self.detector.reason}",
+                    cause="start",
+                )
             )
 
     async def _first_snapshot(self) -> bool:
@@ -239,6 +246,13 @@ class Runtime:
         more input for the detector, like a failed probe (it asks for a confirming
         probe; it never switches on its own).  Call it on the runtime's loop."""
         self.detector.on_request_error(self.clock(), kind, detail)
+        if self.detector.probe_wanted:
+            self._wake_probe.set()
+
+    def alert(self, name: str) -> None:
+        """The monitoring system's alert about main (sync.monitoring's webhook): SUSPECT and
+        an immediate probe; the probe decides.  Call it on the runtime's loop."""
+        self.detector.on_alert(self.clock(), name)
         if self.detector.probe_wanted:
             self._wake_probe.set()
 
@@ -341,6 +355,8 @@ class Runtime:
                 # decides BACKUP, and the store read below would only delay it.
                 result = await probe_once(self.client.base_url, timeout=self.probe_timeout, http=http)
                 self.probes += 1
+                for cb in self.probe_callbacks:
+                    cb(result)
                 self.detector.on_probe(self.clock(), result)
                 await self._apply_override()
                 await self._finish_recovery()

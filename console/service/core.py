@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from contract import wire
     from localstore.verifier import EarlyCheck
     from sync.bod import BodResult
+    from sync.monitoring import MonitorServer
     from sync.offline import OfflineSession
     from sync.runtime import Runtime
     from sync.trading.policy import OrderTicket
@@ -390,9 +391,13 @@ class Service:
 
     @boundary
     async def run_agent(
-        self, password: str | None = None, *, ready: Callable[[Runtime], None] | None = None
+        self,
+        password: str | None = None,
+        *,
+        ready: Callable[[Runtime], None] | None = None,
+        monitor: MonitorServer | None = None,
     ) -> None:
-        await recovery.run_agent(self, password, ready=ready)
+        await recovery.run_agent(self, password, ready=ready, monitor=monitor)
 
     @boundary
     async def replay(self, password: str | None = None, *, wait_s: float = 0.0) -> results.ReplayOutcome:

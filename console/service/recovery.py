@@ -21,6 +21,7 @@ from localstore.paths import privacy_warnings
 
 if TYPE_CHECKING:
     from console.service.core import Service
+    from sync.monitoring import MonitorServer
     from sync.runtime import Runtime
 
 log = logging.getLogger("lifeboat.service")
@@ -132,7 +133,11 @@ async def status(svc: Service, *, now: datetime | None = None) -> dict:
 
 
 async def run_agent(
-    svc: Service, password: str | None = None, *, ready: Callable[[Runtime], None] | None = None
+    svc: Service,
+    password: str | None = None,
+    *,
+    ready: Callable[[Runtime], None] | None = None,
+    monitor: MonitorServer | None = None,
 ) -> None:
     """The runtime with no screen, until cancelled or the session is refused."""
     from console.live import LiveSession
@@ -142,7 +147,7 @@ async def run_agent(
         # while it runs, a console quitting with unsent entries can say the agent sends them;
         # the same live session as the TUI's (one loop, one client), on this command's loop
         with AgentPresence(svc.data_dir):
-            await LiveSession(svc).run_forever(password, ready=ready)
+            await LiveSession(svc).run_forever(password, ready=ready, monitor=monitor)
     except be.BackendError as exc:  # translated here, as before the boundary (reason_of's causes)
         raise translate(exc) from exc
 

@@ -39,6 +39,8 @@ _SECTIONS = {
     "market_watch": {"symbols"},
     "keys": None,
     "trust": {"grant_keys_file"},
+    # [monitoring] is read by console/monitoring_config.py (the agent, without Textual); allowed here
+    "monitoring": {"alertmanager_token_file"},
 }
 
 

@@ -357,3 +357,45 @@ def test_next_deadline_is_when_evaluate_would_act():
     assert at == pytest.approx(10.75)
     assert d.evaluate(at).to_mode is Mode.BACKUP
     assert d.next_deadline() is None
+
+
+# ----------------------------------------------------------------------------- monitoring alerts
+
+
+def test_alert_suspects_and_asks_for_a_probe_which_decides_online():
+    d = online(0.0)
+    t = d.on_alert(0.1, "MainSystemDown")
+    assert (t.from_mode, t.to_mode, t.cause) == (Mode.ONLINE, Mode.SUSPECT, "alert") and d.probe_wanted
+    assert "MainSystemDown" in t.reason
+    # heartbeats keep coming: they are not the probe the alert asked for
+    assert d.on_message(0.2) is None and d.evaluate(0.25) is None and d.mode is Mode.SUSPECT
+    t = d.on_probe(0.3, OK)
+    assert (t.to_mode, t.cause) == (Mode.ONLINE, "main_answers") and not d.probe_wanted
+
+
+def test_alert_then_failed_probes_go_to_backup_by_the_usual_rule():
+    d = online(0.0)
+    d.on_alert(0.1, "MainSystemDown")
+    assert d.on_probe(0.2, TIMEOUT) is None and d.mode is Mode.SUSPECT  # one failure: probe again
+    assert d.probe_wanted
+    t = d.on_probe(0.3, TIMEOUT)
+    assert (t.to_mode, t.cause) == (Mode.BACKUP, "failure_timeout")
+
+
+def test_alert_never_switches_by_itself_even_with_one_fall_probe():
+    d = online(0.0, fall_probes=1)
+    d.on_alert(0.1, "MainSystemDown")
+    d.on_alert(0.2, "MainSystemDown")
+    assert d.mode is Mode.SUSPECT and [c.to_mode for c in d.transitions] == [Mode.SUSPECT]
+
+
+def test_alert_in_backup_or_recovering_only_asks_for_a_probe():
+    d = in_backup()
+    assert d.on_alert(11.0, "MainSystemDown") is None and d.mode is Mode.BACKUP and d.probe_wanted
+
+
+def test_silence_still_switches_while_an_alert_waits_for_its_probe():
+    d = online(0.0)
+    d.on_alert(0.1, "MainSystemDown")
+    t = d.evaluate(0.75)
+    assert t.to_mode is Mode.BACKUP and t.cause == "silence" and d.alert_pending is None
