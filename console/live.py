@@ -163,6 +163,8 @@ class LiveSession:
         self._subscribers: list[Callable[[LiveEvent], None]] = []
         self._runtime: Runtime | None = None
         self._runtime_task: concurrent.futures.Future | None = None
+        self._monitor: MonitorServer | None = None  # the TUI's metrics port, when configured
+        self.monitor_problem: str | None = None  # why it could not be served
         self._running = False
         self._stopping = False
         self._mode: ModeChange | None = None
@@ -238,6 +240,9 @@ class LiveSession:
     def close(self, timeout: float = 5.0) -> None:
         """Stop the runtime and the loop (its thread), closing the session's client."""
         self.stop_runtime()
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None
         with self._lock:
             if self._closed:
                 return
@@ -293,9 +298,28 @@ class LiveSession:
 
     # ------------------------------------------------------------------ the runtime
 
-    def start_runtime(self, user_id: str | None) -> concurrent.futures.Future[None]:
-        """Start the runtime on the session's loop (the TUI, once logged in)."""
-        fut = self.submit(self._host, user_id=user_id)
+    def start_runtime(
+        self, user_id: str | None, *, metrics: tuple[str, int] | None = None
+    ) -> concurrent.futures.Future[None]:
+        """Start the runtime on the session's loop (the TUI, once logged in).  ``metrics``
+        (host, port): also serve /metrics, /healthz and the Alertmanager webhook, as
+        ``lifeboat agent --metrics-port`` does (off by default); when that port cannot be
+        served the runtime starts without it and ``monitor_problem`` says why."""
+        monitor = None
+        self.monitor_problem = None
+        if metrics is not None:
+            from console.monitoring_config import MonitoringConfigError, alert_token
+            from sync.monitoring import MonitorServer
+
+            host, port = metrics
+            try:
+                token = alert_token(self.service.data_dir)
+                monitor = self._monitor = MonitorServer(self.service.store, host=host, port=port, token=token)
+            except MonitoringConfigError as exc:
+                self.monitor_problem = str(exc)
+            except OSError as exc:
+                self.monitor_problem = f"cannot serve metrics on {host}:{port} ({exc.strerror or exc})"
+        fut = self.submit(self._host, user_id=user_id, monitor=monitor)
         self._runtime_task = fut
         return fut
 

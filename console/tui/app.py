@@ -107,7 +107,13 @@ class LifeboatApp(App):
         if self.start_runtime and not self.runtime_started:
             self.runtime_started = True
             ident = self.session.identity
-            self.live.start_runtime(ident.user_id if ident else None)
+            cfg = self.config
+            metrics = (cfg.metrics_host, cfg.metrics_port) if cfg.metrics_port is not None else None
+            self.live.start_runtime(ident.user_id if ident else None, metrics=metrics)
+            if self.live.monitor_problem:
+                self.notify(
+                    f"metrics not served: {self.live.monitor_problem}", severity="warning", timeout=15
+                )
 
     def _live_event(self, event: LiveEvent) -> None:
         """The live session's events (its loop's thread): ticks and committed events into the

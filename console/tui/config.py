@@ -17,6 +17,10 @@ means the defaults.  Example::
     [keys]                      # rebind by id (see `?` in the console)
     "order.buy" = "f1"
     "squareoff" = "f10,ctrl+o"  # several keys: comma-separated
+
+    [monitoring]                # off by default; `lifeboat agent --metrics-port` is the usual way
+    metrics_port = 9465         # the console also serves /metrics, /healthz, /alertmanager
+    alertmanager_token_file = "/etc/lifeboat/alertmanager-token"
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ _SECTIONS = {
     "keys": None,
     "trust": {"grant_keys_file"},
     # [monitoring] is read by console/monitoring_config.py (the agent, without Textual); allowed here
-    "monitoring": {"alertmanager_token_file"},
+    "monitoring": {"alertmanager_token_file", "metrics_port", "metrics_host"},
 }
 
 
@@ -54,6 +58,8 @@ class ConsoleConfig:
     theme: str = "textual-dark"
     watch_symbols: list[str] = field(default_factory=list)  # "EXCH:SYMBOL"; empty: the book's instruments
     keys: dict[str, str] = field(default_factory=dict)  # binding id -> key(s)
+    metrics_port: int | None = None  # [monitoring] metrics_port: the console serves /metrics (off by default)
+    metrics_host: str = "127.0.0.1"
     path: Path | None = None  # where it was read from (None: defaults)
 
 
@@ -127,6 +133,19 @@ def parse_config(data: dict, path: Path | None = None) -> ConsoleConfig:
         if not isinstance(v, str) or not v:
             raise ConfigError(f"{where}: console.theme must be a theme name such as \"textual-dark\"")
         cfg.theme = v
+    monitoring = data.get("monitoring", {})
+    if "metrics_port" in monitoring:
+        v = monitoring["metrics_port"]
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535:
+            raise ConfigError(
+                f"{where}: monitoring.metrics_port must be a port number from 1 to 65535, not {v!r}"
+            )
+        cfg.metrics_port = v
+    if "metrics_host" in monitoring:
+        v = monitoring["metrics_host"]
+        if not isinstance(v, str) or not v:
+            raise ConfigError(f"{where}: monitoring.metrics_host must be an address such as \"127.0.0.1\"")
+        cfg.metrics_host = v
     symbols = data.get("market_watch", {}).get("symbols", [])
     if not isinstance(symbols, list):
         raise ConfigError(f"{where}: market_watch.symbols must be a list such as [\"NSE:INFY\"]")
