@@ -82,18 +82,26 @@ def test_session_lifecycle_and_no_secret_in_the_log(book_sim, tmp_path_factory):
 
     raw_token = raw_session(book_sim.url)["access_token"]
     log = cli.log_file.read_text()
-    events = [json.loads(line) for line in log.splitlines()]
-    assert {"login", "command_failed"} <= {e.get("event") for e in events}
+    events = [json.loads(line) for line in log.splitlines()]  # ECS: event.action, user.name, lifeboat.*
+    assert all(e["ecs.version"] and e["service"]["name"] == "lifeboat" for e in events)
+    assert {"login", "command_failed"} <= {e.get("event", {}).get("action") for e in events}
     con = sqlite3.connect(cli.store_file)
     try:
         (console_id,) = con.execute("SELECT console_id FROM console_identity").fetchone()
     finally:
         con.close()
-    login_line = next(e for e in events if e.get("event") == "login")
-    assert login_line["console_id"] == console_id and login_line["user"] == "dealer1"
+    login_line = next(e for e in events if e.get("event", {}).get("action") == "login")
+    assert login_line["lifeboat"]["console_id"] == console_id and login_line["user"]["name"] == "dealer1"
+    assert login_line["event"]["outcome"] == "success"
     for secret in (token, raw_token, signature, str(verifier)):
         assert secret not in log
-    assert not any(v == PASSWORD for e in events for v in e.values())
+
+    def leaves(x):  # every value of a line, however deep its field
+        if isinstance(x, dict):
+            x = list(x.values())
+        return [v for y in x for v in leaves(y)] if isinstance(x, list) else [x]
+
+    assert not any(v == PASSWORD for e in events for v in leaves(e))
 
     con = sqlite3.connect(cli.store_file)  # the audit log names actions, never secrets
     try:

@@ -132,9 +132,15 @@ def test_main_killed_dealer_squares_off_wrong_password_and_new_exposure_refused(
     log = cli.log_file.read_text()
     assert eid in log and PASSWORD not in log.replace('"password"', "") and WRONG not in log
     lines = [json.loads(line) for line in log.splitlines()]
-    sq = [x for x in lines if x.get("event") == "squareoff" and x.get("client_order_id")]
-    assert {x["client_order_id"] for x in sq} == {leg["client_order_id"] for leg in out["legs"]}
-    assert all(x["console_id"] and x["user"] == "dealer1" and x["mode"] == "BACKUP" for x in sq)
+    # ECS: event.action, user.name, our own fields under lifeboat.*
+    sq = [
+        x
+        for x in lines
+        if x.get("event", {}).get("action") == "squareoff" and x["lifeboat"].get("client_order_id")
+    ]
+    assert {x["lifeboat"]["client_order_id"] for x in sq} == {leg["client_order_id"] for leg in out["legs"]}
+    assert all(x["lifeboat"]["console_id"] and x["lifeboat"]["mode"] == "BACKUP" for x in sq)
+    assert all(x["user"]["name"] == "dealer1" and x["event"]["outcome"] == "success" for x in sq)
 
 
 def test_online_squareoff_sends_legs_to_main_and_flattens(sim, cli_factory):

@@ -12,6 +12,7 @@ which may be any folder the person chose, is only warned about.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -60,6 +61,10 @@ def test_cli_run_and_rotation_leave_logs_private(cli_factory):
     )
     rotated = cli.home / "logs" / "lifeboat.jsonl.1"
     assert "before the rotation" in rotated.read_text() and "after the rotation" in cli.log_file.read_text()
+    for path in (rotated, cli.log_file):  # both sides of a rotation hold whole ECS lines, one object a line
+        for line in path.read_text().splitlines():
+            obj = json.loads(line)
+            assert obj["ecs.version"] and obj["service"]["name"] == "lifeboat" and obj["log.level"], line
     assert (mode(rotated), mode(cli.log_file), mode(cli.home / "logs")) == (0o600, 0o600, 0o700)
 
 
