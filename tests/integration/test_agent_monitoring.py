@@ -141,7 +141,9 @@ def test_metrics_and_health_while_online(agent):
     assert value(m, "lifeboat_journal_pending_entries") == 0.0
     assert value(m, "lifeboat_journal_entries", state="pending") == 0.0
     assert value(m, "lifeboat_held_entries") == 0.0
-    assert total(m, "lifeboat_probes_total", outcome="ok") >= 1
+    assert 0 <= value(m, "lifeboat_mirror_staleness_seconds") < 60
+    # the agent probes main about once a second while ONLINE
+    wait_until(lambda: total(scrape(url), "lifeboat_probes_total", outcome="ok") >= 1, "a counted probe")
     # the agent's calls to main are timed by path template: no order or client id in any label
     endpoints = {
         dict(ls).get("endpoint") for (n, ls) in m if n.startswith("lifeboat_backend_request_duration")
@@ -233,8 +235,13 @@ def test_main_killed_backup_journal_then_replay_counted(agent, sim):
     with sqlite3.connect(cli.store_file) as db:
         journaled = db.execute("SELECT count(*) FROM journal").fetchone()[0]
     assert journaled >= len(out["legs"])
+    wrong = cli("--password-stdin", "squareoff", "--client", client, "--yes", "--json", stdin="wrong\n")
+    assert wrong.returncode == 3, wrong.stderr
     m = scrape(url)
     assert value(m, "lifeboat_journal_pending_entries") == journaled
+    # the offline logins those commands made, from the audit log: one good, one refused
+    assert value(m, "lifeboat_offline_logins_total", outcome="ok") == 1
+    assert value(m, "lifeboat_offline_logins_total", outcome="refused") == 1
     assert value(m, "lifeboat_journal_entries", state="pending") == journaled
     sim.start()  # the same port: main is back
     wait_until(
