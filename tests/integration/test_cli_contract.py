@@ -66,7 +66,7 @@ def test_a_refused_order_prints_one_json_error_with_the_logged_id(desk):
     assert "NOSUCHSYMBOL" in err["message"] and err["reason"]
     assert err["error_id"].startswith("E-") and f"[{err['error_id']}]" in r.stderr
     logged = [json.loads(line) for line in desk.log_file.read_text().splitlines()]
-    assert any(line.get("error_id") == err["error_id"] for line in logged)
+    assert any(line.get("error", {}).get("id") == err["error_id"] for line in logged)
 
 
 def test_parser_usage_errors_are_json_and_exit_2(desk):
