@@ -255,6 +255,9 @@ class ClientLimit(Wire):
     client_id: ClientId
     max_order_value: ExactPrice  # value of one order (quantity x price)
     max_gross_exposure: ExactPrice  # sum over positions of |net_quantity| x last_price, after the order
+    # the client's intraday MTM loss at which RMS squares off (a positive amount; None: no such
+    # limit).  The console alerts at fractions of it and acts at 100% (sync.rms)
+    max_mtm_loss: ExactPrice | None = None
 
 
 # --------------------------------------------------------------------------- positions, orders, trades

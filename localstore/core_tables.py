@@ -160,6 +160,39 @@ client_limits = Table(
     Column("client_id", String(32), ForeignKey("clients.client_id", ondelete="CASCADE"), primary_key=True),
     Column("max_order_value", Money(), nullable=False),
     Column("max_gross_exposure", Money(), nullable=False),
+    Column("max_mtm_loss", Money()),  # revision 0006; NULL: main set no MTM-loss limit
+)
+
+
+# --------------------------------------------------------------------------- risk (sync.rms, revision 0006)
+
+# Each automatic rule run once per console and trading day (the intraday cut-off per segment):
+# written in the transaction that journals its intents, so a restart across the cut-off never
+# runs it twice (the deterministic client_order_ids are the guard at main).
+rms_runs = Table(
+    "rms_runs",
+    metadata,
+    Column("trading_date", Date, primary_key=True),
+    Column("rule", String(32), primary_key=True),  # intraday_cutoff, mtm_loss, ...
+    Column("scope", String(40), primary_key=True),  # the segment (NSE, NFO ...) or the client id
+    Column("at", UtcDateTime, nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("entries", Integer, nullable=False),  # journal entries it wrote
+    Column("detail", Text, nullable=False, default="{}"),  # JSON: the numbers it acted on
+)
+
+# A client's MTM-loss state for the day: the highest alert level reached (60, 75, 90 ...) and
+# whether it is in square-off mode (reduce-only) after a breach.
+rms_client_state = Table(
+    "rms_client_state",
+    metadata,
+    Column("trading_date", Date, primary_key=True),
+    Column("client_id", String(32), primary_key=True),
+    Column("alert_level", Integer, nullable=False, default=0),  # percent of the limit last alerted
+    Column("squareoff_mode", Boolean, nullable=False, default=False),
+    Column("mtm", Money(exact=False)),
+    Column("max_mtm_loss", Money()),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 

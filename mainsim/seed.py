@@ -266,9 +266,15 @@ def build(seed: int, trading_date: date) -> DemoData:
         max_gross = max(
             Decimal(rng.choice((30_000_000, 50_000_000, 100_000_000))), (exposure * 2).quantize(Decimal(1))
         )
+        # the MTM loss at which the broker's RMS squares the client off: 3% of its gross limit
+        # (no draw from rng: every seed's book stays as it was)
+        max_loss = (max_gross * 3 / 100).quantize(Decimal(1))
         data.limits.append(
             wire.ClientLimit(
-                client_id=client.client_id, max_order_value=max_order, max_gross_exposure=max_gross
+                client_id=client.client_id,
+                max_order_value=max_order,
+                max_gross_exposure=max_gross,
+                max_mtm_loss=max_loss,
             )
         )
         # one or two resting orders per client, far enough from the market not to fill at once
