@@ -304,6 +304,14 @@ def child(args) -> None:
             self.exit()
 
     svc = Service(backend_url="http://127.0.0.1:9", home=home, user="bench")
+    monitor = None
+    if args.metrics:  # metrics on: the console also serves /metrics on its store (bench/bench_metrics.py)
+        from sync.monitoring import MonitorServer
+
+        monitor = MonitorServer(svc.store, host="127.0.0.1", port=0)
+        port_file = Path(args.metrics)
+        port_file.with_name(port_file.name + ".tmp").write_text(str(monitor.port))
+        port_file.with_name(port_file.name + ".tmp").replace(port_file)
     app = BenchConsole(svc, ConsoleConfig(idle_lock_minutes=0), start_runtime=False)
     if os.environ.get("BENCH_PROFILE"):  # a cProfile of the child, for finding where the loop goes
         import cProfile
@@ -311,6 +319,8 @@ def child(args) -> None:
         cProfile.runctx("app.run()", globals(), {"app": app}, os.environ["BENCH_PROFILE"] + f".{args.child}")
     else:
         app.run()
+    if monitor is not None:
+        monitor.close()
 
 
 def make_table_grid(DataTable: Any) -> Any:
@@ -435,6 +445,7 @@ def run_variant(variant: str, args) -> dict:
             str(args.rate),
             "--seconds",
             str(args.seconds),
+            *(["--metrics", args.metrics] if getattr(args, "metrics", None) else []),
         ],
         stdin=slave,
         stdout=slave,
@@ -511,6 +522,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--child", choices=("grid", "datatable"))
     ap.add_argument("--out")
+    ap.add_argument(
+        "--metrics",
+        metavar="PORT_FILE",
+        help="child: also serve a MonitorServer (/metrics) on the console's store and write its port to "
+        "PORT_FILE (bench/bench_metrics.py scrapes it)",
+    )
     args = ap.parse_args()
     if args.child:
         child(args)
