@@ -252,6 +252,12 @@ def status_lines(st: dict) -> list[tuple[str, str]]:
 def agent(g, *, metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> int:
     def action(svc: Service):
         password = read_password(g, required=False)
+        from console.rms_config import RmsConfigError, load
+
+        try:  # the risk rules must never run half-configured: a bad [rms] setting stops the agent here
+            load(svc.data_dir)
+        except RmsConfigError as exc:
+            raise UsageProblem(str(exc)) from None
         monitor = None
         if metrics_port is not None:
             from console.monitoring_config import MonitoringConfigError, alert_token

@@ -54,6 +54,7 @@ __all__ = [
     "ModeChange",
     "ProbeResult",
     "ReplayPassed",
+    "RiskNotice",
     "RuntimeEnded",
     "Ticks",
 ]
@@ -106,7 +107,19 @@ class RuntimeEnded:
     error: BaseException | None
 
 
-LiveEvent = Ticks | Committed | ModeChange | ReplayPassed | RuntimeEnded
+@dataclass(frozen=True)
+class RiskNotice:
+    """The risk rules (sync.rms) want a person to see this now: a cut-off warning, a cut-off
+    run, a failure.  ``severity``: information, warning or error."""
+
+    kind: str
+    segment: str | None
+    message: str
+    severity: str
+    detail: dict | None
+
+
+LiveEvent = Ticks | Committed | ModeChange | ReplayPassed | RuntimeEnded | RiskNotice
 
 
 @dataclass(frozen=True)
@@ -165,6 +178,7 @@ class LiveSession:
         self._runtime_task: concurrent.futures.Future | None = None
         self._monitor: MonitorServer | None = None  # the TUI's metrics port, when configured
         self.monitor_problem: str | None = None  # why it could not be served
+        self.rms_problem: str | None = None  # why the risk rules do not run (a bad [rms] setting)
         self._running = False
         self._stopping = False
         self._mode: ModeChange | None = None
@@ -378,6 +392,7 @@ class LiveSession:
                 rt.mode_callbacks.append(self._mode_changed)
                 rt.applied_seq_callbacks.append(self._committed)
                 rt.recovery.callbacks.append(self._replay_passed)
+                self._attach_rms(rt, user_id)
                 self._runtime = rt
                 loop = asyncio.get_running_loop()
 
@@ -410,6 +425,31 @@ class LiveSession:
         finally:
             if not isinstance(error, asyncio.CancelledError):
                 self._publish(RuntimeEnded(error))
+
+    def _attach_rms(self, rt: Runtime, user_id: str | None) -> None:
+        """The risk rules' clock in this runtime ([rms] settings; a bad setting is reported,
+        never half-applied: ``rms_problem`` says why the rules do not run)."""
+        from console.rms_config import RmsConfigError, load
+        from sync.rms.engine import RmsEngine
+
+        try:
+            settings = load(self.service.data_dir)
+        except RmsConfigError as exc:
+            self.rms_problem = f"risk rules not running: {exc}"
+            log.error(self.rms_problem, extra={"event": "rms_config_error"})
+            self._publish(RiskNotice("config_error", None, self.rms_problem, "error", None))
+            return
+        engine = RmsEngine(self.service.store, rt, settings, user_id=user_id)
+        engine.callbacks.append(
+            lambda n: self._publish(RiskNotice(n.kind, n.segment, n.message, n.severity, n.detail))
+        )
+        rt.rms = engine
+
+    def rms_upcoming(self) -> list:
+        """Each segment's next intraday cut-off (sync.rms.cutoff.Upcoming), soonest first; [] when
+        no risk rules run here."""
+        rt = self._runtime
+        return rt.rms.upcoming() if rt is not None and rt.rms is not None else []
 
     def stop_runtime(self) -> None:
         """Ask the runtime to stop (from any thread); it ends within its stream's close."""

@@ -392,3 +392,15 @@ def set_state(conn: Connection | Session, seq: int, state: str, reason: str | No
     conn.execute(
         update(_JOURNAL).where(_JOURNAL.c.seq == seq).values(state=state, state_reason=reason, updated_at=now)
     )
+
+
+def states_of(store: Store, client_order_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    """{client_order_id: (state, reason)} of the journal entries with those ids."""
+    if not client_order_ids:
+        return {}
+    j = _JOURNAL.c
+    with store.read_core() as conn:
+        rows = conn.execute(
+            select(j.client_order_id, j.state, j.state_reason).where(j.client_order_id.in_(client_order_ids))
+        )
+        return {r.client_order_id: (str(getattr(r.state, "value", r.state)), r.state_reason) for r in rows}

@@ -140,6 +140,18 @@ def entry_state(store: Store, client_order_id: str) -> tuple[int, Any, str | Non
     return None if r is None else (r.seq, r.state, r.state_reason)
 
 
+def instrument_prices(store: Store, exchange: str, symbol: str) -> tuple[Any, Any, Any] | None:
+    """(tick size, lower band, upper band) of an instrument of the local book, or None."""
+    i = t.instruments
+    with store.read_core() as conn:
+        row = conn.execute(
+            select(i.c.tick_size, i.c.lower_band, i.c.upper_band).where(
+                i.c.exchange == Exchange(exchange), i.c.symbol == symbol
+            )
+        ).first()
+    return None if row is None else (row.tick_size, row.lower_band, row.upper_band)
+
+
 def instrument_limits(store: Store, exchange: str, symbol: str) -> tuple[int, int] | None:
     """(freeze quantity, lot size) of an instrument of the local book, or None."""
     i = t.instruments

@@ -64,6 +64,7 @@ from backend_client.client import BackendClient
 from contract import clock, wire
 from contract.enums import OPEN_STATUSES, value_of
 from contract.limits import MAX_SLICES  # a square-off needing more orders is surely wrong: held
+from contract.protection import protected_price
 from localstore import replay_store
 from localstore.db import Store
 from localstore.models import JournalKind, JournalState
@@ -185,7 +186,7 @@ class Replayer:
         self.steps = 0
         self._instruments: dict[tuple[str, str], tuple[int, int]] = {}
         # client_id -> (monotonic time of the fetch, {(exchange, symbol, product): net}); dropped on any send
-        self._positions: dict[str, tuple[float, dict[tuple[str, str, str], int]]] = {}
+        self._positions: dict[str, tuple[float, dict[tuple[str, str, str], tuple[int, Any]]]] = {}
         self.progress: tuple[int, int] = (0, 0)  # (processed, seen) for a status bar
 
     async def _db(self, fn, *args, **kw):
@@ -488,10 +489,39 @@ class Replayer:
             rows = await self._answered(self.client.positions(client_id))
             cached = (
                 fetched_at,
-                {(p.exchange.value, p.symbol, p.product.value): p.net_quantity for p in rows},
+                {(p.exchange.value, p.symbol, p.product.value): (p.net_quantity, p.last_price) for p in rows},
             )
             self._positions[client_id] = cached
-        return cached[1].get((str(value_of(e["exchange"])), e["symbol"], str(value_of(e["product"]))), 0)
+        key = (str(value_of(e["exchange"])), e["symbol"], str(value_of(e["product"])))
+        return cached[1].get(key, (0, None))[0]
+
+    def _last_price(self, e: dict):
+        """Main's last price for the entry's position, from the fetch ``_live_net`` made."""
+        cached = self._positions.get(e["client_id"])
+        key = (str(value_of(e["exchange"])), e["symbol"], str(value_of(e["product"])))
+        return cached[1].get(key, (0, None))[1] if cached else None
+
+    async def _protected(self, e: dict, side: wire.Side) -> Any:
+        """The LIMIT price of a protected square-off slice (contract.protection), or None
+        (a MARKET order): the entry's payload names the rule, sync.rms writes it."""
+        rule = e["payload"].get("protection")
+        if not rule or rule.get("rule", "market") == "market":
+            return None
+        band = await self._db(
+            replay_store.instrument_prices, self.store, value_of(e["exchange"]), e["symbol"]
+        )
+        if band is None:
+            return None
+        tick, lower, upper = band
+        return protected_price(
+            side.value,
+            self._last_price(e),
+            tick=tick,
+            lower_band=lower,
+            upper_band=upper,
+            rule=rule["rule"],
+            pct=float(rule.get("pct", 2.0)),
+        )
 
     async def _square_off(self, e: dict, main_date: date, stale_after: int) -> EntryOutcome | None:
         coid = e["client_order_id"]
@@ -499,7 +529,9 @@ class Replayer:
         intent_side = p.get("side_at_intent")  # SELL: the position was long when the dealer asked
         intent_qty = p.get("quantity_at_intent")
         ours: list[wire.Order] = []
-        if e["state"] == JournalState.SENT.value:  # some slices may be on main: look each up, in order
+        # some slices may be on main: look each up, in order.  A rule's shared id (sync.rms: every
+        # console of the dealer journals the same ids) may have been sent by another console too
+        if e["state"] == JournalState.SENT.value or p.get("shared_id"):
             while len(ours) < MAX_SLICES:
                 try:
                     ours.append(
@@ -548,6 +580,7 @@ class Replayer:
                     done_ids,
                 )
             qty = slices(remaining, freeze, lot)[0]
+            limit = await self._protected(e, closing)
             request = wire.OrderRequest(
                 client_order_id=f"{coid}-{len(ours) + 1}",
                 client_id=e["client_id"],
@@ -556,7 +589,8 @@ class Replayer:
                 side=closing,
                 quantity=qty,
                 product=value_of(e["product"]),
-                order_type=wire.OrderType.MARKET,
+                order_type=wire.OrderType.MARKET if limit is None else wire.OrderType.LIMIT,
+                price=limit,
                 validity=wire.Validity.DAY,
             )
             if e["state"] != JournalState.SENT.value:

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from backend_client.client import BackendClient
 from backend_client.detector import Detector, Mode, Transition, probe_http_client, probe_once
@@ -38,6 +39,9 @@ from sync import detector_store
 from sync.bod import replace_book
 from sync.mirror import Mirror
 from sync.recovery import Recovery
+
+if TYPE_CHECKING:
+    from sync.rms.engine import RmsEngine
 
 log = logging.getLogger("lifeboat.runtime")
 
@@ -102,6 +106,7 @@ class Runtime:
         self._last_persist = 0.0
         self.applied_seq_callbacks: list = []  # f(seq, applied_at) after each committed batch (benches)
         self.recovery = Recovery(self)  # automatic replay + reconciliation at RECOVERING (issue 5)
+        self.rms: RmsEngine | None = None  # the risk rules' clock, when the host gives one
 
     def _default_stream(self, since: int | None) -> StreamClient:
         return StreamClient(
@@ -169,6 +174,8 @@ class Runtime:
             asyncio.create_task(self._evaluate_loop(), name="lifeboat-evaluate"),
             asyncio.create_task(self._checkpoint_loop(), name="lifeboat-checkpoints"),
         ]
+        if self.rms is not None:
+            self._tasks.append(asyncio.create_task(self.rms.run(), name="lifeboat-rms"))
         reader: asyncio.Task | None = None
         await self._record_start()
         try:

@@ -45,6 +45,8 @@ _SECTIONS = {
     "trust": {"grant_keys_file"},
     # [monitoring] is read by console/monitoring_config.py (the agent, without Textual); allowed here
     "monitoring": {"alertmanager_token_file", "metrics_port", "metrics_host"},
+    # [rms] is read and checked by console/rms_config.py (sync.rms.settings); allowed here
+    "rms": None,
 }
 
 

@@ -262,7 +262,7 @@ def resolve(s, *, order_id: str | None, client_order_id: str | None) -> Target:
     raise Refusal("unknown_order", f"no open order with {which} in the local book or the journal")
 
 
-def _target_intent(kind: str, tgt: Target, payload: dict) -> Intent:
+def target_intent(kind: str, tgt: Target, payload: dict) -> Intent:
     return Intent(
         kind,
         tgt.client_id,
@@ -323,7 +323,7 @@ def modify(
             policy.modified(tgt.shape, quantity=quantity, price=price, trigger_price=trigger_price), inst
         )
         return [
-            _target_intent(
+            target_intent(
                 KIND_MODIFY, tgt, {"quantity": quantity, "price": price, "trigger_price": trigger_price}
             )
         ]
@@ -348,7 +348,7 @@ def cancel(store, actor: Actor, *, order_id: str | None, client_order_id: str | 
             journal.unfinished_for(s, [tgt.client_id])
         ):
             raise Refusal("order_not_open", "a cancel of this order is already journaled")
-        return [_target_intent(KIND_CANCEL, tgt, {"reason": "dealer cancel"})]
+        return [target_intent(KIND_CANCEL, tgt, {"reason": "dealer cancel"})]
 
     return journal.write(
         store,
@@ -421,7 +421,7 @@ def squareoff(
     def build(s):
         legs, cancels = squareoff_plan(s, actor, client_id=client_id, symbol=symbol, keep_orders=keep_orders)
         plan["legs"], plan["cancels"] = legs, cancels
-        intents = [_target_intent(KIND_CANCEL, t, {"reason": "square-off"}) for t in cancels]
+        intents = [target_intent(KIND_CANCEL, t, {"reason": "square-off"}) for t in cancels]
         intents += [
             Intent(
                 KIND_SQUARE_OFF,
@@ -465,7 +465,7 @@ def killswitch(store, actor: Actor, *, mode: str) -> tuple[list[Target], list[Re
     def build(s):
         trading_store.set_killswitch(s, by=actor.user_id, at=clock.utcnow())
         plan["cancels"] = cancels = open_orders_in_scope(s, actor, None)
-        intents = [_target_intent(KIND_CANCEL, t, {"reason": "kill switch"}) for t in cancels]
+        intents = [target_intent(KIND_CANCEL, t, {"reason": "kill switch"}) for t in cancels]
         if not intents:
             from localstore import audit
 

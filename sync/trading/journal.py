@@ -71,6 +71,9 @@ class Intent:
     target_order_id: str | None = None
     target_client_order_id: str | None = None
     payload: dict = field(default_factory=dict)
+    # a rule's deterministic id (sync.rms: the same on every console of the dealer, so main's
+    # idempotency makes a second sender a no-op); None: the console's next number
+    client_order_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ def write(
                         "user_id": user_id,
                         "mode": mode,
                         "kind": value_of(it.kind),
-                        "client_order_id": f"{prefix}{first + i:06d}",
+                        "client_order_id": it.client_order_id or f"{prefix}{first + i:06d}",
                         "client_id": it.client_id,
                         "exchange": it.exchange,
                         "symbol": it.symbol,
