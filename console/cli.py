@@ -562,6 +562,41 @@ def squareoff(
     )
 
 
+rms_app = typer.Typer(help="Risk rules: MTM against limits, the intraday cut-off.", no_args_is_help=True)
+app.add_typer(rms_app, name="rms")
+
+
+@rms_app.command("status")
+def rms_status(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout.")
+) -> None:
+    """Per client: MTM, its MTM-loss limit, % used, mode; per segment: the next intraday cut-off
+    and what it will do (the rules run by themselves in `lifeboat agent` and the console)."""
+    from console import cmd_rms
+
+    raise typer.Exit(cmd_rms.status(ctx.obj, as_json))
+
+
+@rms_app.command("cutoff")
+def rms_cutoff(
+    ctx: typer.Context,
+    segment: str | None = typer.Option(None, "--segment", help="One segment (NSE, BSE, NFO); default all."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show what it would cancel and square off; do nothing."
+    ),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    as_json: bool = typer.Option(
+        False, "--json", help="JSON on stdout (legs and cancels, as squareoff --json)."
+    ),
+) -> None:
+    """The intraday cut-off now: pending MIS orders cancelled first, then every MIS position of
+    the segment squared off (protected legs); once per day (a segment already done says so).
+    Exit 0 done or journaled, 4 a leg rejected, 6 something left for a person."""
+    from console import cmd_rms
+
+    raise typer.Exit(cmd_rms.cutoff(ctx.obj, segment=segment, dry_run=dry_run, yes=yes, as_json=as_json))
+
+
 order_app = typer.Typer(help="Place, modify or cancel one order.", no_args_is_help=True)
 app.add_typer(order_app, name="order")
 

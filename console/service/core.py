@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console import eventlog
-from console.service import access, book, recovery, results, trading
+from console.service import access, book, recovery, results, risk, trading
 from console.service.errors import ADVICE_LOGIN, ADVICE_LOGIN_OR_PASSWORD, NotLoggedIn, StoreProblem, boundary
 from console.service.results import ActionResult, LoginResult, ModeDecision
 from localstore.db import Store, open_store
@@ -235,8 +235,20 @@ class Service:
     # ------------------------------------------------------------------ trading (console.service.trading)
 
     @boundary
-    def acknowledge(self, result: ActionResult) -> None:
+    def acknowledge(self, result: ActionResult | risk.CutoffOutcome) -> None:
         trading.acknowledge(self, result)
+
+    @boundary
+    def rms_status(self, *, now: datetime | None = None) -> dict[str, Any]:
+        """The risk rules now: each client's MTM against its limit, each segment's cut-off."""
+        return risk.status(self, now=now)
+
+    @boundary
+    async def rms_cutoff(
+        self, *, segment: str | None = None, dry_run: bool = False, password: str | None = None
+    ) -> risk.CutoffOutcome:
+        """The intraday cut-off now (a runbook's manual run; the rules also run by themselves)."""
+        return await risk.cutoff(self, segment=segment, dry_run=dry_run, password=password)
 
     @boundary
     async def place(

@@ -112,7 +112,7 @@ async def _route(
     return res
 
 
-def acknowledge(svc: Service, result: ActionResult) -> None:
+def acknowledge(svc: Service, result: Any) -> None:
     """Call once the answer has been shown: stamps acknowledged_at (never un-accepts)."""
     from sync.trading import journal
 

@@ -368,3 +368,8 @@ def _outcomes(store: Store, result: CutoffResult) -> None:
             c["outcome"] = st[0]
             if st[1]:
                 c["reason"] = st[1]
+
+
+def local_counts(store: Store, segment: str) -> dict[str, int]:
+    """What the cut-off would touch now, from the local book: open MIS orders and MIS positions."""
+    return rms_store.mis_counts(store, segment)

@@ -1,0 +1,184 @@
+"""The risk rules as the faces ask for them: ``rms status`` (MTM against limits, the next
+cut-offs and what they will do) and ``rms cutoff`` (a runbook's manual cut-off).  The rules
+themselves live in sync.rms; they also run by themselves in the agent and the console."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from console.exitcodes import ExitCode
+from console.service.errors import Refused, ServiceError
+from contract import clock
+
+if TYPE_CHECKING:
+    from console.service.core import Service
+    from sync.rms.settings import RmsSettings
+
+log = logging.getLogger("lifeboat.service")
+
+
+class RmsSettingsProblem(ServiceError):
+    """A bad [rms] setting: the rules must never run half-configured (exit 2)."""
+
+    exit_code = ExitCode.USAGE
+    code = "rms_config"
+
+
+def settings(svc: Service) -> RmsSettings:
+    from console.rms_config import RmsConfigError, load
+
+    try:
+        return load(svc.data_dir)
+    except RmsConfigError as exc:
+        raise RmsSettingsProblem(str(exc)) from None
+
+
+@dataclass
+class CutoffOutcome:
+    """What ``rms cutoff`` did, segment by segment; legs and cancels listed the way
+    ``squareoff --json`` lists them, each leg with its product."""
+
+    mode: str
+    user: str
+    dry_run: bool
+    segments: list[dict] = field(default_factory=list)
+    journal_seqs: list[int] = field(default_factory=list)
+
+    @property
+    def legs(self) -> list[dict]:
+        return [leg for s in self.segments for leg in s["legs"]]
+
+    @property
+    def cancels(self) -> list[dict]:
+        return [c for s in self.segments for c in s["cancels"]]
+
+    @property
+    def exit_code(self) -> int:
+        outcomes = {x.get("outcome") for x in self.legs + self.cancels}
+        if "rejected" in outcomes:
+            return int(ExitCode.REJECTED)
+        if outcomes & {"conflict", "held"} or any(s.get("left_on_main") for s in self.segments):
+            return int(ExitCode.HELD)
+        if any(s.get("replay_status") not in (None, "done") for s in self.segments):
+            return int(ExitCode.UNAVAILABLE) if self.mode == "ONLINE" and outcomes & {"journaled"} else 0
+        return int(ExitCode.OK)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": "rms_cutoff",
+            "mode": self.mode,
+            "user": self.user,
+            "dry_run": self.dry_run,
+            "segments": self.segments,
+            "legs": self.legs,
+            "cancels": self.cancels,
+            "ok": self.exit_code == 0,
+        }
+
+
+async def cutoff(
+    svc: Service, *, segment: str | None = None, dry_run: bool = False, password: str | None = None
+) -> CutoffOutcome:
+    """The intraday cut-off now, for one segment or all of them: pending MIS orders cancelled,
+    MIS positions squared off (ONLINE: sent at once through the journal; otherwise journaled
+    for the replay).  A segment whose cut-off already ran today says so and does nothing."""
+    from backend_client import errors as be
+    from console.service import trading
+    from sync.rms import cutoff as rule
+    from sync.rms.settings import SEGMENTS
+
+    conf = settings(svc)
+    if segment is not None and segment.upper() not in SEGMENTS:
+        raise Refused(f"no segment {segment!r} (allowed: {', '.join(SEGMENTS)})", "unknown_segment")
+    segments = [segment.upper()] if segment else list(SEGMENTS)
+    decision = await svc.decide_mode()
+    mode = decision.mode
+    outcome = CutoffOutcome(mode, svc.current_user() or "", dry_run)
+    try:
+        if mode == "ONLINE":
+            async with svc.session_client(password) as c:
+                actor = await trading._actor(svc, "ONLINE", password)
+                for seg in segments:
+                    if dry_run:
+                        plan = await asyncio.to_thread(rule.dry_run, svc.store, actor, seg, conf)
+                        outcome.segments.append(plan.as_dict())
+                        continue
+                    res = await rule.run(svc.store, actor, seg, conf, mode=mode, client=c)
+                    outcome.segments.append(res.as_dict())
+                    outcome.journal_seqs += res.journal_seqs
+        else:
+            actor = await trading._actor(svc, mode, password)
+            for seg in segments:
+                if dry_run:
+                    plan = await asyncio.to_thread(rule.dry_run, svc.store, actor, seg, conf)
+                    outcome.segments.append(plan.as_dict())
+                    continue
+                res = await rule.run(svc.store, actor, seg, conf, mode=mode, client=None)
+                outcome.segments.append(res.as_dict())
+                outcome.journal_seqs += res.journal_seqs
+    except ServiceError:
+        raise
+    except Exception as exc:
+        from console.service.errors import inside
+
+        if mode == "ONLINE" and isinstance(exc, (be.Unavailable, be.ProtocolError)):
+            kind = exc.kind if isinstance(exc, be.Unavailable) else "protocol"
+            for hook in svc.request_error_hooks:
+                hook(kind, exc.message)
+        problem = inside(exc)
+        if problem is None:
+            raise
+        raise problem from exc
+    outcome.user = actor.user_id
+    log.info(
+        "rms cutoff",
+        extra={
+            "event": "rms_cutoff_manual",
+            "segments": ",".join(segments),
+            "legs": len(outcome.legs),
+            "cancels": len(outcome.cancels),
+            "dry_run": dry_run,
+        },
+    )
+    return outcome
+
+
+def status(svc: Service, *, now: datetime | None = None) -> dict[str, Any]:
+    """Per client: MTM, limit, % of it used, mode (normal, or square-off after a breach); per
+    segment: the next intraday cut-off and what it would do now (a dry run of the local book)."""
+    from localstore import rms_store
+    from sync.rms import cutoff as rule
+    from sync.rms import mtm
+
+    conf = settings(svc)
+    now = now or clock.utcnow()
+    local_day = rule.local_time(conf, now).date()
+    runs = {r["scope"]: r for r in rms_store.runs(svc.store, local_day) if r["rule"] == rule.RULE}
+    segments = []
+    for u in rule.upcoming(conf, local_day, now):
+        done = runs.get(u.segment)
+        counts = rule.local_counts(svc.store, u.segment)
+        segments.append(
+            {
+                "segment": u.segment,
+                "cutoff": rule.local_time(conf, u.cutoff).strftime("%H:%M"),
+                "cutoff_at": u.cutoff.isoformat(),
+                "seconds_left": round(u.seconds_left, 1),
+                "done_at": done["at"].isoformat() if done else None,
+                "will": None
+                if done
+                else {"cancel_mis_orders": counts["orders"], "squareoff_mis_positions": counts["positions"]},
+            }
+        )
+    return {
+        "trading_date": local_day.isoformat(),
+        "now": now.isoformat(),
+        "timezone": conf.timezone,
+        "settings": conf.as_dict(),
+        "cutoffs": segments,
+        "clients": [c.as_dict() for c in mtm.client_risk(svc.store, conf, now=now)],
+    }
