@@ -171,3 +171,89 @@ def mis_counts(store: Store, exchange: str) -> dict[str, int]:
             )
         )
     return {"orders": int(orders or 0), "positions": int(positions or 0)}
+
+
+def net_quantity(store: Store, client_id: str, exchange: str, symbol: str, product: str) -> int:
+    """The local book's net for one position (0 when flat or unknown)."""
+    from contract.enums import Exchange, Product
+
+    p = t.positions
+    with store.read_core() as conn:
+        net = conn.scalar(
+            select(p.c.net_quantity).where(
+                p.c.client_id == client_id,
+                p.c.exchange == Exchange(exchange),
+                p.c.symbol == symbol,
+                p.c.product == Product(product),
+            )
+        )
+    return int(net or 0)
+
+
+# --------------------------------------------------------------------------- MTM-loss limits (sync.rms.limits)
+
+
+def position_marks(store: Store) -> tuple[list[Any], datetime | None]:
+    """Every position of the local book as the book marks it (client_id, exchange, symbol,
+    product, net_quantity, mtm: realised + unrealised at its last price, updated_at), and when
+    the BOD that marked the book's positions was taken (None: no BOD): a position's price is
+    as fresh as the later of the two, since the mirror applies fills, not ticks."""
+    p, s = t.positions, t.sync_state
+    with store.read_core() as conn:
+        rows = list(
+            conn.execute(
+                select(
+                    p.c.client_id,
+                    p.c.exchange,
+                    p.c.symbol,
+                    p.c.product,
+                    p.c.net_quantity,
+                    p.c.mtm,
+                    p.c.updated_at,
+                )
+            )
+        )
+        bod_at = conn.scalar(select(s.c.bod_at).where(s.c.id == 1))
+    return rows, bod_at
+
+
+def mtm_limits(store: Store) -> dict[str, Decimal | None]:
+    """Every client of the local book and its MTM-loss limit from the BOD (None: main set none)."""
+    c, lim = t.clients, t.client_limits
+    with store.read_core() as conn:
+        rows = conn.execute(
+            select(c.c.client_id, lim.c.max_mtm_loss).select_from(
+                c.outerjoin(lim, lim.c.client_id == c.c.client_id)
+            )
+        )
+        return {r.client_id: r.max_mtm_loss for r in rows}
+
+
+def squareoff_mode_of(conn: Connection, trading_date: date, client_id: str) -> Any:
+    """The client's state row when it is in square-off mode today (its ``mtm`` and
+    ``max_mtm_loss`` as the breach recorded them), else None: the desks' reduce-only check."""
+    return conn.execute(
+        select(_CLIENTS.c.client_id, _CLIENTS.c.mtm, _CLIENTS.c.max_mtm_loss).where(
+            _CLIENTS.c.trading_date == trading_date,
+            _CLIENTS.c.client_id == client_id,
+            _CLIENTS.c.squareoff_mode.is_(True),
+        )
+    ).first()
+
+
+def unfinished_with_prefix(store: Store, prefix: str) -> int:
+    """Journal entries still to send whose client_order_id starts with ``prefix`` (a rule's day)."""
+    from sqlalchemy import func
+
+    from localstore.journal_states import UNFINISHED_STATES
+
+    j = t.journal
+    with store.read_core() as conn:
+        return int(
+            conn.scalar(
+                select(func.count()).where(
+                    j.c.client_order_id.startswith(prefix, autoescape=True), j.c.state.in_(UNFINISHED_STATES)
+                )
+            )
+            or 0
+        )

@@ -37,6 +37,36 @@ def settings(svc: Service) -> RmsSettings:
         raise RmsSettingsProblem(str(exc)) from None
 
 
+def check_cutoff(svc: Service, ticket: Any, *, now: datetime | None = None) -> None:
+    """After a segment's intraday cut-off, a MIS order is refused unless it only reduces the
+    client's position (the local book's net): the cut-off squares MIS positions off, a new one
+    would only be squared off again (or be left open past the close)."""
+    from localstore import rms_store
+    from sync.rms import cutoff as rule
+
+    if str(ticket.product).upper() != "MIS":
+        return
+    conf = settings(svc)
+    segment = str(ticket.exchange).upper()
+    if segment not in conf.intraday_cutoff:
+        return
+    now = now or clock.utcnow()
+    day = rule.local_time(conf, now).date()
+    when = rule.cutoff_at(conf, segment, day)
+    if now < when:
+        return
+    net = rms_store.net_quantity(svc.store, ticket.client_id, segment, ticket.symbol.upper(), "MIS")
+    side = str(getattr(ticket.side, "value", ticket.side))
+    if (side == "SELL" and 0 < ticket.quantity <= net) or (side == "BUY" and 0 < ticket.quantity <= -net):
+        return  # an exit: allowed
+    raise Refused(
+        f"new MIS orders on {segment} are refused after the intraday cut-off "
+        f"({rule.local_time(conf, when):%H:%M} {conf.timezone}); only an exit of the client's MIS "
+        f"position (net {net:+d}) is allowed: use NRML/CNC or square off",
+        "intraday_cutoff",
+    )
+
+
 @dataclass
 class CutoffOutcome:
     """What ``rms cutoff`` did, segment by segment; legs and cancels listed the way
@@ -148,8 +178,10 @@ async def cutoff(
 
 
 def status(svc: Service, *, now: datetime | None = None) -> dict[str, Any]:
-    """Per client: MTM, limit, % of it used, mode (normal, or square-off after a breach); per
-    segment: the next intraday cut-off and what it would do now (a dry run of the local book)."""
+    """Per client: MTM, limit, % of it used, mode (normal, or square-off after a breach), and
+    where the MTM came from (``source``: main's positions when ONLINE, else the local book)
+    with the age of its prices; per segment: the next intraday cut-off and what it would do
+    now (a dry run of the local book)."""
     from localstore import rms_store
     from sync.rms import cutoff as rule
     from sync.rms import mtm
@@ -157,6 +189,7 @@ def status(svc: Service, *, now: datetime | None = None) -> dict[str, Any]:
     conf = settings(svc)
     now = now or clock.utcnow()
     local_day = rule.local_time(conf, now).date()
+    positions, why_local = _main_positions(svc)
     runs = {r["scope"]: r for r in rms_store.runs(svc.store, local_day) if r["rule"] == rule.RULE}
     segments = []
     for u in rule.upcoming(conf, local_day, now):
@@ -174,11 +207,43 @@ def status(svc: Service, *, now: datetime | None = None) -> dict[str, Any]:
                 else {"cancel_mis_orders": counts["orders"], "squareoff_mis_positions": counts["positions"]},
             }
         )
+    clients = mtm.client_risk(svc.store, conf, now=now, main_positions=positions, fetched_at=now)
     return {
         "trading_date": local_day.isoformat(),
         "now": now.isoformat(),
         "timezone": conf.timezone,
         "settings": conf.as_dict(),
         "cutoffs": segments,
-        "clients": [c.as_dict() for c in mtm.client_risk(svc.store, conf, now=now)],
+        "clients": [c.as_dict() for c in clients],
+        "mtm_source": mtm.SOURCE_MAIN if positions is not None else mtm.SOURCE_LOCAL,
+        "mtm_source_reason": why_local,
     }
+
+
+def _main_positions(svc: Service) -> tuple[list | None, str | None]:
+    """Main's positions (marked at main's current price) when the console is ONLINE, else
+    None and why the local book is used instead.  ``status`` is synchronous: it asks main on
+    a loop of its own; called on a running loop (a face's), it keeps to the local book."""
+    from backend_client import errors as be
+    from console.service.errors import ServiceError
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return None, "called on a running event loop: the local book"
+
+    async def fetch() -> tuple[list | None, str | None]:
+        decision = await svc.decide_mode()
+        if decision.mode != "ONLINE":
+            return None, f"mode {decision.mode}: the local book"
+        async with svc.session_client() as c:
+            return await c.positions(), None
+
+    try:
+        return asyncio.run(fetch())
+    except (be.BackendError, ServiceError) as exc:
+        reason = getattr(exc, "message", None) or str(exc)
+        log.info("rms status: MTM from the local book (%s)", reason, extra={"event": "rms_status_local"})
+        return None, f"main's positions unavailable ({reason}): the local book"

@@ -130,8 +130,11 @@ async def place(
     disclosed_quantity: int | None = None,
     password: str | None = None,
 ) -> ActionResult:
+    from console.service import risk
     from contract import wire
     from sync.trading import desk
+
+    await asyncio.to_thread(risk.check_cutoff, svc, ticket)
 
     async def online(c: BackendClient, actor: Actor) -> ActionResult:
         from sync.trading import online_desk  # the ORM models: only the ONLINE route needs them

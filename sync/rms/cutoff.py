@@ -298,7 +298,14 @@ async def run(
     now = now or clock.utcnow()
     plan, seqs = await asyncio.to_thread(_journal, store, actor, segment, settings, mode, now, 0)
     result = CutoffResult(plan, mode, seqs)
-    if plan.already or client is None:
+    if client is None:
+        return result
+    if plan.already:
+        # the day's run was journaled before: a restart mid-run (a crash, a stop) left some of its
+        # entries unsent; they go now, exactly once (the replay looks each slice up first)
+        prefix = rule_client_order_id(actor.trading_date, "", "")[: len("RMSyymmdd")]
+        if await asyncio.to_thread(rms_store.unfinished_with_prefix, store, prefix):
+            result.replay_status = await _replay(store, client)
         return result
     for round_no in range(1, MAX_ROUNDS + 1):
         result.replay_status = await _replay(store, client)

@@ -21,7 +21,7 @@ from backend_client.detector import Mode
 from contract import clock
 from localstore import mirror_store
 from localstore.db import Store
-from sync.rms import cutoff
+from sync.rms import cutoff, limits
 from sync.rms.settings import RmsSettings
 from sync.trading.desk import Actor
 
@@ -32,7 +32,7 @@ log = logging.getLogger("lifeboat.rms")
 class RmsNotice:
     """Something the risk rules want a person to see now."""
 
-    kind: str  # cutoff_warning, cutoff_done, cutoff_failed
+    kind: str  # cutoff_warning, cutoff_done, cutoff_failed; mtm_alert, mtm_breach, mtm_squareoff, stale_prices ...
     segment: str | None
     message: str
     severity: str = "warning"  # information, warning, error
@@ -61,6 +61,7 @@ class RmsEngine:
         self._warned: set[tuple[date, str, int]] = set()
         self._done: set[tuple[date, str]] = set()
         self._failed_at: dict[tuple[date, str], float] = {}
+        self.mtm = limits.MtmWatch()  # the MTM-loss rules (sync.rms.limits), evaluated in _mtm
 
     # ------------------------------------------------------------------ what screens ask
 
@@ -97,6 +98,7 @@ class RmsEngine:
                 await self._cutoff(td, u.segment, now)
                 continue
             self._warn(td, u, now)
+        await self._mtm(td, now)
 
     def _warn(self, td: date, u: cutoff.Upcoming, now: datetime) -> None:
         passed = [
@@ -156,7 +158,11 @@ class RmsEngine:
             return
         self._done.add(key)
         self.results.append(result)
-        if result.plan.already:
+        if result.plan.already:  # a restart after the cut-off: it ran before, nothing is sent again
+            log.info(
+                f"intraday cut-off {segment} already done today: nothing to do",
+                extra={"event": "rms_cutoff_already", "segment": segment},
+            )
             return
         legs, cancels = len(result.plan.legs), len(result.plan.cancels)
         where = "sent to main" if client is not None else "journaled (replayed when main is back)"
@@ -178,6 +184,33 @@ class RmsEngine:
                 "cutoff_done", segment, msg, "error" if result.left_on_main else "warning", result.as_dict()
             )
         )
+
+    async def _mtm(self, td: date, now: datetime) -> None:
+        """The MTM-loss rules every few seconds (``self.mtm.every_s``, not every tick), for the
+        clients in the actor's scope: MTM from main's positions while main answers (ONLINE,
+        SUSPECT, RECOVERING), else the local book; square-offs sent at once in ONLINE and
+        SUSPECT, else journaled for the replay.  Never raises: a failure is logged and the next
+        evaluation tries again (the cut-off above must keep its clock)."""
+        if not self.mtm.due(now):
+            return
+        try:
+            actor = await asyncio.to_thread(self._actor, td)
+            if actor is None:
+                self.mtm.last = now
+                return
+            mode = self.runtime.detector.mode
+            client = self.runtime.client
+            fetch = client if mode in (Mode.ONLINE, Mode.SUSPECT, Mode.RECOVERING) else None
+            send = client if mode in (Mode.ONLINE, Mode.SUSPECT) else None
+            events = await self.mtm.run(
+                self.store, actor, self.settings, mode=mode.value, now=now, fetch=fetch, send=send
+            )
+        except Exception:
+            self.mtm.last = now
+            log.exception("risk rules: MTM evaluation failed", extra={"event": "rms_mtm_failed"})
+            return
+        for ev in events:
+            self._tell(RmsNotice(ev.kind, None, ev.message, ev.severity, ev.detail))
 
     def _tell(self, notice: RmsNotice) -> None:
         for cb in list(self.callbacks):

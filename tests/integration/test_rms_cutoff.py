@@ -260,3 +260,23 @@ def test_settings_are_checked_whole():
         with pytest.raises(RmsConfigError) as err:
             parse(bad, where="config.toml")
         assert words in str(err.value) and "config.toml" in str(err.value), (bad, str(err.value))
+
+
+def test_a_run_cut_short_after_journaling_is_finished_by_the_restart_exactly_once(sim, tmp_path):
+    main = Main(sim.url)
+    con = make_console(sim.url, tmp_path)
+    try:
+        assert mis_open(main, "NSE")
+        # the process journaled the day's cut-off and stopped before sending anything
+        cut = asyncio.run(cutoff.run(con.store, con.actor, "NSE", SETTINGS, mode="ONLINE", client=None))
+        assert cut.journal_seqs and mis_open(main, "NSE")
+        # restarted: the day's run is found, and what it journaled is sent now, once
+        resumed = asyncio.run(_cutoff_online(sim.url, con))
+        assert resumed.plan.already and resumed.replay_status == "done"
+        assert mis_open(main, "NSE") == []
+        assert all(n == 1 for n in main.coid_counts().values())
+        again = asyncio.run(_cutoff_online(sim.url, con))  # nothing left: no pass at all
+        assert again.plan.already and again.replay_status is None
+    finally:
+        con.close()
+        main.close()
