@@ -383,6 +383,13 @@ def create_app(sim: Sim) -> FastAPI:
             )  # asked on the public port: replied first, the fault begins after (faultcontrol.py)
             return await sim.faults.set(body.mode, body.duration_s, peer=request.client, response=response)
 
+        from mainsim.faultcontrol import PriceSet, set_last_price
+
+        @app.post(f"{r}/admin/prices", response_model=wire.Instrument, responses=ERRORS, tags=["admin"])
+        async def set_price(body: PriceSet, user: Principal = Depends(who)):
+            _supervisor(user)  # a drill's lever: one instrument's last price, as a tick would set it
+            return set_last_price(book, sim.market, body)
+
     return app
 
 

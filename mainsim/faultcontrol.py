@@ -12,6 +12,12 @@ Two ways in, one rule: the caller always gets its reply.
   Ending an outage this way is not possible (``refuse`` and ``hang`` leave nothing to
   carry the request, ``error`` answers it with a 503): use the control URL, or
   ``duration_s``.
+
+The price control (``POST /admin/prices``, also ``--allow-faults`` only, supervisor only) sets
+one instrument's last price, as a tick would: the stream carries it to every console, resting
+orders it reaches fill, positions are marked at it.  For drills and tests of the risk rules (an
+MTM loss driven to a known percent of its limit); run mainsim with a long ``--tick-ms`` to keep
+the random walk from moving it again.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from contract import wire
-from contract.wire import FaultMode
+from contract.wire import ExactPrice, Exchange, FaultMode
+from mainsim.book import ApiError, Book
 from mainsim.faultproxy import FaultProxy
 from mainsim.tradingday import utcnow
 
@@ -73,3 +81,40 @@ class FaultControl:
                 "fault %s: the reply's connection did not close within 2 s; starting it anyway", mode.value
             )
         await self.proxy.set_mode(mode)
+
+
+class PriceSet(wire.Wire):
+    """Body of ``POST /admin/prices``: one instrument's new last price."""
+
+    exchange: Exchange
+    symbol: str
+    last_price: ExactPrice
+
+
+def set_last_price(book: Book, market, body: PriceSet) -> wire.Instrument:
+    """Move one instrument's last price as a market tick would (inside its band, on its tick):
+    broadcast the tick, then fill what the price reaches.  ``market``: mainsim.market.Market."""
+    inst = book.instruments.get((body.exchange, body.symbol.upper()))
+    if inst is None:
+        raise ApiError(404, "not_found", f"No instrument {body.symbol} on {body.exchange.value}.", "symbol")
+    price = Decimal(body.last_price)
+    if not inst.lower_band <= price <= inst.upper_band:
+        raise ApiError(
+            422,
+            "price_out_of_band",
+            f"Price {price} is outside the band {inst.lower_band} - {inst.upper_band}.",
+            "last_price",
+        )
+    if price % inst.tick_size != 0:
+        raise ApiError(
+            422,
+            "invalid_tick",
+            f"Price {price} is not a multiple of the tick {inst.tick_size}.",
+            "last_price",
+        )
+    inst.last_price = price
+    if market is not None:
+        market.broadcast(market.tick_message([inst]))
+    book.on_prices([inst])
+    log.info("price of %s %s set to %s", inst.exchange.value, inst.symbol, price)
+    return inst

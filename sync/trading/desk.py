@@ -23,7 +23,7 @@ from decimal import Decimal
 from contract import clock
 from contract.enums import OPEN_STATUSES, Exchange, OrderType, Product, Side, value_of
 from contract.ordershape import Shape
-from localstore import trading_store
+from localstore import rms_store, trading_store
 from localstore.core_tables import KIND_CANCEL, KIND_MODIFY, KIND_PLACE, KIND_SQUARE_OFF
 from sync.trading import journal, policy
 from sync.trading.journal import Intent, Receipt
@@ -110,6 +110,12 @@ def place_facts(s, t: OrderTicket):
     return row
 
 
+def squareoff_mode(s, actor: Actor, client_id: str) -> policy.SquareoffMode | None:
+    """The client's square-off mode today (an MTM-loss breach, sync.rms.limits), or None."""
+    row = rms_store.squareoff_mode_of(s, actor.trading_date, client_id)
+    return None if row is None else policy.SquareoffMode(row.client_id, row.mtm, row.max_mtm_loss)
+
+
 # --------------------------------------------------------------------------- actions
 
 
@@ -130,6 +136,9 @@ def place(
         net = facts.net_quantity or 0
         journaled = journal.position_reduced(
             s, (t.client_id, facts.exchange, facts.symbol, Product(t.product)), net
+        )
+        policy.check_mtm_squareoff(
+            t, net=net, journaled_reducing=journaled, state=squareoff_mode(s, actor, t.client_id)
         )
         reducing = policy.check_exposure(
             t,

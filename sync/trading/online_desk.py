@@ -5,7 +5,8 @@ knows how an online square-off is sent (cancel the scope's open orders, then eac
 leg as MARKET orders split at the freeze quantity, waiting for each outcome) and
 how client_order_ids are reserved in the local store first, so a retry reuses the
 id and main's idempotency makes it one order.  The kill switch is enforced
-locally in every mode (main knows nothing of it).
+locally in every mode (main knows nothing of it), and so is an MTM-loss breach's square-off
+mode (reduce-only for that client: main's live position says what reduces).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from backend_client.client import BackendClient
 from contract import clock, wire
 from contract.enums import OPEN_STATUSES
 from localstore import audit, trading_store
-from sync.trading import journal, policy
+from sync.trading import desk, journal, policy
 from sync.trading.desk import Actor
 from sync.trading.policy import OrderTicket, Refusal
 from sync.trading.squareoff import Leg, position_legs, split_legs
@@ -32,6 +33,12 @@ def killswitch_on(store) -> bool:
     return trading_store.killswitch(store)
 
 
+def squareoff_mode(store, actor: Actor, client_id: str) -> policy.SquareoffMode | None:
+    """The client's square-off mode today (an MTM-loss breach, sync.rms.limits), or None."""
+    with store.read_core() as conn:
+        return desk.squareoff_mode(conn, actor, client_id)
+
+
 async def _net(c: BackendClient, client_id: str, exchange: str, symbol: str, product: str) -> int:
     for p in await c.positions(client_id):
         if (p.exchange.value, p.symbol, p.product.value) == (exchange, symbol, product):
@@ -43,8 +50,12 @@ async def place(
     store, c: BackendClient, actor: Actor, t: OrderTicket, *, validity: str, disclosed_quantity: int | None
 ) -> wire.Order:
     policy.check_scope(actor.role, actor.client_ids, t.client_id)
-    if killswitch_on(store):
-        net = await _net(c, t.client_id, t.exchange, t.symbol, t.product)
+    mtm_mode = squareoff_mode(store, actor, t.client_id)
+    killswitch = killswitch_on(store)
+    if mtm_mode is not None or killswitch:
+        net = await _net(c, t.client_id, t.exchange, t.symbol, t.product)  # main's live position
+        policy.check_mtm_squareoff(t, net=net, journaled_reducing=0, state=mtm_mode)
+    if killswitch:
         policy.check_exposure(
             t,
             net=net,

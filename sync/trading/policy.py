@@ -17,6 +17,8 @@ Rules (documented choices):
 * New exposure is refused in BACKUP/RECOVERING unless ``allow_new_exposure``; the
   kill switch refuses it in every mode.
 * The order-value limit is skipped for reducing orders (as mainsim does).
+* A client in square-off mode after an MTM-loss breach (sync.rms.limits) may only reduce
+  its position, in every mode (``check_mtm_squareoff``).
 * MODIFY in backup: quantity may only go down (and stay above what has filled);
   side/product never change; a price change is allowed only on a reducing order
   (it can change when the exposure goes away, never how much there is).  The order
@@ -158,6 +160,33 @@ def check_exposure(
     if backup and not policy.allow_new_exposure:
         raise Refusal("reduce_only", f"backup mode is reduce-only and this order adds exposure: {why}")
     return False
+
+
+@dataclass(frozen=True)
+class SquareoffMode:
+    """A client in square-off mode today: its MTM loss reached its limit (sync.rms.limits)."""
+
+    client_id: str
+    mtm: Decimal | None  # the MTM the breach was recorded at
+    max_mtm_loss: Decimal | None
+
+
+def check_mtm_squareoff(
+    t: OrderTicket, *, net: int, journaled_reducing: int, state: SquareoffMode | None
+) -> None:
+    """A client in square-off mode (its MTM loss reached its limit) may only reduce its
+    position, in every mode: anything else is refused with the client, its MTM and limit."""
+    if state is None or is_reducing(t.side, t.quantity, net, journaled_reducing):
+        return
+    why = exposure_reason(t.side, t.quantity, net, journaled_reducing)
+    mtm = "unknown" if state.mtm is None else f"{state.mtm:,.2f}"
+    limit = "unknown" if state.max_mtm_loss is None else f"{state.max_mtm_loss:,.2f}"
+    raise Refusal(
+        "mtm_squareoff_mode",
+        f"client {state.client_id} is in square-off mode: its MTM loss reached its limit "
+        f"(MTM {mtm} against an MTM-loss limit of {limit}); only orders that reduce its position "
+        f"are accepted, and this one does not: {why}",
+    )
 
 
 def check_order_value(t: OrderTicket, inst, max_order_value: Decimal | None, reducing: bool) -> None:
