@@ -326,6 +326,7 @@ async def killswitch(svc: Service, *, off: bool = False, password: str | None = 
     if off:  # a supervisor's decision, checked locally in every mode (audited)
         decision = await svc.decide_mode()
         actor = await _supervisor(svc, password, "release the kill switch", decision.mode)
+        _check_cooldown(svc)
         await asyncio.to_thread(online_desk.set_killswitch, svc.store, actor, False, mode=decision.mode)
         return ActionResult("killswitch_off", decision.mode, actor.user_id)
 
@@ -343,6 +344,26 @@ async def killswitch(svc: Service, *, off: bool = False, password: str | None = 
         )
 
     return await _route(svc, password, online, backup, "killswitch")
+
+
+def _check_cooldown(svc: Service) -> None:
+    """``[rms] killswitch_cooldown_minutes``: the kill switch is not released sooner than that
+    after it was set (the policy row's last change: a later change restarts the wait)."""
+    from datetime import timedelta
+
+    from console.service import risk
+
+    minutes = risk.settings(svc).killswitch_cooldown_minutes
+    pol = policy_show(svc)
+    if not minutes or not pol.killswitch or pol.updated_at is None:
+        return
+    until = pol.updated_at + timedelta(minutes=minutes)
+    if clock.utcnow() < until:
+        raise Refused(
+            f"the kill switch was set at {pol.updated_at:%H:%M:%S} UTC; it can be released from "
+            f"{until:%H:%M:%S} UTC ([rms] killswitch_cooldown_minutes = {minutes:g})",
+            "killswitch_cooldown",
+        )
 
 
 async def _supervisor(svc: Service, password: str | None, what: str, mode: str) -> Actor:

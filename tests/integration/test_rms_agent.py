@@ -135,3 +135,21 @@ def test_agent_cuts_off_once_across_a_restart_and_refuses_new_mis(sim_factory, c
         assert ok.returncode == 0, ok.stderr
     finally:
         main.close()
+
+
+def test_killswitch_release_waits_out_the_cooldown(sim, cli_factory):
+    from datetime import UTC, datetime
+
+    cli = cli_factory(sim.url, user="super1")
+    cli.login().ok()
+    cli("sync", "bod").ok()
+    (cli.home / "config.toml").write_text("[rms]\nkillswitch_cooldown_minutes = 10\n")
+    cli("killswitch", "--yes", "--json").ok()
+    early = cli("--password-stdin", "killswitch", "--off", "--json", stdin="demo\n")
+    assert early.returncode == 4 and early.json()["error"]["reason"] == "killswitch_cooldown", early.stdout
+    assert "killswitch_cooldown_minutes = 10" in early.json()["error"]["message"]
+    later = offset_to(datetime.now(UTC) + timedelta(minutes=11) + (clock.utcnow() - datetime.now(UTC)))
+    released = cli(
+        "--password-stdin", "killswitch", "--off", "--json", stdin="demo\n", LIFEBOAT_CLOCK_OFFSET_S=later
+    )
+    assert released.returncode == 0, released.stderr
