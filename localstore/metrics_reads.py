@@ -4,7 +4,7 @@ Why at scrape time and not counted as things happen: the journal is written by e
 process of the console (a CLI order in backup mode, the TUI, the agent's replay), so
 only the store knows its real depth; a count kept in the agent would drift from it.
 A scrape costs a few indexed counts; the offline-login counts read only the audit rows
-appended since the previous scrape.
+appended since the previous scrape (it reads up to the audit log's end and starts there next time).
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from localstore.journal_states import HELD_STATES, UNFINISHED_STATES, JournalSta
 _BY_STATE = text("SELECT state, count(*) AS n FROM journal GROUP BY state")
 _MIRROR = text("SELECT last_applied_at FROM sync_state WHERE id = 1").columns(last_applied_at=UtcDateTime)
 _LAST_REPORT = text("SELECT json FROM reconciliation_report ORDER BY id DESC LIMIT 1")
+_AUDIT_END = text("SELECT coalesce(max(id), 0) FROM audit_log")
 _LOGINS = text(
-    "SELECT id, action, payload FROM audit_log WHERE id > :after AND action IN ('login', 'login_failed') "
-    "ORDER BY id"
+    "SELECT id, action, payload FROM audit_log WHERE id > :after AND id <= :upto "
+    "AND action IN ('login', 'login_failed') ORDER BY id"
 )
 
 
@@ -72,8 +73,8 @@ def count_offline_logins(store: Store, counts: LoginCounts) -> LoginCounts:
     """Add the offline logins (``login``) and refusals (``login_failed``) audited since
     ``counts.after`` to ``counts`` (online ones are not counted)."""
     with store.read_core() as conn:
-        for row in conn.execute(_LOGINS, {"after": counts.after}):
-            counts.after = row.id
+        end = int(conn.execute(_AUDIT_END).scalar() or 0)  # the next scrape reads only rows after it
+        for row in conn.execute(_LOGINS, {"after": counts.after, "upto": end}):
             try:
                 how = json.loads(row.payload).get("how")
             except (ValueError, AttributeError):
@@ -84,4 +85,5 @@ def count_offline_logins(store: Store, counts: LoginCounts) -> LoginCounts:
                 counts.ok += 1
             else:
                 counts.refused += 1
+        counts.after = max(counts.after, end)
     return counts
