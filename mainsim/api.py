@@ -30,6 +30,7 @@ from contract import wire
 from contract.wire import API_PREFIX, OrderStatus, Role
 from mainsim.auth import Authority, Principal
 from mainsim.book import ApiError, Book
+from mainsim.faultcontrol import PriceSet, set_last_price
 from mainsim.market import Market
 from mainsim.metrics import SimMetrics
 from mainsim.stream import Hub
@@ -382,8 +383,6 @@ def create_app(sim: Sim) -> FastAPI:
                 user
             )  # asked on the public port: replied first, the fault begins after (faultcontrol.py)
             return await sim.faults.set(body.mode, body.duration_s, peer=request.client, response=response)
-
-        from mainsim.faultcontrol import PriceSet, set_last_price
 
         @app.post(f"{r}/admin/prices", response_model=wire.Instrument, responses=ERRORS, tags=["admin"])
         async def set_price(body: PriceSet, user: Principal = Depends(who)):
