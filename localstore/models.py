@@ -88,6 +88,7 @@ class ClientLimitRow(Base):
     client_id: Mapped[str]
     max_order_value: Mapped[Decimal]
     max_gross_exposure: Mapped[Decimal]
+    max_mtm_loss: Mapped[Decimal | None]
     # the relationship also tells the unit of work to insert the client first
     client: Mapped[ClientRow] = relationship(lazy="joined", passive_deletes=True)
 
@@ -368,3 +369,31 @@ class OrderIdCounter(Base):
 
     id: Mapped[int]
     last_value: Mapped[int]
+
+
+class RmsRun(Base):
+    """A risk rule run once for a day and scope (sync.rms: the intraday cut-off, an MTM-loss square-off)."""
+
+    __table__ = t.rms_runs
+
+    trading_date: Mapped[date]
+    rule: Mapped[str]
+    scope: Mapped[str]
+    at: Mapped[datetime]
+    mode: Mapped[str]
+    entries: Mapped[int]
+    detail: Mapped[str]
+
+
+class RmsClientState(Base):
+    """A client's MTM-loss alert level and square-off mode for a day (sync.rms.limits)."""
+
+    __table__ = t.rms_client_state
+
+    trading_date: Mapped[date]
+    client_id: Mapped[str]
+    alert_level: Mapped[int]
+    squareoff_mode: Mapped[bool]
+    mtm: Mapped[Decimal | None]
+    max_mtm_loss: Mapped[Decimal | None]
+    updated_at: Mapped[datetime]

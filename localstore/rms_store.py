@@ -126,30 +126,6 @@ def existing_client_order_ids(conn: Connection, ids: list[str]) -> set[str]:
     return {r[0] for r in conn.execute(select(j.c.client_order_id).where(j.c.client_order_id.in_(ids)))}
 
 
-def client_book(store: Store) -> list[Any]:
-    """Per client of the local book: realised and unrealised P&L summed over its positions,
-    the newest position update, and its MTM-loss limit (None: main set none)."""
-    from sqlalchemy import func
-
-    p, lim, c = t.positions, t.client_limits, t.clients
-    q = (
-        select(
-            c.c.client_id,
-            func.coalesce(func.sum(p.c.realised_pnl), 0).label("realised"),
-            func.coalesce(func.sum(p.c.mtm), 0).label("unrealised"),
-            func.max(p.c.updated_at).label("updated_at"),
-            lim.c.max_mtm_loss,
-        )
-        .select_from(
-            c.outerjoin(p, p.c.client_id == c.c.client_id).outerjoin(lim, lim.c.client_id == c.c.client_id)
-        )
-        .group_by(c.c.client_id, lim.c.max_mtm_loss)
-        .order_by(c.c.client_id)
-    )
-    with store.read_core() as conn:
-        return list(conn.execute(q))
-
-
 def mis_counts(store: Store, exchange: str) -> dict[str, int]:
     """Open MIS orders and non-flat MIS positions of one exchange segment, in the local book."""
     from sqlalchemy import func
