@@ -11,6 +11,9 @@ worker; store reads run in worker threads; results come back as typed messages; 
 ``on_worker_state_changed`` turns an unexpected worker error into a notification, so
 nothing blocks the screen's event loop and nothing dies with a traceback.
 
+Risk notices (console/live.py RiskNotice: the intraday cut-off's warnings, the cut-off done or
+failed, MTM alerts) are toasts with their severity, kept on the desk's RMS panel too.
+
 Recovery is the console's own, not only the demo's: after each automatic replay pass
 that reconciled, the desk reloads the (reconciled) local book by itself and the report
 is shown over the desk (or announced, when the dealer is in a form or the screen is
@@ -30,16 +33,27 @@ from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import BindingType
 from textual.command import CommandPalette
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from console.live import Committed, LiveEvent, LiveSession, ModeChange, ReplayPassed, RuntimeEnded, Ticks
+from console.live import (
+    Committed,
+    LiveEvent,
+    LiveSession,
+    ModeChange,
+    ReplayPassed,
+    RiskNotice,
+    RuntimeEnded,
+    Ticks,
+)
 from console.service import ServiceError
 from console.tui import keymap
 from console.tui.config import ConsoleConfig
 from console.tui.feed import Feed
-from console.tui.messages import ActionDone, ModeChanged, Recovered, RuntimeStopped
+from console.tui.messages import ActionDone, ModeChanged, Recovered, RiskNoticed, RuntimeStopped
 from console.tui.outcome import said, summarize
+from console.tui.prices import PriceBoard
 from console.tui.session import DealerSession
 from contract import clock as wallclock
 
@@ -66,6 +80,9 @@ class LifeboatApp(App):
         self.live = LiveSession(service, clock=self.clock)  # the one loop, client and runtime
         self.session = DealerSession(service, self.live)
         self.feed = Feed()
+        self.prices = PriceBoard()  # when the desk last saw each price (stale prices carry their age)
+        self.rms_settings: dict = {}  # the [rms] settings as the last risk sample gave them
+        self.risk_notices: list[RiskNoticed] = []  # every risk notice the runtime published, in order
         self.runtime_started = False
         self.live.subscribe(self._live_event)
         self.status_every = status_every
@@ -128,6 +145,25 @@ class LifeboatApp(App):
             self.post_message(Recovered(event.result, event.report))
         elif isinstance(event, RuntimeEnded) and event.error is not None:
             self.post_message(RuntimeStopped(event.error))
+        elif isinstance(event, RiskNotice):
+            self.post_message(
+                RiskNoticed(event.kind, event.segment, event.message, event.severity, event.detail)
+            )
+
+    def on_risk_noticed(self, msg: RiskNoticed) -> None:
+        """A risk notice as a toast with its severity (errors stay longest), kept on the RMS
+        panel too; the desk reads the risk status again (a cut-off ran, a client breached)."""
+        self.risk_notices.append(msg)
+        severity: SeverityLevel = SEVERITIES.get(msg.severity, "warning")
+        timeout = {"error": 60.0, "warning": 20.0}.get(severity, 10.0)
+        title = risk_title(msg.kind, msg.segment)
+        if self.locked and msg.kind in PUBLIC_RISK_KINDS:  # the cut-off coming or done: over the lock too
+            App.notify(self, msg.message, title=title, severity=severity, timeout=timeout)
+        else:
+            self.notify(msg.message, title=title, severity=severity, timeout=timeout)
+        desk = self.desk
+        if desk is not None:
+            desk.risk_noticed(msg)
 
     def on_runtime_stopped(self, msg: RuntimeStopped) -> None:
         text = _error_text(msg.error)
@@ -378,6 +414,26 @@ class LifeboatApp(App):
         self.stop_runtime()
         self.session.forget()
         super().exit(*args, **kw)
+
+
+CUTOFF_TITLE = "Intraday cut-off"
+# Risk notices that name no client, order or price (a segment, a time, counts): shown over the
+# lock screen at once, as a mode change is; the others wait for the unlock like any notice.
+PUBLIC_RISK_KINDS = frozenset({"cutoff_warning", "cutoff_done"})
+SEVERITIES: dict[str, SeverityLevel] = {"information": "information", "warning": "warning", "error": "error"}
+RISK_TITLES = {
+    "mtm_alert": "MTM-loss alert",
+    "mtm_breach": "MTM-loss limit breached",
+    "stale_prices": "Stale prices",
+    "config_error": "Risk rules",
+}
+
+
+def risk_title(kind: str, segment: str | None) -> str:
+    """A risk notice's toast title: the cut-off's with its segment, else by kind."""
+    if kind.startswith("cutoff"):
+        return f"{CUTOFF_TITLE} {segment}" if segment else CUTOFF_TITLE
+    return RISK_TITLES.get(kind, "Risk")
 
 
 def _error_text(err: BaseException | None) -> str:

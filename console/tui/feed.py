@@ -46,6 +46,13 @@ class Feed:
                     self._trades.append(e.data)
             self.received += len(events)
 
+    def drain_ticks(self) -> dict:
+        """The ticks since the last drain, leaving the events (a dialog is over the desk: the
+        desk still notes when it saw each price, and stages the ticks when it is on top)."""
+        with self._lock:
+            out, self._ticks = self._ticks, {}
+        return out
+
     def drain(self):
         """(ticks, positions, orders, trades) since the last drain."""
         with self._lock:

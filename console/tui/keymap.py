@@ -4,9 +4,9 @@ Why one table: the desk's bindings, the help screen (`?`), the README's key map 
 config's ``[keys]`` validation all read it, so a key can never be documented one way
 and bound another.  Defaults follow NSE's NEAT and NEST-style dealer terminals (F1 buy,
 F2 sell, F3 order book, F4 market watch, F8 trade book, Alt+F6 net positions, Shift+F2
-modify, Delete cancel).  Users rebind by id in the TOML config; Textual's keymap does
-the rebinding (``App.set_keymap``), so the help screen, which reads the live bindings,
-shows the keys actually in force.
+modify, Delete cancel; F7, this console's own, opens the risk panel).  Users rebind
+by id in the TOML config; Textual's keymap does the rebinding (``App.set_keymap``), so the
+help screen, which reads the live bindings, shows the keys actually in force.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ DESK_KEYS: tuple[Key, ...] = (
     Key("order.cancel", "delete", "cancel", "Cancel order", group="Orders", short="Cancel"),
     Key("squareoff", "f10", "squareoff", "Square off", group="Risk", short="Sq.off"),
     Key("killswitch", "ctrl+k", "killswitch", "Kill switch", group="Risk", short="Kill"),
+    Key("view.risk", "f7", "toggle_risk", "Risk panel: cut-off, MTM limits", group="Risk", short="Risk"),
     Key("replay", "ctrl+r", "replay", "Replay and reconciliation", show=False, group="Risk"),
     Key("watch.add", "insert", "watch_add", "Add symbol to watch", show=False, group="Views"),
     Key("watch.remove", "ctrl+d", "watch_remove", "Remove symbol from watch", show=False, group="Views"),

@@ -138,3 +138,24 @@ class ReplayRan(Message):
     def __init__(self, outcome: dict | None, error: str | None) -> None:
         super().__init__()
         self.outcome, self.error = outcome, error
+
+
+class RiskNoticed(Message):
+    """The risk rules (the runtime's RMS engine) want the dealer to see this now: a cut-off
+    warning, the cut-off done or failed, an MTM alert (console/live.py RiskNotice)."""
+
+    def __init__(
+        self, kind: str, segment: str | None, message: str, severity: str, detail: dict | None
+    ) -> None:
+        super().__init__()
+        self.kind, self.segment, self.message = kind, segment, message
+        self.severity, self.detail = severity, detail
+
+
+class RmsSampled(Message):
+    """Service.rms_status() read in a worker: each segment's cut-off and what it will do, each
+    client's MTM against its limit (``error``: why it could not be read)."""
+
+    def __init__(self, status: dict | None, error: str | None = None) -> None:
+        super().__init__()
+        self.status, self.error = status, error

@@ -7,11 +7,21 @@ staged into the grids, which repaint only the rows that changed.  The panel titl
 the rows on screen, so it is set whenever rows land, not only when the panel is chosen.
 While RECOVERING the banner shows the running replay's progress ("12/40"), polled a few
 times a second.  Ctrl+R (key ``replay``) opens the replay and reconciliation screen.
+
+Risk (issue 13): the RMS panel above the status bar counts down to each segment's intraday
+cut-off once a second and lists the clients nearest their MTM-loss limit (F7, key
+``view.risk``, expands it; console/tui/widgets/rms.py); the risk status behind it is read
+with the status sample, every few seconds, in its worker.  A client in square-off mode is
+marked on its position rows.  Once the stream is down (console/tui/prices.py), every LTP
+on the market watch and the net positions carries its age, redrawn once a second.
 """
 
 from __future__ import annotations
 
 import gc
+import inspect
+import time
+from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar, cast
 
@@ -26,11 +36,22 @@ from textual.widgets import ContentSwitcher, Static
 from console.tui import keymap
 from console.tui.app import LifeboatApp
 from console.tui.feed import position_key
-from console.tui.messages import Book, BookLoaded, JournalLoaded, ModeChanged, ReplayProgress, StatusSampled
+from console.tui.messages import (
+    Book,
+    BookLoaded,
+    JournalLoaded,
+    ModeChanged,
+    ReplayProgress,
+    RiskNoticed,
+    RmsSampled,
+    StatusSampled,
+)
+from console.tui.prices import AGE_WIDTH, prices_stale
 from console.tui.widgets import panels
 from console.tui.widgets.banner import ModeBanner
 from console.tui.widgets.grid import BookGrid, Column
 from console.tui.widgets.keybar import KeyBar
+from console.tui.widgets.rms import RmsPanel
 from console.tui.widgets.status_bar import StatusBar
 from contract import money as pnl
 from contract.enums import OPEN_STATUSES, value_of
@@ -61,10 +82,15 @@ def with_squareoff_column(cols: list) -> list:
     return [*cols[:i], SQUAREOFF_COLUMN, *cols[i:]]
 
 
-def squareoff_marker(pending: dict | None) -> str | None:
-    if not pending:
-        return None
-    return f"SQ {pending.get('quantity') or '?'} {pending.get('state')}"
+SQUAREOFF_MODE_MARK = "SQ-OFF MODE"  # the client breached its MTM-loss limit: reduce-only
+
+
+def squareoff_marker(pending: dict | None, squareoff_mode: bool = False) -> str | None:
+    """The position's square-off column: a square-off journaled for it first, else the client's
+    square-off mode (reduce-only after an MTM-loss breach)."""
+    if pending:
+        return f"SQ {pending.get('quantity') or '?'} {pending.get('state')}"
+    return SQUAREOFF_MODE_MARK if squareoff_mode else None
 
 
 class PendingSquareOffs(Message):
@@ -81,6 +107,7 @@ class DeskScreen(Screen):
     DRAIN_FPS = 20  # the frame clock for live data: stage what arrived, repaint the rows it touched
     TOTAL_EVERY = 0.5  # seconds between sums of the positions' total line while prices move
     PROGRESS_EVERY = 0.25  # seconds between looks at a running replay's progress (RECOVERING only)
+    RMS_EVERY = 3.0  # seconds between reads of the risk status (done by the status worker when due)
     AUTO_FOCUS = None  # action_show focuses the visible panel (the default would pick the hidden watch grid)
     GRID = BookGrid  # the bench swaps in the stock DataTable (bench/bench_tui.py) for its baseline
 
@@ -96,6 +123,12 @@ class DeskScreen(Screen):
         self._trade_ids: set[str] = set()
         self._positions: dict[tuple, object] = {}  # the newest wire position by key
         self._total_due = False
+        self.rms: dict | None = None  # the last risk status (Service.rms_status)
+        self.squareoff_mode: set[str] = set()  # clients in square-off mode (reduce-only), from it
+        self.prices_stale = False  # the desk's LTPs carry their age
+        self._rms_at: float | None = None  # monotonic time of the last risk read (None: due now)
+        self._age_now: datetime | None = None
+        self._held_ticks: dict = {}  # ticks seen while a dialog was over the desk, staged once on top
 
     def compose(self) -> ComposeResult:
         yield ModeBanner(id="banner")
@@ -111,6 +144,7 @@ class DeskScreen(Screen):
                     )
                 else:
                     yield self.GRID(cols, id=f"grid-{name}")
+        yield RmsPanel(id="rms")
         yield StatusBar(self.app.clock, id="status")
         yield KeyBar(id="keybar")
 
@@ -126,7 +160,9 @@ class DeskScreen(Screen):
         self.set_interval(1 / self.DRAIN_FPS, self.drain, name="desk-drain")
         self.set_interval(self.TOTAL_EVERY, self._total_tick, name="desk-positions-total")
         self.set_interval(self.PROGRESS_EVERY, self._look_at_replay, name="desk-replay-progress")
+        self.set_interval(1.0, self.each_second, name="desk-each-second")
         self.sample_status()
+        self.each_second()
 
     def on_unmount(self) -> None:
         self.app.stop_runtime()  # the runtime's thread must end with the desk, even on an error
@@ -145,11 +181,12 @@ class DeskScreen(Screen):
         key = position_key(p)
         self._positions[key] = p
         row = panels.position_row(p, self._tick(p.exchange, p.symbol), self._fills.get(key))
-        row["squareoff"] = squareoff_marker(self.squareoffs.get(key))
+        row["squareoff"] = squareoff_marker(self.squareoffs.get(key), p.client_id in self.squareoff_mode)
         return row
 
     def on_book_loaded(self, msg: BookLoaded) -> None:
         book = self.book = msg.book
+        self._rms_at = None  # a new book: the next status sample reads the risk status again
         self._fills = panels.fill_totals(book.trades)
         self._trade_ids = {t.trade_id for t in book.trades}
         self._positions = {}
@@ -200,9 +237,18 @@ class DeskScreen(Screen):
     def drain(self) -> None:
         if self.app.screen is not self:
             # a dialog is over the desk: the feed keeps coalescing (latest value per key, every
-            # fill), and the desk draws it all when it is on top again, not under the dialog
+            # fill), and the desk draws it all when it is on top again, not under the dialog;
+            # it still notes when it saw each price (an order form shows it, with its age)
+            held = self.app.feed.drain_ticks()
+            if held:
+                self.app.prices.saw(held, self.app.clock())
+                self._held_ticks.update(held)
             return
         ticks, positions, orders, trades = self.app.feed.drain()
+        if ticks:
+            self.app.prices.saw(ticks, self.app.clock())
+        if self._held_ticks:
+            ticks, self._held_ticks = {**self._held_ticks, **ticks}, {}
         if not (ticks or positions or orders or trades):
             return
         watch, pos = self.grid("watch"), self.grid("positions")
@@ -270,6 +316,8 @@ class DeskScreen(Screen):
     @work(thread=True, exclusive=True, group="desk-status", exit_on_error=False)
     def sample_status(self) -> None:
         try:
+            if self._rms_at is None or time.monotonic() - self._rms_at >= self.RMS_EVERY:
+                self._sample_rms()  # first: the desk's first full picture has the risk panel too
             st = self.app.live.call_blocking(self.app.session.sample_status)
         finally:
             self.app.call_from_thread(self._next_sample)
@@ -278,12 +326,98 @@ class DeskScreen(Screen):
         if st.get("mode") != "ONLINE" or self.panel == "journal":
             self.post_message(JournalLoaded(self.app.session.service.journal_entries(limit=500)))
 
+    def _sample_rms(self) -> None:
+        """The risk status (in the status worker's thread, never on the screen's loop): each
+        segment's cut-off and what it will do, each client's MTM against its limit.  Read at the
+        app's clock; a coroutine (a service that asks main) runs on the live session's loop."""
+        from console.service import ServiceError
+        from console.tui.outcome import said
+
+        self._rms_at = time.monotonic()
+        try:
+            res = self.app.service.rms_status(now=self.app.clock())
+            if inspect.isawaitable(res):
+                pending = res
+                res = self.app.live.call_blocking(lambda: pending)
+            self.post_message(RmsSampled(res))
+        except ServiceError as exc:
+            self.post_message(RmsSampled(None, said(exc)))
+        except Exception as exc:  # noqa: BLE001 - the panel says why; the status sample goes on
+            self.post_message(RmsSampled(None, f"{type(exc).__name__}: {exc}"))
+
+    def on_rms_sampled(self, msg: RmsSampled) -> None:
+        self.query_one(RmsPanel).set_sample(msg.status, msg.error)
+        if msg.status is None:
+            return
+        self.rms = msg.status
+        self.app.rms_settings = dict(msg.status.get("settings") or {})
+        sq = {c["client_id"] for c in msg.status.get("clients") or [] if c.get("mode") == "squareoff"}
+        if sq != self.squareoff_mode:
+            changed, self.squareoff_mode = sq ^ self.squareoff_mode, sq
+            g = self.grid("positions")
+            touched = False
+            for key in g.keys():  # noqa: SIM118 - BookGrid.keys(): a widget, not a dict
+                client = cast(tuple, key)[0]  # a position key: (client, exchange, symbol, product)
+                if client in changed:
+                    g.stage(key, {"squareoff": squareoff_marker(self.squareoffs.get(key), client in sq)})
+                    touched = True
+            if touched:
+                g.flush()
+
+    def risk_noticed(self, msg: RiskNoticed) -> None:
+        """A risk notice (the app toasted it): kept on the panel; the risk status is read again
+        at once (a cut-off ran, a client breached its limit), with the status and the journal."""
+        self.query_one(RmsPanel).add_notice(self.app.clock(), msg.severity, msg.message)
+        self._rms_at = None
+        self.sample_status()
+
+    # ------------------------------------------------------------------ once a second: countdown, price ages
+
+    def each_second(self) -> None:
+        """The cut-off countdown (the live session's rms_upcoming: arithmetic, no store read) and,
+        while the stream is down, the age every LTP carries."""
+        app = self.app
+        now = app.clock()
+        live = app.live.snapshot()
+        self.query_one(RmsPanel).tick(
+            now,
+            app.live.rms_upcoming(),
+            hosted=live.hosted and live.running,
+            problem=app.live.rms_problem,
+        )
+        self.show_price_ages(now, live)
+
+    def show_price_ages(self, now: datetime | None = None, live=None) -> None:
+        app = self.app
+        live = live if live is not None else app.live.snapshot()
+        stale = prices_stale(live, app.session.mode)
+        self._age_now = now or app.clock()
+        self.prices_stale = stale
+        for name in ("watch", "positions"):
+            g = self.grid(name)
+            if hasattr(g, "show_ages"):  # the bench's stock-DataTable baseline has none
+                g.show_ages(self._price_age if stale else None, AGE_WIDTH)
+
+    def _price_age(self, row: dict) -> str | None:
+        if self._age_now is None:
+            return None
+        return self.app.prices.age((row.get("exchange"), row.get("symbol")), self._age_now)
+
+    def action_toggle_risk(self) -> None:
+        panel = self.query_one(RmsPanel)
+        panel.expanded = not panel.expanded
+
     def _next_sample(self) -> None:
         if self.is_attached:
             self.set_timer(self.app.status_every, self.sample_status, name="desk-status-next")
 
     def on_status_sampled(self, msg: StatusSampled) -> None:
         self.status = msg.status
+        bod = msg.status.get("last_bod") or {}
+        if bod.get("at"):  # the reference prices (never ticked here) are as old as the snapshot
+            self.app.prices.base_at = datetime.fromisoformat(bod["at"])
+        if self.prices_stale or msg.status.get("mode") in ("BACKUP", "UNAVAILABLE"):
+            self.show_price_ages()
         self.query_one(StatusBar).show(msg.status)
         banner = self.query_one(ModeBanner)
         if banner.mode != "RECOVERING":  # the figure itself comes from the progress poll alone
@@ -304,8 +438,9 @@ class DeskScreen(Screen):
         g = self.grid("positions")
         changed = False
         for key in before.keys() | msg.pending.keys():
-            text = squareoff_marker(msg.pending.get(key))
-            if text != squareoff_marker(before.get(key)) and g.row(key) is not None:
+            sq = key[0] in self.squareoff_mode
+            text = squareoff_marker(msg.pending.get(key), sq)
+            if text != squareoff_marker(before.get(key), sq) and g.row(key) is not None:
                 g.stage(key, {"squareoff": text})
                 changed = True
         if changed:
@@ -347,6 +482,7 @@ class DeskScreen(Screen):
     def set_mode(self, msg: ModeChanged) -> None:
         self.query_one(ModeBanner).mode = msg.mode
         self.query_one(StatusBar).show(mode_since=msg.at)
+        self.show_price_ages()  # BACKUP: every price carries its age from now on
         if msg.mode in ("BACKUP", "RECOVERING"):
             self.sample_status()
         if msg.mode == "RECOVERING":

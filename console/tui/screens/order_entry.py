@@ -4,10 +4,18 @@ band, freeze quantity, required fields) with the order-shape rules main and the 
 desk apply (contract.ordershape: one definition, neutral wording), then sent through
 the service.  The outcome (sent,
 journaled, or rejected with the reason) stays on the form when it is a rejection.
+
+Stale prices (issue 13): the hint shows the freshest price the desk saw (a tick, else the
+reference data's) and, once the stream is down, its age ("LTP 1,520.35 · 4 m old", redrawn
+each second).  An order sent while that price is stale asks first, naming the age.  A MARKET
+order that would be journaled (BACKUP, RECOVERING) is never journaled bare: it becomes a LIMIT
+at the protection price (contract.protection, the [rms] rule: ``limit_pct`` through the last
+price, or the band's edge), and the confirmation says so.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import ClassVar, Literal, overload
 
@@ -20,8 +28,11 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from console.tui.app import LifeboatApp
 from console.tui.messages import ActionDone
+from console.tui.prices import JOURNALED_MODES, prices_stale
+from console.tui.screens.confirm import ConfirmScreen
 from console.tui.widgets.panels import price_text
 from contract import ordershape
+from contract.protection import protected_price
 from contract.wire import OrderType, Side
 
 EXCHANGES = ("NSE", "BSE", "NFO")
@@ -116,6 +127,33 @@ def build_ticket(fields: dict, instruments: dict, clients: list[str]):
     return ticket, fields["validity"], disclosed, inst
 
 
+def protect(ticket, inst, last_price, settings: dict):
+    """A MARKET order to be journaled, as the LIMIT it is journaled as: the protection price of
+    the [rms] rule from ``last_price`` (``market``, no bound, is not allowed for a journaled
+    order: the band's edge then).  Returns (ticket, how the price was set)."""
+    rule = settings.get("squareoff_protection") or "limit_pct"
+    if rule not in ("limit_pct", "band_edge"):
+        rule = "band_edge"
+    pct = float(settings.get("protection_percent") or 2.0)
+    side = str(getattr(ticket.side, "value", ticket.side))
+    price = protected_price(
+        side,
+        Decimal(last_price) if last_price is not None else None,
+        tick=Decimal(inst.tick_size),
+        lower_band=Decimal(inst.lower_band),
+        upper_band=Decimal(inst.upper_band),
+        rule=rule,
+        pct=pct,
+    )
+    assert price is not None  # limit_pct and band_edge always give a price
+    how = (
+        f"{pct:g}% through the last price"
+        if rule == "limit_pct" and last_price is not None and last_price > 0
+        else "at the price band's edge"
+    )
+    return replace(ticket, order_type=OrderType.LIMIT, price=price), how
+
+
 class OrderEntryScreen(ModalScreen[object]):
     app = getters.app(LifeboatApp)  # typed: the console's own app
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -184,6 +222,37 @@ class OrderEntryScreen(ModalScreen[object]):
     def on_mount(self) -> None:
         self.query_one("#f-quantity", Input).focus()
         self.validate()
+        self.set_interval(1.0, self._show_hint, name="order-price-age")
+
+    def quote(self, inst) -> tuple[Decimal | None, str | None]:
+        """(the freshest price of ``inst`` the desk saw, its age text when prices are stale)."""
+        app = self.app
+        key = (str(getattr(inst.exchange, "value", inst.exchange)), inst.symbol)
+        price, _at = app.prices.quote(key, inst.last_price)
+        if not prices_stale(app.live.snapshot(), app.session.mode):
+            return price, None
+        return price, app.prices.age(key, app.clock())
+
+    def _instrument(self):
+        if self.book is None:
+            return None
+        f = self.fields()
+        return self.book.instruments.get((f["exchange"], f["symbol"].strip().upper()))
+
+    def _show_hint(self) -> None:
+        hint = self.query_one("#order-hint", Static)
+        inst = self._instrument()
+        if inst is None:
+            hint.update("")
+            return
+        p = lambda v: price_text(v, inst.tick_size, grouped=False)  # noqa: E731
+        ltp, age = self.quote(inst)
+        shown = p(ltp) if ltp is not None else "-"
+        hint.update(
+            f"{inst.symbol}: LTP {shown}{f' · {age}' if age else ''}  lot {inst.lot_size}  "
+            f"tick {p(inst.tick_size)}  band {p(inst.lower_band)}-{p(inst.upper_band)}  "
+            f"freeze {inst.freeze_quantity}"
+        )
 
     def fields(self) -> dict:
         q = self._field
@@ -214,23 +283,13 @@ class OrderEntryScreen(ModalScreen[object]):
     @on(Input.Changed)
     @on(Select.Changed)
     def validate(self) -> bool:
-        hint = self.query_one("#order-hint", Static)
         err = self.query_one("#order-error", Static)
         f = self.fields()
+        self._show_hint()
         if self.book is None:
-            hint.update("")
             err.update("loading the book: the form checks and sends once it is in")
             err.set_classes("invalid")
             return False
-        inst = self.book.instruments.get((f["exchange"], f["symbol"].strip().upper()))
-        if inst is not None:
-            p = lambda v: price_text(v, inst.tick_size, grouped=False)  # noqa: E731
-            hint.update(
-                f"{inst.symbol}: LTP {p(inst.last_price)}  lot {inst.lot_size}  tick {p(inst.tick_size)}  "
-                f"band {p(inst.lower_band)}-{p(inst.upper_band)}  freeze {inst.freeze_quantity}"
-            )
-        else:
-            hint.update("")
         try:
             build_ticket(f, self.book.instruments, self.book.clients)
         except Invalid as exc:
@@ -248,9 +307,45 @@ class OrderEntryScreen(ModalScreen[object]):
             return
         if not self.validate():
             return
-        ticket, validity, disclosed, _inst = build_ticket(
+        ticket, validity, disclosed, inst = build_ticket(
             self.fields(), self.book.instruments, self.book.clients
         )
+        ltp, age = self.quote(inst)
+        journaled = self.app.session.mode in JOURNALED_MODES
+        question = []
+        if ticket.order_type == OrderType.MARKET and journaled:
+            ticket, how = protect(ticket, inst, ltp, self.app.rms_settings)
+            question.append(
+                f"A MARKET order is journaled with a protection price in {self.app.session.mode}: "
+                f"LIMIT {price_text(ticket.price, inst.tick_size)} ({how})."
+            )
+        if age is not None:
+            shown = price_text(ltp, inst.tick_size) if ltp is not None else "unknown"
+            question.insert(
+                0,
+                f"STALE PRICE: the last price of {inst.symbol} is {age} (LTP {shown}; the price "
+                f"stream is down).",
+            )
+        if not question:
+            self._send(ticket, validity, disclosed)
+            return
+        what = f"{ticket.side.value} {ticket.quantity} {ticket.symbol} {ticket.order_type.value}"
+        if ticket.price is not None:
+            what += f" {price_text(ticket.price, inst.tick_size)}"
+        verb = "Journal" if journaled else "Send"
+        question.append(f"{verb} {what} for {ticket.client_id}?")
+        self.sending = True  # no second submit while the question is open
+
+        def answered(yes: bool | None) -> None:
+            self.sending = False
+            if yes:
+                self._send(ticket, validity, disclosed)
+            else:
+                self.query_one("#order-error", Static).update("not sent")
+
+        self.app.push_screen(ConfirmScreen("\n".join(question)), answered)
+
+    def _send(self, ticket, validity: str, disclosed: int | None) -> None:
         self.sending = True
         self.query_one("#order-error", Static).update("sending…")
         self.app.run_trade(

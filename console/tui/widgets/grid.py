@@ -23,6 +23,12 @@ prices it draws the same lines every time (snapshot tests rely on it).
 A ``fit`` column (symbols) is as wide as its longest value, up to ``max_width``: a cut
 symbol (``BANKNIFTY26DE…``) is ambiguous, so the grid scrolls sideways rather than cut
 it.  ``set_summary`` pins one line (a total) under the rows, in the same columns.
+
+Ages: ``show_ages(age_of)`` makes every ``aged`` column (a price) carry a text ``age_of(row)``
+gives ("1,520.35 · 4 m old": the desk, while the stream is down); the aged columns widen by
+a fixed width while ages are on, so a changing age never reflows the table.  The age is part
+of a drawn line's cache key, so a repaint each second redraws only the lines whose age text
+changed.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from textual.strip import Strip
 
 RowKey = Hashable
 _SEP = " "
+AGE_KEY = "_age"  # a row's age text as drawn (show_ages), next to its aged columns
 
 
 @dataclass(frozen=True)
@@ -61,12 +68,18 @@ class Column:
     row_fmt: Callable[[Any, dict], str] | None = None  # like fmt, also given the row (e.g. its tick size)
     fit: bool = False  # widen to the longest value (never cut it), up to max_width
     max_width: int = 40
+    aged: bool = False  # a price: carries the row's age text while the grid shows ages
 
     def text(self, values: dict) -> str:
         value = values.get(self.key)
         if value is None:
             return ""
-        return self.row_fmt(value, values) if self.row_fmt is not None else self.fmt(value)
+        text = self.row_fmt(value, values) if self.row_fmt is not None else self.fmt(value)
+        if self.aged:
+            age = values.get(AGE_KEY)
+            if age:
+                return f"{text} · {age}"
+        return text
 
 
 def _fit(text: str, width: int, align: str) -> str:
@@ -138,8 +151,37 @@ class BookGrid(ScrollView, can_focus=True):
         self._fit = [n for n, c in enumerate(self.columns) if c.fit]
         self._summary: dict | None = None
         self._summary_strip: Strip | None = None
+        self._age_of: Callable[[dict], str | None] | None = None
+        self._age_width = 0
         self._line_width = 0
         self._set_line_width()
+
+    def _base_width(self, col: Column) -> int:
+        return col.width + (self._age_width if col.aged and self._age_of is not None else 0)
+
+    def show_ages(self, age_of: Callable[[dict], str | None] | None, width: int = 16) -> None:
+        """Ages on (``age_of(row)``: the text an aged column carries, None: none) or off (None).
+        Called again while on (e.g. each second), it repaints the visible rows whose age changed."""
+        was_on = self._age_of is not None
+        self._age_of = age_of
+        if (age_of is not None) == was_on and (age_of is None or width == self._age_width):
+            if age_of is not None:
+                self.refresh()
+            return
+        self._age_width = width if age_of is not None else 0
+        for n, col in enumerate(self.columns):
+            if col.aged:
+                self.widths[n] = self._base_width(col)
+        self._set_line_width()
+        self._header = None
+        self._summary_strip = None
+        self._cache.clear()
+        self._resize_virtual()
+        self.refresh()
+
+    @property
+    def ages_shown(self) -> bool:
+        return self._age_of is not None
 
     def _set_line_width(self) -> None:
         self._line_width = sum(self.widths) + len(_SEP) * (len(self.columns) - 1)
@@ -195,7 +237,7 @@ class BookGrid(ScrollView, can_focus=True):
         keep = self.cursor_key
         self._keys, self._values, self._version, self._index = [], {}, {}, {}
         self._pending.clear()
-        self.widths = [c.width for c in self.columns]
+        self.widths = [self._base_width(c) for c in self.columns]
         self._header = None
         for key, values in rows:
             if key not in self._index:
@@ -315,6 +357,14 @@ class BookGrid(ScrollView, can_focus=True):
         q = self.quotes.get(self.quote_of(values))
         return values if q is None else self.with_quote(values, q)
 
+    def shown(self, key: RowKey) -> dict | None:
+        """The row as drawn: its live quote applied and, while ages are on, its age."""
+        values = self.row(key)
+        if values is None or self._age_of is None:
+            return values
+        age = self._age_of(self._values[key])
+        return {**values, AGE_KEY: age} if age else values
+
     def keys(self) -> list[RowKey]:
         return list(self._keys)
 
@@ -405,11 +455,14 @@ class BookGrid(ScrollView, can_focus=True):
         if self.quote_of is not None:
             quote = self.quotes.get(self.quote_of(values))
             self._drawn_quote[key] = quote
-        ck = (key, self._version[key], on_cursor, quote)
+        age = self._age_of(values) if self._age_of is not None else None
+        ck = (key, self._version[key], on_cursor, quote, age)
         strip = self._cache.get(ck)
         if strip is None:
             if quote is not None and self.with_quote is not None:
                 values = self.with_quote(values, quote)
+            if age:
+                values = {**values, AGE_KEY: age}
             strip = self._render_row(values, on_cursor, base)
             self._cache.set(ck, strip)
             self.lines_rendered += 1
@@ -443,7 +496,7 @@ class BookGrid(ScrollView, can_focus=True):
     def visible_text(self) -> list[str]:
         """The rows as drawn (header first), for tests and snapshots."""
         out = [self.line_text({c.key: c.label for c in self.columns}, header=True)]
-        out += [self.line_text(self.row(key) or {}) for key in self._keys]
+        out += [self.line_text(self.shown(key) or {}) for key in self._keys]
         if self._summary is not None:
             out.append(self.line_text(self._summary))
         return out

@@ -8,6 +8,9 @@ more only for a finer tick, so 0.05 gives ``2,965.85``, never the store's 4 plac
 row carries its instrument's ``tick`` for that.  Symbols are never cut: the symbol column
 widens to the longest symbol in the panel (``Column.fit``).
 
+While the stream is down, the LTP columns (market watch, net positions) carry the price's
+age (``Column.aged``; console/tui/prices.py says how old).
+
 Net positions: main sends net quantity, average, last price, realised P&L, MTM and the
 day's buy and sell quantities.  Derived here (see ``position_row``): unrealised P&L and the
 buy and sell averages.
@@ -59,7 +62,7 @@ def signed_tone(v):
 WATCH = [
     Column("exchange", "Exch", 4),
     Column("symbol", "Symbol", 14, fit=True),
-    Column("last_price", "LTP", 11, "right", row_fmt=_price),
+    Column("last_price", "LTP", 11, "right", row_fmt=_price, aged=True),
     Column("change", "Chg", 9, "right", tone=signed_tone, row_fmt=_price),
     Column("change_pct", "Chg%", 7, "right", lambda v: f"{v:.2f}", signed_tone),
     Column("lot_size", "Lot", 5, "right"),
@@ -78,7 +81,7 @@ POSITIONS = [
     Column("product", "Prod", 4),
     Column("net_quantity", "Net qty", 8, "right", str, signed_tone),
     Column("average_price", "Avg", 11, "right", money),
-    Column("last_price", "LTP", 11, "right", row_fmt=_price),
+    Column("last_price", "LTP", 11, "right", row_fmt=_price, aged=True),
     Column("mtm", "MTM", 13, "right", money, signed_tone),
     Column("realised_pnl", "Realised", 12, "right", money, signed_tone),
     Column("unrealised_pnl", "Unrealised", 12, "right", money, signed_tone),
