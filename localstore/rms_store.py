@@ -233,3 +233,20 @@ def unfinished_with_prefix(store: Store, prefix: str) -> int:
             )
             or 0
         )
+
+
+def instrument_prices(store: Store, exchange: str, symbol: str) -> Any:
+    """(last_price, tick_size, lower_band, upper_band) of an instrument of the local book, or None."""
+    from contract.enums import Exchange
+
+    i = t.instruments
+    try:
+        exch = Exchange(exchange)
+    except ValueError:
+        return None
+    with store.read_core() as conn:
+        return conn.execute(
+            select(i.c.last_price, i.c.tick_size, i.c.lower_band, i.c.upper_band).where(
+                i.c.exchange == exch, i.c.symbol == symbol
+            )
+        ).first()

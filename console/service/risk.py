@@ -67,6 +67,37 @@ def check_cutoff(svc: Service, ticket: Any, *, now: datetime | None = None) -> N
     )
 
 
+def protect_market(svc: Service, ticket: Any) -> Any:
+    """A MARKET order about to be journaled (main down), as the LIMIT it is journaled as: the
+    protection price of ``[rms] squareoff_protection`` (contract.protection) from the local
+    book's last price and band.  It will be sent later, at a market nobody has seen: a bare
+    market order could fill anywhere.  Any other order comes back unchanged."""
+    from dataclasses import replace
+
+    from contract.enums import OrderType
+    from contract.protection import protected_price
+    from localstore import rms_store
+
+    if getattr(ticket.order_type, "value", ticket.order_type) != OrderType.MARKET.value:
+        return ticket
+    conf = settings(svc)
+    inst = rms_store.instrument_prices(svc.store, str(ticket.exchange).upper(), ticket.symbol.upper())
+    if inst is None:  # an unknown instrument: the desk refuses it with its own words
+        return ticket
+    side = str(getattr(ticket.side, "value", ticket.side))
+    rule = conf.squareoff_protection if conf.squareoff_protection != "market" else "band_edge"
+    price = protected_price(
+        side,
+        inst.last_price,
+        tick=inst.tick_size,
+        lower_band=inst.lower_band,
+        upper_band=inst.upper_band,
+        rule=rule,
+        pct=conf.protection_percent,
+    )
+    return replace(ticket, order_type=OrderType.LIMIT, price=price)
+
+
 @dataclass
 class CutoffOutcome:
     """What ``rms cutoff`` did, segment by segment; legs and cancels listed the way

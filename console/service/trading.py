@@ -147,8 +147,9 @@ async def place(
         return ActionResult("order_place", "ONLINE", actor.user_id, order=o)
 
     def backup(actor: Actor, mode: str) -> ActionResult:
+        journaled = risk.protect_market(svc, ticket)  # a MARKET order is journaled with protection only
         r = desk.place(
-            svc.store, actor, ticket, mode=mode, validity=validity, disclosed_quantity=disclosed_quantity
+            svc.store, actor, journaled, mode=mode, validity=validity, disclosed_quantity=disclosed_quantity
         )
         o = {
             "client_order_id": r.client_order_id,
@@ -159,6 +160,8 @@ async def place(
             "side": ticket.side.value,
             "quantity": ticket.quantity,
             "product": ticket.product,
+            "order_type": journaled.order_type.value,
+            "price": None if journaled.price is None else float(journaled.price),
             "outcome": "journaled",
         }
         return ActionResult("order_place", mode, actor.user_id, order=o, journal_seqs=[r.seq])

@@ -449,3 +449,47 @@ def test_killswitch_cancels_scope_orders_blocks_exposure_and_a_supervisor_releas
     clean_failure(refused, 3, "supervisor")
     cli("--user", "super1", "--password-stdin", "killswitch", "--off", stdin=PASSWORD + "\n").ok()
     assert cli(*more).returncode == 0
+
+
+def test_a_market_order_journaled_in_backup_carries_a_protection_price(down):
+    client = clients_of(down)[0]
+    exch, sym, prod, net = a_long_position(down, client)
+    with sqlite3.connect(down.store_file) as con:
+        lot, last, tick, lower = con.execute(
+            "SELECT lot_size, last_price, tick_size, lower_band FROM instruments WHERE exchange=? AND symbol=?",
+            (exch, sym),
+        ).fetchone()
+    r = down(
+        "--password-stdin",
+        "order",
+        "place",
+        "--client",
+        client,
+        "--exchange",
+        exch,
+        "--symbol",
+        sym,
+        "--side",
+        "SELL",
+        "--quantity",
+        str(lot),
+        "--product",
+        prod,
+        "--type",
+        "MARKET",
+        "--yes",
+        "--json",
+        stdin=PASSWORD + "\n",
+    )
+    assert r.returncode == 0, r.stderr
+    order = r.json()["order"]
+    assert order["outcome"] == "journaled" and order["order_type"] == "LIMIT"
+    # a SELL at most 2% below the book's last price (the default [rms] rule), on the tick, in the band
+    units = 10_000  # the store keeps money as 1/10,000 units
+    price = order["price"]
+    assert max(lower, last * 0.98) / units - tick / units <= price <= last / units, (price, last, lower)
+    with sqlite3.connect(down.store_file) as con:
+        payload = json.loads(
+            con.execute("SELECT payload FROM journal ORDER BY seq DESC LIMIT 1").fetchone()[0]
+        )
+    assert payload["order_type"] == "LIMIT" and float(payload["price"]) == price
