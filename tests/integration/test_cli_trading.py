@@ -453,7 +453,7 @@ def test_killswitch_cancels_scope_orders_blocks_exposure_and_a_supervisor_releas
 
 def test_a_market_order_journaled_in_backup_carries_a_protection_price(down):
     client = clients_of(down)[0]
-    exch, sym, prod, net = a_long_position(down, client)
+    exch, sym, prod, _ = a_long_position(down, client)
     with sqlite3.connect(down.store_file) as con:
         lot, last, tick, lower = con.execute(
             "SELECT lot_size, last_price, tick_size, lower_band FROM instruments WHERE exchange=? AND symbol=?",
