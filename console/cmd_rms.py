@@ -11,46 +11,52 @@ from console.service import Service
 
 def status(g, as_json: bool) -> int:
     def action(svc: Service):
-        st = svc.rms_status()
-        if as_json:
-            emit_json(st)
-            return 0
-        from rich.table import Table
+        async def go():
+            return _show(await svc.rms_status(), as_json)
 
-        t = Table(title=f"intraday cut-off ({st['timezone']}, {st['trading_date']})", header_style="bold")
-        for c in ("segment", "cut-off", "in", "state"):
-            t.add_column(c)
-        for s in st["cutoffs"]:
-            left = s["seconds_left"]
-            when = f"{int(left // 60)} min {int(left % 60)} s" if left > 0 else "passed"
-            if s["done_at"]:
-                state = f"done at {s['done_at'][11:19]} UTC"
-            else:
-                will = s["will"]
-                state = (
-                    f"will cancel {will['cancel_mis_orders']} MIS order(s), "
-                    f"square off {will['squareoff_mis_positions']} MIS position(s)"
-                )
-            t.add_row(s["segment"], s["cutoff"], when, state)
-        out.print(t)
-        clients = Table(title="MTM against the MTM-loss limit", header_style="bold")
-        for col in ("client", "MTM", "limit", "used", "alert", "mode", "prices"):
-            clients.add_column(col, justify="right" if col in ("MTM", "limit", "used") else "left")
-        for r in st["clients"]:
-            clients.add_row(
-                r["client_id"],
-                f"{r['mtm']:,.2f}",
-                "-" if r["max_mtm_loss"] is None else f"{r['max_mtm_loss']:,.0f}",
-                "-" if r["used_pct"] is None else f"{r['used_pct']:.1f}%",
-                f"{r['alert_level']}%" if r["alert_level"] else "",
-                r["mode"],
-                ("STALE " if r["stale"] else "")
-                + ("" if r["price_age_s"] is None else f"{r['price_age_s']:.0f} s old"),
-            )
-        out.print(clients)
-        return 0
+        return go()
 
     return run(g, action)
+
+
+def _show(st: dict, as_json: bool) -> int:
+    if as_json:
+        emit_json(st)
+        return 0
+    from rich.table import Table
+
+    t = Table(title=f"intraday cut-off ({st['timezone']}, {st['trading_date']})", header_style="bold")
+    for c in ("segment", "cut-off", "in", "state"):
+        t.add_column(c)
+    for s in st["cutoffs"]:
+        left = s["seconds_left"]
+        when = f"{int(left // 60)} min {int(left % 60)} s" if left > 0 else "passed"
+        if s["done_at"]:
+            state = f"done at {s['done_at'][11:19]} UTC"
+        else:
+            will = s["will"]
+            state = (
+                f"will cancel {will['cancel_mis_orders']} MIS order(s), "
+                f"square off {will['squareoff_mis_positions']} MIS position(s)"
+            )
+        t.add_row(s["segment"], s["cutoff"], when, state)
+    out.print(t)
+    clients = Table(title="MTM against the MTM-loss limit", header_style="bold")
+    for col in ("client", "MTM", "limit", "used", "alert", "mode", "prices"):
+        clients.add_column(col, justify="right" if col in ("MTM", "limit", "used") else "left")
+    for r in st["clients"]:
+        clients.add_row(
+            r["client_id"],
+            f"{r['mtm']:,.2f}",
+            "-" if r["max_mtm_loss"] is None else f"{r['max_mtm_loss']:,.0f}",
+            "-" if r["used_pct"] is None else f"{r['used_pct']:.1f}%",
+            f"{r['alert_level']}%" if r["alert_level"] else "",
+            r["mode"],
+            ("STALE " if r["stale"] else "")
+            + ("" if r["price_age_s"] is None else f"{r['price_age_s']:.0f} s old"),
+        )
+    out.print(clients)
+    return 0
 
 
 def cutoff(g, *, segment: str | None, dry_run: bool, yes: bool, as_json: bool) -> int:

@@ -239,9 +239,9 @@ class Service:
         trading.acknowledge(self, result)
 
     @boundary
-    def rms_status(self, *, now: datetime | None = None) -> dict[str, Any]:
+    async def rms_status(self, *, now: datetime | None = None) -> dict[str, Any]:
         """The risk rules now: each client's MTM against its limit, each segment's cut-off."""
-        return risk.status(self, now=now)
+        return await risk.status(self, now=now)
 
     @boundary
     async def rms_cutoff(

@@ -208,7 +208,7 @@ async def cutoff(
     return outcome
 
 
-def status(svc: Service, *, now: datetime | None = None) -> dict[str, Any]:
+async def status(svc: Service, *, now: datetime | None = None) -> dict[str, Any]:
     """Per client: MTM, limit, % of it used, mode (normal, or square-off after a breach), and
     where the MTM came from (``source``: main's positions when ONLINE, else the local book)
     with the age of its prices; per segment: the next intraday cut-off and what it would do
@@ -220,7 +220,7 @@ def status(svc: Service, *, now: datetime | None = None) -> dict[str, Any]:
     conf = settings(svc)
     now = now or clock.utcnow()
     local_day = rule.local_time(conf, now).date()
-    positions, why_local = _main_positions(svc)
+    positions, why_local = await _main_positions(svc)
     runs = {r["scope"]: r for r in rms_store.runs(svc.store, local_day) if r["rule"] == rule.RULE}
     segments = []
     for u in rule.upcoming(conf, local_day, now):
@@ -251,29 +251,19 @@ def status(svc: Service, *, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def _main_positions(svc: Service) -> tuple[list | None, str | None]:
+async def _main_positions(svc: Service) -> tuple[list | None, str | None]:
     """Main's positions (marked at main's current price) when the console is ONLINE, else
-    None and why the local book is used instead.  ``status`` is synchronous: it asks main on
-    a loop of its own; called on a running loop (a face's), it keeps to the local book."""
+    None and why the local book is used instead (in the console: on the live session's loop,
+    with its one client)."""
     from backend_client import errors as be
     from console.service.errors import ServiceError
 
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        return None, "called on a running event loop: the local book"
-
-    async def fetch() -> tuple[list | None, str | None]:
         decision = await svc.decide_mode()
         if decision.mode != "ONLINE":
             return None, f"mode {decision.mode}: the local book"
         async with svc.session_client() as c:
             return await c.positions(), None
-
-    try:
-        return asyncio.run(fetch())
     except (be.BackendError, ServiceError) as exc:
         reason = getattr(exc, "message", None) or str(exc)
         log.info("rms status: MTM from the local book (%s)", reason, extra={"event": "rms_status_local"})

@@ -81,7 +81,7 @@ async def _countdown_and_notices(sim, tmp_path):
 
         # F7: what each cut-off will do (the risk status's dry run) and the clients nearest their limit
         await wait_for(pilot, lambda: desk.rms and desk.rms["clients"], what="the risk status of the book")
-        expected = app.service.rms_status(now=clock())
+        expected = await app.live.call(app.service.rms_status, now=clock())
         await pilot.press("f7")
         await pilot.pause()
         text = _panel_text(desk)
@@ -137,7 +137,9 @@ async def _countdown_and_notices(sim, tmp_path):
         assert any(n.title == "Intraday cut-off NSE" and n.message == done.message for n in _toasts(app))
         await wait_for(pilot, lambda: "NSE 15:20 done" in _panel_text(desk), what="the panel to say done")
         # NFO has not run: still counting down
-        assert "NFO 15:25 in 4 m 59 s" in _panel_text(desk), _panel_text(desk)
+        await wait_for(
+            pilot, lambda: "NFO 15:25 in 4 m 59 s" in _panel_text(desk), what="NFO still counting down"
+        )
 
 
 # --------------------------------------------------------------------------- square-off mode on the rows
