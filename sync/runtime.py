@@ -188,7 +188,9 @@ class Runtime:
         finally:
             if self.stream is not None:
                 self.stream.stop()
-            workers = [t for t in (reader, *self._tasks[1:]) if t is not None]
+            # a replay pass in flight stops too (its every step is committed: a later pass resumes
+            # it exactly as after a crash), so a stopping agent never waits for a whole pass
+            workers = [t for t in (reader, *self._tasks[1:], self.recovery.task) if t is not None]
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)

@@ -82,8 +82,18 @@ class AgentThread:
     def stop(self) -> None:
         if self._loop is not None and self.runtime is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self.runtime.stop)
-        self._thread.join(15)
-        assert not self._thread.is_alive(), "runtime did not stop"
+        self._thread.join(30)
+        if self._thread.is_alive():  # say where it is stuck: the next failure is then diagnosable
+            import sys
+            import traceback
+
+            frame = sys._current_frames().get(self._thread.ident or -1)
+            stack = "".join(traceback.format_stack(frame)) if frame else "?"
+            tasks = []
+            if self._loop is not None:
+                for t in asyncio.all_tasks(self._loop):
+                    tasks.append(f"{t.get_name()}: {t.get_coro()}")
+            raise AssertionError(f"runtime did not stop in 30 s; thread at:\n{stack}\ntasks: {tasks}")
 
 
 def console_state(store: Store) -> ConsoleState:
