@@ -10,7 +10,8 @@ cannot commit anything).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -152,6 +153,36 @@ def instrument_prices(store: Store, exchange: str, symbol: str) -> tuple[Any, An
     return None if row is None else (row.tick_size, row.lower_band, row.upper_band)
 
 
+def instrument_refs(
+    store: Store, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[Any, Any, Any, Any, Any]]:
+    """(freeze quantity, lot size, tick size, lower band, upper band) of each (exchange,
+    symbol) of ``keys`` the local book holds, in one read (the replay's lanes look them
+    up without a store call each)."""
+    i = t.instruments
+    wanted = set(keys)
+    symbols = sorted({symbol for _, symbol in wanted})
+    out: dict[tuple[str, str], tuple[Any, Any, Any, Any, Any]] = {}
+    with store.read_core() as conn:
+        for k in range(0, len(symbols), 500):
+            rows = conn.execute(
+                select(
+                    i.c.exchange,
+                    i.c.symbol,
+                    i.c.freeze_quantity,
+                    i.c.lot_size,
+                    i.c.tick_size,
+                    i.c.lower_band,
+                    i.c.upper_band,
+                ).where(i.c.symbol.in_(symbols[k : k + 500]))
+            )
+            for r in rows:
+                key = (str(Exchange(r.exchange).value), r.symbol)
+                if key in wanted:
+                    out[key] = (r.freeze_quantity, r.lot_size, r.tick_size, r.lower_band, r.upper_band)
+    return out
+
+
 def instrument_limits(store: Store, exchange: str, symbol: str) -> tuple[int, int] | None:
     """(freeze quantity, lot size) of an instrument of the local book, or None."""
     i = t.instruments
@@ -167,6 +198,46 @@ def instrument_limits(store: Store, exchange: str, symbol: str) -> tuple[int, in
 # --------------------------------------------------------------------------- moving an entry
 
 
+@dataclass(frozen=True)
+class Move:
+    """One state move of entry ``seq`` (to the journal state ``state``).  ``keep_reason``:
+    the entry keeps its reason instead of ``reason``; ``sent`` counts an attempt."""
+
+    seq: int
+    state: Enum
+    reason: str | None
+    keep_reason: bool
+    main_order_id: str | None
+    sent: bool
+
+
+def move_entries(
+    store: Store, *, holder: str, lease_expires_at: datetime, moves: Sequence[Move], now: datetime
+) -> bool:
+    """State moves of distinct entries and the renewal of ``holder``'s lease, in one
+    transaction committed with ``synchronous=NORMAL`` (several replay lanes' moves, each
+    committed before its own entry's next step).  False (nothing written) when ``holder``
+    no longer holds the lease."""
+    rows = [
+        {
+            "b_seq": m.seq,
+            "b_state": m.state.value,
+            "b_at": now,
+            "b_reason": m.reason,
+            "b_keep_reason": int(m.keep_reason),
+            "b_main_order_id": m.main_order_id,
+            "b_sent": int(m.sent),
+        }
+        for m in moves
+    ]
+    with store.write_core(durable=False) as conn:
+        renewed = conn.execute(_RENEW, {"b_holder": holder, "b_expires_at": lease_expires_at}).rowcount
+        if renewed != 1:
+            return False
+        conn.execute(_MOVE, rows[0] if len(rows) == 1 else rows)
+    return True
+
+
 def move_entry(
     store: Store,
     *,
@@ -180,22 +251,12 @@ def move_entry(
     sent: bool,
     now: datetime,
 ) -> bool:
-    """One state move of entry ``seq`` (to the journal state ``state``) and the renewal of
-    ``holder``'s lease, in one transaction committed with ``synchronous=NORMAL``.  False
-    (nothing written) when ``holder`` no longer holds the lease.  ``keep_reason``: the
-    entry keeps its reason instead of ``reason``; ``sent`` counts an attempt."""
-    values: dict[str, Any] = {
-        "b_seq": seq,
-        "b_state": state.value,
-        "b_at": now,
-        "b_reason": reason,
-        "b_keep_reason": int(keep_reason),
-        "b_main_order_id": main_order_id,
-        "b_sent": int(sent),
-    }
-    with store.write_core(durable=False) as conn:
-        renewed = conn.execute(_RENEW, {"b_holder": holder, "b_expires_at": lease_expires_at}).rowcount
-        if renewed != 1:
-            return False
-        conn.execute(_MOVE, values)
-    return True
+    """One state move of entry ``seq`` and the renewal of ``holder``'s lease, in one
+    transaction (``move_entries`` with one move)."""
+    return move_entries(
+        store,
+        holder=holder,
+        lease_expires_at=lease_expires_at,
+        moves=[Move(seq, state, reason, keep_reason, main_order_id, sent)],
+        now=now,
+    )

@@ -2,9 +2,21 @@
 
 Why it is built this way (issue 5; DESIGN.md "The journal"):
 
-* Entries go strictly in journal order (``seq``): an action a user takes while the
-  replay runs is journaled behind it (a higher seq) and is picked up in the same
-  pass, so nothing overtakes anything for a client.
+* Entries go in journal order (``seq``) for each client: an action a user takes while
+  the replay runs is journaled behind it (a higher seq) and is picked up in the same
+  pass, so nothing overtakes anything for a client.  Different clients' entries are
+  independent, so a run of consecutive entries of one kind (a whole-book square-off,
+  the cut-off's cancels, then its legs) is sent in per-client lanes, at most ``lanes``
+  clients at once: each lane takes its client's entries one after another in seq
+  order, a lane is only ever worked by one task, and the next run of another kind
+  starts only when every lane of the run before it has finished (so the cut-off's
+  cancels all reach main before any of its legs).  Every entry goes through exactly
+  the same committed state moves as when sent alone; the store work of the lanes is
+  done one call at a time, and the moves that several lanes are waiting for are
+  committed together (one transaction, one lease renewal), each lane going on only
+  once its own move is committed.  A lane that must stop the pass (main gone, the
+  session refused, the lease lost) stops the others at their next entry; what they
+  had in flight finishes and is committed first.
 * Every state move is committed before the next step.  Before anything is sent for
   an entry it is marked SENT (a commit); then the request goes out; then the
   outcome is committed.  A pass cut off at any point (kill -9, main gone, power)
@@ -22,18 +34,27 @@ Why it is built this way (issue 5; DESIGN.md "The journal"):
   before computing anything; a lost APPLIED/MOOT/... mark makes the entry SENT or
   PENDING again and it is looked up the same way.  This saves one fsync per move
   (two per entry), as ``journal.acknowledge`` does for the acknowledgement.
-* Main's positions are fetched once per client per pass and fetched again only
-  after something was sent for that client (any send may change them: a place or a
-  modify can fill) or when the fetch is older than ``POSITION_MAX_AGE_S``.  So the
-  quantity of every square-off slice is computed from a position fetched after the
-  last send for that client: a whole-book square-off costs one GET and one POST a
-  leg, not two GETs, and still never overshoots.
+* Main's positions are fetched once per client per pass and fetched again when the
+  position wanted is one that something was sent for since the fetch (an order can
+  change only the position it trades: a place or a modify can fill) or when the fetch
+  is older than ``POSITION_MAX_AGE_S``.  So the quantity of every square-off slice is
+  computed from a position fetched after the last send for that position, and it
+  never overshoots.  A slice that main answers as created now and COMPLETE, filled in
+  full for the whole rest of that position (nothing else of ours working), ends the
+  entry as flat without another read: a whole-book square-off costs one POST a leg
+  and one GET a client.
 * A SQUARE_OFF is an intent ("flatten"), recomputed against main's LIVE position at
   replay time and sent as MARKET orders of at most the freeze quantity.  Slice k has
-  the deterministic id ``{client_order_id}-{k}``; on resume every slice is looked up
-  before the next is computed.  Already flat: moot.  The position's sign flipped
-  since the intent: conflict, held for a person.  It never sells more than the live
-  position (never overshoots).
+  the deterministic id ``{client_order_id}-{k}``; on resume (the entry found SENT)
+  every slice is looked up, one GET each, before the next is computed.  A rule's shared
+  id (``shared_id``: sync.rms, the same ids on every console of a dealer) is looked up
+  in the client's orders on main, read once per client and pass (one GET for all its
+  entries, at most ``POSITION_MAX_AGE_S`` old); should another console send a slice
+  after that read, main refuses ours with 409 (the id's parameters differ) or answers
+  200 with its order (the same), and on a 409 the slices are looked up one by one
+  and the entry goes on from them: main's idempotency key is the guard either way.
+  Already flat: moot.  The position's sign flipped since the intent: conflict, held
+  for a person.  It never sells more than the live position (never overshoots).
 * Stale entries (older than ``Policy.stale_after_minutes`` or from an earlier trading
   day than main's) are held for a supervisor, not sent.
 * One replayer per store: the replay lease (sync/lease.py), renewed in the same
@@ -78,7 +99,8 @@ log = logging.getLogger("lifeboat.replay")
 CRASH_EXIT_CODE = 77  # the exit code of a process the crash tests end at a step (see after_step)
 # Test seam (see the module docstring): called with the step count after every step.
 after_step: Callable[[int], None] | None = None
-BATCH = 200
+BATCH = 1000
+LANES = 8  # clients whose entries are sent at once (see the module docstring)
 POSITION_MAX_AGE_S = 2.0  # a client's positions fetched longer ago than this are fetched again before use
 
 
@@ -165,7 +187,8 @@ class Replayer:
     """One replay pass over one store, sending with one BackendClient.
 
     ``offload=True`` runs the store work in a worker thread (the runtime: its event
-    loop must never wait on a disk flush); the CLI runs it inline."""
+    loop must never wait on a disk flush); the CLI runs it inline.  ``lanes``: how many
+    clients' entries are sent at once (None: ``LANES``; 1: one entry at a time, in seq order)."""
 
     def __init__(
         self,
@@ -176,22 +199,38 @@ class Replayer:
         lease_ttl_s: float = LEASE_TTL_S,
         clock: Callable[[], datetime] = utcnow,
         offload: bool = False,
+        lanes: int | None = None,
     ) -> None:
+        lanes = LANES if lanes is None else lanes
+        if lanes < 1:
+            raise ValueError("lanes must be >= 1")
         self.store = store
         self.client = client
         self.holder = holder or default_holder(store.console_id)
         self.lease_ttl_s = lease_ttl_s
         self.clock = clock
         self.offload = offload
+        self.lanes = lanes
         self.steps = 0
         self._instruments: dict[tuple[str, str], tuple[int, int]] = {}
-        # client_id -> (monotonic time of the fetch, {(exchange, symbol, product): net}); dropped on any send
+        self._prices: dict[tuple[str, str], tuple[Any, Any, Any] | None] = {}
+        # client_id -> (monotonic time of the fetch, {(exchange, symbol, product): (net, last price)})
         self._positions: dict[str, tuple[float, dict[tuple[str, str, str], tuple[int, Any]]]] = {}
+        # client_id -> the positions something was sent for since that fetch (read again before use)
+        self._touched: dict[str, set[tuple[str, str, str]]] = {}
+        # client_id -> (monotonic time of the fetch, {client_order_id: order}): main's orders of the
+        # client, for the lookups of shared ids (see the module docstring)
+        self._main_orders: dict[str, tuple[float, dict[str, wire.Order]]] = {}
+        self._db_lock = asyncio.Lock()  # the lanes' store work, one call at a time
+        self._pending_moves: list[tuple[replay_store.Move, asyncio.Future]] = []
+        self._seen = 0
+        self._processed = 0
         self.progress: tuple[int, int] = (0, 0)  # (processed, seen) for a status bar
 
     async def _db(self, fn, *args, **kw):
         if self.offload:
-            return await asyncio.to_thread(fn, *args, **kw)
+            async with self._db_lock:  # lanes never wait on each other's write transactions
+                return await asyncio.to_thread(fn, *args, **kw)
         return fn(*args, **kw)
 
     def _step(self) -> None:
@@ -257,24 +296,63 @@ class Replayer:
             return
         stale_after = await self._db(self._stale_minutes)
         last = 0
-        seen = 0
         while True:
             batch = await self._db(self._next_batch, last)
             if not batch:
                 return
-            if not seen:  # entries to send: only from the console enrolled on this home (sync.identity)
+            if not self._seen:  # entries to send: only from the console enrolled on this home (sync.identity)
                 await self._db(check_enrolled, self.store)
-            for e in batch:
-                last = e["seq"]
-                seen += 1
-                self.progress = (len(result.outcomes), seen)
-                try:
-                    outcome = await self._one(e, health.trading_date, stale_after)
-                except _Stop as stop:
-                    result.status, result.stopped_reason = "stopped", str(stop)
+            last = batch[-1]["seq"]
+            for run in _runs_of_one_kind(batch):
+                stopped = await self._run_lanes(run, result, health.trading_date, stale_after)
+                if stopped is not None:
+                    result.status, result.stopped_reason = "stopped", stopped
                     return
-                if outcome is not None:
-                    result.outcomes.append(outcome)
+
+    async def _run_lanes(
+        self, run: list[dict], result: ReplayResult, main_date: date, stale_after: int
+    ) -> str | None:
+        """Send a run of consecutive entries of one kind in per-client lanes (see the module
+        docstring); their outcomes go to ``result`` in seq order.  Returns why the pass must
+        stop, else None.  An unexpected error stops the other lanes too and is raised once
+        every lane has finished what it had in flight."""
+        if len(run) > 1 and str(value_of(run[0]["kind"])) == JournalKind.SQUARE_OFF.value:
+            await self._prefetch_instruments(run)
+        lanes: dict[Any, list[dict]] = {}
+        for e in run:
+            lanes.setdefault(e["client_id"], []).append(e)
+        todo = list(lanes.values())
+        todo.reverse()  # popped from the end: lanes start in the order of their first entry
+        outcomes: list[EntryOutcome] = []
+        stops: list[str] = []
+        errors: list[BaseException] = []
+
+        async def worker() -> None:
+            while todo and not (stops or errors):
+                for e in todo.pop():
+                    if stops or errors:
+                        return
+                    self._seen += 1
+                    self.progress = (self._processed, self._seen)
+                    try:
+                        outcome = await self._one(e, main_date, stale_after)
+                    except _Stop as stop:
+                        stops.append(str(stop))
+                        return
+                    except Exception as exc:  # noqa: BLE001 - raised below, once every lane has stopped
+                        errors.append(exc)
+                        return
+                    self._processed += 1
+                    if outcome is not None:
+                        outcomes.append(outcome)
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(self.lanes, len(lanes)))))
+        finally:
+            result.outcomes.extend(sorted(outcomes, key=lambda o: o.seq))
+        if errors:
+            raise errors[0]
+        return stops[0] if stops else None
 
     async def _handshake(self) -> str | None:
         """Before the first entry: checkpoint the audit chain and send main the newest
@@ -328,29 +406,74 @@ class Replayer:
             self._instruments[key] = limits
         return self._instruments[key]
 
-    def _commit_move(
-        self, seq: int, state: JournalState, reason: str | None, main_order_id: str | None, sent: bool
-    ) -> None:
+    async def _instrument_of(self, e: dict) -> tuple[int, int] | None:
+        """(freeze quantity, lot size) of the entry's instrument: read once per pass."""
+        key = (str(value_of(e["exchange"])), e["symbol"])
+        if key in self._instruments:
+            return self._instruments[key]
+        return await self._db(self._instrument, *key)
+
+    async def _prefetch_instruments(self, run: list[dict]) -> None:
+        """The reference data of a run's instruments, in one store read before its lanes start
+        (else each lane would read each instrument on its own)."""
+        keys = {
+            (str(value_of(e["exchange"])), e["symbol"])
+            for e in run
+            if e["exchange"] is not None and e["symbol"] is not None
+        }
+        keys -= self._instruments.keys()
+        if not keys:
+            return
+        refs = await self._db(replay_store.instrument_refs, self.store, sorted(keys))
+        for key, (freeze, lot, tick, lower, upper) in refs.items():
+            self._instruments[key] = (freeze, lot)
+            self._prices[key] = (tick, lower, upper)
+
+    def _commit_moves(self, moves: list[replay_store.Move]) -> None:
         now = self.clock()
-        moved = replay_store.move_entry(
+        moved = replay_store.move_entries(
             self.store,
             holder=self.holder,
             lease_expires_at=now + timedelta(seconds=self.lease_ttl_s),
-            seq=seq,
-            state=state,
-            reason=reason,
-            keep_reason=state is JournalState.SENT,  # SENT keeps the reason (a supervisor's release)
-            main_order_id=main_order_id,
-            sent=sent,
+            moves=moves,
             now=now,
         )
         if not moved:
             raise _LeaseLost("the replay lease was taken by another replayer; stopped")
 
+    async def _commit(self, move: replay_store.Move) -> None:
+        """Commit one state move before its entry's next step.  With lanes and the store work
+        offloaded, the moves the lanes ask for meanwhile are committed together (one
+        transaction, one lease renewal, one thread hop): each lane still waits for its own
+        move's commit, so nothing is sent for an entry before its SENT is committed."""
+        if not self.offload or self.lanes == 1:
+            await self._db(self._commit_moves, [move])
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._pending_moves.append((move, done))
+        async with self._db_lock:
+            if not done.done():  # not committed by another lane's call meanwhile: this one takes them all
+                batch, self._pending_moves = self._pending_moves, []
+                try:
+                    await asyncio.to_thread(self._commit_moves, [m for m, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - every lane of the batch gets it (_LeaseLost ...)
+                    for _, fut in batch:
+                        fut.set_exception(exc)
+                except BaseException:  # cancelled: whether it was committed is unknown (looked up later)
+                    for _, fut in batch:
+                        fut.cancel()
+                    raise
+                else:
+                    for _, fut in batch:
+                        fut.set_result(None)
+        await done
+
     async def _move(
         self, e: dict, state: JournalState, reason: str | None = None, main_order_id: str | None = None
     ) -> EntryOutcome | None:
-        await self._db(self._commit_move, e["seq"], state, reason, main_order_id, state is JournalState.SENT)
+        sent = state is JournalState.SENT
+        # SENT keeps the reason (a supervisor's release); it counts an attempt
+        await self._commit(replay_store.Move(e["seq"], state, reason, sent, main_order_id, sent))
         e["state"] = state.value
         self._step()
         if state is JournalState.SENT:
@@ -413,10 +536,11 @@ class Replayer:
         self._step()
         return value
 
-    async def _sent(self, client_id: str, coro):
-        """A request that may change main's book for ``client_id``: its cached positions
-        are dropped before it goes out (whatever the answer, even none)."""
-        self._positions.pop(client_id, None)
+    async def _sent(self, client_id: str, position: tuple[str, str, str], coro):
+        """A request that may change main's ``position`` (exchange, symbol, product) of
+        ``client_id``: it is read from main again before its next use (whatever the
+        answer, even none).  An order changes no other position."""
+        self._touched.setdefault(client_id, set()).add(position)
         return await self._answered(coro)
 
     # PLACE ------------------------------------------------------------
@@ -460,7 +584,7 @@ class Replayer:
             return await self._move(e, JournalState.REJECTED, f"unreadable journal payload: {exc}")
         await self._move(e, JournalState.SENT)
         try:
-            res = await self._sent(e["client_id"], self.client.place_order(request))
+            res = await self._sent(e["client_id"], _position_of(e), self.client.place_order(request))
         except be.Rejected as exc:
             return await self._move(e, JournalState.REJECTED, f"{exc.code or 'rejected'}: {exc.message}")
         except be.IdempotencyConflict as exc:
@@ -481,25 +605,62 @@ class Replayer:
 
     async def _live_net(self, e: dict) -> int:
         """Main's net for the entry's position, from a fetch made after the last send
-        for this client (see the module docstring)."""
+        for this position (see the module docstring)."""
         client_id = e["client_id"]
+        key = _position_of(e)
         cached = self._positions.get(client_id)
-        if cached is None or time.monotonic() - cached[0] > POSITION_MAX_AGE_S:
+        if (
+            cached is None
+            or key in self._touched.get(client_id, ())
+            or time.monotonic() - cached[0] > POSITION_MAX_AGE_S
+        ):
             fetched_at = time.monotonic()
+            touched = set(self._touched.get(client_id, ()))
             rows = await self._answered(self.client.positions(client_id))
             cached = (
                 fetched_at,
                 {(p.exchange.value, p.symbol, p.product.value): (p.net_quantity, p.last_price) for p in rows},
             )
             self._positions[client_id] = cached
-        key = (str(value_of(e["exchange"])), e["symbol"], str(value_of(e["product"])))
+            # what was sent before this read is in it (one lane per client: nothing was sent meanwhile)
+            self._touched[client_id] = self._touched.get(client_id, set()) - touched
         return cached[1].get(key, (0, None))[0]
 
     def _last_price(self, e: dict):
         """Main's last price for the entry's position, from the fetch ``_live_net`` made."""
         cached = self._positions.get(e["client_id"])
-        key = (str(value_of(e["exchange"])), e["symbol"], str(value_of(e["product"])))
-        return cached[1].get(key, (0, None))[1] if cached else None
+        return cached[1].get(_position_of(e), (0, None))[1] if cached else None
+
+    async def _shared_slices(self, e: dict) -> list[wire.Order]:
+        """The slices of a shared id already on main, from the client's orders read once per
+        pass (see the module docstring)."""
+        client_id = e["client_id"]
+        cached = self._main_orders.get(client_id)
+        if cached is None or time.monotonic() - cached[0] > POSITION_MAX_AGE_S:
+            fetched_at = time.monotonic()
+            try:
+                rows = await self._answered(self.client.orders(client_id))
+            except be.ProtocolError:  # an answer we cannot take whole (a huge day): one GET a slice
+                return await self._looked_up(e["client_order_id"])
+            cached = (fetched_at, {o.client_order_id: o for o in rows})
+            self._main_orders[client_id] = cached
+        found: list[wire.Order] = []
+        while len(found) < MAX_SLICES:
+            order = cached[1].get(f"{e['client_order_id']}-{len(found) + 1}")
+            if order is None:
+                break
+            found.append(order)
+        return found
+
+    async def _looked_up(self, coid: str) -> list[wire.Order]:
+        """The slices ``{coid}-1``, ``-2`` ... on main, one GET each, in order, until one is missing."""
+        found: list[wire.Order] = []
+        while len(found) < MAX_SLICES:
+            try:
+                found.append(await self._answered(self.client.order_by_client_id(f"{coid}-{len(found) + 1}")))
+            except be.NotFound:
+                break
+        return found
 
     async def _protected(self, e: dict, side: wire.Side) -> Any:
         """The LIMIT price of a protected square-off slice (contract.protection), or None
@@ -507,9 +668,10 @@ class Replayer:
         rule = e["payload"].get("protection")
         if not rule or rule.get("rule", "market") == "market":
             return None
-        band = await self._db(
-            replay_store.instrument_prices, self.store, value_of(e["exchange"]), e["symbol"]
-        )
+        key = (str(value_of(e["exchange"])), e["symbol"])
+        if key not in self._prices:  # the local book's reference data: read once per pass
+            self._prices[key] = await self._db(replay_store.instrument_prices, self.store, *key)
+        band = self._prices[key]
         if band is None:
             return None
         tick, lower, upper = band
@@ -531,21 +693,18 @@ class Replayer:
         ours: list[wire.Order] = []
         # some slices may be on main: look each up, in order.  A rule's shared id (sync.rms: every
         # console of the dealer journals the same ids) may have been sent by another console too
-        if e["state"] == JournalState.SENT.value or p.get("shared_id"):
-            while len(ours) < MAX_SLICES:
-                try:
-                    ours.append(
-                        await self._answered(self.client.order_by_client_id(f"{coid}-{len(ours) + 1}"))
-                    )
-                except be.NotFound:
-                    break
+        if e["state"] == JournalState.SENT.value:
+            ours = await self._looked_up(coid)
+        elif p.get("shared_id"):
+            ours = await self._shared_slices(e)
+        looked_up_again = False
         why = self._stale(e, main_date, stale_after)
         if why:
             already = f" ({len(ours)} order(s) already on main)" if ours else ""
             return await self._move(
                 e, JournalState.HELD, f"stale: {why}{already}", ours[-1].order_id if ours else None
             )
-        inst = await self._db(self._instrument, value_of(e["exchange"]), e["symbol"])
+        inst = await self._instrument_of(e)
         freeze, lot = inst if inst else (None, 1)
         while True:
             net = await self._live_net(e)
@@ -597,12 +756,18 @@ class Replayer:
                 await self._move(e, JournalState.SENT)
             after = f" after {len(ours)} order(s)" if ours else ""
             try:
-                res = await self._sent(e["client_id"], self.client.place_order(request))
+                res = await self._sent(e["client_id"], _position_of(e), self.client.place_order(request))
             except be.Rejected as exc:
                 return await self._move(
                     e, JournalState.REJECTED, f"{exc.code or 'rejected'}{after}: {exc.message}", done_ids
                 )
             except be.IdempotencyConflict as exc:
+                if p.get("shared_id") and not looked_up_again:
+                    # another console sent this slice since the client's orders were read: its
+                    # slices are looked up one by one and the entry goes on from them (once)
+                    looked_up_again = True
+                    ours = await self._looked_up(coid)
+                    continue
                 return await self._move(
                     e, JournalState.CONFLICT, f"slice id already used on main: {exc.message}", done_ids
                 )
@@ -617,6 +782,19 @@ class Replayer:
                     e,
                     JournalState.REJECTED,
                     f"slice {len(ours)} {order.status.value}: {order.status_reason}",
+                    order.order_id,
+                )
+            if (
+                res.created
+                and order.status is wire.OrderStatus.COMPLETE
+                and order.filled_quantity == qty == remaining == abs(net)
+            ):
+                # our own new order filled in full the whole position read after the last send for
+                # it: flat, with no other read (see the module docstring)
+                return await self._move(
+                    e,
+                    JournalState.APPLIED,
+                    f"flat on main after {len(ours)} order(s) (the last filled the rest in full)",
                     order.order_id,
                 )
 
@@ -686,10 +864,13 @@ class Replayer:
                 return await self._move(e, JournalState.HELD, f"stale: {why}", order.order_id)
             await self._move(e, JournalState.SENT)
         try:
+            position = (order.exchange.value, order.symbol, order.product.value)
             if change is None:  # a CANCEL (a MODIFY has its change here, or was rejected above)
-                done = await self._sent(order.client_id, self.client.cancel_order(order.order_id))
+                done = await self._sent(order.client_id, position, self.client.cancel_order(order.order_id))
             else:
-                done = await self._sent(order.client_id, self.client.modify_order(order.order_id, change))
+                done = await self._sent(
+                    order.client_id, position, self.client.modify_order(order.order_id, change)
+                )
         except be.Rejected as exc:
             if exc.code == "not_open":
                 return await self._move(
@@ -708,6 +889,23 @@ class Replayer:
                 e, JournalState.HELD, f"not allowed for this session: {exc.message}", order.order_id
             )
         return await self._move(e, JournalState.APPLIED, f"{verb} done ({done.status.value})", done.order_id)
+
+
+def _position_of(e: dict) -> tuple[str, str, str]:
+    """The (exchange, symbol, product) of a journal entry's position."""
+    return (str(value_of(e["exchange"])), e["symbol"], str(value_of(e["product"])))
+
+
+def _runs_of_one_kind(batch: list[dict]) -> list[list[dict]]:
+    """The batch cut into runs of consecutive entries of one kind, in seq order."""
+    runs: list[list[dict]] = []
+    for e in batch:
+        kind = str(value_of(e["kind"]))
+        if runs and str(value_of(runs[-1][0]["kind"])) == kind:
+            runs[-1].append(e)
+        else:
+            runs.append([e])
+    return runs
 
 
 def _text(value: Any) -> str | None:
