@@ -108,7 +108,11 @@ def test_sigterm_ends_the_demo_and_its_mainsim_within_seconds(tmp_path):
         os.kill(demo, signal.SIGTERM)
         _gone_within([demo, sim], ENDS_WITHIN_S)
         end = tmux.wait(lambda t: "DEMO-EXIT=" in t, "the demo's exit", 10)
-        assert "DEMO-EXIT=143" in end and "ended by SIGTERM" in end and "Traceback" not in end
+        # the orderly end says "ended by SIGTERM: mainsim stopped"; on a starved machine the
+        # watchdog's (console/shutdown.py, after its grace) says "ended by signal SIGTERM": both
+        # are a clean end within the time allowed, with the same exit status
+        said = "ended by SIGTERM" in end or "ended by signal SIGTERM" in end
+        assert "DEMO-EXIT=143" in end and said and "Traceback" not in end, end
         _store_is_free(data)
     finally:
         tmux("kill-server")
