@@ -120,6 +120,85 @@ class CutoffPlan:
         }
 
 
+def cancel_intent(trading_date: date, rule: str, tgt, reason: str) -> tuple[Intent, dict]:
+    """A rule's CANCEL of ``tgt`` with its deterministic id, and the line a report lists for it."""
+    coid = rule_client_order_id(trading_date, "C", rule, tgt.order_id or tgt.client_order_id)
+    it = desk.target_intent(KIND_CANCEL, tgt, {"reason": reason, "rule": rule})
+    it.client_order_id = coid
+    line = {
+        "order_id": tgt.order_id,
+        "client_order_id": tgt.client_order_id,
+        "client_id": tgt.client_id,
+        "exchange": tgt.exchange,
+        "symbol": tgt.symbol,
+        "product": tgt.product,
+        "cancel_client_order_id": coid,
+        "outcome": "planned",
+    }
+    return it, line
+
+
+def squareoff_intents(
+    conn, legs: list[Leg], trading_date: date, rule: str, round_no: int, settings: RmsSettings
+) -> list[Intent]:
+    """A rule's SQUARE_OFF intents, one per leg (checked against the instruments' limits first),
+    each with its deterministic shared id (set on the leg too) and the protection rule."""
+    if legs:
+        check_legs(legs, {(value_of(i.exchange), i.symbol): i for i in trading_store.instrument_limits(conn)})
+    protection = {"rule": settings.squareoff_protection, "pct": settings.protection_percent}
+    intents = []
+    for leg in legs:
+        leg.client_order_id = rule_client_order_id(
+            trading_date, "S", rule, round_no, leg.client_id, leg.exchange, leg.symbol, leg.product
+        )
+        intents.append(
+            Intent(
+                KIND_SQUARE_OFF,
+                leg.client_id,
+                leg.exchange,
+                leg.symbol,
+                leg.product,
+                payload={
+                    "flatten": True,
+                    "side_at_intent": leg.side,
+                    "quantity_at_intent": leg.quantity,
+                    "rule": rule,
+                    "shared_id": True,
+                    "protection": protection,
+                },
+                client_order_id=leg.client_order_id,
+            )
+        )
+    return intents
+
+
+def not_journaled(conn, intents: list[Intent]) -> list[Intent]:
+    """``intents`` less those whose deterministic id the journal already holds."""
+    have = rms_store.existing_client_order_ids(
+        conn, [it.client_order_id for it in intents if it.client_order_id]
+    )
+    return [it for it in intents if it.client_order_id not in have]
+
+
+def fill_outcomes(store: Store, legs: list[Leg], cancels: list[dict]) -> None:
+    """Each leg's and cancel's journal state (applied, moot, rejected, held ...) after a pass."""
+    from localstore import journal_store
+
+    coids = [leg.client_order_id for leg in legs if leg.client_order_id]
+    coids += [c["cancel_client_order_id"] for c in cancels]
+    states = journal_store.states_of(store, coids)
+    for leg in legs:
+        st = states.get(leg.client_order_id or "")
+        if st:
+            leg.outcome, leg.reason = st
+    for c in cancels:
+        st = states.get(c["cancel_client_order_id"])
+        if st:
+            c["outcome"] = st[0]
+            if st[1]:
+                c["reason"] = st[1]
+
+
 def _in_segment(exchange, segment: str) -> bool:
     return str(value_of(exchange)) == segment
 
@@ -140,56 +219,15 @@ def plan_intents(
         for tgt in desk.open_orders_in_scope(conn, actor, None):
             if tgt.product != MIS or not _in_segment(tgt.exchange, segment):
                 continue
-            coid = rule_client_order_id(td, "C", RULE, tgt.order_id or tgt.client_order_id)
-            it = desk.target_intent(KIND_CANCEL, tgt, {"reason": "intraday cut-off", "rule": RULE})
-            it.client_order_id = coid
+            it, line = cancel_intent(td, RULE, tgt, "intraday cut-off")
             intents.append(it)
-            plan.cancels.append(
-                {
-                    "order_id": tgt.order_id,
-                    "client_order_id": tgt.client_order_id,
-                    "client_id": tgt.client_id,
-                    "exchange": tgt.exchange,
-                    "symbol": tgt.symbol,
-                    "product": tgt.product,
-                    "cancel_client_order_id": coid,
-                    "outcome": "planned",
-                }
-            )
+            plan.cancels.append(line)
     rows = positions if positions is not None else trading_store.open_positions(conn)
     mis = [r for r in rows if str(value_of(r.product)) == MIS and _in_segment(r.exchange, segment)]
     legs = position_legs(mis, in_scope=actor.in_scope)
-    if legs:
-        check_legs(legs, {(value_of(i.exchange), i.symbol): i for i in trading_store.instrument_limits(conn)})
-    protection = {"rule": settings.squareoff_protection, "pct": settings.protection_percent}
-    for leg in legs:
-        leg.client_order_id = rule_client_order_id(
-            td, "S", RULE, round_no, leg.client_id, leg.exchange, leg.symbol, leg.product
-        )
-        intents.append(
-            Intent(
-                KIND_SQUARE_OFF,
-                leg.client_id,
-                leg.exchange,
-                leg.symbol,
-                leg.product,
-                payload={
-                    "flatten": True,
-                    "side_at_intent": leg.side,
-                    "quantity_at_intent": leg.quantity,
-                    "rule": RULE,
-                    "shared_id": True,
-                    "protection": protection,
-                },
-                client_order_id=leg.client_order_id,
-            )
-        )
+    intents += squareoff_intents(conn, legs, td, RULE, round_no, settings)
     plan.legs = legs
-    have = rms_store.existing_client_order_ids(
-        conn, [it.client_order_id for it in intents if it.client_order_id]
-    )
-    intents = [it for it in intents if it.client_order_id not in have]
-    return plan, intents
+    return plan, not_journaled(conn, intents)
 
 
 # --------------------------------------------------------------------------- run
@@ -309,7 +347,7 @@ async def run(
         return result
     for round_no in range(1, MAX_ROUNDS + 1):
         result.replay_status = await _replay(store, client)
-        _outcomes(store, result)
+        fill_outcomes(store, result.plan.legs, result.plan.cancels)
         if result.replay_status != "done":
             return result
         try:
@@ -356,25 +394,6 @@ async def _replay(store: Store, client: BackendClient, attempts: int = 20) -> st
             return status
         await asyncio.sleep(0.25)
     return status
-
-
-def _outcomes(store: Store, result: CutoffResult) -> None:
-    """Each leg's and cancel's journal state (applied, moot, rejected, held ...) after the pass."""
-    from localstore import journal_store
-
-    coids = [leg.client_order_id for leg in result.plan.legs if leg.client_order_id]
-    coids += [c["cancel_client_order_id"] for c in result.plan.cancels]
-    states = journal_store.states_of(store, coids)
-    for leg in result.plan.legs:
-        st = states.get(leg.client_order_id or "")
-        if st:
-            leg.outcome, leg.reason = st
-    for c in result.plan.cancels:
-        st = states.get(c["cancel_client_order_id"])
-        if st:
-            c["outcome"] = st[0]
-            if st[1]:
-                c["reason"] = st[1]
 
 
 def local_counts(store: Store, segment: str) -> dict[str, int]:

@@ -36,17 +36,15 @@ from decimal import Decimal
 
 from backend_client import errors as be
 from backend_client.client import BackendClient
-from contract.enums import value_of
-from localstore import audit, journal_store, rms_store, trading_store
+from localstore import audit, rms_store, trading_store
 from localstore.db import Store
-from localstore.journal_states import KIND_CANCEL, KIND_SQUARE_OFF
 from sync.rms import cutoff, mtm
 from sync.rms.mtm import ClientRisk
 from sync.rms.settings import RmsSettings
 from sync.trading import desk, journal
 from sync.trading.desk import Actor
 from sync.trading.journal import Intent
-from sync.trading.squareoff import Leg, check_legs, position_legs
+from sync.trading.squareoff import Leg, position_legs
 
 log = logging.getLogger("lifeboat.rms")
 
@@ -177,54 +175,14 @@ def plan_intents(
     intents: list[Intent] = []
     if round_no == 0:  # cancels first: a pending order must not add to the position afterwards
         for tgt in desk.open_orders_in_scope(conn, actor, client_id):
-            coid = cutoff.rule_client_order_id(td, "C", RULE, tgt.order_id or tgt.client_order_id)
-            it = desk.target_intent(KIND_CANCEL, tgt, {"reason": "MTM-loss limit breached", "rule": RULE})
-            it.client_order_id = coid
+            it, line = cutoff.cancel_intent(td, RULE, tgt, "MTM-loss limit breached")
             intents.append(it)
-            plan.cancels.append(
-                {
-                    "order_id": tgt.order_id,
-                    "client_order_id": tgt.client_order_id,
-                    "client_id": tgt.client_id,
-                    "exchange": tgt.exchange,
-                    "symbol": tgt.symbol,
-                    "product": tgt.product,
-                    "cancel_client_order_id": coid,
-                    "outcome": "planned",
-                }
-            )
+            plan.cancels.append(line)
     rows = positions if positions is not None else trading_store.open_positions(conn, client_id)
     legs = position_legs(rows, client_id=client_id, in_scope=actor.in_scope)
-    if legs:
-        check_legs(legs, {(value_of(i.exchange), i.symbol): i for i in trading_store.instrument_limits(conn)})
-    protection = {"rule": settings.squareoff_protection, "pct": settings.protection_percent}
-    for leg in legs:
-        leg.client_order_id = cutoff.rule_client_order_id(
-            td, "S", RULE, round_no, leg.client_id, leg.exchange, leg.symbol, leg.product
-        )
-        intents.append(
-            Intent(
-                KIND_SQUARE_OFF,
-                leg.client_id,
-                leg.exchange,
-                leg.symbol,
-                leg.product,
-                payload={
-                    "flatten": True,
-                    "side_at_intent": leg.side,
-                    "quantity_at_intent": leg.quantity,
-                    "rule": RULE,
-                    "shared_id": True,
-                    "protection": protection,
-                },
-                client_order_id=leg.client_order_id,
-            )
-        )
+    intents += cutoff.squareoff_intents(conn, legs, td, RULE, round_no, settings)
     plan.legs = legs
-    have = rms_store.existing_client_order_ids(
-        conn, [it.client_order_id for it in intents if it.client_order_id]
-    )
-    return plan, [it for it in intents if it.client_order_id not in have]
+    return plan, cutoff.not_journaled(conn, intents)
 
 
 def _journal(
@@ -281,23 +239,6 @@ def _journal(
     return plan, [x.seq for x in receipts]
 
 
-def _outcomes(store: Store, result: MtmSquareoff) -> None:
-    """Each leg's and cancel's journal state (applied, moot, rejected, held ...) after the pass."""
-    coids = [leg.client_order_id for leg in result.legs if leg.client_order_id]
-    coids += [c["cancel_client_order_id"] for c in result.cancels]
-    states = journal_store.states_of(store, coids)
-    for leg in result.legs:
-        st = states.get(leg.client_order_id or "")
-        if st:
-            leg.outcome, leg.reason = st
-    for c in result.cancels:
-        st = states.get(c["cancel_client_order_id"])
-        if st:
-            c["outcome"] = st[0]
-            if st[1]:
-                c["reason"] = st[1]
-
-
 async def squareoff(
     store: Store,
     actor: Actor,
@@ -318,7 +259,7 @@ async def squareoff(
         return result
     for round_no in range(1, MAX_ROUNDS + 1):
         result.replay_status = await cutoff._replay(store, client)
-        _outcomes(store, result)
+        cutoff.fill_outcomes(store, result.legs, result.cancels)
         if result.replay_status != "done":
             return result
         try:
