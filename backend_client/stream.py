@@ -40,6 +40,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 from backend_client.client import checked_token, positive_setting
 from backend_client.errors import Forbidden, Unauthorized
 from contract import wire
+from contract.aio import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -267,17 +268,15 @@ class StreamClient:
         delay = min(self.backoff_max, self.backoff_initial * 2 ** max(0, failures - 1))
         delay *= 1 + self._rng.uniform(-self.jitter, self.jitter)
         self.last_backoff = delay
-        try:
-            await asyncio.wait_for(self._stopped.wait(), timeout=delay)
-        except TimeoutError:
-            pass
+        await wait_event(self._stopped, delay)
 
     async def _read(self, ws: ClientConnection) -> AsyncGenerator[StreamItem, None]:
         """Messages of one connection; a final StreamStatus says why it ended (none if stopped)."""
         synthesized_resnapshot: int | None = None
         while True:
             try:
-                raw = await asyncio.wait_for(ws.recv(), timeout=self.silence_timeout)
+                async with asyncio.timeout(self.silence_timeout):  # not wait_for: see contract.aio
+                    raw = await ws.recv()
             except (TimeoutError, ConnectionClosed) as exc:
                 if isinstance(exc, TimeoutError):
                     ws.transport.abort()

@@ -33,6 +33,7 @@ from backend_client.detector import Detector, Mode, Transition, probe_http_clien
 from backend_client.errors import ProtocolError, Unavailable
 from backend_client.stream import StreamClient, StreamStatus
 from contract import clock, wire
+from contract.aio import wait_event
 from localstore import mirror_store
 from localstore.db import Store
 from sync import detector_store
@@ -221,10 +222,7 @@ class Runtime:
                 self.detector.on_request_error(self.clock(), exc.kind, str(exc))
                 self._wake_probe.set()
                 log.warning("main unreachable at start; retrying", extra={"event": "start_unreachable"})
-                try:
-                    await asyncio.wait_for(self._stop.wait(), timeout=self.detector.probe_interval_backup * 2)
-                except TimeoutError:
-                    pass
+                await wait_event(self._stop, self.detector.probe_interval_backup * 2)
         return False
 
     async def _read(self, stream: StreamClient, queue: asyncio.Queue) -> None:
@@ -331,10 +329,7 @@ class Runtime:
         from localstore import checkpoints
 
         while True:
-            try:
-                await asyncio.wait_for(self._wake_checkpoints.wait(), timeout=checkpoints.MINUTES * 60)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake_checkpoints, checkpoints.MINUTES * 60)
             self._wake_checkpoints.clear()
             await self._checkpoint("timer")
 
@@ -353,10 +348,7 @@ class Runtime:
     async def _probe_loop(self) -> None:
         async with probe_http_client(verify=self.verify) as http:
             while not self._stop.is_set():
-                try:
-                    await asyncio.wait_for(self._wake_probe.wait(), timeout=self.detector.probe_interval)
-                except TimeoutError:
-                    pass
+                await wait_event(self._wake_probe, self.detector.probe_interval)
                 self._wake_probe.clear()
                 if self._stop.is_set():
                     return
