@@ -11,6 +11,10 @@ import pytest
 from tests import launcher, simproc, testclock
 from tests.simproc import SimProcess
 
+# pytest-xdist's workers inherit COLUMNS=80 from it; the CLI's output width must not depend on how
+# the tests were started (console/runner.py: 200 columns when piped, unless COLUMNS says otherwise)
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 testclock.install()  # before any test imports the product: no test sees the real date
 SESSION_MARK = simproc.mark_session()  # every process the tests start carries it (tests/simproc.py)
 LEFTOVER_GRACE_S = 5.0  # what a teardown stopped may take to be gone

@@ -12,8 +12,8 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 DEMO = "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/lifeboat demo"
 TESTS = (
     "sh deploy/monitoring/install-tools.sh && python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]'"
-    " && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy && .venv/bin/lint-imports && .venv/bin/python -m pytest -m 'not soak' -q --durations=15"
-    " && LIFEBOAT_TEST_NOW=2027-05-17T11:05:00+05:30 .venv/bin/python -m pytest -m 'dates and not soak' -q"
+    " && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy && .venv/bin/lint-imports && .venv/bin/python -m pytest -m 'not soak' -q -n 2 --durations=15"
+    " && LIFEBOAT_TEST_NOW=2027-05-17T11:05:00+05:30 .venv/bin/python -m pytest -m 'dates and not soak' -q -n 2"
 )
 
 
