@@ -161,10 +161,21 @@ REJECT_CODES = (
 # --------------------------------------------------------------------------- health, session, keys
 
 
+SiteRole = Literal["primary", "standby"]
+EPOCH_HEADER = "X-Lifeboat-Epoch"  # every reply of a site carries its epoch (the DR tier's fencing number)
+ROLE_HEADER = "X-Lifeboat-Role"
+
+
 class Health(Wire):
     status: Literal["ok"]
     trading_date: date
     server_time: Moment
+    # the DR tier (CONTRACT: every site says its role and epoch; a standby what it follows and how far
+    # behind it is).  Defaults: a site that predates the DR tier is a primary at epoch 0.
+    role: SiteRole = "primary"
+    epoch: int = Field(default=0, ge=0, le=2**53)
+    following: str | None = Field(default=None, max_length=2048)
+    replication_lag_s: float | None = Field(default=None, ge=0, le=10**9)
 
 
 class SessionRequest(Wire):
