@@ -331,8 +331,19 @@ def sim(
         metavar="YYYY-MM-DD",
         help="The trading date main runs (and names its contract months) for; default: today in Asia/Kolkata.",
     ),
+    role: str = typer.Option(
+        "primary", "--role", metavar="primary|standby", help="primary, or a DR standby (needs --follow)."
+    ),
+    follow: str | None = typer.Option(
+        None, "--follow", metavar="URL", help="The primary a standby follows (DR)."
+    ),
+    follow_user: str = typer.Option(
+        "super1",
+        "--follow-user",
+        help="The supervisor a standby logs in as (password: env LIFEBOAT_SIM_FOLLOW_PASSWORD, default demo).",
+    ),
 ) -> None:
-    """Run the reference main backend (mainsim)."""
+    """Run the reference main backend (mainsim), or a DR standby following one."""
     from datetime import date
 
     from mainsim.__main__ import serve
@@ -345,6 +356,12 @@ def sim(
             raise typer.BadParameter(
                 f"not a date (YYYY-MM-DD): {trading_date!r}", param_hint="--trading-date"
             ) from None
+    if role not in ("primary", "standby"):
+        raise typer.BadParameter(f"primary or standby, not {role!r}", param_hint="--role")
+    if (role == "standby") != (follow is not None):
+        raise typer.BadParameter(
+            "--role standby needs --follow URL, and --follow is only for a standby", param_hint="--follow"
+        )
     raise typer.Exit(
         serve(
             host=host,
@@ -356,6 +373,9 @@ def sim(
             ready_file=ready_file,
             activity=activity,
             trading_date=day,
+            role="standby" if role == "standby" else "primary",
+            follow=follow,
+            follow_user=follow_user,
         )
     )
 

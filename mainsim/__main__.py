@@ -50,7 +50,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--event-retention", type=_positive, default=200_000, help="events kept for ?since= resume"
     )
+    p.add_argument(
+        "--role",
+        choices=("primary", "standby"),
+        default="primary",
+        help="primary (takes orders) or a DR standby (needs --follow)",
+    )
+    p.add_argument("--follow", default=None, metavar="URL", help="the primary a standby follows")
+    p.add_argument(
+        "--follow-user",
+        default="super1",
+        help="the supervisor a standby logs in as (password: env LIFEBOAT_SIM_FOLLOW_PASSWORD, default demo)",
+    )
     a = p.parse_args(argv)
+    if (a.role == "standby") != (a.follow is not None):
+        p.error("--role standby needs --follow URL, and --follow is only for a standby")
     return serve(
         host=a.host,
         port=a.port,
@@ -63,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         tick_ms=a.tick_ms,
         trading_date=a.trading_date,
         retention=a.event_retention,
+        role=a.role,
+        follow=a.follow,
+        follow_user=a.follow_user,
     )
 
 

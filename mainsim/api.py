@@ -33,6 +33,7 @@ from mainsim.book import ApiError, Book
 from mainsim.faultcontrol import PriceSet, set_last_price
 from mainsim.market import Market
 from mainsim.metrics import SimMetrics
+from mainsim.site import SiteState
 from mainsim.stream import Hub
 from mainsim.tradingday import utcnow
 
@@ -50,6 +51,9 @@ class Sim:
     market: Market | None = None  # the price ticker (mainsim.server saves its last prices at shutdown)
     background: tuple[Callable[[], Any], ...] = ()  # coroutine factories run for the app's lifetime
     metrics: SimMetrics = field(default_factory=SimMetrics)  # this sim's own registry (GET /metrics)
+    # the DR tier: role and epoch (mainsim.replication swaps book and market at promotion)
+    site: SiteState = field(default_factory=SiteState)
+    dr: Any = None  # mainsim.replication.Site: runs the role, promotes and demotes
 
 
 def error_response(
@@ -157,7 +161,7 @@ def bearer_user(auth: Authority) -> Callable[..., Principal]:
 
 
 def create_app(sim: Sim) -> FastAPI:
-    book, auth, hub = sim.book, sim.auth, sim.hub
+    auth, hub = sim.auth, sim.hub  # one of each for the process; the book is read as sim.book
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -179,6 +183,7 @@ def create_app(sim: Sim) -> FastAPI:
     install_error_handlers(app)
     metrics = sim.metrics
     metrics.instrument(app, lambda: len(hub.subs))
+    metrics.watch_site(sim.site)
     who = bearer_user(auth)
 
     def trader(user: Principal = Depends(who)) -> Principal:
@@ -189,11 +194,11 @@ def create_app(sim: Sim) -> FastAPI:
         return user
 
     def in_scope(user: Principal, client_id: str) -> None:
-        if not user.sees(client_id) or client_id not in book.clients:
+        if not user.sees(client_id) or client_id not in sim.book.clients:
             raise ApiError(403, "forbidden", f"Client {client_id} is outside your scope.", "client_id")
 
     def scoped_order(user: Principal, order_id: str) -> wire.Order:
-        order = book.order(order_id)
+        order = sim.book.order(order_id)
         if not user.sees(order.client_id):
             raise ApiError(403, "forbidden", f"Order {order_id} belongs to a client outside your scope.")
         return order
@@ -215,7 +220,16 @@ def create_app(sim: Sim) -> FastAPI:
 
     @app.get(f"{r}/health", response_model=wire.Health, tags=["session"])
     async def health() -> wire.Health:
-        return wire.Health(status="ok", trading_date=book.trading_date, server_time=utcnow())
+        site = sim.site
+        return wire.Health(
+            status="ok",
+            trading_date=sim.book.trading_date,
+            server_time=utcnow(),
+            role=site.role,
+            epoch=site.epoch,
+            following=site.following,
+            replication_lag_s=site.replication_lag_s(),
+        )
 
     @app.post(
         f"{r}/session",
@@ -224,6 +238,10 @@ def create_app(sim: Sim) -> FastAPI:
         tags=["session"],
     )
     async def session(body: wire.SessionRequest) -> wire.SessionResponse:
+        if not auth.ready:
+            raise ApiError(
+                503, "standby", "This standby has not yet taken its first snapshot from the primary."
+            )
         resp = await asyncio.get_running_loop().run_in_executor(None, auth.login, body.user_id, body.password)
         if resp is None:
             raise ApiError(401, "unauthorized", "Wrong user id or password.")
@@ -237,18 +255,18 @@ def create_app(sim: Sim) -> FastAPI:
     async def bod(user: Principal = Depends(who)) -> wire.BodSnapshot:
         sees = user.sees
         return wire.BodSnapshot(
-            trading_date=book.trading_date,
+            trading_date=sim.book.trading_date,
             generated_at=utcnow(),
-            seq=book.seq,
+            seq=sim.book.seq,
             user=auth.user_info(user),
-            instruments=list(book.instruments.values()),
-            clients=[c for c in book.clients.values() if sees(c.client_id)],
-            limits=[lim for lim in book.limits.values() if sees(lim.client_id)],
-            positions=[book.marked(p) for p in book.positions.values() if sees(p.client_id)],
+            instruments=list(sim.book.instruments.values()),
+            clients=[c for c in sim.book.clients.values() if sees(c.client_id)],
+            limits=[lim for lim in sim.book.limits.values() if sees(lim.client_id)],
+            positions=[sim.book.marked(p) for p in sim.book.positions.values() if sees(p.client_id)],
             open_orders=[
-                o for o in book.orders.values() if o.status in wire.OPEN_STATUSES and sees(o.client_id)
+                o for o in sim.book.orders.values() if o.status in wire.OPEN_STATUSES and sees(o.client_id)
             ],
-            trades=[t for t in book.trades if sees(t.client_id)],
+            trades=[t for t in sim.book.trades if sees(t.client_id)],
         )
 
     @app.get(
@@ -258,24 +276,24 @@ def create_app(sim: Sim) -> FastAPI:
         tags=["reference"],
     )
     async def instruments(user: Principal = Depends(who)):
-        return list(book.instruments.values())
+        return list(sim.book.instruments.values())
 
     @app.get(
         f"{r}/clients", response_model=list[wire.Client], responses={401: ERRORS[401]}, tags=["reference"]
     )
     async def clients(user: Principal = Depends(who)):
-        return [c for c in book.clients.values() if user.sees(c.client_id)]
+        return [c for c in sim.book.clients.values() if user.sees(c.client_id)]
 
     @app.get(
         f"{r}/limits", response_model=list[wire.ClientLimit], responses={401: ERRORS[401]}, tags=["reference"]
     )
     async def limits(user: Principal = Depends(who)):
-        return [lim for lim in book.limits.values() if user.sees(lim.client_id)]
+        return [lim for lim in sim.book.limits.values() if user.sees(lim.client_id)]
 
     @app.get(f"{r}/positions", response_model=list[wire.Position], responses=READ_ERRORS, tags=["book"])
     async def positions(client_id: str | None = Query(None, max_length=64), user: Principal = Depends(who)):
         keep = clients_filter(user, client_id)
-        return [book.marked(p) for p in book.positions.values() if keep(p.client_id)]
+        return [sim.book.marked(p) for p in sim.book.positions.values() if keep(p.client_id)]
 
     @app.get(f"{r}/orders", response_model=list[wire.Order], responses=READ_ERRORS, tags=["orders"])
     async def orders(
@@ -285,7 +303,9 @@ def create_app(sim: Sim) -> FastAPI:
     ):
         keep = clients_filter(user, client_id)
         return [
-            o for o in book.orders.values() if keep(o.client_id) and (status is None or o.status is status)
+            o
+            for o in sim.book.orders.values()
+            if keep(o.client_id) and (status is None or o.status is status)
         ]
 
     @app.get(
@@ -295,7 +315,7 @@ def create_app(sim: Sim) -> FastAPI:
         tags=["orders"],
     )
     async def order_by_client_id(client_order_id: str, user: Principal = Depends(who)):
-        order_id = book.by_coid.get(client_order_id)
+        order_id = sim.book.by_coid.get(client_order_id)
         if order_id is None:
             raise ApiError(404, "not_found", f"No order with client_order_id {client_order_id}.")
         return scoped_order(user, order_id)
@@ -320,10 +340,10 @@ def create_app(sim: Sim) -> FastAPI:
         },
     )
     async def place(body: wire.OrderRequest, response: Response, user: Principal = Depends(trader)):
-        if body.client_id in book.clients and not user.sees(body.client_id):
+        if body.client_id in sim.book.clients and not user.sees(body.client_id):
             raise ApiError(403, "forbidden", f"Client {body.client_id} is outside your scope.", "client_id")
         try:
-            order, created = book.place(body, placed_by=user.user_id)
+            order, created = sim.book.place(body, placed_by=user.user_id)
         except ApiError as exc:
             metrics.order(ORDER_REFUSALS.get(exc.status, "error"))
             raise
@@ -337,16 +357,16 @@ def create_app(sim: Sim) -> FastAPI:
 
     @app.patch(f"{r}/orders/{{order_id}}", response_model=wire.Order, responses=ERRORS, tags=["orders"])
     async def modify(order_id: str, body: wire.OrderModify, user: Principal = Depends(trader)):
-        return book.modify(scoped_order(user, order_id), body)
+        return sim.book.modify(scoped_order(user, order_id), body)
 
     @app.delete(f"{r}/orders/{{order_id}}", response_model=wire.Order, responses=ERRORS, tags=["orders"])
     async def cancel(order_id: str, user: Principal = Depends(trader)):
-        return book.cancel(scoped_order(user, order_id))
+        return sim.book.cancel(scoped_order(user, order_id))
 
     @app.get(f"{r}/trades", response_model=list[wire.Trade], responses=READ_ERRORS, tags=["book"])
     async def trades(client_id: str | None = Query(None, max_length=64), user: Principal = Depends(who)):
         keep = clients_filter(user, client_id)
-        return [t for t in book.trades if keep(t.client_id)]
+        return [t for t in sim.book.trades if keep(t.client_id)]
 
     @app.websocket(f"{r}/stream")
     async def stream(ws: WebSocket):
@@ -366,7 +386,7 @@ def create_app(sim: Sim) -> FastAPI:
             await ws.send_denial_response(error_response(401, "unauthorized", "Missing or bad token."))
             return
         await ws.accept()
-        await hub.serve(ws, user, since, book_backlog(book))
+        await hub.serve(ws, user, since, book_backlog(sim.book))
 
     if sim.faults is not None:
 
@@ -387,7 +407,7 @@ def create_app(sim: Sim) -> FastAPI:
         @app.post(f"{r}/admin/prices", response_model=wire.Instrument, responses=ERRORS, tags=["admin"])
         async def set_price(body: PriceSet, user: Principal = Depends(who)):
             _supervisor(user)  # a drill's lever: one instrument's last price, as a tick would set it
-            return set_last_price(book, sim.market, body)
+            return set_last_price(sim.book, sim.market, body)
 
     return app
 

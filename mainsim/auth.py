@@ -54,13 +54,29 @@ class Principal:
 
 
 class Authority:
-    def __init__(self, store: Store, trading_date: date, clients_of: Callable[[str | None], list[str]]):
+    def __init__(
+        self,
+        store: Store,
+        trading_date: date,
+        clients_of: Callable[[str | None], list[str]],
+        create: bool = True,
+    ):
         self.trading_date = trading_date
         self._clients_of = clients_of  # dealer_id -> list of client ids
         self._all_clients = lambda: clients_of(None)
+        self.ready = False
+        self.load(store, create)
+
+    def load(self, store: Store, create: bool = True) -> None:
+        """(Re)read the JWT secret, the signing key and the users from ``store``; with ``create``, make
+        the keys when there are none (a primary's first start).  A standby that has no snapshot yet
+        has none and is not ``ready``: it signs and accepts nothing."""
         secret = store.meta("jwt_secret")
         key_b64 = store.meta("ed25519_private")
         if secret is None or key_b64 is None:
+            if not create:
+                self.ready, self._users = False, {}
+                return
             secret = secrets.token_hex(32)
             key = Ed25519PrivateKey.generate()
             key_b64 = wire.b64encode(key.private_bytes_raw())
@@ -75,6 +91,7 @@ class Authority:
             public_key=wire.b64encode(raw_pub),
         )
         self._users = {u: (Role(role), salt, h) for u, role, salt, h in store.users()}
+        self.ready = True
 
     def principal(self, user_id: str) -> Principal | None:
         entry = self._users.get(user_id)
@@ -87,6 +104,8 @@ class Authority:
         return Principal(user_id, role, scope)
 
     def login(self, user_id: str, password: str) -> wire.SessionResponse | None:
+        if not self.ready:
+            return None
         entry = self._users.get(user_id)
         # hash even for an unknown user so timing does not tell which user ids exist
         salt, expected = (entry[1], entry[2]) if entry else (b"\0" * 16, b"")
@@ -120,6 +139,8 @@ class Authority:
         )
 
     def verify(self, token: str) -> Principal | None:
+        if not self.ready:
+            return None
         try:
             # exp and iat are checked against mainsim's own clock (tradingday.utcnow, which a
             # drill or test may shift), not PyJWT's reading of the real one

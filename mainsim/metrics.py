@@ -18,6 +18,10 @@ counters, ``_seconds`` histograms.  No label ever holds a client, order or user 
   background ``--activity`` orders do not go through the API and are not counted.
 - ``mainsim_stream_clients``: stream connections open now (read at scrape time).
 - ``mainsim_build_info{version,python}`` 1.
+- The DR tier (mainsim/replication.py): ``mainsim_site_primary`` (1 primary, 0 standby),
+  ``mainsim_site_epoch``, ``mainsim_replication_lag_seconds`` (a standby's; 0 on a primary)
+  and ``mainsim_replication_applied_lsn`` (the last log row a standby applied).  Two sites
+  with ``mainsim_site_primary`` 1 at once is split brain (deploy/monitoring/rules.yml).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from starlette.routing import Match
 if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from mainsim.site import SiteState
 
 UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -89,6 +95,20 @@ class SimMetrics:
             "mainsim_build_info", "mainsim's version and Python.", ["version", "python"], registry=r
         )
         build.labels(_version(), platform.python_version()).set(1)
+        self.site_primary = Gauge(
+            "mainsim_site_primary", "1 when this site is primary, 0 when it is a DR standby.", registry=r
+        )
+        self.site_epoch = Gauge(
+            "mainsim_site_epoch", "The site's epoch (grows at each promotion).", registry=r
+        )
+        self.replication_lag = Gauge(
+            "mainsim_replication_lag_seconds",
+            "How far a standby is behind its primary (0 when caught up, and on a primary).",
+            registry=r,
+        )
+        self.applied_lsn = Gauge(
+            "mainsim_replication_applied_lsn", "The last replication log row a standby applied.", registry=r
+        )
         self._app: Starlette | None = None
 
     # ------------------------------------------------------------------ wiring
@@ -97,6 +117,15 @@ class SimMetrics:
         self._app = app
         app.add_middleware(MetricsMiddleware, metrics=self)
         self.stream_clients.set_function(lambda: float(stream_clients()))
+
+    def watch_site(self, site: SiteState) -> None:
+        """Read the site's role, epoch and lag at scrape time."""
+        self.site_primary.set_function(lambda: 1.0 if site.primary else 0.0)
+        self.site_epoch.set_function(lambda: float(site.epoch))
+        self.replication_lag.set_function(lambda: float(site.replication_lag_s() or 0.0))
+
+    def set_applied_lsn(self, lsn: int) -> None:
+        self.applied_lsn.set(lsn)
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The body and content type of a scrape, in the format the scraper's Accept header asks for."""

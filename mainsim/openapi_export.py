@@ -14,14 +14,16 @@ DEFAULT_PATH = Path(__file__).with_name("openapi.json")
 
 
 def schema_text() -> str:
-    from mainsim import witness
+    from mainsim import replication, witness
     from mainsim.api import Sim, create_app
 
     # Routes only: describing them touches no state, so the parts are absent (typed Any,
     # as nothing here may use them).
     absent: Any = None
-    app = create_app(Sim(book=absent, auth=absent, hub=absent))
+    sim = Sim(book=absent, auth=absent, hub=absent)
+    app = create_app(sim)
     witness.install(app, absent, absent)
+    replication.install(app, sim, absent)
     return json.dumps(app.openapi(), sort_keys=True, indent=2) + "\n"
 
 

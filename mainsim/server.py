@@ -15,21 +15,20 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import cast
 
+from mainsim import replication, witness
 from mainsim import seed as demo
-from mainsim import witness
-from mainsim.activity import Activity
 from mainsim.api import Sim, create_app
 from mainsim.auth import Authority, new_user_row
 from mainsim.book import Book
 from mainsim.faultproxy import FaultProxy
-from mainsim.market import Market
 from mainsim.metrics import SimMetrics
-from mainsim.store import Changes, Store
+from mainsim.site import SiteRole, SiteState
+from mainsim.store import RLOG_RETENTION, Changes, Store
 from mainsim.stream import Hub
 from mainsim.tradingday import today_ist
 
@@ -49,10 +48,19 @@ class SimConfig:
     tick_ms: int = 500
     trading_date: date | None = None
     retention: int = 200_000
+    # the DR tier (mainsim/replication.py)
+    role: SiteRole = "primary"
+    follow: str | None = None
+    follow_user: str = replication.DEFAULT_FOLLOW_USER
+    follow_password: str = field(default=replication.DEFAULT_FOLLOW_PASSWORD, repr=False)
+    rlog_retention: int = RLOG_RETENTION
 
 
 def open_store(cfg: SimConfig, trading_date: date) -> Store:
-    store = Store(cfg.db)
+    store = Store(cfg.db, rlog_retention=cfg.rlog_retention)
+    if cfg.role == "standby":
+        store.writable = False  # only what it replicates changes it; it never seeds
+        return store
     if not store.is_seeded():
         data = demo.build(cfg.seed, trading_date)
         ch = Changes()
@@ -72,27 +80,39 @@ def open_store(cfg: SimConfig, trading_date: date) -> Store:
 
 
 def build(cfg: SimConfig, faults=None, metrics: SimMetrics | None = None) -> tuple[Sim, Store]:
-    """The app and its parts; faults is a FaultControl or None; metrics a fresh registry when None."""
+    """The app and its parts; faults is a FaultControl or None; metrics a fresh registry when None.
+    A standby's book is what its store holds (nothing is served from it: SiteMiddleware); the
+    book, market and activity are built anew at promotion (replication.Site)."""
     trading_date = cfg.trading_date or today_ist()
     store = open_store(cfg, trading_date)
-    hub_ref: list[Hub] = []
-    book = Book(
-        store, trading_date, publish=lambda events: hub_ref[0].publish_events(events), retention=cfg.retention
+    standby = cfg.role == "standby"
+    epoch = int(store.site("epoch") or 0)
+    if not standby:
+        store.set_site({"role": "primary", "following": ""})
+    state = SiteState(role=cfg.role, epoch=epoch, following=cfg.follow if standby else None)
+    sim_ref: list[Sim] = []
+    hub = Hub(lambda: sim_ref[0].book.seq, cfg.heartbeat_ms, trading_date)
+    book = Book(store, trading_date, publish=hub.publish_events, retention=cfg.retention)
+    auth = Authority(
+        store, trading_date, lambda dealer: sim_ref[0].book.clients_of(dealer), create=not standby
     )
-    hub = Hub(lambda: book.seq, cfg.heartbeat_ms, trading_date)
-    hub_ref.append(hub)
-    auth = Authority(store, trading_date, book.clients_of)
-    market = Market(book, cfg.seed, cfg.tick_ms, hub.broadcast)
-    activity = Activity(book, cfg.seed, cfg.activity)
-    sim = Sim(
-        book=book,
-        auth=auth,
-        hub=hub,
-        faults=faults,
-        background=(market.run, hub.heartbeats, activity.run),
-        market=market,
-        metrics=metrics or SimMetrics(),
+    state.synced = auth.ready
+    sim = Sim(book=book, auth=auth, hub=hub, faults=faults, metrics=metrics or SimMetrics(), site=state)
+    sim_ref.append(sim)
+    site = replication.Site(
+        sim,
+        store,
+        trading_date=trading_date,
+        seed=cfg.seed,
+        tick_ms=cfg.tick_ms,
+        activity=cfg.activity,
+        retention=cfg.retention,
+        heartbeat_ms=cfg.heartbeat_ms,
+        follow_user=cfg.follow_user,
+        follow_password=cfg.follow_password,
     )
+    sim.background = (hub.heartbeats, site.run)
+    sim.dr = site
     return sim, store
 
 
@@ -170,6 +190,7 @@ async def run(cfg: SimConfig) -> int:
     sim, store = build(cfg, control, metrics)
     app = create_app(sim)
     witness.install(app, sim.auth, store)  # the consoles' audit checkpoints (mainsim/witness.py)
+    replication.install(app, sim, sim.dr)  # the DR tier: promote, demote, snapshot, log
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -213,7 +234,7 @@ async def run(cfg: SimConfig) -> int:
         if proxy is not None:
             await proxy.stop()
         try:
-            if sim.market is not None:  # (build() always gives it one)
+            if sim.market is not None and sim.site.primary:  # a standby writes nothing of its own
                 sim.market.save_prices()
         except Exception:
             log.exception("could not save last prices")
@@ -233,6 +254,9 @@ def serve(
     tick_ms: int = 500,
     trading_date: date | None = None,
     retention: int = 200_000,
+    role: SiteRole = "primary",
+    follow: str | None = None,
+    follow_user: str = replication.DEFAULT_FOLLOW_USER,
 ) -> int:
     """Run mainsim until SIGTERM/SIGINT.  Returns the process exit code."""
     import warnings
@@ -257,7 +281,22 @@ def serve(
         tick_ms=tick_ms,
         trading_date=trading_date,
         retention=retention,
+        role=role,
+        follow=follow,
+        follow_user=follow_user,
+        follow_password=os.environ.get(replication.PASSWORD_ENV) or replication.DEFAULT_FOLLOW_PASSWORD,
     )
+    if (role == "standby") != (follow is not None):
+        print(
+            "mainsim: --role standby needs --follow URL, and --follow is only for a standby", file=sys.stderr
+        )
+        return 2
+    if follow is not None:
+        try:
+            cfg.follow = replication.check_follow_url(follow)
+        except ValueError as exc:
+            print(f"mainsim: --follow: {exc}", file=sys.stderr)
+            return 2
     try:
         return asyncio.run(run(cfg))
     except OSError as exc:
