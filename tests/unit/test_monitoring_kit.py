@@ -49,6 +49,10 @@ MAINSIM = {
     "mainsim_orders_total",
     "mainsim_stream_clients",
     "mainsim_build_info",
+    "mainsim_site_primary",
+    "mainsim_site_epoch",
+    "mainsim_replication_lag_seconds",
+    "mainsim_replication_applied_lsn",
 }
 MAINSIM_HISTOGRAMS = {"mainsim_http_request_duration_seconds"}
 # made by Prometheus itself for every target
@@ -76,6 +80,8 @@ ALERTS = {
     "LifeboatJournalGrowingInBackup",
     "LifeboatReplayHeld",
     "LifeboatMirrorStale",
+    "TwoPrimarySites",
+    "DRStandbyLagging",
 }
 
 # ---------------------------------------------------------------------------- helpers
@@ -190,12 +196,14 @@ def test_prometheus_config_is_valid_and_loads_the_rules():
 def test_prometheus_scrapes_the_agent_and_main_and_alerts_to_alertmanager():
     cfg = _yaml("prometheus.yml")
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
-    assert set(jobs) == {"lifeboat-agent", "mainsim"}
+    assert set(jobs) == {"lifeboat-agent", "mainsim", "mainsim-dr"}
     assert jobs["lifeboat-agent"]["static_configs"][0]["targets"] == ["127.0.0.1:9464"]
     (main,) = jobs["mainsim"]["static_configs"]
     assert main["labels"] == {"system": "main"}
     # the agent's own series never carry system="main": no agent alert may reach the webhook
     assert all("system" not in sc.get("labels", {}) for sc in jobs["lifeboat-agent"]["static_configs"])
+    # nor the DR site's: the DR site down is not main down (MainSystemDown is job="mainsim" only)
+    assert all("system" not in sc.get("labels", {}) for sc in jobs["mainsim-dr"]["static_configs"])
     assert cfg["rule_files"] == ["rules.yml"]
     assert cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
 
