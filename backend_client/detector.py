@@ -24,7 +24,9 @@ from enum import Enum
 
 HEALTH_PATH = "/api/v1/health"
 
-PROBE_KINDS = ("ok", "refused", "timeout", "reset", "server_error", "protocol")
+# "standby": the site answers but is a DR standby (CONTRACT: it takes no order); not main answering
+# badly but main saying it is not the primary, so it switches like a site that is gone
+PROBE_KINDS = ("ok", "refused", "timeout", "reset", "server_error", "protocol", "standby")
 # Failures that say "main is not there" (as opposed to "main answered something odd").
 HARD_KINDS = frozenset({"refused", "timeout", "reset"})
 # A real request's failures that count against main: those, and a reply past the
@@ -52,6 +54,11 @@ class ProbeResult:
     latency_ms: float | None
     detail: str
     trading_date: date | None = None
+    # what the site says of itself in its health reply (the DR tier): None when it did not answer
+    role: str | None = None  # "primary" or "standby"
+    epoch: int | None = None  # the fencing number; grows at each promotion
+    following: str | None = None  # a standby's primary
+    replication_lag_s: float | None = None  # a standby's lag
 
 
 def _failed(kind: str, detail: str, started: float) -> ProbeResult:
@@ -171,9 +178,42 @@ async def probe_once(
                 f"status is {body.get('status')!r}" if isinstance(body, dict) else "not an object"
             )
         trading_date = date.fromisoformat(body["trading_date"])
+        role, epoch, following, lag = _site_fields(body)
     except (ValueError, KeyError, TypeError) as exc:
         return ProbeResult(False, "protocol", latency, f"health reply not understood ({exc})", None)
-    return ProbeResult(True, "ok", latency, "ok", trading_date)
+    if role == "standby":
+        return ProbeResult(
+            False,
+            "standby",
+            latency,
+            f"a DR standby (epoch {epoch}, following {following or 'nobody'})",
+            trading_date,
+            role,
+            epoch,
+            following,
+            lag,
+        )
+    return ProbeResult(True, "ok", latency, "ok", trading_date, role, epoch, following, lag)
+
+
+def _site_fields(body: dict) -> tuple[str, int, str | None, float | None]:
+    """(role, epoch, following, replication_lag_s) of a health reply, checked (a site that
+    predates the DR tier is a primary at epoch 0); ValueError/TypeError when malformed."""
+    role = body.get("role", "primary")
+    if role not in ("primary", "standby"):
+        raise ValueError(f"role is {role!r}")
+    epoch = body.get("epoch", 0)
+    if type(epoch) is not int or not 0 <= epoch <= 2**53:
+        raise ValueError(f"epoch is {epoch!r}")
+    following = body.get("following")
+    if following is not None and (not isinstance(following, str) or len(following) > 2048):
+        raise ValueError("following is not a URL")
+    lag = body.get("replication_lag_s")
+    if lag is not None and (
+        isinstance(lag, bool) or not isinstance(lag, (int, float)) or not 0 <= lag <= 1e9
+    ):
+        raise ValueError(f"replication_lag_s is {lag!r}")
+    return role, epoch, following, None if lag is None else float(lag)
 
 
 async def _capped(response) -> bytes | None:

@@ -157,6 +157,27 @@ def status(g, as_json: bool) -> int:
     return run(g, action)
 
 
+def _site_lines(sites: dict) -> list[tuple[str, str]]:
+    """Main and the DR site, one line each, then where actions go (an alarm when nowhere safe)."""
+    lines = []
+    for s in sites["sites"]:
+        if not s["reachable"]:
+            text = f"{s['url']} UNREACHABLE: {s.get('error', 'unknown')}"
+        else:
+            text = f"{s['url']} {s['role']}, epoch {s['epoch']}"
+            text += f", {s['latency_ms']} ms" if s.get("latency_ms") is not None else ""
+            if s["role"] == "standby":
+                text += f", following {s.get('following') or 'nobody'}"
+                lag = s.get("replication_lag_s")
+                text += f", replication lag {lag:g} s" if lag is not None else ", replication lag unknown"
+        lines.append((f"site {s['name']}", text))
+    if sites.get("split_brain") or sites.get("fenced"):
+        lines.append(("ALARM", f"{sites['reason']}; actions go to the local journal"))
+    else:
+        lines.append(("actions go to", sites["active"] or f"the local journal ({sites['reason']})"))
+    return lines
+
+
 def status_lines(st: dict) -> list[tuple[str, str]]:
     """`lifeboat status` for a person: every value a word (never, none, unknown), never None."""
     mode = st["mode"]
@@ -175,6 +196,8 @@ def status_lines(st: dict) -> list[tuple[str, str]]:
     else:
         backend = f"{b['url']} UNREACHABLE: {b.get('error') or b.get('kind') or 'unknown'}"
     lines = [("mode", mode), ("backend", backend)]
+    if st.get("sites"):
+        lines += _site_lines(st["sites"])
     if st.get("backup"):
         lines.append(
             (

@@ -6,7 +6,7 @@ import sys
 
 from console.cmd_trade import _confirm, _password_for
 from console.runner import UsageProblem, emit_json, err, out, run
-from console.service import Service
+from console.service import Service, sends
 
 
 def status(g, as_json: bool) -> int:
@@ -135,7 +135,7 @@ def _print(res) -> None:
                 f"still open on main after the cut-off: {len(s['left_on_main'])} MIS position(s); check them",
                 markup=False,
             )
-    if res.mode != "ONLINE" and not res.dry_run:
+    if not sends(res.mode) and not res.dry_run:
         err.print(
             f"main system down: journaled durably in {res.mode} mode; replayed when it is back", markup=False
         )

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 from console.runner import UsageProblem, emit_json, err, out, read_password, run
-from console.service import ActionResult, Service
+from console.service import ActionResult, Service, sends
 
 # A seam for tests (tests/launcher.py): called just before the acknowledgement stamp of a
 # result with journaled entries, so a test can kill the process between the answer and the
@@ -110,7 +110,7 @@ async def _password_for(svc: Service, g) -> str | None:
         await svc.decide_mode()
         return password
     decision = await svc.decide_mode()
-    return read_password(g, required=decision.mode != "ONLINE")
+    return read_password(g, required=not decision.sends)
 
 
 def _finish(svc: Service, res: ActionResult, as_json: bool, human) -> int:
@@ -154,7 +154,7 @@ def _print_legs(res: ActionResult) -> None:
         out.print(
             f"open orders cancelled{' (planned)' if res.dry_run else ''}: {len(res.cancels)}", markup=False
         )
-    if res.mode != "ONLINE" and not res.dry_run:
+    if not sends(res.mode) and not res.dry_run:
         err.print(
             f"main system down: journaled durably in {res.mode} mode; replayed when it is back", markup=False
         )

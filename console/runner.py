@@ -94,6 +94,17 @@ def _data_dir(home: Path | None) -> Path:
         ) from None
 
 
+def _dr_url(g) -> str | None:
+    """The DR site (console.site_config); a bad one is a usage problem (exit 2)."""
+    from console.service import DEFAULT_BACKEND
+    from console.site_config import SiteConfigError, dr_url
+
+    try:
+        return dr_url(_data_dir(g.home), getattr(g, "dr_backend", None), g.backend or DEFAULT_BACKEND)
+    except SiteConfigError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
 def run(g, action: Callable[[Service], Any]) -> int:
     """Run one command: build the service, set up logs, map errors to exit codes.
 
@@ -105,7 +116,7 @@ def run(g, action: Callable[[Service], Any]) -> int:
     service = None
     try:
         logs = _data_dir(g.home) / "logs"
-        service = Service(backend_url=g.backend, home=g.home, user=g.user)
+        service = Service(backend_url=g.backend, home=g.home, user=g.user, dr_url=_dr_url(g))
         eventlog.setup(logs)
         eventlog.set_context(user=g.user)
         result = action(service)

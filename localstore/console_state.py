@@ -40,3 +40,22 @@ def forced_mode(store: Store) -> tuple[str | None, str | None, datetime | None]:
             select(_S.c.forced_mode, _S.c.forced_by, _S.c.forced_at).where(_S.c.id == 1)
         ).first()
     return (None, None, None) if row is None else (row.forced_mode, row.forced_by, row.forced_at)
+
+
+def highest_epoch(store: Store) -> int:
+    """The highest site epoch this console has seen (0: none yet)."""
+    with store.read_core() as conn:
+        return conn.execute(select(_S.c.highest_epoch).where(_S.c.id == 1)).scalar() or 0
+
+
+def raise_epoch(store: Store, epoch: int) -> bool:
+    """Keep ``epoch`` if it is higher than the highest seen (one statement: never lowered by a
+    racing process); True when it was raised."""
+    with store.write_core() as conn:
+        if conn.execute(select(_S.c.id).where(_S.c.id == 1)).first() is None:
+            conn.execute(insert(_S).values(id=1, mode="ONLINE", highest_epoch=epoch))
+            return epoch > 0
+        done = conn.execute(
+            update(_S).where(_S.c.id == 1, _S.c.highest_epoch < epoch).values(highest_epoch=epoch)
+        )
+        return done.rowcount > 0

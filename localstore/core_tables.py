@@ -434,6 +434,8 @@ console_state = Table(
     Column("forced_mode", String(16)),  # None: the detector decides
     Column("forced_by", String(64)),
     Column("forced_at", UtcDateTime),
+    # the highest DR-tier epoch seen from any site (backend_client.sites: the fence)
+    Column("highest_epoch", BigInteger, nullable=False, default=0, server_default="0"),
     _singleton(),
 )
 

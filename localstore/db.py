@@ -64,7 +64,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Every Alembic revision this version knows, oldest first (a test keeps it equal to
 # migrations/versions).  Known here so a routine open of an up-to-date store does
 # not import Alembic at all (~0.3 s of a CLI command's start).
-KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006")
+KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 _FIX_CORRUPT = "move it aside (keep it for support) and run `lifeboat sync bod` to build a fresh store"

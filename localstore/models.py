@@ -346,6 +346,7 @@ class ConsoleState(Base):
     forced_mode: Mapped[str | None]  # None: the detector decides
     forced_by: Mapped[str | None]
     forced_at: Mapped[datetime | None]
+    highest_epoch: Mapped[int]
 
 
 class Policy(Base):

@@ -34,6 +34,7 @@ from console.service.results import (
     PolicyState,
     ReplayOutcome,
     UserReleased,
+    sends,
 )
 from sync.trading.policy import OrderTicket  # what Service.place takes: the faces build it
 from sync.verdict import CLEAN as VERDICT_CLEAN  # a replay report's verdict (the screens draw it)
@@ -67,5 +68,6 @@ __all__ = [
     "boundary",
     "report_headline",
     "report_verdict",
+    "sends",
     "translate",
 ]

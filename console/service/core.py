@@ -24,6 +24,7 @@ keyring) are imported inside the functions that use them, not at import time, so
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -51,13 +52,25 @@ if TYPE_CHECKING:
     from sync.trading.policy import OrderTicket
 
 DEFAULT_BACKEND = "http://127.0.0.1:8700"
+log = logging.getLogger("lifeboat.service")
 
 
 class Service:
     """One console's view of the world: its store, its backend, its user."""
 
-    def __init__(self, *, backend_url: str | None = None, home: Path | None = None, user: str | None = None):
-        self.backend_url = (backend_url or DEFAULT_BACKEND).rstrip("/")
+    def __init__(
+        self,
+        *,
+        backend_url: str | None = None,
+        home: Path | None = None,
+        user: str | None = None,
+        dr_url: str | None = None,
+    ):
+        self.main_url = (backend_url or DEFAULT_BACKEND).rstrip("/")
+        # the broker's DR site (--dr-backend, LIFEBOAT_DR_BACKEND_URL, [backend] dr_url), if any
+        self.dr_url = dr_url.rstrip("/") if dr_url else None
+        # where this service's requests go: main, or the DR site while it is the primary (decide_mode)
+        self.backend_url = self.main_url
         self.home = home
         self.user = user
         self._store: Store | None = None
@@ -179,6 +192,10 @@ class Service:
 
         with self.store.read_core() as conn:  # Core: no ORM on the CLI's start-up path
             forced, unfinished = status.mode_inputs(conn)
+        if self.dr_url:
+            self._mode = await self._decide_between_sites(forced, unfinished)
+            eventlog.set_context(mode=self._mode.mode)
+            return self._mode
         # plain http:// never uses TLS: no certificate store to load (~30 ms of a CLI run)
         # (https:// keeps full certificate verification)
         probe = await probe_once(self.backend_url, verify=self.backend_url.startswith("https://"))
@@ -188,6 +205,46 @@ class Service:
         self._mode = ModeDecision(mode.value, probe, forced)
         eventlog.set_context(mode=mode.value)
         return self._mode
+
+    async def _decide_between_sites(self, forced: str | None, unfinished: int) -> ModeDecision:
+        """Main and the DR site surveyed at once (backend_client.sites): actions go to the one
+        that says primary with the highest epoch seen; to neither on split brain or when none
+        does (BACKUP).  A supervisor's forced mode wins as it does without a DR site (forced
+        ONLINE sends to main)."""
+        from backend_client.sites import MAIN, choose, survey
+        from localstore import console_state
+
+        sites = await survey(self.main_url, self.dr_url)
+        highest = await asyncio.to_thread(console_state.highest_epoch, self.store)
+        choice = choose(sites, highest)
+        if choice.highest_epoch > highest:
+            await asyncio.to_thread(console_state.raise_epoch, self.store, choice.highest_epoch)
+        if choice.split_brain or choice.fenced is not None:
+            log.error(
+                "DR tier alarm: %s",
+                choice.reason,
+                extra={"event": "split_brain" if choice.split_brain else "stale_primary"},
+            )
+        active = choice.active
+        probe = active.probe if active is not None else sites[0].probe
+        self.backend_url = active.url if active is not None else self.main_url
+        if forced:  # a supervisor's forced mode wins, as without a DR site; forced ONLINE is main
+            mode = forced
+            if forced == "ONLINE":
+                probe, self.backend_url = sites[0].probe, self.main_url
+        elif active is None:
+            mode = "BACKUP"
+        elif unfinished:
+            mode = "RECOVERING"  # replayed to whichever site is primary, new actions queue behind it
+        else:
+            mode = "ONLINE" if active.name == MAIN else "DR"
+        return ModeDecision(mode, probe, forced, choice)
+
+    async def to_primary(self) -> None:
+        """With a DR site configured, aim this service's requests at whichever site is primary
+        now (login, BOD: they work against either site); without one, nothing to do."""
+        if self.dr_url and self.bound_client() is None:
+            await self.decide_mode()
 
     @boundary
     def use_mode(self, mode: object, probe: ProbeResult | None = None) -> None:

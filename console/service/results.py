@@ -17,8 +17,18 @@ from console.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from backend_client.detector import ProbeResult
+    from backend_client.sites import SiteChoice
     from contract import wire
     from sync.replay import ReplayResult
+
+
+# the modes in which actions go to a site: main (ONLINE) or the broker's DR site once it is primary (DR)
+SENDING_MODES = frozenset({"ONLINE", "DR"})
+
+
+def sends(mode: str) -> bool:
+    """Actions in ``mode`` go to a site, not to the local journal."""
+    return mode in SENDING_MODES
 
 
 class DictView:
@@ -45,9 +55,15 @@ class DictView:
 
 @dataclass
 class ModeDecision:
-    mode: str  # ONLINE, BACKUP, RECOVERING (SUSPECT only from a runtime)
-    probe: ProbeResult
+    mode: str  # ONLINE, DR, BACKUP, RECOVERING (SUSPECT only from a runtime)
+    probe: ProbeResult  # the probe of the site that takes actions (main's when none does)
     forced: str | None
+    sites: SiteChoice | None = None  # both sites as surveyed, when a DR site is configured
+
+    @property
+    def sends(self) -> bool:
+        """Actions go to a site (main or the DR site), not to the local journal."""
+        return sends(self.mode)
 
 
 @dataclass(frozen=True)
@@ -111,7 +127,7 @@ class ActionResult:
             if self.cut_off
             else "rejected"
             if self.rejected
-            else ("dry_run" if self.dry_run else ("journaled" if self.mode != "ONLINE" else "done"))
+            else ("dry_run" if self.dry_run else ("done" if sends(self.mode) else "journaled"))
         )
         d[
             "ok"

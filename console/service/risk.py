@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from console.exitcodes import ExitCode
 from console.service.errors import Refused, ServiceError
+from console.service.results import sends
 from contract import clock
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class CutoffOutcome:
         if outcomes & {"conflict", "held"} or any(s.get("left_on_main") for s in self.segments):
             return int(ExitCode.HELD)
         if any(s.get("replay_status") not in (None, "done") for s in self.segments):
-            return int(ExitCode.UNAVAILABLE) if self.mode == "ONLINE" and outcomes & {"journaled"} else 0
+            return int(ExitCode.UNAVAILABLE) if sends(self.mode) and outcomes & {"journaled"} else 0
         return int(ExitCode.OK)
 
     def as_dict(self) -> dict[str, Any]:
@@ -160,9 +161,9 @@ async def cutoff(
     mode = decision.mode
     outcome = CutoffOutcome(mode, svc.current_user() or "", dry_run)
     try:
-        if mode == "ONLINE":
+        if decision.sends:
             async with svc.session_client(password) as c:
-                actor = await trading._actor(svc, "ONLINE", password)
+                actor = await trading._actor(svc, mode, password)
                 for seg in segments:
                     if dry_run:
                         plan = await asyncio.to_thread(rule.dry_run, svc.store, actor, seg, conf)
@@ -186,7 +187,7 @@ async def cutoff(
     except Exception as exc:
         from console.service.errors import inside
 
-        if mode == "ONLINE" and isinstance(exc, (be.Unavailable, be.ProtocolError)):
+        if decision.sends and isinstance(exc, (be.Unavailable, be.ProtocolError)):
             kind = exc.kind if isinstance(exc, be.Unavailable) else "protocol"
             for hook in svc.request_error_hooks:
                 hook(kind, exc.message)
@@ -260,7 +261,7 @@ async def _main_positions(svc: Service) -> tuple[list | None, str | None]:
 
     try:
         decision = await svc.decide_mode()
-        if decision.mode != "ONLINE":
+        if not decision.sends:
             return None, f"mode {decision.mode}: the local book"
         async with svc.session_client() as c:
             return await c.positions(), None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from backend_client import errors as be
 from console import eventlog
 from console.service.errors import ADVICE_LOGIN, ADVICE_PASSWORD, NotLoggedIn, Refused, ServiceError, inside
-from console.service.results import ActionResult, Lockout, ModeState, PolicyState, UserReleased
+from console.service.results import ActionResult, Lockout, ModeState, PolicyState, UserReleased, sends
 from contract import clock
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ async def _actor(svc: Service, mode: str, password: str | None) -> Actor:
 
     user = svc.current_user()
     eventlog.set_context(user=user)
-    if mode != "ONLINE":
+    if not sends(mode):
         if password is None:
             raise NotLoggedIn(
                 "the main system is down: offline login needs your password", advice=ADVICE_PASSWORD
@@ -57,13 +57,13 @@ async def _actor(svc: Service, mode: str, password: str | None) -> Actor:
         sess = await asyncio.to_thread(
             offline.login, svc.store, user, password, mode=mode, early=svc._early_check
         )
-        return Actor(user, sess.role, sess.client_ids, sess.trading_date)
+        return Actor(user, sess.role, sess.client_ids, sess.trading_date, mode=mode)
     scope = offline.stored_scope(svc.store, user)
     if scope is None:
         raise NotLoggedIn(f"{user} has not logged in on this console", advice=ADVICE_LOGIN, advice_user=user)
     role, clients = scope
     td = svc._mode.probe.trading_date if svc._mode and svc._mode.probe.trading_date else clock.today_ist()
-    return Actor(user, role, frozenset(clients), td)
+    return Actor(user, role, frozenset(clients), td, mode=mode)
 
 
 def _log_result(svc: Service, res: ActionResult) -> None:
@@ -89,17 +89,18 @@ async def _route(
     """Act online through main, or journal the action (backup, recovering)."""
     decision = await svc.decide_mode()
     try:
-        if decision.mode == "ONLINE":
+        if decision.sends:  # main, or the DR site once it is primary (the same contract)
             async with svc.session_client(password) as c:
-                actor = await _actor(svc, "ONLINE", password)
+                actor = await _actor(svc, decision.mode, password)
                 res = await online(c, actor)
+                res.mode = decision.mode
         else:
             actor = await _actor(svc, decision.mode, password)
             res = await asyncio.to_thread(backup, actor, decision.mode)
     except ServiceError:
         raise
     except Exception as exc:  # backend, policy, offline-login and journal errors as the service's own
-        if decision.mode == "ONLINE" and isinstance(exc, (be.Unavailable, be.ProtocolError)):
+        if decision.sends and isinstance(exc, (be.Unavailable, be.ProtocolError)):
             kind = exc.kind if isinstance(exc, be.Unavailable) else "protocol"
             for hook in svc.request_error_hooks:  # the console's runtime hears it (detector input)
                 hook(kind, exc.message)

@@ -39,6 +39,7 @@ class Actor:
     role: str
     client_ids: frozenset[str]
     trading_date: date
+    mode: str = "ONLINE"  # an online actor's mode: ONLINE (main) or DR (the DR site takes the actions)
 
     def in_scope(self, client_id: str) -> bool:
         return self.role == "supervisor" or client_id in self.client_ids

@@ -26,7 +26,7 @@ from sync.trading.squareoff import Leg, position_legs, split_legs
 
 def _audit(store, actor: Actor, action: str, payload: dict) -> None:
     with store.write() as s:
-        audit.append(s, user_id=actor.user_id, mode="ONLINE", action=action, payload=payload)
+        audit.append(s, user_id=actor.user_id, mode=actor.mode, action=action, payload=payload)
 
 
 def killswitch_on(store) -> bool:
@@ -297,7 +297,7 @@ async def squareoff(
 
 async def killswitch(store, c: BackendClient, actor: Actor) -> list[dict]:
     policy.check_can_act(actor.role)
-    set_killswitch(store, actor, True, mode="ONLINE")
+    set_killswitch(store, actor, True, mode=actor.mode)
     orders = [o for o in await c.orders() if o.status in OPEN_STATUSES and actor.in_scope(o.client_id)]
     return await _cancel_all(c, orders)
 

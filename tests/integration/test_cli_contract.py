@@ -134,7 +134,8 @@ def test_global_options_work_after_the_command(sim, cli_factory):
     assert before["instruments"] == after["instruments"] > 0
     # the other globals too, and the `=` form
     other = cli.home.parent / "elsewhere"
-    r = cli("status", "--json", f"--home={other}", "--backend", DEAD_URL, "--dr-backend", DEAD_URL)
+    dr = "http://127.0.0.1:1"  # another dead site: the DR site must not be main itself
+    r = cli("status", "--json", f"--home={other}", "--backend", DEAD_URL, "--dr-backend", dr)
     assert other.is_dir() and r.json()["backend"]["url"] == DEAD_URL, (r.stdout, r.stderr)
 
 

@@ -1,0 +1,118 @@
+"""The console with a DR site configured (issue 12, the CLI's one-shot path), against real mainsim
+processes and a real store: which site takes an action follows what the sites say of themselves
+(role and epoch), never a guess.
+
+Split brain needs no replication: two mainsims with the same seed, both primary, are exactly what
+a console sees when the broker has promoted the DR site while main still answers as primary.
+Every test checks, by client_order_id in both sites' own SQLite files, that nothing was sent
+where it must not be and nothing is there twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from tests.cli_env import DEAD_URL, PASSWORD
+from tests.integration.test_cli_trading import a_long_position, clients_of
+
+
+def coids_on(sim) -> list[str]:
+    """Every client_order_id in a site's own database (read beside the running process: WAL)."""
+    with sqlite3.connect(f"file:{sim.db}?mode=ro", uri=True) as con:
+        return [r[0] for r in con.execute("SELECT client_order_id FROM orders")]
+
+
+def ready_console(cli_factory, main) -> object:
+    cli = cli_factory(main.url)
+    cli.login().ok()
+    cli("--password-stdin", "sync", "bod", stdin=PASSWORD + "\n").ok()
+    return cli
+
+
+def test_split_brain_sends_to_neither_site_journals_and_raises_the_alarm(sim_factory, cli_factory):
+    main, dr = sim_factory(), sim_factory()  # both say primary: a split brain
+    cli = ready_console(cli_factory, main)
+    before_main, before_dr = set(coids_on(main)), set(coids_on(dr))
+    client = clients_of(cli)[0]
+
+    st = cli("status", "--json", LIFEBOAT_DR_BACKEND_URL=dr.url)
+    body = st.json()
+    assert body["mode"] == "BACKUP", body
+    sites = body["sites"]
+    assert sites["split_brain"] is True and sites["active"] is None, sites
+    assert {s["name"]: s["role"] for s in sites["sites"]} == {"main": "primary", "dr": "primary"}
+    assert "split brain" in sites["reason"]
+    text = cli("status", LIFEBOAT_DR_BACKEND_URL=dr.url).stdout
+    assert "ALARM" in text and "split brain" in text and "local journal" in text, text
+
+    r = cli(
+        "--password-stdin",
+        "squareoff",
+        "--client",
+        client,
+        "--yes",
+        "--json",
+        stdin=PASSWORD + "\n",
+        LIFEBOAT_DR_BACKEND_URL=dr.url,
+    ).ok()
+    out = r.json()
+    assert out["mode"] == "BACKUP" and out["outcome"] == "journaled" and out["legs"], out
+    legs = {leg["client_order_id"] for leg in out["legs"]}
+    # nothing reached either site: each still holds exactly the orders it had
+    assert set(coids_on(main)) == before_main and set(coids_on(dr)) == before_dr
+    assert not legs & (before_main | before_dr)
+    log = cli.log_file.read_text()
+    assert "split_brain" in log  # the alarm is in the log too
+
+
+def test_an_unreachable_dr_site_is_shown_and_main_takes_the_order(sim, cli_factory):
+    cli = ready_console(cli_factory, sim)
+    client = clients_of(cli)[0]
+    exch, symbol, product, _net = a_long_position(cli, client)
+
+    body = cli("status", "--json", "--dr-backend", DEAD_URL).json()
+    assert body["mode"] == "ONLINE" and body["sites"]["active"] == "main", body
+    dr = next(s for s in body["sites"]["sites"] if s["name"] == "dr")
+    assert dr["reachable"] is False and dr["error"], dr
+    text = cli("status", "--dr-backend", DEAD_URL).stdout
+    assert "site dr" in text and "UNREACHABLE" in text and "actions go to  main" in text, text
+
+    r = cli(
+        "--password-stdin",
+        "order",
+        "place",
+        "--client",
+        client,
+        "--exchange",
+        exch,
+        "--symbol",
+        symbol,
+        "--side",
+        "SELL",
+        "--quantity",
+        "1",
+        "--product",
+        product,
+        "--type",
+        "MARKET",
+        "--yes",
+        "--json",
+        "--dr-backend",
+        DEAD_URL,
+        stdin=PASSWORD + "\n",
+    ).ok()
+    order = r.json()
+    assert order["mode"] == "ONLINE" and order["outcome"] == "done", order
+    assert coids_on(sim).count(order["order"]["client_order_id"]) == 1
+
+
+def test_a_bad_dr_address_is_a_usage_error(sim, cli_factory, tmp_path):
+    cli = cli_factory(sim.url)
+    r = cli("status", "--dr-backend", "ftp://dr.example")
+    assert r.returncode == 2 and "--dr-backend" in r.stderr and "not an http" in r.stderr, r.stderr
+    r = cli("status", "--dr-backend", sim.url)
+    assert r.returncode == 2 and "is the main backend itself" in r.stderr, r.stderr
+    cli.home.mkdir(parents=True, exist_ok=True)
+    (cli.home / "config.toml").write_text('[backend]\ndr_url = "not a url"\n')
+    r = cli("status")
+    assert r.returncode == 2 and "backend.dr_url must be an http(s):// URL" in r.stderr, r.stderr
