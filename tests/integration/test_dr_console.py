@@ -116,3 +116,71 @@ def test_a_bad_dr_address_is_a_usage_error(sim, cli_factory, tmp_path):
     (cli.home / "config.toml").write_text('[backend]\ndr_url = "not a url"\n')
     r = cli("status")
     assert r.returncode == 2 and "backend.dr_url must be an http(s):// URL" in r.stderr, r.stderr
+
+
+def test_main_killed_dr_promoted_the_cli_acts_at_dr_and_a_stale_main_is_fenced(sim_factory, cli_factory):
+    """The three tiers by the CLI: main, then the DR site once promoted (mode DR, the order taken
+    there once), then the journal when the only primary left is an old main at a lower epoch."""
+    import httpx
+
+    from tests.integration.test_mainsim_dr import caught_up, orders_in, standby_args, supervisor
+    from tests.mainsim_support import API
+
+    main = sim_factory()
+    dr = sim_factory(extra_args=standby_args(main.url))
+    cli = ready_console(cli_factory, main)
+    cli.extra_env["LIFEBOAT_DR_BACKEND_URL"] = dr.url
+    client = clients_of(cli)[0]
+
+    body = cli("status", "--json").json()
+    assert body["mode"] == "ONLINE" and body["sites"]["active"] == "main", body
+    roles = {s["name"]: (s["role"], s["epoch"]) for s in body["sites"]["sites"]}
+    assert roles == {"main": ("primary", 0), "dr": ("standby", 0)}, roles
+    text = cli("status").stdout
+    assert f"following {main.url}" in text and "replication lag" in text, text
+    caught_up(dr, list(orders_in(main.db)))
+
+    main.kill()  # the disaster; the broker declares the DR site primary
+    r = httpx.post(f"{dr.url}{API}/admin/promote", headers=supervisor(dr), timeout=10)
+    assert r.status_code == 200, r.text
+
+    out = (
+        cli("--password-stdin", "squareoff", "--client", client, "--yes", "--json", stdin=PASSWORD + "\n")
+        .ok()
+        .json()
+    )
+    assert out["mode"] == "DR" and out["outcome"] == "done" and out["legs"], out
+    legs = [leg["client_order_id"] for leg in out["legs"]]
+    assert all(leg["outcome"] not in ("journaled", "rejected") for leg in out["legs"]), out["legs"]
+    on_dr, on_main = orders_in(dr.db), orders_in(main.db)
+    assert set(legs) <= set(on_dr) and not set(legs) & set(on_main)  # at DR, once; never at main
+    body = cli("status", "--json").json()
+    assert body["mode"] == "DR" and body["sites"]["active"] == "dr" and body["sites"]["highest_epoch"] == 1
+    with sqlite3.connect(cli.store_file) as con:  # audited as what it was: an action at the DR site
+        modes = {r[0] for r in con.execute("SELECT mode FROM audit_log WHERE action = 'square_off'")}
+    assert modes == {"DR"}, modes
+
+    # main restarted by mistake as a primary (its old epoch 0) while DR still says primary: split brain
+    main.start()
+    body = cli("status", "--json").json()
+    assert body["mode"] == "BACKUP" and body["sites"]["split_brain"] is True, body["sites"]
+    # DR lost too: the only primary left is main at epoch 0 < 1: fenced off, the journal takes it
+    dr.kill()
+    body = cli("status", "--json").json()
+    assert body["sites"]["fenced"] == "main" and body["sites"]["active"] is None, body["sites"]
+    assert "fenced" in cli("status").stdout
+    again = (
+        cli(
+            "--password-stdin",
+            "squareoff",
+            "--client",
+            clients_of(cli)[1],
+            "--yes",
+            "--json",
+            stdin=PASSWORD + "\n",
+        )
+        .ok()
+        .json()
+    )
+    assert again["mode"] == "BACKUP" and again["outcome"] == "journaled", again
+    assert not {leg["client_order_id"] for leg in again["legs"]} & set(orders_in(main.db))
