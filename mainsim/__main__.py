@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         default="super1",
         help="the supervisor a standby logs in as (password: env LIFEBOAT_SIM_FOLLOW_PASSWORD, default demo)",
     )
+    p.add_argument(
+        "--replication-retention",
+        type=_positive,
+        default=50_000,
+        help="replication log rows kept for standbys (one further behind takes a new snapshot)",
+    )
     a = p.parse_args(argv)
     if (a.role == "standby") != (a.follow is not None):
         p.error("--role standby needs --follow URL, and --follow is only for a standby")
@@ -80,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         role=a.role,
         follow=a.follow,
         follow_user=a.follow_user,
+        rlog_retention=a.replication_retention,
     )
 
 

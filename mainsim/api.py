@@ -33,7 +33,7 @@ from mainsim.book import ApiError, Book
 from mainsim.faultcontrol import PriceSet, set_last_price
 from mainsim.market import Market
 from mainsim.metrics import SimMetrics
-from mainsim.site import SiteState
+from mainsim.site import SiteMiddleware, SiteState
 from mainsim.stream import Hub
 from mainsim.tradingday import utcnow
 
@@ -182,6 +182,8 @@ def create_app(sim: Sim) -> FastAPI:
     )
     install_error_handlers(app)
     metrics = sim.metrics
+    # inside the metrics (added first): a standby's 503s are counted like any reply
+    app.add_middleware(SiteMiddleware, state=sim.site)
     metrics.instrument(app, lambda: len(hub.subs))
     metrics.watch_site(sim.site)
     who = bearer_user(auth)

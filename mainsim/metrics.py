@@ -200,6 +200,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, sending)
         finally:
-            self.metrics.observe(
-                scope["method"], route_template(scope), status, time.perf_counter() - started
-            )
+            route = route_template(scope)
+            if route == UNMATCHED:  # not routed: a standby's refusal (mainsim.site), or no such path
+                route = self.metrics.route_of(scope["method"], scope["path"])
+            self.metrics.observe(scope["method"], route, status, time.perf_counter() - started)

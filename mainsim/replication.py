@@ -26,8 +26,8 @@ yet applied (when the follower knows it; otherwise of the last row applied, an u
 now minus the last contact while the primary cannot be reached: it grows.
 
 A standby answers ``/health``, ``/session``, ``/keys``, ``/metrics`` and the admin promote and
-demote; every other call is 503 with the reason ``standby`` (``SiteMiddleware``), which also
-puts ``X-Lifeboat-Epoch`` and ``X-Lifeboat-Role`` on every reply of every site.
+demote; every other call is 503 with the reason ``standby`` (``mainsim.site.SiteMiddleware``),
+which also puts ``X-Lifeboat-Epoch`` and ``X-Lifeboat-Role`` on every reply of every site.
 """
 
 from __future__ import annotations
@@ -51,10 +51,9 @@ from fastapi import Depends, FastAPI, WebSocket
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, field_validator
 from starlette.background import BackgroundTask
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contract import wire
-from contract.wire import API_PREFIX, EPOCH_HEADER, ROLE_HEADER, Role
+from contract.wire import API_PREFIX, Role
 from mainsim.activity import Activity
 from mainsim.api import ERRORS, Sim, bearer_user, error_response
 from mainsim.auth import Principal
@@ -82,19 +81,6 @@ BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
 REQUIRED_TABLES = frozenset(
     {"meta", "users", "clients", "limits", "instruments", "orders", "trades", "positions", "events", "rlog"}
 )
-# what a standby answers (everything else is 503 standby)
-STANDBY_PATHS = frozenset(
-    {
-        f"{API_PREFIX}/health",
-        f"{API_PREFIX}/session",
-        f"{API_PREFIX}/keys",
-        f"{API_PREFIX}/admin/promote",
-        f"{API_PREFIX}/admin/demote",
-        "/metrics",
-        "/openapi.json",
-    }
-)
-STANDBY_MESSAGE = "This site is a DR standby: it takes no trading calls until it is promoted."
 
 
 class ReplicationError(Exception):
@@ -642,50 +628,12 @@ class Site:
 
 
 # --------------------------------------------------------------------------------------- HTTP
-class SiteMiddleware:
-    """Every reply carries the site's epoch and role; a standby answers what it may (STANDBY_PATHS)
-    and 503 ``standby`` to everything else, WebSocket streams included."""
-
-    def __init__(self, app: ASGIApp, state: SiteState) -> None:
-        self.app = app
-        self.state = state
-
-    def _headers(self) -> list[tuple[bytes, bytes]]:
-        return [
-            (EPOCH_HEADER.lower().encode(), str(self.state.epoch).encode()),
-            (ROLE_HEADER.lower().encode(), self.state.role.encode()),
-        ]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        if not self.state.primary and scope["path"] not in STANDBY_PATHS:
-            refusal = error_response(503, "standby", STANDBY_MESSAGE, headers={"Retry-After": "5"})
-            refusal.headers[EPOCH_HEADER] = str(self.state.epoch)
-            refusal.headers[ROLE_HEADER] = self.state.role
-            if scope["type"] == "websocket":
-                if "websocket.http.response" not in scope.get("extensions", {}):
-                    await send({"type": "websocket.close", "code": 1013})
-                    return
-                await receive()  # websocket.connect
-            await refusal(scope, receive, send)
-            return
-
-        async def sending(message: Message) -> None:
-            if message["type"] in ("http.response.start", "websocket.accept"):
-                message = {**message, "headers": [*message.get("headers", []), *self._headers()]}
-            await send(message)
-
-        await self.app(scope, receive, sending)
-
-
 def install(app: FastAPI, sim: Sim, site: Site) -> None:
     """The DR routes: promote, demote, the snapshot and the log a standby follows."""
     auth, state = sim.auth, sim.site  # (site is read only inside the routes: the OpenAPI export has none)
+    # (mainsim.site.SiteMiddleware, added by create_app, refuses the trading calls of a standby)
     who = bearer_user(auth)
     r = API_PREFIX
-    app.add_middleware(SiteMiddleware, state=state)
 
     def supervisor(user: Principal) -> None:
         if user.role is not Role.SUPERVISOR:

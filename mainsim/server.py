@@ -257,6 +257,7 @@ def serve(
     role: SiteRole = "primary",
     follow: str | None = None,
     follow_user: str = replication.DEFAULT_FOLLOW_USER,
+    rlog_retention: int = RLOG_RETENTION,
 ) -> int:
     """Run mainsim until SIGTERM/SIGINT.  Returns the process exit code."""
     import warnings
@@ -285,6 +286,7 @@ def serve(
         follow=follow,
         follow_user=follow_user,
         follow_password=os.environ.get(replication.PASSWORD_ENV) or replication.DEFAULT_FOLLOW_PASSWORD,
+        rlog_retention=rlog_retention,
     )
     if (role == "standby") != (follow is not None):
         print(

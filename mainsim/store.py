@@ -207,7 +207,7 @@ class Store:
         self._ops.append(["m", sql, [[encode_param(v) for v in r] for r in rows]])
 
     def _logged(self, lsn: int) -> None:
-        if lsn % 1000 == 0:
+        if lsn % min(1000, self.rlog_retention) == 0:
             self.prune_rlog(lsn)
         if self.on_logged is not None:
             self.on_logged(lsn)
@@ -249,7 +249,8 @@ class Store:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        if rows and rows[-1][0] // 1000 > (rows[0][0] - 1) // 1000:  # crossed a multiple of 1000
+        every = min(1000, self.rlog_retention)
+        if rows and rows[-1][0] // every > (rows[0][0] - 1) // every:  # crossed a multiple of it
             self.prune_rlog(rows[-1][0])
 
     def backup_to(self, dest: Path) -> int:

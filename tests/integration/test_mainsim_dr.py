@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from contract.wire import EPOCH_HEADER, ROLE_HEADER
 from mainsim.replication import ReplicationError, check_row, check_snapshot
@@ -118,8 +120,12 @@ def test_standby_follows_answers_health_and_refuses_trading(pair):
         assert httpx.get(f"{standby.url}{API}{path}", headers=token, timeout=5).status_code == 503
     # what a standby does answer: a login (the replicated users), its keys, its metrics
     assert httpx.get(f"{standby.url}{API}/keys", headers=supervisor(standby), timeout=5).status_code == 200
+    with pytest.raises(InvalidStatus) as refused:  # nor its stream
+        ws_connect("ws" + standby.url[4:] + f"{API}/stream", additional_headers=token, open_timeout=5)
+    assert refused.value.response.status_code == 503
     metrics = httpx.get(f"{standby.url}/metrics", timeout=5).text
     assert "mainsim_site_primary 0.0" in metrics and "mainsim_replication_lag_seconds" in metrics
+    assert 'route="/api/v1/orders",status="503"' in metrics  # its refusals are counted like any reply
     assert "mainsim_site_primary 1.0" in httpx.get(f"{primary.url}/metrics", timeout=5).text
     time.sleep(0.3)  # one more round of heartbeats: the refused order never arrives anywhere
     assert body["client_order_id"] not in orders_in(standby.db)
@@ -206,6 +212,40 @@ def test_standby_of_a_standby_is_refused_and_waits(pair, sim_factory):
     # it holds nothing, so it answers no login and cannot be promoted
     r = httpx.post(f"{third.url}{API}/session", json={"user_id": "super1", "password": "demo"}, timeout=5)
     assert r.status_code == 503 and r.json()["error"]["code"] == "standby"
+
+
+def snapshots_taken(site: SimProcess) -> int:
+    return (site.workdir / "mainsim.log").read_text().count("installed a base snapshot")
+
+
+def test_standby_resumes_after_the_primary_restarts_and_resnapshots_when_too_far_behind(sim_factory):
+    # a short log (3 rows) and the fault proxy in front of the primary
+    primary = sim_factory(allow_faults=True, extra_args=["--replication-retention", "3"])
+    standby = sim_factory(extra_args=standby_args(primary.url))
+    desk = Desk(primary.url, "dealer1")
+    client = desk.get("/clients").json()[0]["client_id"]
+    inst = nse(desk)
+    caught_up(standby, [place(desk, inst, client)["client_order_id"]])
+    assert snapshots_taken(standby) == 1
+
+    # kill -9 and the same primary back on its port: the standby goes on from its LSN, no snapshot
+    primary.restart()
+    desk = Desk(primary.url, "dealer1")
+    caught_up(standby, [place(desk, inst, client)["client_order_id"]])
+    assert snapshots_taken(standby) == 1
+
+    # the standby cut off while the primary writes more than its log keeps: a new snapshot
+    control = httpx.Client(base_url=f"{primary.control_url}{API}", headers=supervisor(primary), timeout=10)
+    assert control.post("/admin/faults", json={"mode": "refuse", "duration_s": 2.0}).status_code == 200
+    wait_for("the standby to lose its primary", lambda: health(standby).json()["replication_lag_s"] > 0.3)
+    behind = []
+    for _ in range(5):
+        r = control.post("/orders", json=order_body(client, inst, quantity=1))
+        assert r.status_code == 201, r.text
+        behind.append(r.json()["client_order_id"])
+    caught_up(standby, behind)
+    assert snapshots_taken(standby) == 2
+    assert orders_in(standby.db) == orders_in(primary.db)
 
 
 @pytest.mark.parametrize(
