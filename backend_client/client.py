@@ -205,6 +205,17 @@ class BackendClient:
     def base_url(self) -> str:
         return self._base_url
 
+    def retarget(self, base_url: str) -> None:
+        """Aim every later request at another site with the same contract (the DR tier: the
+        broker's DR site once it is primary, or main again); the session token goes along."""
+        parts = urlsplit(base_url) if isinstance(base_url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"bad backend URL {base_url!r}: expected http(s)://host:port")
+        if self._control_url == self._base_url:
+            self._control_url = base_url.rstrip("/")
+        self._base_url = base_url.rstrip("/")
+        self._http.base_url = self._base_url + wire.API_PREFIX
+
     @property
     def token(self) -> str | None:
         return self._token

@@ -42,6 +42,10 @@ class Mode(str, Enum):
     SUSPECT = "SUSPECT"
     BACKUP = "BACKUP"
     RECOVERING = "RECOVERING"
+    # the broker's DR site is primary and takes the actions: the runtime shows the detector's
+    # ONLINE as DR while its client is aimed at the DR site (sync.runtime); the detector never
+    # decides it itself
+    DR = "DR"
 
 
 @dataclass
@@ -297,6 +301,7 @@ class Detector:
     forced_by: str | None = field(init=False, default=None)
     probe_wanted: bool = field(init=False, default=False)
     alert_pending: str | None = field(init=False, default=None)  # a monitoring alert waiting for its probe
+    fenced: str | None = field(init=False, default=None)  # why no site may take actions (split brain ...)
     transitions: list[Transition] = field(init=False, default_factory=list)
     callbacks: list[Callable[[Transition], None]] = field(init=False, default_factory=list)
 
@@ -460,10 +465,23 @@ class Detector:
         self.alert_pending = name
         return self._set(now, Mode.SUSPECT, f"monitoring alert {name}; probing", "alert")
 
+    def fence(self, now: float, reason: str) -> Transition | None:
+        """No site may take actions whatever it answers (the DR tier: both sites say primary,
+        or the only primary is at a stale epoch): BACKUP at once, held until ``unfence``."""
+        self.fenced = reason
+        self.alert_pending = None
+        return self._set(now, Mode.BACKUP, reason, "split_brain")
+
+    def unfence(self, now: float) -> None:
+        """The fence is gone; BACKUP is left by the usual rule (good answers after the dwell)."""
+        self.fenced = None
+
     # ------------------------------------------------------------------ rules
 
     def _good(self, now: float, what: str) -> Transition | None:
         self._fail_streak = 0
+        if self.fenced is not None:
+            return None  # a fenced site's answers count for nothing
         if self.alert_pending is not None:
             if what != "probe ok":  # a stream message is not the probe the alert asked for
                 return None

@@ -61,6 +61,40 @@ class SiteChoice:
     def site(self, name: str) -> Site | None:
         return next((s for s in self.sites if s.name == name), None)
 
+    def as_dict(self) -> dict:
+        """Both sites at a glance (``lifeboat status``, the screens): which one takes actions and
+        each one's word; a value not known is left out, never a null (but ``active``)."""
+
+        def known(**kw) -> dict:
+            return {k: v for k, v in kw.items() if v is not None}
+
+        rows = []
+        for s in self.sites:
+            p, answered = s.probe, s.probe.role is not None
+            rows.append(
+                known(
+                    name=s.name,
+                    url=s.url,
+                    reachable=answered,
+                    role=p.role,
+                    epoch=p.epoch,
+                    latency_ms=None if p.latency_ms is None else round(p.latency_ms, 1),
+                    following=p.following,
+                    replication_lag_s=p.replication_lag_s,
+                    error=None if answered else (p.detail or p.kind),
+                )
+            )
+        return {
+            "active": None if self.active is None else self.active.name,
+            **known(
+                split_brain=self.split_brain,
+                fenced=None if self.fenced is None else self.fenced.name,
+                highest_epoch=self.highest_epoch,
+                reason=self.reason,
+            ),
+            "sites": rows,
+        }
+
 
 def choose(sites: tuple[Site, ...], highest_seen: int = 0) -> SiteChoice:
     """Decide from one survey; ``highest_seen`` is the highest epoch seen before it."""

@@ -193,7 +193,7 @@ class Globals:
     home: Path | None
     user: str | None
     password_stdin: bool
-    dr_backend: str | None = None  # accepted and kept; nothing uses it yet
+    dr_backend: str | None = None  # the broker's DR site (console.site_config; the DR tier)
     as_json: bool = False  # the command was given --json: failures are JSON on stdout too
     password: str | None = None  # read ahead from stdin by _start_password_check
     early: object = None  # localstore.verifier.EarlyCheck
@@ -308,7 +308,7 @@ def main_callback(
             raise typer.Exit(ExitCode.USAGE)
         from console.tui import run_console  # Textual only here: other commands never import it
 
-        raise typer.Exit(run_console(backend=backend, home=home, user=user))
+        raise typer.Exit(run_console(backend=backend, home=home, user=user, dr_backend=dr_backend))
 
 
 @app.command()

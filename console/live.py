@@ -139,6 +139,8 @@ class LiveSnapshot:
     replay_done: int = 0  # entries the running pass has processed
     replay_seen: int = 0  # entries the running pass has seen so far
     probes: int = 0
+    site_url: str = ""  # where actions go now (main, or the DR site while it is primary)
+    sites: dict | None = None  # both sites as last surveyed (a DR site configured)
 
 
 # ---------------------------------------------------------------------------- the stream tap
@@ -387,7 +389,13 @@ class LiveSession:
                         on_ticks=self._ticks,
                     )
 
-                rt = Runtime(self.service.store, c, user_id=user_id, stream_factory=stream_factory)
+                rt = Runtime(
+                    self.service.store,
+                    c,
+                    user_id=user_id,
+                    stream_factory=stream_factory,
+                    dr_url=self.service.dr_url,
+                )
                 holder["rt"] = rt
                 rt.mode_callbacks.append(self._mode_changed)
                 rt.applied_seq_callbacks.append(self._committed)
@@ -506,6 +514,8 @@ class LiveSession:
             replay_done=done,
             replay_seen=seen,
             probes=rt.probes,
+            site_url=rt.client.base_url,
+            sites=None if rt.sites is None else rt.sites.as_dict(),
         )
 
     # ------------------------------------------------------------------ helpers for a face

@@ -96,12 +96,11 @@ def _data_dir(home: Path | None) -> Path:
 
 def _dr_url(g) -> str | None:
     """The DR site (console.site_config); a bad one is a usage problem (exit 2)."""
-    from console.service import DEFAULT_BACKEND
-    from console.site_config import SiteConfigError, dr_url
+    from console.service import dr_site
 
     try:
-        return dr_url(_data_dir(g.home), getattr(g, "dr_backend", None), g.backend or DEFAULT_BACKEND)
-    except SiteConfigError as exc:
+        return dr_site(g.home, getattr(g, "dr_backend", None), g.backend)
+    except ValueError as exc:
         raise UsageProblem(str(exc)) from None
 
 

@@ -23,18 +23,20 @@ with load.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from backend_client.client import BackendClient
-from backend_client.detector import Detector, Mode, Transition, probe_http_client, probe_once
+from backend_client.detector import Detector, Mode, ProbeResult, Transition, probe_http_client, probe_once
 from backend_client.errors import ProtocolError, Unavailable
+from backend_client.sites import DR, MAIN, Site, SiteChoice, choose
 from backend_client.stream import StreamClient, StreamStatus
 from contract import clock, wire
 from contract.aio import wait_event
-from localstore import mirror_store
+from localstore import console_state, mirror_store
 from localstore.db import Store
 from sync import detector_store
 from sync.bod import replace_book
@@ -73,15 +75,23 @@ class Runtime:
         probe_timeout: float = 0.8,
         user_id: str | None = None,
         verify: bool | str = True,
+        dr_url: str | None = None,
     ) -> None:
         self.store = store
         self.client = client
+        # the DR tier: the broker's DR site, if any; ``site`` is where the client is aimed now
+        # (main, or the DR site while it is the primary), ``sites`` the last survey of both
+        self.main_url = client.base_url
+        self.dr_url = dr_url.rstrip("/") if dr_url else None
+        self.site = MAIN
+        self.sites: SiteChoice | None = None
+        self._site_changed = asyncio.Event()
         self.batch_max = batch_max
         self.clock = clock
         if detector is None:
             start = Mode(mode) if mode else detector_store.read_stored_mode(store)
             detector = Detector(
-                now=clock(), initial_mode=Mode.ONLINE if start is Mode.ONLINE else Mode.BACKUP
+                now=clock(), initial_mode=Mode.ONLINE if start in (Mode.ONLINE, Mode.DR) else Mode.BACKUP
             )
         self.detector = detector
         # The stream's own silence timer only reconnects a hung stream; the detector's
@@ -116,8 +126,12 @@ class Runtime:
 
     @property
     def mode(self) -> str:
-        """The console's mode as the detector sees it now (ONLINE, SUSPECT, BACKUP, RECOVERING)."""
-        return self.detector.mode.value
+        """The console's mode as the detector sees it now (ONLINE, SUSPECT, BACKUP, RECOVERING),
+        DR while the DR site takes the actions."""
+        return self._as_site(self.detector.mode).value
+
+    def _as_site(self, mode: Mode) -> Mode:
+        return Mode.DR if mode is Mode.ONLINE and self.site == DR else mode
 
     def stop(self) -> None:
         self._stop.set()
@@ -180,12 +194,21 @@ class Runtime:
         reader: asyncio.Task | None = None
         await self._record_start()
         try:
+            if self.dr_url:  # start at whichever site is primary now
+                await self._check_sites()
             if not await self._first_snapshot():
                 return
-            self.stream = self._stream_factory(self.mirror.state.last_event_seq)
-            queue: asyncio.Queue = asyncio.Queue()
-            reader = asyncio.create_task(self._read(self.stream, queue))
-            await self._write(queue, reader)
+            while True:
+                self.stream = self._stream_factory(self.mirror.state.last_event_seq)
+                queue: asyncio.Queue = asyncio.Queue()
+                reader = asyncio.create_task(self._read(self.stream, queue))
+                await self._write(queue, reader)
+                if self._stop.is_set() or not self._site_changed.is_set():
+                    break
+                # the client now aims at another site (_switch_site): its book, then its stream
+                self._site_changed.clear()
+                await asyncio.gather(reader, return_exceptions=True)
+                await self._resnapshot_while_up(f"now at the {self.site} site")
         finally:
             if self.stream is not None:
                 self.stream.stop()
@@ -265,6 +288,13 @@ class Runtime:
 
     def _on_transition(self, change: Transition) -> None:
         """Detector callback (on the loop, at the instant of the change)."""
+        if self.site == DR:  # the detector's ONLINE is the DR site taking the actions
+            change = dataclasses.replace(
+                change,
+                from_mode=self._as_site(change.from_mode),
+                to_mode=self._as_site(change.to_mode),
+                reason=f"DR site {self.client.base_url}: {change.reason}",
+            )
         self._mode_queue.put_nowait((change, clock.utcnow()))
         log.info(
             "mode change",
@@ -359,8 +389,66 @@ class Runtime:
                 for cb in self.probe_callbacks:
                     cb(result)
                 self.detector.on_probe(self.clock(), result)
+                if self.dr_url:
+                    await self._check_sites(http, {self.site: result})
                 await self._apply_override()
                 await self._finish_recovery()
+
+    # ------------------------------------------------------------------ the DR tier
+
+    async def _check_sites(self, http=None, known: dict[str, ProbeResult] | None = None) -> None:
+        """Survey both sites (the current one's probe is reused) and follow what they say of
+        themselves: fence the detector on split brain or a stale primary, and move to the
+        other site once the current one is given up (BACKUP) and the other one is primary."""
+        known = known or {}
+        urls = {MAIN: self.main_url, DR: self.dr_url or ""}
+        probes = {}
+        for name, url in urls.items():
+            probe = known.get(name)
+            if probe is None:
+                probe = await probe_once(url, timeout=self.probe_timeout, http=http, verify=self.verify)
+            probes[name] = probe
+        sites = tuple(Site(name, urls[name], probes[name]) for name in (MAIN, DR))
+        highest = await asyncio.to_thread(console_state.highest_epoch, self.store)
+        choice = choose(sites, highest)
+        if choice.highest_epoch > highest:
+            await asyncio.to_thread(console_state.raise_epoch, self.store, choice.highest_epoch)
+        self.sites = choice
+        now = self.clock()
+        if choice.split_brain or choice.fenced is not None:
+            if self.detector.fenced != choice.reason:
+                log.error(
+                    "DR tier alarm: %s; actions go to the local journal",
+                    choice.reason,
+                    extra={"event": "split_brain" if choice.split_brain else "stale_primary"},
+                )
+            self.detector.fence(now, choice.reason)
+            return
+        if self.detector.fenced is not None:
+            log.warning("DR tier alarm cleared: %s", choice.reason, extra={"event": "sites_agree"})
+            self.detector.unfence(now)
+        target = choice.active
+        if target is None or target.name == self.site:
+            return
+        if self.detector.automatic is Mode.BACKUP or self.stream is None:
+            self._switch_site(target)
+
+    def _switch_site(self, target: Site) -> None:
+        """Aim the client (the live session's one client: the screens' actions follow) at
+        ``target``; run() takes its book and its stream."""
+        log.warning(
+            "actions now go to the %s site %s (%s)",
+            target.name,
+            target.url,
+            target.probe.detail,
+            extra={"event": "site_switch", "site": target.name, "epoch": target.probe.epoch},
+        )
+        self.client.retarget(target.url)
+        self.site = target.name
+        self._wake_probe.set()
+        if self.stream is not None:
+            self._site_changed.set()
+            self.stream.stop()
 
     async def _apply_override(self) -> None:
         try:

@@ -9,7 +9,7 @@
 The faces import from here: ``from console.service import Service, ServiceError, ...``.
 """
 
-from console.service.core import DEFAULT_BACKEND, Service
+from console.service.core import DEFAULT_BACKEND, Service, dr_site
 from console.service.errors import (
     ADVICE_LOGIN,
     ADVICE_LOGIN_OR_PASSWORD,
@@ -66,6 +66,7 @@ __all__ = [
     "StoreProblem",
     "UserReleased",
     "boundary",
+    "dr_site",
     "report_headline",
     "report_verdict",
     "sends",

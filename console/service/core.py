@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from console import eventlog
 from console.service import access, book, recovery, results, risk, trading
 from console.service.errors import ADVICE_LOGIN, ADVICE_LOGIN_OR_PASSWORD, NotLoggedIn, StoreProblem, boundary
-from console.service.results import ActionResult, LoginResult, ModeDecision
+from console.service.results import ActionResult, LoginResult, ModeDecision, sends
 from localstore.db import Store, open_store
 from localstore.errors import StoreError
 from localstore.paths import data_dir, store_path
@@ -53,6 +53,17 @@ if TYPE_CHECKING:
 
 DEFAULT_BACKEND = "http://127.0.0.1:8700"
 log = logging.getLogger("lifeboat.service")
+
+
+def dr_site(home: Path | None, given: str | None, main_url: str | None) -> str | None:
+    """The broker's DR site for a console: ``given`` (--dr-backend / its environment variable),
+    else ``[backend] dr_url`` in the console's config; ValueError with a sentence when unusable."""
+    from console.site_config import SiteConfigError, dr_url
+
+    try:
+        return dr_url(data_dir(home), given, main_url or DEFAULT_BACKEND)
+    except SiteConfigError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class Service:
@@ -257,13 +268,13 @@ class Service:
             self._mode = None
             return
         name = str(getattr(mode, "value", mode)).upper()
-        if name not in ("ONLINE", "SUSPECT", "BACKUP", "RECOVERING"):
-            raise Refused(f"unknown mode {name!r}: ONLINE, SUSPECT, BACKUP or RECOVERING", "invalid_mode")
+        if name not in ("ONLINE", "SUSPECT", "DR", "BACKUP", "RECOVERING"):
+            raise Refused(f"unknown mode {name!r}: ONLINE, SUSPECT, DR, BACKUP or RECOVERING", "invalid_mode")
         route = "ONLINE" if name == "SUSPECT" else name
         if probe is None:
             from backend_client.detector import ProbeResult
 
-            probe = ProbeResult(ok=route == "ONLINE", kind="unknown", latency_ms=None, detail="")
+            probe = ProbeResult(ok=sends(route), kind="unknown", latency_ms=None, detail="")
         self._mode = ModeDecision(route, probe, None)
         eventlog.set_context(mode=route)
 

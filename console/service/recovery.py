@@ -20,7 +20,6 @@ from contract import clock
 from localstore.paths import privacy_warnings
 
 if TYPE_CHECKING:
-    from backend_client.sites import SiteChoice
     from console.service.core import Service
     from sync.monitoring import MonitorServer
     from sync.runtime import Runtime
@@ -104,7 +103,7 @@ async def status(svc: Service, *, now: datetime | None = None) -> dict:
             "forced_by": st["forced_by"] if decision.forced else None,
             "mode_since": mode_since,
             "backend": backend,
-            "sites": None if decision.sites is None else _sites(decision.sites),
+            "sites": None if decision.sites is None else decision.sites.as_dict(),
             "backup": backup,
             "console_id": svc.store.console_id,
             "store": str(svc.store.path),
@@ -134,38 +133,6 @@ async def status(svc: Service, *, now: datetime | None = None) -> dict:
         },
         keep=("forced_mode",),
     )  # null forced_mode: no supervisor forced one (as `mode show` says)
-
-
-def _sites(choice: SiteChoice) -> dict:
-    """Both sites at a glance (the DR tier): which one takes actions, and each one's word."""
-    from sync import status
-
-    rows = []
-    for site in choice.sites:
-        p = site.probe
-        answered = p.role is not None
-        rows.append(
-            status.present(
-                name=site.name,
-                url=site.url,
-                reachable=answered,
-                role=p.role,
-                epoch=p.epoch,
-                latency_ms=None if p.latency_ms is None else round(p.latency_ms, 1),
-                following=p.following,
-                replication_lag_s=p.replication_lag_s,
-                error=None if answered else (p.detail or p.kind),
-            )
-        )
-    return status.present(
-        active=None if choice.active is None else choice.active.name,
-        split_brain=choice.split_brain,
-        fenced=None if choice.fenced is None else choice.fenced.name,
-        highest_epoch=choice.highest_epoch,
-        reason=choice.reason,
-        sites=rows,
-        keep=("active",),
-    )
 
 
 async def run_agent(

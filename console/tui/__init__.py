@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 
-def run_console(*, backend: str | None, home: Path | None, user: str | None) -> int:
+def run_console(
+    *, backend: str | None, home: Path | None, user: str | None, dr_backend: str | None = None
+) -> int:
     """Open the console against the configured backend; returns the process exit code."""
     from console.exitcodes import ExitCode
     from console.service import Service
@@ -19,9 +21,15 @@ def run_console(*, backend: str | None, home: Path | None, user: str | None) -> 
     except ConfigError as exc:
         print(f"lifeboat: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE)
+    from console.service import dr_site
     from console.shutdown import EndOnSignal, tell_unsent
 
-    service = Service(backend_url=backend, home=home, user=user)
+    try:
+        dr = dr_site(home, dr_backend, backend)
+    except ValueError as exc:
+        print(f"lifeboat: {exc}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    service = Service(backend_url=backend, home=home, user=user, dr_url=dr)
     app = LifeboatApp(service, config, user=user)
     # closing the terminal (SIGHUP) or kill (SIGTERM) ends the console within seconds
     ender = EndOnSignal(

@@ -46,6 +46,8 @@ _SECTIONS = {
     # [monitoring] is read by console/monitoring_config.py (the agent, without Textual); allowed here
     "monitoring": {"alertmanager_token_file", "metrics_port", "metrics_host"},
     # [rms] is read and checked by console/rms_config.py (sync.rms.settings); allowed here
+    # [backend] dr_url: the broker's DR site, read by console/site_config.py; allowed here
+    "backend": {"dr_url"},
     "rms": None,
 }
 

@@ -79,7 +79,7 @@ class DealerSession:
     @property
     def _action_password(self) -> str | None:
         """Online with a kept token: the token.  Otherwise the password from the login."""
-        if self.mode in ("ONLINE", "SUSPECT") and self.token_kept:
+        if self.mode in ("ONLINE", "SUSPECT", "DR") and self.token_kept:
             return None
         return self._password
 
@@ -138,6 +138,8 @@ class DealerSession:
                 "role": self.identity.role,
                 "how": self.identity.how,
             }
+        if live.sites is not None:
+            st["sites"] = live.sites
         if live.hosted:
             st["runtime"] = {
                 "connected": live.connected,

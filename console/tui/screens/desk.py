@@ -480,7 +480,10 @@ class DeskScreen(Screen):
             self.query_one(StatusBar).show(self.status)
 
     def set_mode(self, msg: ModeChanged) -> None:
-        self.query_one(ModeBanner).mode = msg.mode
+        banner = self.query_one(ModeBanner)
+        if msg.mode == "DR":  # which DR site (the status bar says since when)
+            banner.reason = self.app.live.snapshot().site_url
+        banner.mode = msg.mode
         self.query_one(StatusBar).show(mode_since=msg.at)
         self.show_price_ages()  # BACKUP: every price carries its age from now on
         if msg.mode in ("BACKUP", "RECOVERING"):

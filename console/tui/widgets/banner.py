@@ -1,6 +1,7 @@
 """The mode banner: one line, always on screen, impossible to misread.
 
-ONLINE green, SUSPECT amber, BACKUP red, RECOVERING amber with the replay progress,
+ONLINE green, DR blue (the broker's DR site takes the actions; which one, since when),
+SUSPECT amber, BACKUP red, RECOVERING amber with the replay progress,
 UNAVAILABLE (main down and no valid grant or book here: nothing can be journaled) magenta.
 The text says what the mode means for the dealer's next action, not only its name.
 """
@@ -12,6 +13,7 @@ from textual.widgets import Static
 
 MEANING = {
     "ONLINE": "orders go to the main system",
+    "DR": "main is down: orders go to the broker's DR site",
     "SUSPECT": "main is late answering; not switched yet",
     "BACKUP": "main is down: actions are journaled locally (reduce-only unless allowed)",
     "RECOVERING": "main is back: replaying the journal, new actions queue behind it",
@@ -28,6 +30,8 @@ class ModeBanner(Static):
         extra = f"  replay {self.progress}" if self.mode == "RECOVERING" and self.progress else ""
         if self.mode == "UNAVAILABLE" and self.reason:
             extra = f" ({self.reason.split('backup not possible here: ', 1)[-1]})"
+        if self.mode == "DR" and self.reason:
+            extra = f" ({self.reason})"  # the site and since when
         return f" {self.mode}  -  {MEANING.get(self.mode, '')}{extra}"
 
     def watch_mode(self, old: str, new: str) -> None:

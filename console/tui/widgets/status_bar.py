@@ -51,6 +51,17 @@ class StatusBar(Static):
                 if probe.get("ok") and probe.get("latency_ms") is not None
                 else f"main down ({probe.get('kind', '?')})"
             )
+        sites = st.get("sites") or {}
+        for s in sites.get("sites", ()):  # the DR tier: the other site too, at a glance
+            if s["name"] == "dr":
+                parts.append(
+                    f"DR {s['role']} e{s['epoch']}"
+                    + (f" lag {s['replication_lag_s']:g} s" if s.get("replication_lag_s") is not None else "")
+                    if s["reachable"]
+                    else "DR down"
+                )
+        if sites.get("split_brain") or sites.get("fenced"):
+            parts.append(f"ALARM {sites.get('reason', '')}")
         if "journal_depth" in st:
             parts.append(f"journal {st['journal_depth']}")
         parts.append(f"replay {st.get('replay', 'idle')}")
