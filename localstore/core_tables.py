@@ -324,6 +324,9 @@ journal = Table(
     # entry means the process died between the durable commit and the answer: on
     # restart it is shown as "committed, never acknowledged" (it is still replayed).
     Column("acknowledged_at", UtcDateTime),
+    # the site (base URL) the last attempt was sent to (revision 0007, the DR tier): an answer
+    # lost there is not settled by the other site's "not found"
+    Column("sent_to", String(2048)),
     Index("ix_journal_state_seq", "state", "seq"),
     # the backup checks read a position's unfinished intents on every action (revision 0003)
     Index("ix_journal_position", "client_id", "exchange", "symbol", "product"),

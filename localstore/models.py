@@ -224,6 +224,7 @@ class JournalEntry(Base):
     updated_at: Mapped[datetime]  # stamped by every flush that changes the row (below)
     # when the person or script was told "accepted" (NULL: committed, never acknowledged)
     acknowledged_at: Mapped[datetime | None]
+    sent_to: Mapped[str | None]
 
 
 @event.listens_for(JournalEntry, "before_update")

@@ -47,6 +47,7 @@ _MOVE = (
         ),
         main_order_id=func.coalesce(bindparam("b_main_order_id", type_=String), _J.c.main_order_id),
         attempts=_J.c.attempts + bindparam("b_sent", type_=Integer),
+        sent_to=func.coalesce(bindparam("b_sent_to", type_=String), _J.c.sent_to),
     )
 )
 
@@ -209,6 +210,7 @@ class Move:
     keep_reason: bool
     main_order_id: str | None
     sent: bool
+    sent_to: str | None = None  # the site a SENT goes to (its base URL)
 
 
 def move_entries(
@@ -227,6 +229,7 @@ def move_entries(
             "b_keep_reason": int(m.keep_reason),
             "b_main_order_id": m.main_order_id,
             "b_sent": int(m.sent),
+            "b_sent_to": m.sent_to,
         }
         for m in moves
     ]

@@ -473,7 +473,11 @@ class Replayer:
     ) -> EntryOutcome | None:
         sent = state is JournalState.SENT
         # SENT keeps the reason (a supervisor's release); it counts an attempt
-        await self._commit(replay_store.Move(e["seq"], state, reason, sent, main_order_id, sent))
+        await self._commit(
+            replay_store.Move(
+                e["seq"], state, reason, sent, main_order_id, sent, self.client.base_url if sent else None
+            )
+        )
         e["state"] = state.value
         self._step()
         if state is JournalState.SENT:
@@ -574,7 +578,17 @@ class Replayer:
                     order.order_id,
                 )
             except be.NotFound:
-                pass  # never reached main: safe to send now
+                sent_to = e.get("sent_to")
+                if sent_to and sent_to != self.client.base_url:
+                    # sent to another site (main, before the switch to the DR site) and its answer
+                    # lost: "not here" may only mean replication had not carried it there
+                    return await self._move(
+                        e,
+                        JournalState.HELD,
+                        f"outcome unknown: sent to {sent_to}, whose answer was lost, and not found on "
+                        f"{self.client.base_url} (replication may not have carried it): a person decides",
+                    )
+                # never reached the site it was sent to: safe to send now
         why = self._stale(e, main_date, stale_after)
         if why:
             return await self._move(e, JournalState.HELD, f"stale: {why}")

@@ -80,6 +80,17 @@ async def place(
     )
     try:
         res = await c.place_order(req)
+    except be.Unavailable as exc:
+        if not exc.sent:
+            raise
+        # it may have reached the site: never placed again blind (a switch to the DR site included)
+        raise be.Unavailable(
+            f"order {coid} may have reached {c.base_url} but no answer came ({exc.message}): look it up "
+            f"by its client_order_id before placing it again (`lifeboat orders --client {t.client_id}`)",
+            kind=exc.kind,
+            status=exc.status,
+            sent=True,
+        ) from exc
     finally:
         _audit(
             store,

@@ -9,21 +9,23 @@ client_order_id twice, none missing.
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from backend_client.client import BackendClient
 from backend_client.detector import Detector, Mode
 from contract import clock
 from localstore.db import open_store
-from localstore.models import ConsoleState, JournalEntry, JournalKind
+from localstore.models import ConsoleState, JournalEntry, JournalKind, JournalState
 from sync.runtime import Runtime
 from tests.cli_env import enrolled_for_test, raw_get, raw_session
 from tests.integration.test_detector_live import PASSWORD, AgentThread
 from tests.integration.test_mainsim_dr import caught_up, health, orders_in, standby_args, supervisor
-from tests.mainsim_support import API
+from tests.mainsim_support import API, Desk, order_body
 
 
 class DrAgent(AgentThread):
@@ -54,6 +56,11 @@ def stored_mode(store) -> str:
         return s.get(ConsoleState, 1).mode
 
 
+def entry_states(store) -> dict[str, tuple[JournalState, str | None]]:
+    with store.read() as s:
+        return {e.client_order_id: (e.state, e.state_reason) for e in s.scalars(select(JournalEntry))}
+
+
 def unique_everywhere(*sims) -> None:
     for sim in sims:
         orders_in(sim.db)  # asserts no client_order_id twice in that database
@@ -70,6 +77,11 @@ def test_dr_promoted_split_brain_replay_at_dr_and_the_switch_back(sim_factory, t
     try:
         agent.wait_for(lambda r: r.sites is not None and r.sites.active is not None, "sites surveyed")
         assert agent.runtime.mode == "ONLINE" and agent.runtime.sites.active.name == "main"
+        # an order that reached main just before the disaster, its answer lost: replicated to DR
+        desk = Desk(main.url, "dealer1")
+        inst = next(i for (ex, _), i in sorted(desk.instruments().items()) if ex == "NSE")
+        in_flight = order_body(resting["client_id"], inst, quantity=1, client_order_id="DR-INFLIGHT-1")
+        assert desk.post_order(**in_flight).status_code == 201
         caught_up(dr, list(orders_in(main.db)))
 
         # the disaster: main killed, the broker promotes the DR site
@@ -92,6 +104,25 @@ def test_dr_promoted_split_brain_replay_at_dr_and_the_switch_back(sim_factory, t
         time.sleep(2.5)  # past the dwell and the rise: a fenced runtime stays in BACKUP
         assert agent.runtime.mode == "BACKUP"
         with store.write() as s:  # an action while no site may take it: the journal
+            for coid in ("DR-INFLIGHT-1", "DR-LOST-1"):  # sent to main, answers lost at the switch
+                s.add(
+                    JournalEntry(
+                        kind=JournalKind.PLACE,
+                        client_order_id=coid,
+                        client_id=resting["client_id"],
+                        exchange=inst["exchange"],
+                        symbol=inst["symbol"],
+                        product="MIS",
+                        payload=json.dumps({"side": "BUY", "quantity": 1, "order_type": "MARKET"}),
+                        state=JournalState.SENT,
+                        sent_to=main.url,
+                        attempts=1,
+                        user_id="dealer1",
+                        mode="ONLINE",
+                        trading_date=clock.today_ist(),
+                        console_id=store.console_id,
+                    )
+                )
             s.add(
                 JournalEntry(
                     kind=JournalKind.CANCEL,
@@ -113,6 +144,12 @@ def test_dr_promoted_split_brain_replay_at_dr_and_the_switch_back(sim_factory, t
             lambda r: raw_get(dr.url, dr_token, f"/orders/{resting['order_id']}")["status"] == "CANCELLED",
             "the journaled cancel replayed at the DR site",
         )
+        # in flight at the switch: found on DR by its client_order_id (replicated), so not sent
+        # again; the one replication had not carried is held for a person, never sent a second way
+        states = entry_states(store)
+        assert states["DR-INFLIGHT-1"][0] is JournalState.APPLIED, states
+        assert states["DR-LOST-1"][0] is JournalState.HELD and "outcome unknown" in states["DR-LOST-1"][1]
+        assert "DR-LOST-1" not in orders_in(dr.db) and list(orders_in(dr.db)).count("DR-INFLIGHT-1") == 1
         unique_everywhere(main, dr)
 
         # the planned switch-back: main comes back as a standby of DR, catches up, is promoted,
