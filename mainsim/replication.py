@@ -432,11 +432,6 @@ class Follower:
             raise Resnapshot(f"the primary's epoch is now {epoch}")
         self.head = max(self.head, head)
         if kind == "heartbeat":
-            nxt = msg.get("next_at")
-            self.pending_at = None
-            if self.applied < self.head and isinstance(nxt, str) and len(nxt) <= 40:
-                with contextlib.suppress(ValueError):
-                    self.pending_at = datetime.fromisoformat(nxt)
             return
         if kind != "rows":
             raise ReplicationError(f"unknown log message type {str(kind)[:40]!r}")
@@ -447,7 +442,11 @@ class Follower:
         self.site.store.apply_rows(checked)
         self.applied = checked[-1][0]
         self.last_applied_at = datetime.fromisoformat(checked[-1][1])
-        self.pending_at = None
+        # the commit time of the next row, which the primary sends when it holds more (catching up)
+        nxt, self.pending_at = msg.get("next_at"), None
+        if self.applied < self.head and isinstance(nxt, str) and len(nxt) <= 40:
+            with contextlib.suppress(ValueError):
+                self.pending_at = datetime.fromisoformat(nxt)
         self.site.metrics_applied(self.applied)
 
 
@@ -726,14 +725,18 @@ async def _send_log(ws: WebSocket, site: Site, after: int) -> None:
                         break
                     batch.append([lsn, at, body])
                     size += len(body)
-                await ws.send_text(json.dumps({"type": "rows", "epoch": epoch, "head": head, "rows": batch}))
-                sent = int(batch[-1][0])
+                end = int(batch[-1][0])
+                next_at = store.rlog_at(end + 1) if end < head else None  # the lag of a follower catching up
+                await ws.send_text(
+                    json.dumps(
+                        {"type": "rows", "epoch": epoch, "head": head, "rows": batch, "next_at": next_at}
+                    )
+                )
+                sent = end
                 continue
             now = time.monotonic()
             if now - last_beat >= site.heartbeat_s:
-                await ws.send_text(
-                    json.dumps({"type": "heartbeat", "epoch": epoch, "head": head, "next_at": None})
-                )
+                await ws.send_text(json.dumps({"type": "heartbeat", "epoch": epoch, "head": head}))
                 last_beat = now
             await site.wakeup.wait(site.heartbeat_s - (time.monotonic() - last_beat))
         await ws.close(code=1001)

@@ -10,10 +10,13 @@ The row checks a standby makes before it applies anything are tested directly to
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -344,3 +347,57 @@ def test_soak_failover_cycles_under_activity(sim_factory):
         for sql in ("SELECT trade_id, data FROM trades", "SELECT seq, body FROM events"):
             assert table(primary.db, sql) <= table(standby.db, sql), (epoch, sql)
         assert health(primary).json()["epoch"] == epoch
+
+
+# ----------------------------------------------------------------------------- a hostile primary
+@pytest.fixture
+def tampering_primary(tmp_path, monkeypatch):
+    """A real mainsim app served in this process (uvicorn in a thread) whose replication log sends,
+    after the real snapshot, a row that is not one of mainsim's statements: what a compromised
+    or broken primary could send.  Yields (url, the row's LSN)."""
+    import uvicorn
+
+    from mainsim import replication, witness
+    from mainsim.api import create_app
+    from mainsim.server import SimConfig, build
+
+    sim, store = build(SimConfig(db=tmp_path / "hostile.db"))
+    app = create_app(sim)
+    witness.install(app, sim.auth, store)
+    replication.install(app, sim, sim.dr)
+    bad_lsn = store.head_lsn() + 1
+
+    async def tampered_log(ws, _site, after):
+        row = [bad_lsn, "2026-01-05T04:00:00+00:00", json.dumps([["x", "DROP TABLE orders", []]])]
+        await ws.send_text(json.dumps({"type": "rows", "epoch": 0, "head": bad_lsn, "rows": [row]}))
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(replication, "_send_log", tampered_log)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, log_level="warning", ws="websockets-sansio", lifespan="on", timeout_graceful_shutdown=1
+        )
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_for("the in-process primary", lambda: server.started)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", bad_lsn
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        store.close()
+
+
+def test_a_row_that_is_not_a_mainsim_statement_is_refused_and_nothing_applied(tampering_primary, sim_factory):
+    url, bad_lsn = tampering_primary
+    standby = sim_factory(extra_args=standby_args(url))
+    log = standby.workdir / "mainsim.log"
+    wait_for("the refusal in the log", lambda: "a statement mainsim never runs" in log.read_text())
+    assert "DROP TABLE orders" in log.read_text()
+    rows = table(standby.db, "SELECT COALESCE(MAX(lsn), 0) FROM rlog")
+    assert rows == {(bad_lsn - 1,)}  # the snapshot's LSN: the bad row was not applied
+    assert orders_in(standby.db)  # and the orders table is there, with the seed's orders
+    assert health(standby).json()["replication_lag_s"] > 0  # never caught up with a row it refused
