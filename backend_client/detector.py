@@ -261,7 +261,7 @@ class Transition:
     by: str | None = None  # the supervisor, for a forced change
     # why, as one of a few fixed words (metrics label it): silence, heartbeat_late,
     # heard_again, main_answers, main_back, replay_done, failure_<kind>, alert, forced,
-    # released, start
+    # released, start, split_brain (fence), site_switch (the DR tier)
     cause: str = "other"
 
 
@@ -471,6 +471,18 @@ class Detector:
         self.fenced = reason
         self.alert_pending = None
         return self._set(now, Mode.BACKUP, reason, "split_brain")
+
+    def switched_site(self, now: float, reason: str) -> Transition | None:
+        """The runtime aimed its client at another site that says it is primary (the DR tier):
+        that is the broker's declaration, not a flapping link, so there is no dwell to wait out.
+        RECOVERING at once (whatever was journaled goes to the new site first), judged by probes
+        until the new site's stream connects."""
+        self.fenced = None
+        self.alert_pending = None
+        self._fail_streak = self._good_streak = 0
+        self._last_up = self._last_message = now
+        self._stream_up = False
+        return self._set(now, Mode.RECOVERING, reason, "site_switch")
 
     def unfence(self, now: float) -> None:
         """The fence is gone; BACKUP is left by the usual rule (good answers after the dwell)."""

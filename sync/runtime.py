@@ -445,6 +445,9 @@ class Runtime:
         )
         self.client.retarget(target.url)
         self.site = target.name
+        self.detector.switched_site(
+            self.clock(), f"the {target.name} site {target.url} is primary (epoch {target.probe.epoch})"
+        )
         self._wake_probe.set()
         if self.stream is not None:
             self._site_changed.set()

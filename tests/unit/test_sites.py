@@ -91,3 +91,36 @@ def test_health_dr_fields_are_read(body, fields):
 def test_a_malformed_dr_field_is_refused(body):
     with pytest.raises((ValueError, TypeError)):
         _site_fields(body)
+
+
+# ---------------------------------------------------------------- the detector's side of the DR tier
+
+OK_PROBE = ProbeResult(True, "ok", 1.0, "ok", date(2026, 1, 5), "primary", 1)
+
+
+def test_a_fenced_detector_stays_in_backup_whatever_the_site_answers():
+    from backend_client.detector import Detector, Mode
+
+    d = Detector(now=0.0, min_dwell=1.0, rise_probes=2)
+    change = d.fence(0.1, "split brain: both sites say they are primary")
+    assert change is not None and change.to_mode is Mode.BACKUP and change.cause == "split_brain"
+    for i in range(10):  # well past the dwell and the rise threshold
+        d.on_probe(2.0 + i, OK_PROBE)
+        d.on_message(2.0 + i)
+    assert d.mode is Mode.BACKUP and "split brain" in d.reason
+    d.unfence(20.0)
+    d.on_probe(20.1, OK_PROBE)
+    d.on_probe(20.2, OK_PROBE)
+    assert d.mode is Mode.RECOVERING  # the usual rule once the sites agree
+
+
+def test_a_switch_to_the_promoted_site_needs_no_dwell():
+    from backend_client.detector import Detector, Mode
+
+    d = Detector(now=0.0, min_dwell=5.0)
+    d.on_probe(0.1, ProbeResult(False, "refused", None, "connection refused"))
+    d.on_probe(0.2, ProbeResult(False, "refused", None, "connection refused"))
+    assert d.mode is Mode.BACKUP
+    change = d.switched_site(0.3, "the dr site is primary (epoch 1)")
+    assert change is not None and change.to_mode is Mode.RECOVERING and change.cause == "site_switch"
+    assert d.replay_done(0.4).to_mode is Mode.ONLINE  # well inside the 5 s dwell
