@@ -91,6 +91,10 @@ class NotFollowable(ReplicationError):
     """The site named by --follow is not a primary this standby may follow (a standby, a lower epoch)."""
 
 
+class Unreachable(Exception):
+    """The primary answers, but not as a site that serves (a proxy's 502/503, a hang-up)."""
+
+
 class Resnapshot(Exception):
     """The primary no longer holds the rows after our LSN, or its history changed: a new snapshot."""
 
@@ -285,14 +289,13 @@ class Follower:
                 except Resnapshot as why:
                     log.warning("standby: a new base snapshot from %s is needed: %s", self.cfg.url, why)
                     self.snapshot_epoch = None
-                    self.connected = False
-                    continue
+                    backoff = BACKOFF_MIN_S
                 except NotFollowable as exc:
                     self._failed(f"will not follow {self.cfg.url}: {exc}", logging.ERROR)
                 except ReplicationError as exc:
                     self._failed(f"refused a reply of {self.cfg.url}: {exc}", logging.ERROR)
                     self.snapshot_epoch = None
-                except (httpx.HTTPError, OSError, TimeoutError) as exc:
+                except (httpx.HTTPError, OSError, TimeoutError, Unreachable) as exc:
                     self._failed(f"primary {self.cfg.url} unreachable: {type(exc).__name__} {exc}")
                 except Exception as exc:  # noqa: BLE001 - the websocket library's errors among them
                     self._failed(f"lost the primary {self.cfg.url}: {type(exc).__name__} {exc}")
@@ -319,6 +322,8 @@ class Follower:
         """Check the site is a primary we may follow and log in: (token, its epoch)."""
         status, body = await self._get_small(http, "GET", f"{API_PREFIX}/health")
         self._contact()
+        if status in (502, 503, 504):
+            raise Unreachable(f"/health answered {status}")
         try:
             health = wire.Health.model_validate_json(body)
         except ValueError:
@@ -387,6 +392,7 @@ class Follower:
             self.snapshot_epoch = epoch
             self.applied = self.head = lsn
             self.last_applied_at = None
+            self.site.metrics_applied(lsn)
             log.warning(
                 "standby: installed a base snapshot of %s at LSN %d (epoch %d)", self.cfg.url, lsn, epoch
             )
@@ -616,12 +622,11 @@ class Site:
     async def demote(self, url: str, by: str) -> None:
         async with self._switching:
             self.state.role = "standby"  # from now on every trading call is 503 standby
+            self.store.writable = False  # and nothing of its own is written (only what it replicates)
             self.state.following = url
-            self.state.synced = False
             self.store.set_site({"role": "standby", "following": url})
             await self._stop_tasks()
             self.sim.hub.close_all()
-            self.store.writable = False
             log.warning("DEMOTED to standby by %s at epoch %d: following %s", by, self.state.epoch, url)
             self._start_follower(url)
 
