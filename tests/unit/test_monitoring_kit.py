@@ -339,6 +339,10 @@ def test_every_metric_the_dashboard_queries_is_served_and_the_desk_sees_what_it_
         "lifeboat_reconciliation_mismatches",
         "lifeboat_mirror_staleness_seconds",
         "lifeboat_offline_logins_total",
+        # the main and DR sites: role, epoch, replication lag
+        "mainsim_site_primary",
+        "mainsim_site_epoch",
+        "mainsim_replication_lag_seconds",
     }
     mode_query = next(q for q in _dashboard_queries(_dashboard()) if "lifeboat_mode{" in q)
     assert all(f'mode="{m}"' in mode_query for m in MODES)
