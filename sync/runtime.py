@@ -378,7 +378,7 @@ class Runtime:
     async def _probe_loop(self) -> None:
         async with probe_http_client(verify=self.verify) as http:
             while not self._stop.is_set():
-                await wait_event(self._wake_probe, self.detector.probe_interval)
+                await wait_event(self._wake_probe, self._probe_pause())
                 self._wake_probe.clear()
                 if self._stop.is_set():
                     return
@@ -395,6 +395,16 @@ class Runtime:
                 await self._finish_recovery()
 
     # ------------------------------------------------------------------ the DR tier
+
+    # how often both sites are surveyed while no site takes actions (BACKUP): a promotion of
+    # the DR site is seen within this (P11: promotion seen -> first leg accepted, bench_dr_failover)
+    SURVEY_INTERVAL_BACKUP_S = 0.2
+
+    def _probe_pause(self) -> float:
+        pause = self.detector.probe_interval
+        if self.dr_url and self.detector.automatic is Mode.BACKUP:
+            pause = min(pause, self.SURVEY_INTERVAL_BACKUP_S)
+        return pause
 
     async def _check_sites(self, http=None, known: dict[str, ProbeResult] | None = None) -> None:
         """Survey both sites (the current one's probe is reused) and follow what they say of
