@@ -37,7 +37,6 @@ def _fingerprints(keys: dict[str, str]) -> dict[str, str]:
 
 async def login(svc: Service, user_id: str, password: str) -> LoginResult:
     svc.user = user_id
-    await svc.to_primary()
     try:
         async with svc.any_client() as c:
             return await login_on(svc, c, user_id, password)

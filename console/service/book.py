@@ -32,7 +32,6 @@ async def sync_bod(svc: Service, password: str | None = None) -> BodResult:
     from sync.bod import replace_book
 
     user = svc.current_user()
-    await svc.to_primary()
     try:
         async with svc.session_client(password) as c:
             snap = await c.bod()

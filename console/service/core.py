@@ -163,6 +163,7 @@ class Service:
         if bound is not None:
             yield bound
             return
+        await self.to_primary()  # with a DR site: whichever site is primary now
         async with self.client() as c:
             yield c
 
@@ -253,7 +254,8 @@ class Service:
 
     async def to_primary(self) -> None:
         """With a DR site configured, aim this service's requests at whichever site is primary
-        now (login, BOD: they work against either site); without one, nothing to do."""
+        now (every request through ``any_client``: login, BOD, book reads, replay); without
+        one, nothing to do."""
         if self.dr_url and self.bound_client() is None:
             await self.decide_mode()
 

@@ -162,7 +162,6 @@ async def replay(svc: Service, password: str | None = None, *, wait_s: float = 0
     from sync.reconcile import reconcile
     from sync.replay import Replayer
 
-    await svc.to_primary()  # with a DR site: replayed to whichever site is primary
     try:
         async with svc.session_client(password) as c:
             result = await Replayer(svc.store, c).run(wait_s=wait_s)

@@ -80,17 +80,18 @@ async def place(
     )
     try:
         res = await c.place_order(req)
-    except be.Unavailable as exc:
-        if not exc.sent:
+    except (be.Unavailable, be.ProtocolError) as exc:
+        if isinstance(exc, be.Unavailable) and not exc.sent:
             raise
-        # it may have reached the site: never placed again blind (a switch to the DR site included)
-        raise be.Unavailable(
-            f"order {coid} may have reached {c.base_url} but no answer came ({exc.message}): look it up "
-            f"by its client_order_id before placing it again (`lifeboat orders --client {t.client_id}`)",
-            kind=exc.kind,
-            status=exc.status,
-            sent=True,
-        ) from exc
+        # it may have reached the site (sent, and no answer or an unreadable one): never placed
+        # again blind, a switch to the DR site included
+        exc.message = (
+            f"order {coid} may have reached {c.base_url} but no readable answer came ({exc.message}): "
+            f"look it up by its client_order_id before placing it again "
+            f"(`lifeboat orders --client {t.client_id}`)"
+        )
+        exc.args = (exc.message,)
+        raise
     finally:
         _audit(
             store,

@@ -184,3 +184,83 @@ def test_main_killed_dr_promoted_the_cli_acts_at_dr_and_a_stale_main_is_fenced(s
     )
     assert again["mode"] == "BACKUP" and again["outcome"] == "journaled", again
     assert not {leg["client_order_id"] for leg in again["legs"]} & set(orders_in(main.db))
+
+
+def test_answers_lost_at_the_switch_are_looked_up_at_dr_and_the_squareoff_never_overshoots(
+    sim_factory, cli_factory
+):
+    """Main takes a square-off leg and an order, but their answers are lost (the hostile proxy
+    forwards the request and spoils the reply); then main dies and the DR site is promoted.
+    The order is found on DR by its client_order_id (replicated), and the square-off run again
+    at DR is computed from DR's live positions: the position already squared is not sold again."""
+    import httpx
+
+    from tests.cli_env import raw_get, raw_session
+    from tests.hostile_proxy import ThreadedHostileProxy
+    from tests.integration.test_mainsim_dr import caught_up, orders_in, standby_args, supervisor
+    from tests.mainsim_support import API
+
+    main = sim_factory()
+    dr = sim_factory(extra_args=standby_args(main.url))
+    with ThreadedHostileProxy(main.url) as proxy:
+        cli = ready_console(cli_factory, type("Via", (), {"url": proxy.url})())
+        cli.extra_env.update(LIFEBOAT_DR_BACKEND_URL=dr.url, LIFEBOAT_REQUEST_DEADLINE_S="3")
+        client = clients_of(cli)[0]
+        exch, symbol, product, _net = a_long_position(cli, client)
+        proxy.misbehave("/orders", "not_http", method="POST", forward=True)  # main acts, the answer is lost
+        placed = cli(
+            "--password-stdin",
+            "order",
+            "place",
+            "--client",
+            client,
+            "--exchange",
+            exch,
+            "--symbol",
+            symbol,
+            "--side",
+            "SELL",
+            "--quantity",
+            "1",
+            "--product",
+            product,
+            "--type",
+            "MARKET",
+            "--yes",
+            "--json",
+            stdin=PASSWORD + "\n",
+        )
+        assert placed.returncode == 5, (placed.stdout, placed.stderr)
+        message = placed.json()["error"]["message"]
+        assert "may have reached" in message and "look it up" in message, message
+        coid = message.split("order ", 1)[1].split(" ", 1)[0]
+        first = cli(
+            "--password-stdin", "squareoff", "--client", client, "--yes", "--json", stdin=PASSWORD + "\n"
+        )
+        assert first.returncode == 5, (first.stdout, first.stderr)
+        legs = first.json()["legs"]
+        assert legs[0]["outcome"] == "unknown", legs  # sent; main may have it
+        lost_leg = legs[0]
+        caught_up(dr, list(orders_in(main.db)))
+    main.kill()
+    r = httpx.post(f"{dr.url}{API}/admin/promote", headers=supervisor(dr), timeout=10)
+    assert r.status_code == 200, r.text
+
+    # the order whose answer was lost is on DR, once: the dealer looks it up, nothing is re-sent
+    on_dr = orders_in(dr.db)
+    assert coid in on_dr and lost_leg["client_order_id"] in on_dr
+    mine = cli("orders", "--client", client, "--json").ok().json()
+    assert [o["client_order_id"] for o in mine].count(coid) == 1
+
+    second = (
+        cli("--password-stdin", "squareoff", "--client", client, "--yes", "--json", stdin=PASSWORD + "\n")
+        .ok()
+        .json()
+    )
+    assert second["mode"] == "DR", second
+    assert lost_leg["symbol"] not in {leg["symbol"] for leg in second["legs"]}  # already squared: not again
+    token = raw_session(dr.url, "dealer1")["access_token"]
+    rows = raw_get(dr.url, token, "/positions", client_id=client)
+    assert rows and all(p["net_quantity"] == 0 for p in rows), rows  # flat, never short of it
+    unique = orders_in(dr.db)  # no client_order_id twice (asserted inside), none of ours missing
+    assert {leg["client_order_id"] for leg in second["legs"]} <= set(unique)
