@@ -31,16 +31,17 @@ from tests.mainsim_support import API, Desk, order_body
 class DrAgent(AgentThread):
     """AgentThread's runtime with the DR site configured (as `lifeboat agent --dr-backend`)."""
 
-    def __init__(self, store, url: str, dr_url: str, **kw):
+    def __init__(self, store, url: str, dr_url: str, token: str | None = None, **kw):
         super().__init__(store, url, **kw)
-        self.dr_url = dr_url
+        self.dr_url, self.token = dr_url, token  # a token: the session kept from an earlier login
 
     async def _run(self) -> None:
         import asyncio
 
         self._loop = asyncio.get_running_loop()
-        async with BackendClient(self.url) as client:
-            await client.login(self.user, PASSWORD)
+        async with BackendClient(self.url, token=self.token) as client:
+            if self.token is None:
+                await client.login(self.user, PASSWORD)
             detector = Detector(now=time.monotonic(), min_dwell=self.min_dwell)
             runtime = Runtime(self.store, client, detector=detector, user_id=self.user, dr_url=self.dr_url)
             runtime.mode_callbacks.append(self.changes.append)
@@ -68,6 +69,20 @@ def unique_everywhere(*sims) -> None:
 
 @pytest.mark.timeout(180)
 def test_dr_promoted_split_brain_replay_at_dr_and_the_switch_back(sim_factory, tmp_path):
+    the_story(sim_factory, tmp_path)
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(900)
+def test_the_dr_story_again_and_again(sim_factory, tmp_path):
+    """The soak: the whole story (promotion, a restart at DR, split brain, journal replayed at
+    DR, lost answers at the switch, switch-back) ten times, each on new sites and a new store."""
+    for n in range(10):
+        (tmp_path / f"round{n}").mkdir()
+        the_story(sim_factory, tmp_path / f"round{n}")
+
+
+def the_story(sim_factory, tmp_path) -> None:
     main = sim_factory()
     dr = sim_factory(extra_args=standby_args(main.url))
     token = raw_session(main.url, "dealer1")["access_token"]
@@ -96,6 +111,14 @@ def test_dr_promoted_split_brain_replay_at_dr_and_the_switch_back(sim_factory, t
         agent.wait_for(lambda r: any(c.to_mode is Mode.DR for c in agent.changes), "DR announced")
         agent.wait_for(lambda r: r.status.connected, "stream at the DR site")
         assert any("DR site" in c.reason for c in agent.changes if c.to_mode is Mode.DR)
+
+        # the console restarted in the middle (its session kept): back at the DR site by itself
+        agent.stop()
+        assert agent.error is None
+        kept = raw_session(dr.url, "dealer1")["access_token"]
+        agent = DrAgent(store, main.url, dr.url, token=kept, min_dwell=1.0).start()
+        agent.wait_shown("DR")
+        assert agent.runtime.site == "dr" and agent.runtime.client.base_url == dr.url
 
         # main restarted by mistake as a primary at its old epoch: split brain, held in BACKUP
         main.start()
