@@ -388,11 +388,16 @@ def demo(
         None, "--report", help="Where --drill writes its report (default: --dir)."
     ),
     headless: bool = typer.Option(False, "--headless", hidden=True, help="No screen (tests, CI)."),
+    dr: bool = typer.Option(
+        False,
+        "--dr",
+        help="With --drill: the DR drill (a DR site beside main; main lost, DR promoted, DR lost, switch-back).",
+    ),
 ) -> None:
     """mainsim on loopback with demo data and the console logged in (ctrl+o: outage)."""
     from console.cmd_demo import run_demo
 
-    raise typer.Exit(run_demo(drill=drill, data_dir=directory, report_dir=report, headless=headless))
+    raise typer.Exit(run_demo(drill=drill, data_dir=directory, report_dir=report, headless=headless, dr=dr))
 
 
 @app.command()

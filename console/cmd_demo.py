@@ -1,4 +1,8 @@
-"""`lifeboat demo [--drill]`: start mainsim, open the demo console, stop mainsim on the way out.
+"""`lifeboat demo [--drill [--dr]]`: start mainsim, open the demo console, stop mainsim on the way out.
+
+``--drill --dr`` starts a second mainsim too, the broker's DR site (a standby following
+main: dr.db, dr.log in the data dir), and plays the DR drill (console/tui/drill.py,
+DRDrillDriver) with the console configured with both sites.
 
 Why apart from console/demo.py: this is the command's lifecycle (flags, messages on
 stderr, exit codes, signals) around the pieces; it is imported only when `demo` runs,
@@ -29,6 +33,7 @@ def run_demo(
     data_dir: Path | None,
     report_dir: Path | None,
     headless: bool = False,
+    dr: bool = False,
     activity: float | None = None,
     pause_s: float | None = None,
     linger_s: float | None = None,
@@ -45,6 +50,9 @@ def run_demo(
     from console.shutdown import EndOnSignal
     from console.tui.config import ConfigError, load_config
 
+    if dr and not drill:
+        _say("--dr plays the DR drill: use it with --drill")
+        return int(ExitCode.USAGE)
     try:
         data = make_data_dir(data_dir)
     except DemoError as exc:
@@ -73,9 +81,28 @@ def run_demo(
         _say(str(exc))
         return int(ExitCode.UNAVAILABLE)
     _say(f"mainsim ready at {backend.url} (pid {backend.pid}); opening the console as dealer1")
+    site = None
+    if dr:  # the broker's DR site: a standby following main, its own database and log
+        site = DemoBackend(
+            data,
+            activity=backend.activity,
+            name="dr",
+            extra_args=["--role", "standby", "--follow", backend.url],
+        )
+        _say("starting the DR site (mainsim standby following main) ...")
+        try:
+            site.start()
+        except DemoError as exc:
+            _say(str(exc))
+            backend.stop()
+            return int(ExitCode.UNAVAILABLE)
+        _say(f"DR site ready at {site.url} (pid {site.pid})")
     # closing the terminal (SIGHUP) or kill (SIGTERM): mainsim stops at once, the screen is
     # asked to close, and the process ends within seconds whatever the screen does
-    ender = EndOnSignal(stop_now=[lambda: backend.stop(grace_s=2.0)], name="lifeboat demo").install()
+    stops = [lambda: backend.stop(grace_s=2.0)]
+    if site is not None:
+        stops.append(lambda: site.stop(grace_s=2.0))
+    ender = EndOnSignal(stop_now=stops, name="lifeboat demo").install()
     try:
         return _run_screen(
             backend,
@@ -88,9 +115,13 @@ def run_demo(
             pause_s=pause_s,
             linger_s=linger_s,
             ender=ender,
+            dr_site=site,
         )
     finally:
         code = backend.stop()
+        if site is not None:
+            dr_code = site.stop()
+            _say(f"DR site stopped (exit {dr_code}): dr.db, dr.log in the data dir")
         _say(
             f"mainsim stopped (exit {code}). Data dir: {data} (mainsim.db, mainsim.log, home/ with the "
             f"console's store and logs); remove it when done."
@@ -109,23 +140,33 @@ def _run_screen(
     pause_s: float | None,
     linger_s: float | None,
     ender,
+    dr_site=None,
 ) -> int:
     from console.demo import DEMO_USER, OutageSwitch
-    from console.demo_report import DrillReport
+    from console.demo_report import DRDrillReport, DrillReport
     from console.service import Service
     from console.shutdown import tell_unsent
-    from console.tui.drill import DemoApp, DrillDriver
+    from console.tui.drill import DemoApp, DRDrillDriver, DrillDriver
 
-    service = Service(backend_url=backend.url, home=home, user=DEMO_USER)
-    driver = None
-    if drill:
-        report = DrillReport(backend_url=backend.url, data_dir=str(data), user=DEMO_USER)
-        driver = DrillDriver(
-            report,
-            report_dir,
-            pause_s=(0.2 if headless else 1.5) if pause_s is None else pause_s,
-            linger_s=(0.0 if headless else 6.0) if linger_s is None else linger_s,
+    service = Service(
+        backend_url=backend.url,
+        home=home,
+        user=DEMO_USER,
+        dr_url=dr_site.url if dr_site is not None else None,
+    )
+    driver: DrillDriver | None = None
+    pause = (0.2 if headless else 1.5) if pause_s is None else pause_s
+    linger = (0.0 if headless else 6.0) if linger_s is None else linger_s
+    if drill and dr_site is not None:
+        dr_report = DRDrillReport(
+            backend_url=backend.url, dr_url=dr_site.url, data_dir=str(data), user=DEMO_USER
         )
+        driver = DRDrillDriver(
+            dr_report, report_dir, main=backend, dr=dr_site, pause_s=pause, linger_s=linger
+        )
+    elif drill:
+        report = DrillReport(backend_url=backend.url, data_dir=str(data), user=DEMO_USER)
+        driver = DrillDriver(report, report_dir, pause_s=pause, linger_s=linger)
     app = DemoApp(service, config, switch=OutageSwitch(backend.control_url), drill=driver)
 
     ender.request_exit = lambda code: app.call_from_thread(app.exit, return_code=code)
@@ -143,12 +184,13 @@ def _run_screen(
         _say("the drill was stopped before its end; no report written")
         return int(app.return_code or ExitCode.UNEXPECTED) or int(ExitCode.UNEXPECTED)
     rep = driver.report
+    passed = (
+        "DR drill PASSED: flat on main, reconciled, both sites agree"
+        if dr_site is not None
+        else "drill PASSED: the book ended flat and reconciled"
+    )
     _say(
-        (
-            "drill PASSED: the book ended flat and reconciled"
-            if rep.ok
-            else f"drill FAILED: {rep.failure or '-'}"
-        )
+        (passed if rep.ok else f"drill FAILED: {rep.failure or (rep._why() if dr_site is not None else '-')}")
         + f"; timings {rep.timings_s}"
     )
     if driver.paths is None:

@@ -10,6 +10,7 @@ Layout of the demo's data dir (a new temp dir, or ``--dir``)::
 
     mainsim.db   mainsim's own SQLite file (kept: a second run with --dir resumes it)
     mainsim.log  its output
+    dr.db, dr.log  the DR site's (``--drill --dr``: a second mainsim, a standby following main)
     home/        LIFEBOAT_HOME of the demo console: store, logs, config.toml
     drill-report.json / .md   written by --drill (or into --report DIR)
 """
@@ -18,11 +19,14 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,7 +75,11 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 @dataclass
 class DemoBackend:
-    """mainsim as a child process on 127.0.0.1 (ephemeral port, faults allowed)."""
+    """mainsim as a child process on 127.0.0.1 (ephemeral port, faults allowed).
+
+    ``name`` names its files in the data dir (``mainsim``: mainsim.db, mainsim.log,
+    mainsim-ready.json; the DR drill's DR site is ``dr``).  Started again (after ``kill``), it
+    takes the port it had, so a console configured with its URL finds it there."""
 
     data_dir: Path
     activity: float = DEFAULT_ACTIVITY
@@ -81,13 +89,23 @@ class DemoBackend:
     url: str = ""
     control_url: str = ""
     extra_args: list[str] = field(default_factory=list)
+    name: str = "mainsim"
+    port: int = 0  # 0: an ephemeral port, then the one it got (kept for a restart)
 
     @property
     def log_path(self) -> Path:
-        return self.data_dir / "mainsim.log"
+        return self.data_dir / f"{self.name}.log"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / f"{self.name}.db"
+
+    @property
+    def ready_path(self) -> Path:
+        return self.data_dir / f"{self.name}-ready.json"
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> DemoBackend:
-        ready = self.data_dir / "mainsim-ready.json"
+        ready = self.ready_path
         ready.unlink(missing_ok=True)
         args = [
             sys.executable,
@@ -96,9 +114,9 @@ class DemoBackend:
             "--host",
             "127.0.0.1",
             "--port",
-            "0",
+            str(self.port),
             "--db",
-            str(self.data_dir / "mainsim.db"),
+            str(self.db_path),
             "--seed",
             str(self.seed),
             "--ready-file",
@@ -133,6 +151,7 @@ class DemoBackend:
                 continue
             self.url = info["url"]
             self.control_url = info.get("control_url") or info["url"]
+            self.port = int(self.url.rsplit(":", 1)[1])
             return self
         self.stop()
         raise DemoError(f"mainsim was not ready after {timeout:.0f} s; see {self.log_path}")
@@ -143,6 +162,18 @@ class DemoBackend:
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> int | None:
+        """kill -9 (its process group: it runs in a session of its own), then reaped: the disaster."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+        return self.proc.returncode
 
     def stop(self, grace_s: float = 5.0) -> int | None:
         """SIGTERM, then SIGKILL after ``grace_s``; returns the exit code (None: never started)."""
@@ -284,3 +315,115 @@ def pick_drill_client(positions) -> tuple[str, int] | None:
         return None
     client = sorted(legs.items(), key=lambda kv: (-kv[1], kv[0]))[0]
     return client
+
+
+def pick_drill_clients(positions, n: int) -> list[tuple[str, int]]:
+    """The ``n`` clients with the most open legs (ties: the smallest id), as (client, legs)."""
+    legs: dict[str, int] = {}
+    for p in positions:
+        if p.net_quantity != 0:
+            legs[p.client_id] = legs.get(p.client_id, 0) + 1
+    return sorted(legs.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+
+# --------------------------------------------------------------------------- the DR drill's two sites
+
+
+class SiteAdmin:
+    """The broker's side of the DR drill: a supervisor (super1) declaring the disaster on a
+    site (``/admin/promote``) and planning the switch-back (``/admin/demote``), and each site's
+    word about itself (``/health``).  Blocking calls, a fresh login each time a token is
+    needed (a restarted site forgets its sessions): the drill runs them in a worker thread."""
+
+    def __init__(self, *, user: str = SUPERVISOR, password: str = DEMO_PASSWORD, timeout_s: float = 10.0):
+        self.user, self.password, self.timeout_s = user, password, timeout_s
+        self._tokens: dict[str, str] = {}
+
+    def _url(self, site: DemoBackend, path: str) -> str:
+        return f"{site.url.rstrip('/')}/api/v1{path}"
+
+    def login(self, site: DemoBackend) -> str:
+        import httpx
+
+        r = httpx.post(
+            self._url(site, "/session"),
+            json={"user_id": self.user, "password": self.password},
+            timeout=self.timeout_s,
+        )
+        r.raise_for_status()
+        self._tokens[site.url] = r.json()["access_token"]
+        return self._tokens[site.url]
+
+    def _post(self, site: DemoBackend, path: str, body: dict | None = None) -> dict:
+        import httpx
+
+        token = self._tokens.get(site.url) or self.login(site)
+        for attempt in (1, 2):
+            r = httpx.post(
+                self._url(site, path),
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=self.timeout_s,
+            )
+            if r.status_code == 401 and attempt == 1:  # the site restarted: its sessions are gone
+                token = self.login(site)
+                continue
+            break
+        if r.status_code != 200:
+            raise DemoError(f"{path} at {site.url} answered {r.status_code}: {r.text[:200]}")
+        return r.json()
+
+    def promote(self, site: DemoBackend) -> dict:
+        """The site becomes primary with a higher epoch (its /health as it answered)."""
+        return self._post(site, "/admin/promote")
+
+    def demote(self, site: DemoBackend, follow: str) -> dict:
+        """The site becomes a standby following ``follow``."""
+        return self._post(site, "/admin/demote", {"follow": follow})
+
+    def health(self, site: DemoBackend) -> dict:
+        import httpx
+
+        r = httpx.get(self._url(site, "/health"), timeout=self.timeout_s)
+        r.raise_for_status()
+        return r.json()
+
+
+def orders_by_coid(db: Path) -> Counter[str]:
+    """How many orders each client_order_id has in a site's SQLite file (read-only, its own
+    connection; the site may be running).  Orders without one (the seed's) are left out."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = con.execute("SELECT client_order_id FROM orders WHERE client_order_id IS NOT NULL").fetchall()
+    finally:
+        con.close()
+    return Counter(c for (c,) in rows)
+
+
+def holds(orders: Counter[str], coid: str) -> int:
+    """How many orders a site holds for one accepted action: the order ``coid`` itself, or a
+    journaled square-off's slices (the replay sends slice k as ``{coid}-{k}``, sync/replay.py)."""
+    slices = sum(n for c, n in orders.items() if c.startswith(f"{coid}-") and c[len(coid) + 1 :].isdigit())
+    return orders[coid] + slices
+
+
+def check_sites(dbs: dict[str, Path], accepted: list[str]) -> dict:
+    """Both sites' databases by client_order_id: no order twice in either, every accepted
+    action (``accepted``: client_order_ids; a journaled square-off counts by its slices) in
+    each, and the same set of orders on both."""
+    counts = {name: orders_by_coid(db) for name, db in dbs.items()}
+    twice = {name: sorted(c for c, n in cnt.items() if n > 1) for name, cnt in counts.items()}
+    missing = {name: sorted(c for c in accepted if not holds(cnt, c)) for name, cnt in counts.items()}
+    sets = [set(cnt) for cnt in counts.values()]
+    every: set[str] = set().union(*sets)
+    common: set[str] = sets[0].intersection(*sets[1:]) if sets else set()
+    differ = sorted(every - common)
+    ok = not any(twice.values()) and not any(missing.values()) and not differ
+    return {
+        "ok": ok,
+        "orders": {name: sum(cnt.values()) for name, cnt in counts.items()},
+        "accepted_checked": len(accepted),
+        "twice": twice,
+        "missing": missing,
+        "on_one_site_only": differ[:20],
+    }

@@ -17,6 +17,10 @@ steps (TIMING_SPANS), so a reader can check them against the step table.
 - ``reconciliation_s``: replay ended -> reconciliation stored.
 - ``recovering_after_end_s`` / ``online_after_end_s``: outage ended -> RECOVERING / ONLINE.
 - ``total_s``: drill started -> drill ended.
+
+The DR drill (``lifeboat demo --drill --dr``, DRDrillReport) has the same shape with its own
+steps and timings (DR_TIMING_SPANS) and a "DR sites" section: both sites' databases read by
+client_order_id (no order twice, no accepted action missing, the same orders on both).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 from console.exitcodes import ExitCode
 from contract import clock
@@ -83,6 +88,9 @@ class DrillReport:
     reconciliation: dict | None = None  # counts, mismatch counts, id of the stored report
     failure: str | None = None
 
+    SPANS: ClassVar[dict[str, tuple[str, str]]] = TIMING_SPANS
+    LABELS: ClassVar[dict[str, str]] = TIMING_LABELS
+
     def __post_init__(self) -> None:
         self._mono0: float | None = None  # the drill's start on the monotonic clock
         self._wall0: datetime | None = None  # the same instant in UTC, to the millisecond
@@ -127,7 +135,7 @@ class DrillReport:
 
     def span(self, timing: str) -> float | None:
         """Set ``timing`` (a TIMING_SPANS key) from its two steps' instants; None if either is missing."""
-        first, last = (self.find(n) for n in TIMING_SPANS[timing])
+        first, last = (self.find(n) for n in self.SPANS[timing])
         if first is None or last is None:
             return None
         self.timings_s[timing] = round(last.t - first.t, 3)
@@ -164,14 +172,14 @@ class DrillReport:
             f"- {verdict}",
             f"- started {self.started_at}, finished {self.finished_at or '-'}",
             f"- main backend {self.backend_url} (mainsim, loopback); console data dir `{self.data_dir}`",
-            f"- dealer {self.user}; square-off of client {self.client_id or '-'} ({self.legs} open legs)",
+            *self._head_lines(),
             "",
             "## Timings",
             "",
             "| what | seconds |",
             "|---|---:|",
         ]
-        for key, label in TIMING_LABELS.items():
+        for key, label in self.LABELS.items():
             if key in self.timings_s:
                 lines.append(f"| {label} | {self.timings_s[key]:.3f} |")
         lines += [
@@ -193,8 +201,15 @@ class DrillReport:
                 f"- mismatches: {r.get('mismatch_counts')}",
                 f"- held for a person: {self.held_for_a_person}",
             ]
+        lines += self._extra_sections()
         lines += ["", f"Exit code {self.exit_code}.", ""]
         return "\n".join(lines)
+
+    def _head_lines(self) -> list[str]:
+        return [f"- dealer {self.user}; square-off of client {self.client_id or '-'} ({self.legs} open legs)"]
+
+    def _extra_sections(self) -> list[str]:
+        return []
 
     def _why(self) -> str:
         if not self.flat:
@@ -217,3 +232,95 @@ def judge_reconciliation(report: dict | None) -> tuple[bool, int]:
     if not report:
         return False, 0
     return verdict(report) == CLEAN, int(report.get("for_a_person") or 0)
+
+
+# --------------------------------------------------------------------------- the DR drill (--drill --dr)
+
+DR_TIMING_LABELS = {
+    "main_lost_s": "Main killed -> BACKUP",
+    "promotion_seen_s": "DR promoted -> DR on the banner",
+    "dr_squareoff_s": "Square-off at DR (asked -> every leg accepted by DR)",
+    "dr_lost_s": "DR killed -> BACKUP",
+    "squareoff_journal_s": "Square-off journaled (asked -> durable)",
+    "dr_restart_s": "DR restarted -> serving again",
+    "recovering_after_dr_back_s": "DR back -> RECOVERING",
+    "replay_s": "Replay to DR (pass start -> end)",
+    "reconciliation_s": "Reconciliation against DR (replay end -> report stored)",
+    "dr_again_after_back_s": "DR back -> DR on the banner",
+    "main_catchup_s": "Main restarted as a standby -> caught up with DR",
+    "switch_back_s": "Switch-back (main promoted -> ONLINE at main)",
+    "total_s": "Whole drill",
+}
+DR_TIMING_SPANS = {
+    "main_lost_s": ("main killed", "BACKUP"),
+    "promotion_seen_s": ("DR promoted", "DR"),
+    "dr_squareoff_s": ("square-off at DR asked", "square-off at DR accepted"),
+    "dr_lost_s": ("DR killed", "BACKUP (DR lost)"),
+    "squareoff_journal_s": ("square-off asked", "square-off journaled"),
+    "dr_restart_s": ("DR restarted", "DR back"),
+    "recovering_after_dr_back_s": ("DR back", "RECOVERING"),
+    "replay_s": ("replay started", "replay ended"),
+    "reconciliation_s": ("replay ended", "reconciliation stored"),
+    "dr_again_after_back_s": ("DR back", "DR again"),
+    "main_catchup_s": ("main restarted as standby", "main caught up"),
+    "switch_back_s": ("main promoted", "ONLINE"),
+    "total_s": ("drill started", "drill ended"),
+}
+
+
+@dataclass
+class DRDrillReport(DrillReport):
+    """The DR drill's report: the plain one's shape, its own steps and timings, and the sites.
+
+    ``client_id`` is squared off at the DR site (accepted there, never journaled);
+    ``journal_client_id`` in BACKUP once DR is lost too (journaled, then replayed to DR).
+    ``sites`` is the last reading of both databases (demo.check_sites); the drill passes only
+    when it is ok, both clients ended flat on main and the replay reconciled clean."""
+
+    dr_url: str = ""
+    journal_client_id: str | None = None
+    journal_legs: int = 0
+    dr_legs: list[str] = field(default_factory=list)  # client_order_ids of the legs DR accepted
+    journaled_legs: list[str] = field(default_factory=list)  # those journaled, then replayed to DR
+    sites: dict | None = None
+    sites_ok: bool = False
+
+    SPANS: ClassVar[dict[str, tuple[str, str]]] = DR_TIMING_SPANS
+    LABELS: ClassVar[dict[str, str]] = DR_TIMING_LABELS
+
+    @property
+    def ok(self) -> bool:
+        return super().ok and self.sites_ok
+
+    def _why(self) -> str:
+        if not self.flat:
+            return "the clients' books did not end flat on main"
+        if not self.reconciled:
+            return "the reconciliation found something to look at"
+        return "the sites' databases do not agree (an order twice, one missing, or on one site only)"
+
+    def _head_lines(self) -> list[str]:
+        return [
+            f"- DR site {self.dr_url or '-'} (mainsim standby following main, loopback)",
+            f"- dealer {self.user}; square-off at DR of client {self.client_id or '-'} ({self.legs} open legs); "
+            f"square-off journaled with DR lost too of client {self.journal_client_id or '-'} "
+            f"({self.journal_legs} open legs)",
+        ]
+
+    def _extra_sections(self) -> list[str]:
+        lines = ["", "## DR sites", ""]
+        s = self.sites
+        if not s:
+            return [*lines, "- not checked (the drill ended before)"]
+        orders = ", ".join(f"{k} {v}" for k, v in (s.get("orders") or {}).items())
+        twice = {k: v for k, v in (s.get("twice") or {}).items() if v}
+        missing = {k: v for k, v in (s.get("missing") or {}).items() if v}
+        lines += [
+            f"- {'AGREE' if s.get('ok') else 'DISAGREE'}: orders with a client_order_id: {orders}",
+            f"- accepted actions checked on both sites: {s.get('accepted_checked')} "
+            f"({len(self.dr_legs)} legs accepted by DR, {len(self.journaled_legs)} journaled and replayed)",
+            f"- an order twice: {twice or 'none'}",
+            f"- an accepted action missing: {missing or 'none'}",
+            f"- on one site only: {s.get('on_one_site_only') or 'none'}",
+        ]
+        return lines
