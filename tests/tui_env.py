@@ -21,7 +21,7 @@ def make_app(url: str, home: Path, *, user: str = "dealer1", config=None, **kw):
     from console.tui.app import LifeboatApp
     from console.tui.config import ConsoleConfig
 
-    svc = Service(backend_url=url, home=home, user=user)
+    svc = Service(backend_url=url, home=home, user=user, dr_url=kw.pop("dr_url", None))
     cfg = config or ConsoleConfig(idle_lock_minutes=0)
     return LifeboatApp(svc, cfg, user=user, status_every=kw.pop("status_every", 0.3), **kw)
 
