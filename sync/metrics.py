@@ -128,7 +128,7 @@ class _LiveCollector(Collector):
 
     def collect(self) -> Iterable:
         rt = self.runtime
-        mode = rt.detector.mode.value
+        mode = rt.mode  # DR while the DR site takes the actions
         family = GaugeMetricFamily(
             "lifeboat_mode", "The console's mode: 1 for the current one, 0 for the others.", labels=["mode"]
         )

@@ -202,7 +202,8 @@ def health(store: Store, runtime, *, running: bool, now: Callable = clock.utcnow
     """The console's health for a load balancer or a probe: see the module's docstring."""
     if runtime is None or not running:
         return Health("fail", None, ["the agent's runtime is not running"])
-    mode = runtime.detector.mode.value
+    mode = runtime.mode  # DR while the DR site takes the actions
+    sending = mode in ("ONLINE", "DR")
     reasons: list[str] = []
     try:
         g = metrics_reads.gauges(store)
@@ -212,13 +213,13 @@ def health(store: Store, runtime, *, running: bool, now: Callable = clock.utcnow
         reasons.append(f"mode {mode}: {runtime.detector.reason}")
     if g.held:
         reasons.append(f"{g.held} journal entries held for a person's decision (lifeboat sync report)")
-    if g.pending and mode == "ONLINE":
+    if g.pending and sending:
         reasons.append(f"{g.pending} journal entries not yet replayed")
-    if mode == "ONLINE" and g.mirror_applied_at is not None:
+    if sending and g.mirror_applied_at is not None:
         age = (now() - g.mirror_applied_at).total_seconds()
         if age > MIRROR_STALE_S:
             reasons.append(f"the local mirror was last current {age:.0f} s ago")
-    if mode == "ONLINE" and not runtime.status.connected:
+    if sending and not runtime.status.connected:
         reasons.append("the event stream is not connected")
     if g.mismatches:
         reasons.append(f"the last reconciliation found {g.mismatches} mismatches")
