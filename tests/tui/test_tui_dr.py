@@ -65,3 +65,40 @@ async def _story(main, dr, tmp_path):
             pilot, lambda: pos.row(open_key)["net_quantity"] == 0, timeout=20, what="flat on the desk"
         )
         app.exit()
+
+
+def test_split_brain_turns_the_banner_to_an_alarm_and_the_desk_journals(sim_factory, tmp_path, tui_keyring):
+    main, other = sim_factory(), sim_factory()  # both say primary: split brain
+    run(_split(main, other, tmp_path))
+
+
+async def _split(main, other, tmp_path):
+    from console.tui.screens.squareoff import SquareOffScreen
+    from console.tui.widgets.banner import ModeBanner
+    from console.tui.widgets.status_bar import StatusBar
+
+    before = set(orders_in(main.db)), set(orders_in(other.db))
+    app = make_app(main.url, tmp_path / "home", dr_url=other.url)
+    async with app.run_test(size=SIZE) as pilot:
+        desk = await login(pilot)
+        banner, bar = desk.query_one(ModeBanner), desk.query_one(StatusBar)
+        await wait_for(pilot, lambda: banner.mode == "BACKUP", timeout=20, what="BACKUP on the banner")
+        await wait_for(pilot, lambda: "ALARM" in str(banner.render()), what="the alarm on the banner")
+        text = str(banner.render())
+        assert "split brain" in text and "main is down" not in text, text
+        await wait_for(pilot, lambda: "ALARM" in str(bar.render()), what="the alarm on the status bar")
+
+        pos = desk.grid("positions")
+        open_key = next(k for k in pos.keys() if pos.row(k)["net_quantity"] != 0)  # noqa: SIM118 - a widget
+        pos.move_to(open_key)
+        await pilot.press("f10")
+        so = await wait_for(
+            pilot, lambda: isinstance(app.screen, SquareOffScreen) and app.screen, what="square-off"
+        )
+        await wait_for(pilot, lambda: so.preview is not None, what="the preview")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: so.result is not None, timeout=20, what="the journaled square-off")
+        assert so.result.mode == "BACKUP" and so.result.journal_seqs
+        assert (set(orders_in(main.db)), set(orders_in(other.db))) == before  # sent to neither site
+        await pilot.press("escape")
+        app.exit()

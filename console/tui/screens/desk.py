@@ -423,7 +423,11 @@ class DeskScreen(Screen):
         if banner.mode != "RECOVERING":  # the figure itself comes from the progress poll alone
             banner.progress = ""
         if banner.mode in ("BACKUP", "UNAVAILABLE") and msg.status.get("mode") in ("BACKUP", "UNAVAILABLE"):
-            banner.reason = msg.status.get("reason", "")
+            sites = msg.status.get("sites") or {}
+            if msg.status["mode"] == "BACKUP" and (sites.get("split_brain") or sites.get("fenced")):
+                banner.reason = f"ALARM {sites.get('reason', 'no site may take actions')}"  # DR tier alarm
+            else:
+                banner.reason = msg.status.get("reason", "")
             banner.mode = msg.status["mode"]  # BACKUP shown only where a backup action can be accepted
         self.show_title()
         rs = (msg.status.get("runtime") or {}).get("resnapshots", 0)
@@ -481,8 +485,14 @@ class DeskScreen(Screen):
 
     def set_mode(self, msg: ModeChanged) -> None:
         banner = self.query_one(ModeBanner)
+        live = self.app.live.snapshot()
+        sites = live.sites or {}
         if msg.mode == "DR":  # which DR site (the status bar says since when)
-            banner.reason = self.app.live.snapshot().site_url
+            banner.reason = live.site_url
+        elif msg.mode == "BACKUP" and (sites.get("split_brain") or sites.get("fenced")):
+            banner.reason = f"ALARM {sites.get('reason', 'no site may take actions')}"
+        elif banner.reason.startswith("ALARM"):
+            banner.reason = ""
         banner.mode = msg.mode
         self.query_one(StatusBar).show(mode_since=msg.at)
         self.show_price_ages()  # BACKUP: every price carries its age from now on

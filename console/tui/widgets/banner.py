@@ -31,7 +31,10 @@ class ModeBanner(Static):
         if self.mode == "UNAVAILABLE" and self.reason:
             extra = f" ({self.reason.split('backup not possible here: ', 1)[-1]})"
         if self.mode == "DR" and self.reason:
-            extra = f" ({self.reason})"  # the site and since when
+            extra = f" ({self.reason})"  # which DR site
+        if self.mode == "BACKUP" and self.reason.startswith("ALARM"):
+            # split brain or a stale primary: main is not down, no site may be trusted
+            return f" BACKUP  -  {self.reason}: actions are journaled locally"
         return f" {self.mode}  -  {MEANING.get(self.mode, '')}{extra}"
 
     def watch_mode(self, old: str, new: str) -> None:
