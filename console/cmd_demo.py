@@ -8,9 +8,10 @@ Why apart from console/demo.py: this is the command's lifecycle (flags, messages
 stderr, exit codes, signals) around the pieces; it is imported only when `demo` runs,
 and it imports Textual only once the screen is about to open.
 
-Exit codes: 0 (demo closed; drill flat and reconciled), 1 (drill did not end flat and
-reconciled, or an unexpected error), 2 (bad flags, config or --dir), 5 (mainsim did not
-start), 6 (drill: something held for a supervisor's decision).
+Exit codes: 0 (demo closed; drill flat and reconciled; DR drill: and both sites' databases
+agree), 1 (drill did not end flat and reconciled, or an unexpected error), 2 (bad flags,
+config or --dir; --dr without --drill), 5 (mainsim or the DR site did not start), 6 (drill:
+something held for a supervisor's decision).
 """
 
 from __future__ import annotations
