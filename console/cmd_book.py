@@ -129,7 +129,14 @@ def book(g, what: str, client: str | None, local: bool, as_json: bool) -> int:
             if as_json:
                 emit_json([r.model_dump(mode="json") for r in rows])
             else:
-                _table(rows, cols, f"{what} ({'local store' if local else 'main system'}): {len(rows)}")
+                source = (
+                    "local store"
+                    if local
+                    else f"the DR site {svc.backend_url}"
+                    if svc.dr_url and svc.backend_url == svc.dr_url
+                    else "main system"
+                )
+                _table(rows, cols, f"{what} ({source}): {len(rows)}")
             return 0
 
         return go()

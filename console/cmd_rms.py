@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from console.cmd_trade import _confirm, _password_for
+from console.cmd_trade import _confirm, _password_for, journaled_line
 from console.runner import UsageProblem, emit_json, err, out, run
 from console.service import Service, sends
 
@@ -136,6 +136,4 @@ def _print(res) -> None:
                 markup=False,
             )
     if not sends(res.mode) and not res.dry_run:
-        err.print(
-            f"main system down: journaled durably in {res.mode} mode; replayed when it is back", markup=False
-        )
+        err.print(journaled_line(res.mode), markup=False)

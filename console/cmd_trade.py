@@ -155,9 +155,14 @@ def _print_legs(res: ActionResult) -> None:
             f"open orders cancelled{' (planned)' if res.dry_run else ''}: {len(res.cancels)}", markup=False
         )
     if not sends(res.mode) and not res.dry_run:
-        err.print(
-            f"main system down: journaled durably in {res.mode} mode; replayed when it is back", markup=False
-        )
+        err.print(journaled_line(res.mode), markup=False)
+
+
+def journaled_line(mode: str) -> str:
+    """What a person is told of an action journaled instead of sent (true with a DR site too:
+    in split brain main is not down, and in RECOVERING it is up)."""
+    why = "the journal is being replayed first" if mode == "RECOVERING" else "no site can take it now"
+    return f"journaled durably in {mode} mode ({why}); sent when a site takes actions again"
 
 
 def squareoff(
