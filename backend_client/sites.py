@@ -139,13 +139,25 @@ def _none_primary(sites: tuple[Site, ...]) -> str:
 
 
 async def survey(
-    main_url: str, dr_url: str | None, *, timeout: float = 0.8, verify: bool | str = True
+    main_url: str,
+    dr_url: str | None,
+    *,
+    timeout: float = 0.8,
+    verify: bool | str = True,
+    http=None,
+    known: dict[str, ProbeResult] | None = None,
 ) -> tuple[Site, ...]:
-    """Both sites' health, probed at once (one site when no DR site is configured)."""
+    """Both sites' health, probed at once (one site when no DR site is configured); ``known``
+    holds probes already made (by site name), ``http`` a probe client kept open by the caller."""
     urls = [(MAIN, main_url)] + ([(DR, dr_url)] if dr_url else [])
+    known = known or {}
 
-    def _verify(url: str) -> bool | str:
-        return verify if url.startswith("https://") else False
+    async def probe(name: str, url: str) -> ProbeResult:
+        if name in known:
+            return known[name]
+        return await probe_once(
+            url, timeout=timeout, verify=verify if url.startswith("https://") else False, http=http
+        )
 
-    probes = await asyncio.gather(*(probe_once(url, timeout=timeout, verify=_verify(url)) for _, url in urls))
-    return tuple(Site(name, url, probe) for (name, url), probe in zip(urls, probes, strict=True))
+    probes = await asyncio.gather(*(probe(name, url) for name, url in urls))
+    return tuple(Site(name, url, p) for (name, url), p in zip(urls, probes, strict=True))

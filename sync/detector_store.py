@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from backend_client.detector import Mode, Transition
+from backend_client.sites import Site, SiteChoice, choose
 from localstore import audit, console_state, journal_store
 from localstore.db import Store
 
@@ -42,6 +43,16 @@ def record_transition(store: Store, change: Transition, *, wall_at: datetime, us
             },
             at=wall_at,
         )
+
+
+def decide_sites(store: Store, sites: tuple[Site, ...]) -> SiteChoice:
+    """Where actions go from one survey of the sites (backend_client.sites.choose), against the
+    highest epoch this console has seen, which the survey may raise (kept in the store)."""
+    highest = console_state.highest_epoch(store)
+    choice = choose(sites, highest)
+    if choice.highest_epoch > highest:
+        console_state.raise_epoch(store, choice.highest_epoch)
+    return choice
 
 
 def read_stored_mode(store: Store) -> Mode:

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING
 from backend_client.client import BackendClient
 from backend_client.detector import Detector, Mode, ProbeResult, Transition, probe_http_client, probe_once
 from backend_client.errors import ProtocolError, Unavailable
-from backend_client.sites import DR, MAIN, Site, SiteChoice, choose
+from backend_client.sites import DR, MAIN, Site, SiteChoice, survey
 from backend_client.stream import StreamClient, StreamStatus
 from contract import clock, wire
 from contract.aio import wait_event
-from localstore import console_state, mirror_store
+from localstore import mirror_store
 from localstore.db import Store
 from sync import detector_store
 from sync.bod import replace_book
@@ -410,19 +410,10 @@ class Runtime:
         """Survey both sites (the current one's probe is reused) and follow what they say of
         themselves: fence the detector on split brain or a stale primary, and move to the
         other site once the current one is given up (BACKUP) and the other one is primary."""
-        known = known or {}
-        urls = {MAIN: self.main_url, DR: self.dr_url or ""}
-        probes = {}
-        for name, url in urls.items():
-            probe = known.get(name)
-            if probe is None:
-                probe = await probe_once(url, timeout=self.probe_timeout, http=http, verify=self.verify)
-            probes[name] = probe
-        sites = tuple(Site(name, urls[name], probes[name]) for name in (MAIN, DR))
-        highest = await asyncio.to_thread(console_state.highest_epoch, self.store)
-        choice = choose(sites, highest)
-        if choice.highest_epoch > highest:
-            await asyncio.to_thread(console_state.raise_epoch, self.store, choice.highest_epoch)
+        sites = await survey(
+            self.main_url, self.dr_url, timeout=self.probe_timeout, verify=self.verify, http=http, known=known
+        )
+        choice = await asyncio.to_thread(detector_store.decide_sites, self.store, sites)
         self.sites = choice
         now = self.clock()
         if choice.split_brain or choice.fenced is not None:

@@ -223,14 +223,11 @@ class Service:
         that says primary with the highest epoch seen; to neither on split brain or when none
         does (BACKUP).  A supervisor's forced mode wins as it does without a DR site (forced
         ONLINE sends to main)."""
-        from backend_client.sites import MAIN, choose, survey
-        from localstore import console_state
+        from backend_client.sites import MAIN, survey
+        from sync import detector_store
 
         sites = await survey(self.main_url, self.dr_url)
-        highest = await asyncio.to_thread(console_state.highest_epoch, self.store)
-        choice = choose(sites, highest)
-        if choice.highest_epoch > highest:
-            await asyncio.to_thread(console_state.raise_epoch, self.store, choice.highest_epoch)
+        choice = await asyncio.to_thread(detector_store.decide_sites, self.store, sites)
         if choice.split_brain or choice.fenced is not None:
             log.error(
                 "DR tier alarm: %s",
