@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
 from pathlib import Path
 
-from localstore.trustfile import _config_path
+from localstore.trustfile import config_section
 
 TOKEN_ENV = "LIFEBOAT_ALERTMANAGER_TOKEN_FILE"
 
@@ -26,14 +25,10 @@ class MonitoringConfigError(Exception):
 def token_file(home: Path) -> Path | None:
     if os.environ.get(TOKEN_ENV):
         return Path(os.environ[TOKEN_ENV]).expanduser()
-    path = _config_path(home)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise MonitoringConfigError(f"{path}: cannot read the console's config ({exc})") from None
-    section = data.get("monitoring")
+        path, section = config_section(home, "monitoring")
+    except ValueError as exc:
+        raise MonitoringConfigError(str(exc)) from None
     name = section.get("alertmanager_token_file") if isinstance(section, dict) else None
     if name is None:
         return None

@@ -4,10 +4,9 @@ imports no Textual."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
-from localstore.trustfile import _config_path
+from localstore.trustfile import config_section
 from sync.rms.settings import RmsConfigError, RmsSettings, parse
 
 __all__ = ["RmsConfigError", "load"]
@@ -16,11 +15,8 @@ __all__ = ["RmsConfigError", "load"]
 def load(home: Path) -> RmsSettings:
     """The [rms] settings (the defaults without a config or an [rms] table); a bad value
     raises RmsConfigError naming the file and the setting."""
-    path = _config_path(home)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return RmsSettings()
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise RmsConfigError(f"{path}: cannot read the console's config ({exc})") from None
-    return parse(data.get("rms"), where=str(path))
+        path, section = config_section(home, "rms")
+    except ValueError as exc:
+        raise RmsConfigError(str(exc)) from None
+    return parse(section, where=str(path))

@@ -5,10 +5,9 @@ path imports no Textual."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
-from localstore.trustfile import _config_path
+from localstore.trustfile import config_section
 
 
 class SiteConfigError(Exception):
@@ -27,14 +26,10 @@ def dr_url(home: Path, given: str | None, main_url: str) -> str | None:
     if given:
         url = check_url(given, "--dr-backend")
     else:
-        path = _config_path(home)
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise SiteConfigError(f"{path}: cannot read the console's config ({exc})") from None
-        section = data.get("backend")
+            path, section = config_section(home, "backend")
+        except ValueError as exc:
+            raise SiteConfigError(str(exc)) from None
         value = section.get("dr_url") if isinstance(section, dict) else None
         if value is None:
             return None

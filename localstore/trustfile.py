@@ -27,6 +27,7 @@ import hashlib
 import os
 import tomllib
 from pathlib import Path
+from typing import Any
 
 CONFIG_ENV = "LIFEBOAT_CONFIG"  # the same setting console/tui/config.py reads
 CONFIG_FILENAME = "config.toml"
@@ -45,6 +46,19 @@ def _config_path(home: Path) -> Path:
     if os.environ.get(CONFIG_ENV):
         return Path(os.environ[CONFIG_ENV]).expanduser()
     return Path(home) / CONFIG_FILENAME
+
+
+def config_section(home: Path, name: str) -> tuple[Path, Any]:
+    """(the config's path, its ``[name]`` table or None); no config file is no table.  A file
+    that cannot be read or parsed raises ValueError saying so (each reader names its own error)."""
+    path = _config_path(home)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return path, None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the console's config ({exc})") from None
+    return path, data.get(name)
 
 
 def configured(home: Path) -> Path | None:
